@@ -1,0 +1,247 @@
+/* jv_model.h: the contract between code emitted by jmvaec and the runtime.
+ *
+ * Everything the generated model code needs is here and is header-only
+ * (static inline), so the same generated file compiles in single precision
+ * (default) or double precision (-DJV_DOUBLE) against one installed runtime:
+ *   - jv_real, the scalar type;
+ *   - jv_gemm, a thin wrapper over CBLAS;
+ *   - the counter-based random generator (Philox4x32-10), a pure function of
+ *     (seed, stream, index), so streams never depend on thread count;
+ *   - the numerically stable scalar helpers the emitted loops call;
+ *   - jv_model, the descriptor a generated model exports for the trainer.
+ *
+ * Memory is always the caller's: parameters, gradients and the activation
+ * arena are plain arrays of jv_real whose sizes the descriptor gives.
+ */
+#ifndef JV_MODEL_H
+#define JV_MODEL_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cblas.h>
+
+#ifdef JV_DOUBLE
+typedef double jv_real;
+#define JV_REAL_NAME "double"
+#else
+typedef float jv_real;
+#define JV_REAL_NAME "float"
+#endif
+
+/* ---------------------------------------------------------------- BLAS -- */
+
+/* When JV_GEMM_HOOK is defined, every GEMM also calls jv_gemm_hook with its
+ * shape; the benchmark uses it to record and replay the GEMMs of a step. */
+#ifdef JV_GEMM_HOOK
+void jv_gemm_hook(int trans_a, int trans_b, int m, int n, int k, double beta);
+#endif
+
+/* C[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C, all row-major. */
+static inline void jv_gemm(int trans_a, int trans_b, int m, int n, int k, jv_real alpha,
+                           const jv_real *a, int lda, const jv_real *b, int ldb, jv_real beta,
+                           jv_real *c, int ldc)
+{
+#ifdef JV_GEMM_HOOK
+    jv_gemm_hook(trans_a, trans_b, m, n, k, (double)beta);
+#endif
+#ifdef JV_DOUBLE
+    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#else
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
+}
+
+/* ------------------------------------------------------ scalar helpers -- */
+
+#ifdef JV_DOUBLE
+#define JV_EXP exp
+#define JV_LOG log
+#define JV_LOG1P log1p
+#define JV_TANH tanh
+#define JV_SQRT sqrt
+#define JV_FABS fabs
+#else
+#define JV_EXP expf
+#define JV_LOG logf
+#define JV_LOG1P log1pf
+#define JV_TANH tanhf
+#define JV_SQRT sqrtf
+#define JV_FABS fabsf
+#endif
+
+#define JV_LOG_2PI ((jv_real)1.8378770664093453)
+
+/* softplus(x) = log(1 + e^x), without overflow for large x. */
+static inline jv_real jv_softplus(jv_real x)
+{
+    return x > 0 ? x + JV_LOG1P(JV_EXP(-x)) : JV_LOG1P(JV_EXP(x));
+}
+
+static inline jv_real jv_sigmoid(jv_real x)
+{
+    if (x >= 0) {
+        jv_real e = JV_EXP(-x);
+        return 1 / (1 + e);
+    }
+    jv_real e = JV_EXP(x);
+    return e / (1 + e);
+}
+
+/* ------------------------------------------- counter-based generator -- */
+
+/* Philox4x32-10 (Salmon et al., SC'11): four 32-bit outputs per counter. */
+static inline void jv_philox(uint64_t seed, uint64_t stream, uint64_t index, uint32_t out[4])
+{
+    uint32_t c0 = (uint32_t)index, c1 = (uint32_t)(index >> 32);
+    uint32_t c2 = (uint32_t)stream, c3 = (uint32_t)(stream >> 32);
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int round = 0; round < 10; round++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c0;
+        uint64_t p1 = (uint64_t)0xCD9E8D57u * c2;
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
+        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        c1 = (uint32_t)p1;
+        c3 = (uint32_t)p0;
+        c0 = n0;
+        c2 = n2;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
+}
+
+/* Uniform in (0, 1): never 0, so its logarithm is finite. */
+static inline double jv_u01(uint32_t hi, uint32_t lo)
+{
+    uint64_t bits = ((uint64_t)hi << 21) ^ (uint64_t)(lo >> 11); /* 53 bits */
+    return ((double)(bits & ((1ull << 53) - 1)) + 0.5) / 9007199254740992.0;
+}
+
+/* The index-th uniform of a stream. */
+static inline double jv_uniform_at(uint64_t seed, uint64_t stream, uint64_t index)
+{
+    uint32_t r[4];
+    jv_philox(seed, stream, index, r);
+    return jv_u01(r[0], r[1]);
+}
+
+/* The index-th standard normal of a stream (Box-Muller on one counter). */
+static inline double jv_normal_at(uint64_t seed, uint64_t stream, uint64_t index)
+{
+    uint32_t r[4];
+    jv_philox(seed, stream, index, r);
+    double u1 = jv_u01(r[0], r[1]), u2 = jv_u01(r[2], r[3]);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* ---------------------------------------------------- the descriptor -- */
+
+typedef enum {
+    JV_BERNOULLI,        /* logits; targets in [0,1] */
+    JV_CATEGORICAL,      /* logits; one-hot targets (the loader expands class indices) */
+    JV_GAUSSIAN,         /* mean; unit variance */
+    JV_GAUSSIAN_LEARNED  /* mean and per-dimension variance */
+} jv_likelihood;
+
+typedef struct {
+    const char *name;
+    int size;
+    jv_likelihood likelihood;
+    int height, width;  /* an image of height x width (size == height * width); 0 otherwise */
+} jv_modality_info;
+
+typedef struct {
+    const char *name;
+    int size;
+} jv_latent_info;
+
+/* One parameter tensor in the parameter block. */
+typedef struct {
+    const char *name;  /* e.g. "q_xw.l1.weight" */
+    int rows, cols;    /* a bias has rows == 1 */
+    size_t offset;     /* in jv_real elements from the start of the block */
+} jv_tensor_info;
+
+/* A weight of the objective: the value used is
+ *   warmup_epochs > 0 ? from + (value - from) * min(1, epoch_progress / warmup_epochs) : value */
+typedef struct {
+    const char *name;
+    double value;
+    double warmup_from;
+    double warmup_epochs;
+} jv_hyper_info;
+
+typedef struct {
+    double lr, beta1, beta2, eps, clip; /* clip <= 0: no clipping */
+    int batch, epochs;
+    uint64_t seed;
+} jv_train_defaults;
+
+/* data: one pointer per modality, each [batch x size] row-major.
+ * latents / noise: one pointer per latent, each [batch x size]. */
+typedef struct {
+    const char *name;     /* the conditioning set, e.g. "x,w" */
+    unsigned condition;   /* bit m set: the family's encoders read modality m */
+    /* Samples every latent from this family's posteriors (top-down as the spec
+     * orders them): z = mean + sd * noise, or the mean where noise is NULL.
+     * log_q[b] = log q(z | inputs) of the returned sample. */
+    void (*posterior)(const jv_real *params, jv_real *arena, int batch,
+                      const jv_real *const *data, const jv_real *const *noise,
+                      jv_real *const *latents, jv_real *log_q);
+} jv_family_info;
+
+typedef struct jv_model {
+    const char *name;
+    uint64_t fingerprint;          /* of the spec's canonical form and the parameter layout */
+    int n_modalities;
+    const jv_modality_info *modalities;
+    int n_latents;
+    const jv_latent_info *latents;
+    int n_tensors;
+    const jv_tensor_info *tensors;
+    size_t n_params;               /* jv_real elements in the parameter block */
+    int n_hypers;
+    const jv_hyper_info *hypers;
+    int n_terms;
+    const char *const *term_names;
+    jv_train_defaults defaults;
+    size_t arena_per_example;      /* arena elements per example of the batch */
+    int n_families;
+    const jv_family_info *families;
+    int training_family;           /* index of the family the objective samples from */
+
+    /* Parameters from a seed (the rule is stated in the generated header). */
+    void (*init)(jv_real *params, uint64_t seed);
+    /* One training step's forward pass. hyper: current value of each hyper
+     * (NULL: the spec's values); term_scale: a factor per term (NULL: all 1).
+     * terms[t] receives the batch mean of term t before weighting; returns
+     * sum_t scale_t * weight_t * terms[t]. */
+    jv_real (*forward)(const jv_real *params, jv_real *arena, int batch,
+                       const jv_real *const *data, const jv_real *const *noise,
+                       const jv_real *hyper, const jv_real *term_scale, jv_real *terms);
+    /* The gradient of forward's return value, written to grads (overwritten).
+     * Must follow forward with the same arguments; it reads forward's arena. */
+    void (*backward)(const jv_real *params, jv_real *grads, jv_real *arena, int batch,
+                     const jv_real *const *data, const jv_real *const *noise,
+                     const jv_real *hyper, const jv_real *term_scale);
+    /* log p(z) under the top-down prior, and log p(m | z) for every modality:
+     * log_lik[m][b]. */
+    void (*log_joint)(const jv_real *params, jv_real *arena, int batch,
+                      const jv_real *const *data, const jv_real *const *latents,
+                      jv_real *log_prior, jv_real *const *log_lik);
+    /* Each modality's expected value given the latents: probabilities for
+     * Bernoulli and categorical, the mean for Gaussian. */
+    void (*decode)(const jv_real *params, jv_real *arena, int batch,
+                   const jv_real *const *latents, jv_real *const *out);
+    /* Ancestral sample from the prior, top-down. */
+    void (*sample_prior)(const jv_real *params, jv_real *arena, int batch,
+                         const jv_real *const *noise, jv_real *const *latents);
+} jv_model;
+
+#endif

@@ -1,0 +1,124 @@
+/* jv_runtime.h: the generic part of every generated trainer (libjmvaec).
+ *
+ * Compiled once, in single precision. Every function that can fail returns 0
+ * on success and -1 on failure, with one line (no trailing newline) naming
+ * the file and what is wrong in err->msg; on failure nothing is written to
+ * disk and nothing is leaked.
+ */
+#ifndef JV_RUNTIME_H
+#define JV_RUNTIME_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "jv_model.h"
+
+typedef struct {
+    char msg[1024];
+} jv_error;
+
+void jv_error_set(jv_error *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ----------------------------------------------------------- threads -- */
+
+/* Sets every thread pool the trainer uses (OpenBLAS's and ours). */
+void jv_set_threads(int threads);
+
+/* ------------------------------------------------------------- random -- */
+
+/* A stream of the counter-based generator: draws are a pure function of
+ * (seed, stream, position), so they do not depend on the thread count. */
+typedef struct {
+    uint64_t seed;
+    uint64_t stream;
+    uint64_t position;
+} jv_rng;
+
+void jv_rng_fill_normal(jv_rng *rng, float *out, size_t n);
+void jv_rng_fill_uniform(jv_rng *rng, float *out, size_t n);
+/* Uniform integer in [0, n). */
+uint64_t jv_rng_below(jv_rng *rng, uint64_t n);
+/* Fisher-Yates shuffle of idx[0..n). */
+void jv_rng_shuffle(jv_rng *rng, size_t *idx, size_t n);
+
+/* ---------------------------------------------------------- optimiser -- */
+
+typedef struct {
+    double lr, beta1, beta2, eps, clip; /* clip <= 0: none */
+} jv_adam_config;
+
+/* Global L2 norm of g[0..n), accumulated in double. */
+double jv_grad_norm(const float *g, size_t n);
+/* One Adam step (step counts from 1) with the gradient scaled by
+ * min(1, clip / grad_norm) when clipping is on. */
+void jv_adam_step(const jv_adam_config *cfg, float *params, const float *grads, float *m, float *v,
+                  size_t n, long step, double grad_norm);
+/* The value of a weight after linear warm-up (see jv_hyper_info). */
+double jv_hyper_value(const jv_hyper_info *h, double epoch_progress);
+
+/* --------------------------------------------------------------- data -- */
+
+/* A dense matrix of examples: n rows of dim floats. */
+typedef struct {
+    size_t n, dim;
+    float *x;
+} jv_matrix;
+
+void jv_matrix_free(jv_matrix *m);
+
+/* Reads IDX (plain or gzip), NPY (float32, float64, uint8; C order) or CSV
+ * (numbers separated by commas, one example per line; a header line is an
+ * error). uint8 data is scaled to [0,1]. The result is n x dim with dim the
+ * product of all but the first dimension. NaN or infinity is an error. */
+int jv_load_matrix(const char *path, jv_matrix *out, jv_error *err);
+
+/* Loads the data file for one modality and checks it against the modality:
+ * categorical: class indices (dim 1, integers in [0, size)) become one-hot
+ *   rows; dim == size rows are taken as one-hot or probabilities;
+ * bernoulli: values must lie in [0,1]; dim must equal size;
+ * gaussian: dim must equal size. */
+int jv_load_modality(const char *path, const jv_modality_info *mod, jv_matrix *out, jv_error *err);
+
+/* --------------------------------------------------------------- PNG -- */
+
+/* Writes an 8-bit grey (channels 1) or RGB (channels 3) PNG atomically. */
+int jv_png_write(const char *path, const uint8_t *pixels, int width, int height, int channels,
+                 jv_error *err);
+
+/* ------------------------------------------------------- checkpoints -- */
+
+/* The checkpoint format, version 1, all integers little-endian:
+ *   "JMVAECK1"              8 bytes magic
+ *   u32 version (1)         u32 reserved (0)
+ *   u64 model fingerprint   (jv_model.fingerprint)
+ *   u32 name length, name bytes (the model's name)
+ *   u32 tensor count; per tensor: u32 name length, name, u32 rows, u32 cols, u64 offset
+ *   u64 parameter count n
+ *   f32[n] parameters, f32[n] Adam m, f32[n] Adam v
+ *   u64 rng seed, u64 rng position
+ *   i64 epoch (completed), i64 step (optimiser steps taken)
+ *   u32 CRC-32 (zlib) of every byte before it
+ * Written to a temporary file in the same folder, flushed (fsync), then
+ * renamed over the target, so the previous checkpoint survives any failure. */
+typedef struct {
+    float *params, *m, *v; /* each n_params long, owned by the caller */
+    uint64_t rng_seed, rng_position;
+    int64_t epoch, step;
+} jv_checkpoint;
+
+int jv_checkpoint_save(const char *path, const jv_model *model, const jv_checkpoint *ck, jv_error *err);
+/* Refuses a damaged file, another version, or a checkpoint of another spec. */
+int jv_checkpoint_load(const char *path, const jv_model *model, jv_checkpoint *ck, jv_error *err);
+
+/* ------------------------------------------------------------- files -- */
+
+/* Writes bytes atomically (temporary file, fsync, rename). */
+int jv_write_file_atomic(const char *path, const void *data, size_t size, jv_error *err);
+/* mkdir -p for one folder. */
+int jv_make_dir(const char *path, jv_error *err);
+
+#endif
