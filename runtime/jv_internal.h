@@ -1,0 +1,83 @@
+/* jv_internal.h: helpers shared by the runtime's own files (not part of the
+ * interface the trainer or generated code use): a growable byte buffer for
+ * building files in memory, a bounds-checked reader over a file's bytes, the
+ * byte-order conversions, and whole-file reading.
+ */
+#ifndef JV_INTERNAL_H
+#define JV_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jv_runtime.h"
+
+/* ------------------------------------------------------ byte order -- */
+
+static inline uint16_t jv_get_le16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static inline uint32_t jv_get_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t jv_get_le64(const unsigned char *p)
+{
+    return (uint64_t)jv_get_le32(p) | (uint64_t)jv_get_le32(p + 4) << 32;
+}
+
+static inline uint16_t jv_get_be16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint32_t jv_get_be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static inline uint64_t jv_get_be64(const unsigned char *p)
+{
+    return (uint64_t)jv_get_be32(p) << 32 | (uint64_t)jv_get_be32(p + 4);
+}
+
+/* ---------------------------------------------------- byte buffer -- */
+
+/* Bytes appended in order; after an allocation failure every append is
+ * ignored and failed stays set, so callers check once at the end. */
+typedef struct {
+    unsigned char *data;
+    size_t len, cap;
+    int failed;
+} jv_buf;
+
+void jv_buf_reserve(jv_buf *b, size_t extra);
+void jv_buf_put(jv_buf *b, const void *bytes, size_t n);
+void jv_buf_put_le32(jv_buf *b, uint32_t x);
+void jv_buf_put_le64(jv_buf *b, uint64_t x);
+void jv_buf_put_be32(jv_buf *b, uint32_t x);
+void jv_buf_free(jv_buf *b);
+
+/* ---------------------------------------------------- byte reader -- */
+
+/* A cursor over the bytes of a file; path is used in messages. */
+typedef struct {
+    const unsigned char *data;
+    size_t size, pos;
+    const char *path;
+} jv_reader;
+
+/* Points *out at the next n bytes and advances, or reports that the file is
+ * truncated ("<path>: truncated: ... <what> ...") and returns -1. */
+int jv_take(jv_reader *r, size_t n, const char *what, const unsigned char **out, jv_error *err);
+
+/* ------------------------------------------------------------ files -- */
+
+/* Reads a whole file into a fresh buffer with a NUL byte after the data
+ * (not counted in *size). Gzip files are decompressed, and *gzipped says so.
+ * Reports a missing or unreadable file, a folder, and damaged gzip data. */
+int jv_read_file(const char *path, unsigned char **data, size_t *size, int *gzipped, jv_error *err);
+
+#endif

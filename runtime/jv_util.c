@@ -1,0 +1,286 @@
+/* jv_util.c: error messages, thread count, atomic file writes, mkdir -p,
+ * whole-file reading (plain or gzip), and the byte buffer and reader the
+ * other runtime files build on.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "jv_internal.h"
+#include "jv_runtime.h"
+
+void jv_error_set(jv_error *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+}
+
+void jv_set_threads(int threads)
+{
+    openblas_set_num_threads(threads < 1 ? 1 : threads);
+}
+
+/* ---------------------------------------------------- byte buffer -- */
+
+void jv_buf_reserve(jv_buf *b, size_t extra)
+{
+    if (b->failed || b->cap - b->len >= extra)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra) {
+        if (cap > SIZE_MAX / 2) {
+            b->failed = 1;
+            return;
+        }
+        cap *= 2;
+    }
+    unsigned char *grown = realloc(b->data, cap);
+    if (!grown) {
+        b->failed = 1;
+        return;
+    }
+    b->data = grown;
+    b->cap = cap;
+}
+
+void jv_buf_put(jv_buf *b, const void *bytes, size_t n)
+{
+    jv_buf_reserve(b, n);
+    if (b->failed || n == 0)
+        return;
+    memcpy(b->data + b->len, bytes, n);
+    b->len += n;
+}
+
+void jv_buf_put_le32(jv_buf *b, uint32_t x)
+{
+    unsigned char p[4] = {(unsigned char)x, (unsigned char)(x >> 8), (unsigned char)(x >> 16),
+                          (unsigned char)(x >> 24)};
+    jv_buf_put(b, p, 4);
+}
+
+void jv_buf_put_le64(jv_buf *b, uint64_t x)
+{
+    jv_buf_put_le32(b, (uint32_t)x);
+    jv_buf_put_le32(b, (uint32_t)(x >> 32));
+}
+
+void jv_buf_put_be32(jv_buf *b, uint32_t x)
+{
+    unsigned char p[4] = {(unsigned char)(x >> 24), (unsigned char)(x >> 16), (unsigned char)(x >> 8),
+                          (unsigned char)x};
+    jv_buf_put(b, p, 4);
+}
+
+void jv_buf_free(jv_buf *b)
+{
+    free(b->data);
+    *b = (jv_buf){0};
+}
+
+/* ---------------------------------------------------- byte reader -- */
+
+int jv_take(jv_reader *r, size_t n, const char *what, const unsigned char **out, jv_error *err)
+{
+    size_t left = r->size - r->pos;
+    if (n > left) {
+        jv_error_set(err, "%s: truncated: %s needs %zu bytes, but only %zu remain", r->path, what, n, left);
+        return -1;
+    }
+    *out = r->data + r->pos;
+    r->pos += n;
+    return 0;
+}
+
+/* ---------------------------------------------------- reading files -- */
+
+/* Refuses a missing path or a folder before zlib sees it. */
+static int check_readable_file(const char *path, jv_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        jv_error_set(err, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        jv_error_set(err, "%s: is a folder, not a data file", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the rest of an open gzFile into b; -1 on a read error or damaged data. */
+static int read_gz_stream(gzFile gz, const char *path, jv_buf *b, jv_error *err)
+{
+    const unsigned chunk = 1u << 20;
+    for (;;) {
+        jv_buf_reserve(b, chunk);
+        if (b->failed) {
+            jv_error_set(err, "%s: out of memory while reading", path);
+            return -1;
+        }
+        int got = gzread(gz, b->data + b->len, chunk);
+        if (got <= 0)
+            break;
+        b->len += (size_t)got;
+    }
+    int zerr = Z_OK;
+    const char *zmsg = gzerror(gz, &zerr);
+    if (zerr == Z_OK)
+        return 0;
+    if (zerr == Z_ERRNO)
+        jv_error_set(err, "%s: cannot read: %s", path, strerror(errno));
+    else
+        jv_error_set(err, "%s: damaged or truncated gzip data (%s)", path, zmsg);
+    return -1;
+}
+
+int jv_read_file(const char *path, unsigned char **data, size_t *size, int *gzipped, jv_error *err)
+{
+    if (check_readable_file(path, err) != 0)
+        return -1;
+    errno = 0;
+    gzFile gz = gzopen(path, "rb");
+    if (!gz) {
+        jv_error_set(err, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+        return -1;
+    }
+    jv_buf b = {0};
+    int rc = read_gz_stream(gz, path, &b, err);
+    int direct = gzdirect(gz);
+    gzclose(gz);
+    jv_buf_put(&b, "", 1); /* the terminating NUL */
+    if (rc == 0 && b.failed) {
+        jv_error_set(err, "%s: out of memory while reading", path);
+        rc = -1;
+    }
+    if (rc != 0) {
+        jv_buf_free(&b);
+        return -1;
+    }
+    *data = b.data;
+    *size = b.len - 1;
+    *gzipped = !direct;
+    return 0;
+}
+
+/* ---------------------------------------------------- writing files -- */
+
+/* "<path>.tmp.<pid>", in the target's folder so rename stays atomic. */
+static char *temp_path_for(const char *path)
+{
+    size_t n = strlen(path) + 32;
+    char *tmp = malloc(n);
+    if (tmp)
+        snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    return tmp;
+}
+
+/* Writes, flushes, syncs and closes f; returns 0 or an errno value. */
+static int write_sync_close(FILE *f, const void *data, size_t size)
+{
+    int e = 0;
+    errno = 0;
+    if (size > 0 && fwrite(data, 1, size, f) != size)
+        e = errno ? errno : EIO;
+    if (!e && fflush(f) != 0)
+        e = errno;
+    if (!e && fsync(fileno(f)) != 0)
+        e = errno;
+    if (fclose(f) != 0 && !e)
+        e = errno;
+    return e;
+}
+
+/* Best effort: makes the rename itself durable. */
+static void sync_parent_folder(const char *path)
+{
+    char *dir = strdup(path);
+    if (!dir)
+        return;
+    char *slash = strrchr(dir, '/');
+    const char *name = ".";
+    if (slash) {
+        slash[slash == dir] = '\0'; /* keep "/" for files at the root */
+        name = dir;
+    }
+    int fd = open(name, O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+int jv_write_file_atomic(const char *path, const void *data, size_t size, jv_error *err)
+{
+    char *tmp = temp_path_for(path);
+    if (!tmp) {
+        jv_error_set(err, "%s: out of memory", path);
+        return -1;
+    }
+    FILE *f = fopen(tmp, "wb");
+    int e = f ? write_sync_close(f, data, size) : errno;
+    if (!e && rename(tmp, path) != 0)
+        e = errno;
+    if (e) {
+        if (f)
+            unlink(tmp);
+        jv_error_set(err, "%s: cannot write: %s", path, strerror(e));
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    sync_parent_folder(path);
+    return 0;
+}
+
+/* One mkdir; an existing entry is fine here (checked at the end). */
+static int make_one_folder(const char *dir, const char *path, jv_error *err)
+{
+    if (mkdir(dir, 0777) == 0 || errno == EEXIST)
+        return 0;
+    jv_error_set(err, "%s: cannot create folder %s: %s", path, dir, strerror(errno));
+    return -1;
+}
+
+int jv_make_dir(const char *path, jv_error *err)
+{
+    if (!*path) {
+        jv_error_set(err, "cannot create a folder with an empty name");
+        return -1;
+    }
+    char *dir = strdup(path);
+    if (!dir) {
+        jv_error_set(err, "%s: out of memory", path);
+        return -1;
+    }
+    int rc = 0;
+    for (char *s = dir + 1; *s && rc == 0; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        rc = make_one_folder(dir, path, err);
+        *s = '/';
+    }
+    if (rc == 0)
+        rc = make_one_folder(dir, path, err);
+    free(dir);
+    if (rc != 0)
+        return -1;
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        jv_error_set(err, "%s: cannot create folder: a file of that name exists", path);
+        return -1;
+    }
+    return 0;
+}
