@@ -1,0 +1,181 @@
+/* ast.h: the syntax tree of a spec, the arena that owns it, and the
+ * compilation context shared by every stage of the compiler.
+ *
+ * Ownership: every node, string and list of a compilation lives in the
+ * context's arena and is freed at once by ctx_free, on success and on every
+ * error path alike. */
+#ifndef JMVAEC_AST_H
+#define JMVAEC_AST_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* ---------------------------------------------------------------- arena -- */
+
+typedef struct arena_block arena_block;
+typedef struct {
+    arena_block *head;
+} arena;
+
+void *arena_alloc(arena *a, size_t size); /* zeroed; aborts only if the system is out of memory */
+char *arena_strndup(arena *a, const char *s, size_t n);
+char *arena_printf(arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void arena_free(arena *a);
+
+/* A growable array of pointers, its storage in an arena. */
+typedef struct {
+    void **items;
+    int n, cap;
+} vec;
+void vec_push(arena *a, vec *v, void *item);
+
+/* ------------------------------------------------------------- locations -- */
+
+typedef struct {
+    int line, col; /* 1-based; col counts bytes, tabs expand when printed */
+} loc;
+
+typedef struct {
+    const char *text;
+    loc at;
+} ident;
+
+/* ------------------------------------------------------------------ nodes -- */
+
+/* q(target | given...) or p(target | given...) */
+typedef struct {
+    char family; /* 'q' (a posterior) or 'p' (a prior or a likelihood) */
+    ident target;
+    vec given; /* of ident* */
+    loc at;
+} dist_ref;
+
+typedef struct {
+    ident activation;
+    long width;
+    loc at;
+} layer_node;
+
+typedef enum { COMBINE_ONE, COMBINE_CONCAT, COMBINE_SUM } combine_kind;
+
+typedef struct {
+    ident name;
+    combine_kind combine;
+    vec inputs; /* of ident* */
+    vec layers; /* of layer_node* */
+    dist_ref *head; /* NULL for a feature network */
+    ident variance; /* "softplus" or "logvar"; text NULL when not written */
+    loc at;
+} net_node;
+
+typedef struct {
+    const char *text; /* as written */
+    double value;
+    int is_integer;
+    loc at;
+} number;
+
+typedef struct {
+    ident name;
+    vec dims; /* of number*: [size] or [height, width] */
+    ident likelihood;
+    ident likelihood_arg; /* gaussian(learned); text NULL when absent */
+    loc at;
+} modality_node;
+
+typedef struct {
+    ident name;
+    number *size;
+    dist_ref *prior; /* NULL: standard normal */
+    ident prior_name; /* "normal" when prior is NULL */
+    loc at;
+} latent_node;
+
+typedef struct {
+    ident name;
+    number *value;
+    number *warmup_from;   /* NULL: no warm-up */
+    number *warmup_epochs;
+    loc at;
+} hyper_node;
+
+typedef enum { TERM_NLL, TERM_KL, TERM_KL_SAMPLE } term_kind;
+
+typedef struct {
+    ident name;
+    number *weight_const; /* at most one of weight_const and weight_hyper */
+    ident weight_hyper;
+    term_kind kind;
+    dist_ref *a; /* the likelihood for NLL; the first distribution for KL */
+    dist_ref *b; /* the second distribution for KL */
+    loc at;
+} term_node;
+
+typedef struct {
+    ident latent;
+    dist_ref *from;
+    loc at;
+} sample_node;
+
+typedef struct {
+    ident key;
+    number *value;     /* a number, or */
+    ident word;        /* a name, or */
+    vec args;          /* key = number pairs of optimizer = adam(...) (of setting_node*) */
+    int has_call;
+    loc at;
+} setting_node;
+
+typedef struct {
+    ident name;
+    vec modalities; /* of modality_node* */
+    vec latents;    /* of latent_node* */
+    vec nets;       /* of net_node* */
+    vec hypers;     /* of hyper_node* */
+    vec samples;    /* of sample_node* */
+    vec terms;      /* of term_node* */
+    vec settings;   /* of setting_node* */
+    int n_loss_blocks, n_train_blocks;
+    loc loss_at, train_at;
+} spec_node;
+
+typedef struct {
+    const char *text; /* with its '#' or slash-star delimiters */
+    loc at;
+} comment;
+
+/* ---------------------------------------------------------- compilation -- */
+
+typedef struct {
+    arena mem;
+    const char *path;   /* as given, for messages */
+    const char *source; /* whole file, NUL-terminated copy (may contain NULs before its end) */
+    size_t source_len;
+    spec_node *spec;
+    int n_errors, n_warnings;
+    FILE *diag_out;
+    int max_errors;
+    loc comment_start; /* of the block comment being scanned */
+    vec comments;      /* of comment*, in source order, kept for fmt */
+    size_t comment_offset, token_offset, scan_offset; /* byte offsets kept by the scanner */
+} ctx;
+
+void ctx_init(ctx *c, const char *path, FILE *diag_out);
+void ctx_free(ctx *c);
+/* Reads path into c->source. Returns 0, or -1 with a message printed. */
+int ctx_read_file(ctx *c);
+void ctx_set_source(ctx *c, const char *text, size_t len);
+
+void diag_error(ctx *c, loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_warning(ctx *c, loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_note(ctx *c, loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* parser.y: parses c->source into c->spec; returns the number of errors. */
+int parse_spec(ctx *c);
+
+/* ast_print.c */
+void ast_dump(FILE *out, const spec_node *s, int with_locations);
+void ast_format(FILE *out, const ctx *c);
+void print_dist(FILE *out, const dist_ref *d);
+
+#endif

@@ -1,0 +1,85 @@
+/* main.c: the jmvaec command line. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "driver.h"
+
+#define JMVAEC_VERSION "0.1.0"
+
+static const char usage[] =
+    "usage: jmvaec SPEC -o DIR          compile SPEC into C in DIR (DIR/<model>.h, .c, Makefile)\n"
+    "       jmvaec --check SPEC         check SPEC only (errors and warnings)\n"
+    "       jmvaec --emit=STAGE SPEC    print one stage: ast, model, ir, grad, plan or c\n"
+    "       jmvaec fmt SPEC             print SPEC in canonical layout\n"
+    "       jmvaec --cflags | --libs    flags to build generated code against this jmvaec's runtime\n"
+    "       jmvaec --help | --version\n"
+    "options: --batch N (with --emit=plan: the batch size the totals are given for; default the spec's)\n"
+    "exit status: 0 success, 1 errors in the spec, 2 usage or I/O errors\n";
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("jmvaec: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n(jmvaec --help shows the usage)\n", stderr);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    driver_options opt = {0};
+    opt.plan_batch = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            puts("jmvaec " JMVAEC_VERSION);
+            return 0;
+        } else if (strcmp(a, "--cflags") == 0 || strcmp(a, "--libs") == 0) {
+            return print_build_flags(argv[0], a[2] == 'c') ? 2 : 0;
+        } else if (strcmp(a, "--check") == 0) {
+            opt.mode = MODE_CHECK;
+        } else if (strncmp(a, "--emit=", 7) == 0) {
+            opt.mode = MODE_EMIT;
+            opt.emit = a + 7;
+            if (!stage_known(opt.emit))
+                return usage_error("unknown stage '%s' for --emit (ast, model, ir, grad, plan or c)", opt.emit);
+        } else if (strcmp(a, "-o") == 0) {
+            if (++i == argc)
+                return usage_error("%s needs a folder", "-o");
+            opt.out_dir = argv[i];
+        } else if (strcmp(a, "--batch") == 0) {
+            char *end;
+            if (++i == argc)
+                return usage_error("%s needs a number", "--batch");
+            errno = 0;
+            long b = strtol(argv[i], &end, 10);
+            if (*end || errno || b < 1 || b > 1000000)
+                return usage_error("--batch '%s' is not a batch size (1 to 1000000)", argv[i]);
+            opt.plan_batch = (int)b;
+        } else if (strcmp(a, "fmt") == 0 && !opt.spec_path && opt.mode == MODE_COMPILE) {
+            opt.mode = MODE_FMT;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("unknown option '%s'", a);
+        } else if (opt.spec_path) {
+            return usage_error("more than one spec given ('%s')", a);
+        } else {
+            opt.spec_path = a;
+        }
+    }
+    if (!opt.spec_path)
+        return usage_error("%s", "no spec given");
+    if (opt.mode == MODE_COMPILE && !opt.out_dir)
+        return usage_error("%s", "no output folder: jmvaec SPEC -o DIR (or --check, --emit=STAGE, fmt)");
+    return run_driver(&opt);
+}

@@ -1,0 +1,361 @@
+/* parser.y: the grammar of the spec language (a pure parser with locations).
+ * grammar/README.md is the reference for what each construct means. */
+%require "3.8"
+%define api.pure full
+%define api.prefix {spec_}
+%define parse.error custom
+%locations
+%expect 0
+%param {yyscan_t scanner}
+%parse-param {ctx *c}
+
+%code requires {
+#include "ast.h"
+typedef void *yyscan_t;
+}
+
+%code provides {
+int spec_lex(SPEC_STYPE *yylval, SPEC_LTYPE *yylloc, yyscan_t scanner);
+}
+
+%code {
+#include <string.h>
+#define YYSTYPE SPEC_STYPE
+#define YYLTYPE SPEC_LTYPE
+#include "lexer.h"
+
+static loc L(SPEC_LTYPE l)
+{
+    loc at = {l.first_line, l.first_column};
+    return at;
+}
+
+static void spec_error(SPEC_LTYPE *l, yyscan_t scanner, ctx *c, const char *msg)
+{
+    (void)scanner;
+    diag_error(c, L(*l), "%s", msg);
+}
+
+static ident *box_ident(ctx *c, ident id)
+{
+    ident *p = arena_alloc(&c->mem, sizeof *p);
+    *p = id;
+    return p;
+}
+
+static dist_ref *make_dist(ctx *c, char family, ident target, vec given, SPEC_LTYPE at)
+{
+    dist_ref *d = arena_alloc(&c->mem, sizeof *d);
+    d->family = family;
+    d->target = target;
+    d->given = given;
+    d->at = L(at);
+    return d;
+}
+}
+
+%union {
+    ident id;
+    number *num;
+    dist_ref *dist;
+    vec list;
+    net_node *net;
+    term_node *term;
+    setting_node *setting;
+    hyper_node *hyper;
+    char family;
+}
+
+%token MODEL "model" MODALITY "modality" LATENT "latent" NET "net" HYPER "hyper"
+%token LOSS "loss" TRAIN "train" WARMUP "warmup" FROM "from" OVER "over" EPOCHS "epochs"
+%token CONCAT "concat" SUM "sum" KL "KL" KLSAMPLE "KLsample" LOG "log" P "p" Q "q"
+%token ARROW "->" BARBAR "||"
+%token <id> IDENT "name"
+%token <num> INT "integer" NUMBER "number"
+
+%type <num> scalar
+%type <id> setting_key
+%type <list> names given_opt dims layers settings_args
+%type <dist> dist
+%type <family> family
+%type <net> net_input
+%type <term> term_rhs weighted_term
+
+%%
+
+spec
+  : "model" IDENT { c->spec->name = $2; } decls
+  | error decls
+  ;
+
+decls
+  : %empty
+  | decls decl
+  | decls error
+  ;
+
+decl
+  : modality
+  | latent
+  | net
+  | hyper
+  | loss
+  | train
+  ;
+
+scalar
+  : INT
+  | NUMBER
+  ;
+
+names
+  : IDENT               { vec v = {0}; vec_push(&c->mem, &v, box_ident(c, $1)); $$ = v; }
+  | names ',' IDENT     { $$ = $1; vec_push(&c->mem, &$$, box_ident(c, $3)); }
+  ;
+
+/* modality x[784] ~ bernoulli      modality x[28, 28] ~ bernoulli
+   modality y[5] ~ gaussian(learned) */
+modality
+  : "modality" IDENT '[' dims ']' '~' IDENT
+      {
+        modality_node *m = arena_alloc(&c->mem, sizeof *m);
+        m->name = $2; m->dims = $4; m->likelihood = $7; m->at = L(@1);
+        vec_push(&c->mem, &c->spec->modalities, m);
+      }
+  | "modality" IDENT '[' dims ']' '~' IDENT '(' IDENT ')'
+      {
+        modality_node *m = arena_alloc(&c->mem, sizeof *m);
+        m->name = $2; m->dims = $4; m->likelihood = $7; m->likelihood_arg = $9; m->at = L(@1);
+        vec_push(&c->mem, &c->spec->modalities, m);
+      }
+  ;
+
+dims
+  : INT                 { vec v = {0}; vec_push(&c->mem, &v, $1); $$ = v; }
+  | dims ',' INT        { $$ = $1; vec_push(&c->mem, &$$, $3); }
+  ;
+
+/* latent z[64] ~ normal      latent z1[64] ~ p(z1 | z2) */
+latent
+  : "latent" IDENT '[' INT ']' '~' IDENT
+      {
+        latent_node *l = arena_alloc(&c->mem, sizeof *l);
+        l->name = $2; l->size = $4; l->prior_name = $7; l->at = L(@1);
+        vec_push(&c->mem, &c->spec->latents, l);
+      }
+  | "latent" IDENT '[' INT ']' '~' dist
+      {
+        latent_node *l = arena_alloc(&c->mem, sizeof *l);
+        l->name = $2; l->size = $4; l->prior = $7; l->at = L(@1);
+        vec_push(&c->mem, &c->spec->latents, l);
+      }
+  ;
+
+family
+  : "p"                 { $$ = 'p'; }
+  | "q"                 { $$ = 'q'; }
+  ;
+
+given_opt
+  : %empty              { vec v = {0}; $$ = v; }
+  | '|' names           { $$ = $2; }
+  ;
+
+dist
+  : family '(' IDENT given_opt ')'   { $$ = make_dist(c, $1, $3, $4, @1); }
+  ;
+
+/* net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus */
+net
+  : "net" IDENT '=' net_input layers
+      {
+        $4->name = $2; $4->layers = $5; $4->at = L(@1);
+        vec_push(&c->mem, &c->spec->nets, $4);
+      }
+  | "net" IDENT '=' net_input layers "->" dist
+      {
+        $4->name = $2; $4->layers = $5; $4->head = $7; $4->at = L(@1);
+        vec_push(&c->mem, &c->spec->nets, $4);
+      }
+  | "net" IDENT '=' net_input layers "->" dist IDENT '=' IDENT
+      {
+        $4->name = $2; $4->layers = $5; $4->head = $7; $4->at = L(@1);
+        if (strcmp($8.text, "var") != 0)
+            diag_error(c, $8.at, "unexpected '%s' after the head; expecting 'var=softplus' or 'var=logvar'", $8.text);
+        $4->variance = $10;
+        vec_push(&c->mem, &c->spec->nets, $4);
+      }
+  ;
+
+net_input
+  : IDENT                     { $$ = arena_alloc(&c->mem, sizeof *$$); $$->combine = COMBINE_ONE; vec_push(&c->mem, &$$->inputs, box_ident(c, $1)); }
+  | "concat" '(' names ')'    { $$ = arena_alloc(&c->mem, sizeof *$$); $$->combine = COMBINE_CONCAT; $$->inputs = $3; }
+  | "sum" '(' names ')'       { $$ = arena_alloc(&c->mem, sizeof *$$); $$->combine = COMBINE_SUM; $$->inputs = $3; }
+  ;
+
+layers
+  : %empty              { vec v = {0}; $$ = v; }
+  | layers "->" IDENT '(' INT ')'
+      {
+        layer_node *l = arena_alloc(&c->mem, sizeof *l);
+        l->activation = $3; l->width = (long)$5->value; l->at = L(@3);
+        $$ = $1; vec_push(&c->mem, &$$, l);
+      }
+  ;
+
+/* hyper alpha = 0.1      hyper beta = 1 warmup from 0 over 10 epochs */
+hyper
+  : "hyper" IDENT '=' scalar
+      {
+        hyper_node *h = arena_alloc(&c->mem, sizeof *h);
+        h->name = $2; h->value = $4; h->at = L(@1);
+        vec_push(&c->mem, &c->spec->hypers, h);
+      }
+  | "hyper" IDENT '=' scalar "warmup" "from" scalar "over" scalar "epochs"
+      {
+        hyper_node *h = arena_alloc(&c->mem, sizeof *h);
+        h->name = $2; h->value = $4; h->warmup_from = $7; h->warmup_epochs = $9; h->at = L(@1);
+        vec_push(&c->mem, &c->spec->hypers, h);
+      }
+  ;
+
+loss
+  : "loss" '{' loss_items '}'
+      {
+        if (c->spec->n_loss_blocks++ == 0) c->spec->loss_at = L(@1);
+        else diag_error(c, L(@1), "a second 'loss' block; write every term in one");
+      }
+  ;
+
+loss_items
+  : %empty
+  | loss_items loss_item
+  | loss_items error
+  ;
+
+loss_item
+  : IDENT '~' dist
+      {
+        sample_node *s = arena_alloc(&c->mem, sizeof *s);
+        s->latent = $1; s->from = $3; s->at = L(@1);
+        vec_push(&c->mem, &c->spec->samples, s);
+      }
+  | IDENT '=' weighted_term
+      {
+        $3->name = $1; $3->at = L(@1);
+        vec_push(&c->mem, &c->spec->terms, $3);
+      }
+  ;
+
+weighted_term
+  : term_rhs
+  | scalar '*' term_rhs         { $$ = $3; $$->weight_const = $1; }
+  | IDENT '*' term_rhs          { $$ = $3; $$->weight_hyper = $1; }
+  ;
+
+term_rhs
+  : '-' "log" dist
+      { $$ = arena_alloc(&c->mem, sizeof *$$); $$->kind = TERM_NLL; $$->a = $3; }
+  | "KL" '(' dist "||" dist ')'
+      { $$ = arena_alloc(&c->mem, sizeof *$$); $$->kind = TERM_KL; $$->a = $3; $$->b = $5; }
+  | "KLsample" '(' dist "||" dist ')'
+      { $$ = arena_alloc(&c->mem, sizeof *$$); $$->kind = TERM_KL_SAMPLE; $$->a = $3; $$->b = $5; }
+  ;
+
+/* train { optimizer = adam(lr = 1e-3) batch = 100 ... } */
+train
+  : "train" '{' settings '}'
+      {
+        if (c->spec->n_train_blocks++ == 0) c->spec->train_at = L(@1);
+        else diag_error(c, L(@1), "a second 'train' block; write every setting in one");
+      }
+  ;
+
+settings
+  : %empty
+  | settings setting
+  | settings error
+  ;
+
+setting_key
+  : IDENT
+  | "epochs"            { $$.text = "epochs"; $$.at = L(@1); }
+  ;
+
+setting
+  : setting_key '=' scalar
+      {
+        setting_node *s = arena_alloc(&c->mem, sizeof *s);
+        s->key = $1; s->value = $3; s->at = L(@1);
+        vec_push(&c->mem, &c->spec->settings, s);
+      }
+  | setting_key '=' IDENT '(' settings_args ')'
+      {
+        setting_node *s = arena_alloc(&c->mem, sizeof *s);
+        s->key = $1; s->word = $3; s->args = $5; s->has_call = 1; s->at = L(@1);
+        vec_push(&c->mem, &c->spec->settings, s);
+      }
+  | setting_key '=' IDENT
+      {
+        setting_node *s = arena_alloc(&c->mem, sizeof *s);
+        s->key = $1; s->word = $3; s->at = L(@1);
+        vec_push(&c->mem, &c->spec->settings, s);
+      }
+  ;
+
+settings_args
+  : %empty                              { vec v = {0}; $$ = v; }
+  | IDENT '=' scalar
+      {
+        setting_node *s = arena_alloc(&c->mem, sizeof *s);
+        s->key = $1; s->value = $3; s->at = L(@1);
+        vec v = {0}; vec_push(&c->mem, &v, s); $$ = v;
+      }
+  | settings_args ',' IDENT '=' scalar
+      {
+        setting_node *s = arena_alloc(&c->mem, sizeof *s);
+        s->key = $3; s->value = $5; s->at = L(@3);
+        $$ = $1; vec_push(&c->mem, &$$, s);
+      }
+  ;
+
+%%
+
+/* "unexpected X, expecting A, B or C", located at the offending token. */
+static int yyreport_syntax_error(const yypcontext_t *pctx, yyscan_t scanner, ctx *c)
+{
+    (void)scanner;
+    enum { MAX_EXPECTED = 6 };
+    yysymbol_kind_t expected[MAX_EXPECTED];
+    int n = yypcontext_expected_tokens(pctx, expected, MAX_EXPECTED);
+    yysymbol_kind_t got = yypcontext_token(pctx);
+    char msg[512];
+    size_t len = (size_t)snprintf(msg, sizeof msg, "unexpected %s",
+                                  got == YYSYMBOL_YYEOF ? "end of file" : yysymbol_name(got));
+    for (int i = 0; n > 0 && i < n && len < sizeof msg; i++)
+        len += (size_t)snprintf(msg + len, sizeof msg - len, "%s%s",
+                                i == 0 ? ", expecting " : i == n - 1 ? " or " : ", ",
+                                yysymbol_name(expected[i]));
+    diag_error(c, L(*yypcontext_location(pctx)), "%s", msg);
+    return 0;
+}
+
+int parse_spec(ctx *c)
+{
+    yyscan_t scanner;
+    int before = c->n_errors;
+    c->spec = arena_alloc(&c->mem, sizeof *c->spec);
+    if (spec_lex_init_extra(c, &scanner) != 0) {
+        fputs("jmvaec: cannot start the scanner\n", stderr);
+        return 1;
+    }
+    YY_BUFFER_STATE buf = spec__scan_bytes(c->source, (int)c->source_len, scanner);
+    int rc = spec_parse(scanner, c);
+    spec__delete_buffer(buf, scanner);
+    spec_lex_destroy(scanner);
+    if (rc != 0 && c->n_errors == before)
+        diag_error(c, (loc){0, 0}, "cannot parse the spec");
+    if (!c->spec->name.text && c->n_errors == before)
+        diag_error(c, (loc){1, 1}, "the spec must begin with 'model NAME'");
+    return c->n_errors - before;
+}
