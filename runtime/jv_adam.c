@@ -21,8 +21,8 @@ static double clip_factor(double clip, double grad_norm)
     return clip / grad_norm;
 }
 
-void jv_adam_step(const jv_adam_config *cfg, float *params, const float *grads, float *m, float *v,
-                  size_t n, long step, double grad_norm)
+void jv_adam_step(const jv_adam_config *cfg, float *params, const float *grads, float *m, float *v, size_t n,
+                  long step, double grad_norm)
 {
     double scale = clip_factor(cfg->clip, grad_norm);
     double t = step < 1 ? 1 : (double)step;

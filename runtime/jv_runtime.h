@@ -78,7 +78,8 @@ int jv_load_matrix(const char *path, jv_matrix *out, jv_error *err);
 
 /* Loads the data file for one modality and checks it against the modality:
  * categorical: class indices (dim 1, integers in [0, size)) become one-hot
- *   rows; dim == size rows are taken as one-hot or probabilities;
+ *   rows; dim == size rows are taken as one-hot or probabilities; uint8 data
+ *   is not scaled here, so an IDX label file gives class indices;
  * bernoulli: values must lie in [0,1]; dim must equal size;
  * gaussian: dim must equal size. */
 int jv_load_modality(const char *path, const jv_modality_info *mod, jv_matrix *out, jv_error *err);

@@ -93,7 +93,8 @@ int jv_take(jv_reader *r, size_t n, const char *what, const unsigned char **out,
 {
     size_t left = r->size - r->pos;
     if (n > left) {
-        jv_error_set(err, "%s: truncated: %s needs %zu bytes, but only %zu remain", r->path, what, n, left);
+        jv_error_set(err, "%s: truncated: expected %zu more bytes (%s), only %zu remain", r->path, n, what,
+                     left);
         return -1;
     }
     *out = r->data + r->pos;
@@ -112,7 +113,7 @@ static int check_readable_file(const char *path, jv_error *err)
         return -1;
     }
     if (S_ISDIR(st.st_mode)) {
-        jv_error_set(err, "%s: is a folder, not a data file", path);
+        jv_error_set(err, "%s: is a folder, not a file", path);
         return -1;
     }
     return 0;
