@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "driver.h"
-#include "model.h"
+#include "ir.h"
 
 static const char *const stages[] = {"ast", "model", "ir", "grad", "plan", "c"};
 
@@ -18,6 +18,33 @@ int stage_known(const char *stage)
         if (strcmp(stage, stages[i]) == 0)
             return 1;
     return 0;
+}
+
+/* IR, gradient, plan and C: the stages after the checks. */
+static int run_back_end(ctx *c, const sem_model *m, const driver_options *opt)
+{
+    program *p = lower_model(c, m);
+    const char *stage = opt->mode == MODE_EMIT ? opt->emit : "c";
+    if (strcmp(stage, "ir") == 0) {
+        for (int i = 0; i < p->n_graphs; i++)
+            ir_dump(stdout, p, p->graphs[i], 0);
+        return 0;
+    }
+    differentiate(c, p, p->graphs[0]);
+    if (strcmp(stage, "grad") == 0) {
+        ir_dump(stdout, p, p->graphs[0], 1);
+        return 0;
+    }
+    plan_program(p);
+    if (strcmp(stage, "plan") == 0) {
+        plan_dump(stdout, p, opt->plan_batch > 0 ? opt->plan_batch : (int)m->train.batch);
+        return 0;
+    }
+    if (opt->mode == MODE_EMIT) {
+        emit_source_to(c, p, stdout);
+        return 0;
+    }
+    return emit_program(c, p, opt->out_dir);
 }
 
 int run_driver(const driver_options *opt)
@@ -42,6 +69,8 @@ int run_driver(const driver_options *opt)
             ast_dump(stdout, c.spec, 1);
         } else if (opt->mode == MODE_EMIT && strcmp(opt->emit, "model") == 0) {
             model_dump(stdout, m);
+        } else if (opt->mode != MODE_CHECK) {
+            status = run_back_end(&c, m, opt);
         }
     }
     if (c.n_errors)
@@ -51,9 +80,45 @@ int run_driver(const driver_options *opt)
     return status;
 }
 
+static int is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Inside the source tree (the binary in build/ beside runtime/) the runtime
+ * is build/libjmvaec.a with the headers of runtime/; once installed, PREFIX/lib and
+ * PREFIX/include/jmvaec beside PREFIX/bin. */
 int print_build_flags(const char *argv0, int cflags)
 {
-    (void)argv0;
-    (void)cflags;
-    return 1;
+    char exe[PATH_MAX], root[PATH_MAX + 64], probe[PATH_MAX + 128];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0)
+        exe[n] = 0;
+    else
+        snprintf(exe, sizeof exe, "%s", argv0);
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return 1;
+    *slash = 0; /* the folder of the binary */
+    snprintf(root, sizeof root, "%s/..", exe);
+    snprintf(probe, sizeof probe, "%s/runtime/jv_model.h", root);
+    const char *libs = "-lopenblas -lz -lm";
+    if (is_file(probe)) {
+        if (cflags)
+            printf("-I%s/runtime\n", root);
+        else
+            printf("-L%s -ljmvaec %s\n", exe, libs);
+        return 0;
+    }
+    snprintf(probe, sizeof probe, "%s/include/jmvaec/jv_model.h", root);
+    if (!is_file(probe)) {
+        fprintf(stderr, "jmvaec: cannot find the runtime headers (looked in %s/runtime and %s/include/jmvaec)\n", root, root);
+        return 1;
+    }
+    if (cflags)
+        printf("-I%s/include/jmvaec\n", root);
+    else
+        printf("-L%s/lib -ljmvaec %s\n", root, libs);
+    return 0;
 }

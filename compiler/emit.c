@@ -1,0 +1,1001 @@
+/* emit.c: C for people to read.
+ *
+ * For model M, writes into DIR:
+ *   M.h        sizes as M_-prefixed macros, the parameter layout, the API;
+ *   M.c        one straight-line function per graph (GEMMs through jv_gemm,
+ *              fused elementwise loops with constant sizes), init, and the
+ *              jv_model descriptor the trainer uses;
+ *   M_f64.c    the same code in double precision, with the gradient check;
+ *   M_main.c   the trainer's main;
+ *   Makefile   builds the trainer DIR/M against the runtime.
+ * No dates, paths or versions: the output depends on the spec alone. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ir.h"
+
+typedef struct {
+    FILE *out;
+    ctx *c;
+    const program *p;
+    const char *prefix; /* the model's name, for C identifiers */
+    const char *upper;  /* the same in capitals, for macros */
+    const char *spec_name;
+    const graph *g;
+} emitter;
+
+__attribute__((format(printf, 2, 3))) static void put(emitter *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(e->out, fmt, ap);
+    va_end(ap);
+}
+
+/* The spec's line, trimmed, for the comment over each block. */
+static const char *spec_line(emitter *e, int line)
+{
+    const char *p = e->c->source, *end = e->c->source + e->c->source_len;
+    for (int l = 1; l < line && p < end; l++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        p = nl ? nl + 1 : end;
+    }
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    const char *q = p;
+    while (q < end && *q != '\n' && *q != '#')
+        q++;
+    while (q > p && isspace((unsigned char)q[-1]))
+        q--;
+    char *s = arena_strndup(&e->c->mem, p, (size_t)(q - p));
+    for (char *t = s; *t; t++)
+        if (*t == '*' && t[1] == '/')
+            *t = '+'; /* never close the comment early */
+    return s;
+}
+
+static const value *V(emitter *e, int v)
+{
+    return &e->g->values[v];
+}
+
+static const char *N(emitter *e, int v)
+{
+    return e->g->values[v].name;
+}
+
+static int W(emitter *e, int v)
+{
+    return e->g->values[v].width;
+}
+
+/* ------------------------------------------------------------ expressions -- */
+
+/* act(v) for the forward pass. */
+static const char *act_expr(activation_kind a)
+{
+    switch (a) {
+    case ACT_LINEAR: return "v";
+    case ACT_RELU: return "v > 0 ? v : 0";
+    case ACT_LEAKY_RELU: return "v > 0 ? v : (jv_real)0.01 * v";
+    case ACT_ELU: return "v > 0 ? v : JV_EXP(v) - 1";
+    case ACT_SOFTPLUS: return "jv_softplus(v)";
+    case ACT_TANH: return "JV_TANH(v)";
+    case ACT_SIGMOID: return "jv_sigmoid(v)";
+    case ACT_SILU: return "v * jv_sigmoid(v)";
+    }
+    return "v";
+}
+
+/* act'(.) from the output y (or the pre-activation x for silu). */
+static const char *act_grad_expr(activation_kind a)
+{
+    switch (a) {
+    case ACT_LINEAR: return "1";
+    case ACT_RELU: return "(jv_real)(y > 0)";
+    case ACT_LEAKY_RELU: return "y > 0 ? 1 : (jv_real)0.01";
+    case ACT_ELU: return "y > 0 ? 1 : y + 1";
+    case ACT_SOFTPLUS: return "1 - JV_EXP(-y)";
+    case ACT_TANH: return "1 - y * y";
+    case ACT_SIGMOID: return "y * (1 - y)";
+    case ACT_SILU: return "jv_sigmoid(x) * (1 + x * (1 - jv_sigmoid(x)))";
+    }
+    return "1";
+}
+
+static const char *assign(int accumulate)
+{
+    return accumulate ? "+=" : "=";
+}
+
+/* The weight of term t in the loss, as a C expression. */
+static const char *term_weight(emitter *e, int t)
+{
+    const sem_term *term = &e->p->m->terms[t];
+    if (term->hyper >= 0)
+        return arena_printf(&e->c->mem, "(hyper ? hyper[%d] : (jv_real)%.17g)", term->hyper,
+                            e->p->m->hypers[term->hyper].value);
+    return arena_printf(&e->c->mem, "(jv_real)%.17g", term->weight);
+}
+
+/* --------------------------------------------------------------- comments -- */
+
+static void block_comment(emitter *e, const op *o, const char *what)
+{
+    put(e, "\n    /* %s:%d  %s\n", e->spec_name, o->line, spec_line(e, o->line));
+    put(e, "       %s */\n", what);
+}
+
+static const char *layer_name(emitter *e, const op *o)
+{
+    if (o->net < 0)
+        return "";
+    const char *net = e->p->m->nets[o->net].name;
+    return o->hidden ? arena_printf(&e->c->mem, "%s layer %d", net, o->hidden) : arena_printf(&e->c->mem, "%s head", net);
+}
+
+/* ---------------------------------------------------------------- forward -- */
+
+static void emit_affine(emitter *e, const op *o)
+{
+    const program *p = e->p;
+    const tensor *wt = &p->tensors[o->tensor];
+    int y = o->out[0], z = o->n_out > 1 ? o->out[1] : o->out[0];
+    int n = W(e, y);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s: %s = %s(x W + b), [B x %d] -> [B x %d]", layer_name(e, o), N(e, y),
+                                     activation_names[o->act], wt->rows, n));
+    int row = 0;
+    for (int i = 0; i < o->n_in; i++) {
+        int k = W(e, o->in[i]);
+        put(e, "    jv_gemm(0, 0, B, %d, %d, 1, %s, %d, params + %ld, %d, %d, %s, %d);\n", n, k, N(e, o->in[i]), k,
+            wt->offset + (long)row * n, n, i > 0, N(e, z), n);
+        row += k;
+    }
+    put(e, "    for (int b = 0; b < B; b++) {\n");
+    put(e, "        const jv_real *bias = params + %ld;\n", p->tensors[o->bias].offset);
+    if (o->act == ACT_SILU) {
+        put(e, "        jv_real *pre = %s + (size_t)b * %d, *dst = %s + (size_t)b * %d;\n", N(e, z), n, N(e, y), n);
+        put(e, "        for (int j = 0; j < %d; j++) {\n", n);
+        put(e, "            jv_real v = pre[j] + bias[j];\n");
+        put(e, "            pre[j] = v;\n");
+        put(e, "            dst[j] = %s;\n", act_expr(o->act));
+    } else {
+        put(e, "        jv_real *row = %s + (size_t)b * %d;\n", N(e, y), n);
+        put(e, "        for (int j = 0; j < %d; j++) {\n", n);
+        put(e, "            jv_real v = row[j] + bias[j];\n");
+        put(e, "            row[j] = %s;\n", act_expr(o->act));
+    }
+    put(e, "        }\n    }\n");
+}
+
+static void emit_add(emitter *e, const op *o)
+{
+    int n = W(e, o->out[0]);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s = sum of %d inputs, [B x %d]", N(e, o->out[0]), o->n_in, n));
+    put(e, "    for (size_t i = 0; i < (size_t)B * %d; i++)\n        %s[i] = ", n, N(e, o->out[0]));
+    for (int j = 0; j < o->n_in; j++)
+        put(e, "%s%s[i]", j ? " + " : "", N(e, o->in[j]));
+    put(e, ";\n");
+}
+
+static void emit_gauss_head(emitter *e, const op *o)
+{
+    int n = W(e, o->out[0]);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s: %s, [B x %d] -> 2 x [B x %d]", layer_name(e, o), o->what, 2 * n, n));
+    put(e, "    for (int b = 0; b < B; b++) {\n");
+    put(e, "        const jv_real *raw = %s + (size_t)b * %d;\n", N(e, o->in[0]), 2 * n);
+    put(e, "        jv_real *mean = %s + (size_t)b * %d, *logvar = %s + (size_t)b * %d;\n", N(e, o->out[0]), n,
+        N(e, o->out[1]), n);
+    put(e, "        for (int j = 0; j < %d; j++) {\n", n);
+    put(e, "            mean[j] = raw[j];\n");
+    if (o->variance == VAR_SOFTPLUS)
+        put(e, "            logvar[j] = JV_LOG(jv_softplus(raw[%d + j]));\n", n);
+    else
+        put(e, "            logvar[j] = raw[%d + j];\n", n);
+    put(e, "        }\n    }\n");
+}
+
+static void emit_sample(emitter *e, const op *o, int noise_optional)
+{
+    int n = W(e, o->out[0]);
+    const char *z = N(e, o->out[0]), *m = N(e, o->in[0]), *lv = N(e, o->in[1]), *eps = N(e, o->in[2]);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s = mean + exp(logvar / 2) * %s, [B x %d]%s", z, eps, n,
+                                     noise_optional ? " (the mean where noise is NULL)" : ""));
+    put(e, "    for (size_t i = 0; i < (size_t)B * %d; i++)\n", n);
+    if (noise_optional)
+        put(e, "        %s[i] = %s ? %s[i] + JV_EXP((jv_real)0.5 * %s[i]) * %s[i] : %s[i];\n", z, eps, m, lv, eps, m);
+    else
+        put(e, "        %s[i] = %s[i] + JV_EXP((jv_real)0.5 * %s[i]) * %s[i];\n", z, m, lv, eps);
+}
+
+static void emit_std_sample(emitter *e, const op *o)
+{
+    int n = W(e, o->out[0]);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s ~ N(0, I): the noise itself, [B x %d]", N(e, o->out[0]), n));
+    put(e, "    memcpy(%s, %s, sizeof(jv_real) * (size_t)B * %d);\n", N(e, o->out[0]), N(e, o->in[0]), n);
+}
+
+/* Opens the per-example loop of a per-example op: b, and the sum s. */
+static void per_example_open(emitter *e)
+{
+    put(e, "    for (int b = 0; b < B; b++) {\n");
+    put(e, "        jv_real s = 0;\n");
+}
+
+static void per_example_close(emitter *e, const op *o)
+{
+    put(e, "        %s[b] %s %ss;\n    }\n", N(e, o->out[0]), assign(o->accumulate), o->sign < 0 ? "-" : "");
+}
+
+/* Row pointers `name` into value v at example b. */
+static void row_ptr(emitter *e, const char *name, int v)
+{
+    if (v >= 0)
+        put(e, "        const jv_real *%s = %s + (size_t)b * %d;\n", name, N(e, v), W(e, v));
+}
+
+static void emit_kl(emitter *e, const op *o)
+{
+    int n = W(e, o->in[0]);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s: KL(N(%s, e^%s) || %s), summed over %d dimensions",
+                                     N(e, o->out[0]), N(e, o->in[0]), N(e, o->in[1]),
+                                     o->in[2] < 0 ? "N(0, I)" : arena_printf(&e->c->mem, "N(%s, e^%s)", N(e, o->in[2]), N(e, o->in[3])), n));
+    per_example_open(e);
+    row_ptr(e, "mq", o->in[0]);
+    row_ptr(e, "lq", o->in[1]);
+    row_ptr(e, "mp", o->in[2]);
+    row_ptr(e, "lp", o->in[3]);
+    put(e, "        for (int j = 0; j < %d; j++) {\n", n);
+    if (o->in[2] < 0) {
+        put(e, "            s += (jv_real)0.5 * (JV_EXP(lq[j]) + mq[j] * mq[j] - 1 - lq[j]);\n");
+    } else {
+        put(e, "            jv_real d = mq[j] - mp[j];\n");
+        put(e, "            s += (jv_real)0.5 * (lp[j] - lq[j] + (JV_EXP(lq[j]) + d * d) * JV_EXP(-lp[j]) - 1);\n");
+    }
+    put(e, "        }\n");
+    per_example_close(e, o);
+}
+
+static void emit_logpdf(emitter *e, const op *o)
+{
+    int n = W(e, o->in[0]);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s %s %slog %s(%s), summed over %d dimensions", N(e, o->out[0]),
+                                     assign(o->accumulate), o->sign < 0 ? "-" : "",
+                                     o->in[1] < 0 ? "N(0, I)" : arena_printf(&e->c->mem, "N(%s, e^%s)", N(e, o->in[1]), N(e, o->in[2])),
+                                     N(e, o->in[0]), n));
+    per_example_open(e);
+    row_ptr(e, "z", o->in[0]);
+    row_ptr(e, "m", o->in[1]);
+    row_ptr(e, "lv", o->in[2]);
+    put(e, "        for (int j = 0; j < %d; j++) {\n", n);
+    if (o->in[1] < 0) {
+        put(e, "            s -= (jv_real)0.5 * (JV_LOG_2PI + z[j] * z[j]);\n");
+    } else {
+        put(e, "            jv_real d = z[j] - m[j];\n");
+        put(e, "            s -= (jv_real)0.5 * (JV_LOG_2PI + lv[j] + d * d * JV_EXP(-lv[j]));\n");
+    }
+    put(e, "        }\n");
+    per_example_close(e, o);
+}
+
+static void emit_nll(emitter *e, const op *o)
+{
+    int n = W(e, o->in[0]);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s %s %s-log p(%s | %s), %s over %d values", N(e, o->out[0]),
+                                     assign(o->accumulate), o->sign < 0 ? "-" : "", N(e, o->in[1]), N(e, o->in[0]),
+                                     likelihood_names[o->likelihood], n));
+    per_example_open(e);
+    row_ptr(e, "l", o->in[0]);
+    row_ptr(e, "t", o->in[1]);
+    switch (o->likelihood) {
+    case LIK_BERNOULLI:
+        put(e, "        for (int j = 0; j < %d; j++)\n", n);
+        put(e, "            s += jv_softplus(l[j]) - t[j] * l[j];\n");
+        break;
+    case LIK_CATEGORICAL:
+        put(e, "        jv_real top = l[0], total = 0, mass = 0;\n");
+        put(e, "        for (int j = 1; j < %d; j++)\n            top = l[j] > top ? l[j] : top;\n", n);
+        put(e, "        for (int j = 0; j < %d; j++) {\n", n);
+        put(e, "            total += JV_EXP(l[j] - top);\n");
+        put(e, "            mass += t[j];\n");
+        put(e, "            s -= t[j] * l[j];\n");
+        put(e, "        }\n");
+        put(e, "        s += mass * (top + JV_LOG(total));\n");
+        break;
+    case LIK_GAUSSIAN:
+        put(e, "        for (int j = 0; j < %d; j++)\n", n);
+        put(e, "            s += (jv_real)0.5 * (JV_LOG_2PI + (t[j] - l[j]) * (t[j] - l[j]));\n");
+        break;
+    case LIK_GAUSSIAN_LEARNED:
+        row_ptr(e, "lv", o->in[2]);
+        put(e, "        for (int j = 0; j < %d; j++)\n", n);
+        put(e, "            s += (jv_real)0.5 * (JV_LOG_2PI + lv[j] + (t[j] - l[j]) * (t[j] - l[j]) * JV_EXP(-lv[j]));\n");
+        break;
+    }
+    per_example_close(e, o);
+}
+
+static void emit_loss(emitter *e, const op *o)
+{
+    const sem_model *m = e->p->m;
+    put(e, "\n    /* %s:%d  the loss: each term's mean over the batch, and their weighted sum */\n", e->spec_name, o->line);
+    put(e, "    jv_real total = 0;\n");
+    for (int t = 0; t < o->n_in; t++) {
+        put(e, "    {\n        jv_real s = 0;\n");
+        put(e, "        for (int b = 0; b < B; b++)\n            s += %s[b];\n", N(e, o->in[t]));
+        put(e, "        s /= (jv_real)B;\n");
+        put(e, "        if (terms)\n            terms[%d] = s; /* %s */\n", t, m->terms[t].name);
+        put(e, "        total += (term_scale ? term_scale[%d] : 1) * %s * s;\n", t, term_weight(e, t));
+        put(e, "    }\n");
+    }
+    put(e, "    return total;\n");
+}
+
+static void emit_decode_mean(emitter *e, const op *o)
+{
+    int n = W(e, o->out[0]);
+    static const char *const what[] = {"probabilities: sigmoid of the logits", "probabilities: softmax of the logits",
+                                       "the mean", "the mean"};
+    block_comment(e, o, arena_printf(&e->c->mem, "%s = %s, [B x %d]", N(e, o->out[0]), what[o->likelihood], n));
+    put(e, "    for (int b = 0; b < B; b++) {\n");
+    row_ptr(e, "l", o->in[0]);
+    put(e, "        jv_real *dst = %s + (size_t)b * %d;\n", N(e, o->out[0]), n);
+    if (o->likelihood == LIK_BERNOULLI) {
+        put(e, "        for (int j = 0; j < %d; j++)\n            dst[j] = jv_sigmoid(l[j]);\n", n);
+    } else if (o->likelihood == LIK_CATEGORICAL) {
+        put(e, "        jv_real top = l[0], total = 0;\n");
+        put(e, "        for (int j = 1; j < %d; j++)\n            top = l[j] > top ? l[j] : top;\n", n);
+        put(e, "        for (int j = 0; j < %d; j++)\n            total += dst[j] = JV_EXP(l[j] - top);\n", n);
+        put(e, "        for (int j = 0; j < %d; j++)\n            dst[j] /= total;\n", n);
+    } else {
+        put(e, "        memcpy(dst, l, sizeof(jv_real) * %d);\n", n);
+    }
+    put(e, "    }\n");
+}
+
+/* --------------------------------------------------------------- backward -- */
+
+static void emit_seed(emitter *e, const op *o)
+{
+    const sem_model *m = e->p->m;
+    put(e, "\n    /* %s:%d  %s */\n", e->spec_name, o->line, o->what);
+    for (int t = 0; t < m->n_terms; t++)
+        put(e, "    const jv_real seed_%s = (term_scale ? term_scale[%d] : 1) * %s / (jv_real)B;\n", m->terms[t].name, t,
+            term_weight(e, t));
+}
+
+static void emit_act_grad(emitter *e, const op *o)
+{
+    int dy = o->in[0], y = o->in[1], pre = o->in[2];
+    int n = W(e, dy);
+    const tensor *b = &e->p->tensors[o->bias];
+    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s becomes d(pre-activation); %s = column sums",
+                                     layer_name(e, o), N(e, dy), b->name));
+    put(e, "    {\n    jv_real *gbias = grads + %ld;\n", b->offset);
+    put(e, "    memset(gbias, 0, sizeof(jv_real) * %d);\n", n);
+    put(e, "    for (int b = 0; b < B; b++) {\n");
+    put(e, "        jv_real *g = %s + (size_t)b * %d;\n", N(e, dy), n);
+    if (o->act != ACT_LINEAR)
+        put(e, "        const jv_real *%s = %s + (size_t)b * %d;\n", o->act == ACT_SILU ? "pre" : "yrow",
+            N(e, o->act == ACT_SILU ? pre : y), n);
+    put(e, "        for (int j = 0; j < %d; j++) {\n", n);
+    if (o->act == ACT_SILU)
+        put(e, "            jv_real x = pre[j];\n");
+    else if (o->act != ACT_LINEAR)
+        put(e, "            jv_real y = yrow[j];\n");
+    if (o->act != ACT_LINEAR)
+        put(e, "            g[j] *= %s;\n", act_grad_expr(o->act));
+    put(e, "            gbias[j] += g[j];\n");
+    put(e, "        }\n    }\n    }\n");
+}
+
+static void emit_gemm_dw(emitter *e, const op *o)
+{
+    const tensor *wt = &e->p->tensors[o->tensor];
+    int dz = o->in[0], x = o->in[1];
+    int n = W(e, dz), k = W(e, x);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: d %s rows %d..%d = %s^T %s, [%d x %d]", layer_name(e, o),
+                                     wt->name, o->row_offset, o->row_offset + k - 1, N(e, x), N(e, dz), k, n));
+    put(e, "    jv_gemm(1, 0, %d, %d, B, 1, %s, %d, %s, %d, 0, grads + %ld, %d);\n", k, n, N(e, x), k, N(e, dz), n,
+        wt->offset + (long)o->row_offset * n, n);
+}
+
+static void emit_gemm_dx(emitter *e, const op *o)
+{
+    const tensor *wt = &e->p->tensors[o->tensor];
+    int dz = o->in[0], dx = o->out[0];
+    int n = W(e, dz), k = W(e, dx);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s %s %s W^T, [B x %d] -> [B x %d]", layer_name(e, o),
+                                     N(e, dx), assign(o->acc[0]), N(e, dz), n, k));
+    put(e, "    jv_gemm(0, 1, B, %d, %d, 1, %s, %d, params + %ld, %d, %d, %s, %d);\n", k, n, N(e, dz), n,
+        wt->offset + (long)o->row_offset * n, n, o->acc[0], N(e, dx), k);
+}
+
+static void emit_gauss_head_grad(emitter *e, const op *o)
+{
+    int d_mean = o->in[0], d_lv = o->in[1], raw = o->in[2], d_raw = o->out[0];
+    int n = W(e, raw) / 2;
+    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s from d mean and d log-variance", layer_name(e, o),
+                                     N(e, d_raw)));
+    put(e, "    for (int b = 0; b < B; b++) {\n");
+    row_ptr(e, "raw", raw);
+    row_ptr(e, "dm", d_mean);
+    row_ptr(e, "dl", d_lv);
+    put(e, "        jv_real *g = %s + (size_t)b * %d;\n", N(e, d_raw), 2 * n);
+    put(e, "        for (int j = 0; j < %d; j++) {\n", n);
+    put(e, "            g[j] %s %s;\n", assign(o->acc[0]), d_mean >= 0 ? "dm[j]" : "0");
+    if (d_lv < 0)
+        put(e, "            g[%d + j] %s 0;\n", n, assign(o->acc[0]));
+    else if (o->variance == VAR_SOFTPLUS)
+        put(e, "            g[%d + j] %s dl[j] * jv_sigmoid(raw[%d + j]) / jv_softplus(raw[%d + j]);\n", n,
+            assign(o->acc[0]), n, n);
+    else
+        put(e, "            g[%d + j] %s dl[j];\n", n, assign(o->acc[0]));
+    put(e, "        }\n    }\n");
+}
+
+static void emit_sample_grad(emitter *e, const op *o)
+{
+    int dz = o->in[0], lv = o->in[1], eps = o->in[2];
+    int n = W(e, dz);
+    block_comment(e, o, arena_printf(&e->c->mem, "backward of the sample: %s to its mean and log-variance", N(e, dz)));
+    put(e, "    for (size_t i = 0; i < (size_t)B * %d; i++) {\n", n);
+    if (o->out[0] >= 0)
+        put(e, "        %s[i] %s %s[i];\n", N(e, o->out[0]), assign(o->acc[0]), N(e, dz));
+    if (o->out[1] >= 0)
+        put(e, "        %s[i] %s (jv_real)0.5 * %s[i] * %s[i] * JV_EXP((jv_real)0.5 * %s[i]);\n", N(e, o->out[1]),
+            assign(o->acc[1]), N(e, dz), N(e, eps), N(e, lv));
+    put(e, "    }\n");
+}
+
+/* Opens the loop of a per-example op's backward; g is d loss / d its value. */
+static void per_example_grad_open(emitter *e, const op *o, int n)
+{
+    put(e, "    {\n        const jv_real g = %sseed_%s;\n", o->sign < 0 ? "-" : "", e->p->m->terms[o->term].name);
+    put(e, "        for (int b = 0; b < B; b++) {\n");
+    (void)n;
+}
+
+static void grad_row(emitter *e, const char *name, int v)
+{
+    if (v >= 0)
+        put(e, "            jv_real *%s = %s + (size_t)b * %d;\n", name, N(e, v), W(e, v));
+}
+
+static void const_row(emitter *e, const char *name, int v)
+{
+    if (v >= 0)
+        put(e, "            const jv_real *%s = %s + (size_t)b * %d;\n", name, N(e, v), W(e, v));
+}
+
+static void emit_kl_grad(emitter *e, const op *o)
+{
+    int n = W(e, o->in[0]);
+    int std = o->in[2] < 0;
+    block_comment(e, o, "backward of the KL term");
+    per_example_grad_open(e, o, n);
+    const_row(e, "mq", o->in[0]);
+    const_row(e, "lq", o->in[1]);
+    const_row(e, "mp", o->in[2]);
+    const_row(e, "lp", o->in[3]);
+    static const char *const names[] = {"dmq", "dlq", "dmp", "dlp"};
+    for (int j = 0; j < 4; j++)
+        grad_row(e, names[j], o->out[j]);
+    put(e, "            for (int j = 0; j < %d; j++) {\n", n);
+    put(e, "                jv_real d = mq[j]%s, vq = JV_EXP(lq[j]), ip = %s;\n", std ? "" : " - mp[j]", std ? "1" : "JV_EXP(-lp[j])");
+    if (o->out[0] >= 0)
+        put(e, "                dmq[j] %s g * d * ip;\n", assign(o->acc[0]));
+    if (o->out[1] >= 0)
+        put(e, "                dlq[j] %s g * (jv_real)0.5 * (vq * ip - 1);\n", assign(o->acc[1]));
+    if (o->out[2] >= 0)
+        put(e, "                dmp[j] %s -g * d * ip;\n", assign(o->acc[2]));
+    if (o->out[3] >= 0)
+        put(e, "                dlp[j] %s g * (jv_real)0.5 * (1 - (vq + d * d) * ip);\n", assign(o->acc[3]));
+    put(e, "            }\n        }\n    }\n");
+}
+
+static void emit_logpdf_grad(emitter *e, const op *o)
+{
+    int n = W(e, o->in[0]);
+    int std = o->in[1] < 0;
+    block_comment(e, o, "backward of the log-density");
+    per_example_grad_open(e, o, n);
+    const_row(e, "z", o->in[0]);
+    const_row(e, "m", o->in[1]);
+    const_row(e, "lv", o->in[2]);
+    grad_row(e, "dz", o->out[0]);
+    grad_row(e, "dm", o->out[1]);
+    grad_row(e, "dlv", o->out[2]);
+    put(e, "            for (int j = 0; j < %d; j++) {\n", n);
+    put(e, "                jv_real d = z[j]%s, r = d * %s;\n", std ? "" : " - m[j]", std ? "1" : "JV_EXP(-lv[j])");
+    if (o->out[0] >= 0)
+        put(e, "                dz[j] %s -g * r;\n", assign(o->acc[0]));
+    if (o->out[1] >= 0)
+        put(e, "                dm[j] %s g * r;\n", assign(o->acc[1]));
+    if (o->out[2] >= 0)
+        put(e, "                dlv[j] %s g * (jv_real)0.5 * (r * d - 1);\n", assign(o->acc[2]));
+    put(e, "            }\n        }\n    }\n");
+}
+
+static void emit_nll_grad(emitter *e, const op *o)
+{
+    int n = W(e, o->in[0]);
+    if (o->out[0] < 0 && o->out[1] < 0)
+        return;
+    block_comment(e, o, arena_printf(&e->c->mem, "backward of -log p: d %s", N(e, o->in[0])));
+    per_example_grad_open(e, o, n);
+    const_row(e, "l", o->in[0]);
+    const_row(e, "t", o->in[1]);
+    const_row(e, "lv", o->in[2]);
+    grad_row(e, "dl", o->out[0]);
+    grad_row(e, "dlv", o->out[1]);
+    const char *a0 = assign(o->acc[0]);
+    switch (o->likelihood) {
+    case LIK_BERNOULLI:
+        put(e, "            for (int j = 0; j < %d; j++)\n", n);
+        put(e, "                dl[j] %s g * (jv_sigmoid(l[j]) - t[j]);\n", a0);
+        break;
+    case LIK_CATEGORICAL:
+        put(e, "            jv_real top = l[0], total = 0, mass = 0;\n");
+        put(e, "            for (int j = 1; j < %d; j++)\n                top = l[j] > top ? l[j] : top;\n", n);
+        put(e, "            for (int j = 0; j < %d; j++) {\n", n);
+        put(e, "                total += JV_EXP(l[j] - top);\n                mass += t[j];\n            }\n");
+        put(e, "            for (int j = 0; j < %d; j++)\n", n);
+        put(e, "                dl[j] %s g * (mass * JV_EXP(l[j] - top) / total - t[j]);\n", a0);
+        break;
+    case LIK_GAUSSIAN:
+        put(e, "            for (int j = 0; j < %d; j++)\n", n);
+        put(e, "                dl[j] %s g * (l[j] - t[j]);\n", a0);
+        break;
+    case LIK_GAUSSIAN_LEARNED:
+        put(e, "            for (int j = 0; j < %d; j++) {\n", n);
+        put(e, "                jv_real d = l[j] - t[j], iv = JV_EXP(-lv[j]);\n");
+        if (o->out[0] >= 0)
+            put(e, "                dl[j] %s g * d * iv;\n", a0);
+        if (o->out[1] >= 0)
+            put(e, "                dlv[j] %s g * (jv_real)0.5 * (1 - d * d * iv);\n", assign(o->acc[1]));
+        put(e, "            }\n");
+        break;
+    }
+    put(e, "        }\n    }\n");
+}
+
+static void emit_add_grad(emitter *e, const op *o)
+{
+    int n = W(e, o->in[0]);
+    if (o->out[0] < 0)
+        return;
+    block_comment(e, o, arena_printf(&e->c->mem, "backward of the sum: %s %s %s", N(e, o->out[0]), assign(o->acc[0]), N(e, o->in[0])));
+    put(e, "    for (size_t i = 0; i < (size_t)B * %d; i++)\n        %s[i] %s %s[i];\n", n, N(e, o->out[0]),
+        assign(o->acc[0]), N(e, o->in[0]));
+}
+
+static void emit_zero_grad(emitter *e, const op *o)
+{
+    const tensor *t = &e->p->tensors[o->tensor];
+    put(e, "\n    /* %s:%d  %s is %s: its gradient is 0 */\n", e->spec_name, o->line, t->name, o->what);
+    put(e, "    memset(grads + %ld, 0, sizeof(jv_real) * %d);\n", t->offset, t->rows * t->cols);
+}
+
+static void emit_op(emitter *e, const op *o, int noise_optional)
+{
+    switch (o->kind) {
+    case OP_AFFINE: emit_affine(e, o); break;
+    case OP_ADD: emit_add(e, o); break;
+    case OP_GAUSS_HEAD: emit_gauss_head(e, o); break;
+    case OP_SAMPLE: emit_sample(e, o, noise_optional); break;
+    case OP_STD_SAMPLE: emit_std_sample(e, o); break;
+    case OP_KL: emit_kl(e, o); break;
+    case OP_LOGPDF: emit_logpdf(e, o); break;
+    case OP_NLL: emit_nll(e, o); break;
+    case OP_LOSS: emit_loss(e, o); break;
+    case OP_DECODE_MEAN: emit_decode_mean(e, o); break;
+    case OP_SEED: emit_seed(e, o); break;
+    case OP_ACT_GRAD: emit_act_grad(e, o); break;
+    case OP_GEMM_DX: emit_gemm_dx(e, o); break;
+    case OP_GEMM_DW: emit_gemm_dw(e, o); break;
+    case OP_GAUSS_HEAD_GRAD: emit_gauss_head_grad(e, o); break;
+    case OP_SAMPLE_GRAD: emit_sample_grad(e, o); break;
+    case OP_KL_GRAD: emit_kl_grad(e, o); break;
+    case OP_LOGPDF_GRAD: emit_logpdf_grad(e, o); break;
+    case OP_NLL_GRAD: emit_nll_grad(e, o); break;
+    case OP_ADD_GRAD: emit_add_grad(e, o); break;
+    case OP_ZERO_GRAD: emit_zero_grad(e, o); break;
+    }
+}
+
+/* ---------------------------------------------------------------- functions -- */
+
+/* Declares the pointers of every value ops [from, to) touch. */
+static void declare_values(emitter *e, int from, int to)
+{
+    const graph *g = e->g;
+    char *used = calloc((size_t)g->n_values + 1, 1);
+    for (int i = from; i < to; i++) {
+        const op *o = &g->ops[i];
+        for (int j = 0; j < o->n_in; j++)
+            if (o->in[j] >= 0)
+                used[o->in[j]] = 1;
+        for (int j = 0; j < o->n_out; j++)
+            if (o->out[j] >= 0)
+                used[o->out[j]] = 1;
+    }
+    for (int v = 0; v < g->n_values; v++) {
+        if (!used[v])
+            continue;
+        const value *val = V(e, v);
+        const char *shape_comment = arena_printf(&e->c->mem, "/* [B x %d] */", val->width);
+        switch (val->kind) {
+        case V_ARENA:
+            put(e, "    jv_real *const %s = arena + (size_t)B * %ld; %s\n", val->name, val->offset, shape_comment);
+            break;
+        case V_DATA:
+            put(e, "    const jv_real *const %s = data[%d]; %s\n", val->name, val->index, shape_comment);
+            break;
+        case V_NOISE:
+            put(e, "    const jv_real *const %s = %s; %s\n", val->name,
+                arena_printf(&e->c->mem, g->has_backward ? "noise[%d]" : "noise ? noise[%d] : NULL", val->index), shape_comment);
+            break;
+        case V_LATENT_IN:
+            put(e, "    const jv_real *const %s = latents[%d]; %s\n", val->name, val->index, shape_comment);
+            break;
+        case V_LATENT_OUT:
+            put(e, "    jv_real *const %s = latents[%d]; %s\n", val->name, val->index, shape_comment);
+            break;
+        case V_ROW_OUT:
+            put(e, "    jv_real *const %s = %s; /* [B] */\n", val->name,
+                strcmp(val->name, "sum_log_q") == 0 ? "log_q"
+                : strcmp(val->name, "sum_log_prior") == 0 ? "log_prior"
+                : arena_printf(&e->c->mem, "log_lik[%d]", val->index));
+            break;
+        case V_OUT:
+            put(e, "    jv_real *const %s = out[%d]; %s\n", val->name, val->index, shape_comment);
+            break;
+        }
+    }
+    free(used);
+}
+
+static const char *const sig_params = "const jv_real *params, jv_real *arena, int batch";
+
+static const char *signature(emitter *e, const graph *g, int backward)
+{
+    const char *p = e->prefix;
+    if (g->has_backward && !backward)
+        return arena_printf(&e->c->mem,
+                            "jv_real %s_forward(%s,\n    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,\n"
+                            "    const jv_real *term_scale, jv_real *terms)", p, sig_params);
+    if (g->has_backward)
+        return arena_printf(&e->c->mem,
+                            "void %s_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,\n"
+                            "    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,\n"
+                            "    const jv_real *term_scale)", p);
+    if (strncmp(g->name, "posterior_", 10) == 0)
+        return arena_printf(&e->c->mem,
+                            "void %s_%s(%s,\n    const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,\n"
+                            "    jv_real *log_q)", p, g->name, sig_params);
+    if (strcmp(g->name, "log_joint") == 0)
+        return arena_printf(&e->c->mem,
+                            "void %s_log_joint(%s,\n    const jv_real *const *data, const jv_real *const *latents,\n"
+                            "    jv_real *log_prior, jv_real *const *log_lik)", p, sig_params);
+    if (strcmp(g->name, "decode") == 0)
+        return arena_printf(&e->c->mem, "void %s_decode(%s,\n    const jv_real *const *latents, jv_real *const *out)", p,
+                            sig_params);
+    return arena_printf(&e->c->mem, "void %s_sample_prior(%s,\n    const jv_real *const *noise, jv_real *const *latents)", p,
+                        sig_params);
+}
+
+/* Marks unused parameters of a signature as used, so -Wextra stays quiet. */
+static void silence_unused(emitter *e, const graph *g, int backward)
+{
+    if (g->has_backward) {
+        put(e, "    (void)hyper;\n    (void)term_scale;\n    (void)noise;\n    (void)data;\n");
+        if (backward)
+            put(e, "    (void)params;\n");
+    } else if (strncmp(g->name, "posterior_", 10) == 0) {
+        put(e, "    (void)noise;\n");
+    } else if (strcmp(g->name, "log_joint") == 0) {
+        put(e, "    (void)data;\n    (void)log_lik;\n");
+    } else if (strcmp(g->name, "decode") == 0) {
+        put(e, "    (void)out;\n");
+    }
+}
+
+static void emit_function(emitter *e, const graph *g, int backward)
+{
+    e->g = g;
+    int from = backward ? g->n_forward : 0, to = g->has_backward && !backward ? g->n_forward : g->n_ops;
+    put(e, "\n/* %s%s */\n%s\n{\n", g->purpose, backward ? " (backward; run after forward with the same arguments)" : "",
+        signature(e, g, backward));
+    put(e, "    const int B = batch;\n");
+    put(e, "    (void)params;\n    (void)arena;\n");
+    declare_values(e, from, to);
+    silence_unused(e, g, backward);
+    if (strcmp(g->name, "log_joint") == 0)
+        for (int m = 0; m < e->p->m->n_modalities; m++)
+            if (e->p->likelihood_net[m] < 0)
+                put(e, "    memset(log_lik[%d], 0, sizeof(jv_real) * (size_t)B); /* %s has no decoder */\n", m,
+                    e->p->m->modalities[m].name);
+    for (int i = from; i < to; i++)
+        emit_op(e, &g->ops[i], !g->has_backward);
+    put(e, "}\n");
+}
+
+/* ------------------------------------------------------------------ header -- */
+
+static const char *upper(emitter *e, const char *s)
+{
+    char *u = arena_strndup(&e->c->mem, s, strlen(s));
+    for (char *t = u; *t; t++)
+        *t = (char)(*t == '.' ? '_' : toupper((unsigned char)*t));
+    return u;
+}
+
+static void emit_header(emitter *e)
+{
+    const program *p = e->p;
+    const sem_model *m = p->m;
+    const char *P = e->upper, *pre = e->prefix;
+    put(e, "/* %s.h: generated by jmvaec from %s. Do not edit: change the spec and recompile.\n *\n", pre, e->spec_name);
+    put(e, " * Memory is the caller's: a parameter block (and gradient block) of %s_N_PARAMS\n", P);
+    put(e, " * reals, and an arena of %s_ARENA_REALS(batch) reals that every function below\n", P);
+    put(e, " * uses as scratch. Data, noise and latents are row-major [batch x size].\n");
+    put(e, " * jv_real is float, or double when compiled with -DJV_DOUBLE. */\n");
+    put(e, "#ifndef %s_H\n#define %s_H\n\n#include \"jv_model.h\"\n\n", P, P);
+    put(e, "#define %s_N_PARAMS %ld\n", P, p->n_params);
+    put(e, "#define %s_N_MODALITIES %d\n", P, m->n_modalities);
+    for (int i = 0; i < m->n_modalities; i++)
+        put(e, "#define %s_%s_SIZE %d /* modality %d, %s */\n", P, upper(e, m->modalities[i].name), m->modalities[i].size, i,
+            likelihood_names[m->modalities[i].likelihood]);
+    put(e, "#define %s_N_LATENTS %d\n", P, m->n_latents);
+    for (int i = 0; i < m->n_latents; i++)
+        put(e, "#define %s_%s_SIZE %d /* latent %d */\n", P, upper(e, m->latents[i].name), m->latents[i].size, i);
+    put(e, "#define %s_N_TERMS %d\n", P, m->n_terms);
+    for (int i = 0; i < m->n_terms; i++)
+        put(e, "#define %s_TERM_%s %d\n", P, upper(e, m->terms[i].name), i);
+    put(e, "#define %s_N_HYPERS %d\n", P, m->n_hypers);
+    put(e, "/* the activation arena: reals per example of the batch, and in all */\n");
+    put(e, "#define %s_ARENA_PER_EXAMPLE %ld\n", P, p->arena_per_example);
+    put(e, "#define %s_ARENA_REALS(batch) ((size_t)(batch) * %s_ARENA_PER_EXAMPLE)\n\n", P, P);
+    put(e, "/* Parameter layout: offsets in reals into the parameter block (the gradient\n");
+    put(e, " * and Adam moment blocks use the same layout). Weights are [inputs x outputs],\n");
+    put(e, " * row-major; a layer computes y = act(x W + b). */\n");
+    for (int t = 0; t < p->n_tensors; t++)
+        put(e, "#define %s_%s %ld /* [%d x %d] */\n", P, upper(e, p->tensors[t].name), p->tensors[t].offset,
+            p->tensors[t].rows, p->tensors[t].cols);
+    put(e, "\n/* The model for the trainer: sizes, layout and the functions below. */\n");
+    put(e, "extern const jv_model %s_model;\n\n", pre);
+    put(e, "/* Initialisation: every weight W [fan_in x fan_out] is Glorot-uniform,\n");
+    put(e, " * U(-a, a) with a = sqrt(6 / (fan_in + fan_out)); every bias is 0. Element i\n");
+    put(e, " * of tensor t is drawn from position i of stream t of the counter-based\n");
+    put(e, " * generator of jv_model.h, so the result depends on the seed alone. */\n");
+    put(e, "void %s_init(jv_real *params, uint64_t seed);\n", pre);
+    for (int i = 0; i < p->n_graphs; i++) {
+        const graph *g = p->graphs[i];
+        put(e, "/* %s */\n%s;\n", g->purpose, signature(e, g, 0));
+        if (g->has_backward)
+            put(e, "/* the gradient of the loss forward returns, written to grads */\n%s;\n", signature(e, g, 1));
+    }
+    put(e, "/* The gradient check in double precision (%s_f64.c): DIR/%s gradcheck. */\n", pre, pre);
+    put(e, "int %s_gradcheck(int argc, char **argv);\n\n#endif\n", pre);
+}
+
+/* ------------------------------------------------------------- descriptor -- */
+
+static void emit_init(emitter *e)
+{
+    const program *p = e->p;
+    put(e, "\nvoid %s_init(jv_real *params, uint64_t seed)\n{\n", e->prefix);
+    put(e, "    for (int t = 0; t < %s_model.n_tensors; t++) {\n", e->prefix);
+    put(e, "        const jv_tensor_info *info = &%s_model.tensors[t];\n", e->prefix);
+    put(e, "        size_t n = (size_t)info->rows * (size_t)info->cols;\n");
+    put(e, "        jv_real *w = params + info->offset;\n");
+    put(e, "        if (info->rows == 1) { /* a bias */\n");
+    put(e, "            memset(w, 0, sizeof(jv_real) * n);\n            continue;\n        }\n");
+    put(e, "        double a = sqrt(6.0 / (info->rows + info->cols));\n");
+    put(e, "        for (size_t i = 0; i < n; i++)\n");
+    put(e, "            w[i] = (jv_real)((2 * jv_uniform_at(seed, (uint64_t)t, i) - 1) * a);\n");
+    put(e, "    }\n}\n");
+    (void)p;
+}
+
+static const char *c_string(emitter *e, const char *s)
+{
+    return arena_printf(&e->c->mem, "\"%s\"", s); /* spec names are identifiers: nothing to escape */
+}
+
+static void emit_descriptor(emitter *e)
+{
+    const program *p = e->p;
+    const sem_model *m = p->m;
+    const char *pre = e->prefix;
+    static const char *const lik[] = {"JV_BERNOULLI", "JV_CATEGORICAL", "JV_GAUSSIAN", "JV_GAUSSIAN_LEARNED"};
+    put(e, "\n/* ------------------------------------------------------- descriptor -- */\n\n");
+    put(e, "static const jv_modality_info %s_modalities[] = {\n", pre);
+    for (int i = 0; i < m->n_modalities; i++)
+        put(e, "    {%s, %d, %s, %d, %d},\n", c_string(e, m->modalities[i].name), m->modalities[i].size,
+            lik[m->modalities[i].likelihood], m->modalities[i].height, m->modalities[i].width);
+    put(e, "};\n\nstatic const jv_latent_info %s_latents[] = {\n", pre);
+    for (int i = 0; i < m->n_latents; i++)
+        put(e, "    {%s, %d},\n", c_string(e, m->latents[i].name), m->latents[i].size);
+    put(e, "};\n\nstatic const jv_tensor_info %s_tensors[] = {\n", pre);
+    for (int t = 0; t < p->n_tensors; t++)
+        put(e, "    {%s, %d, %d, %ld},\n", c_string(e, p->tensors[t].name), p->tensors[t].rows, p->tensors[t].cols,
+            p->tensors[t].offset);
+    put(e, "};\n\n");
+    if (m->n_hypers) {
+        put(e, "static const jv_hyper_info %s_hypers[] = {\n", pre);
+        for (int i = 0; i < m->n_hypers; i++)
+            put(e, "    {%s, %.17g, %.17g, %.17g},\n", c_string(e, m->hypers[i].name), m->hypers[i].value,
+                m->hypers[i].warmup_from, m->hypers[i].warmup_epochs);
+        put(e, "};\n\n");
+    }
+    put(e, "static const char *const %s_term_names[] = {", pre);
+    for (int t = 0; t < m->n_terms; t++)
+        put(e, "%s%s", t ? ", " : "", c_string(e, m->terms[t].name));
+    put(e, "};\n\nstatic const jv_family_info %s_families[] = {\n", pre);
+    for (int f = 0; f < p->n_families; f++) {
+        const graph *g = p->families[f];
+        char names[512] = "";
+        size_t len = 0;
+        for (int i = 0; i < m->n_modalities; i++)
+            if (g->family_condition & (1u << i))
+                len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", len ? "," : "", m->modalities[i].name);
+        put(e, "    {%s, 0x%xu, %s_%s},\n", c_string(e, names), g->family_condition, pre, g->name);
+    }
+    put(e, "};\n\n");
+    const sem_train *t = &m->train;
+    put(e, "const jv_model %s_model = {\n", pre);
+    put(e, "    .name = %s,\n", c_string(e, pre));
+    put(e, "    .fingerprint = 0x%016llxull,\n", m->fingerprint);
+    put(e, "    .n_modalities = %d,\n    .modalities = %s_modalities,\n", m->n_modalities, pre);
+    put(e, "    .n_latents = %d,\n    .latents = %s_latents,\n", m->n_latents, pre);
+    put(e, "    .n_tensors = %d,\n    .tensors = %s_tensors,\n", p->n_tensors, pre);
+    put(e, "    .n_params = %ld,\n", p->n_params);
+    put(e, "    .n_hypers = %d,\n    .hypers = %s,\n", m->n_hypers, m->n_hypers ? arena_printf(&e->c->mem, "%s_hypers", pre) : "NULL");
+    put(e, "    .n_terms = %d,\n    .term_names = %s_term_names,\n", m->n_terms, pre);
+    put(e, "    .defaults = {%.17g, %.17g, %.17g, %.17g, %.17g, %ld, %ld, %ld},\n", t->lr, t->beta1, t->beta2, t->eps,
+        t->clip, t->batch, t->epochs, t->seed);
+    put(e, "    .arena_per_example = %ld,\n", p->arena_per_example);
+    put(e, "    .n_families = %d,\n    .families = %s_families,\n", p->n_families, pre);
+    put(e, "    .training_family = %d,\n", p->training_family);
+    put(e, "    .init = %s_init,\n    .forward = %s_forward,\n    .backward = %s_backward,\n", pre, pre, pre);
+    put(e, "    .log_joint = %s_log_joint,\n    .decode = %s_decode,\n    .sample_prior = %s_sample_prior,\n", pre, pre, pre);
+    put(e, "};\n");
+}
+
+static void emit_source(emitter *e)
+{
+    const program *p = e->p;
+    put(e, "/* %s.c: generated by jmvaec from %s. Do not edit: change the spec and recompile.\n *\n", e->prefix, e->spec_name);
+    put(e, " * Straight-line forward and backward passes. Each block names the spec line\n");
+    put(e, " * it comes from; shapes are [B x width] with B the batch. Arena offsets are\n");
+    put(e, " * planned so that buffers whose lifetimes do not overlap share memory. */\n");
+    put(e, "#include <math.h>\n#include <string.h>\n\n#include \"%s.h\"\n", e->prefix);
+    put(e, "\nextern const jv_model %s_model;\n", e->prefix);
+    emit_init(e);
+    for (int i = 0; i < p->n_graphs; i++) {
+        emit_function(e, p->graphs[i], 0);
+        if (p->graphs[i]->has_backward)
+            emit_function(e, p->graphs[i], 1);
+    }
+    emit_descriptor(e);
+}
+
+static void emit_f64(emitter *e)
+{
+    const program *p = e->p;
+    const char *pre = e->prefix;
+    put(e, "/* %s_f64.c: generated by jmvaec from %s. Do not edit.\n *\n", pre, e->spec_name);
+    put(e, " * The same model in double precision, under other names, for the gradient\n");
+    put(e, " * check by central finite differences (jv_gradcheck.h). */\n");
+    put(e, "#define JV_DOUBLE 1\n");
+    put(e, "#define %s_model %s_f64_model\n#define %s_init %s_f64_init\n", pre, pre, pre, pre);
+    for (int i = 0; i < p->n_graphs; i++) {
+        const char *name = p->graphs[i]->has_backward ? "forward" : p->graphs[i]->name;
+        put(e, "#define %s_%s %s_f64_%s\n", pre, name, pre, name);
+        if (p->graphs[i]->has_backward)
+            put(e, "#define %s_backward %s_f64_backward\n", pre, pre);
+    }
+    put(e, "#include \"%s.c\"\n#include \"jv_gradcheck.h\"\n\n", pre);
+    put(e, "int %s_gradcheck(int argc, char **argv)\n{\n    return jv_gradcheck_run(&%s_model, argc, argv);\n}\n", pre, pre);
+}
+
+static void emit_main(emitter *e)
+{
+    const char *pre = e->prefix;
+    put(e, "/* %s_main.c: generated by jmvaec from %s. Do not edit.\n", pre, e->spec_name);
+    put(e, " * The trainer: train, eval, sample, encode, gradcheck (run it with --help). */\n");
+    put(e, "#include \"%s.h\"\n#include \"jv_trainer.h\"\n\n", pre);
+    put(e, "int main(int argc, char **argv)\n{\n    return jv_main(&%s_model, %s_gradcheck, argc, argv);\n}\n", pre, pre);
+}
+
+static void emit_makefile(emitter *e)
+{
+    const char *pre = e->prefix;
+    put(e, "# Makefile: generated by jmvaec from %s. Builds the trainer ./%s.\n#\n", e->spec_name, pre);
+    put(e, "# JMVAEC names the jmvaec whose runtime the trainer links: by default the\n");
+    put(e, "# one of the source tree this folder is in (a parent folder holding jmvaec and\n");
+    put(e, "# runtime/), else the jmvaec on PATH (after make install). `$(JMVAEC) --cflags`\n");
+    put(e, "# and `--libs` give the flags, as llvm-config does.\n");
+    put(e, "JMVAEC ?= $(shell d='$(CURDIR)'; while [ \"$$d\" != / ]; do \\\n");
+    put(e, "    if [ -x \"$$d/jmvaec\" ] && [ -f \"$$d/runtime/jv_model.h\" ]; then echo \"$$d/jmvaec\"; exit 0; fi; \\\n");
+    put(e, "    d=$$(dirname \"$$d\"); done; echo jmvaec)\n");
+    put(e, "CC ?= cc\nCFLAGS ?= -O2\n");
+    put(e, "JV_CFLAGS := $(shell $(JMVAEC) --cflags)\nJV_LIBS := $(shell $(JMVAEC) --libs)\n");
+    put(e, "OBJECTS := %s_main.o %s.o %s_f64.o\n\n", pre, pre, pre);
+    put(e, "%s: $(OBJECTS)\n\t$(CC) $(LDFLAGS) $(OBJECTS) $(JV_LIBS) -o $@\n\n", pre);
+    put(e, "%%.o: %%.c %s.h %s.c\n\t$(CC) -std=c11 $(CFLAGS) $(JV_CFLAGS) -c $< -o $@\n\n", pre, pre);
+    put(e, "clean:\n\trm -f %s $(OBJECTS)\n\n.PHONY: clean\n", pre);
+}
+
+/* -------------------------------------------------------------------- files -- */
+
+typedef void (*file_writer)(emitter *);
+
+/* Writes DIR/name through a temporary file, so a failure leaves no half file. */
+static int write_file(emitter *e, const char *dir, const char *name, file_writer writer)
+{
+    const char *path = arena_printf(&e->c->mem, "%s/%s", dir, name);
+    const char *tmp = arena_printf(&e->c->mem, "%s/.%s.tmp", dir, name);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        fprintf(stderr, "jmvaec: error: cannot write '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    e->out = f;
+    writer(e);
+    int failed = ferror(f);
+    failed |= fclose(f) != 0;
+    if (failed || rename(tmp, path) != 0) {
+        fprintf(stderr, "jmvaec: error: cannot write '%s': %s\n", path, strerror(errno));
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int emit_program(ctx *c, const program *p, const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (mkdir(dir, 0777) != 0) {
+            fprintf(stderr, "jmvaec: error: cannot create folder '%s': %s\n", dir, strerror(errno));
+            return 2;
+        }
+    } else if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "jmvaec: error: '%s' exists and is not a folder\n", dir);
+        return 2;
+    }
+    const char *base = strrchr(c->path, '/');
+    emitter e = {NULL, c, p, p->m->name, NULL, base ? base + 1 : c->path, NULL};
+    e.upper = upper(&e, p->m->name);
+    const char *pre = p->m->name;
+    struct {
+        const char *name;
+        file_writer writer;
+    } files[] = {
+        {arena_printf(&c->mem, "%s.h", pre), emit_header},
+        {arena_printf(&c->mem, "%s.c", pre), emit_source},
+        {arena_printf(&c->mem, "%s_f64.c", pre), emit_f64},
+        {arena_printf(&c->mem, "%s_main.c", pre), emit_main},
+        {"Makefile", emit_makefile},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        if (write_file(&e, dir, files[i].name, files[i].writer) != 0)
+            return 2;
+    return 0;
+}
+
+/* `--emit=c`: the model's C source on stdout. */
+void emit_source_to(ctx *c, const program *p, FILE *out)
+{
+    const char *base = strrchr(c->path, '/');
+    emitter e = {out, c, p, p->m->name, NULL, base ? base + 1 : c->path, NULL};
+    e.upper = upper(&e, p->m->name);
+    emit_source(&e);
+}

@@ -1,0 +1,186 @@
+/* grad.c: reverse-mode differentiation of the training graph.
+ *
+ * Walks the forward ops backwards and appends, for each, the ops that carry
+ * the gradient from its outputs to its inputs and parameters. A value's
+ * gradient buffer is written (=) by its first contribution and accumulated
+ * (+=) by the others; data and noise get no gradient. The per-example terms
+ * of the loss need no buffer: their gradient is a constant seed per term. */
+#include <string.h>
+
+#include "ir.h"
+
+typedef struct {
+    ctx *c;
+    program *p;
+    graph *g;
+    char *written;  /* per value: its gradient has had a contribution */
+    char *tensor_done;
+} grad_state;
+
+static int grad_of(grad_state *s, int v)
+{
+    graph *g = s->g;
+    if (g->values[v].grad < 0) {
+        int d = graph_value(s->c, g, V_ARENA, g->values[v].width, 0,
+                            arena_printf(&s->c->mem, "d_%s", g->values[v].name));
+        g = s->g; /* values may have moved */
+        g->values[v].grad = d;
+    }
+    return g->values[v].grad;
+}
+
+/* Marks a contribution to v's gradient; returns 1 if it must accumulate. */
+static int contribute(grad_state *s, int v)
+{
+    int acc = s->written[v];
+    s->written[v] = 1;
+    return acc;
+}
+
+static int wants(const grad_state *s, int v)
+{
+    return v >= 0 && s->g->values[v].needs_grad;
+}
+
+static void mark_needs_grad(graph *g)
+{
+    for (int i = 0; i < g->n_forward; i++) {
+        op *o = &g->ops[i];
+        int needs = o->kind == OP_AFFINE;
+        for (int j = 0; j < o->n_in; j++)
+            needs |= o->in[j] >= 0 && g->values[o->in[j]].needs_grad;
+        if (o->kind == OP_LOSS || o->kind == OP_STD_SAMPLE)
+            needs = 0;
+        for (int j = 0; j < o->n_out; j++)
+            g->values[o->out[j]].needs_grad = needs && g->values[o->out[j]].kind == V_ARENA;
+    }
+}
+
+/* A gradient op of kind k whose outputs are the gradients of the given
+ * forward values (those that need one), reading `reads`. */
+static op *grad_op(grad_state *s, op_kind k, const op *fwd, const int *of, int n_of, const int *reads, int n_reads)
+{
+    int outs[4], accs[4];
+    for (int j = 0; j < n_of; j++) {
+        outs[j] = wants(s, of[j]) ? grad_of(s, of[j]) : -1;
+        accs[j] = outs[j] >= 0 ? contribute(s, of[j]) : 0;
+    }
+    op *o = graph_op(s->c, s->g, k, fwd->line);
+    memcpy(o->in, reads, sizeof(int) * (size_t)n_reads);
+    o->n_in = n_reads;
+    memcpy(o->out, outs, sizeof(int) * (size_t)n_of);
+    memcpy(o->acc, accs, sizeof(int) * (size_t)n_of);
+    o->n_out = n_of;
+    o->term = fwd->term;
+    o->sign = fwd->sign;
+    o->variance = fwd->variance;
+    o->likelihood = fwd->likelihood;
+    o->act = fwd->act;
+    o->net = fwd->net;
+    o->hidden = fwd->hidden;
+    o->tensor = fwd->tensor;
+    o->bias = fwd->bias;
+    return o;
+}
+
+static void affine_grad(grad_state *s, const op *fwd)
+{
+    int out = fwd->out[0];
+    if (!s->written[out])
+        return; /* nothing downstream depends on it */
+    int d_out = s->g->values[out].grad;
+    int reads[3] = {d_out, out, fwd->n_out > 1 ? fwd->out[1] : -1};
+    op *a = grad_op(s, OP_ACT_GRAD, fwd, NULL, 0, reads, 3);
+    a->what = "through the activation, and the bias gradient";
+    s->tensor_done[fwd->bias] = 1;
+    int row = 0;
+    for (int i = 0; i < fwd->n_in; i++) {
+        int x = fwd->in[i];
+        int rd[2] = {d_out, x};
+        op *w = grad_op(s, OP_GEMM_DW, fwd, NULL, 0, rd, 2);
+        w->block = i;
+        w->row_offset = row;
+        if (wants(s, x)) {
+            int of[1] = {x};
+            int r[1] = {d_out};
+            op *dx = grad_op(s, OP_GEMM_DX, fwd, of, 1, r, 1);
+            dx->block = i;
+            dx->row_offset = row;
+        }
+        row += s->g->values[x].width;
+    }
+    s->tensor_done[fwd->tensor] = 1;
+}
+
+static void backward_op(grad_state *s, int i)
+{
+    op fwd = s->g->ops[i]; /* a copy: appending ops may move the array */
+    int any_out_written = 0;
+    for (int j = 0; j < fwd.n_out; j++)
+        any_out_written |= s->written[fwd.out[j]];
+    switch (fwd.kind) {
+    case OP_LOSS: {
+        op *o = graph_op(s->c, s->g, OP_SEED, fwd.line);
+        o->what = "d loss / d term, per example";
+        break;
+    }
+    case OP_NLL: {
+        int of[2] = {fwd.in[0], fwd.in[2]};
+        grad_op(s, OP_NLL_GRAD, &fwd, of, 2, fwd.in, 3);
+        break;
+    }
+    case OP_KL:
+        grad_op(s, OP_KL_GRAD, &fwd, fwd.in, 4, fwd.in, 4);
+        break;
+    case OP_LOGPDF:
+        grad_op(s, OP_LOGPDF_GRAD, &fwd, fwd.in, 3, fwd.in, 3);
+        break;
+    case OP_SAMPLE: {
+        if (!any_out_written)
+            break;
+        int reads[3] = {s->g->values[fwd.out[0]].grad, fwd.in[1], fwd.in[2]};
+        grad_op(s, OP_SAMPLE_GRAD, &fwd, fwd.in, 2, reads, 3);
+        break;
+    }
+    case OP_GAUSS_HEAD: {
+        if (!any_out_written)
+            break;
+        int reads[3] = {s->written[fwd.out[0]] ? s->g->values[fwd.out[0]].grad : -1,
+                        s->written[fwd.out[1]] ? s->g->values[fwd.out[1]].grad : -1, fwd.in[0]};
+        grad_op(s, OP_GAUSS_HEAD_GRAD, &fwd, fwd.in, 1, reads, 3);
+        break;
+    }
+    case OP_ADD: {
+        if (!any_out_written)
+            break;
+        int reads[1] = {s->g->values[fwd.out[0]].grad};
+        for (int j = 0; j < fwd.n_in; j++) {
+            int of[1] = {fwd.in[j]};
+            grad_op(s, OP_ADD_GRAD, &fwd, of, 1, reads, 1);
+        }
+        break;
+    }
+    case OP_AFFINE:
+        affine_grad(s, &fwd);
+        break;
+    default:
+        break;
+    }
+}
+
+void differentiate(ctx *c, program *p, graph *g)
+{
+    grad_state s = {c, p, g, NULL, NULL};
+    mark_needs_grad(g);
+    /* gradient values are appended as they are needed; room for one per value */
+    s.written = arena_alloc(&c->mem, (size_t)(2 * g->n_values + 1));
+    s.tensor_done = arena_alloc(&c->mem, (size_t)(p->n_tensors + 1));
+    for (int i = g->n_forward - 1; i >= 0; i--)
+        backward_op(&s, i);
+    for (int t = 0; t < p->n_tensors; t++)
+        if (!s.tensor_done[t]) {
+            op *o = graph_op(c, g, OP_ZERO_GRAD, p->tensors[t].line);
+            o->tensor = t;
+            o->what = "not on any path to the loss";
+        }
+}

@@ -1,0 +1,136 @@
+/* ir.h: the tensor IR. A graph is a list of operations, in execution order,
+ * on values of shape [batch x width] (the batch is the one dimension the
+ * spec does not fix). Lowering (lower.c) builds the forward graphs from the
+ * checked model; differentiation (grad.c) appends the backward operations to
+ * the training graph; planning (plan.c) places every arena value; emission
+ * (emit.c) prints each graph as one C function. */
+#ifndef JMVAEC_IR_H
+#define JMVAEC_IR_H
+
+#include "model.h"
+
+typedef enum {
+    V_ARENA,     /* an activation or gradient in the arena */
+    V_DATA,      /* the caller's data[index] */
+    V_NOISE,     /* the caller's noise[index] */
+    V_LATENT_IN, /* the caller's latents[index], read */
+    V_LATENT_OUT,/* the caller's latents[index], written */
+    V_ROW_OUT,   /* a caller's per-example vector (log_q, log_prior, log_lik[index]) */
+    V_OUT        /* the caller's out[index] */
+} value_kind;
+
+typedef struct {
+    value_kind kind;
+    int width;
+    int index;
+    const char *name;   /* readable, unique in its graph: the C identifier of the pointer */
+    const char *caller; /* the caller's expression for non-arena values */
+    int grad;           /* the value holding its gradient, or -1 */
+    int needs_grad;
+    int first, last;    /* lifetime, in op positions (planning) */
+    long offset;        /* arena offset in reals per example (planning) */
+} value;
+
+typedef enum {
+    /* forward */
+    OP_AFFINE,      /* out = act(sum_i in[i] W_i + b); W_i are row blocks of one [sum k_i, n] tensor */
+    OP_ADD,         /* out = sum of in[] */
+    OP_GAUSS_HEAD,  /* in[0] raw [2n] -> out[0] mean [n], out[1] log-variance [n] */
+    OP_SAMPLE,      /* out[0] = in[0] + exp(in[1] / 2) * in[2]; in[2] NULL noise means the mean */
+    OP_STD_SAMPLE,  /* out[0] = in[0] (a standard-normal latent is its noise) */
+    OP_KL,          /* per-example KL(N(in0, e^in1) || N(in2, e^in3)); in2 = -1: N(0, I) */
+    OP_LOGPDF,      /* per-example log N(in0; in1, e^in2); in1 = -1: N(0, I) */
+    OP_NLL,         /* per-example -log p(target in[1] | params in[0] [, log-variance in[2]]) */
+    OP_LOSS,        /* terms[t] = mean over the batch of in[t]; returns the weighted sum */
+    OP_DECODE_MEAN, /* out = the expected value of a likelihood given its parameters in[0] */
+    /* backward */
+    OP_SEED,        /* the loss's seeds: d total / d term value per example */
+    OP_ACT_GRAD,    /* in[0] (dY) becomes dZ = dY * act'(Z) in place; bias gradient out[0] = column sums */
+    OP_GEMM_DX,     /* out[0] (+)= in[0] (dZ) W_i^T */
+    OP_GEMM_DW,     /* param gradient of W_i = in[1]^T (X_i) in[0] (dZ) */
+    OP_GAUSS_HEAD_GRAD, /* out[0] (d raw) from in[0] (d mean), in[1] (d log-variance), in[2] raw */
+    OP_SAMPLE_GRAD, /* d mean (+)= dz; d log-variance (+)= dz * eps * exp(lv / 2) / 2 */
+    OP_KL_GRAD,
+    OP_LOGPDF_GRAD,
+    OP_NLL_GRAD,
+    OP_ADD_GRAD,
+    OP_ZERO_GRAD    /* a parameter tensor that no path reaches: its gradient is 0 */
+} op_kind;
+
+enum { MAX_OP_INPUTS = 40 };
+
+typedef struct {
+    op_kind kind;
+    int in[MAX_OP_INPUTS];
+    int n_in;
+    int out[4];
+    int n_out;
+    int tensor;          /* weight tensor (AFFINE, GEMM_DW, ZERO_GRAD) */
+    int bias;            /* bias tensor, or -1 */
+    int block;           /* GEMM_DX, GEMM_DW: which input's row block of the weight */
+    int row_offset;      /* GEMM_DX, GEMM_DW: first row of that block */
+    activation_kind act;
+    variance_kind variance;
+    likelihood_kind likelihood;
+    int accumulate;      /* per-example ops and single-output gradients: += instead of = */
+    int acc[4];          /* gradient ops: per output, += instead of = */
+    int sign;            /* per-example ops: +1, or -1 to store the negation */
+    int term;            /* the loss term (per-example ops of the training graph) */
+    int hidden;          /* for comments: the layer number, 0 for a head */
+    int net;             /* the net it comes from, or -1 */
+    int line;            /* the spec line it comes from */
+    const char *what;    /* a few words for the comment */
+} op;
+
+typedef struct {
+    const char *name;
+    int rows, cols;
+    long offset;
+    int fan_in, fan_out;
+    int is_bias;
+    int line;
+} tensor;
+
+typedef struct {
+    const char *name;      /* the C function's suffix: train, posterior_x_w, ... */
+    const char *purpose;
+    op *ops;
+    int n_ops, cap_ops;
+    int n_forward;         /* ops before the backward pass */
+    value *values;
+    int n_values, cap_values;
+    long arena_per_example;/* planned */
+    unsigned family_condition;
+    int has_backward;
+} graph;
+
+typedef struct {
+    const sem_model *m;
+    tensor *tensors;
+    int n_tensors;
+    long n_params;
+    int *net_weight;       /* first tensor of each net */
+    graph **graphs;
+    int n_graphs;
+    int training_family;   /* index among the posterior graphs */
+    int n_families;
+    graph **families;      /* posterior graphs */
+    int *likelihood_net;   /* per modality: the decoder log p(m | z) uses, or -1 */
+    long arena_per_example;
+} program;
+
+program *lower_model(ctx *c, const sem_model *m);
+void differentiate(ctx *c, program *p, graph *g);
+void plan_graph(graph *g);
+void plan_program(program *p);
+
+void ir_dump(FILE *out, const program *p, const graph *g, int with_backward);
+void plan_dump(FILE *out, const program *p, int batch);
+int emit_program(ctx *c, const program *p, const char *dir);
+void emit_source_to(ctx *c, const program *p, FILE *out);
+
+/* graph building, shared by lower.c and grad.c */
+int graph_value(ctx *c, graph *g, value_kind kind, int width, int index, const char *name);
+op *graph_op(ctx *c, graph *g, op_kind kind, int line);
+
+#endif

@@ -1,0 +1,69 @@
+/* ir_print.c: `--emit=ir` and `--emit=grad`: the graphs as text. */
+#include "ir.h"
+
+static const char *const op_names[] = {
+    "affine", "add", "gauss_head", "sample", "std_sample", "kl", "logpdf", "nll", "loss", "decode_mean",
+    "seed", "act_grad", "gemm_dx", "gemm_dw", "gauss_head_grad", "sample_grad", "kl_grad", "logpdf_grad",
+    "nll_grad", "add_grad", "zero_grad",
+};
+
+static const char *const kind_names[] = {"", "data", "noise", "latent in", "latent out", "out", "out"};
+
+static void print_value(FILE *out, const graph *g, int v)
+{
+    if (v < 0) {
+        fputs("-", out);
+        return;
+    }
+    const value *val = &g->values[v];
+    fprintf(out, "%s[%d]", val->name, val->width);
+}
+
+static void print_op(FILE *out, const program *p, const graph *g, const op *o)
+{
+    fprintf(out, "  %-16s", op_names[o->kind]);
+    for (int j = 0; j < o->n_out; j++) {
+        fputs(j ? ", " : "", out);
+        if (o->kind >= OP_SEED && o->acc[j])
+            fputs("+", out);
+        print_value(out, g, o->out[j]);
+    }
+    fputs(o->n_out ? " <- " : "<- ", out);
+    for (int j = 0; j < o->n_in; j++) {
+        fputs(j ? ", " : "", out);
+        print_value(out, g, o->in[j]);
+    }
+    if (o->kind == OP_AFFINE || o->kind == OP_ACT_GRAD)
+        fprintf(out, "  %s", activation_names[o->act]);
+    if (o->tensor >= 0)
+        fprintf(out, "  W=%s", p->tensors[o->tensor].name);
+    if (o->kind == OP_GEMM_DX || o->kind == OP_GEMM_DW)
+        fprintf(out, " rows %d..", o->row_offset);
+    if (o->kind == OP_NLL || o->kind == OP_NLL_GRAD || o->kind == OP_DECODE_MEAN)
+        fprintf(out, "  %s", likelihood_names[o->likelihood]);
+    if (o->term >= 0)
+        fprintf(out, "  term %s", p->m->terms[o->term].name);
+    if (o->sign < 0)
+        fputs("  negated", out);
+    if (o->accumulate)
+        fputs("  accumulate", out);
+    fprintf(out, "  (line %d)\n", o->line);
+}
+
+void ir_dump(FILE *out, const program *p, const graph *g, int with_backward)
+{
+    fprintf(out, "graph %s: %s\n", g->name, g->purpose);
+    for (int v = 0; v < g->n_values; v++)
+        if (g->values[v].kind != V_ARENA) {
+            fprintf(out, "  %-16s", kind_names[g->values[v].kind]);
+            print_value(out, g, v);
+            fputc('\n', out);
+        }
+    int end = with_backward ? g->n_ops : g->n_forward ? g->n_forward : g->n_ops;
+    for (int i = 0; i < end; i++) {
+        if (i == g->n_forward && g->has_backward)
+            fputs("  # backward\n", out);
+        print_op(out, p, g, &g->ops[i]);
+    }
+    fputc('\n', out);
+}

@@ -1,0 +1,124 @@
+/* plan.c: places every arena value of a graph.
+ *
+ * Every arena value is [batch x width], so offsets are counted in reals per
+ * example: a value at offset o starts at arena + o * batch. A value lives
+ * from the op that first writes it to the op that last touches it (across
+ * forward and backward: the training step's backward reads what its forward
+ * left); values whose lives do not overlap share memory (first fit). */
+#include <stdlib.h>
+
+#include "ir.h"
+
+static void lifetimes(graph *g)
+{
+    for (int v = 0; v < g->n_values; v++)
+        g->values[v].first = g->values[v].last = -1;
+    for (int i = 0; i < g->n_ops; i++) {
+        const op *o = &g->ops[i];
+        for (int j = 0; j < o->n_in + o->n_out; j++) {
+            int v = j < o->n_in ? o->in[j] : o->out[j - o->n_in];
+            if (v < 0)
+                continue;
+            value *val = &g->values[v];
+            if (val->first < 0)
+                val->first = i;
+            val->last = i;
+        }
+    }
+}
+
+/* Sorts value indices by birth (insertion sort: graphs have hundreds of values). */
+static void sort_by_first(const graph *g, int *order, int n)
+{
+    for (int i = 1; i < n; i++) {
+        int v = order[i], j = i;
+        for (; j > 0 && g->values[order[j - 1]].first > g->values[v].first; j--)
+            order[j] = order[j - 1];
+        order[j] = v;
+    }
+}
+
+void plan_graph(graph *g)
+{
+    lifetimes(g);
+    int *order = malloc(sizeof(int) * (size_t)(g->n_values + 1));
+    int *live = malloc(sizeof(int) * (size_t)(g->n_values + 1));
+    int n = 0, n_live = 0;
+    for (int v = 0; v < g->n_values; v++) {
+        g->values[v].offset = -1;
+        if (g->values[v].kind == V_ARENA && g->values[v].first >= 0)
+            order[n++] = v;
+    }
+    sort_by_first(g, order, n);
+    long total = 0;
+    for (int k = 0; k < n; k++) {
+        value *val = &g->values[order[k]];
+        /* release what died before this value is born */
+        int kept = 0;
+        for (int j = 0; j < n_live; j++)
+            if (g->values[live[j]].last >= val->first)
+                live[kept++] = live[j];
+        n_live = kept;
+        /* the lowest offset where it fits between the live values */
+        long offset = 0;
+        for (int moved = 1; moved;) {
+            moved = 0;
+            for (int j = 0; j < n_live; j++) {
+                const value *o = &g->values[live[j]];
+                if (offset < o->offset + o->width && o->offset < offset + val->width) {
+                    offset = o->offset + o->width;
+                    moved = 1;
+                }
+            }
+        }
+        val->offset = offset;
+        live[n_live++] = order[k];
+        if (offset + val->width > total)
+            total = offset + val->width;
+    }
+    g->arena_per_example = total;
+    free(order);
+    free(live);
+}
+
+void plan_program(program *p)
+{
+    p->arena_per_example = 0;
+    for (int i = 0; i < p->n_graphs; i++) {
+        plan_graph(p->graphs[i]);
+        if (p->graphs[i]->arena_per_example > p->arena_per_example)
+            p->arena_per_example = p->graphs[i]->arena_per_example;
+    }
+}
+
+static void print_bytes(FILE *out, const char *what, double bytes)
+{
+    fprintf(out, "%-44s %14.0f bytes (%.2f MiB)\n", what, bytes, bytes / 1048576.0);
+}
+
+void plan_dump(FILE *out, const program *p, int batch)
+{
+    fprintf(out, "# memory plan of %s for a batch of %d, single precision (4 bytes a real)\n", p->m->name, batch);
+    fprintf(out, "# parameters: %ld reals in %d tensors\n", p->n_params, p->n_tensors);
+    for (int t = 0; t < p->n_tensors; t++)
+        fprintf(out, "param %-32s [%d x %d] offset %ld\n", p->tensors[t].name, p->tensors[t].rows, p->tensors[t].cols,
+                p->tensors[t].offset);
+    for (int i = 0; i < p->n_graphs; i++) {
+        const graph *g = p->graphs[i];
+        fprintf(out, "\n# graph %s: %ld reals per example\n", g->name, g->arena_per_example);
+        for (int v = 0; v < g->n_values; v++) {
+            const value *val = &g->values[v];
+            if (val->kind != V_ARENA || val->offset < 0)
+                continue;
+            fprintf(out, "buffer %-28s width %6d offset %8ld*B  %10ld bytes  live ops %d..%d\n", val->name, val->width,
+                    val->offset, (long)val->width * batch * 4, val->first, val->last);
+        }
+    }
+    double param_bytes = (double)p->n_params * 4;
+    fputc('\n', out);
+    print_bytes(out, "parameters", param_bytes);
+    print_bytes(out, "gradients", param_bytes);
+    print_bytes(out, "Adam moments (m and v)", 2 * param_bytes);
+    print_bytes(out, "activation arena (largest graph)", (double)p->arena_per_example * batch * 4);
+    print_bytes(out, "total", 4 * param_bytes + (double)p->arena_per_example * batch * 4);
+}
