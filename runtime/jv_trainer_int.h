@@ -1,0 +1,174 @@
+/* jv_trainer_int.h: what the trainer's subcommands share (not an interface
+ * for generated code): data sets loaded from --data options, the batch work
+ * buffers, random streams, the choice of posterior family for a set of
+ * modalities, checkpoint reading, statistics and the progress line.
+ */
+#ifndef JV_TRAINER_INT_H
+#define JV_TRAINER_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jv_internal.h"
+#include "jv_runtime.h"
+#include "jv_trainer.h"
+
+/* The model functions take const views of the work buffers. */
+#define JV_CONST_ROWS(p) ((const jv_real *const *)(p))
+
+/* -------------------------------------------------------- subcommands -- */
+
+int jv_cmd_train(const jv_model *m, int argc, char **argv);
+int jv_cmd_eval(const jv_model *m, int argc, char **argv);
+int jv_cmd_sample(const jv_model *m, int argc, char **argv);
+int jv_cmd_encode(const jv_model *m, int argc, char **argv);
+
+/* ------------------------------------------------------------ streams -- */
+
+/* What a random stream is for; the stream id packs (tag, latent or
+ * modality, index) so every draw is a function of the seed and of where
+ * it is used, never of the batch size or the thread count. */
+enum {
+    JV_TAG_SPLIT = 1,    /* the one permutation before the validation split */
+    JV_TAG_SHUFFLE,      /* index: epoch */
+    JV_TAG_NOISE,        /* index: global step */
+    JV_TAG_BINARIZE,     /* index: global step */
+    JV_TAG_VALID_NOISE,  /* index: validation batch */
+    JV_TAG_VALID_BINARIZE,
+    JV_TAG_EVAL_FORWARD, /* index: example */
+    JV_TAG_EVAL_IS,      /* index: subset << 32 | example */
+    JV_TAG_EVAL_ACCURACY,/* index: pair << 32 */
+    JV_TAG_SAMPLE        /* index: grid row */
+};
+
+uint64_t jv_stream_id(unsigned tag, unsigned sub, uint64_t index);
+
+/* --------------------------------------------------------------- data -- */
+
+typedef struct {
+    size_t n;           /* examples used (after --limit) */
+    unsigned present;   /* bit m: modality m was given */
+    jv_matrix *mod;     /* one per modality; empty when absent */
+    const char **path;  /* one per modality; NULL when absent */
+} jv_dataset;
+
+/* Loads every NAME=FILE of --data; `required` modalities must be among them.
+ * limit > 0 keeps the first `limit` examples. Prints the error and returns 1
+ * on failure (nothing is left allocated). */
+int jv_dataset_load(const jv_model *m, const char *cmd, const jv_opt_list *specs, unsigned required,
+                    int limit, jv_dataset *ds);
+void jv_dataset_free(const jv_model *m, jv_dataset *ds);
+
+/* Index of the modality called name (length len), or -1. */
+int jv_find_modality(const jv_model *m, const char *name, size_t len);
+/* Splits "NAME=VALUE"; prints an error naming the option if there is no '='. */
+int jv_split_assignment(const char *cmd, const char *opt, const char *item, size_t *name_len,
+                        const char **value);
+/* "x, w": the modality names for messages. */
+void jv_modality_names(const jv_model *m, char *buf, size_t size);
+/* "x,w": the names of the modalities in a set, in model order. */
+void jv_subset_name(const jv_model *m, unsigned subset, char *buf, size_t size);
+
+/* --------------------------------------------------------- work space -- */
+
+/* Buffers for batches of up to cap examples, each role one allocation. */
+typedef struct {
+    int cap;
+    jv_real *arena;     /* arena_per_example * cap */
+    jv_real **data;     /* per modality [cap x size]: the batch */
+    jv_real **input;    /* per modality: what a posterior reads (data or zeros) */
+    jv_real **out;      /* per modality [cap x size]: decode's output */
+    jv_real **log_lik;  /* per modality [cap] */
+    jv_real **noise;    /* per latent [cap x size] */
+    jv_real **latents;  /* per latent [cap x size] */
+    jv_real *log_q;     /* [cap] */
+    jv_real *log_prior; /* [cap] */
+    jv_real *zeros;     /* [cap x largest modality size], all zero */
+    jv_real *terms;     /* [n_terms] */
+    jv_real *hyper;     /* [n_hypers] */
+} jv_work;
+
+/* Prints the error and returns 1 when memory runs out. */
+int jv_work_alloc(const jv_model *m, int cap, jv_work *w);
+void jv_work_free(jv_work *w);
+/* Copies rows idx[0..batch) of every given modality into w->data (absent
+ * modalities become zeros) and points w->input at the data. */
+void jv_work_gather(const jv_model *m, jv_work *w, const jv_dataset *ds, const size_t *idx, int batch);
+/* Points the inputs of the modalities in `zeroed` at zeros, the rest at the data. */
+void jv_work_zero_inputs(const jv_model *m, jv_work *w, unsigned zeroed);
+/* Standard normals for every latent: latent l reads stream (tag, l, index)
+ * from position first * size_l on. */
+void jv_work_fill_noise(const jv_model *m, jv_work *w, int batch, uint64_t seed, unsigned tag,
+                        uint64_t index, uint64_t first);
+
+/* ------------------------------------------------------------ families -- */
+
+/* The family that conditions on exactly `subset`, else the training family
+ * with the modalities it reads beyond the subset listed in *zeroed (the
+ * JMVAE-zero rule: they are fed as zeros). */
+int jv_pick_family(const jv_model *m, unsigned subset, unsigned *zeroed);
+/* Index of the family called name, or -1. */
+int jv_find_family(const jv_model *m, const char *name);
+
+/* -------------------------------------------------------- checkpoints -- */
+
+/* Allocates zeroed parameters and Adam moments; prints the error and
+ * returns 1 when memory runs out. */
+int jv_checkpoint_alloc(const jv_model *m, jv_checkpoint *ck);
+/* Allocates and loads every part of a checkpoint; prints the error and
+ * returns 1 on failure. */
+int jv_checkpoint_read(const jv_model *m, const char *path, jv_checkpoint *ck);
+void jv_checkpoint_release(jv_checkpoint *ck);
+/* Just the parameters; NULL (after printing the error) on failure. */
+jv_real *jv_params_read(const jv_model *m, const char *path);
+
+/* --------------------------------------------------------- statistics -- */
+
+/* Running mean and variance (Welford), in double. */
+typedef struct {
+    double n, mean, m2;
+} jv_stat;
+
+void jv_stat_add(jv_stat *s, double x);
+/* Standard error of the mean; NaN with fewer than two values. */
+double jv_stat_se(const jv_stat *s);
+/* log of the mean of exp(x[0..n)), computed stably. */
+double jv_log_mean_exp(const double *x, size_t n);
+int jv_argmax(const jv_real *x, int n);
+
+/* ------------------------------------------------------------ output -- */
+
+/* Appends printf-formatted text to a byte buffer. */
+void jv_buf_printf(jv_buf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Writes a finished buffer atomically; prints the error and returns 1 on
+ * failure (including a failed allocation while it was built). */
+int jv_buf_save(jv_buf *b, const char *path);
+/* Refuses (printing why) an output path whose folder does not exist. */
+int jv_check_output_path(const char *cmd, const char *opt, const char *path);
+
+/* Seconds on a monotonic clock. */
+double jv_now(void);
+/* "1:02:03" or "2:03". */
+void jv_format_duration(double seconds, char *buf, size_t size);
+
+/* A status line redrawn in place with \r when stdout is a terminal. */
+typedef struct {
+    int tty, shown;
+    double last;
+} jv_progress;
+
+void jv_progress_init(jv_progress *p);
+/* Redraws the line (at most ten times a second unless force is set). */
+void jv_progress_draw(jv_progress *p, int force, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Erases the line, if one is shown. */
+void jv_progress_clear(jv_progress *p);
+
+#endif
