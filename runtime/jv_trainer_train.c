@@ -1,0 +1,585 @@
+/* jv_trainer_train.c: the train subcommand. Adam on the model's objective,
+ * with every random draw a function of (seed, epoch, step) only, so a run
+ * resumed from a checkpoint reproduces the uninterrupted run bit for bit.
+ * Writes RUNDIR/train.csv (one row per epoch), RUNDIR/epoch-<N>.ckpt every
+ * --ckpt-every epochs and RUNDIR/last.ckpt at the end; nothing is written
+ * before every input has been checked.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "jv_trainer_int.h"
+
+enum { BIN_NONE, BIN_THRESHOLD, BIN_RESAMPLE };
+
+typedef struct {
+    jv_opt_list data, binarize, hyper;
+    int epochs, batch, threads, valid, ckpt_every, limit;
+    double lr, clip;
+    uint64_t seed;
+    const char *out, *resume;
+} train_opts;
+
+typedef struct {
+    const jv_model *m;
+    train_opts o;
+    int seed_given;
+    jv_dataset ds;
+    char *binarize;         /* per modality: BIN_* */
+    jv_hyper_info *hypers;  /* the spec's schedule with --hyper applied */
+    size_t *split;          /* all examples permuted: training first, then validation */
+    size_t n_train, n_valid;
+    size_t *order;          /* this epoch's order of the training examples */
+    jv_work w;
+    jv_checkpoint ck;       /* parameters, Adam moments, completed epoch and step */
+    jv_real *grads;
+    jv_adam_config adam;
+    char *run_dir;
+    jv_buf csv;             /* train.csv as it stands on disk */
+    double *sums;           /* per epoch: loss then each term, summed over the training
+                             * examples; then the same over the validation examples */
+    jv_progress bar;
+    double run_start;
+    int64_t first_epoch;    /* the first epoch this invocation runs */
+} trainer;
+
+/* Where one batch's random draws come from. */
+typedef struct {
+    unsigned noise_tag, binarize_tag;
+    uint64_t index;
+} batch_key;
+
+static const char TRAIN_ABOUT[] =
+    "Fits the model to the data with Adam. Every modality needs --data; all files must\n"
+    "hold the same examples. Writes RUNDIR/train.csv, RUNDIR/epoch-<N>.ckpt and\n"
+    "RUNDIR/last.ckpt. --resume continues a run up to --epochs, reproducing an\n"
+    "uninterrupted run exactly (same data, --valid and --batch).";
+
+/* ------------------------------------------------------------ options -- */
+
+static int parse_train_options(trainer *t, int argc, char **argv)
+{
+    const jv_train_defaults *d = &t->m->defaults;
+    train_opts *o = &t->o;
+    *o = (train_opts){.epochs = d->epochs > 0 ? d->epochs : 1, .batch = d->batch > 0 ? d->batch : 100,
+                      .threads = 1, .lr = d->lr, .clip = d->clip > 0 ? d->clip : 0, .seed = d->seed};
+    jv_option opts[] = {
+        {"data", JV_OPT_LIST, &o->data, 0, 0, "NAME=FILE", "the data file of a modality (one per modality)", 0},
+        {"epochs", JV_OPT_INT, &o->epochs, 1, INT_MAX, "N", "train until N epochs are complete", 0},
+        {"batch", JV_OPT_INT, &o->batch, 1, INT_MAX, "B", "examples per step", 0},
+        {"lr", JV_OPT_REAL, &o->lr, 0, 1e6, "X", "Adam's learning rate", 0},
+        {"seed", JV_OPT_U64, &o->seed, 0, 1.8446744073709552e19, "S", "seed of every random draw", 0},
+        {"threads", JV_OPT_INT, &o->threads, 1, 1024, "T", "BLAS threads", 0},
+        {"out", JV_OPT_STRING, &o->out, 0, 0, "RUNDIR",
+         "folder for the log and checkpoints (default: the --resume checkpoint's folder, else 'run')", 0},
+        {"resume", JV_OPT_STRING, &o->resume, 0, 0, "CKPT", "continue from this checkpoint", 0},
+        {"valid", JV_OPT_INT, &o->valid, 0, INT_MAX, "N", "hold N examples out for validation", 0},
+        {"ckpt-every", JV_OPT_INT, &o->ckpt_every, 0, INT_MAX, "N",
+         "also write epoch-<N>.ckpt every N epochs, 0 for never", 0},
+        {"binarize", JV_OPT_LIST, &o->binarize, 0, 0, "NAME=MODE",
+         "none, threshold (at 0.5) or resample (every step) for a bernoulli modality", 0},
+        {"hyper", JV_OPT_LIST, &o->hyper, 0, 0, "NAME=X",
+         "set an objective weight (NAME.from=X and NAME.warmup=EPOCHS set its warm-up)", 0},
+        {"clip", JV_OPT_REAL, &o->clip, 0, 1e30, "X", "clip the gradient's total norm at X, 0 for off", 0},
+        {"limit", JV_OPT_INT, &o->limit, 0, INT_MAX, "N", "use only the first N examples, 0 for all", 0},
+    };
+    int rc = jv_parse_options("train", "--data NAME=FILE ... [options]", TRAIN_ABOUT, opts,
+                              (int)(sizeof opts / sizeof opts[0]), argc, argv);
+    t->seed_given = opts[4].given;
+    return rc;
+}
+
+static int parse_binarize(trainer *t)
+{
+    const jv_model *m = t->m;
+    static const char *const modes[] = {"none", "threshold", "resample"};
+    t->binarize = calloc((size_t)m->n_modalities, 1);
+    if (!t->binarize)
+        return jv_fail("out of memory");
+    for (int i = 0; i < t->o.binarize.n; i++) {
+        const char *item = t->o.binarize.item[i], *mode;
+        size_t len;
+        if (jv_split_assignment("train", "binarize", item, &len, &mode) != 0)
+            return 1;
+        int k = jv_find_modality(m, item, len);
+        if (k < 0 || m->modalities[k].likelihood != JV_BERNOULLI)
+            return jv_fail("train: --binarize %.*s: no bernoulli modality of that name", (int)len, item);
+        int found = -1;
+        for (int j = 0; j < 3; j++)
+            found = strcmp(mode, modes[j]) == 0 ? j : found;
+        if (found < 0)
+            return jv_fail("train: --binarize %.*s=%s: the mode must be none, threshold or resample", (int)len,
+                           item, mode);
+        t->binarize[k] = (char)found;
+    }
+    return 0;
+}
+
+/* Applies one --hyper item: NAME=X, NAME.from=X or NAME.warmup=EPOCHS. */
+static int apply_hyper(trainer *t, const char *item)
+{
+    size_t len;
+    const char *text;
+    if (jv_split_assignment("train", "hyper", item, &len, &text) != 0)
+        return 1;
+    char *end;
+    errno = 0;
+    double value = strtod(text, &end);
+    if (!*text || *end || errno == ERANGE || !isfinite(value))
+        return jv_fail("train: --hyper %s: '%s' is not a number", item, text);
+    for (int i = 0; i < t->m->n_hypers; i++) {
+        jv_hyper_info *h = &t->hypers[i];
+        size_t n = strlen(h->name);
+        if (len < n || strncmp(item, h->name, n) != 0)
+            continue;
+        if (len == n)
+            h->value = value;
+        else if (len == n + 5 && strncmp(item + n, ".from", 5) == 0)
+            h->warmup_from = value;
+        else if (len == n + 7 && strncmp(item + n, ".warmup", 7) == 0 && value >= 0)
+            h->warmup_epochs = value;
+        else
+            continue;
+        return 0;
+    }
+    return jv_fail("train: --hyper %s: model %s has no such weight (see '%s help')", item, t->m->name,
+                   jv_prog_name());
+}
+
+static int parse_hypers(trainer *t)
+{
+    size_t n = (size_t)t->m->n_hypers;
+    t->hypers = malloc((n ? n : 1) * sizeof *t->hypers);
+    if (!t->hypers)
+        return jv_fail("out of memory");
+    if (n)
+        memcpy(t->hypers, t->m->hypers, n * sizeof *t->hypers);
+    for (int i = 0; i < t->o.hyper.n; i++)
+        if (apply_hyper(t, t->o.hyper.item[i]) != 0)
+            return 1;
+    return 0;
+}
+
+/* --------------------------------------------------------------- state -- */
+
+static void binarize_thresholds(trainer *t)
+{
+    for (int k = 0; k < t->m->n_modalities; k++) {
+        if (t->binarize[k] != BIN_THRESHOLD)
+            continue;
+        jv_matrix *x = &t->ds.mod[k];
+        for (size_t i = 0; i < x->n * x->dim; i++)
+            x->x[i] = x->x[i] > 0.5f ? 1.0f : 0.0f;
+    }
+}
+
+/* The seeded permutation that puts the validation examples last. */
+static int make_split(trainer *t)
+{
+    size_t n = t->ds.n;
+    if ((size_t)t->o.valid >= n)
+        return jv_fail("train: --valid %d leaves no training examples (the data holds %zu)", t->o.valid, n);
+    t->split = malloc(n * sizeof *t->split);
+    t->order = malloc(n * sizeof *t->order);
+    if (!t->split || !t->order)
+        return jv_fail("out of memory");
+    for (size_t i = 0; i < n; i++)
+        t->split[i] = i;
+    jv_rng rng = {t->o.seed, jv_stream_id(JV_TAG_SPLIT, 0, 0), 0};
+    jv_rng_shuffle(&rng, t->split, n);
+    t->n_valid = (size_t)t->o.valid;
+    t->n_train = n - t->n_valid;
+    return 0;
+}
+
+/* Fresh parameters from the seed, or the --resume checkpoint. */
+static int load_state(trainer *t)
+{
+    if (!t->o.resume) {
+        if (jv_checkpoint_alloc(t->m, &t->ck) != 0)
+            return 1;
+        t->m->init(t->ck.params, t->o.seed);
+        t->ck.rng_seed = t->o.seed;
+        return 0;
+    }
+    if (jv_checkpoint_read(t->m, t->o.resume, &t->ck) != 0)
+        return 1;
+    if (t->seed_given && t->o.seed != t->ck.rng_seed)
+        return jv_fail("train: --seed %llu differs from the seed %llu of %s", (unsigned long long)t->o.seed,
+                       (unsigned long long)t->ck.rng_seed, t->o.resume);
+    t->o.seed = t->ck.rng_seed;
+    if (t->ck.epoch > t->o.epochs)
+        return jv_fail("train: %s is already at epoch %lld, beyond --epochs %d", t->o.resume,
+                       (long long)t->ck.epoch, t->o.epochs);
+    return 0;
+}
+
+static int alloc_buffers(trainer *t)
+{
+    int cap = (size_t)t->o.batch < t->ds.n ? t->o.batch : (int)t->ds.n;
+    if (jv_work_alloc(t->m, cap, &t->w) != 0)
+        return 1;
+    t->grads = calloc(t->m->n_params ? t->m->n_params : 1, sizeof *t->grads);
+    t->sums = calloc(2 * ((size_t)t->m->n_terms + 1), sizeof *t->sums);
+    if (!t->grads || !t->sums)
+        return jv_fail("out of memory for %zu gradients", t->m->n_params);
+    const jv_train_defaults *d = &t->m->defaults;
+    t->adam = (jv_adam_config){t->o.lr, d->beta1, d->beta2, d->eps, t->o.clip};
+    return 0;
+}
+
+static void free_trainer(trainer *t)
+{
+    jv_dataset_free(t->m, &t->ds);
+    jv_work_free(&t->w);
+    jv_checkpoint_release(&t->ck);
+    jv_buf_free(&t->csv);
+    free(t->binarize);
+    free(t->hypers);
+    free(t->split);
+    free(t->order);
+    free(t->grads);
+    free(t->run_dir);
+    free(t->sums);
+}
+
+/* ------------------------------------------------------------- run dir -- */
+
+/* RUNDIR/name into buf; 1 (after the message) if it does not fit. */
+static int run_path(const trainer *t, const char *name, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "%s/%s", t->run_dir, name);
+    return n < 0 || (size_t)n >= size ? jv_fail("train: the path %s/%s is too long", t->run_dir, name) : 0;
+}
+
+static int choose_run_dir(trainer *t)
+{
+    const char *dir = t->o.out ? t->o.out : "run";
+    size_t len = strlen(dir);
+    if (!t->o.out && t->o.resume) {
+        const char *slash = strrchr(t->o.resume, '/');
+        dir = slash ? t->o.resume : ".";
+        len = slash ? (size_t)(slash - t->o.resume) + (slash == t->o.resume) : 1;
+    }
+    if (len == 0)
+        return jv_fail("train: --out needs a folder name");
+    t->run_dir = strndup(dir, len);
+    return t->run_dir ? 0 : jv_fail("out of memory");
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static void csv_header(trainer *t)
+{
+    jv_buf_printf(&t->csv, "epoch,step");
+    for (int pass = 0; pass < 2; pass++) {
+        const char *set = pass ? "valid" : "train";
+        jv_buf_printf(&t->csv, ",%s_loss", set);
+        for (int i = 0; i < t->m->n_terms; i++)
+            jv_buf_printf(&t->csv, ",%s_%s", set, t->m->term_names[i]);
+    }
+    jv_buf_printf(&t->csv, ",seconds\n");
+}
+
+/* Keeps the rows of an existing train.csv up to the resumed epoch, after
+ * checking that it was written for the same terms. */
+static int keep_csv_rows(trainer *t, const char *path)
+{
+    unsigned char *text;
+    size_t size;
+    int gz;
+    jv_error err;
+    if (jv_read_file(path, &text, &size, &gz, &err) != 0)
+        return jv_fail("%s", err.msg);
+    size_t head = t->csv.len;
+    int rc = 0;
+    if (size < head || memcmp(text, t->csv.data, head) != 0)
+        rc = jv_fail("train: %s has other columns than this model's log; move it away or pick another --out",
+                     path);
+    for (const char *line = (const char *)text + head; rc == 0 && *line;) {
+        const char *next = strchr(line, '\n');
+        size_t n = next ? (size_t)(next - line) + 1 : strlen(line);
+        if (strtoll(line, NULL, 10) <= t->ck.epoch)
+            jv_buf_put(&t->csv, line, n);
+        line += n;
+    }
+    free(text);
+    return rc;
+}
+
+/* Decides what train.csv will hold, refusing to start a fresh run over an old one. */
+static int prepare_run_dir(trainer *t)
+{
+    char csv[4096], last[4096];
+    if (choose_run_dir(t) != 0 || run_path(t, "train.csv", csv, sizeof csv) != 0 ||
+        run_path(t, "last.ckpt", last, sizeof last) != 0)
+        return 1;
+    csv_header(t);
+    if (t->o.resume)
+        return file_exists(csv) ? keep_csv_rows(t, csv) : 0;
+    if (file_exists(csv) || file_exists(last))
+        return jv_fail("train: %s already holds a run (%s); pick another --out, or continue it with --resume",
+                       t->run_dir, file_exists(csv) ? "train.csv" : "last.ckpt");
+    return 0;
+}
+
+static int save_csv(trainer *t)
+{
+    char path[4096];
+    return run_path(t, "train.csv", path, sizeof path) != 0 ? 1 : jv_buf_save(&t->csv, path);
+}
+
+static int save_checkpoint(trainer *t, const char *name)
+{
+    char path[4096];
+    jv_error err;
+    if (run_path(t, name, path, sizeof path) != 0)
+        return 1;
+    if (jv_checkpoint_save(path, t->m, &t->ck, &err) != 0)
+        return jv_fail("%s", err.msg);
+    return 0;
+}
+
+/* --------------------------------------------------------------- steps -- */
+
+/* Redraws each resampled bernoulli target as 1 with probability equal to
+ * its grey level; the uniforms go through w->out, unused while training. */
+static void resample_targets(trainer *t, int batch, unsigned tag, uint64_t index)
+{
+    for (int k = 0; k < t->m->n_modalities; k++) {
+        if (t->binarize[k] != BIN_RESAMPLE)
+            continue;
+        size_t n = (size_t)batch * (size_t)t->m->modalities[k].size;
+        jv_rng rng = {t->o.seed, jv_stream_id(tag, (unsigned)k, index), 0};
+        jv_rng_fill_uniform(&rng, t->w.out[k], n);
+        for (size_t i = 0; i < n; i++)
+            t->w.data[k][i] = t->w.out[k][i] < t->w.data[k][i] ? 1.0f : 0.0f;
+    }
+}
+
+/* Gathers a batch, draws its randomness and runs the forward pass. */
+static jv_real forward_batch(trainer *t, const size_t *idx, int batch, batch_key key, double progress)
+{
+    const jv_model *m = t->m;
+    jv_work *w = &t->w;
+    jv_work_gather(m, w, &t->ds, idx, batch);
+    resample_targets(t, batch, key.binarize_tag, key.index);
+    jv_work_fill_noise(m, w, batch, t->o.seed, key.noise_tag, key.index, 0);
+    for (int i = 0; i < m->n_hypers; i++)
+        w->hyper[i] = (jv_real)jv_hyper_value(&t->hypers[i], progress);
+    return m->forward(t->ck.params, w->arena, batch, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->noise), w->hyper,
+                      NULL, w->terms);
+}
+
+static const char *nonfinite_word(double x)
+{
+    return isnan(x) ? "NaN" : "infinite";
+}
+
+/* Stops the run on a NaN or infinite loss or term. */
+static int check_finite(trainer *t, int64_t step, jv_real loss)
+{
+    for (int i = 0; i < t->m->n_terms; i++) {
+        if (!isfinite(t->w.terms[i])) {
+            jv_progress_clear(&t->bar);
+            return jv_fail("step %lld: term '%s' is %s; stopping, last checkpoint kept", (long long)step,
+                           t->m->term_names[i], nonfinite_word(t->w.terms[i]));
+        }
+    }
+    if (isfinite(loss))
+        return 0;
+    jv_progress_clear(&t->bar);
+    return jv_fail("step %lld: the loss is %s; stopping, last checkpoint kept", (long long)step,
+                   nonfinite_word(loss));
+}
+
+static void add_to_sums(double *sums, jv_real loss, const jv_real *terms, int n_terms, int batch)
+{
+    sums[0] += (double)loss * batch;
+    for (int i = 0; i < n_terms; i++)
+        sums[1 + i] += (double)terms[i] * batch;
+}
+
+static int train_step(trainer *t, const size_t *idx, int batch, double progress)
+{
+    const jv_model *m = t->m;
+    jv_work *w = &t->w;
+    int64_t step = t->ck.step + 1;
+    batch_key key = {JV_TAG_NOISE, JV_TAG_BINARIZE, (uint64_t)step};
+    jv_real loss = forward_batch(t, idx, batch, key, progress);
+    if (check_finite(t, step, loss) != 0)
+        return 1;
+    m->backward(t->ck.params, t->grads, w->arena, batch, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->noise),
+                w->hyper, NULL);
+    double norm = jv_grad_norm(t->grads, m->n_params);
+    if (!isfinite(norm)) {
+        jv_progress_clear(&t->bar);
+        return jv_fail("step %lld: the gradient norm is %s; stopping, last checkpoint kept", (long long)step,
+                       nonfinite_word(norm));
+    }
+    jv_adam_step(&t->adam, t->ck.params, t->grads, t->ck.m, t->ck.v, m->n_params, (long)step, norm);
+    t->ck.step = step;
+    add_to_sums(t->sums, loss, w->terms, m->n_terms, batch);
+    return 0;
+}
+
+/* The validation loss and terms (batch means weighted by size) into sums. */
+static void validate(trainer *t, int64_t epoch, double *sums)
+{
+    const size_t *idx = t->split + t->n_train;
+    size_t cap = (size_t)t->w.cap;
+    for (size_t first = 0, b = 0; first < t->n_valid; first += cap, b++) {
+        int batch = (int)(t->n_valid - first < cap ? t->n_valid - first : cap);
+        batch_key key = {JV_TAG_VALID_NOISE, JV_TAG_VALID_BINARIZE, b};
+        jv_real loss = forward_batch(t, idx + first, batch, key, (double)epoch);
+        add_to_sums(sums, loss, t->w.terms, t->m->n_terms, batch);
+    }
+}
+
+/* ------------------------------------------------------------- report -- */
+
+/* " loss 1.23 (a 0.5, b 0.7)" from sums over n examples. */
+static void format_means(const trainer *t, const double *sums, size_t n, char *buf, size_t size)
+{
+    size_t used = 0;
+    for (int i = -1; i < t->m->n_terms && used < size; i++) {
+        const char *name = i < 0 ? "loss" : t->m->term_names[i];
+        const char *sep = i < 0 ? "" : i == 0 ? " (" : ", ";
+        int k = snprintf(buf + used, size - used, "%s%s %.4f", sep, name, sums[1 + i] / (double)n);
+        used += k > 0 ? (size_t)k : 0;
+    }
+    if (t->m->n_terms > 0 && used < size)
+        snprintf(buf + used, size - used, ")");
+}
+
+static void draw_bar(trainer *t, int64_t epoch, size_t done)
+{
+    if (!t->bar.tty)
+        return;
+    double elapsed = jv_now() - t->run_start;
+    double seen = (double)(epoch - t->first_epoch) * (double)t->n_train + (double)done;
+    double left = (double)(t->o.epochs - epoch) * (double)t->n_train + (double)(t->n_train - done);
+    double rate = elapsed > 0 ? seen / elapsed : 0;
+    char eta[32], means[512];
+    jv_format_duration(rate > 0 ? left / rate : 0, eta, sizeof eta);
+    format_means(t, t->sums, done, means, sizeof means);
+    jv_progress_draw(&t->bar, 0, "epoch %lld/%d %3.0f%%  ETA %s  %.0f ex/s  %s", (long long)epoch, t->o.epochs,
+                     100.0 * (double)done / (double)t->n_train, eta, rate, means);
+}
+
+static void csv_number(jv_buf *b, double x)
+{
+    if (isfinite(x))
+        jv_buf_printf(b, ",%.9g", x);
+    else
+        jv_buf_printf(b, ",nan");
+}
+
+static void log_epoch(trainer *t, int64_t epoch, const double *valid, double seconds)
+{
+    char means[512], vmeans[512] = "";
+    format_means(t, t->sums, t->n_train, means, sizeof means);
+    if (t->n_valid)
+        format_means(t, valid, t->n_valid, vmeans, sizeof vmeans);
+    jv_progress_clear(&t->bar);
+    printf("epoch %lld/%d  step %lld  %s%s%s  %.2f s\n", (long long)epoch, t->o.epochs, (long long)t->ck.step,
+           means, t->n_valid ? "  valid " : "", vmeans, seconds);
+    fflush(stdout);
+    jv_buf_printf(&t->csv, "%lld,%lld", (long long)epoch, (long long)t->ck.step);
+    for (int i = 0; i <= t->m->n_terms; i++)
+        csv_number(&t->csv, t->sums[i] / (double)t->n_train);
+    for (int i = 0; i <= t->m->n_terms; i++) {
+        if (t->n_valid)
+            csv_number(&t->csv, valid[i] / (double)t->n_valid);
+        else
+            jv_buf_printf(&t->csv, ",");
+    }
+    jv_buf_printf(&t->csv, ",%.3f\n", seconds);
+}
+
+/* -------------------------------------------------------------- epochs -- */
+
+static int run_epoch(trainer *t, int64_t epoch)
+{
+    double start = jv_now();
+    size_t cap = (size_t)t->w.cap, n_batches = (t->n_train + cap - 1) / cap;
+    memcpy(t->order, t->split, t->n_train * sizeof *t->order);
+    jv_rng rng = {t->o.seed, jv_stream_id(JV_TAG_SHUFFLE, 0, (uint64_t)epoch), 0};
+    jv_rng_shuffle(&rng, t->order, t->n_train);
+    double *valid = t->sums + t->m->n_terms + 1;
+    memset(t->sums, 0, 2 * ((size_t)t->m->n_terms + 1) * sizeof *t->sums);
+    for (size_t b = 0; b < n_batches; b++) {
+        size_t first = b * cap;
+        int batch = (int)(t->n_train - first < cap ? t->n_train - first : cap);
+        double progress = (double)(epoch - 1) + (double)b / (double)n_batches;
+        if (train_step(t, t->order + first, batch, progress) != 0)
+            return 1;
+        draw_bar(t, epoch, first + (size_t)batch);
+    }
+    validate(t, epoch, valid);
+    t->ck.epoch = epoch;
+    log_epoch(t, epoch, valid, jv_now() - start);
+    int rc = save_csv(t);
+    if (rc == 0 && t->o.ckpt_every > 0 && epoch % t->o.ckpt_every == 0) {
+        char name[64];
+        snprintf(name, sizeof name, "epoch-%lld.ckpt", (long long)epoch);
+        rc = save_checkpoint(t, name);
+    }
+    return rc;
+}
+
+static int run_training(trainer *t)
+{
+    jv_error err;
+    if (jv_make_dir(t->run_dir, &err) != 0)
+        return jv_fail("%s", err.msg);
+    if (save_csv(t) != 0)
+        return 1;
+    jv_set_threads(t->o.threads);
+    printf("training %s on %zu examples (%zu validation), batch %d, epochs %lld..%d, seed %llu, into %s/\n",
+           t->m->name, t->n_train, t->n_valid, t->w.cap, (long long)t->ck.epoch + 1, t->o.epochs,
+           (unsigned long long)t->o.seed, t->run_dir);
+    jv_progress_init(&t->bar);
+    t->run_start = jv_now();
+    t->first_epoch = t->ck.epoch + 1;
+    for (int64_t e = t->first_epoch; e <= t->o.epochs; e++)
+        if (run_epoch(t, e) != 0)
+            return 1;
+    return save_checkpoint(t, "last.ckpt");
+}
+
+/* Everything that can fail before a file is written. */
+static int prepare(trainer *t, int argc, char **argv)
+{
+    int rc = parse_train_options(t, argc, argv);
+    if (rc != 0)
+        return rc;
+    unsigned all = t->m->n_modalities == 32 ? ~0u : (1u << t->m->n_modalities) - 1;
+    if (parse_binarize(t) != 0 || parse_hypers(t) != 0 ||
+        jv_dataset_load(t->m, "train", &t->o.data, all, t->o.limit, &t->ds) != 0)
+        return 1;
+    binarize_thresholds(t);
+    if (load_state(t) != 0 || make_split(t) != 0 || prepare_run_dir(t) != 0 || alloc_buffers(t) != 0)
+        return 1;
+    return 0;
+}
+
+int jv_cmd_train(const jv_model *m, int argc, char **argv)
+{
+    trainer t = {.m = m};
+    int rc = prepare(&t, argc, argv);
+    if (rc == 0 && t.ck.epoch == t.o.epochs)
+        printf("%s is already at epoch %d; nothing to do\n", t.o.resume, t.o.epochs);
+    else if (rc == 0)
+        rc = run_training(&t);
+    free_trainer(&t);
+    return rc;
+}
