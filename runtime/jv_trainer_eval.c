@@ -1,0 +1,535 @@
+/* jv_trainer_eval.c: the eval subcommand. Per test example: the objective
+ * and its terms (one noisy forward pass), importance-sampled log p of the
+ * joint, of each modality and (beyond two modalities) of each pair, the
+ * ELBO from the same samples, conditionals log p(a|b) = log p(a,b) - log p(b),
+ * and for each categorical modality the accuracy of predicting it from each
+ * other modality. Means with standard errors over the examples go to a
+ * table on stdout and, with --json, to a JSON file.
+ *
+ * A set S of modalities uses the family conditioned on exactly S as its
+ * proposal; when there is none, the training family with the modalities
+ * outside S fed as zeros (the JMVAE-zero rule), or with --fallback joint,
+ * fed the real data (the proposal of Suzuki et al. for log p(x)).
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jv_trainer_int.h"
+
+typedef struct {
+    jv_opt_list data;
+    int samples, batch, limit, threads;
+    uint64_t seed;
+    const char *checkpoint, *json, *fallback;
+} eval_opts;
+
+/* A set of modalities whose log-likelihood is estimated. */
+typedef struct {
+    unsigned mask;
+    int family;
+    unsigned zeroed;  /* inputs the proposal reads as zeros */
+    int exact;        /* the family conditions on exactly this set */
+    double *log_p;    /* per example */
+    jv_stat stat;
+} subset;
+
+/* Predicting categorical modality `target` from modality `from` alone. */
+typedef struct {
+    int target, from;
+    int imputed;      /* the zero rule gave the posterior */
+    jv_stat stat;
+} prediction;
+
+typedef struct {
+    const jv_model *m;
+    eval_opts o;
+    jv_dataset ds;
+    jv_real *params;
+    jv_work w;
+    int n_subsets, n_predictions;
+    subset *subsets;         /* the joint, each modality, then each pair */
+    prediction *predictions;
+    double *log_w;           /* [samples]: one example's log weights */
+    size_t *rows;            /* [cap]: example indices of a batch */
+    jv_stat elbo, loss, *terms;
+    jv_progress bar;
+} evaluator;
+
+static const char EVAL_ABOUT[] =
+    "Estimates, over the test examples, the ELBO, the objective and its terms, the\n"
+    "log-likelihood of the joint and of each modality with K importance samples,\n"
+    "every conditional log p(a|b), and the accuracy of predicting each categorical\n"
+    "modality from each other one. Prints a table; --json writes every number.";
+
+/* ------------------------------------------------------------ options -- */
+
+static int parse_eval_options(evaluator *e, int argc, char **argv)
+{
+    const jv_train_defaults *d = &e->m->defaults;
+    eval_opts *o = &e->o;
+    *o = (eval_opts){.samples = 1000, .batch = d->batch > 0 ? d->batch : 100, .threads = 1, .seed = d->seed,
+                     .fallback = "zero"};
+    jv_option opts[] = {
+        {"checkpoint", JV_OPT_STRING, &o->checkpoint, 0, 0, "CKPT", "the trained model (required)", 0},
+        {"data", JV_OPT_LIST, &o->data, 0, 0, "NAME=FILE", "the test data of a modality (one per modality)", 0},
+        {"samples", JV_OPT_INT, &o->samples, 1, INT_MAX, "K", "importance samples per example", 0},
+        {"batch", JV_OPT_INT, &o->batch, 1, INT_MAX, "B", "samples (or examples) per model call", 0},
+        {"limit", JV_OPT_INT, &o->limit, 0, INT_MAX, "N", "use only the first N examples, 0 for all", 0},
+        {"json", JV_OPT_STRING, &o->json, 0, 0, "FILE", "also write every number to FILE as JSON", 0},
+        {"seed", JV_OPT_U64, &o->seed, 0, 1.8446744073709552e19, "S", "seed of the samples", 0},
+        {"threads", JV_OPT_INT, &o->threads, 1, 1024, "T", "BLAS threads", 0},
+        {"fallback", JV_OPT_STRING, &o->fallback, 0, 0, "zero|joint",
+         "proposal for a set without its own family: zeros for the rest, or the real data", 0},
+    };
+    int rc = jv_parse_options("eval", "--checkpoint CKPT --data NAME=FILE ... [options]", EVAL_ABOUT, opts,
+                              (int)(sizeof opts / sizeof opts[0]), argc, argv);
+    if (rc != 0)
+        return rc;
+    if (!o->checkpoint)
+        return jv_fail("eval: missing --checkpoint CKPT");
+    if (strcmp(o->fallback, "zero") != 0 && strcmp(o->fallback, "joint") != 0)
+        return jv_fail("eval: --fallback must be zero or joint, got '%s'", o->fallback);
+    return o->json ? jv_check_output_path("eval", "json", o->json) : 0;
+}
+
+/* ------------------------------------------------------------- set up -- */
+
+static int add_subset(evaluator *e, unsigned mask)
+{
+    for (int s = 0; s < e->n_subsets; s++)
+        if (e->subsets[s].mask == mask)
+            return 0;
+    subset *s = &e->subsets[e->n_subsets++];
+    s->mask = mask;
+    s->family = jv_pick_family(e->m, mask, &s->zeroed);
+    s->exact = e->m->families[s->family].condition == mask;
+    if (strcmp(e->o.fallback, "joint") == 0)
+        s->zeroed = 0;
+    s->log_p = calloc(e->ds.n, sizeof *s->log_p);
+    return s->log_p ? 0 : jv_fail("out of memory");
+}
+
+static int find_subset(const evaluator *e, unsigned mask)
+{
+    for (int s = 0; s < e->n_subsets; s++)
+        if (e->subsets[s].mask == mask)
+            return s;
+    return -1;
+}
+
+/* The joint, every single modality and, beyond two modalities, every pair. */
+static int make_subsets(evaluator *e)
+{
+    int n = e->m->n_modalities;
+    unsigned all = n == 32 ? ~0u : (1u << n) - 1;
+    e->subsets = calloc((size_t)(1 + n + n * (n - 1) / 2), sizeof *e->subsets);
+    if (!e->subsets)
+        return jv_fail("out of memory");
+    int rc = add_subset(e, all);
+    for (int a = 0; a < n && rc == 0; a++)
+        rc = add_subset(e, 1u << a);
+    for (int a = 0; a < n && rc == 0; a++)
+        for (int b = a + 1; b < n && rc == 0; b++)
+            rc = add_subset(e, 1u << a | 1u << b);
+    return rc;
+}
+
+static int make_predictions(evaluator *e)
+{
+    int n = e->m->n_modalities;
+    e->predictions = calloc((size_t)(n * n), sizeof *e->predictions);
+    if (!e->predictions)
+        return jv_fail("out of memory");
+    for (int c = 0; c < n; c++) {
+        if (e->m->modalities[c].likelihood != JV_CATEGORICAL)
+            continue;
+        for (int b = 0; b < n; b++)
+            if (b != c)
+                e->predictions[e->n_predictions++] = (prediction){.target = c, .from = b};
+    }
+    return 0;
+}
+
+static int alloc_evaluator(evaluator *e)
+{
+    int cap = e->o.batch < e->o.samples ? e->o.batch : e->o.samples;
+    if (jv_work_alloc(e->m, cap, &e->w) != 0)
+        return 1;
+    e->log_w = calloc((size_t)e->o.samples, sizeof *e->log_w);
+    e->rows = calloc((size_t)cap, sizeof *e->rows);
+    e->terms = calloc((size_t)e->m->n_terms + 1, sizeof *e->terms);
+    if (!e->log_w || !e->rows || !e->terms)
+        return jv_fail("out of memory");
+    return make_subsets(e) != 0 || make_predictions(e) != 0;
+}
+
+static void free_evaluator(evaluator *e)
+{
+    for (int s = 0; e->subsets && s < e->n_subsets; s++)
+        free(e->subsets[s].log_p);
+    free(e->subsets);
+    free(e->predictions);
+    free(e->log_w);
+    free(e->rows);
+    free(e->terms);
+    free(e->params);
+    jv_work_free(&e->w);
+    jv_dataset_free(e->m, &e->ds);
+}
+
+/* ------------------------------------------------------------ estimates -- */
+
+/* The objective and its terms for the example in row 0 of the work data. */
+static void forward_terms(evaluator *e, size_t i)
+{
+    jv_work *w = &e->w;
+    jv_work_fill_noise(e->m, w, 1, e->o.seed, JV_TAG_EVAL_FORWARD, i, 0);
+    jv_real loss = e->m->forward(e->params, w->arena, 1, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->noise), NULL,
+                                 NULL, w->terms);
+    jv_stat_add(&e->loss, loss);
+    for (int t = 0; t < e->m->n_terms; t++)
+        jv_stat_add(&e->terms[t], w->terms[t]);
+}
+
+/* log w = sum over the set of log p(m|z) + log p(z) - log q(z) for a chunk. */
+static void log_weights(const evaluator *e, unsigned mask, int batch, double *out)
+{
+    const jv_work *w = &e->w;
+    for (int b = 0; b < batch; b++) {
+        double lw = (double)w->log_prior[b] - (double)w->log_q[b];
+        for (int k = 0; k < e->m->n_modalities; k++)
+            lw += (mask >> k & 1u) ? (double)w->log_lik[k][b] : 0.0;
+        out[b] = lw;
+    }
+}
+
+/* Importance-sampled log p of subset s for the example replicated in the
+ * work data; the mean log weight (the ELBO) goes to *elbo. */
+static double log_p_of(evaluator *e, int s, size_t i, double *elbo)
+{
+    const jv_model *m = e->m;
+    jv_work *w = &e->w;
+    const subset *sub = &e->subsets[s];
+    const jv_family_info *f = &m->families[sub->family];
+    int k_total = e->o.samples;
+    jv_work_zero_inputs(m, w, sub->zeroed);
+    for (int k = 0; k < k_total; k += w->cap) {
+        int batch = k_total - k < w->cap ? k_total - k : w->cap;
+        jv_work_fill_noise(m, w, batch, e->o.seed, JV_TAG_EVAL_IS, (uint64_t)s << 32 | i, (uint64_t)k);
+        f->posterior(e->params, w->arena, batch, JV_CONST_ROWS(w->input), JV_CONST_ROWS(w->noise), w->latents,
+                     w->log_q);
+        m->log_joint(e->params, w->arena, batch, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->latents),
+                     w->log_prior, w->log_lik);
+        log_weights(e, sub->mask, batch, e->log_w + k);
+    }
+    double sum = 0;
+    for (int k = 0; k < k_total; k++)
+        sum += e->log_w[k];
+    *elbo = sum / k_total;
+    return jv_log_mean_exp(e->log_w, (size_t)k_total);
+}
+
+static void draw_progress(evaluator *e, size_t done, double start)
+{
+    if (!e->bar.tty)
+        return;
+    double elapsed = jv_now() - start, rate = elapsed > 0 ? (double)done / elapsed : 0;
+    char eta[32];
+    jv_format_duration(rate > 0 ? (double)(e->ds.n - done) / rate : 0, eta, sizeof eta);
+    jv_progress_draw(&e->bar, 0, "eval %3.0f%%  ETA %s  %.1f examples/s", 100.0 * (double)done / (double)e->ds.n,
+                     eta, rate);
+}
+
+static void estimate_likelihoods(evaluator *e)
+{
+    double start = jv_now();
+    for (size_t i = 0; i < e->ds.n; i++) {
+        for (int b = 0; b < e->w.cap; b++)
+            e->rows[b] = i;
+        jv_work_gather(e->m, &e->w, &e->ds, e->rows, e->w.cap);
+        forward_terms(e, i);
+        for (int s = 0; s < e->n_subsets; s++) {
+            double elbo;
+            e->subsets[s].log_p[i] = log_p_of(e, s, i, &elbo);
+            jv_stat_add(&e->subsets[s].stat, e->subsets[s].log_p[i]);
+            if (s == 0)
+                jv_stat_add(&e->elbo, elbo);
+        }
+        draw_progress(e, i + 1, start);
+    }
+    jv_progress_clear(&e->bar);
+}
+
+/* Accuracy of argmax p(target | z), z from the posterior given `from` alone. */
+static void estimate_prediction(evaluator *e, int p)
+{
+    const jv_model *m = e->m;
+    jv_work *w = &e->w;
+    prediction *pr = &e->predictions[p];
+    unsigned zeroed;
+    const jv_family_info *f = &m->families[jv_pick_family(m, 1u << pr->from, &zeroed)];
+    pr->imputed = zeroed != 0;
+    int size = m->modalities[pr->target].size;
+    for (size_t first = 0; first < e->ds.n; first += (size_t)w->cap) {
+        int batch = e->ds.n - first < (size_t)w->cap ? (int)(e->ds.n - first) : w->cap;
+        for (int b = 0; b < batch; b++)
+            e->rows[b] = first + (size_t)b;
+        jv_work_gather(m, w, &e->ds, e->rows, batch);
+        jv_work_zero_inputs(m, w, zeroed);
+        jv_work_fill_noise(m, w, batch, e->o.seed, JV_TAG_EVAL_ACCURACY, (uint64_t)p << 32, first);
+        f->posterior(e->params, w->arena, batch, JV_CONST_ROWS(w->input), JV_CONST_ROWS(w->noise), w->latents,
+                     w->log_q);
+        m->decode(e->params, w->arena, batch, JV_CONST_ROWS(w->latents), w->out);
+        for (int b = 0; b < batch; b++) {
+            int guess = jv_argmax(w->out[pr->target] + (size_t)b * size, size);
+            int truth = jv_argmax(w->data[pr->target] + (size_t)b * size, size);
+            jv_stat_add(&pr->stat, guess == truth);
+        }
+    }
+}
+
+/* ------------------------------------------------------------- report -- */
+
+/* Calls visit for each ordered pair (a, b): the set {a,b} and {b}. */
+typedef void (*pair_fn)(evaluator *e, int a, int b, int joint, int given, void *ctx);
+
+static void for_each_conditional(evaluator *e, pair_fn visit, void *ctx)
+{
+    int n = e->m->n_modalities;
+    for (int a = 0; a < n; a++)
+        for (int b = 0; b < n; b++)
+            if (a != b)
+                visit(e, a, b, find_subset(e, 1u << a | 1u << b), find_subset(e, 1u << b), ctx);
+}
+
+/* The statistic of log p(a|b) = log p(a,b) - log p(b), example by example. */
+static jv_stat conditional_stat(const evaluator *e, int joint, int given)
+{
+    jv_stat st = {0};
+    for (size_t i = 0; i < e->ds.n; i++)
+        jv_stat_add(&st, e->subsets[joint].log_p[i] - e->subsets[given].log_p[i]);
+    return st;
+}
+
+/* Whether a set's proposal is not a family of its own (see print_notes). */
+static int mark(const subset *s)
+{
+    return !s->exact;
+}
+
+/* Whether the zero rule served the set, for log p or for a prediction. */
+static int zero_imputed(const evaluator *e, int s)
+{
+    int used = e->subsets[s].zeroed != 0;
+    for (int p = 0; p < e->n_predictions; p++)
+        used |= e->predictions[p].imputed && e->subsets[s].mask == 1u << e->predictions[p].from;
+    return used;
+}
+
+static void print_row(const char *label, const jv_stat *st, const char *mark)
+{
+    double se = jv_stat_se(st);
+    if (isfinite(se))
+        printf("  %-28s %14.4f %10.4f%s\n", label, st->mean, se, mark);
+    else
+        printf("  %-28s %14.4f %10s%s\n", label, st->mean, "-", mark);
+}
+
+static void print_conditional(evaluator *e, int a, int b, int joint, int given, void *ctx)
+{
+    (void)ctx;
+    char label[256];
+    snprintf(label, sizeof label, "log p(%s|%s)", e->m->modalities[a].name, e->m->modalities[b].name);
+    jv_stat st = conditional_stat(e, joint, given);
+    print_row(label, &st, mark(&e->subsets[given]) || mark(&e->subsets[joint]) ? "  *" : "");
+}
+
+static void print_notes(const evaluator *e)
+{
+    const jv_family_info *train = &e->m->families[e->m->training_family];
+    for (int s = 0; s < e->n_subsets; s++) {
+        if (e->subsets[s].exact && !zero_imputed(e, s))
+            continue;
+        char name[256], rest[256];
+        jv_subset_name(e->m, e->subsets[s].mask, name, sizeof name);
+        jv_subset_name(e->m, train->condition & ~e->subsets[s].mask, rest, sizeof rest);
+        if (zero_imputed(e, s))
+            printf("* no family conditions on {%s} alone: its posterior is q(z|%s) with %s set to zero "
+                   "(the JMVAE-zero rule)\n",
+                   name, train->name, rest);
+        if (!e->subsets[s].exact && e->subsets[s].zeroed == 0)
+            printf("* no family conditions on {%s} alone: log p(%s) uses the proposal q(z|%s) given the "
+                   "real %s (--fallback joint)\n",
+                   name, name, train->name, rest);
+    }
+}
+
+static void print_table(evaluator *e)
+{
+    const jv_model *m = e->m;
+    char label[256], name[200];
+    printf("model %s, %s: %zu examples, %d importance samples each (seed %llu)\n\n", m->name, e->o.checkpoint,
+           e->ds.n, e->o.samples, (unsigned long long)e->o.seed);
+    printf("  %-28s %14s %10s\n", "quantity", "mean", "s.e.");
+    print_row("ELBO", &e->elbo, "");
+    print_row("loss (objective)", &e->loss, "");
+    for (int t = 0; t < m->n_terms; t++) {
+        snprintf(label, sizeof label, "  %s", m->term_names[t]);
+        print_row(label, &e->terms[t], "");
+    }
+    for (int s = 0; s < e->n_subsets; s++) {
+        jv_subset_name(m, e->subsets[s].mask, name, sizeof name);
+        snprintf(label, sizeof label, "log p(%s)", name);
+        print_row(label, &e->subsets[s].stat, mark(&e->subsets[s]) ? "  *" : "");
+    }
+    for_each_conditional(e, print_conditional, NULL);
+    for (int p = 0; p < e->n_predictions; p++) {
+        const prediction *pr = &e->predictions[p];
+        snprintf(label, sizeof label, "accuracy %s|%s", m->modalities[pr->target].name,
+                 m->modalities[pr->from].name);
+        print_row(label, &pr->stat, pr->imputed ? "  *" : "");
+    }
+    print_notes(e);
+}
+
+/* --------------------------------------------------------------- JSON -- */
+
+static void json_string(jv_buf *b, const char *s)
+{
+    jv_buf_printf(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            jv_buf_printf(b, "\\%c", c);
+        else if (c < 0x20)
+            jv_buf_printf(b, "\\u%04x", c);
+        else
+            jv_buf_printf(b, "%c", c);
+    }
+    jv_buf_printf(b, "\"");
+}
+
+static void json_number(jv_buf *b, double x)
+{
+    if (isfinite(x))
+        jv_buf_printf(b, "%.10g", x);
+    else
+        jv_buf_printf(b, "null");
+}
+
+static void json_stat_value(jv_buf *b, const jv_stat *st)
+{
+    jv_buf_printf(b, "{\"mean\": ");
+    json_number(b, st->mean);
+    jv_buf_printf(b, ", \"se\": ");
+    json_number(b, jv_stat_se(st));
+    jv_buf_printf(b, "}");
+}
+
+/* One "key": {"mean": m, "se": s} of an object, a comma before all but the first. */
+static void json_stat(jv_buf *b, int first, const char *key, const jv_stat *st)
+{
+    jv_buf_printf(b, "%s\n    ", first ? "" : ",");
+    json_string(b, key);
+    jv_buf_printf(b, ": ");
+    json_stat_value(b, st);
+}
+
+typedef struct {
+    jv_buf *buf;
+    int count;
+} json_list;
+
+static void json_conditional(evaluator *e, int a, int b, int joint, int given, void *ctx)
+{
+    json_list *list = ctx;
+    char key[256];
+    snprintf(key, sizeof key, "%s|%s", e->m->modalities[a].name, e->m->modalities[b].name);
+    jv_stat st = conditional_stat(e, joint, given);
+    json_stat(list->buf, list->count++ == 0, key, &st);
+}
+
+static void json_groups(evaluator *e, jv_buf *b)
+{
+    const jv_model *m = e->m;
+    char name[256];
+    jv_buf_printf(b, "  \"terms\": {");
+    for (int t = 0; t < m->n_terms; t++)
+        json_stat(b, t == 0, m->term_names[t], &e->terms[t]);
+    jv_buf_printf(b, "\n  },\n  \"log_p\": {");
+    for (int s = 0; s < e->n_subsets; s++) {
+        jv_subset_name(m, e->subsets[s].mask, name, sizeof name);
+        json_stat(b, s == 0, name, &e->subsets[s].stat);
+    }
+    jv_buf_printf(b, "\n  },\n  \"log_p_cond\": {");
+    json_list list = {b, 0};
+    for_each_conditional(e, json_conditional, &list);
+    jv_buf_printf(b, "\n  },\n  \"accuracy\": {");
+    for (int p = 0; p < e->n_predictions; p++) {
+        snprintf(name, sizeof name, "%s|%s", m->modalities[e->predictions[p].target].name,
+                 m->modalities[e->predictions[p].from].name);
+        json_stat(b, p == 0, name, &e->predictions[p].stat);
+    }
+    jv_buf_printf(b, "\n  },\n  \"zero_imputed\": [");
+    int first = 1;
+    for (int s = 0; s < e->n_subsets; s++) {
+        if (!zero_imputed(e, s))
+            continue;
+        jv_subset_name(m, e->subsets[s].mask, name, sizeof name);
+        jv_buf_printf(b, "%s", first ? "" : ", ");
+        json_string(b, name);
+        first = 0;
+    }
+    jv_buf_printf(b, "]\n");
+}
+
+static int write_json(evaluator *e)
+{
+    jv_buf b = {0};
+    jv_buf_printf(&b, "{\n  \"model\": ");
+    json_string(&b, e->m->name);
+    jv_buf_printf(&b, ",\n  \"checkpoint\": ");
+    json_string(&b, e->o.checkpoint);
+    jv_buf_printf(&b, ",\n  \"examples\": %zu,\n  \"samples\": %d,\n  \"seed\": %llu,\n  \"fallback\": ", e->ds.n,
+                  e->o.samples, (unsigned long long)e->o.seed);
+    json_string(&b, e->o.fallback);
+    jv_buf_printf(&b, ",\n  \"elbo\": ");
+    json_stat_value(&b, &e->elbo);
+    jv_buf_printf(&b, ",\n  \"loss\": ");
+    json_stat_value(&b, &e->loss);
+    jv_buf_printf(&b, ",\n");
+    json_groups(e, &b);
+    jv_buf_printf(&b, "}\n");
+    int rc = jv_buf_save(&b, e->o.json);
+    jv_buf_free(&b);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- eval -- */
+
+int jv_cmd_eval(const jv_model *m, int argc, char **argv)
+{
+    evaluator e = {.m = m};
+    unsigned all = m->n_modalities == 32 ? ~0u : (1u << m->n_modalities) - 1;
+    int rc = parse_eval_options(&e, argc, argv);
+    if (rc == 0)
+        rc = jv_dataset_load(m, "eval", &e.o.data, all, e.o.limit, &e.ds);
+    if (rc == 0)
+        rc = (e.params = jv_params_read(m, e.o.checkpoint)) == NULL;
+    if (rc == 0)
+        rc = alloc_evaluator(&e);
+    if (rc == 0) {
+        jv_set_threads(e.o.threads);
+        jv_progress_init(&e.bar);
+        estimate_likelihoods(&e);
+        for (int p = 0; p < e.n_predictions; p++)
+            estimate_prediction(&e, p);
+        print_table(&e);
+        if (e.o.json)
+            rc = write_json(&e);
+    }
+    free_evaluator(&e);
+    return rc;
+}
