@@ -1,0 +1,322 @@
+/* jv_gradcheck.h: the gradient check of a generated model, header-only.
+ *
+ * The generated code compiles this in double precision (-DJV_DOUBLE) and
+ * calls jv_gradcheck_run from its <model>_gradcheck. It uses only the inline
+ * generator of jv_model.h and the option parser of jv_trainer.h, never a
+ * libjmvaec function that takes float arrays.
+ *
+ * With parameters from m->init(seed), random data for a small batch
+ * (bernoulli targets uniform in [0,1], categorical one-hot, gaussian normal)
+ * and random noise, it checks the objective and then each term alone
+ * (term_scale one-hot): backward must write every gradient entry, and a
+ * deterministic sample of entries of every tensor is compared with central
+ * differences, step h = 1e-6 max(1, |p|). An entry passes when
+ *   |a - n| <= tol * max(|a|, |n|)            (max(|a|, |n|) > 1e-7), or
+ *   |a - n| <= 1e-9                           (a tiny gradient), or
+ *   |a - n| <= 4 * (finite-difference noise)  estimated as the larger of
+ *     |n(h) - n(2h)| and eps |f| / h: the difference cannot be told from
+ *     rounding or a kink; such entries are counted and reported.
+ * The table shows, per tensor and objective, the largest relative error
+ * of the entries compared relatively.
+ */
+#ifndef JV_GRADCHECK_H
+#define JV_GRADCHECK_H
+
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jv_model.h"
+#include "jv_trainer.h"
+
+typedef struct {
+    uint64_t seed;
+    int batch, entries, quiet;
+    double tol;
+} jv_gc_options;
+
+typedef struct {
+    const jv_model *m;
+    jv_gc_options o;
+    jv_real *params, *grads, *arena, *scale, *terms;
+    jv_real **data, **noise;
+    int objective;             /* -1: the whole objective; else that term alone */
+    long checked, noisy, failed;
+    double worst;              /* the largest relative error of any entry */
+} jv_gc;
+
+/* Streams of the inline generator (jv_model.h) for the check's inputs. */
+enum { JV_GC_DATA = 101, JV_GC_NOISE = 102, JV_GC_PICK = 103 };
+
+static inline int jv_gc_parse(jv_gc *g, int argc, char **argv)
+{
+    jv_gc_options *o = &g->o;
+    *o = (jv_gc_options){.seed = g->m->defaults.seed, .batch = 3, .entries = 6, .tol = 1e-6};
+    jv_option opts[] = {
+        {"seed", JV_OPT_U64, &o->seed, 0, 1.8446744073709552e19, "S", "seed of parameters, data and noise", 0},
+        {"batch", JV_OPT_INT, &o->batch, 1, 1000, "B", "examples of random data", 0},
+        {"entries", JV_OPT_INT, &o->entries, 1, INT_MAX, "E", "entries checked per tensor", 0},
+        {"tol", JV_OPT_REAL, &o->tol, 0, 1, "X", "largest relative error that passes", 0},
+        {"quiet", JV_OPT_FLAG, &o->quiet, 0, 0, NULL, "print only the verdict", 0},
+    };
+    return jv_parse_options("gradcheck", "[options]",
+                            "Compares the analytic gradient of the objective, and of each term alone,\n"
+                            "with central finite differences, in double precision.",
+                            opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
+}
+
+/* ------------------------------------------------------------- memory -- */
+
+static inline jv_real *jv_gc_reals(size_t n)
+{
+    return calloc(n ? n : 1, sizeof(jv_real));
+}
+
+static inline void jv_gc_free_rows(jv_real **rows, int count)
+{
+    for (int i = 0; rows && i < count; i++)
+        free(rows[i]);
+    free(rows);
+}
+
+static inline void jv_gc_free(jv_gc *g)
+{
+    free(g->params);
+    free(g->grads);
+    free(g->arena);
+    free(g->scale);
+    free(g->terms);
+    jv_gc_free_rows(g->data, g->m->n_modalities);
+    jv_gc_free_rows(g->noise, g->m->n_latents);
+}
+
+static inline int jv_gc_rows_ok(jv_real **rows, int count)
+{
+    for (int i = 0; rows && i < count; i++)
+        if (!rows[i])
+            return 0;
+    return rows != NULL;
+}
+
+static inline int jv_gc_alloc(jv_gc *g)
+{
+    const jv_model *m = g->m;
+    size_t n = m->n_params, b = (size_t)g->o.batch;
+    g->params = jv_gc_reals(n);
+    g->grads = jv_gc_reals(n);
+    g->arena = jv_gc_reals(m->arena_per_example * b);
+    g->scale = jv_gc_reals((size_t)m->n_terms);
+    g->terms = jv_gc_reals((size_t)m->n_terms);
+    g->data = calloc((size_t)m->n_modalities + 1, sizeof *g->data);
+    g->noise = calloc((size_t)m->n_latents + 1, sizeof *g->noise);
+    for (int k = 0; g->data && k < m->n_modalities; k++)
+        g->data[k] = jv_gc_reals(b * (size_t)m->modalities[k].size);
+    for (int l = 0; g->noise && l < m->n_latents; l++)
+        g->noise[l] = jv_gc_reals(b * (size_t)m->latents[l].size);
+    if (g->params && g->grads && g->arena && g->scale && g->terms && jv_gc_rows_ok(g->data, m->n_modalities) &&
+        jv_gc_rows_ok(g->noise, m->n_latents))
+        return 0;
+    return jv_fail("gradcheck: out of memory");
+}
+
+/* ------------------------------------------------------------- inputs -- */
+
+static inline void jv_gc_fill_modality(jv_gc *g, int k)
+{
+    const jv_modality_info *mod = &g->m->modalities[k];
+    uint64_t stream = (uint64_t)JV_GC_DATA << 32 | (uint64_t)k;
+    for (int b = 0; b < g->o.batch; b++) {
+        jv_real *row = g->data[k] + (size_t)b * (size_t)mod->size;
+        uint64_t base = (uint64_t)b * (uint64_t)mod->size;
+        if (mod->likelihood == JV_CATEGORICAL) {
+            memset(row, 0, (size_t)mod->size * sizeof(jv_real));
+            row[(int)(jv_uniform_at(g->o.seed, stream, base) * mod->size)] = 1;
+            continue;
+        }
+        for (int i = 0; i < mod->size; i++)
+            row[i] = (jv_real)(mod->likelihood == JV_BERNOULLI ? jv_uniform_at(g->o.seed, stream, base + (uint64_t)i)
+                                                               : jv_normal_at(g->o.seed, stream, base + (uint64_t)i));
+    }
+}
+
+static inline void jv_gc_fill_inputs(jv_gc *g)
+{
+    g->m->init(g->params, g->o.seed);
+    for (int k = 0; k < g->m->n_modalities; k++)
+        jv_gc_fill_modality(g, k);
+    for (int l = 0; l < g->m->n_latents; l++) {
+        size_t n = (size_t)g->o.batch * (size_t)g->m->latents[l].size;
+        for (size_t i = 0; i < n; i++)
+            g->noise[l][i] = (jv_real)jv_normal_at(g->o.seed, (uint64_t)JV_GC_NOISE << 32 | (uint64_t)l, i);
+    }
+}
+
+/* ---------------------------------------------------------- the check -- */
+
+static inline double jv_gc_loss(jv_gc *g)
+{
+    return (double)g->m->forward(g->params, g->arena, g->o.batch, (const jv_real *const *)g->data,
+                                 (const jv_real *const *)g->noise, NULL, g->scale, g->terms);
+}
+
+/* Central difference of the objective along parameter i with step h. */
+static inline double jv_gc_numeric(jv_gc *g, size_t i, double h)
+{
+    jv_real p = g->params[i];
+    g->params[i] = (jv_real)(p + h);
+    double up = jv_gc_loss(g), step = (double)g->params[i];
+    g->params[i] = (jv_real)(p - h);
+    double down = jv_gc_loss(g);
+    step -= (double)g->params[i];
+    g->params[i] = p;
+    return (up - down) / step;
+}
+
+/* Checks one entry; returns its relative error, or -1 when it was compared
+ * absolutely (tiny) or excused as finite-difference noise. */
+static inline double jv_gc_entry(jv_gc *g, size_t i, double f0, int *ok)
+{
+    double p = fabs((double)g->params[i]), h = 1e-6 * (p > 1 ? p : 1);
+    double a = (double)g->grads[i], n = jv_gc_numeric(g, i, h), n2 = jv_gc_numeric(g, i, 2 * h);
+    double noise = fabs(n - n2), floor_noise = DBL_EPSILON * fabs(f0) / h;
+    noise = noise > floor_noise ? noise : floor_noise;
+    double scale = fabs(a) > fabs(n) ? fabs(a) : fabs(n), diff = fabs(a - n);
+    double rel = scale > 1e-7 ? diff / scale : -1;
+    int pass = rel >= 0 ? rel <= g->o.tol : diff <= 1e-9;
+    *ok = pass || diff <= 4 * noise;
+    g->checked++;
+    g->failed += !*ok;
+    if (!pass && *ok) {
+        g->noisy++;
+        return -1;
+    }
+    return rel;
+}
+
+/* The largest relative error over the sampled entries of tensor t. */
+static inline double jv_gc_tensor(jv_gc *g, int t, double f0, int *ok)
+{
+    const jv_tensor_info *ti = &g->m->tensors[t];
+    size_t count = (size_t)ti->rows * (size_t)ti->cols, picks = (size_t)g->o.entries;
+    picks = picks < count ? picks : count;
+    size_t stride = count / picks;
+    size_t start = (size_t)(jv_uniform_at(g->o.seed, (uint64_t)JV_GC_PICK << 32 | (uint64_t)t, 0) * (double)count);
+    double worst = -1;
+    *ok = 1;
+    for (size_t j = 0; j < picks; j++) {
+        int entry_ok;
+        double rel = jv_gc_entry(g, ti->offset + (start + j * stride) % count, f0, &entry_ok);
+        worst = rel > worst ? rel : worst;
+        *ok &= entry_ok;
+    }
+    return worst;
+}
+
+/* Forward and backward at the base point; backward must write every entry. */
+static inline int jv_gc_gradient(jv_gc *g, double *f0)
+{
+    const jv_model *m = g->m;
+    for (int t = 0; t < m->n_terms; t++)
+        g->scale[t] = (jv_real)(g->objective < 0 || g->objective == t);
+    *f0 = jv_gc_loss(g);
+    for (size_t i = 0; i < m->n_params; i++)
+        g->grads[i] = (jv_real)NAN;
+    m->backward(g->params, g->grads, g->arena, g->o.batch, (const jv_real *const *)g->data,
+                (const jv_real *const *)g->noise, NULL, g->scale);
+    for (size_t i = 0; i < m->n_params; i++) {
+        if (!isfinite((double)g->grads[i])) {
+            printf("gradcheck: backward left gradient entry %zu %s (objective %s)\n", i,
+                   isnan((double)g->grads[i]) ? "unwritten or NaN" : "infinite",
+                   g->objective < 0 ? "total" : m->term_names[g->objective]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Column `objective` of the table: one cell per tensor in results. */
+static inline int jv_gc_objective(jv_gc *g, double *results, int *fails)
+{
+    double f0;
+    if (jv_gc_gradient(g, &f0) != 0)
+        return 1;
+    for (int t = 0; t < g->m->n_tensors; t++) {
+        int ok;
+        results[t] = jv_gc_tensor(g, t, f0, &ok);
+        fails[t] = !ok;
+        g->worst = results[t] > g->worst ? results[t] : g->worst;
+    }
+    return 0;
+}
+
+static inline void jv_gc_print_header(const jv_gc *g)
+{
+    printf("gradcheck %s (%s, batch %d, %d entries per tensor, seed %llu, tol %g)\n%-24s %10s", g->m->name,
+           JV_REAL_NAME, g->o.batch, g->o.entries, (unsigned long long)g->o.seed, g->o.tol, "tensor", "total");
+    for (int t = 0; t < g->m->n_terms; t++)
+        printf(" %10.10s", g->m->term_names[t]);
+    printf("\n");
+}
+
+/* results[o * n_tensors + t]: the cell of objective o (0: total) and tensor t. */
+static inline void jv_gc_print_table(const jv_gc *g, const double *results, const int *fails)
+{
+    int nt = g->m->n_tensors;
+    jv_gc_print_header(g);
+    for (int t = 0; t < nt; t++) {
+        printf("%-24.24s", g->m->tensors[t].name);
+        for (int o = 0; o <= g->m->n_terms; o++) {
+            char cell[32] = "-";
+            if (results[o * nt + t] >= 0)
+                snprintf(cell, sizeof cell, "%.2e", results[o * nt + t]);
+            printf(" %9s%c", cell, fails[o * nt + t] ? '!' : ' ');
+        }
+        printf("\n");
+    }
+}
+
+static inline int jv_gc_run_all(jv_gc *g)
+{
+    size_t cells = (size_t)(g->m->n_terms + 1) * (size_t)(g->m->n_tensors ? g->m->n_tensors : 1);
+    double *results = calloc(cells, sizeof *results);
+    int *fails = calloc(cells, sizeof *fails);
+    int rc = results && fails ? 0 : jv_fail("gradcheck: out of memory");
+    g->worst = -1;
+    for (int o = 0; rc == 0 && o <= g->m->n_terms; o++) {
+        g->objective = o - 1;
+        rc = jv_gc_objective(g, results + (size_t)o * (size_t)g->m->n_tensors, fails + (size_t)o * (size_t)g->m->n_tensors);
+    }
+    if (rc == 0 && !g->o.quiet)
+        jv_gc_print_table(g, results, fails);
+    free(results);
+    free(fails);
+    return rc;
+}
+
+static inline int jv_gradcheck_run(const jv_model *m, int argc, char **argv)
+{
+    jv_gc g = {.m = m};
+    int rc = jv_gc_parse(&g, argc, argv);
+    if (rc != 0)
+        return rc == 2 ? 0 : 1;
+    if (jv_gc_alloc(&g) == 0) {
+        jv_gc_fill_inputs(&g);
+        rc = jv_gc_run_all(&g);
+    } else {
+        rc = 1;
+    }
+    jv_gc_free(&g);
+    int pass = rc == 0 && g.failed == 0;
+    if (rc == 0)
+        printf("gradcheck: %s (%ld entries, %ld failed, %ld within finite-difference noise; largest relative "
+               "error %.2e)\n",
+               pass ? "PASS" : "FAIL", g.checked, g.failed, g.noisy, g.worst > 0 ? g.worst : 0.0);
+    else
+        printf("gradcheck: FAIL\n");
+    return pass ? 0 : 1;
+}
+
+#endif
