@@ -496,7 +496,7 @@ static void check_samples(checker *k)
     }
     int ok = 1;
     for (int i = 0; i < m->n_latents; i++)
-        if (m->latents[i].sample_net < 0 && !m->latents[i].sample) {
+        if (m->latents[i].sample_net < 0 && !m->latents[i].sample && k->c->spec->n_loss_blocks) {
             diag_error(k->c, m->latents[i].node->at, "latent '%s' is never sampled; add '%s ~ q(%s | ...)' to the loss",
                        m->latents[i].name, m->latents[i].name, m->latents[i].name);
             ok = 0;

@@ -94,6 +94,15 @@ decls
   | decls error
   ;
 
+/* A declaration's keyword ends error recovery: errors after it are reported
+   even when fewer than three tokens separate them from the last one. */
+kw_modality : "modality" { yyerrok; } ;
+kw_latent   : kw_latent   { yyerrok; } ;
+kw_net      : kw_net      { yyerrok; } ;
+kw_hyper    : kw_hyper    { yyerrok; } ;
+kw_loss     : kw_loss     { yyerrok; } ;
+kw_train    : kw_train    { yyerrok; } ;
+
 decl
   : modality
   | latent
@@ -116,13 +125,13 @@ names
 /* modality x[784] ~ bernoulli      modality x[28, 28] ~ bernoulli
    modality y[5] ~ gaussian(learned) */
 modality
-  : "modality" IDENT '[' dims ']' '~' IDENT
+  : kw_modality IDENT '[' dims ']' '~' IDENT
       {
         modality_node *m = arena_alloc(&c->mem, sizeof *m);
         m->name = $2; m->dims = $4; m->likelihood = $7; m->at = L(@1);
         vec_push(&c->mem, &c->spec->modalities, m);
       }
-  | "modality" IDENT '[' dims ']' '~' IDENT '(' IDENT ')'
+  | kw_modality IDENT '[' dims ']' '~' IDENT '(' IDENT ')'
       {
         modality_node *m = arena_alloc(&c->mem, sizeof *m);
         m->name = $2; m->dims = $4; m->likelihood = $7; m->likelihood_arg = $9; m->at = L(@1);
@@ -137,13 +146,13 @@ dims
 
 /* latent z[64] ~ normal      latent z1[64] ~ p(z1 | z2) */
 latent
-  : "latent" IDENT '[' INT ']' '~' IDENT
+  : kw_latent IDENT '[' INT ']' '~' IDENT
       {
         latent_node *l = arena_alloc(&c->mem, sizeof *l);
         l->name = $2; l->size = $4; l->prior_name = $7; l->at = L(@1);
         vec_push(&c->mem, &c->spec->latents, l);
       }
-  | "latent" IDENT '[' INT ']' '~' dist
+  | kw_latent IDENT '[' INT ']' '~' dist
       {
         latent_node *l = arena_alloc(&c->mem, sizeof *l);
         l->name = $2; l->size = $4; l->prior = $7; l->at = L(@1);
@@ -167,17 +176,17 @@ dist
 
 /* net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus */
 net
-  : "net" IDENT '=' net_input layers
+  : kw_net IDENT '=' net_input layers
       {
         $4->name = $2; $4->layers = $5; $4->at = L(@1);
         vec_push(&c->mem, &c->spec->nets, $4);
       }
-  | "net" IDENT '=' net_input layers "->" dist
+  | kw_net IDENT '=' net_input layers "->" dist
       {
         $4->name = $2; $4->layers = $5; $4->head = $7; $4->at = L(@1);
         vec_push(&c->mem, &c->spec->nets, $4);
       }
-  | "net" IDENT '=' net_input layers "->" dist IDENT '=' IDENT
+  | kw_net IDENT '=' net_input layers "->" dist IDENT '=' IDENT
       {
         $4->name = $2; $4->layers = $5; $4->head = $7; $4->at = L(@1);
         if (strcmp($8.text, "var") != 0)
@@ -205,13 +214,13 @@ layers
 
 /* hyper alpha = 0.1      hyper beta = 1 warmup from 0 over 10 epochs */
 hyper
-  : "hyper" IDENT '=' scalar
+  : kw_hyper IDENT '=' scalar
       {
         hyper_node *h = arena_alloc(&c->mem, sizeof *h);
         h->name = $2; h->value = $4; h->at = L(@1);
         vec_push(&c->mem, &c->spec->hypers, h);
       }
-  | "hyper" IDENT '=' scalar "warmup" "from" scalar "over" scalar "epochs"
+  | kw_hyper IDENT '=' scalar "warmup" "from" scalar "over" scalar "epochs"
       {
         hyper_node *h = arena_alloc(&c->mem, sizeof *h);
         h->name = $2; h->value = $4; h->warmup_from = $7; h->warmup_epochs = $9; h->at = L(@1);
@@ -220,7 +229,7 @@ hyper
   ;
 
 loss
-  : "loss" '{' loss_items '}'
+  : kw_loss '{' loss_items '}'
       {
         if (c->spec->n_loss_blocks++ == 0) c->spec->loss_at = L(@1);
         else diag_error(c, L(@1), "a second 'loss' block; write every term in one");
@@ -264,7 +273,7 @@ term_rhs
 
 /* train { optimizer = adam(lr = 1e-3) batch = 100 ... } */
 train
-  : "train" '{' settings '}'
+  : kw_train '{' settings '}'
       {
         if (c->spec->n_train_blocks++ == 0) c->spec->train_at = L(@1);
         else diag_error(c, L(@1), "a second 'train' block; write every setting in one");
@@ -321,6 +330,18 @@ settings_args
 
 %%
 
+/* A token's name as messages show it: keywords quoted, classes ("name") not. */
+static const char *token_name(yysymbol_kind_t sym, char *buf, size_t cap)
+{
+    const char *name = yysymbol_name(sym);
+    if (sym == YYSYMBOL_YYEOF)
+        return "end of file";
+    if (sym == YYSYMBOL_IDENT || sym == YYSYMBOL_INT || sym == YYSYMBOL_NUMBER || name[0] == '\'')
+        return name;
+    snprintf(buf, cap, "'%s'", name);
+    return buf;
+}
+
 /* "unexpected X, expecting A, B or C", located at the offending token. */
 static int yyreport_syntax_error(const yypcontext_t *pctx, yyscan_t scanner, ctx *c)
 {
@@ -330,12 +351,12 @@ static int yyreport_syntax_error(const yypcontext_t *pctx, yyscan_t scanner, ctx
     int n = yypcontext_expected_tokens(pctx, expected, MAX_EXPECTED);
     yysymbol_kind_t got = yypcontext_token(pctx);
     char msg[512];
-    size_t len = (size_t)snprintf(msg, sizeof msg, "unexpected %s",
-                                  got == YYSYMBOL_YYEOF ? "end of file" : yysymbol_name(got));
+    char buf[64];
+    size_t len = (size_t)snprintf(msg, sizeof msg, "unexpected %s", token_name(got, buf, sizeof buf));
     for (int i = 0; n > 0 && i < n && len < sizeof msg; i++)
         len += (size_t)snprintf(msg + len, sizeof msg - len, "%s%s",
                                 i == 0 ? ", expecting " : i == n - 1 ? " or " : ", ",
-                                yysymbol_name(expected[i]));
+                                token_name(expected[i], buf, sizeof buf));
     diag_error(c, L(*yypcontext_location(pctx)), "%s", msg);
     return 0;
 }

@@ -633,6 +633,8 @@ Test(data, bad_binary_content)
     jv_error err;
     write_bytes(tpath("junk.bin"), "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
     assert_refused(jv_load_matrix(tpath("junk.bin"), &m, &err), &err, tpath("junk.bin"), "magic");
+    write_bytes(tpath("nul.csv"), "1,2\n\0\n3,4\n", 10); /* text with a NUL byte is not CSV */
+    assert_refused(jv_load_matrix(tpath("nul.csv"), &m, &err), &err, tpath("nul.csv"), "not text");
 
     write_gzip(tpath("junk.gz"), "hello,1\n", 8); /* gzip that holds no IDX */
     assert_refused(jv_load_matrix(tpath("junk.gz"), &m, &err), &err, tpath("junk.gz"), "not an IDX file");

@@ -1,0 +1,313 @@
+/* test_frontend.c: the scanner, the parser and the checker: every
+ * diagnostic listed in grammar/README.md, and fmt's round trip. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+
+#include "frontend_util.h"
+
+/* Expects `errors` errors and a message containing `needle`. */
+static void expect(const char *src, int errors, const char *needle)
+{
+    check_result r = check_text(src);
+    cr_expect_eq(r.errors, errors, "expected %d errors, got %d:\n%s", errors, r.errors, r.text);
+    if (needle)
+        cr_expect(strstr(r.text, needle) != NULL, "expected '%s' in:\n%s", needle, r.text);
+    free(r.text);
+}
+
+static void expect_warning(const char *src, const char *needle)
+{
+    check_result r = check_text(src);
+    cr_expect_eq(r.errors, 0, "%s", r.text);
+    cr_expect_geq(r.warnings, 1);
+    cr_expect(strstr(r.text, needle) != NULL, "expected '%s' in:\n%s", needle, r.text);
+    free(r.text);
+}
+
+/* ------------------------------------------------------------- scanner -- */
+
+Test(scanner, comments_and_numbers)
+{
+    expect("# a comment\nmodel m /* block\ncomment */\n" "modality x[4] ~ bernoulli\nlatent z[2] ~ normal\n"
+           "net enc = x -> q(z | x)\nnet p_x = z -> p(x | z)\nhyper a = 1.5e-1\n"
+           "loss { z ~ q(z | x) r = -log p(x | z) k = a * KL(q(z | x) || p(z)) }\n", 0, NULL);
+}
+
+Test(scanner, unterminated_comment) { expect("model m /* never closed\n", 1, "1:9: error: unterminated comment"); }
+Test(scanner, bad_character) { expect("model m\nmodality x[4] ~ bernoulli $\n", 1, "2:27: error: unexpected character '$'"); }
+Test(scanner, nul_byte)
+{
+    check_result r;
+    const char src[] = "model m\nmodality x\0[4]";
+    size_t len = 0;
+    FILE *out = open_memstream(&r.text, &len);
+    ctx c;
+    ctx_init(&c, "t.spec", out);
+    ctx_set_source(&c, src, sizeof src - 1);
+    parse_spec(&c);
+    fclose(out);
+    cr_expect_geq(c.n_errors, 1);
+    cr_expect(strstr(r.text, "unexpected byte 0x00") != NULL, "%s", r.text);
+    ctx_free(&c);
+    free(r.text);
+}
+
+Test(scanner, long_identifier)
+{
+    size_t n = 10000;
+    char *src = malloc(n + 64);
+    strcpy(src, "model ");
+    memset(src + 6, 'a', n);
+    strcpy(src + 6 + n, "\n");
+    expect(src, 1, "name of 10000 characters is too long");
+    free(src);
+}
+
+Test(scanner, number_overflow)
+{
+    expect(BASE_SPEC "net r = x -> relu(99999999999999999999)\n" BASE_LOSS, 1, "out of range");
+    expect(BASE_SPEC "hyper h = 1e999\n" BASE_LOSS, 1, "number '1e999' is out of range");
+}
+
+Test(scanner, binary_garbage)
+{
+    char src[512];
+    for (int i = 0; i < 511; i++)
+        src[i] = (char)(1 + (i * 37) % 255);
+    src[511] = 0;
+    check_result r = check_text(src);
+    cr_expect_geq(r.errors, 1);
+    cr_expect(strstr(r.text, "too many errors") != NULL || r.errors < 50);
+    free(r.text);
+}
+
+/* -------------------------------------------------------------- parser -- */
+
+Test(parser, empty_file) { expect("", 1, "1:1: error: unexpected end of file, expecting 'model'"); }
+Test(parser, expecting_list) { expect("model m\nmodality x[4 bernoulli\n", 1, "unexpected name, expecting ',' or ']'"); }
+Test(parser, recovers_after_syntax_errors)
+{
+    check_result r = check_text("model m\nmodality x[4] ~ ~ bernoulli\nlatent z[2] ~ normal\nnet enc = x -> -> relu(3)\n"
+                                "net p = z\n");
+    cr_expect_eq(r.errors, 3, "%s", r.text);
+    cr_expect(strstr(r.text, "t.spec:2:17:") && strstr(r.text, "t.spec:4:16:") && strstr(r.text, "t.spec:5:5:"), "%s", r.text);
+    free(r.text);
+}
+Test(checker, three_errors_three_lines)
+{
+    check_result r = check_text("model m\nmodality x[4] ~ bernouli\nlatent z[0] ~ normal\nnet enc = x -> rleu(3) -> q(z | x)\n"
+                                "net p_x = z -> p(x | z)\n" BASE_LOSS);
+    cr_expect_eq(r.errors, 3, "%s", r.text);
+    cr_expect(strstr(r.text, "t.spec:2:17: error") && strstr(r.text, "t.spec:3:10: error") &&
+              strstr(r.text, "t.spec:4:16: error"), "%s", r.text);
+    free(r.text);
+}
+Test(parser, caret_under_column_with_tab)
+{
+    check_result r = check_text("model m\n\tmodality x[4] ~ $\n");
+    cr_expect(strstr(r.text, "    2 | \tmodality x[4] ~ $\n      | \t                ^\n") != NULL, "%s", r.text);
+    free(r.text);
+}
+Test(parser, second_loss_block) { expect(BASE_SPEC BASE_LOSS BASE_LOSS, 1, "a second 'loss' block"); }
+Test(parser, var_option) { expect(BASE_SPEC "net r = x -> q(z | x) variance=softplus\n" BASE_LOSS, 1, "expecting 'var=softplus'"); }
+
+/* ------------------------------------------------------------- checker -- */
+
+Test(checker, valid_base) { expect(BASE_SPEC BASE_LOSS, 0, NULL); }
+Test(checker, undefined_name) { expect(BASE_SPEC "net r = y -> relu(3)\n" BASE_LOSS, 1, "'y' is not declared"); }
+Test(checker, duplicate_name) { expect(BASE_SPEC "hyper x = 3\n" BASE_LOSS, 1, "'x' is already declared as a modality at line 2"); }
+Test(checker, wrong_kind)
+{
+    expect(BASE_SPEC "hyper h = 1\nnet r = h -> relu(3)\n" BASE_LOSS, 1, "'h' is a hyperparameter; a network reads");
+    expect(BASE_SPEC "loss { x ~ q(z | x) rec = -log p(x | z) kl = KL(q(z | x) || p(z)) }\n", 2, "'x' is a modality, but what is sampled must be a latent");
+    expect(BASE_SPEC "loss { z ~ q(z | x) rec = -log p(z) kl = KL(q(z | x) || p(z)) }\n", 1, "-log p(...) is a reconstruction term over a modality");
+    expect(BASE_SPEC "net r = z -> q(x | z)\n" BASE_LOSS, 1, "q(...) is a posterior over a latent, but 'x' is a modality");
+}
+Test(checker, unknown_words)
+{
+    expect("model m\nmodality x[4] ~ bernouli\n", 3, "unknown likelihood 'bernouli'");
+    expect("model m\nmodality x[4] ~ gaussian(fixed)\n", 3, "only gaussian(learned) takes an argument");
+    expect(BASE_SPEC "net r = x -> rleu(3)\n" BASE_LOSS, 1, "unknown activation 'rleu'");
+    expect(BASE_SPEC "latent y[2] ~ gauss\n" BASE_LOSS, 2, "unknown prior 'gauss'");
+    expect(BASE_SPEC "net r = x -> relu(1) -> q(z | x) var=sqrt\n" BASE_LOSS, 2, "unknown variance 'sqrt'");
+}
+Test(checker, sizes)
+{
+    expect("model m\nmodality x[0] ~ bernoulli\n", 3, "size 0 is out of range");
+    expect(BASE_SPEC "net r = x -> relu(0)\n" BASE_LOSS, 1, "layer width 0 is out of range");
+    expect("model m\nmodality x[1] ~ categorical\n", 3, "needs at least 2 classes");
+    expect("model m\nmodality x[2, 2, 2] ~ bernoulli\n", 3, "has 3 dimensions");
+    expect(BASE_SPEC "net a = x -> relu(3)\nnet b = z -> relu(5)\nnet r = sum(a, b) -> relu(3)\n" BASE_LOSS, 1,
+           "needs inputs of one size, but they are 3 and 5");
+}
+Test(checker, head_conditioning)
+{
+    expect(BASE_SPEC "net r = x -> q(z | x, x)\n" BASE_LOSS, 2, "'x' is named twice");
+    expect("model m\nmodality x[4] ~ bernoulli\nmodality w[2] ~ categorical\nlatent z[2] ~ normal\n"
+           "net enc = x -> q(z | x, w)\nnet p_x = z -> p(x | z)\n" BASE_LOSS, 1, "the head conditions on x, w, but network 'enc' reads x");
+    expect(BASE_SPEC "net r = x -> p(z | x)\n" BASE_LOSS, 1, "may read latents only");
+    expect(BASE_SPEC "net r = z -> q(z | z)\n" BASE_LOSS, 1, "reads the sample of z itself");
+    expect(BASE_SPEC "net r = x -> relu(2) -> q(z | x)\n" BASE_LOSS, 1, "already the head of network 'enc'");
+}
+Test(checker, latent_without_prior_network)
+{
+    expect("model m\nmodality x[4] ~ bernoulli\nlatent z2[2] ~ normal\nlatent z1[2] ~ p(z1 | z2)\n"
+           "net q1 = x -> q(z1 | x)\nnet q2 = x -> q(z2 | x)\nnet p_x = z1 -> p(x | z1)\n"
+           "loss { z1 ~ q(z1 | x) z2 ~ q(z2 | x) r = -log p(x | z1) }\n", 1, "no network has this distribution as its head");
+}
+Test(checker, hierarchy_cycle)
+{
+    expect("model m\nmodality x[4] ~ bernoulli\nlatent a[2] ~ p(a | b)\nlatent b[2] ~ p(b | a)\n"
+           "net pa = b -> p(a | b)\nnet pb = a -> p(b | a)\nnet qa = x -> q(a | x)\nnet qb = x -> q(b | x)\n"
+           "net p_x = a -> p(x | a)\nloss { a ~ q(a | x) b ~ q(b | x) r = -log p(x | a) }\n", 1,
+           "part of a cycle in the latent hierarchy");
+    expect(BASE_SPEC "net a = b -> relu(2)\nnet b = a -> relu(2)\n" BASE_LOSS, 1, "cycle of networks");
+}
+Test(checker, never_sampled) { expect(BASE_SPEC "latent y[2] ~ normal\n" BASE_LOSS, 1, "latent 'y' is never sampled"); }
+Test(checker, sampled_twice) { expect(BASE_SPEC "loss { z ~ q(z | x) z ~ q(z | x) rec = -log p(x | z) }\n", 1, "'z' is already sampled at line"); }
+Test(checker, kl_not_gaussians)
+{
+    expect(BASE_SPEC "loss { z ~ q(z | x) rec = -log p(x | z) kl = KL(q(z | x) || p(x | z)) }\n", 1, "KL terms are between Gaussians over latents");
+    expect(BASE_SPEC "latent y[3] ~ normal\nnet qy = x -> q(y | x)\n"
+           "loss { z ~ q(z | x) y ~ q(y | x) rec = -log p(x | z) kl = KL(q(z | x) || p(y)) }\n", 1,
+           "KL between Gaussians of different sizes: z has 2, y has 3");
+}
+Test(checker, kl_not_exact)
+{
+    expect("model m\nmodality x[4] ~ bernoulli\nlatent z2[2] ~ normal\nlatent z1[2] ~ p(z1 | z2)\n"
+           "net q1 = x -> q(z1 | x)\nnet q2 = concat(x, z1) -> q(z2 | x, z1)\nnet p1 = z2 -> p(z1 | z2)\n"
+           "net p_x = z1 -> p(x | z1)\nloss { z1 ~ q(z1 | x) z2 ~ q(z2 | x, z1) r = -log p(x | z1)\n"
+           "k1 = KL(q(z1 | x) || p(z1 | z2)) k2 = KL(q(z2 | x, z1) || p(z2)) }\n", 1,
+           "the analytic KL over z1 is not exact here");
+}
+Test(checker, kl_sample_needs_sampling_posterior)
+{
+    expect(BASE_SPEC "net q2 = x -> relu(2) -> q(z | x) \n" BASE_LOSS, 1, NULL);
+    expect(BASE_SPEC "loss { z ~ q(z | x) rec = -log p(x | z) kl = KLsample(p(z) || q(z | x)) }\n", 1,
+           "its first distribution must be the posterior z is sampled from");
+}
+Test(checker, duplicated_terms)
+{
+    expect(BASE_SPEC "loss { z ~ q(z | x) rec = -log p(x | z) again = 2 * -log p(x | z) }\n", 1, "this term repeats 'rec'");
+    expect(BASE_SPEC "loss { z ~ q(z | x) rec = -log p(x | z) rec = KL(q(z | x) || p(z)) }\n", 1, "a term named 'rec' is already defined");
+}
+Test(checker, weights_and_hypers)
+{
+    expect(BASE_SPEC "hyper h = 1 warmup from 0 over 0 epochs\n" "loss { z ~ q(z | x) rec = -log p(x | z) kl = h * KL(q(z | x) || p(z)) }\n",
+           1, "warm-up length 0 must be positive");
+    expect(BASE_SPEC "loss { z ~ q(z | x) rec = -log p(x | z) kl = beta * KL(q(z | x) || p(z)) }\n", 1, "'beta' is not declared");
+}
+Test(checker, training_settings)
+{
+    expect(BASE_SPEC BASE_LOSS "train { batch = 0 }\n", 1, "batch = 0 is out of range");
+    expect(BASE_SPEC BASE_LOSS "train { optimizer = adam(lr = 0) }\n", 1, "lr = 0 is out of range");
+    expect(BASE_SPEC BASE_LOSS "train { optimizer = adam(beta1 = 1) }\n", 1, "beta1 = 1 is out of range");
+    expect(BASE_SPEC BASE_LOSS "train { optimizer = sgd(lr = 1) }\n", 1, "unknown optimizer");
+    expect(BASE_SPEC BASE_LOSS "train { batchsize = 10 }\n", 1, "unknown setting 'batchsize' in train");
+    expect(BASE_SPEC BASE_LOSS "train { batch = 10 batch = 20 }\n", 1, "'batch' is already set at line");
+    expect(BASE_SPEC BASE_LOSS "train { epochs = 1.5 }\n", 1, "expecting an integer");
+}
+Test(checker, no_loss) { expect(BASE_SPEC, 1, "the spec has no 'loss { ... }' block"); }
+Test(checker, warnings)
+{
+    expect_warning(BASE_SPEC "net extra = x -> relu(2)\n" BASE_LOSS, "network 'extra' is not used");
+    expect_warning("model m\nmodality x[4] ~ bernoulli\nmodality w[2] ~ categorical\nlatent z[2] ~ normal\n"
+                   "net enc = concat(x, w) -> q(z | x, w)\nnet p_x = z -> p(x | z)\n"
+                   "loss { z ~ q(z | x, w) rec = -log p(x | z) kl = KL(q(z | x, w) || p(z)) }\n",
+                   "modality 'w' is not reconstructed");
+    expect_warning(BASE_SPEC "hyper unused = 1\n" BASE_LOSS, "hyperparameter 'unused' is not used");
+}
+
+/* ------------------------------------------------------------------- fmt -- */
+
+static char *format_text(const char *src, size_t len)
+{
+    char *out = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&out, &n);
+    ctx c;
+    ctx_init(&c, "t.spec", stderr);
+    ctx_set_source(&c, src, len);
+    cr_assert_eq(parse_spec(&c), 0);
+    ast_format(f, &c);
+    ctx_free(&c);
+    fclose(f);
+    return out;
+}
+
+static char *dump_text(const char *src)
+{
+    char *out = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&out, &n);
+    ctx c;
+    ctx_init(&c, "t.spec", stderr);
+    ctx_set_source(&c, src, strlen(src));
+    cr_assert_eq(parse_spec(&c), 0);
+    ast_dump(f, c.spec, 0);
+    ctx_free(&c);
+    fclose(f);
+    return out;
+}
+
+static void round_trip(const char *path)
+{
+    char *src = read_text(path);
+    cr_assert(src, "cannot read %s", path);
+    char *once = format_text(src, strlen(src));
+    char *twice = format_text(once, strlen(once));
+    cr_expect_str_eq(once, twice, "%s: formatting twice changed the text", path);
+    char *a = dump_text(src), *b = dump_text(once);
+    cr_expect_str_eq(a, b, "%s: the formatted spec parses to another tree", path);
+    free(src);
+    free(once);
+    free(twice);
+    free(a);
+    free(b);
+}
+
+static void round_trip_folder(const char *folder)
+{
+    DIR *d = opendir(folder);
+    cr_assert(d, "no folder %s", folder);
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len > 5 && strcmp(e->d_name + len - 5, ".spec") == 0) {
+            char path[1024];
+            snprintf(path, sizeof path, "%s/%s", folder, e->d_name);
+            round_trip(path);
+            n++;
+        }
+    }
+    closedir(d);
+    cr_expect_gt(n, 0);
+}
+
+Test(fmt, round_trip_specs) { round_trip_folder("specs"); }
+Test(fmt, round_trip_examples) { round_trip_folder("examples"); }
+Test(fmt, messy_layout)
+{
+    const char *messy = "model   m # name\n\n\n  modality x[4]~bernoulli\nlatent z[2]~normal net enc=x->relu(3)->q(z|x)\n"
+                        "net p_x=z->p(x|z)\nloss{z~q(z|x)   rec=-log p(x|z)\n# the prior\nkl=KL(q(z|x)||p(z))}\n";
+    char *once = format_text(messy, strlen(messy));
+    cr_expect_str_eq(once, "model m  # name\n\nmodality x[4] ~ bernoulli\nlatent z[2] ~ normal\nnet enc = x -> relu(3) -> q(z | x)\n"
+                           "net p_x = z -> p(x | z)\nloss {\n  z ~ q(z | x)\n  rec = -log p(x | z)\n  # the prior\n"
+                           "  kl = KL(q(z | x) || p(z))\n}\n");
+    free(once);
+}
+
+/* The reference specs check with no warning. */
+Test(specs, reference_specs_are_clean)
+{
+    const char *specs[] = {"specs/jmvae.spec", "specs/jmvae_kl.spec", "specs/jmvae_h.spec"};
+    for (int i = 0; i < 3; i++) {
+        char *src = read_text(specs[i]);
+        cr_assert(src, "cannot read %s", specs[i]);
+        check_result r = check_text(src);
+        cr_expect_eq(r.errors + r.warnings, 0, "%s:\n%s", specs[i], r.text);
+        free(r.text);
+        free(src);
+    }
+}
