@@ -97,11 +97,11 @@ decls
 /* A declaration's keyword ends error recovery: errors after it are reported
    even when fewer than three tokens separate them from the last one. */
 kw_modality : "modality" { yyerrok; } ;
-kw_latent   : kw_latent   { yyerrok; } ;
-kw_net      : kw_net      { yyerrok; } ;
-kw_hyper    : kw_hyper    { yyerrok; } ;
-kw_loss     : kw_loss     { yyerrok; } ;
-kw_train    : kw_train    { yyerrok; } ;
+kw_latent   : "latent"   { yyerrok; } ;
+kw_net      : "net"      { yyerrok; } ;
+kw_hyper    : "hyper"    { yyerrok; } ;
+kw_loss     : "loss"     { yyerrok; } ;
+kw_train    : "train"    { yyerrok; } ;
 
 decl
   : modality

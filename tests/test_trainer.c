@@ -131,6 +131,7 @@ static void restore(int fd, int saved)
 /* Runs jv_main in s->work on the space-separated arguments, capturing its
  * output. It runs in the test's own process (Criterion gives each test one);
  * under AddressSanitizer, memory it leaked fails the test. */
+static void run_main(const scratch *s, result *r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void run_main(const scratch *s, result *r, const char *fmt, ...)
 {
     char command[2048], line[2048], *argv[64], out_path[512], err_path[512], cwd[1024];
