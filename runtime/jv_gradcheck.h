@@ -3,7 +3,7 @@
  * The generated code compiles this in double precision (-DJV_DOUBLE) and
  * calls jv_gradcheck_run from its <model>_gradcheck. It uses only the inline
  * generator of jv_model.h and the option parser of jv_trainer.h, never a
- * libjmvaec function that takes float arrays.
+ * libjmvaec function that takes float arrays (only jv_set_threads).
  *
  * With parameters from m->init(seed), random data for a small batch
  * (bernoulli targets uniform in [0,1], categorical one-hot, gaussian normal)
@@ -30,11 +30,12 @@
 #include <string.h>
 
 #include "jv_model.h"
+#include "jv_runtime.h"
 #include "jv_trainer.h"
 
 typedef struct {
     uint64_t seed;
-    int batch, entries, quiet;
+    int batch, entries, quiet, threads;
     double tol;
 } jv_gc_options;
 
@@ -54,12 +55,13 @@ enum { JV_GC_DATA = 101, JV_GC_NOISE = 102, JV_GC_PICK = 103 };
 static inline int jv_gc_parse(jv_gc *g, int argc, char **argv)
 {
     jv_gc_options *o = &g->o;
-    *o = (jv_gc_options){.seed = g->m->defaults.seed, .batch = 3, .entries = 6, .tol = 1e-6};
+    *o = (jv_gc_options){.seed = g->m->defaults.seed, .batch = 3, .entries = 6, .tol = 1e-6, .threads = 1};
     jv_option opts[] = {
         {"seed", JV_OPT_U64, &o->seed, 0, 1.8446744073709552e19, "S", "seed of parameters, data and noise", 0},
         {"batch", JV_OPT_INT, &o->batch, 1, 1000, "B", "examples of random data", 0},
         {"entries", JV_OPT_INT, &o->entries, 1, INT_MAX, "E", "entries checked per tensor", 0},
         {"tol", JV_OPT_REAL, &o->tol, 0, 1, "X", "largest relative error that passes", 0},
+        {"threads", JV_OPT_INT, &o->threads, 1, 1024, "T", "BLAS threads", 0},
         {"quiet", JV_OPT_FLAG, &o->quiet, 0, 0, NULL, "print only the verdict", 0},
     };
     return jv_parse_options("gradcheck", "[options]",
@@ -303,6 +305,7 @@ static inline int jv_gradcheck_run(const jv_model *m, int argc, char **argv)
     if (rc != 0)
         return rc == 2 ? 0 : 1;
     if (jv_gc_alloc(&g) == 0) {
+        jv_set_threads(g.o.threads);
         jv_gc_fill_inputs(&g);
         rc = jv_gc_run_all(&g);
     } else {

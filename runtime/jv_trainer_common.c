@@ -77,8 +77,8 @@ void jv_dataset_free(const jv_model *m, jv_dataset *ds)
 static int assign_paths(const jv_model *m, const char *cmd, const jv_opt_list *specs, jv_dataset *ds)
 {
     for (int i = 0; i < specs->n; i++) {
-        size_t len;
-        const char *file;
+        size_t len = 0;
+        const char *file = NULL;
         if (jv_split_assignment(cmd, "data", specs->item[i], &len, &file) != 0)
             return 1;
         int k = jv_find_modality(m, specs->item[i], len);

@@ -143,8 +143,8 @@ static int parse_sample_options(sampler *s, int argc, char **argv)
 /* One --given NAME=CLASS. */
 static int parse_given(sampler *s, const char *item)
 {
-    size_t len;
-    const char *text;
+    size_t len = 0;
+    const char *text = NULL;
     if (jv_split_assignment("sample", "given", item, &len, &text) != 0)
         return 1;
     int k = jv_find_modality(s->m, item, len);

@@ -101,8 +101,8 @@ static int parse_binarize(trainer *t)
     if (!t->binarize)
         return jv_fail("out of memory");
     for (int i = 0; i < t->o.binarize.n; i++) {
-        const char *item = t->o.binarize.item[i], *mode;
-        size_t len;
+        const char *item = t->o.binarize.item[i], *mode = NULL;
+        size_t len = 0;
         if (jv_split_assignment("train", "binarize", item, &len, &mode) != 0)
             return 1;
         int k = jv_find_modality(m, item, len);
@@ -122,8 +122,8 @@ static int parse_binarize(trainer *t)
 /* Applies one --hyper item: NAME=X, NAME.from=X or NAME.warmup=EPOCHS. */
 static int apply_hyper(trainer *t, const char *item)
 {
-    size_t len;
-    const char *text;
+    size_t len = 0;
+    const char *text = NULL;
     if (jv_split_assignment("train", "hyper", item, &len, &text) != 0)
         return 1;
     char *end;
