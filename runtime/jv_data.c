@@ -464,7 +464,7 @@ static int load_csv(const char *path, const char *text, jv_matrix *out, jv_error
 static int is_text(const unsigned char *data, size_t size)
 {
     for (size_t i = 0; i < size; i++)
-        if (data[i] < 0x20 && !strchr("\t\n\r\v\f", data[i]))
+        if (data[i] == 0 || (data[i] < 0x20 && !strchr("\t\n\r\v\f", data[i])))
             return 0;
     return 1;
 }

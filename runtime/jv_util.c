@@ -104,8 +104,9 @@ int jv_take(jv_reader *r, size_t n, const char *what, const unsigned char **out,
 
 /* ---------------------------------------------------- reading files -- */
 
-/* Refuses a missing path or a folder before zlib sees it. */
-static int check_readable_file(const char *path, jv_error *err)
+/* Refuses a missing path or a folder before zlib sees it; *size receives
+ * the size on disk. */
+static int check_readable_file(const char *path, size_t *size, jv_error *err)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
@@ -116,20 +117,25 @@ static int check_readable_file(const char *path, jv_error *err)
         jv_error_set(err, "%s: is a folder, not a file", path);
         return -1;
     }
+    *size = st.st_size > 0 ? (size_t)st.st_size : 0;
     return 0;
 }
 
-/* Reads the rest of an open gzFile into b; -1 on a read error or damaged data. */
-static int read_gz_stream(gzFile gz, const char *path, jv_buf *b, jv_error *err)
+/* Reads the rest of an open gzFile into b, starting with room for the size
+ * on disk (all of a plain file) and doubling; -1 on a read error or damaged
+ * data. */
+static int read_gz_stream(gzFile gz, const char *path, size_t disk_size, jv_buf *b, jv_error *err)
 {
-    const unsigned chunk = 1u << 20;
+    jv_buf_reserve(b, disk_size < SIZE_MAX - 4096 ? disk_size + 4096 : SIZE_MAX);
     for (;;) {
-        jv_buf_reserve(b, chunk);
+        if (b->cap - b->len < 4096)
+            jv_buf_reserve(b, b->cap);
         if (b->failed) {
             jv_error_set(err, "%s: out of memory while reading", path);
             return -1;
         }
-        int got = gzread(gz, b->data + b->len, chunk);
+        size_t room = b->cap - b->len;
+        int got = gzread(gz, b->data + b->len, room > (1u << 30) ? (1u << 30) : (unsigned)room);
         if (got <= 0)
             break;
         b->len += (size_t)got;
@@ -147,7 +153,8 @@ static int read_gz_stream(gzFile gz, const char *path, jv_buf *b, jv_error *err)
 
 int jv_read_file(const char *path, unsigned char **data, size_t *size, int *gzipped, jv_error *err)
 {
-    if (check_readable_file(path, err) != 0)
+    size_t disk_size;
+    if (check_readable_file(path, &disk_size, err) != 0)
         return -1;
     errno = 0;
     gzFile gz = gzopen(path, "rb");
@@ -156,7 +163,7 @@ int jv_read_file(const char *path, unsigned char **data, size_t *size, int *gzip
         return -1;
     }
     jv_buf b = {0};
-    int rc = read_gz_stream(gz, path, &b, err);
+    int rc = read_gz_stream(gz, path, disk_size, &b, err);
     int direct = gzdirect(gz);
     gzclose(gz);
     jv_buf_put(&b, "", 1); /* the terminating NUL */
