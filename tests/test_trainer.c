@@ -112,6 +112,10 @@ static void write_work_file(const scratch *s, const char *name, const char *text
     fclose(f);
 }
 
+/* What run_main runs: the fixture, or a test's variant of it. */
+static const jv_model *main_model = &fixture_model;
+static int (*main_gradcheck)(int argc, char **argv);
+
 /* Points fd at a fresh file; returns a copy of what it pointed at. */
 static int redirect(int fd, const char *path)
 {
@@ -151,7 +155,7 @@ static void run_main(const scratch *s, result *r, const char *fmt, ...)
     fflush(NULL);
     int out = redirect(STDOUT_FILENO, out_path), err = redirect(STDERR_FILENO, err_path);
     cr_assert_eq(chdir(s->work), 0);
-    r->code = jv_main(&fixture_model, NULL, argc, argv);
+    r->code = jv_main(main_model, main_gradcheck, argc, argv);
     fflush(NULL);
     cr_assert_eq(chdir(cwd), 0);
     restore(STDOUT_FILENO, out);
@@ -643,5 +647,112 @@ Test(encode, writes_means_and_a_scatter)
     free(csv);
     free(zx);
     free(zw);
+    remove_tree(s.root);
+}
+
+/* ----------------------------------------------------------- variants -- */
+
+/* The fixture with x declared bernoulli: the objective is unchanged, but
+ * the trainer then accepts --binarize for x (and the loader wants [0,1]). */
+static jv_model bernoulli_variant(jv_modality_info *mods)
+{
+    jv_model m = fixture_model;
+    memcpy(mods, fixture_modalities, 2 * sizeof *mods);
+    mods[0].likelihood = JV_BERNOULLI;
+    m.modalities = mods;
+    m.fingerprint ^= 1;
+    return m;
+}
+
+static void write_unit_data(const scratch *s, int n)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/u.csv", s->work);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < n * 4; i++)
+        fprintf(f, "%.4f%c", jv_uniform_at(5, 5, (uint64_t)i), i % 4 == 3 ? '\n' : ',');
+    fclose(f);
+}
+
+Test(train, binarize_modes_are_deterministic_and_resumable)
+{
+    scratch s;
+    jv_modality_info mods[2];
+    jv_model m = bernoulli_variant(mods);
+    main_model = &m;
+    setup_data(&s);
+    write_unit_data(&s, 60);
+    expect_refusal(&s, "train --data x=x.csv --data w=w.csv", "x.csv");    /* values outside [0,1] */
+    expect_refusal(&s, "train --data x=u.csv --data w=w.csv --binarize x=coin", "must be none, threshold or");
+    expect_refusal(&s, "train --data x=u.csv --data w=w.csv --binarize w=threshold", "no bernoulli modality");
+    const char *runs[] = {"--out none", "--out thr --binarize x=threshold", "--out res --binarize x=resample",
+                          "--out res2 --binarize x=resample"};
+    for (int i = 0; i < 4; i++) {
+        result r;
+        run_main(&s, &r, "train --data x=u.csv --data w=w.csv --epochs 2 --batch 7 %s", runs[i]);
+        cr_assert_eq(r.code, 0, "%s: %s", runs[i], r.err);
+    }
+    same_files(&s, "res/last.ckpt", "res2/last.ckpt");
+    size_t n1, n2, n3;
+    char *a = work_file(&s, "none/last.ckpt", &n1), *b = work_file(&s, "thr/last.ckpt", &n2),
+         *c = work_file(&s, "res/last.ckpt", &n3);
+    cr_assert(memcmp(a, b, n1) != 0 && memcmp(a, c, n1) != 0 && memcmp(b, c, n1) != 0);
+    free(a);
+    free(b);
+    free(c);
+    result r;
+    run_main(&s, &r, "train --data x=u.csv --data w=w.csv --epochs 1 --batch 7 --out part --binarize x=resample");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    run_main(&s, &r, "train --data x=u.csv --data w=w.csv --epochs 2 --batch 7 --resume part/last.ckpt "
+                     "--binarize x=resample");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    same_files(&s, "res/last.ckpt", "part/last.ckpt");
+    /* a checkpoint of another model is refused */
+    main_model = &fixture_model;
+    expect_refusal(&s, "eval " DATA " --checkpoint res/last.ckpt", "res/last.ckpt");
+    remove_tree(s.root);
+}
+
+static int gradcheck_calls;
+
+/* Stands in for the generated gradcheck: checks what jv_main passes on. */
+static int fake_gradcheck(int argc, char **argv)
+{
+    gradcheck_calls++;
+    return argc == 3 && strcmp(argv[0], "gradcheck") == 0 && strcmp(argv[1], "--seed") == 0 ? 7 : 8;
+}
+
+Test(gradcheck, jv_main_hands_over_its_arguments)
+{
+    scratch s;
+    result r;
+    make_scratch(&s);
+    main_gradcheck = fake_gradcheck;
+    run_main(&s, &r, "gradcheck --seed 3");
+    cr_assert_eq(r.code, 7);
+    cr_assert_eq(gradcheck_calls, 1);
+    remove_tree(s.root);
+}
+
+Test(eval, joint_fallback_uses_the_real_data)
+{
+    scratch s;
+    result r;
+    setup_data(&s);
+    train_ok(&s, "--epochs 10 --out run");
+    run_main(&s, &r, "eval " DATA " --checkpoint run/last.ckpt --samples 100 --json z.json");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    run_main(&s, &r, "eval " DATA " --checkpoint run/last.ckpt --samples 100 --json j.json --fallback joint");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "--fallback joint"), "%s", r.out);
+    char *z = work_file(&s, "z.json", NULL), *j = work_file(&s, "j.json", NULL);
+    cr_assert_not_null(strstr(j, "\"zero_imputed\": []"), "%s", j);
+    cr_assert_not_null(strstr(z, "\"zero_imputed\": [\"w\"]"), "%s", z);
+    cr_assert_float_eq(json_mean(z, "log_p", "x,w"), json_mean(j, "log_p", "x,w"), 1e-9);
+    cr_assert_float_eq(json_mean(z, "log_p", "x"), json_mean(j, "log_p", "x"), 1e-9);
+    cr_assert_neq(json_mean(z, "log_p", "w"), json_mean(j, "log_p", "w"));
+    free(z);
+    free(j);
     remove_tree(s.root);
 }
