@@ -124,6 +124,7 @@ int jv_main(const jv_model *model, int (*gradcheck)(int argc, char **argv), int 
     command_fn run = find_command(cmd);
     if (!run)
         return jv_fail("unknown command '%s' (see '%s help')", cmd, prog_name);
+    jv_set_threads(1); /* train and eval take --threads */
     int rc = run(model, argc - 1, argv + 1);
     fflush(stdout);
     return rc == 2 ? 0 : rc;

@@ -189,26 +189,26 @@ static int check_sample_mode(sampler *s)
 }
 
 /* Decodes the work latents and draws the image of each into a grid row. */
-static void decode_row(sampler *s, int batch, int row, int col0)
+static void decode_row(sampler *s, int batch, int row)
 {
     jv_work *w = &s->w;
     const jv_modality_info *mod = &s->m->modalities[s->img];
     s->m->decode(s->params, w->arena, batch, JV_CONST_ROWS(w->latents), w->out);
     for (int b = 0; b < batch; b++)
-        grid_put(&s->grid, mod, row, col0 + b, w->out[s->img] + (size_t)b * (size_t)mod->size);
+        grid_put(&s->grid, mod, row, b, w->out[s->img] + (size_t)b * (size_t)mod->size);
 }
 
+/* Row r holds N decodings of prior samples drawn from stream (SAMPLE, r). */
 static int sample_prior(sampler *s)
 {
     int n = s->o.n;
     if (grid_alloc(&s->grid, &s->m->modalities[s->img], n, n) != 0)
         return 1;
-    jv_work_fill_noise(s->m, &s->w, n * n, s->o.seed, JV_TAG_SAMPLE, 0, 0);
-    s->m->sample_prior(s->params, s->w.arena, n * n, JV_CONST_ROWS(s->w.noise), s->w.latents);
-    s->m->decode(s->params, s->w.arena, n * n, JV_CONST_ROWS(s->w.latents), s->w.out);
-    const jv_modality_info *mod = &s->m->modalities[s->img];
-    for (int i = 0; i < n * n; i++)
-        grid_put(&s->grid, mod, i / n, i % n, s->w.out[s->img] + (size_t)i * (size_t)mod->size);
+    for (int r = 0; r < n; r++) {
+        jv_work_fill_noise(s->m, &s->w, n, s->o.seed, JV_TAG_SAMPLE, (uint64_t)r, 0);
+        s->m->sample_prior(s->params, s->w.arena, n, JV_CONST_ROWS(s->w.noise), s->w.latents);
+        decode_row(s, n, r);
+    }
     return 0;
 }
 
@@ -241,7 +241,7 @@ static int sample_conditional(sampler *s)
         jv_work_fill_noise(m, &s->w, s->o.n, s->o.seed, JV_TAG_SAMPLE, (uint64_t)r, 0);
         f->posterior(s->params, s->w.arena, s->o.n, JV_CONST_ROWS(s->w.input), JV_CONST_ROWS(s->w.noise),
                      s->w.latents, s->w.log_q);
-        decode_row(s, s->o.n, r, 0);
+        decode_row(s, s->o.n, r);
     }
     return 0;
 }
@@ -290,14 +290,6 @@ static int run_sampler(sampler *s)
     return rc;
 }
 
-/* The largest batch the mode decodes at once. */
-static int batch_needed(const sampler *s)
-{
-    if (strcmp(s->o.mode, "reconstruct") == 0)
-        return (int)s->ds.n;
-    return strcmp(s->o.mode, "prior") == 0 ? s->o.n * s->o.n : s->o.n;
-}
-
 int jv_cmd_sample(const jv_model *m, int argc, char **argv)
 {
     sampler s = {.m = m};
@@ -310,7 +302,7 @@ int jv_cmd_sample(const jv_model *m, int argc, char **argv)
     if (rc == 0)
         rc = (s.params = jv_params_read(m, s.o.checkpoint)) == NULL;
     if (rc == 0)
-        rc = jv_work_alloc(m, batch_needed(&s), &s.w);
+        rc = jv_work_alloc(m, reconstruct ? (int)s.ds.n : s.o.n, &s.w); /* one grid row at a time */
     if (rc == 0)
         rc = run_sampler(&s);
     free(s.grid.px);
