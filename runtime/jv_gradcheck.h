@@ -314,8 +314,8 @@ static inline int jv_gradcheck_run(const jv_model *m, int argc, char **argv)
     jv_gc_free(&g);
     int pass = rc == 0 && g.failed == 0;
     if (rc == 0)
-        printf("gradcheck: %s (%ld entries, %ld failed, %ld within finite-difference noise; largest relative "
-               "error %.2e)\n",
+        printf("gradcheck: %s (%ld entries, %ld failed, %ld within finite-difference noise; largest other "
+               "relative error %.2e)\n",
                pass ? "PASS" : "FAIL", g.checked, g.failed, g.noisy, g.worst > 0 ? g.worst : 0.0);
     else
         printf("gradcheck: FAIL\n");
