@@ -36,7 +36,8 @@ TEST_BIN    := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
 COMPILER_LIB := $(BUILD)/libjmvaecc.a
 RUNTIME_LIB  := $(BUILD)/libjmvaec.a
 
-.PHONY: all help deps test check-specs demo bench install uninstall clean update-golden
+
+.PHONY: all help deps test generated-trainers check-specs demo bench install uninstall clean update-golden
 .DEFAULT_GOAL := all
 
 all: jmvaec $(RUNTIME_LIB) ## build the compiler (./jmvaec) and the runtime library
@@ -59,6 +60,9 @@ $(BUILD)/gen/lexer.c $(BUILD)/gen/lexer.h: $(GRAMMAR_L) $(BUILD)/gen/parser.h
 # Generated scanner/parser: our warnings apply, less those flex's skeleton trips.
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c $(BUILD)/gen/parser.h $(BUILD)/gen/lexer.h
 	$(CC) $(CFLAGS_ALL) -Wno-unused-function -Wno-missing-prototypes -Wno-sign-compare -Icompiler -I$(BUILD)/gen -c $< -o $@
+
+# The compiler answers --cflags/--libs from the tree it was built in.
+$(BUILD)/compiler/driver.o: CFLAGS_ALL += -DJMVAEC_SOURCE_DIR='"$(CURDIR)"' -DJMVAEC_BUILD_DIR='"$(abspath $(BUILD))"'
 
 $(BUILD)/compiler/%.o: compiler/%.c $(wildcard compiler/*.h) $(BUILD)/gen/parser.h $(BUILD)/gen/lexer.h
 	@mkdir -p $(@D)
@@ -87,7 +91,15 @@ $(BUILD)/tests/%: tests/%.c $(COMPILER_LIB) $(RUNTIME_LIB) $(wildcard tests/*.h)
 	$(CC) $(CFLAGS_ALL) -Icompiler -I$(BUILD)/gen -Iruntime -Itests $< $(COMPILER_LIB) $(RUNTIME_LIB) \
 	    $(LDFLAGS_ALL) -lcriterion $(BLAS_LIBS) -o $@
 
-test: deps all $(TEST_BIN) ## install what is missing, build, run every test
+GENERATED_MODELS := $(notdir $(wildcard generated/*))
+
+# The committed trainers of generated/ build against this tree's runtime.
+generated-trainers: all
+	@for m in $(GENERATED_MODELS); do \
+	    $(MAKE) -s -C generated/$$m CFLAGS='-O2 -Wall -Wextra $(if $(WERROR),-Werror) $(if $(SANITIZE),-fsanitize=$(SANITIZE))' \
+	        LDFLAGS='$(if $(SANITIZE),-fsanitize=$(SANITIZE))' || exit 1; done
+
+test: deps all generated-trainers $(TEST_BIN) ## install what is missing, build, run every test
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; JMVAEC_ROOT=$(CURDIR) SANITIZE='$(SANITIZE)' $$t --jobs 2 || exit 1; done
 	@echo "all test suites passed"
 

@@ -157,14 +157,17 @@ static void check_net_inputs(checker *k, const net_node *node, sem_net *net, int
         sem_source *s = &net->inputs[net->n_inputs];
         if (!e) {
             diag_error(k->c, id->at, "'%s' is not declared; a network reads modalities, latents or networks", id->text);
+            net->broken = 1;
             continue;
         }
         if (e->kind == NAME_HYPER) {
             diag_error(k->c, id->at, "'%s' is a hyperparameter; a network reads modalities, latents or networks", id->text);
+            net->broken = 1;
             continue;
         }
         if (e->kind == NAME_NET && e->index == self) {
             diag_error(k->c, id->at, "network '%s' reads itself", id->text);
+            net->broken = 1;
             continue;
         }
         for (int j = 0; j < net->n_inputs; j++)
@@ -228,6 +231,7 @@ static void size_nets(checker *k)
             } else {
                 const sem_net *src = &m->nets[s->index];
                 s->size = src->feature_size;
+                n->broken |= src->broken;
                 n->modalities_read |= src->modalities_read;
                 n->latents_read |= src->latents_read;
             }
@@ -311,7 +315,7 @@ static void check_head(checker *k, sem_net *n)
     if (n->head != HEAD_POSTERIOR && n->modalities_read)
         diag_error(k->c, h->at, "p(%s | ...) is part of the generative model and may read latents only, but network '%s' reads modalities",
                    h->target.text, n->name);
-    if ((n->head != HEAD_POSTERIOR || mods == n->modalities_read) && lats == n->latents_read) {
+    if (n->broken || ((n->head != HEAD_POSTERIOR || mods == n->modalities_read) && lats == n->latents_read)) {
         /* the head names exactly what the net reads */
     } else {
         char said[256], reads[256];
@@ -350,6 +354,10 @@ static int find_head(const sem_model *m, head_kind head, int target, unsigned mo
             (head != HEAD_POSTERIOR || n->modalities_read == mods))
             return i;
     }
+    /* a net whose inputs did not resolve may be the one meant: no second error */
+    for (int i = 0; i < m->n_nets; i++)
+        if (m->nets[i].broken && m->nets[i].head == head && m->nets[i].target == target)
+            return i;
     return -1;
 }
 
@@ -381,7 +389,10 @@ static int resolve_dist(checker *k, const dist_ref *d, sem_dist *out)
         return -1;
     }
     unsigned mods, lats;
+    int errors_before = k->c->n_errors;
     given_sets(k, d, &mods, &lats);
+    if (k->c->n_errors > errors_before)
+        return -1; /* already reported: no second error for the same distribution */
     if (e->kind == NAME_MODALITY) {
         if (d->family == 'q') {
             diag_error(k->c, d->at, "q(...) is a posterior over a latent, but '%s' is a modality", d->target.text);
@@ -743,7 +754,7 @@ static void check_train(checker *k)
     for (int i = 0; i < settings->n; i++) {
         const setting_node *s = settings->items[i];
         if (strcmp(s->key.text, "optimizer") != 0) {
-            apply_setting(k, s, top, 4, "train");
+            apply_setting(k, s, top, 5, "train");
             continue;
         }
         if (!s->word.text || strcmp(s->word.text, "adam") != 0) {

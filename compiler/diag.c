@@ -89,13 +89,21 @@ static void print_excerpt(const ctx *c, loc at)
     if (!text)
         return;
     FILE *out = c->diag_out;
-    fprintf(out, "%5d | ", at.line);
-    for (size_t i = 0; i < len; i++) {
+    /* a long line is shown as a window around the column */
+    enum { WINDOW = 100 };
+    size_t start = 0;
+    if (len > WINDOW && at.col > WINDOW / 2)
+        start = (size_t)at.col - 1 - WINDOW / 2 < len ? (size_t)at.col - 1 - WINDOW / 2 : len;
+    size_t stop = start + WINDOW < len ? start + WINDOW : len;
+    fprintf(out, "%5d | %s", at.line, start ? "..." : "");
+    for (size_t i = start; i < stop; i++) {
         unsigned char ch = (unsigned char)text[i];
         fputc(ch == '\t' || (ch >= 32 && ch < 127) || ch >= 128 ? ch : '?', out);
     }
-    fputs("\n      | ", out);
-    for (int i = 0; i + 1 < at.col && (size_t)i < len; i++)
+    fputs(stop < len ? "...\n      | " : "\n      | ", out);
+    if (start)
+        fputs("   ", out);
+    for (size_t i = start; i + 1 < (size_t)at.col && i < len; i++)
         fputc(text[i] == '\t' ? '\t' : ' ', out);
     fputs("^\n", out);
 }

@@ -86,9 +86,9 @@ static int is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* Inside the source tree (the binary in build/ beside runtime/) the runtime
- * is build/libjmvaec.a with the headers of runtime/; once installed, PREFIX/lib and
- * PREFIX/include/jmvaec beside PREFIX/bin. */
+/* Installed (PREFIX/bin/jmvaec beside PREFIX/include/jmvaec and PREFIX/lib),
+ * the flags point there; otherwise at the source tree this jmvaec was built
+ * in (its runtime/ headers and the build folder's libjmvaec.a). */
 int print_build_flags(const char *argv0, int cflags)
 {
     char exe[PATH_MAX], root[PATH_MAX + 64], probe[PATH_MAX + 128];
@@ -102,23 +102,23 @@ int print_build_flags(const char *argv0, int cflags)
         return 1;
     *slash = 0; /* the folder of the binary */
     snprintf(root, sizeof root, "%s/..", exe);
-    snprintf(probe, sizeof probe, "%s/runtime/jv_model.h", root);
+    snprintf(probe, sizeof probe, "%s/include/jmvaec/jv_model.h", root);
     const char *libs = "-lopenblas -lz -lm";
     if (is_file(probe)) {
         if (cflags)
-            printf("-I%s/runtime\n", root);
+            printf("-I%s/include/jmvaec\n", root);
         else
-            printf("-L%s -ljmvaec %s\n", exe, libs);
+            printf("-L%s/lib -ljmvaec %s\n", root, libs);
         return 0;
     }
-    snprintf(probe, sizeof probe, "%s/include/jmvaec/jv_model.h", root);
-    if (!is_file(probe)) {
-        fprintf(stderr, "jmvaec: cannot find the runtime headers (looked in %s/runtime and %s/include/jmvaec)\n", root, root);
+    if (!is_file(JMVAEC_SOURCE_DIR "/runtime/jv_model.h")) {
+        fprintf(stderr, "jmvaec: cannot find the runtime (looked in %s/include/jmvaec and %s/runtime)\n", root,
+                JMVAEC_SOURCE_DIR);
         return 1;
     }
     if (cflags)
-        printf("-I%s/include/jmvaec\n", root);
+        printf("-I%s/runtime\n", JMVAEC_SOURCE_DIR);
     else
-        printf("-L%s/lib -ljmvaec %s\n", root, libs);
+        printf("-L%s -ljmvaec %s\n", JMVAEC_BUILD_DIR, libs);
     return 0;
 }

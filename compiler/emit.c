@@ -418,7 +418,7 @@ static void emit_gemm_dx(emitter *e, const op *o)
 static void emit_gauss_head_grad(emitter *e, const op *o)
 {
     int d_mean = o->in[0], d_lv = o->in[1], raw = o->in[2], d_raw = o->out[0];
-    int n = W(e, raw) / 2;
+    int n = W(e, d_raw) / 2;
     block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s from d mean and d log-variance", layer_name(e, o),
                                      N(e, d_raw)));
     put(e, "    for (int b = 0; b < B; b++) {\n");

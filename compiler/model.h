@@ -58,6 +58,7 @@ typedef struct {
     unsigned modalities_read; /* transitively */
     unsigned latents_read;    /* transitively */
     int used;
+    int broken;        /* an input did not resolve: checks that depend on it are skipped */
     const net_node *node;
 } sem_net;
 

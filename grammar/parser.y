@@ -361,11 +361,32 @@ static int yyreport_syntax_error(const yypcontext_t *pctx, yyscan_t scanner, ctx
     return 0;
 }
 
+/* A NUL byte means binary data: one error, located, instead of hundreds. */
+static int reject_binary(ctx *c)
+{
+    const char *nul = memchr(c->source, 0, c->source_len);
+    if (!nul)
+        return 0;
+    loc at = {1, 1};
+    for (const char *p = c->source; p < nul; p++) {
+        if (*p == '\n') {
+            at.line++;
+            at.col = 1;
+        } else {
+            at.col++;
+        }
+    }
+    diag_error(c, at, "NUL byte in the spec: this is not a text file");
+    return 1;
+}
+
 int parse_spec(ctx *c)
 {
     yyscan_t scanner;
     int before = c->n_errors;
     c->spec = arena_alloc(&c->mem, sizeof *c->spec);
+    if (reject_binary(c))
+        return 1;
     if (spec_lex_init_extra(c, &scanner) != 0) {
         fputs("jmvaec: cannot start the scanner\n", stderr);
         return 1;

@@ -47,7 +47,7 @@ Test(scanner, nul_byte)
     parse_spec(&c);
     fclose(out);
     cr_expect_geq(c.n_errors, 1);
-    cr_expect(strstr(r.text, "unexpected byte 0x00") != NULL, "%s", r.text);
+    cr_expect(strstr(r.text, "2:11: error: NUL byte in the spec") != NULL, "%s", r.text);
     ctx_free(&c);
     free(r.text);
 }

@@ -1,0 +1,72 @@
+/* shell_util.h: running commands from tests (the tests run from the
+ * repository's root, where make test starts them). */
+#ifndef TESTS_SHELL_UTIL_H
+#define TESTS_SHELL_UTIL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+/* Runs a shell command; returns its exit status, with everything it printed
+ * (stdout and stderr) in *output (malloc'd) when output is not NULL. */
+static inline int run_command(const char *cmd, char **output)
+{
+    char *full = malloc(strlen(cmd) + 16);
+    sprintf(full, "(%s) 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    free(full);
+    if (!p)
+        return -1;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += got;
+        if (cap - len < 2) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    buf[len] = 0;
+    int status = pclose(p);
+    if (output)
+        *output = buf;
+    else
+        free(buf);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* A fresh temporary folder (malloc'd path). */
+static inline char *temp_folder(const char *tag)
+{
+    char *path = malloc(256);
+    snprintf(path, 256, "/tmp/jmvaec-test-%s-XXXXXX", tag);
+    if (!mkdtemp(path)) {
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+static inline void remove_folder(const char *path)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    run_command(cmd, NULL);
+}
+
+/* Make flags for building generated code the way this test binary was
+ * built (with the sanitizers of `make SANITIZE=...`). */
+static inline const char *sanitize_make_flags(char *buf, size_t cap)
+{
+    const char *s = getenv("SANITIZE");
+    if (!s || !*s)
+        snprintf(buf, cap, "CFLAGS='-O2 -Wall -Wextra -Werror'");
+    else
+        snprintf(buf, cap, "CFLAGS='-O1 -g -Wall -Wextra -Werror -fsanitize=%s -fno-omit-frame-pointer' LDFLAGS='-fsanitize=%s'",
+                 s, s);
+    return buf;
+}
+
+#endif
