@@ -232,6 +232,11 @@ static void size_nets(checker *k)
                 const sem_net *src = &m->nets[s->index];
                 s->size = src->feature_size;
                 n->broken |= src->broken;
+                if (src->n_layers == 0) {
+                    diag_error(k->c, n->node->at, "network '%s' reads network '%s', which has no layers: no features to read",
+                               n->name, src->name);
+                    n->broken = 1;
+                }
                 n->modalities_read |= src->modalities_read;
                 n->latents_read |= src->latents_read;
             }
