@@ -73,6 +73,15 @@ static int W(emitter *e, int v)
     return e->g->values[v].width;
 }
 
+static const char *upper(emitter *e, const char *s);
+
+/* "M_NET_H1_WEIGHT + 262144": a tensor's offset macro, plus rows into it. */
+static const char *tensor_at(emitter *e, int t, long extra)
+{
+    const char *macro = arena_printf(&e->c->mem, "%s_%s", e->upper, upper(e, e->p->tensors[t].name));
+    return extra ? arena_printf(&e->c->mem, "%s + %ld", macro, extra) : macro;
+}
+
 /* ------------------------------------------------------------ expressions -- */
 
 /* act(v) for the forward pass. */
@@ -151,12 +160,12 @@ static void emit_affine(emitter *e, const op *o)
     int row = 0;
     for (int i = 0; i < o->n_in; i++) {
         int k = W(e, o->in[i]);
-        put(e, "    jv_gemm(0, 0, B, %d, %d, 1, %s, %d, params + %ld, %d, %d, %s, %d);\n", n, k, N(e, o->in[i]), k,
-            wt->offset + (long)row * n, n, i > 0, N(e, z), n);
+        put(e, "    jv_gemm(0, 0, B, %d, %d, 1, %s, %d, params + %s, %d, %d, %s, %d);\n", n, k, N(e, o->in[i]), k,
+            tensor_at(e, o->tensor, (long)row * n), n, i > 0, N(e, z), n);
         row += k;
     }
     put(e, "    for (int b = 0; b < B; b++) {\n");
-    put(e, "        const jv_real *bias = params + %ld;\n", p->tensors[o->bias].offset);
+    put(e, "        const jv_real *bias = params + %s;\n", tensor_at(e, o->bias, 0));
     if (o->act == ACT_SILU) {
         put(e, "        jv_real *pre = %s + (size_t)b * %d, *dst = %s + (size_t)b * %d;\n", N(e, z), n, N(e, y), n);
         put(e, "        for (int j = 0; j < %d; j++) {\n", n);
@@ -375,7 +384,7 @@ static void emit_act_grad(emitter *e, const op *o)
     const tensor *b = &e->p->tensors[o->bias];
     block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s becomes d(pre-activation); %s = column sums",
                                      layer_name(e, o), N(e, dy), b->name));
-    put(e, "    {\n    jv_real *gbias = grads + %ld;\n", b->offset);
+    put(e, "    {\n    jv_real *gbias = grads + %s;\n", tensor_at(e, o->bias, 0));
     put(e, "    memset(gbias, 0, sizeof(jv_real) * %d);\n", n);
     put(e, "    for (int b = 0; b < B; b++) {\n");
     put(e, "        jv_real *g = %s + (size_t)b * %d;\n", N(e, dy), n);
@@ -400,19 +409,18 @@ static void emit_gemm_dw(emitter *e, const op *o)
     int n = W(e, dz), k = W(e, x);
     block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: d %s rows %d..%d = %s^T %s, [%d x %d]", layer_name(e, o),
                                      wt->name, o->row_offset, o->row_offset + k - 1, N(e, x), N(e, dz), k, n));
-    put(e, "    jv_gemm(1, 0, %d, %d, B, 1, %s, %d, %s, %d, 0, grads + %ld, %d);\n", k, n, N(e, x), k, N(e, dz), n,
-        wt->offset + (long)o->row_offset * n, n);
+    put(e, "    jv_gemm(1, 0, %d, %d, B, 1, %s, %d, %s, %d, 0, grads + %s, %d);\n", k, n, N(e, x), k, N(e, dz), n,
+        tensor_at(e, o->tensor, (long)o->row_offset * n), n);
 }
 
 static void emit_gemm_dx(emitter *e, const op *o)
 {
-    const tensor *wt = &e->p->tensors[o->tensor];
     int dz = o->in[0], dx = o->out[0];
     int n = W(e, dz), k = W(e, dx);
     block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s %s %s W^T, [B x %d] -> [B x %d]", layer_name(e, o),
                                      N(e, dx), assign(o->acc[0]), N(e, dz), n, k));
-    put(e, "    jv_gemm(0, 1, B, %d, %d, 1, %s, %d, params + %ld, %d, %d, %s, %d);\n", k, n, N(e, dz), n,
-        wt->offset + (long)o->row_offset * n, n, o->acc[0], N(e, dx), k);
+    put(e, "    jv_gemm(0, 1, B, %d, %d, 1, %s, %d, params + %s, %d, %d, %s, %d);\n", k, n, N(e, dz), n,
+        tensor_at(e, o->tensor, (long)o->row_offset * n), n, o->acc[0], N(e, dx), k);
 }
 
 static void emit_gauss_head_grad(emitter *e, const op *o)
@@ -578,7 +586,7 @@ static void emit_zero_grad(emitter *e, const op *o)
 {
     const tensor *t = &e->p->tensors[o->tensor];
     put(e, "\n    /* %s:%d  %s is %s: its gradient is 0 */\n", e->spec_name, o->line, t->name, o->what);
-    put(e, "    memset(grads + %ld, 0, sizeof(jv_real) * %d);\n", t->offset, t->rows * t->cols);
+    put(e, "    memset(grads + %s, 0, sizeof(jv_real) * %d);\n", tensor_at(e, o->tensor, 0), t->rows * t->cols);
 }
 
 static void emit_op(emitter *e, const op *o, int noise_optional)

@@ -60,9 +60,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:13  net enc_x = x -> relu(512)
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + 0, 512, 0, enc_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 401408;
+        const jv_real *bias = params + JMVAE_ENC_X_H1_BIAS;
         jv_real *row = enc_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -72,9 +72,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:14  net enc_w = w -> relu(512)
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + 401920, 512, 0, enc_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 407040;
+        const jv_real *bias = params + JMVAE_ENC_W_H1_BIAS;
         jv_real *row = enc_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -84,10 +84,10 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1: q_xw_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + 407552, 512, 0, q_xw_h1, 512);
-    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + 669696, 512, 1, q_xw_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 931840;
+        const jv_real *bias = params + JMVAE_Q_XW_H1_BIAS;
         jv_real *row = q_xw_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -97,9 +97,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + 932352, 128, 0, q_xw_out, 128);
+    jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 997888;
+        const jv_real *bias = params + JMVAE_Q_XW_HEAD_BIAS;
         jv_real *row = q_xw_out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
@@ -125,9 +125,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + 998016, 512, 0, p_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1030784;
+        const jv_real *bias = params + JMVAE_P_X_H1_BIAS;
         jv_real *row = p_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -137,9 +137,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + 1031296, 512, 0, p_x_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1293440;
+        const jv_real *bias = params + JMVAE_P_X_H2_BIAS;
         jv_real *row = p_x_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -149,9 +149,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
-    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + 1293952, 784, 0, p_x_logits, 784);
+    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1695360;
+        const jv_real *bias = params + JMVAE_P_X_HEAD_BIAS;
         jv_real *row = p_x_logits + (size_t)b * 784;
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
@@ -172,9 +172,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + 1696144, 512, 0, p_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1728912;
+        const jv_real *bias = params + JMVAE_P_W_H1_BIAS;
         jv_real *row = p_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -184,9 +184,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + 1729424, 512, 0, p_w_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1991568;
+        const jv_real *bias = params + JMVAE_P_W_H2_BIAS;
         jv_real *row = p_w_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -196,9 +196,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
-    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + 1992080, 10, 0, p_w_logits, 10);
+    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1997200;
+        const jv_real *bias = params + JMVAE_P_W_HEAD_BIAS;
         jv_real *row = p_w_logits + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
@@ -356,7 +356,7 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d_p_w_logits becomes d(pre-activation); p_w.head.bias = column sums */
     {
-    jv_real *gbias = grads + 1997200;
+    jv_real *gbias = grads + JMVAE_P_W_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 10);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_w_logits + (size_t)b * 10;
@@ -368,16 +368,16 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
-    jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + 1992080, 10);
+    jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_P_W_HEAD_WEIGHT, 10);
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d_p_w_h2 = d_p_w_logits W^T, [B x 10] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + 1992080, 10, 0, d_p_w_h2, 512);
+    jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d_p_w_h2 becomes d(pre-activation); p_w.h2.bias = column sums */
     {
-    jv_real *gbias = grads + 1991568;
+    jv_real *gbias = grads + JMVAE_P_W_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_w_h2 + (size_t)b * 512;
@@ -392,16 +392,16 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + 1729424, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_P_W_H2_WEIGHT, 512);
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d_p_w_h1 = d_p_w_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + 1729424, 512, 0, d_p_w_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d_p_w_h1 becomes d(pre-activation); p_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 1728912;
+    jv_real *gbias = grads + JMVAE_P_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_w_h1 + (size_t)b * 512;
@@ -416,11 +416,11 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z_sample^T d_p_w_h1, [64 x 512] */
-    jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_w_h1, 512, 0, grads + 1696144, 512);
+    jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_P_W_H1_WEIGHT, 512);
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d_z_sample = d_p_w_h1 W^T, [B x 512] -> [B x 64] */
-    jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + 1696144, 512, 0, d_z_sample, 64);
+    jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_P_W_H1_WEIGHT, 512, 0, d_z_sample, 64);
 
     /* jmvae.spec:23  rec_x = -log p(x | z)
        backward of -log p: d p_x_logits */
@@ -438,7 +438,7 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d_p_x_logits becomes d(pre-activation); p_x.head.bias = column sums */
     {
-    jv_real *gbias = grads + 1695360;
+    jv_real *gbias = grads + JMVAE_P_X_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 784);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_x_logits + (size_t)b * 784;
@@ -450,16 +450,16 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
-    jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + 1293952, 784);
+    jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_P_X_HEAD_WEIGHT, 784);
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d_p_x_h2 = d_p_x_logits W^T, [B x 784] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + 1293952, 784, 0, d_p_x_h2, 512);
+    jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d_p_x_h2 becomes d(pre-activation); p_x.h2.bias = column sums */
     {
-    jv_real *gbias = grads + 1293440;
+    jv_real *gbias = grads + JMVAE_P_X_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_x_h2 + (size_t)b * 512;
@@ -474,16 +474,16 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + 1031296, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_P_X_H2_WEIGHT, 512);
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d_p_x_h1 = d_p_x_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + 1031296, 512, 0, d_p_x_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d_p_x_h1 becomes d(pre-activation); p_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 1030784;
+    jv_real *gbias = grads + JMVAE_P_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_x_h1 + (size_t)b * 512;
@@ -498,11 +498,11 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z_sample^T d_p_x_h1, [64 x 512] */
-    jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_x_h1, 512, 0, grads + 998016, 512);
+    jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_P_X_H1_WEIGHT, 512);
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d_z_sample += d_p_x_h1 W^T, [B x 512] -> [B x 64] */
-    jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + 998016, 512, 1, d_z_sample, 64);
+    jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_P_X_H1_WEIGHT, 512, 1, d_z_sample, 64);
 
     /* jmvae.spec:22  z ~ q(z | x, w)
        backward of the sample: d_z_sample to its mean and log-variance */
@@ -527,7 +527,7 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_out becomes d(pre-activation); q_xw.head.bias = column sums */
     {
-    jv_real *gbias = grads + 997888;
+    jv_real *gbias = grads + JMVAE_Q_XW_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_q_xw_out + (size_t)b * 128;
@@ -539,16 +539,16 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d q_xw.head.weight rows 0..511 = q_xw_h1^T d_q_xw_out, [512 x 128] */
-    jv_gemm(1, 0, 512, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + 932352, 128);
+    jv_gemm(1, 0, 512, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + JMVAE_Q_XW_HEAD_WEIGHT, 128);
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_h1 = d_q_xw_out W^T, [B x 128] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 128, 1, d_q_xw_out, 128, params + 932352, 128, 0, d_q_xw_h1, 512);
+    jv_gemm(0, 1, B, 512, 128, 1, d_q_xw_out, 128, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, d_q_xw_h1, 512);
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_q_xw_h1 becomes d(pre-activation); q_xw.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 931840;
+    jv_real *gbias = grads + JMVAE_Q_XW_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_q_xw_h1 + (size_t)b * 512;
@@ -563,24 +563,24 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d q_xw.h1.weight rows 0..511 = enc_x_h1^T d_q_xw_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + 407552, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT, 512);
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_enc_x_h1 = d_q_xw_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + 407552, 512, 0, d_enc_x_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d q_xw.h1.weight rows 512..1023 = enc_w_h1^T d_q_xw_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + 669696, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT + 262144, 512);
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_enc_w_h1 = d_q_xw_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + 669696, 512, 0, d_enc_w_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
 
     /* jmvae.spec:14  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d_enc_w_h1 becomes d(pre-activation); enc_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 407040;
+    jv_real *gbias = grads + JMVAE_ENC_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_enc_w_h1 + (size_t)b * 512;
@@ -595,12 +595,12 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:14  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
-    jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + 401920, 512);
+    jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_ENC_W_H1_WEIGHT, 512);
 
     /* jmvae.spec:13  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d_enc_x_h1 becomes d(pre-activation); enc_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 401408;
+    jv_real *gbias = grads + JMVAE_ENC_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_enc_x_h1 + (size_t)b * 512;
@@ -615,7 +615,7 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:13  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
-    jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + 0, 512);
+    jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_ENC_X_H1_WEIGHT, 512);
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
@@ -641,9 +641,9 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:13  net enc_x = x -> relu(512)
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + 0, 512, 0, enc_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 401408;
+        const jv_real *bias = params + JMVAE_ENC_X_H1_BIAS;
         jv_real *row = enc_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -653,9 +653,9 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:14  net enc_w = w -> relu(512)
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + 401920, 512, 0, enc_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 407040;
+        const jv_real *bias = params + JMVAE_ENC_W_H1_BIAS;
         jv_real *row = enc_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -665,10 +665,10 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1: q_xw_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + 407552, 512, 0, q_xw_h1, 512);
-    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + 669696, 512, 1, q_xw_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 931840;
+        const jv_real *bias = params + JMVAE_Q_XW_H1_BIAS;
         jv_real *row = q_xw_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -678,9 +678,9 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + 932352, 128, 0, q_xw_out, 128);
+    jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 997888;
+        const jv_real *bias = params + JMVAE_Q_XW_HEAD_BIAS;
         jv_real *row = q_xw_out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
@@ -755,9 +755,9 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + 998016, 512, 0, p_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1030784;
+        const jv_real *bias = params + JMVAE_P_X_H1_BIAS;
         jv_real *row = p_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -767,9 +767,9 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + 1031296, 512, 0, p_x_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1293440;
+        const jv_real *bias = params + JMVAE_P_X_H2_BIAS;
         jv_real *row = p_x_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -779,9 +779,9 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
-    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + 1293952, 784, 0, p_x_logits, 784);
+    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1695360;
+        const jv_real *bias = params + JMVAE_P_X_HEAD_BIAS;
         jv_real *row = p_x_logits + (size_t)b * 784;
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
@@ -802,9 +802,9 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + 1696144, 512, 0, p_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1728912;
+        const jv_real *bias = params + JMVAE_P_W_H1_BIAS;
         jv_real *row = p_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -814,9 +814,9 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + 1729424, 512, 0, p_w_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1991568;
+        const jv_real *bias = params + JMVAE_P_W_H2_BIAS;
         jv_real *row = p_w_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -826,9 +826,9 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
-    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + 1992080, 10, 0, p_w_logits, 10);
+    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1997200;
+        const jv_real *bias = params + JMVAE_P_W_HEAD_BIAS;
         jv_real *row = p_w_logits + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
@@ -875,9 +875,9 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + 998016, 512, 0, p_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1030784;
+        const jv_real *bias = params + JMVAE_P_X_H1_BIAS;
         jv_real *row = p_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -887,9 +887,9 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + 1031296, 512, 0, p_x_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1293440;
+        const jv_real *bias = params + JMVAE_P_X_H2_BIAS;
         jv_real *row = p_x_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -899,9 +899,9 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
-    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + 1293952, 784, 0, p_x_logits, 784);
+    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1695360;
+        const jv_real *bias = params + JMVAE_P_X_HEAD_BIAS;
         jv_real *row = p_x_logits + (size_t)b * 784;
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
@@ -920,9 +920,9 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + 1696144, 512, 0, p_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1728912;
+        const jv_real *bias = params + JMVAE_P_W_H1_BIAS;
         jv_real *row = p_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -932,9 +932,9 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + 1729424, 512, 0, p_w_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1991568;
+        const jv_real *bias = params + JMVAE_P_W_H2_BIAS;
         jv_real *row = p_w_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -944,9 +944,9 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
-    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + 1992080, 10, 0, p_w_logits, 10);
+    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1997200;
+        const jv_real *bias = params + JMVAE_P_W_HEAD_BIAS;
         jv_real *row = p_w_logits + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];

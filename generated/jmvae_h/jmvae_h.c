@@ -72,9 +72,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + 0, 512, 0, enc_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_H_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 401408;
+        const jv_real *bias = params + JMVAE_H_ENC_X_H1_BIAS;
         jv_real *row = enc_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -84,9 +84,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:17  net enc_w = w -> relu(512)
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + 401920, 512, 0, enc_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_H_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 407040;
+        const jv_real *bias = params + JMVAE_H_ENC_W_H1_BIAS;
         jv_real *row = enc_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -96,10 +96,10 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1: h1_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + 407552, 512, 0, h1_h1, 512);
-    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + 669696, 512, 1, h1_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, h1_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 1, h1_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 931840;
+        const jv_real *bias = params + JMVAE_H_H1_H1_BIAS;
         jv_real *row = h1_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -109,9 +109,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 layer 1: q_z2_h1 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, h1_h1, 512, params + 998016, 512, 0, q_z2_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 0, q_z2_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1260160;
+        const jv_real *bias = params + JMVAE_H_Q_Z2_H1_BIAS;
         jv_real *row = q_z2_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -121,9 +121,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head: q_z2_out = linear(x W + b), [B x 512] -> [B x 64] */
-    jv_gemm(0, 0, B, 64, 512, 1, q_z2_h1, 512, params + 1260672, 64, 0, q_z2_out, 64);
+    jv_gemm(0, 0, B, 64, 512, 1, q_z2_h1, 512, params + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64, 0, q_z2_out, 64);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1293440;
+        const jv_real *bias = params + JMVAE_H_Q_Z2_HEAD_BIAS;
         jv_real *row = q_z2_out + (size_t)b * 64;
         for (int j = 0; j < 64; j++) {
             jv_real v = row[j] + bias[j];
@@ -149,9 +149,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head: q_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, h1_h1, 512, params + 932352, 128, 0, q_z1_out, 128);
+    jv_gemm(0, 0, B, 128, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, q_z1_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 997888;
+        const jv_real *bias = params + JMVAE_H_Q_Z1_HEAD_BIAS;
         jv_real *row = q_z1_out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
@@ -177,9 +177,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + 1638720, 512, 0, p_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1671488;
+        const jv_real *bias = params + JMVAE_H_P_X_H1_BIAS;
         jv_real *row = p_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -189,9 +189,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + 1672000, 512, 0, p_x_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1934144;
+        const jv_real *bias = params + JMVAE_H_P_X_H2_BIAS;
         jv_real *row = p_x_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -201,9 +201,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
-    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + 1934656, 784, 0, p_x_logits, 784);
+    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2336064;
+        const jv_real *bias = params + JMVAE_H_P_X_HEAD_BIAS;
         jv_real *row = p_x_logits + (size_t)b * 784;
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
@@ -224,9 +224,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + 2336848, 512, 0, p_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2369616;
+        const jv_real *bias = params + JMVAE_H_P_W_H1_BIAS;
         jv_real *row = p_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -236,9 +236,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + 2370128, 512, 0, p_w_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2632272;
+        const jv_real *bias = params + JMVAE_H_P_W_H2_BIAS;
         jv_real *row = p_w_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -248,9 +248,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
-    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + 2632784, 10, 0, p_w_logits, 10);
+    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_H_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2637904;
+        const jv_real *bias = params + JMVAE_H_P_W_HEAD_BIAS;
         jv_real *row = p_w_logits + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
@@ -278,9 +278,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1: p_z1_h1 = relu(x W + b), [B x 32] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 32, 1, z2_sample, 32, params + 1293504, 512, 0, p_z1_h1, 512);
+    jv_gemm(0, 0, B, 512, 32, 1, z2_sample, 32, params + JMVAE_H_P_Z1_H1_WEIGHT, 512, 0, p_z1_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1309888;
+        const jv_real *bias = params + JMVAE_H_P_Z1_H1_BIAS;
         jv_real *row = p_z1_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -290,9 +290,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 2: p_z1_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_z1_h1, 512, params + 1310400, 512, 0, p_z1_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_z1_h1, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, p_z1_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1572544;
+        const jv_real *bias = params + JMVAE_H_P_Z1_H2_BIAS;
         jv_real *row = p_z1_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -302,9 +302,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head: p_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, p_z1_h2, 512, params + 1573056, 128, 0, p_z1_out, 128);
+    jv_gemm(0, 0, B, 128, 512, 1, p_z1_h2, 512, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, p_z1_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1638592;
+        const jv_real *bias = params + JMVAE_H_P_Z1_HEAD_BIAS;
         jv_real *row = p_z1_out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
@@ -517,7 +517,7 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head, backward: d_p_z1_out becomes d(pre-activation); p_z1.head.bias = column sums */
     {
-    jv_real *gbias = grads + 1638592;
+    jv_real *gbias = grads + JMVAE_H_P_Z1_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_z1_out + (size_t)b * 128;
@@ -529,16 +529,16 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head, backward: d p_z1.head.weight rows 0..511 = p_z1_h2^T d_p_z1_out, [512 x 128] */
-    jv_gemm(1, 0, 512, 128, B, 1, p_z1_h2, 512, d_p_z1_out, 128, 0, grads + 1573056, 128);
+    jv_gemm(1, 0, 512, 128, B, 1, p_z1_h2, 512, d_p_z1_out, 128, 0, grads + JMVAE_H_P_Z1_HEAD_WEIGHT, 128);
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head, backward: d_p_z1_h2 = d_p_z1_out W^T, [B x 128] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 128, 1, d_p_z1_out, 128, params + 1573056, 128, 0, d_p_z1_h2, 512);
+    jv_gemm(0, 1, B, 512, 128, 1, d_p_z1_out, 128, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, d_p_z1_h2, 512);
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 2, backward: d_p_z1_h2 becomes d(pre-activation); p_z1.h2.bias = column sums */
     {
-    jv_real *gbias = grads + 1572544;
+    jv_real *gbias = grads + JMVAE_H_P_Z1_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_z1_h2 + (size_t)b * 512;
@@ -553,16 +553,16 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 2, backward: d p_z1.h2.weight rows 0..511 = p_z1_h1^T d_p_z1_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_z1_h1, 512, d_p_z1_h2, 512, 0, grads + 1310400, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, p_z1_h1, 512, d_p_z1_h2, 512, 0, grads + JMVAE_H_P_Z1_H2_WEIGHT, 512);
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 2, backward: d_p_z1_h1 = d_p_z1_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_z1_h2, 512, params + 1310400, 512, 0, d_p_z1_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_p_z1_h2, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, d_p_z1_h1, 512);
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1, backward: d_p_z1_h1 becomes d(pre-activation); p_z1.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 1309888;
+    jv_real *gbias = grads + JMVAE_H_P_Z1_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_z1_h1 + (size_t)b * 512;
@@ -577,11 +577,11 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1, backward: d p_z1.h1.weight rows 0..31 = z2_sample^T d_p_z1_h1, [32 x 512] */
-    jv_gemm(1, 0, 32, 512, B, 1, z2_sample, 32, d_p_z1_h1, 512, 0, grads + 1293504, 512);
+    jv_gemm(1, 0, 32, 512, B, 1, z2_sample, 32, d_p_z1_h1, 512, 0, grads + JMVAE_H_P_Z1_H1_WEIGHT, 512);
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1, backward: d_z2_sample = d_p_z1_h1 W^T, [B x 512] -> [B x 32] */
-    jv_gemm(0, 1, B, 32, 512, 1, d_p_z1_h1, 512, params + 1293504, 512, 0, d_z2_sample, 32);
+    jv_gemm(0, 1, B, 32, 512, 1, d_p_z1_h1, 512, params + JMVAE_H_P_Z1_H1_WEIGHT, 512, 0, d_z2_sample, 32);
 
     /* jmvae_h.spec:31  rec_w = -log p(w | z1)
        backward of -log p: d p_w_logits */
@@ -606,7 +606,7 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head, backward: d_p_w_logits becomes d(pre-activation); p_w.head.bias = column sums */
     {
-    jv_real *gbias = grads + 2637904;
+    jv_real *gbias = grads + JMVAE_H_P_W_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 10);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_w_logits + (size_t)b * 10;
@@ -618,16 +618,16 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
-    jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + 2632784, 10);
+    jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_H_P_W_HEAD_WEIGHT, 10);
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head, backward: d_p_w_h2 = d_p_w_logits W^T, [B x 10] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + 2632784, 10, 0, d_p_w_h2, 512);
+    jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_H_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 2, backward: d_p_w_h2 becomes d(pre-activation); p_w.h2.bias = column sums */
     {
-    jv_real *gbias = grads + 2632272;
+    jv_real *gbias = grads + JMVAE_H_P_W_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_w_h2 + (size_t)b * 512;
@@ -642,16 +642,16 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + 2370128, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_H_P_W_H2_WEIGHT, 512);
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 2, backward: d_p_w_h1 = d_p_w_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + 2370128, 512, 0, d_p_w_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1, backward: d_p_w_h1 becomes d(pre-activation); p_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 2369616;
+    jv_real *gbias = grads + JMVAE_H_P_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_w_h1 + (size_t)b * 512;
@@ -666,11 +666,11 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z1_sample^T d_p_w_h1, [64 x 512] */
-    jv_gemm(1, 0, 64, 512, B, 1, z1_sample, 64, d_p_w_h1, 512, 0, grads + 2336848, 512);
+    jv_gemm(1, 0, 64, 512, B, 1, z1_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_H_P_W_H1_WEIGHT, 512);
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1, backward: d_z1_sample = d_p_w_h1 W^T, [B x 512] -> [B x 64] */
-    jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + 2336848, 512, 0, d_z1_sample, 64);
+    jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_H_P_W_H1_WEIGHT, 512, 0, d_z1_sample, 64);
 
     /* jmvae_h.spec:30  rec_x = -log p(x | z1)
        backward of -log p: d p_x_logits */
@@ -688,7 +688,7 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x head, backward: d_p_x_logits becomes d(pre-activation); p_x.head.bias = column sums */
     {
-    jv_real *gbias = grads + 2336064;
+    jv_real *gbias = grads + JMVAE_H_P_X_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 784);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_x_logits + (size_t)b * 784;
@@ -700,16 +700,16 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
-    jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + 1934656, 784);
+    jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_H_P_X_HEAD_WEIGHT, 784);
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x head, backward: d_p_x_h2 = d_p_x_logits W^T, [B x 784] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + 1934656, 784, 0, d_p_x_h2, 512);
+    jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 2, backward: d_p_x_h2 becomes d(pre-activation); p_x.h2.bias = column sums */
     {
-    jv_real *gbias = grads + 1934144;
+    jv_real *gbias = grads + JMVAE_H_P_X_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_x_h2 + (size_t)b * 512;
@@ -724,16 +724,16 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + 1672000, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_H_P_X_H2_WEIGHT, 512);
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 2, backward: d_p_x_h1 = d_p_x_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + 1672000, 512, 0, d_p_x_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1, backward: d_p_x_h1 becomes d(pre-activation); p_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 1671488;
+    jv_real *gbias = grads + JMVAE_H_P_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_x_h1 + (size_t)b * 512;
@@ -748,11 +748,11 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z1_sample^T d_p_x_h1, [64 x 512] */
-    jv_gemm(1, 0, 64, 512, B, 1, z1_sample, 64, d_p_x_h1, 512, 0, grads + 1638720, 512);
+    jv_gemm(1, 0, 64, 512, B, 1, z1_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_H_P_X_H1_WEIGHT, 512);
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1, backward: d_z1_sample += d_p_x_h1 W^T, [B x 512] -> [B x 64] */
-    jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + 1638720, 512, 1, d_z1_sample, 64);
+    jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_H_P_X_H1_WEIGHT, 512, 1, d_z1_sample, 64);
 
     /* jmvae_h.spec:29  z1 ~ q(z1 | x, w)
        backward of the sample: d_z1_sample to its mean and log-variance */
@@ -777,7 +777,7 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head, backward: d_q_z1_out becomes d(pre-activation); q_z1.head.bias = column sums */
     {
-    jv_real *gbias = grads + 997888;
+    jv_real *gbias = grads + JMVAE_H_Q_Z1_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_q_z1_out + (size_t)b * 128;
@@ -789,11 +789,11 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head, backward: d q_z1.head.weight rows 0..511 = h1_h1^T d_q_z1_out, [512 x 128] */
-    jv_gemm(1, 0, 512, 128, B, 1, h1_h1, 512, d_q_z1_out, 128, 0, grads + 932352, 128);
+    jv_gemm(1, 0, 512, 128, B, 1, h1_h1, 512, d_q_z1_out, 128, 0, grads + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128);
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head, backward: d_h1_h1 = d_q_z1_out W^T, [B x 128] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 128, 1, d_q_z1_out, 128, params + 932352, 128, 0, d_h1_h1, 512);
+    jv_gemm(0, 1, B, 512, 128, 1, d_q_z1_out, 128, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, d_h1_h1, 512);
 
     /* jmvae_h.spec:28  z2 ~ q(z2 | x, w)
        backward of the sample: d_z2_sample to its mean and log-variance */
@@ -818,7 +818,7 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head, backward: d_q_z2_out becomes d(pre-activation); q_z2.head.bias = column sums */
     {
-    jv_real *gbias = grads + 1293440;
+    jv_real *gbias = grads + JMVAE_H_Q_Z2_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 64);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_q_z2_out + (size_t)b * 64;
@@ -830,16 +830,16 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head, backward: d q_z2.head.weight rows 0..511 = q_z2_h1^T d_q_z2_out, [512 x 64] */
-    jv_gemm(1, 0, 512, 64, B, 1, q_z2_h1, 512, d_q_z2_out, 64, 0, grads + 1260672, 64);
+    jv_gemm(1, 0, 512, 64, B, 1, q_z2_h1, 512, d_q_z2_out, 64, 0, grads + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64);
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head, backward: d_q_z2_h1 = d_q_z2_out W^T, [B x 64] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 64, 1, d_q_z2_out, 64, params + 1260672, 64, 0, d_q_z2_h1, 512);
+    jv_gemm(0, 1, B, 512, 64, 1, d_q_z2_out, 64, params + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64, 0, d_q_z2_h1, 512);
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 layer 1, backward: d_q_z2_h1 becomes d(pre-activation); q_z2.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 1260160;
+    jv_real *gbias = grads + JMVAE_H_Q_Z2_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_q_z2_h1 + (size_t)b * 512;
@@ -854,16 +854,16 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 layer 1, backward: d q_z2.h1.weight rows 0..511 = h1_h1^T d_q_z2_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, h1_h1, 512, d_q_z2_h1, 512, 0, grads + 998016, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, h1_h1, 512, d_q_z2_h1, 512, 0, grads + JMVAE_H_Q_Z2_H1_WEIGHT, 512);
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 layer 1, backward: d_h1_h1 += d_q_z2_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_z2_h1, 512, params + 998016, 512, 1, d_h1_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_q_z2_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 1, d_h1_h1, 512);
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d_h1_h1 becomes d(pre-activation); h1.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 931840;
+    jv_real *gbias = grads + JMVAE_H_H1_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_h1_h1 + (size_t)b * 512;
@@ -878,24 +878,24 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d h1.h1.weight rows 0..511 = enc_x_h1^T d_h1_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_h1_h1, 512, 0, grads + 407552, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT, 512);
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d_enc_x_h1 = d_h1_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_h1_h1, 512, params + 407552, 512, 0, d_enc_x_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d h1.h1.weight rows 512..1023 = enc_w_h1^T d_h1_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_h1_h1, 512, 0, grads + 669696, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT + 262144, 512);
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d_enc_w_h1 = d_h1_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_h1_h1, 512, params + 669696, 512, 0, d_enc_w_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
 
     /* jmvae_h.spec:17  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d_enc_w_h1 becomes d(pre-activation); enc_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 407040;
+    jv_real *gbias = grads + JMVAE_H_ENC_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_enc_w_h1 + (size_t)b * 512;
@@ -910,12 +910,12 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:17  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
-    jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + 401920, 512);
+    jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_H_ENC_W_H1_WEIGHT, 512);
 
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d_enc_x_h1 becomes d(pre-activation); enc_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 401408;
+    jv_real *gbias = grads + JMVAE_H_ENC_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_enc_x_h1 + (size_t)b * 512;
@@ -930,7 +930,7 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
-    jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + 0, 512);
+    jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_H_ENC_X_H1_WEIGHT, 512);
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
@@ -962,9 +962,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + 0, 512, 0, enc_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_H_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 401408;
+        const jv_real *bias = params + JMVAE_H_ENC_X_H1_BIAS;
         jv_real *row = enc_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -974,9 +974,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:17  net enc_w = w -> relu(512)
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + 401920, 512, 0, enc_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_H_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 407040;
+        const jv_real *bias = params + JMVAE_H_ENC_W_H1_BIAS;
         jv_real *row = enc_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -986,10 +986,10 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1: h1_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + 407552, 512, 0, h1_h1, 512);
-    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + 669696, 512, 1, h1_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, h1_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 1, h1_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 931840;
+        const jv_real *bias = params + JMVAE_H_H1_H1_BIAS;
         jv_real *row = h1_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -999,9 +999,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 layer 1: q_z2_h1 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, h1_h1, 512, params + 998016, 512, 0, q_z2_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 0, q_z2_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1260160;
+        const jv_real *bias = params + JMVAE_H_Q_Z2_H1_BIAS;
         jv_real *row = q_z2_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1011,9 +1011,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head: q_z2_out = linear(x W + b), [B x 512] -> [B x 64] */
-    jv_gemm(0, 0, B, 64, 512, 1, q_z2_h1, 512, params + 1260672, 64, 0, q_z2_out, 64);
+    jv_gemm(0, 0, B, 64, 512, 1, q_z2_h1, 512, params + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64, 0, q_z2_out, 64);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1293440;
+        const jv_real *bias = params + JMVAE_H_Q_Z2_HEAD_BIAS;
         jv_real *row = q_z2_out + (size_t)b * 64;
         for (int j = 0; j < 64; j++) {
             jv_real v = row[j] + bias[j];
@@ -1053,9 +1053,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head: q_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, h1_h1, 512, params + 932352, 128, 0, q_z1_out, 128);
+    jv_gemm(0, 0, B, 128, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, q_z1_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 997888;
+        const jv_real *bias = params + JMVAE_H_Q_Z1_HEAD_BIAS;
         jv_real *row = q_z1_out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
@@ -1136,9 +1136,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1: p_z1_h1 = relu(x W + b), [B x 32] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 32, 1, z2_sample, 32, params + 1293504, 512, 0, p_z1_h1, 512);
+    jv_gemm(0, 0, B, 512, 32, 1, z2_sample, 32, params + JMVAE_H_P_Z1_H1_WEIGHT, 512, 0, p_z1_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1309888;
+        const jv_real *bias = params + JMVAE_H_P_Z1_H1_BIAS;
         jv_real *row = p_z1_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1148,9 +1148,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 2: p_z1_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_z1_h1, 512, params + 1310400, 512, 0, p_z1_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_z1_h1, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, p_z1_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1572544;
+        const jv_real *bias = params + JMVAE_H_P_Z1_H2_BIAS;
         jv_real *row = p_z1_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1160,9 +1160,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head: p_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, p_z1_h2, 512, params + 1573056, 128, 0, p_z1_out, 128);
+    jv_gemm(0, 0, B, 128, 512, 1, p_z1_h2, 512, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, p_z1_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1638592;
+        const jv_real *bias = params + JMVAE_H_P_Z1_HEAD_BIAS;
         jv_real *row = p_z1_out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
@@ -1197,9 +1197,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + 1638720, 512, 0, p_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1671488;
+        const jv_real *bias = params + JMVAE_H_P_X_H1_BIAS;
         jv_real *row = p_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1209,9 +1209,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + 1672000, 512, 0, p_x_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1934144;
+        const jv_real *bias = params + JMVAE_H_P_X_H2_BIAS;
         jv_real *row = p_x_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1221,9 +1221,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
-    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + 1934656, 784, 0, p_x_logits, 784);
+    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2336064;
+        const jv_real *bias = params + JMVAE_H_P_X_HEAD_BIAS;
         jv_real *row = p_x_logits + (size_t)b * 784;
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
@@ -1244,9 +1244,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + 2336848, 512, 0, p_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2369616;
+        const jv_real *bias = params + JMVAE_H_P_W_H1_BIAS;
         jv_real *row = p_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1256,9 +1256,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + 2370128, 512, 0, p_w_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2632272;
+        const jv_real *bias = params + JMVAE_H_P_W_H2_BIAS;
         jv_real *row = p_w_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1268,9 +1268,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
-    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + 2632784, 10, 0, p_w_logits, 10);
+    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_H_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2637904;
+        const jv_real *bias = params + JMVAE_H_P_W_HEAD_BIAS;
         jv_real *row = p_w_logits + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
@@ -1317,9 +1317,9 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + 1638720, 512, 0, p_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1671488;
+        const jv_real *bias = params + JMVAE_H_P_X_H1_BIAS;
         jv_real *row = p_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1329,9 +1329,9 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + 1672000, 512, 0, p_x_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1934144;
+        const jv_real *bias = params + JMVAE_H_P_X_H2_BIAS;
         jv_real *row = p_x_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1341,9 +1341,9 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
-    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + 1934656, 784, 0, p_x_logits, 784);
+    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2336064;
+        const jv_real *bias = params + JMVAE_H_P_X_HEAD_BIAS;
         jv_real *row = p_x_logits + (size_t)b * 784;
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
@@ -1362,9 +1362,9 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + 2336848, 512, 0, p_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2369616;
+        const jv_real *bias = params + JMVAE_H_P_W_H1_BIAS;
         jv_real *row = p_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1374,9 +1374,9 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + 2370128, 512, 0, p_w_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2632272;
+        const jv_real *bias = params + JMVAE_H_P_W_H2_BIAS;
         jv_real *row = p_w_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1386,9 +1386,9 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
-    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + 2632784, 10, 0, p_w_logits, 10);
+    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_H_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2637904;
+        const jv_real *bias = params + JMVAE_H_P_W_HEAD_BIAS;
         jv_real *row = p_w_logits + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
@@ -1434,9 +1434,9 @@ void jmvae_h_sample_prior(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1: p_z1_h1 = relu(x W + b), [B x 32] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 32, 1, z2_sample, 32, params + 1293504, 512, 0, p_z1_h1, 512);
+    jv_gemm(0, 0, B, 512, 32, 1, z2_sample, 32, params + JMVAE_H_P_Z1_H1_WEIGHT, 512, 0, p_z1_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1309888;
+        const jv_real *bias = params + JMVAE_H_P_Z1_H1_BIAS;
         jv_real *row = p_z1_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1446,9 +1446,9 @@ void jmvae_h_sample_prior(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 2: p_z1_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_z1_h1, 512, params + 1310400, 512, 0, p_z1_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_z1_h1, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, p_z1_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1572544;
+        const jv_real *bias = params + JMVAE_H_P_Z1_H2_BIAS;
         jv_real *row = p_z1_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1458,9 +1458,9 @@ void jmvae_h_sample_prior(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head: p_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, p_z1_h2, 512, params + 1573056, 128, 0, p_z1_out, 128);
+    jv_gemm(0, 0, B, 128, 512, 1, p_z1_h2, 512, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, p_z1_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1638592;
+        const jv_real *bias = params + JMVAE_H_P_Z1_HEAD_BIAS;
         jv_real *row = p_z1_out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];

@@ -72,9 +72,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + 0, 512, 0, enc_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_KL_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 401408;
+        const jv_real *bias = params + JMVAE_KL_ENC_X_H1_BIAS;
         jv_real *row = enc_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -84,9 +84,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:13  net enc_w = w -> relu(512)
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + 401920, 512, 0, enc_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_KL_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 407040;
+        const jv_real *bias = params + JMVAE_KL_ENC_W_H1_BIAS;
         jv_real *row = enc_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -96,10 +96,10 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1: q_xw_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + 407552, 512, 0, q_xw_h1, 512);
-    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + 669696, 512, 1, q_xw_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 931840;
+        const jv_real *bias = params + JMVAE_KL_Q_XW_H1_BIAS;
         jv_real *row = q_xw_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -109,9 +109,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + 932352, 128, 0, q_xw_out, 128);
+    jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 997888;
+        const jv_real *bias = params + JMVAE_KL_Q_XW_HEAD_BIAS;
         jv_real *row = q_xw_out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
@@ -137,9 +137,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + 2062208, 512, 0, p_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_KL_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2094976;
+        const jv_real *bias = params + JMVAE_KL_P_X_H1_BIAS;
         jv_real *row = p_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -149,9 +149,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + 2095488, 512, 0, p_x_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2357632;
+        const jv_real *bias = params + JMVAE_KL_P_X_H2_BIAS;
         jv_real *row = p_x_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -161,9 +161,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
-    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + 2358144, 784, 0, p_x_logits, 784);
+    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2759552;
+        const jv_real *bias = params + JMVAE_KL_P_X_HEAD_BIAS;
         jv_real *row = p_x_logits + (size_t)b * 784;
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
@@ -184,9 +184,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + 2760336, 512, 0, p_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_KL_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2793104;
+        const jv_real *bias = params + JMVAE_KL_P_W_H1_BIAS;
         jv_real *row = p_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -196,9 +196,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + 2793616, 512, 0, p_w_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 3055760;
+        const jv_real *bias = params + JMVAE_KL_P_W_H2_BIAS;
         jv_real *row = p_w_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -208,9 +208,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
-    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + 3056272, 10, 0, p_w_logits, 10);
+    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_KL_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 3061392;
+        const jv_real *bias = params + JMVAE_KL_P_W_HEAD_BIAS;
         jv_real *row = p_w_logits + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
@@ -250,9 +250,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 1: q_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + 998016, 512, 0, q_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_KL_Q_X_H1_WEIGHT, 512, 0, q_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1399424;
+        const jv_real *bias = params + JMVAE_KL_Q_X_H1_BIAS;
         jv_real *row = q_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -262,9 +262,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 2: q_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, q_x_h1, 512, params + 1399936, 512, 0, q_x_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, q_x_h1, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, q_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1662080;
+        const jv_real *bias = params + JMVAE_KL_Q_X_H2_BIAS;
         jv_real *row = q_x_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -274,9 +274,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head: q_x_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_x_h2, 512, params + 1662592, 128, 0, q_x_out, 128);
+    jv_gemm(0, 0, B, 128, 512, 1, q_x_h2, 512, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, q_x_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1728128;
+        const jv_real *bias = params + JMVAE_KL_Q_X_HEAD_BIAS;
         jv_real *row = q_x_out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
@@ -312,9 +312,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 1: q_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + 1728256, 512, 0, q_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_KL_Q_W_H1_WEIGHT, 512, 0, q_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1733376;
+        const jv_real *bias = params + JMVAE_KL_Q_W_H1_BIAS;
         jv_real *row = q_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -324,9 +324,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 2: q_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, q_w_h1, 512, params + 1733888, 512, 0, q_w_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, q_w_h1, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, q_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1996032;
+        const jv_real *bias = params + JMVAE_KL_Q_W_H2_BIAS;
         jv_real *row = q_w_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -336,9 +336,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head: q_w_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_w_h2, 512, params + 1996544, 128, 0, q_w_out, 128);
+    jv_gemm(0, 0, B, 128, 512, 1, q_w_h2, 512, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, q_w_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2062080;
+        const jv_real *bias = params + JMVAE_KL_Q_W_HEAD_BIAS;
         jv_real *row = q_w_out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
@@ -531,7 +531,7 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head, backward: d_q_w_out becomes d(pre-activation); q_w.head.bias = column sums */
     {
-    jv_real *gbias = grads + 2062080;
+    jv_real *gbias = grads + JMVAE_KL_Q_W_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_q_w_out + (size_t)b * 128;
@@ -543,16 +543,16 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head, backward: d q_w.head.weight rows 0..511 = q_w_h2^T d_q_w_out, [512 x 128] */
-    jv_gemm(1, 0, 512, 128, B, 1, q_w_h2, 512, d_q_w_out, 128, 0, grads + 1996544, 128);
+    jv_gemm(1, 0, 512, 128, B, 1, q_w_h2, 512, d_q_w_out, 128, 0, grads + JMVAE_KL_Q_W_HEAD_WEIGHT, 128);
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head, backward: d_q_w_h2 = d_q_w_out W^T, [B x 128] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 128, 1, d_q_w_out, 128, params + 1996544, 128, 0, d_q_w_h2, 512);
+    jv_gemm(0, 1, B, 512, 128, 1, d_q_w_out, 128, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, d_q_w_h2, 512);
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 2, backward: d_q_w_h2 becomes d(pre-activation); q_w.h2.bias = column sums */
     {
-    jv_real *gbias = grads + 1996032;
+    jv_real *gbias = grads + JMVAE_KL_Q_W_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_q_w_h2 + (size_t)b * 512;
@@ -567,16 +567,16 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 2, backward: d q_w.h2.weight rows 0..511 = q_w_h1^T d_q_w_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, q_w_h1, 512, d_q_w_h2, 512, 0, grads + 1733888, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, q_w_h1, 512, d_q_w_h2, 512, 0, grads + JMVAE_KL_Q_W_H2_WEIGHT, 512);
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 2, backward: d_q_w_h1 = d_q_w_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_w_h2, 512, params + 1733888, 512, 0, d_q_w_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_q_w_h2, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, d_q_w_h1, 512);
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 1, backward: d_q_w_h1 becomes d(pre-activation); q_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 1733376;
+    jv_real *gbias = grads + JMVAE_KL_Q_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_q_w_h1 + (size_t)b * 512;
@@ -591,7 +591,7 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 1, backward: d q_w.h1.weight rows 0..9 = in_w^T d_q_w_h1, [10 x 512] */
-    jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_q_w_h1, 512, 0, grads + 1728256, 512);
+    jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_q_w_h1, 512, 0, grads + JMVAE_KL_Q_W_H1_WEIGHT, 512);
 
     /* jmvae_kl.spec:31  kl_x = alpha * KL(q(z | x, w) || q(z | x))
        backward of the KL term */
@@ -632,7 +632,7 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head, backward: d_q_x_out becomes d(pre-activation); q_x.head.bias = column sums */
     {
-    jv_real *gbias = grads + 1728128;
+    jv_real *gbias = grads + JMVAE_KL_Q_X_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_q_x_out + (size_t)b * 128;
@@ -644,16 +644,16 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head, backward: d q_x.head.weight rows 0..511 = q_x_h2^T d_q_x_out, [512 x 128] */
-    jv_gemm(1, 0, 512, 128, B, 1, q_x_h2, 512, d_q_x_out, 128, 0, grads + 1662592, 128);
+    jv_gemm(1, 0, 512, 128, B, 1, q_x_h2, 512, d_q_x_out, 128, 0, grads + JMVAE_KL_Q_X_HEAD_WEIGHT, 128);
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head, backward: d_q_x_h2 = d_q_x_out W^T, [B x 128] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 128, 1, d_q_x_out, 128, params + 1662592, 128, 0, d_q_x_h2, 512);
+    jv_gemm(0, 1, B, 512, 128, 1, d_q_x_out, 128, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, d_q_x_h2, 512);
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 2, backward: d_q_x_h2 becomes d(pre-activation); q_x.h2.bias = column sums */
     {
-    jv_real *gbias = grads + 1662080;
+    jv_real *gbias = grads + JMVAE_KL_Q_X_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_q_x_h2 + (size_t)b * 512;
@@ -668,16 +668,16 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 2, backward: d q_x.h2.weight rows 0..511 = q_x_h1^T d_q_x_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, q_x_h1, 512, d_q_x_h2, 512, 0, grads + 1399936, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, q_x_h1, 512, d_q_x_h2, 512, 0, grads + JMVAE_KL_Q_X_H2_WEIGHT, 512);
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 2, backward: d_q_x_h1 = d_q_x_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_x_h2, 512, params + 1399936, 512, 0, d_q_x_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_q_x_h2, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, d_q_x_h1, 512);
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 1, backward: d_q_x_h1 becomes d(pre-activation); q_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 1399424;
+    jv_real *gbias = grads + JMVAE_KL_Q_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_q_x_h1 + (size_t)b * 512;
@@ -692,7 +692,7 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 1, backward: d q_x.h1.weight rows 0..783 = in_x^T d_q_x_h1, [784 x 512] */
-    jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_q_x_h1, 512, 0, grads + 998016, 512);
+    jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_q_x_h1, 512, 0, grads + JMVAE_KL_Q_X_H1_WEIGHT, 512);
 
     /* jmvae_kl.spec:30  kl = KL(q(z | x, w) || p(z))
        backward of the KL term */
@@ -734,7 +734,7 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d_p_w_logits becomes d(pre-activation); p_w.head.bias = column sums */
     {
-    jv_real *gbias = grads + 3061392;
+    jv_real *gbias = grads + JMVAE_KL_P_W_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 10);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_w_logits + (size_t)b * 10;
@@ -746,16 +746,16 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
-    jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + 3056272, 10);
+    jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_KL_P_W_HEAD_WEIGHT, 10);
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d_p_w_h2 = d_p_w_logits W^T, [B x 10] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + 3056272, 10, 0, d_p_w_h2, 512);
+    jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_KL_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d_p_w_h2 becomes d(pre-activation); p_w.h2.bias = column sums */
     {
-    jv_real *gbias = grads + 3055760;
+    jv_real *gbias = grads + JMVAE_KL_P_W_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_w_h2 + (size_t)b * 512;
@@ -770,16 +770,16 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + 2793616, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_KL_P_W_H2_WEIGHT, 512);
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d_p_w_h1 = d_p_w_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + 2793616, 512, 0, d_p_w_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d_p_w_h1 becomes d(pre-activation); p_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 2793104;
+    jv_real *gbias = grads + JMVAE_KL_P_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_w_h1 + (size_t)b * 512;
@@ -794,11 +794,11 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z_sample^T d_p_w_h1, [64 x 512] */
-    jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_w_h1, 512, 0, grads + 2760336, 512);
+    jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_KL_P_W_H1_WEIGHT, 512);
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d_z_sample = d_p_w_h1 W^T, [B x 512] -> [B x 64] */
-    jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + 2760336, 512, 0, d_z_sample, 64);
+    jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_KL_P_W_H1_WEIGHT, 512, 0, d_z_sample, 64);
 
     /* jmvae_kl.spec:28  rec_x = -log p(x | z)
        backward of -log p: d p_x_logits */
@@ -816,7 +816,7 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d_p_x_logits becomes d(pre-activation); p_x.head.bias = column sums */
     {
-    jv_real *gbias = grads + 2759552;
+    jv_real *gbias = grads + JMVAE_KL_P_X_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 784);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_x_logits + (size_t)b * 784;
@@ -828,16 +828,16 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
-    jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + 2358144, 784);
+    jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_KL_P_X_HEAD_WEIGHT, 784);
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d_p_x_h2 = d_p_x_logits W^T, [B x 784] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + 2358144, 784, 0, d_p_x_h2, 512);
+    jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d_p_x_h2 becomes d(pre-activation); p_x.h2.bias = column sums */
     {
-    jv_real *gbias = grads + 2357632;
+    jv_real *gbias = grads + JMVAE_KL_P_X_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_x_h2 + (size_t)b * 512;
@@ -852,16 +852,16 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + 2095488, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_KL_P_X_H2_WEIGHT, 512);
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d_p_x_h1 = d_p_x_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + 2095488, 512, 0, d_p_x_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d_p_x_h1 becomes d(pre-activation); p_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 2094976;
+    jv_real *gbias = grads + JMVAE_KL_P_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_p_x_h1 + (size_t)b * 512;
@@ -876,11 +876,11 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z_sample^T d_p_x_h1, [64 x 512] */
-    jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_x_h1, 512, 0, grads + 2062208, 512);
+    jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_KL_P_X_H1_WEIGHT, 512);
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d_z_sample += d_p_x_h1 W^T, [B x 512] -> [B x 64] */
-    jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + 2062208, 512, 1, d_z_sample, 64);
+    jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_KL_P_X_H1_WEIGHT, 512, 1, d_z_sample, 64);
 
     /* jmvae_kl.spec:27  z ~ q(z | x, w)
        backward of the sample: d_z_sample to its mean and log-variance */
@@ -905,7 +905,7 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_out becomes d(pre-activation); q_xw.head.bias = column sums */
     {
-    jv_real *gbias = grads + 997888;
+    jv_real *gbias = grads + JMVAE_KL_Q_XW_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_q_xw_out + (size_t)b * 128;
@@ -917,16 +917,16 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d q_xw.head.weight rows 0..511 = q_xw_h1^T d_q_xw_out, [512 x 128] */
-    jv_gemm(1, 0, 512, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + 932352, 128);
+    jv_gemm(1, 0, 512, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128);
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_h1 = d_q_xw_out W^T, [B x 128] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 128, 1, d_q_xw_out, 128, params + 932352, 128, 0, d_q_xw_h1, 512);
+    jv_gemm(0, 1, B, 512, 128, 1, d_q_xw_out, 128, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, d_q_xw_h1, 512);
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_q_xw_h1 becomes d(pre-activation); q_xw.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 931840;
+    jv_real *gbias = grads + JMVAE_KL_Q_XW_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_q_xw_h1 + (size_t)b * 512;
@@ -941,24 +941,24 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d q_xw.h1.weight rows 0..511 = enc_x_h1^T d_q_xw_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + 407552, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT, 512);
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_enc_x_h1 = d_q_xw_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + 407552, 512, 0, d_enc_x_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d q_xw.h1.weight rows 512..1023 = enc_w_h1^T d_q_xw_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + 669696, 512);
+    jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512);
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_enc_w_h1 = d_q_xw_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + 669696, 512, 0, d_enc_w_h1, 512);
+    jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
 
     /* jmvae_kl.spec:13  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d_enc_w_h1 becomes d(pre-activation); enc_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 407040;
+    jv_real *gbias = grads + JMVAE_KL_ENC_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_enc_w_h1 + (size_t)b * 512;
@@ -973,12 +973,12 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:13  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
-    jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + 401920, 512);
+    jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_KL_ENC_W_H1_WEIGHT, 512);
 
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d_enc_x_h1 becomes d(pre-activation); enc_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + 401408;
+    jv_real *gbias = grads + JMVAE_KL_ENC_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
         jv_real *g = d_enc_x_h1 + (size_t)b * 512;
@@ -993,7 +993,7 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
-    jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + 0, 512);
+    jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_KL_ENC_X_H1_WEIGHT, 512);
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
@@ -1019,9 +1019,9 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + 0, 512, 0, enc_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_KL_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 401408;
+        const jv_real *bias = params + JMVAE_KL_ENC_X_H1_BIAS;
         jv_real *row = enc_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1031,9 +1031,9 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:13  net enc_w = w -> relu(512)
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + 401920, 512, 0, enc_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_KL_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 407040;
+        const jv_real *bias = params + JMVAE_KL_ENC_W_H1_BIAS;
         jv_real *row = enc_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1043,10 +1043,10 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1: q_xw_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + 407552, 512, 0, q_xw_h1, 512);
-    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + 669696, 512, 1, q_xw_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 931840;
+        const jv_real *bias = params + JMVAE_KL_Q_XW_H1_BIAS;
         jv_real *row = q_xw_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1056,9 +1056,9 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + 932352, 128, 0, q_xw_out, 128);
+    jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 997888;
+        const jv_real *bias = params + JMVAE_KL_Q_XW_HEAD_BIAS;
         jv_real *row = q_xw_out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
@@ -1118,9 +1118,9 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 1: q_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + 998016, 512, 0, q_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_KL_Q_X_H1_WEIGHT, 512, 0, q_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1399424;
+        const jv_real *bias = params + JMVAE_KL_Q_X_H1_BIAS;
         jv_real *row = q_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1130,9 +1130,9 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 2: q_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, q_x_h1, 512, params + 1399936, 512, 0, q_x_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, q_x_h1, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, q_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1662080;
+        const jv_real *bias = params + JMVAE_KL_Q_X_H2_BIAS;
         jv_real *row = q_x_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1142,9 +1142,9 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head: q_x_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_x_h2, 512, params + 1662592, 128, 0, q_x_out, 128);
+    jv_gemm(0, 0, B, 128, 512, 1, q_x_h2, 512, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, q_x_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1728128;
+        const jv_real *bias = params + JMVAE_KL_Q_X_HEAD_BIAS;
         jv_real *row = q_x_out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
@@ -1204,9 +1204,9 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 1: q_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + 1728256, 512, 0, q_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_KL_Q_W_H1_WEIGHT, 512, 0, q_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1733376;
+        const jv_real *bias = params + JMVAE_KL_Q_W_H1_BIAS;
         jv_real *row = q_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1216,9 +1216,9 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 2: q_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, q_w_h1, 512, params + 1733888, 512, 0, q_w_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, q_w_h1, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, q_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 1996032;
+        const jv_real *bias = params + JMVAE_KL_Q_W_H2_BIAS;
         jv_real *row = q_w_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1228,9 +1228,9 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head: q_w_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_w_h2, 512, params + 1996544, 128, 0, q_w_out, 128);
+    jv_gemm(0, 0, B, 128, 512, 1, q_w_h2, 512, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, q_w_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2062080;
+        const jv_real *bias = params + JMVAE_KL_Q_W_HEAD_BIAS;
         jv_real *row = q_w_out + (size_t)b * 128;
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
@@ -1305,9 +1305,9 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + 2062208, 512, 0, p_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_KL_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2094976;
+        const jv_real *bias = params + JMVAE_KL_P_X_H1_BIAS;
         jv_real *row = p_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1317,9 +1317,9 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + 2095488, 512, 0, p_x_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2357632;
+        const jv_real *bias = params + JMVAE_KL_P_X_H2_BIAS;
         jv_real *row = p_x_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1329,9 +1329,9 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
-    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + 2358144, 784, 0, p_x_logits, 784);
+    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2759552;
+        const jv_real *bias = params + JMVAE_KL_P_X_HEAD_BIAS;
         jv_real *row = p_x_logits + (size_t)b * 784;
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
@@ -1352,9 +1352,9 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + 2760336, 512, 0, p_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_KL_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2793104;
+        const jv_real *bias = params + JMVAE_KL_P_W_H1_BIAS;
         jv_real *row = p_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1364,9 +1364,9 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + 2793616, 512, 0, p_w_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 3055760;
+        const jv_real *bias = params + JMVAE_KL_P_W_H2_BIAS;
         jv_real *row = p_w_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1376,9 +1376,9 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
-    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + 3056272, 10, 0, p_w_logits, 10);
+    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_KL_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 3061392;
+        const jv_real *bias = params + JMVAE_KL_P_W_HEAD_BIAS;
         jv_real *row = p_w_logits + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
@@ -1425,9 +1425,9 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + 2062208, 512, 0, p_x_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_KL_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2094976;
+        const jv_real *bias = params + JMVAE_KL_P_X_H1_BIAS;
         jv_real *row = p_x_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1437,9 +1437,9 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + 2095488, 512, 0, p_x_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2357632;
+        const jv_real *bias = params + JMVAE_KL_P_X_H2_BIAS;
         jv_real *row = p_x_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1449,9 +1449,9 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
-    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + 2358144, 784, 0, p_x_logits, 784);
+    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2759552;
+        const jv_real *bias = params + JMVAE_KL_P_X_HEAD_BIAS;
         jv_real *row = p_x_logits + (size_t)b * 784;
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
@@ -1470,9 +1470,9 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + 2760336, 512, 0, p_w_h1, 512);
+    jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_KL_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 2793104;
+        const jv_real *bias = params + JMVAE_KL_P_W_H1_BIAS;
         jv_real *row = p_w_h1 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1482,9 +1482,9 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + 2793616, 512, 0, p_w_h2, 512);
+    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 3055760;
+        const jv_real *bias = params + JMVAE_KL_P_W_H2_BIAS;
         jv_real *row = p_w_h2 + (size_t)b * 512;
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
@@ -1494,9 +1494,9 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
-    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + 3056272, 10, 0, p_w_logits, 10);
+    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_KL_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + 3061392;
+        const jv_real *bias = params + JMVAE_KL_P_W_HEAD_BIAS;
         jv_real *row = p_w_logits + (size_t)b * 10;
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
