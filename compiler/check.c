@@ -814,19 +814,42 @@ static void check_usage(checker *k)
 
 /* ------------------------------------------------------------ fingerprint -- */
 
-static unsigned long long fingerprint_spec(const spec_node *s)
+/* FNV-1a over what fixes the parameters and their meaning: modalities,
+ * latents and networks. The loss and the training settings are left out, so
+ * a checkpoint can be fine-tuned under other weights or another schedule. */
+static unsigned long long fnv(unsigned long long h, const void *data, size_t n)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    unsigned long long h = 1469598103934665603ull;
-    if (!f)
-        return h;
-    ast_dump(f, s, 0);
-    fclose(f);
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)text[i]) * 1099511628211ull;
-    free(text);
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const unsigned char *)data)[i]) * 1099511628211ull;
+    return h;
+}
+
+static unsigned long long fnv_int(unsigned long long h, long v)
+{
+    return fnv(h, &v, sizeof v);
+}
+
+static unsigned long long fnv_str(unsigned long long h, const char *s)
+{
+    return fnv(h, s, strlen(s) + 1);
+}
+
+static unsigned long long fingerprint_model(const sem_model *m)
+{
+    unsigned long long h = fnv_str(1469598103934665603ull, m->name);
+    for (int i = 0; i < m->n_modalities; i++)
+        h = fnv_int(fnv_int(fnv_str(h, m->modalities[i].name), m->modalities[i].size), m->modalities[i].likelihood);
+    for (int i = 0; i < m->n_latents; i++)
+        h = fnv_int(fnv_int(fnv_str(h, m->latents[i].name), m->latents[i].size), m->latents[i].prior_net);
+    for (int i = 0; i < m->n_nets; i++) {
+        const sem_net *n = &m->nets[i];
+        h = fnv_int(fnv_int(fnv_str(h, n->name), n->combine), n->n_inputs);
+        for (int j = 0; j < n->n_inputs; j++)
+            h = fnv_int(fnv_int(h, n->inputs[j].kind), n->inputs[j].index);
+        for (int j = 0; j < n->n_layers; j++)
+            h = fnv_int(fnv_int(h, n->layers[j].activation), n->layers[j].width);
+        h = fnv_int(fnv_int(fnv_int(fnv_int(h, n->head), n->target), n->variance), n->head_size);
+    }
     return h;
 }
 
@@ -899,7 +922,7 @@ sem_model *check_spec(ctx *c)
         check_usage(&k);
     if (c->n_errors)
         return NULL;
-    m->fingerprint = fingerprint_spec(s);
+    m->fingerprint = fingerprint_model(m);
     return m;
 }
 

@@ -1026,7 +1026,7 @@ static const jv_family_info jmvae_families[] = {
 
 const jv_model jmvae_model = {
     .name = "jmvae",
-    .fingerprint = 0x426bd2f87dba1bebull,
+    .fingerprint = 0x568d0877951bd577ull,
     .n_modalities = 2,
     .modalities = jmvae_modalities,
     .n_latents = 1,

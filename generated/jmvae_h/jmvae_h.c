@@ -1538,7 +1538,7 @@ static const jv_family_info jmvae_h_families[] = {
 
 const jv_model jmvae_h_model = {
     .name = "jmvae_h",
-    .fingerprint = 0x8ef4f5704ba02c9full,
+    .fingerprint = 0xfda72fdf70f3211full,
     .n_modalities = 2,
     .modalities = jmvae_h_modalities,
     .n_latents = 2,

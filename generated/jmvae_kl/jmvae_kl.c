@@ -1594,7 +1594,7 @@ static const jv_family_info jmvae_kl_families[] = {
 
 const jv_model jmvae_kl_model = {
     .name = "jmvae_kl",
-    .fingerprint = 0x227d06d7645696ccull,
+    .fingerprint = 0xcec7dc4a81509f0full,
     .n_modalities = 2,
     .modalities = jmvae_kl_modalities,
     .n_latents = 1,
