@@ -4,6 +4,7 @@
  * belongs to this model; it writes to the caller's buffers only when every
  * check has passed.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,15 +38,6 @@ static void put_string(jv_buf *b, const char *s)
     jv_buf_put(b, s, len);
 }
 
-static void put_floats(jv_buf *b, const float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint32_t bits;
-        memcpy(&bits, &x[i], sizeof bits);
-        jv_buf_put_le32(b, bits);
-    }
-}
-
 static void put_model(jv_buf *b, const jv_model *model)
 {
     jv_buf_put_le64(b, model->fingerprint);
@@ -60,37 +52,88 @@ static void put_model(jv_buf *b, const jv_model *model)
     }
 }
 
-static void put_state(jv_buf *b, size_t n, const jv_checkpoint *ck)
+/* The checkpoint goes to disk as it is built, with its CRC kept up to date,
+ * so saving needs no copy of the parameters and moments in memory. */
+typedef struct {
+    jv_atomic_file file;
+    uLong crc;
+} ck_writer;
+
+static void put_bytes(ck_writer *w, const unsigned char *data, size_t len)
 {
-    jv_buf_put_le64(b, (uint64_t)n);
-    put_floats(b, ck->params, n);
-    put_floats(b, ck->m, n);
-    put_floats(b, ck->v, n);
-    jv_buf_put_le64(b, ck->rng_seed);
-    jv_buf_put_le64(b, ck->rng_position);
-    jv_buf_put_le64(b, (uint64_t)ck->epoch);
-    jv_buf_put_le64(b, (uint64_t)ck->step);
+    jv_atomic_write(&w->file, data, len);
+    for (size_t done = 0; done < len;) {
+        uInt part = len - done > (1u << 30) ? (1u << 30) : (uInt)(len - done);
+        w->crc = crc32(w->crc, data + done, part);
+        done += part;
+    }
+}
+
+/* Small pieces (the header, the tail) are built in a buffer first. */
+static int put_buf(ck_writer *w, jv_buf *b, const char *path, jv_error *err)
+{
+    if (b->failed) {
+        jv_error_set(err, "%s: out of memory while building the checkpoint", path);
+        return -1;
+    }
+    put_bytes(w, b->data, b->len);
+    b->len = 0;
+    return 0;
+}
+
+/* n floats, little-endian, through a small staging block. */
+static void put_floats(ck_writer *w, const float *x, size_t n)
+{
+    unsigned char block[16384];
+    size_t per = sizeof block / 4;
+    for (size_t first = 0; first < n; first += per) {
+        size_t count = n - first < per ? n - first : per;
+        for (size_t i = 0; i < count; i++) {
+            uint32_t bits;
+            memcpy(&bits, &x[first + i], sizeof bits);
+            block[4 * i] = (unsigned char)bits;
+            block[4 * i + 1] = (unsigned char)(bits >> 8);
+            block[4 * i + 2] = (unsigned char)(bits >> 16);
+            block[4 * i + 3] = (unsigned char)(bits >> 24);
+        }
+        put_bytes(w, block, 4 * count);
+    }
 }
 
 int jv_checkpoint_save(const char *path, const jv_model *model, const jv_checkpoint *ck, jv_error *err)
 {
-    jv_buf b = {0};
+    ck_writer w = {.crc = crc32(0L, Z_NULL, 0)};
+    if (jv_atomic_open(&w.file, path, err) != 0)
+        return -1;
     size_t n = model->n_params;
-    jv_buf_reserve(&b, n > SIZE_MAX / 16 ? SIZE_MAX : 12 * n + 4096);
+    jv_buf b = {0};
     jv_buf_put(&b, CK_MAGIC, 8);
     jv_buf_put_le32(&b, CK_VERSION);
     jv_buf_put_le32(&b, 0);
     put_model(&b, model);
-    put_state(&b, n, ck);
-    if (!b.failed)
-        jv_buf_put_le32(&b, crc_of(b.data, b.len));
-    int rc = -1;
-    if (b.failed)
-        jv_error_set(err, "%s: out of memory while building the checkpoint", path);
-    else
-        rc = jv_write_file_atomic(path, b.data, b.len, err);
+    jv_buf_put_le64(&b, (uint64_t)n);
+    int rc = put_buf(&w, &b, path, err);
+    if (rc == 0) {
+        put_floats(&w, ck->params, n);
+        put_floats(&w, ck->m, n);
+        put_floats(&w, ck->v, n);
+        jv_buf_put_le64(&b, ck->rng_seed);
+        jv_buf_put_le64(&b, ck->rng_position);
+        jv_buf_put_le64(&b, (uint64_t)ck->epoch);
+        jv_buf_put_le64(&b, (uint64_t)ck->step);
+        rc = put_buf(&w, &b, path, err);
+    }
+    if (rc == 0) {
+        jv_buf_put_le32(&b, (uint32_t)w.crc);
+        rc = put_buf(&w, &b, path, err);
+    }
     jv_buf_free(&b);
-    return rc;
+    if (rc == 0)
+        return jv_atomic_commit(&w.file, err);
+    jv_error ignored; /* keep the out-of-memory message */
+    w.file.error = w.file.error ? w.file.error : ENOMEM;
+    jv_atomic_commit(&w.file, &ignored);
+    return -1;
 }
 
 /* ------------------------------------------------------------ loading -- */

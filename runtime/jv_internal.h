@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "jv_runtime.h"
 
@@ -79,5 +80,21 @@ int jv_take(jv_reader *r, size_t n, const char *what, const unsigned char **out,
  * (not counted in *size). Gzip files are decompressed, and *gzipped says so.
  * Reports a missing or unreadable file, a folder, and damaged gzip data. */
 int jv_read_file(const char *path, unsigned char **data, size_t *size, int *gzipped, jv_error *err);
+
+/* A file written in pieces and put in place atomically, as
+ * jv_write_file_atomic does in one go: open makes "<path>.tmp.<pid>" in the
+ * target's folder, write appends (the first failure is kept and later
+ * writes are skipped), and commit flushes, syncs and renames it over the
+ * target, or removes it and reports "<path>: cannot write: <reason>". */
+typedef struct {
+    const char *path;
+    char *tmp;
+    FILE *f;
+    int error; /* errno of the first failed write, 0 while none failed */
+} jv_atomic_file;
+
+int jv_atomic_open(jv_atomic_file *a, const char *path, jv_error *err);
+void jv_atomic_write(jv_atomic_file *a, const void *data, size_t size);
+int jv_atomic_commit(jv_atomic_file *a, jv_error *err);
 
 #endif

@@ -193,22 +193,6 @@ static char *temp_path_for(const char *path)
     return tmp;
 }
 
-/* Writes, flushes, syncs and closes f; returns 0 or an errno value. */
-static int write_sync_close(FILE *f, const void *data, size_t size)
-{
-    int e = 0;
-    errno = 0;
-    if (size > 0 && fwrite(data, 1, size, f) != size)
-        e = errno ? errno : EIO;
-    if (!e && fflush(f) != 0)
-        e = errno;
-    if (!e && fsync(fileno(f)) != 0)
-        e = errno;
-    if (fclose(f) != 0 && !e)
-        e = errno;
-    return e;
-}
-
 /* Best effort: makes the rename itself durable. */
 static void sync_parent_folder(const char *path)
 {
@@ -229,27 +213,63 @@ static void sync_parent_folder(const char *path)
     free(dir);
 }
 
-int jv_write_file_atomic(const char *path, const void *data, size_t size, jv_error *err)
+int jv_atomic_open(jv_atomic_file *a, const char *path, jv_error *err)
 {
-    char *tmp = temp_path_for(path);
-    if (!tmp) {
+    *a = (jv_atomic_file){.path = path, .tmp = temp_path_for(path)};
+    if (!a->tmp) {
         jv_error_set(err, "%s: out of memory", path);
         return -1;
     }
-    FILE *f = fopen(tmp, "wb");
-    int e = f ? write_sync_close(f, data, size) : errno;
-    if (!e && rename(tmp, path) != 0)
-        e = errno;
-    if (e) {
-        if (f)
-            unlink(tmp);
-        jv_error_set(err, "%s: cannot write: %s", path, strerror(e));
-        free(tmp);
+    a->f = fopen(a->tmp, "wb");
+    if (!a->f) {
+        jv_error_set(err, "%s: cannot write: %s", path, strerror(errno));
+        free(a->tmp);
+        a->tmp = NULL;
         return -1;
     }
-    free(tmp);
-    sync_parent_folder(path);
     return 0;
+}
+
+void jv_atomic_write(jv_atomic_file *a, const void *data, size_t size)
+{
+    if (a->error || size == 0)
+        return;
+    errno = 0;
+    if (fwrite(data, 1, size, a->f) != size)
+        a->error = errno ? errno : EIO;
+}
+
+/* Flushes, syncs and closes the temporary file, then renames it over the
+ * target; on any failure (or an earlier failed write) removes it instead. */
+int jv_atomic_commit(jv_atomic_file *a, jv_error *err)
+{
+    int e = a->error;
+    if (!e && fflush(a->f) != 0)
+        e = errno;
+    if (!e && fsync(fileno(a->f)) != 0)
+        e = errno;
+    if (fclose(a->f) != 0 && !e)
+        e = errno;
+    if (!e && rename(a->tmp, a->path) != 0)
+        e = errno;
+    if (e) {
+        unlink(a->tmp);
+        jv_error_set(err, "%s: cannot write: %s", a->path, strerror(e));
+    }
+    free(a->tmp);
+    if (!e)
+        sync_parent_folder(a->path);
+    *a = (jv_atomic_file){0};
+    return e ? -1 : 0;
+}
+
+int jv_write_file_atomic(const char *path, const void *data, size_t size, jv_error *err)
+{
+    jv_atomic_file a;
+    if (jv_atomic_open(&a, path, err) != 0)
+        return -1;
+    jv_atomic_write(&a, data, size);
+    return jv_atomic_commit(&a, err);
 }
 
 /* One mkdir; an existing entry is fine here (checked at the end). */
