@@ -111,6 +111,47 @@ check-specs: jmvaec ## check every spec in specs/ and examples/
 update-golden: jmvaec ## rewrite the golden files (tests/golden, generated/) on purpose; review the diff
 	@sh tests/update-golden.sh
 
+# ------------------------------------------------------------ benchmark --
+# make bench: each spec of BENCH_SPECS is emitted afresh into build/bench/<model>/
+# (the file name must be the model's name), compiled with BENCH_OPT and
+# -DJV_GEMM_HOOK, and linked with the driver tests/bench.c, which times one
+# training step against the same step's GEMM calls alone. BENCH_ARGS go to
+# the driver (--reps N, --budget SECONDS, --batch N, --top N, ...).
+BENCH_SPECS  ?= specs/jmvae.spec specs/jmvae_kl.spec specs/jmvae_h.spec
+BENCH_OPT    ?= -O2
+BENCH_ARGS   ?=
+BENCH_DIR    := $(BUILD)/bench
+BENCH_MODELS := $(basename $(notdir $(BENCH_SPECS)))
+BENCH_MODEL_O := $(BENCH_MODELS:%=$(BENCH_DIR)/%.o)
+
+define bench_model_rules
+$(BENCH_DIR)/$(1)/$(1).c: $(2) $(BUILD)/jmvaec
+	@mkdir -p $$(@D)
+	$(BUILD)/jmvaec $(2) -o $$(@D)
+$(BENCH_DIR)/$(1).o: $(BENCH_DIR)/$(1)/$(1).c $(RUNTIME_H)
+	$$(CC) -std=c11 $$(BENCH_OPT) -g -Wall -Wextra $$(if $$(WERROR),-Werror) -DJV_GEMM_HOOK \
+	    -Iruntime -I$(BENCH_DIR)/$(1) -c $$< -o $$@
+endef
+$(foreach s,$(BENCH_SPECS),$(eval $(call bench_model_rules,$(basename $(notdir $(s))),$(s))))
+
+# The list of models the driver links, rewritten only when it changes.
+$(BENCH_DIR)/bench_models.h: FORCE
+	@mkdir -p $(@D)
+	@echo '$(foreach m,$(BENCH_MODELS),X($(m)))' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+$(BENCH_DIR)/bench.o: tests/bench.c $(BENCH_DIR)/bench_models.h $(RUNTIME_H)
+	$(CC) $(CFLAGS_ALL) -DJV_GEMM_HOOK -Iruntime -I$(BENCH_DIR) -c $< -o $@
+
+$(BENCH_DIR)/bench: $(BENCH_DIR)/bench.o $(BENCH_MODEL_O) $(RUNTIME_LIB)
+	$(CC) $(LDFLAGS_ALL) $^ $(BLAS_LIBS) -o $@
+
+bench: deps all $(BENCH_DIR)/bench ## time a training step of each reference spec against its GEMMs alone
+	OPENBLAS_NUM_THREADS=1 $(BENCH_DIR)/bench --src-dir $(BENCH_DIR) --flags '$(BENCH_OPT)' \
+	    --out $(BENCH_DIR)/results.txt $(BENCH_ARGS)
+
+FORCE:
+
 # ------------------------------------------------------------- install --
 install: all ## install jmvaec, the runtime and its headers under $(DESTDIR)$(PREFIX)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/jmvaec
