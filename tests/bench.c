@@ -770,8 +770,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < N_MODELS; i++)
         res[i] = bench_model(all_models[i], &o);
 
-    out2(rf, "\nmedians in ms; step = forward + backward; gemm = its GEMM calls alone, replayed;\n"
-             "step/gemm = median of per-repetition ratios [quartiles]; target: step/gemm <= 1.15\n\n");
+    out2(rf,
+         "\nmedians in ms; step = forward + backward; gemm = its GEMM calls alone, replayed;\n"
+         "step/gemm = median of per-repetition ratios [quartiles]; non-GEMM = 1 - gemm/step at that ratio;\n"
+         "target: step/gemm <= 1.15\n\n");
     out2(rf, "%-10s %9s %5s %7s %7s %7s %6s %-18s %8s %6s\n", "model", "params", "GEMMs", "GFLOP", "gemm",
          "step", "GF/s", "step/gemm", "non-GEMM", "target");
     for (size_t i = 0; i < N_MODELS; i++) {
@@ -779,8 +781,8 @@ int main(int argc, char **argv)
         char q[32];
         snprintf(q, sizeof q, "%.3f [%.3f-%.3f]", m->ratio, m->ratio_lo, m->ratio_hi);
         out2(rf, "%-10s %9zu %5zu %7.3f %7.2f %7.2f %6.1f %-18s %7.1f%% %6s\n", m->name, m->n_params,
-             m->n_calls, m->gflop, ms(m->gemm), ms(m->step), m->gflop / m->gemm, q,
-             100 * (m->step - m->gemm) / m->step, m->ratio <= 1.15 ? "met" : "missed");
+             m->n_calls, m->gflop, ms(m->gemm), ms(m->step), m->gflop / m->gemm, q, 100 * (1 - 1 / m->ratio),
+             m->ratio <= 1.15 ? "met" : "missed");
     }
     out2(rf, "\nparts (medians in ms): fwd = forward alone; its gemm = the forward's GEMMs in the replay;\n"
              "bwd = the backward half of step; adam = gradient norm + jv_adam_step over every parameter\n\n");
