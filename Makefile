@@ -94,10 +94,11 @@ $(BUILD)/tests/%: tests/%.c $(COMPILER_LIB) $(RUNTIME_LIB) $(wildcard tests/*.h)
 GENERATED_MODELS := $(notdir $(wildcard generated/*))
 
 # The committed trainers of generated/ build against this tree's runtime; their
-# Makefiles cannot see the library, so a trainer older than it is relinked.
+# Makefiles cannot see the library or the flags, so a trainer older than the
+# library (after make clean, or a change to runtime/) is built again from scratch.
 generated-trainers: all
 	@for m in $(GENERATED_MODELS); do \
-	    if [ $(RUNTIME_LIB) -nt generated/$$m/$$m ]; then rm -f generated/$$m/$$m; fi; \
+	    if [ $(RUNTIME_LIB) -nt generated/$$m/$$m ]; then $(MAKE) -s -C generated/$$m clean; fi; \
 	    $(MAKE) -s -C generated/$$m CFLAGS='-O2 -Wall -Wextra $(if $(WERROR),-Werror) $(if $(SANITIZE),-fsanitize=$(SANITIZE))' \
 	        LDFLAGS='$(if $(SANITIZE),-fsanitize=$(SANITIZE))' || exit 1; done
 

@@ -2,7 +2,10 @@
  * jv_runtime.h documents. A load checks, in order, the magic and version,
  * the file's structure (truncation), the CRC, then that the checkpoint
  * belongs to this model; it writes to the caller's buffers only when every
- * check has passed.
+ * check has passed. Neither direction holds the file in memory: a save
+ * streams it out, a load reads it twice in small blocks (the checksum
+ * first, then the values), so a checkpoint never costs a second copy of the
+ * parameters and moments.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -15,19 +18,6 @@
 
 #define CK_MAGIC "JMVAECK1"
 #define CK_VERSION 1u
-
-/* zlib's CRC-32 over any length (crc32 itself takes 32-bit lengths). */
-static uint32_t crc_of(const unsigned char *data, size_t len)
-{
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (len > 0) {
-        uInt part = len > (1u << 30) ? (1u << 30) : (uInt)len;
-        crc = crc32(crc, data, part);
-        data += part;
-        len -= part;
-    }
-    return (uint32_t)crc;
-}
 
 /* ------------------------------------------------------------- saving -- */
 
@@ -138,7 +128,8 @@ int jv_checkpoint_save(const char *path, const jv_model *model, const jv_checkpo
 
 /* ------------------------------------------------------------ loading -- */
 
-/* Where each part of a checkpoint file lies; pointers into its bytes. */
+/* The head of a checkpoint file (everything before the floats): pointers
+ * into its bytes. */
 typedef struct {
     uint64_t fingerprint;
     const unsigned char *name;
@@ -146,7 +137,7 @@ typedef struct {
     uint32_t n_tensors;
     jv_reader tensors; /* just the tensor table */
     uint64_t n_params;
-    const unsigned char *params, *m, *v, *tail;
+    size_t head_len;   /* bytes up to and including the parameter count */
 } ck_layout;
 
 typedef struct {
@@ -180,12 +171,6 @@ static int take_string(jv_reader *r, const char *what, const unsigned char **s, 
     return jv_take(r, *len, what, s, err);
 }
 
-static int take_floats(jv_reader *r, uint64_t n, const char *what, const unsigned char **p, jv_error *err)
-{
-    size_t bytes = n > SIZE_MAX / 4 ? SIZE_MAX : (size_t)n * 4;
-    return jv_take(r, bytes, what, p, err);
-}
-
 static int take_tensor(jv_reader *r, ck_tensor *t, jv_error *err)
 {
     if (take_string(r, "tensor name", &t->name, &t->name_len, err) != 0 ||
@@ -213,8 +198,8 @@ static int check_magic_and_version(jv_reader *r, jv_error *err)
     return 0;
 }
 
-/* Walks the whole file, so a truncated one is reported as such. */
-static int read_layout(jv_reader *r, ck_layout *ck, jv_error *err)
+/* The head, up to the parameter count; only truncation can fail here. */
+static int read_head(jv_reader *r, ck_layout *ck, jv_error *err)
 {
     if (take_u64(r, "model fingerprint", &ck->fingerprint, err) != 0 ||
         take_string(r, "model name", &ck->name, &ck->name_len, err) != 0 ||
@@ -227,27 +212,38 @@ static int read_layout(jv_reader *r, ck_layout *ck, jv_error *err)
             return -1;
     }
     ck->tensors = (jv_reader){r->data + table_start, r->pos - table_start, 0, r->path};
-    if (take_u64(r, "parameter count", &ck->n_params, err) != 0 ||
-        take_floats(r, ck->n_params, "parameters", &ck->params, err) != 0 ||
-        take_floats(r, ck->n_params, "Adam m", &ck->m, err) != 0 ||
-        take_floats(r, ck->n_params, "Adam v", &ck->v, err) != 0)
+    if (take_u64(r, "parameter count", &ck->n_params, err) != 0)
         return -1;
-    return jv_take(r, 4 * 8, "generator and progress", &ck->tail, err);
+    ck->head_len = r->pos;
+    return 0;
 }
 
-static int check_crc(jv_reader *r, jv_error *err)
+/* Takes n of the `left` bytes after the head, or reports the truncation as
+ * jv_take does. */
+static int take_body(const char *path, size_t *left, uint64_t n, const char *what, jv_error *err)
 {
-    size_t covered = r->pos;
-    uint32_t stored;
-    if (take_u32(r, "checksum", &stored, err) != 0)
-        return -1;
-    if (r->pos != r->size) {
-        jv_error_set(err, "%s: %zu unexpected bytes after the checksum (file damaged)", r->path,
-                     r->size - r->pos);
+    size_t bytes = n > SIZE_MAX ? SIZE_MAX : (size_t)n;
+    if (bytes > *left) {
+        jv_error_set(err, "%s: truncated: expected %zu more bytes (%s), only %zu remain", path, bytes, what,
+                     *left);
         return -1;
     }
-    if (crc_of(r->data, covered) != stored) {
-        jv_error_set(err, "%s: checksum mismatch (file damaged)", r->path);
+    *left -= bytes;
+    return 0;
+}
+
+/* After the head: three blocks of floats, the generator and progress, the
+ * checksum, and nothing else. */
+static int check_body_size(const char *path, const ck_layout *ck, size_t left, jv_error *err)
+{
+    uint64_t floats = ck->n_params > UINT64_MAX / 4 ? UINT64_MAX : ck->n_params * 4;
+    if (take_body(path, &left, floats, "parameters", err) != 0 || take_body(path, &left, floats, "Adam m", err) != 0 ||
+        take_body(path, &left, floats, "Adam v", err) != 0 ||
+        take_body(path, &left, 4 * 8, "generator and progress", err) != 0 ||
+        take_body(path, &left, 4, "checksum", err) != 0)
+        return -1;
+    if (left > 0) {
+        jv_error_set(err, "%s: %zu unexpected bytes after the checksum (file damaged)", path, left);
         return -1;
     }
     return 0;
@@ -318,36 +314,127 @@ static void get_floats(float *dst, const unsigned char *src, size_t n)
     }
 }
 
-static void copy_state(const ck_layout *ck, size_t n, jv_checkpoint *out)
+/* A checkpoint is read in pieces, never whole: the head into memory, the
+ * floats through a small block straight into the caller's buffers. */
+typedef struct {
+    jv_stream in;
+    unsigned char *head; /* the first head_cap bytes of the file */
+    size_t head_cap;
+    unsigned char *block; /* BLOCK bytes */
+    ck_layout layout;
+    uint32_t stored_crc;
+} ck_reader;
+
+enum { BLOCK = 1 << 16 };
+
+/* Reads the head, growing the prefix read until it holds the whole head
+ * (one read for any real model), and checks the magic and version first. */
+static int load_head(ck_reader *c, jv_error *err)
 {
-    get_floats(out->params, ck->params, n);
-    get_floats(out->m, ck->m, n);
-    get_floats(out->v, ck->v, n);
-    out->rng_seed = jv_get_le64(ck->tail);
-    out->rng_position = jv_get_le64(ck->tail + 8);
-    out->epoch = (int64_t)jv_get_le64(ck->tail + 16);
-    out->step = (int64_t)jv_get_le64(ck->tail + 24);
+    size_t have = 0, want = c->in.size < BLOCK ? c->in.size : BLOCK;
+    for (;;) {
+        unsigned char *grown = realloc(c->head, want ? want : 1);
+        if (!grown) {
+            jv_error_set(err, "%s: out of memory", c->in.path);
+            return -1;
+        }
+        c->head = grown;
+        if (jv_stream_read(&c->in, c->head + have, want - have, err) != 0)
+            return -1;
+        have = c->head_cap = want;
+        jv_reader r = {c->head, have, 0, c->in.path};
+        if (check_magic_and_version(&r, err) != 0)
+            return -1;
+        if (read_head(&r, &c->layout, err) == 0)
+            return 0;
+        if (have == c->in.size)
+            return -1; /* truncated within the head */
+        want = have > c->in.size / 2 ? c->in.size : 2 * have;
+    }
 }
 
-static int parse_checkpoint(jv_reader *r, const jv_model *model, jv_checkpoint *out, jv_error *err)
+/* Streams `len` bytes from the stream's position through the CRC; `dst`,
+ * when given, receives them decoded as floats. */
+static int stream_floats(ck_reader *c, size_t len, uLong *crc, float *dst, jv_error *err)
 {
-    ck_layout ck;
-    if (check_magic_and_version(r, err) != 0 || read_layout(r, &ck, err) != 0 || check_crc(r, err) != 0 ||
-        check_identity(r->path, &ck, model, err) != 0 || check_tensors(r->path, &ck, model, err) != 0)
-        return -1;
-    copy_state(&ck, model->n_params, out);
+    for (size_t done = 0; done < len;) {
+        size_t part = len - done < BLOCK ? len - done : BLOCK;
+        if (jv_stream_read(&c->in, c->block, part, err) != 0)
+            return -1;
+        *crc = crc32(*crc, c->block, (uInt)part);
+        if (dst)
+            get_floats(dst + done / 4, c->block, part / 4);
+        done += part;
+    }
     return 0;
+}
+
+/* Pass one: the checksum over the whole file, before anything is written. */
+static int check_crc(ck_reader *c, jv_error *err)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    unsigned char stored[4];
+    if (jv_stream_rewind(&c->in, err) != 0 || stream_floats(c, c->in.size - 4, &crc, NULL, err) != 0 ||
+        jv_stream_read(&c->in, stored, 4, err) != 0)
+        return -1;
+    c->stored_crc = jv_get_le32(stored);
+    if ((uint32_t)crc != c->stored_crc) {
+        jv_error_set(err, "%s: checksum mismatch (file damaged)", c->in.path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Pass two: the floats into the caller's buffers, then the tail; the CRC
+ * again, in case the file changed between the passes. */
+static int read_state(ck_reader *c, size_t n, jv_checkpoint *out, jv_error *err)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    size_t head_len = c->layout.head_len;
+    unsigned char tail[4 * 8];
+    if (jv_stream_rewind(&c->in, err) != 0 || stream_floats(c, head_len, &crc, NULL, err) != 0 ||
+        stream_floats(c, 4 * n, &crc, out->params, err) != 0 || stream_floats(c, 4 * n, &crc, out->m, err) != 0 ||
+        stream_floats(c, 4 * n, &crc, out->v, err) != 0 || jv_stream_read(&c->in, tail, sizeof tail, err) != 0)
+        return -1;
+    crc = crc32(crc, tail, sizeof tail);
+    if ((uint32_t)crc != c->stored_crc) {
+        jv_error_set(err, "%s: cannot read: the file changed while it was read", c->in.path);
+        return -1;
+    }
+    out->rng_seed = jv_get_le64(tail);
+    out->rng_position = jv_get_le64(tail + 8);
+    out->epoch = (int64_t)jv_get_le64(tail + 16);
+    out->step = (int64_t)jv_get_le64(tail + 24);
+    return 0;
+}
+
+static int load_checkpoint(ck_reader *c, const jv_model *model, jv_checkpoint *out, jv_error *err)
+{
+    const char *path = c->in.path;
+    c->block = malloc(BLOCK);
+    if (!c->block) {
+        jv_error_set(err, "%s: out of memory", path);
+        return -1;
+    }
+    if (c->in.size < 8) {
+        jv_error_set(err, "%s: not a jmvaec checkpoint (bad magic number)", path);
+        return -1;
+    }
+    if (load_head(c, err) != 0 || check_body_size(path, &c->layout, c->in.size - c->layout.head_len, err) != 0 ||
+        check_crc(c, err) != 0 || check_identity(path, &c->layout, model, err) != 0 ||
+        check_tensors(path, &c->layout, model, err) != 0)
+        return -1;
+    return read_state(c, model->n_params, out, err);
 }
 
 int jv_checkpoint_load(const char *path, const jv_model *model, jv_checkpoint *ck, jv_error *err)
 {
-    unsigned char *data;
-    size_t size;
-    int gzipped;
-    if (jv_read_file(path, &data, &size, &gzipped, err) != 0)
+    ck_reader c = {0};
+    if (jv_stream_open(&c.in, path, err) != 0)
         return -1;
-    jv_reader r = {data, size, 0, path};
-    int rc = parse_checkpoint(&r, model, ck, err);
-    free(data);
+    int rc = load_checkpoint(&c, model, ck, err);
+    jv_stream_close(&c.in);
+    free(c.head);
+    free(c.block);
     return rc;
 }

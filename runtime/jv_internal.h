@@ -81,6 +81,21 @@ int jv_take(jv_reader *r, size_t n, const char *what, const unsigned char **out,
  * Reports a missing or unreadable file, a folder, and damaged gzip data. */
 int jv_read_file(const char *path, unsigned char **data, size_t *size, int *gzipped, jv_error *err);
 
+/* A file read front to back in pieces, plain or gzip (decompressed), for
+ * files too large to hold twice. Open reports what jv_read_file reports and
+ * sets size to the (decompressed) length, counting a gzip file through
+ * once; read takes exactly n bytes; rewind starts again. */
+typedef struct {
+    void *gz; /* gzFile */
+    const char *path;
+    size_t size;
+} jv_stream;
+
+int jv_stream_open(jv_stream *s, const char *path, jv_error *err);
+int jv_stream_read(jv_stream *s, void *buf, size_t n, jv_error *err);
+int jv_stream_rewind(jv_stream *s, jv_error *err);
+void jv_stream_close(jv_stream *s);
+
 /* A file written in pieces and put in place atomically, as
  * jv_write_file_atomic does in one go: open makes "<path>.tmp.<pid>" in the
  * target's folder, write appends (the first failure is kept and later

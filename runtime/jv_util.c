@@ -181,6 +181,80 @@ int jv_read_file(const char *path, unsigned char **data, size_t *size, int *gzip
     return 0;
 }
 
+/* ------------------------------------------------------- streaming -- */
+
+/* The zlib error of a failed read, as jv_read_file words it. */
+static int stream_error(gzFile gz, const char *path, jv_error *err)
+{
+    int zerr = Z_OK;
+    const char *zmsg = gzerror(gz, &zerr);
+    if (zerr == Z_ERRNO)
+        jv_error_set(err, "%s: cannot read: %s", path, strerror(errno));
+    else if (zerr != Z_OK)
+        jv_error_set(err, "%s: damaged or truncated gzip data (%s)", path, zmsg);
+    else
+        jv_error_set(err, "%s: cannot read: the file changed while it was read", path);
+    return -1;
+}
+
+int jv_stream_open(jv_stream *s, const char *path, jv_error *err)
+{
+    size_t disk_size;
+    *s = (jv_stream){.path = path};
+    if (check_readable_file(path, &disk_size, err) != 0)
+        return -1;
+    errno = 0;
+    gzFile gz = gzopen(path, "rb");
+    if (!gz) {
+        jv_error_set(err, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+        return -1;
+    }
+    s->gz = gz;
+    if (gzdirect(gz)) {
+        s->size = disk_size;
+        return 0;
+    }
+    unsigned char chunk[16384];
+    int got;
+    while ((got = gzread(gz, chunk, sizeof chunk)) > 0)
+        s->size += (size_t)got;
+    int zerr = Z_OK;
+    gzerror(gz, &zerr);
+    if (zerr == Z_OK && gzrewind(gz) == 0)
+        return 0;
+    stream_error(gz, path, err);
+    jv_stream_close(s);
+    return -1;
+}
+
+int jv_stream_read(jv_stream *s, void *buf, size_t n, jv_error *err)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        unsigned part = n > (1u << 30) ? (1u << 30) : (unsigned)n;
+        int got = gzread((gzFile)s->gz, p, part);
+        if (got <= 0)
+            return stream_error((gzFile)s->gz, s->path, err);
+        p += got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
+
+int jv_stream_rewind(jv_stream *s, jv_error *err)
+{
+    if (gzrewind((gzFile)s->gz) == 0)
+        return 0;
+    return stream_error((gzFile)s->gz, s->path, err);
+}
+
+void jv_stream_close(jv_stream *s)
+{
+    if (s->gz)
+        gzclose((gzFile)s->gz);
+    s->gz = NULL;
+}
+
 /* ---------------------------------------------------- writing files -- */
 
 /* "<path>.tmp.<pid>", in the target's folder so rename stays atomic. */
