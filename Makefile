@@ -10,7 +10,7 @@ WERROR   ?=
 
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
             -Wpointer-arith -Wcast-qual -Wwrite-strings -Wformat=2 -Wundef
-CSTD     := -std=c11 -D_POSIX_C_SOURCE=200809L
+CSTD     := -std=c11 -D_POSIX_C_SOURCE=200809L -fno-math-errno -fno-trapping-math
 OPT      ?= -O2 -g
 CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) $(if $(WERROR),-Werror) \
              $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all) \
@@ -24,6 +24,8 @@ GRAMMAR_L   := grammar/lexer.l
 COMPILER_C  := $(filter-out compiler/main.c,$(wildcard compiler/*.c))
 RUNTIME_C   := $(wildcard runtime/*.c)
 RUNTIME_H   := $(wildcard runtime/*.h)
+# the headers generated code and users include; the others are the runtime's own
+PUBLIC_H    := runtime/jv_model.h runtime/jv_runtime.h runtime/jv_trainer.h runtime/jv_gradcheck.h
 TEST_C      := $(wildcard tests/test_*.c)
 SPECS       := $(wildcard specs/*.spec)
 
@@ -109,7 +111,7 @@ test: deps all generated-trainers $(TEST_BIN) ## install what is missing, build,
 check-specs: jmvaec ## check every spec in specs/ and examples/
 	@for s in $(SPECS) $(wildcard examples/*.spec); do ./jmvaec --check $$s || exit 1; done
 
-update-golden: jmvaec ## rewrite the golden files (tests/golden, generated/) on purpose; review the diff
+update-golden: jmvaec ## rewrite the golden files (generated/, tests/bad/*.expected) on purpose; review the diff
 	@sh tests/update-golden.sh
 
 # ------------------------------------------------------------ benchmark --
@@ -130,7 +132,7 @@ $(BENCH_DIR)/$(1)/$(1).c: $(2) $(BUILD)/jmvaec
 	@mkdir -p $$(@D)
 	$(BUILD)/jmvaec $(2) -o $$(@D)
 $(BENCH_DIR)/$(1).o: $(BENCH_DIR)/$(1)/$(1).c $(RUNTIME_H)
-	$$(CC) -std=c11 $$(BENCH_OPT) -g -Wall -Wextra $$(if $$(WERROR),-Werror) -DJV_GEMM_HOOK \
+	$$(CC) -std=c11 -fno-math-errno -fno-trapping-math $$(BENCH_OPT) -g -Wall -Wextra $$(if $$(WERROR),-Werror) -DJV_GEMM_HOOK \
 	    -Iruntime -I$(BENCH_DIR)/$(1) -c $$< -o $$@
 endef
 $(foreach s,$(BENCH_SPECS),$(eval $(call bench_model_rules,$(basename $(notdir $(s))),$(s))))
@@ -158,7 +160,7 @@ install: all ## install jmvaec, the runtime and its headers under $(DESTDIR)$(PR
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/jmvaec
 	install -m 755 $(BUILD)/jmvaec $(DESTDIR)$(PREFIX)/bin/jmvaec
 	install -m 644 $(RUNTIME_LIB) $(DESTDIR)$(PREFIX)/lib/libjmvaec.a
-	install -m 644 $(RUNTIME_H) $(DESTDIR)$(PREFIX)/include/jmvaec/
+	install -m 644 $(PUBLIC_H) $(DESTDIR)$(PREFIX)/include/jmvaec/
 	sed -e 's|@PREFIX@|$(PREFIX)|' runtime/jmvaec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/jmvaec.pc
 
 uninstall: ## remove what install put in place

@@ -585,6 +585,10 @@ static void check_kl_term(checker *k, sem_term *t)
         return;
     }
     int z = t->a.latent;
+    if (same_dist(&t->a, &t->b)) {
+        diag_error(k->c, node->at, "the KL of a distribution with itself is 0; this term does nothing");
+        return;
+    }
     if (t->kind == TERM_KL_SAMPLE) {
         if (t->a.kind != DIST_POSTERIOR || m->latents[z].sample_net != t->a.net || t->b.latent != z)
             diag_error(k->c, node->at, "KLsample(q || p) estimates log q - log p at the sample of %s, so its first "

@@ -62,8 +62,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_ENC_X_H1_BIAS;
-        jv_real *row = enc_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_ENC_X_H1_BIAS;
+        jv_real *restrict row = enc_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -74,8 +75,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_ENC_W_H1_BIAS;
-        jv_real *row = enc_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_ENC_W_H1_BIAS;
+        jv_real *restrict row = enc_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -87,8 +89,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
     jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
     jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_Q_XW_H1_BIAS;
-        jv_real *row = q_xw_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_Q_XW_H1_BIAS;
+        jv_real *restrict row = q_xw_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -99,8 +102,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
        q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
     jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_Q_XW_HEAD_BIAS;
-        jv_real *row = q_xw_out + (size_t)b * 128;
+        const jv_real *restrict bias = params + JMVAE_Q_XW_HEAD_BIAS;
+        jv_real *restrict row = q_xw_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -110,8 +114,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_xw_out + (size_t)b * 128;
-        jv_real *mean = q_xw_mean + (size_t)b * 64, *logvar = q_xw_logvar + (size_t)b * 64;
+        const jv_real *restrict raw = q_xw_out + (size_t)b * 128;
+        jv_real *restrict mean = q_xw_mean + (size_t)b * 64, *restrict logvar = q_xw_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
@@ -120,6 +125,7 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:22  z ~ q(z | x, w)
        z_sample = mean + exp(logvar / 2) * eps_z, [B x 64] */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++)
         z_sample[i] = q_xw_mean[i] + JV_EXP((jv_real)0.5 * q_xw_logvar[i]) * eps_z[i];
 
@@ -127,8 +133,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_X_H1_BIAS;
-        jv_real *row = p_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_P_X_H1_BIAS;
+        jv_real *restrict row = p_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -139,8 +146,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_X_H2_BIAS;
-        jv_real *row = p_x_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_P_X_H2_BIAS;
+        jv_real *restrict row = p_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -151,8 +159,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
     jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_X_HEAD_BIAS;
-        jv_real *row = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict bias = params + JMVAE_P_X_HEAD_BIAS;
+        jv_real *restrict row = p_x_logits + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -163,10 +172,14 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
        term_rec_x = -log p(in_x | p_x_logits), bernoulli over 784 values */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *l = p_x_logits + (size_t)b * 784;
-        const jv_real *t = in_x + (size_t)b * 784;
+        const jv_real *restrict l = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict t = in_x + (size_t)b * 784;
+        jv_real v[784];
+        JV_IVDEP
         for (int j = 0; j < 784; j++)
-            s += jv_softplus(l[j]) - t[j] * l[j];
+            v[j] = jv_softplus(l[j]) - t[j] * l[j];
+        for (int j = 0; j < 784; j++)
+            s += v[j];
         term_rec_x[b] = s;
     }
 
@@ -174,8 +187,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_W_H1_BIAS;
-        jv_real *row = p_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_P_W_H1_BIAS;
+        jv_real *restrict row = p_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -186,8 +200,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_W_H2_BIAS;
-        jv_real *row = p_w_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_P_W_H2_BIAS;
+        jv_real *restrict row = p_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -198,8 +213,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
     jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_W_HEAD_BIAS;
-        jv_real *row = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict bias = params + JMVAE_P_W_HEAD_BIAS;
+        jv_real *restrict row = p_w_logits + (size_t)b * 10;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -210,11 +226,12 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
        term_rec_w = -log p(in_w | p_w_logits), categorical over 10 values */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *l = p_w_logits + (size_t)b * 10;
-        const jv_real *t = in_w + (size_t)b * 10;
+        const jv_real *restrict l = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict t = in_w + (size_t)b * 10;
         jv_real top = l[0], total = 0, mass = 0;
         for (int j = 1; j < 10; j++)
             top = l[j] > top ? l[j] : top;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             total += JV_EXP(l[j] - top);
             mass += t[j];
@@ -228,8 +245,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
        term_kl: KL(N(q_xw_mean, e^q_xw_logvar) || N(0, I)), summed over 64 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *mq = q_xw_mean + (size_t)b * 64;
-        const jv_real *lq = q_xw_logvar + (size_t)b * 64;
+        const jv_real *restrict mq = q_xw_mean + (size_t)b * 64;
+        const jv_real *restrict lq = q_xw_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             s += (jv_real)0.5 * (JV_EXP(lq[j]) + mq[j] * mq[j] - 1 - lq[j]);
         }
@@ -321,10 +339,11 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     {
         const jv_real g = seed_kl;
         for (int b = 0; b < B; b++) {
-            const jv_real *mq = q_xw_mean + (size_t)b * 64;
-            const jv_real *lq = q_xw_logvar + (size_t)b * 64;
-            jv_real *dmq = d_q_xw_mean + (size_t)b * 64;
-            jv_real *dlq = d_q_xw_logvar + (size_t)b * 64;
+            const jv_real *restrict mq = q_xw_mean + (size_t)b * 64;
+            const jv_real *restrict lq = q_xw_logvar + (size_t)b * 64;
+            jv_real *restrict dmq = d_q_xw_mean + (size_t)b * 64;
+            jv_real *restrict dlq = d_q_xw_logvar + (size_t)b * 64;
+            JV_IVDEP
             for (int j = 0; j < 64; j++) {
                 jv_real d = mq[j], vq = JV_EXP(lq[j]), ip = 1;
                 dmq[j] = g * d * ip;
@@ -338,16 +357,18 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     {
         const jv_real g = seed_rec_w;
         for (int b = 0; b < B; b++) {
-            const jv_real *l = p_w_logits + (size_t)b * 10;
-            const jv_real *t = in_w + (size_t)b * 10;
-            jv_real *dl = d_p_w_logits + (size_t)b * 10;
+            const jv_real *restrict l = p_w_logits + (size_t)b * 10;
+            const jv_real *restrict t = in_w + (size_t)b * 10;
+            jv_real *restrict dl = d_p_w_logits + (size_t)b * 10;
             jv_real top = l[0], total = 0, mass = 0;
             for (int j = 1; j < 10; j++)
                 top = l[j] > top ? l[j] : top;
+            JV_IVDEP
             for (int j = 0; j < 10; j++) {
                 total += JV_EXP(l[j] - top);
                 mass += t[j];
             }
+            JV_IVDEP
             for (int j = 0; j < 10; j++)
                 dl[j] = g * (mass * JV_EXP(l[j] - top) / total - t[j]);
         }
@@ -356,10 +377,11 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d_p_w_logits becomes d(pre-activation); p_w.head.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_P_W_HEAD_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_P_W_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 10);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_w_logits + (size_t)b * 10;
+        jv_real *restrict g = d_p_w_logits + (size_t)b * 10;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             gbias[j] += g[j];
         }
@@ -377,14 +399,15 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d_p_w_h2 becomes d(pre-activation); p_w.h2.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_P_W_H2_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_P_W_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_w_h2 + (size_t)b * 512;
-        const jv_real *yrow = p_w_h2 + (size_t)b * 512;
+        jv_real *restrict g = d_p_w_h2 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -401,14 +424,15 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d_p_w_h1 becomes d(pre-activation); p_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_P_W_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_P_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_w_h1 + (size_t)b * 512;
-        const jv_real *yrow = p_w_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_p_w_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -427,9 +451,10 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     {
         const jv_real g = seed_rec_x;
         for (int b = 0; b < B; b++) {
-            const jv_real *l = p_x_logits + (size_t)b * 784;
-            const jv_real *t = in_x + (size_t)b * 784;
-            jv_real *dl = d_p_x_logits + (size_t)b * 784;
+            const jv_real *restrict l = p_x_logits + (size_t)b * 784;
+            const jv_real *restrict t = in_x + (size_t)b * 784;
+            jv_real *restrict dl = d_p_x_logits + (size_t)b * 784;
+            JV_IVDEP
             for (int j = 0; j < 784; j++)
                 dl[j] = g * (jv_sigmoid(l[j]) - t[j]);
         }
@@ -438,10 +463,11 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d_p_x_logits becomes d(pre-activation); p_x.head.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_P_X_HEAD_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_P_X_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 784);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_x_logits + (size_t)b * 784;
+        jv_real *restrict g = d_p_x_logits + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++) {
             gbias[j] += g[j];
         }
@@ -459,14 +485,15 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d_p_x_h2 becomes d(pre-activation); p_x.h2.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_P_X_H2_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_P_X_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_x_h2 + (size_t)b * 512;
-        const jv_real *yrow = p_x_h2 + (size_t)b * 512;
+        jv_real *restrict g = d_p_x_h2 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -483,14 +510,15 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d_p_x_h1 becomes d(pre-activation); p_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_P_X_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_P_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_x_h1 + (size_t)b * 512;
-        const jv_real *yrow = p_x_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_p_x_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -506,6 +534,7 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:22  z ~ q(z | x, w)
        backward of the sample: d_z_sample to its mean and log-variance */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++) {
         d_q_xw_mean[i] += d_z_sample[i];
         d_q_xw_logvar[i] += (jv_real)0.5 * d_z_sample[i] * eps_z[i] * JV_EXP((jv_real)0.5 * q_xw_logvar[i]);
@@ -514,10 +543,11 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_out from d mean and d log-variance */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_xw_out + (size_t)b * 128;
-        const jv_real *dm = d_q_xw_mean + (size_t)b * 64;
-        const jv_real *dl = d_q_xw_logvar + (size_t)b * 64;
-        jv_real *g = d_q_xw_out + (size_t)b * 128;
+        const jv_real *restrict raw = q_xw_out + (size_t)b * 128;
+        const jv_real *restrict dm = d_q_xw_mean + (size_t)b * 64;
+        const jv_real *restrict dl = d_q_xw_logvar + (size_t)b * 64;
+        jv_real *restrict g = d_q_xw_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             g[j] = dm[j];
             g[64 + j] = dl[j] * jv_sigmoid(raw[64 + j]) / jv_softplus(raw[64 + j]);
@@ -527,10 +557,11 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_out becomes d(pre-activation); q_xw.head.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_Q_XW_HEAD_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_Q_XW_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_q_xw_out + (size_t)b * 128;
+        jv_real *restrict g = d_q_xw_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             gbias[j] += g[j];
         }
@@ -548,14 +579,15 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_q_xw_h1 becomes d(pre-activation); q_xw.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_Q_XW_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_Q_XW_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_q_xw_h1 + (size_t)b * 512;
-        const jv_real *yrow = q_xw_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_q_xw_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = q_xw_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -580,14 +612,15 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:14  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d_enc_w_h1 becomes d(pre-activation); enc_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_ENC_W_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_ENC_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_enc_w_h1 + (size_t)b * 512;
-        const jv_real *yrow = enc_w_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_enc_w_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = enc_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -600,14 +633,15 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     /* jmvae.spec:13  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d_enc_x_h1 becomes d(pre-activation); enc_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_ENC_X_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_ENC_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_enc_x_h1 + (size_t)b * 512;
-        const jv_real *yrow = enc_x_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_enc_x_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = enc_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -643,8 +677,9 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_ENC_X_H1_BIAS;
-        jv_real *row = enc_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_ENC_X_H1_BIAS;
+        jv_real *restrict row = enc_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -655,8 +690,9 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_ENC_W_H1_BIAS;
-        jv_real *row = enc_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_ENC_W_H1_BIAS;
+        jv_real *restrict row = enc_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -668,8 +704,9 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
     jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
     jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_Q_XW_H1_BIAS;
-        jv_real *row = q_xw_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_Q_XW_H1_BIAS;
+        jv_real *restrict row = q_xw_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -680,8 +717,9 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
     jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_Q_XW_HEAD_BIAS;
-        jv_real *row = q_xw_out + (size_t)b * 128;
+        const jv_real *restrict bias = params + JMVAE_Q_XW_HEAD_BIAS;
+        jv_real *restrict row = q_xw_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -691,8 +729,9 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_xw_out + (size_t)b * 128;
-        jv_real *mean = q_xw_mean + (size_t)b * 64, *logvar = q_xw_logvar + (size_t)b * 64;
+        const jv_real *restrict raw = q_xw_out + (size_t)b * 128;
+        jv_real *restrict mean = q_xw_mean + (size_t)b * 64, *restrict logvar = q_xw_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
@@ -701,6 +740,7 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        z_sample = mean + exp(logvar / 2) * eps_z, [B x 64] (the mean where noise is NULL) */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++)
         z_sample[i] = eps_z ? q_xw_mean[i] + JV_EXP((jv_real)0.5 * q_xw_logvar[i]) * eps_z[i] : q_xw_mean[i];
 
@@ -708,9 +748,10 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        sum_log_q = log N(q_xw_mean, e^q_xw_logvar)(z_sample), summed over 64 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *z = z_sample + (size_t)b * 64;
-        const jv_real *m = q_xw_mean + (size_t)b * 64;
-        const jv_real *lv = q_xw_logvar + (size_t)b * 64;
+        const jv_real *restrict z = z_sample + (size_t)b * 64;
+        const jv_real *restrict m = q_xw_mean + (size_t)b * 64;
+        const jv_real *restrict lv = q_xw_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             jv_real d = z[j] - m[j];
             s -= (jv_real)0.5 * (JV_LOG_2PI + lv[j] + d * d * JV_EXP(-lv[j]));
@@ -746,7 +787,8 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
        sum_log_prior = log N(0, I)(z_sample), summed over 64 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *z = z_sample + (size_t)b * 64;
+        const jv_real *restrict z = z_sample + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             s -= (jv_real)0.5 * (JV_LOG_2PI + z[j] * z[j]);
         }
@@ -757,8 +799,9 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_X_H1_BIAS;
-        jv_real *row = p_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_P_X_H1_BIAS;
+        jv_real *restrict row = p_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -769,8 +812,9 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_X_H2_BIAS;
-        jv_real *row = p_x_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_P_X_H2_BIAS;
+        jv_real *restrict row = p_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -781,8 +825,9 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
     jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_X_HEAD_BIAS;
-        jv_real *row = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict bias = params + JMVAE_P_X_HEAD_BIAS;
+        jv_real *restrict row = p_x_logits + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -793,10 +838,14 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
        log_lik_x = --log p(in_x | p_x_logits), bernoulli over 784 values */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *l = p_x_logits + (size_t)b * 784;
-        const jv_real *t = in_x + (size_t)b * 784;
+        const jv_real *restrict l = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict t = in_x + (size_t)b * 784;
+        jv_real v[784];
+        JV_IVDEP
         for (int j = 0; j < 784; j++)
-            s += jv_softplus(l[j]) - t[j] * l[j];
+            v[j] = jv_softplus(l[j]) - t[j] * l[j];
+        for (int j = 0; j < 784; j++)
+            s += v[j];
         log_lik_x[b] = -s;
     }
 
@@ -804,8 +853,9 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_W_H1_BIAS;
-        jv_real *row = p_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_P_W_H1_BIAS;
+        jv_real *restrict row = p_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -816,8 +866,9 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_W_H2_BIAS;
-        jv_real *row = p_w_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_P_W_H2_BIAS;
+        jv_real *restrict row = p_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -828,8 +879,9 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
     jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_W_HEAD_BIAS;
-        jv_real *row = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict bias = params + JMVAE_P_W_HEAD_BIAS;
+        jv_real *restrict row = p_w_logits + (size_t)b * 10;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -840,11 +892,12 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
        log_lik_w = --log p(in_w | p_w_logits), categorical over 10 values */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *l = p_w_logits + (size_t)b * 10;
-        const jv_real *t = in_w + (size_t)b * 10;
+        const jv_real *restrict l = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict t = in_w + (size_t)b * 10;
         jv_real top = l[0], total = 0, mass = 0;
         for (int j = 1; j < 10; j++)
             top = l[j] > top ? l[j] : top;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             total += JV_EXP(l[j] - top);
             mass += t[j];
@@ -877,8 +930,9 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_X_H1_BIAS;
-        jv_real *row = p_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_P_X_H1_BIAS;
+        jv_real *restrict row = p_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -889,8 +943,9 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_X_H2_BIAS;
-        jv_real *row = p_x_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_P_X_H2_BIAS;
+        jv_real *restrict row = p_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -901,8 +956,9 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
     jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_X_HEAD_BIAS;
-        jv_real *row = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict bias = params + JMVAE_P_X_HEAD_BIAS;
+        jv_real *restrict row = p_x_logits + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -912,8 +968,9 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        out_x = probabilities: sigmoid of the logits, [B x 784] */
     for (int b = 0; b < B; b++) {
-        const jv_real *l = p_x_logits + (size_t)b * 784;
-        jv_real *dst = out_x + (size_t)b * 784;
+        const jv_real *restrict l = p_x_logits + (size_t)b * 784;
+        jv_real *restrict dst = out_x + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++)
             dst[j] = jv_sigmoid(l[j]);
     }
@@ -922,8 +979,9 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_W_H1_BIAS;
-        jv_real *row = p_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_P_W_H1_BIAS;
+        jv_real *restrict row = p_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -934,8 +992,9 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_W_H2_BIAS;
-        jv_real *row = p_w_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_P_W_H2_BIAS;
+        jv_real *restrict row = p_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -946,8 +1005,9 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
     jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_P_W_HEAD_BIAS;
-        jv_real *row = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict bias = params + JMVAE_P_W_HEAD_BIAS;
+        jv_real *restrict row = p_w_logits + (size_t)b * 10;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -957,13 +1017,15 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        out_w = probabilities: softmax of the logits, [B x 10] */
     for (int b = 0; b < B; b++) {
-        const jv_real *l = p_w_logits + (size_t)b * 10;
-        jv_real *dst = out_w + (size_t)b * 10;
+        const jv_real *restrict l = p_w_logits + (size_t)b * 10;
+        jv_real *restrict dst = out_w + (size_t)b * 10;
         jv_real top = l[0], total = 0;
         for (int j = 1; j < 10; j++)
             top = l[j] > top ? l[j] : top;
+        JV_IVDEP
         for (int j = 0; j < 10; j++)
             total += dst[j] = JV_EXP(l[j] - top);
+        JV_IVDEP
         for (int j = 0; j < 10; j++)
             dst[j] /= total;
     }

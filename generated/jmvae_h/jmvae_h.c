@@ -74,8 +74,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_H_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_ENC_X_H1_BIAS;
-        jv_real *row = enc_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_ENC_X_H1_BIAS;
+        jv_real *restrict row = enc_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -86,8 +87,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_H_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_ENC_W_H1_BIAS;
-        jv_real *row = enc_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_ENC_W_H1_BIAS;
+        jv_real *restrict row = enc_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -99,8 +101,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
     jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, h1_h1, 512);
     jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 1, h1_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_H1_H1_BIAS;
-        jv_real *row = h1_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_H1_H1_BIAS;
+        jv_real *restrict row = h1_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -111,8 +114,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        q_z2 layer 1: q_z2_h1 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 0, q_z2_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_Q_Z2_H1_BIAS;
-        jv_real *row = q_z2_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_Q_Z2_H1_BIAS;
+        jv_real *restrict row = q_z2_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -123,8 +127,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        q_z2 head: q_z2_out = linear(x W + b), [B x 512] -> [B x 64] */
     jv_gemm(0, 0, B, 64, 512, 1, q_z2_h1, 512, params + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64, 0, q_z2_out, 64);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_Q_Z2_HEAD_BIAS;
-        jv_real *row = q_z2_out + (size_t)b * 64;
+        const jv_real *restrict bias = params + JMVAE_H_Q_Z2_HEAD_BIAS;
+        jv_real *restrict row = q_z2_out + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -134,8 +139,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head: mean, and variance = softplus(raw), [B x 64] -> 2 x [B x 32] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_z2_out + (size_t)b * 64;
-        jv_real *mean = q_z2_mean + (size_t)b * 32, *logvar = q_z2_logvar + (size_t)b * 32;
+        const jv_real *restrict raw = q_z2_out + (size_t)b * 64;
+        jv_real *restrict mean = q_z2_mean + (size_t)b * 32, *restrict logvar = q_z2_logvar + (size_t)b * 32;
+        JV_IVDEP
         for (int j = 0; j < 32; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[32 + j]));
@@ -144,6 +150,7 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:28  z2 ~ q(z2 | x, w)
        z2_sample = mean + exp(logvar / 2) * eps_z2, [B x 32] */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 32; i++)
         z2_sample[i] = q_z2_mean[i] + JV_EXP((jv_real)0.5 * q_z2_logvar[i]) * eps_z2[i];
 
@@ -151,8 +158,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        q_z1 head: q_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
     jv_gemm(0, 0, B, 128, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, q_z1_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_Q_Z1_HEAD_BIAS;
-        jv_real *row = q_z1_out + (size_t)b * 128;
+        const jv_real *restrict bias = params + JMVAE_H_Q_Z1_HEAD_BIAS;
+        jv_real *restrict row = q_z1_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -162,8 +170,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_z1_out + (size_t)b * 128;
-        jv_real *mean = q_z1_mean + (size_t)b * 64, *logvar = q_z1_logvar + (size_t)b * 64;
+        const jv_real *restrict raw = q_z1_out + (size_t)b * 128;
+        jv_real *restrict mean = q_z1_mean + (size_t)b * 64, *restrict logvar = q_z1_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
@@ -172,6 +181,7 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:29  z1 ~ q(z1 | x, w)
        z1_sample = mean + exp(logvar / 2) * eps_z1, [B x 64] */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++)
         z1_sample[i] = q_z1_mean[i] + JV_EXP((jv_real)0.5 * q_z1_logvar[i]) * eps_z1[i];
 
@@ -179,8 +189,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_X_H1_BIAS;
-        jv_real *row = p_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_X_H1_BIAS;
+        jv_real *restrict row = p_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -191,8 +202,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_X_H2_BIAS;
-        jv_real *row = p_x_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_X_H2_BIAS;
+        jv_real *restrict row = p_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -203,8 +215,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
     jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_X_HEAD_BIAS;
-        jv_real *row = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict bias = params + JMVAE_H_P_X_HEAD_BIAS;
+        jv_real *restrict row = p_x_logits + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -215,10 +228,14 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        term_rec_x = -log p(in_x | p_x_logits), bernoulli over 784 values */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *l = p_x_logits + (size_t)b * 784;
-        const jv_real *t = in_x + (size_t)b * 784;
+        const jv_real *restrict l = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict t = in_x + (size_t)b * 784;
+        jv_real v[784];
+        JV_IVDEP
         for (int j = 0; j < 784; j++)
-            s += jv_softplus(l[j]) - t[j] * l[j];
+            v[j] = jv_softplus(l[j]) - t[j] * l[j];
+        for (int j = 0; j < 784; j++)
+            s += v[j];
         term_rec_x[b] = s;
     }
 
@@ -226,8 +243,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_W_H1_BIAS;
-        jv_real *row = p_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_W_H1_BIAS;
+        jv_real *restrict row = p_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -238,8 +256,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_W_H2_BIAS;
-        jv_real *row = p_w_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_W_H2_BIAS;
+        jv_real *restrict row = p_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -250,8 +269,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
     jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_H_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_W_HEAD_BIAS;
-        jv_real *row = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict bias = params + JMVAE_H_P_W_HEAD_BIAS;
+        jv_real *restrict row = p_w_logits + (size_t)b * 10;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -262,11 +282,12 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        term_rec_w = -log p(in_w | p_w_logits), categorical over 10 values */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *l = p_w_logits + (size_t)b * 10;
-        const jv_real *t = in_w + (size_t)b * 10;
+        const jv_real *restrict l = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict t = in_w + (size_t)b * 10;
         jv_real top = l[0], total = 0, mass = 0;
         for (int j = 1; j < 10; j++)
             top = l[j] > top ? l[j] : top;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             total += JV_EXP(l[j] - top);
             mass += t[j];
@@ -280,8 +301,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        p_z1 layer 1: p_z1_h1 = relu(x W + b), [B x 32] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 32, 1, z2_sample, 32, params + JMVAE_H_P_Z1_H1_WEIGHT, 512, 0, p_z1_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_Z1_H1_BIAS;
-        jv_real *row = p_z1_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_Z1_H1_BIAS;
+        jv_real *restrict row = p_z1_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -292,8 +314,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        p_z1 layer 2: p_z1_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_z1_h1, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, p_z1_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_Z1_H2_BIAS;
-        jv_real *row = p_z1_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_Z1_H2_BIAS;
+        jv_real *restrict row = p_z1_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -304,8 +327,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        p_z1 head: p_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
     jv_gemm(0, 0, B, 128, 512, 1, p_z1_h2, 512, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, p_z1_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_Z1_HEAD_BIAS;
-        jv_real *row = p_z1_out + (size_t)b * 128;
+        const jv_real *restrict bias = params + JMVAE_H_P_Z1_HEAD_BIAS;
+        jv_real *restrict row = p_z1_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -315,8 +339,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = p_z1_out + (size_t)b * 128;
-        jv_real *mean = p_z1_mean + (size_t)b * 64, *logvar = p_z1_logvar + (size_t)b * 64;
+        const jv_real *restrict raw = p_z1_out + (size_t)b * 128;
+        jv_real *restrict mean = p_z1_mean + (size_t)b * 64, *restrict logvar = p_z1_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
@@ -327,10 +352,11 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        term_kl_z1: KL(N(q_z1_mean, e^q_z1_logvar) || N(p_z1_mean, e^p_z1_logvar)), summed over 64 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *mq = q_z1_mean + (size_t)b * 64;
-        const jv_real *lq = q_z1_logvar + (size_t)b * 64;
-        const jv_real *mp = p_z1_mean + (size_t)b * 64;
-        const jv_real *lp = p_z1_logvar + (size_t)b * 64;
+        const jv_real *restrict mq = q_z1_mean + (size_t)b * 64;
+        const jv_real *restrict lq = q_z1_logvar + (size_t)b * 64;
+        const jv_real *restrict mp = p_z1_mean + (size_t)b * 64;
+        const jv_real *restrict lp = p_z1_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             jv_real d = mq[j] - mp[j];
             s += (jv_real)0.5 * (lp[j] - lq[j] + (JV_EXP(lq[j]) + d * d) * JV_EXP(-lp[j]) - 1);
@@ -342,8 +368,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
        term_kl_z2: KL(N(q_z2_mean, e^q_z2_logvar) || N(0, I)), summed over 32 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *mq = q_z2_mean + (size_t)b * 32;
-        const jv_real *lq = q_z2_logvar + (size_t)b * 32;
+        const jv_real *restrict mq = q_z2_mean + (size_t)b * 32;
+        const jv_real *restrict lq = q_z2_logvar + (size_t)b * 32;
+        JV_IVDEP
         for (int j = 0; j < 32; j++) {
             s += (jv_real)0.5 * (JV_EXP(lq[j]) + mq[j] * mq[j] - 1 - lq[j]);
         }
@@ -466,10 +493,11 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     {
         const jv_real g = seed_kl_z2;
         for (int b = 0; b < B; b++) {
-            const jv_real *mq = q_z2_mean + (size_t)b * 32;
-            const jv_real *lq = q_z2_logvar + (size_t)b * 32;
-            jv_real *dmq = d_q_z2_mean + (size_t)b * 32;
-            jv_real *dlq = d_q_z2_logvar + (size_t)b * 32;
+            const jv_real *restrict mq = q_z2_mean + (size_t)b * 32;
+            const jv_real *restrict lq = q_z2_logvar + (size_t)b * 32;
+            jv_real *restrict dmq = d_q_z2_mean + (size_t)b * 32;
+            jv_real *restrict dlq = d_q_z2_logvar + (size_t)b * 32;
+            JV_IVDEP
             for (int j = 0; j < 32; j++) {
                 jv_real d = mq[j], vq = JV_EXP(lq[j]), ip = 1;
                 dmq[j] = g * d * ip;
@@ -483,14 +511,15 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     {
         const jv_real g = seed_kl_z1;
         for (int b = 0; b < B; b++) {
-            const jv_real *mq = q_z1_mean + (size_t)b * 64;
-            const jv_real *lq = q_z1_logvar + (size_t)b * 64;
-            const jv_real *mp = p_z1_mean + (size_t)b * 64;
-            const jv_real *lp = p_z1_logvar + (size_t)b * 64;
-            jv_real *dmq = d_q_z1_mean + (size_t)b * 64;
-            jv_real *dlq = d_q_z1_logvar + (size_t)b * 64;
-            jv_real *dmp = d_p_z1_mean + (size_t)b * 64;
-            jv_real *dlp = d_p_z1_logvar + (size_t)b * 64;
+            const jv_real *restrict mq = q_z1_mean + (size_t)b * 64;
+            const jv_real *restrict lq = q_z1_logvar + (size_t)b * 64;
+            const jv_real *restrict mp = p_z1_mean + (size_t)b * 64;
+            const jv_real *restrict lp = p_z1_logvar + (size_t)b * 64;
+            jv_real *restrict dmq = d_q_z1_mean + (size_t)b * 64;
+            jv_real *restrict dlq = d_q_z1_logvar + (size_t)b * 64;
+            jv_real *restrict dmp = d_p_z1_mean + (size_t)b * 64;
+            jv_real *restrict dlp = d_p_z1_logvar + (size_t)b * 64;
+            JV_IVDEP
             for (int j = 0; j < 64; j++) {
                 jv_real d = mq[j] - mp[j], vq = JV_EXP(lq[j]), ip = JV_EXP(-lp[j]);
                 dmq[j] = g * d * ip;
@@ -504,10 +533,11 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head, backward: d_p_z1_out from d mean and d log-variance */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = p_z1_out + (size_t)b * 128;
-        const jv_real *dm = d_p_z1_mean + (size_t)b * 64;
-        const jv_real *dl = d_p_z1_logvar + (size_t)b * 64;
-        jv_real *g = d_p_z1_out + (size_t)b * 128;
+        const jv_real *restrict raw = p_z1_out + (size_t)b * 128;
+        const jv_real *restrict dm = d_p_z1_mean + (size_t)b * 64;
+        const jv_real *restrict dl = d_p_z1_logvar + (size_t)b * 64;
+        jv_real *restrict g = d_p_z1_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             g[j] = dm[j];
             g[64 + j] = dl[j] * jv_sigmoid(raw[64 + j]) / jv_softplus(raw[64 + j]);
@@ -517,10 +547,11 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head, backward: d_p_z1_out becomes d(pre-activation); p_z1.head.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_P_Z1_HEAD_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_P_Z1_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_z1_out + (size_t)b * 128;
+        jv_real *restrict g = d_p_z1_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             gbias[j] += g[j];
         }
@@ -538,14 +569,15 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 2, backward: d_p_z1_h2 becomes d(pre-activation); p_z1.h2.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_P_Z1_H2_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_P_Z1_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_z1_h2 + (size_t)b * 512;
-        const jv_real *yrow = p_z1_h2 + (size_t)b * 512;
+        jv_real *restrict g = d_p_z1_h2 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_z1_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -562,14 +594,15 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1, backward: d_p_z1_h1 becomes d(pre-activation); p_z1.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_P_Z1_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_P_Z1_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_z1_h1 + (size_t)b * 512;
-        const jv_real *yrow = p_z1_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_p_z1_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_z1_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -588,16 +621,18 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     {
         const jv_real g = seed_rec_w;
         for (int b = 0; b < B; b++) {
-            const jv_real *l = p_w_logits + (size_t)b * 10;
-            const jv_real *t = in_w + (size_t)b * 10;
-            jv_real *dl = d_p_w_logits + (size_t)b * 10;
+            const jv_real *restrict l = p_w_logits + (size_t)b * 10;
+            const jv_real *restrict t = in_w + (size_t)b * 10;
+            jv_real *restrict dl = d_p_w_logits + (size_t)b * 10;
             jv_real top = l[0], total = 0, mass = 0;
             for (int j = 1; j < 10; j++)
                 top = l[j] > top ? l[j] : top;
+            JV_IVDEP
             for (int j = 0; j < 10; j++) {
                 total += JV_EXP(l[j] - top);
                 mass += t[j];
             }
+            JV_IVDEP
             for (int j = 0; j < 10; j++)
                 dl[j] = g * (mass * JV_EXP(l[j] - top) / total - t[j]);
         }
@@ -606,10 +641,11 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head, backward: d_p_w_logits becomes d(pre-activation); p_w.head.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_P_W_HEAD_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_P_W_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 10);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_w_logits + (size_t)b * 10;
+        jv_real *restrict g = d_p_w_logits + (size_t)b * 10;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             gbias[j] += g[j];
         }
@@ -627,14 +663,15 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 2, backward: d_p_w_h2 becomes d(pre-activation); p_w.h2.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_P_W_H2_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_P_W_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_w_h2 + (size_t)b * 512;
-        const jv_real *yrow = p_w_h2 + (size_t)b * 512;
+        jv_real *restrict g = d_p_w_h2 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -651,14 +688,15 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1, backward: d_p_w_h1 becomes d(pre-activation); p_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_P_W_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_P_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_w_h1 + (size_t)b * 512;
-        const jv_real *yrow = p_w_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_p_w_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -677,9 +715,10 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     {
         const jv_real g = seed_rec_x;
         for (int b = 0; b < B; b++) {
-            const jv_real *l = p_x_logits + (size_t)b * 784;
-            const jv_real *t = in_x + (size_t)b * 784;
-            jv_real *dl = d_p_x_logits + (size_t)b * 784;
+            const jv_real *restrict l = p_x_logits + (size_t)b * 784;
+            const jv_real *restrict t = in_x + (size_t)b * 784;
+            jv_real *restrict dl = d_p_x_logits + (size_t)b * 784;
+            JV_IVDEP
             for (int j = 0; j < 784; j++)
                 dl[j] = g * (jv_sigmoid(l[j]) - t[j]);
         }
@@ -688,10 +727,11 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x head, backward: d_p_x_logits becomes d(pre-activation); p_x.head.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_P_X_HEAD_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_P_X_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 784);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_x_logits + (size_t)b * 784;
+        jv_real *restrict g = d_p_x_logits + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++) {
             gbias[j] += g[j];
         }
@@ -709,14 +749,15 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 2, backward: d_p_x_h2 becomes d(pre-activation); p_x.h2.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_P_X_H2_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_P_X_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_x_h2 + (size_t)b * 512;
-        const jv_real *yrow = p_x_h2 + (size_t)b * 512;
+        jv_real *restrict g = d_p_x_h2 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -733,14 +774,15 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1, backward: d_p_x_h1 becomes d(pre-activation); p_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_P_X_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_P_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_x_h1 + (size_t)b * 512;
-        const jv_real *yrow = p_x_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_p_x_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -756,6 +798,7 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:29  z1 ~ q(z1 | x, w)
        backward of the sample: d_z1_sample to its mean and log-variance */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++) {
         d_q_z1_mean[i] += d_z1_sample[i];
         d_q_z1_logvar[i] += (jv_real)0.5 * d_z1_sample[i] * eps_z1[i] * JV_EXP((jv_real)0.5 * q_z1_logvar[i]);
@@ -764,10 +807,11 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head, backward: d_q_z1_out from d mean and d log-variance */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_z1_out + (size_t)b * 128;
-        const jv_real *dm = d_q_z1_mean + (size_t)b * 64;
-        const jv_real *dl = d_q_z1_logvar + (size_t)b * 64;
-        jv_real *g = d_q_z1_out + (size_t)b * 128;
+        const jv_real *restrict raw = q_z1_out + (size_t)b * 128;
+        const jv_real *restrict dm = d_q_z1_mean + (size_t)b * 64;
+        const jv_real *restrict dl = d_q_z1_logvar + (size_t)b * 64;
+        jv_real *restrict g = d_q_z1_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             g[j] = dm[j];
             g[64 + j] = dl[j] * jv_sigmoid(raw[64 + j]) / jv_softplus(raw[64 + j]);
@@ -777,10 +821,11 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head, backward: d_q_z1_out becomes d(pre-activation); q_z1.head.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_Q_Z1_HEAD_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_Q_Z1_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_q_z1_out + (size_t)b * 128;
+        jv_real *restrict g = d_q_z1_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             gbias[j] += g[j];
         }
@@ -797,6 +842,7 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:28  z2 ~ q(z2 | x, w)
        backward of the sample: d_z2_sample to its mean and log-variance */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 32; i++) {
         d_q_z2_mean[i] += d_z2_sample[i];
         d_q_z2_logvar[i] += (jv_real)0.5 * d_z2_sample[i] * eps_z2[i] * JV_EXP((jv_real)0.5 * q_z2_logvar[i]);
@@ -805,10 +851,11 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head, backward: d_q_z2_out from d mean and d log-variance */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_z2_out + (size_t)b * 64;
-        const jv_real *dm = d_q_z2_mean + (size_t)b * 32;
-        const jv_real *dl = d_q_z2_logvar + (size_t)b * 32;
-        jv_real *g = d_q_z2_out + (size_t)b * 64;
+        const jv_real *restrict raw = q_z2_out + (size_t)b * 64;
+        const jv_real *restrict dm = d_q_z2_mean + (size_t)b * 32;
+        const jv_real *restrict dl = d_q_z2_logvar + (size_t)b * 32;
+        jv_real *restrict g = d_q_z2_out + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 32; j++) {
             g[j] = dm[j];
             g[32 + j] = dl[j] * jv_sigmoid(raw[32 + j]) / jv_softplus(raw[32 + j]);
@@ -818,10 +865,11 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head, backward: d_q_z2_out becomes d(pre-activation); q_z2.head.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_Q_Z2_HEAD_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_Q_Z2_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 64);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_q_z2_out + (size_t)b * 64;
+        jv_real *restrict g = d_q_z2_out + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             gbias[j] += g[j];
         }
@@ -839,14 +887,15 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 layer 1, backward: d_q_z2_h1 becomes d(pre-activation); q_z2.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_Q_Z2_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_Q_Z2_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_q_z2_h1 + (size_t)b * 512;
-        const jv_real *yrow = q_z2_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_q_z2_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = q_z2_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -863,14 +912,15 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d_h1_h1 becomes d(pre-activation); h1.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_H1_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_H1_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_h1_h1 + (size_t)b * 512;
-        const jv_real *yrow = h1_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_h1_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = h1_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -895,14 +945,15 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:17  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d_enc_w_h1 becomes d(pre-activation); enc_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_ENC_W_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_ENC_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_enc_w_h1 + (size_t)b * 512;
-        const jv_real *yrow = enc_w_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_enc_w_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = enc_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -915,14 +966,15 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d_enc_x_h1 becomes d(pre-activation); enc_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_H_ENC_X_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_H_ENC_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_enc_x_h1 + (size_t)b * 512;
-        const jv_real *yrow = enc_x_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_enc_x_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = enc_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -964,8 +1016,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_H_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_ENC_X_H1_BIAS;
-        jv_real *row = enc_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_ENC_X_H1_BIAS;
+        jv_real *restrict row = enc_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -976,8 +1029,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_H_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_ENC_W_H1_BIAS;
-        jv_real *row = enc_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_ENC_W_H1_BIAS;
+        jv_real *restrict row = enc_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -989,8 +1043,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
     jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, h1_h1, 512);
     jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 1, h1_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_H1_H1_BIAS;
-        jv_real *row = h1_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_H1_H1_BIAS;
+        jv_real *restrict row = h1_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1001,8 +1056,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        q_z2 layer 1: q_z2_h1 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 0, q_z2_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_Q_Z2_H1_BIAS;
-        jv_real *row = q_z2_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_Q_Z2_H1_BIAS;
+        jv_real *restrict row = q_z2_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1013,8 +1069,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        q_z2 head: q_z2_out = linear(x W + b), [B x 512] -> [B x 64] */
     jv_gemm(0, 0, B, 64, 512, 1, q_z2_h1, 512, params + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64, 0, q_z2_out, 64);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_Q_Z2_HEAD_BIAS;
-        jv_real *row = q_z2_out + (size_t)b * 64;
+        const jv_real *restrict bias = params + JMVAE_H_Q_Z2_HEAD_BIAS;
+        jv_real *restrict row = q_z2_out + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1024,8 +1081,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head: mean, and variance = softplus(raw), [B x 64] -> 2 x [B x 32] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_z2_out + (size_t)b * 64;
-        jv_real *mean = q_z2_mean + (size_t)b * 32, *logvar = q_z2_logvar + (size_t)b * 32;
+        const jv_real *restrict raw = q_z2_out + (size_t)b * 64;
+        jv_real *restrict mean = q_z2_mean + (size_t)b * 32, *restrict logvar = q_z2_logvar + (size_t)b * 32;
+        JV_IVDEP
         for (int j = 0; j < 32; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[32 + j]));
@@ -1034,6 +1092,7 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        z2_sample = mean + exp(logvar / 2) * eps_z2, [B x 32] (the mean where noise is NULL) */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 32; i++)
         z2_sample[i] = eps_z2 ? q_z2_mean[i] + JV_EXP((jv_real)0.5 * q_z2_logvar[i]) * eps_z2[i] : q_z2_mean[i];
 
@@ -1041,9 +1100,10 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        sum_log_q = log N(q_z2_mean, e^q_z2_logvar)(z2_sample), summed over 32 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *z = z2_sample + (size_t)b * 32;
-        const jv_real *m = q_z2_mean + (size_t)b * 32;
-        const jv_real *lv = q_z2_logvar + (size_t)b * 32;
+        const jv_real *restrict z = z2_sample + (size_t)b * 32;
+        const jv_real *restrict m = q_z2_mean + (size_t)b * 32;
+        const jv_real *restrict lv = q_z2_logvar + (size_t)b * 32;
+        JV_IVDEP
         for (int j = 0; j < 32; j++) {
             jv_real d = z[j] - m[j];
             s -= (jv_real)0.5 * (JV_LOG_2PI + lv[j] + d * d * JV_EXP(-lv[j]));
@@ -1055,8 +1115,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        q_z1 head: q_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
     jv_gemm(0, 0, B, 128, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, q_z1_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_Q_Z1_HEAD_BIAS;
-        jv_real *row = q_z1_out + (size_t)b * 128;
+        const jv_real *restrict bias = params + JMVAE_H_Q_Z1_HEAD_BIAS;
+        jv_real *restrict row = q_z1_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1066,8 +1127,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_z1_out + (size_t)b * 128;
-        jv_real *mean = q_z1_mean + (size_t)b * 64, *logvar = q_z1_logvar + (size_t)b * 64;
+        const jv_real *restrict raw = q_z1_out + (size_t)b * 128;
+        jv_real *restrict mean = q_z1_mean + (size_t)b * 64, *restrict logvar = q_z1_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
@@ -1076,6 +1138,7 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        z1_sample = mean + exp(logvar / 2) * eps_z1, [B x 64] (the mean where noise is NULL) */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++)
         z1_sample[i] = eps_z1 ? q_z1_mean[i] + JV_EXP((jv_real)0.5 * q_z1_logvar[i]) * eps_z1[i] : q_z1_mean[i];
 
@@ -1083,9 +1146,10 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        sum_log_q += log N(q_z1_mean, e^q_z1_logvar)(z1_sample), summed over 64 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *z = z1_sample + (size_t)b * 64;
-        const jv_real *m = q_z1_mean + (size_t)b * 64;
-        const jv_real *lv = q_z1_logvar + (size_t)b * 64;
+        const jv_real *restrict z = z1_sample + (size_t)b * 64;
+        const jv_real *restrict m = q_z1_mean + (size_t)b * 64;
+        const jv_real *restrict lv = q_z1_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             jv_real d = z[j] - m[j];
             s -= (jv_real)0.5 * (JV_LOG_2PI + lv[j] + d * d * JV_EXP(-lv[j]));
@@ -1127,7 +1191,8 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
        sum_log_prior = log N(0, I)(z2_sample), summed over 32 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *z = z2_sample + (size_t)b * 32;
+        const jv_real *restrict z = z2_sample + (size_t)b * 32;
+        JV_IVDEP
         for (int j = 0; j < 32; j++) {
             s -= (jv_real)0.5 * (JV_LOG_2PI + z[j] * z[j]);
         }
@@ -1138,8 +1203,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_z1 layer 1: p_z1_h1 = relu(x W + b), [B x 32] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 32, 1, z2_sample, 32, params + JMVAE_H_P_Z1_H1_WEIGHT, 512, 0, p_z1_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_Z1_H1_BIAS;
-        jv_real *row = p_z1_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_Z1_H1_BIAS;
+        jv_real *restrict row = p_z1_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1150,8 +1216,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_z1 layer 2: p_z1_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_z1_h1, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, p_z1_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_Z1_H2_BIAS;
-        jv_real *row = p_z1_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_Z1_H2_BIAS;
+        jv_real *restrict row = p_z1_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1162,8 +1229,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_z1 head: p_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
     jv_gemm(0, 0, B, 128, 512, 1, p_z1_h2, 512, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, p_z1_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_Z1_HEAD_BIAS;
-        jv_real *row = p_z1_out + (size_t)b * 128;
+        const jv_real *restrict bias = params + JMVAE_H_P_Z1_HEAD_BIAS;
+        jv_real *restrict row = p_z1_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1173,8 +1241,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = p_z1_out + (size_t)b * 128;
-        jv_real *mean = p_z1_mean + (size_t)b * 64, *logvar = p_z1_logvar + (size_t)b * 64;
+        const jv_real *restrict raw = p_z1_out + (size_t)b * 128;
+        jv_real *restrict mean = p_z1_mean + (size_t)b * 64, *restrict logvar = p_z1_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
@@ -1185,9 +1254,10 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
        sum_log_prior += log N(p_z1_mean, e^p_z1_logvar)(z1_sample), summed over 64 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *z = z1_sample + (size_t)b * 64;
-        const jv_real *m = p_z1_mean + (size_t)b * 64;
-        const jv_real *lv = p_z1_logvar + (size_t)b * 64;
+        const jv_real *restrict z = z1_sample + (size_t)b * 64;
+        const jv_real *restrict m = p_z1_mean + (size_t)b * 64;
+        const jv_real *restrict lv = p_z1_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             jv_real d = z[j] - m[j];
             s -= (jv_real)0.5 * (JV_LOG_2PI + lv[j] + d * d * JV_EXP(-lv[j]));
@@ -1199,8 +1269,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_X_H1_BIAS;
-        jv_real *row = p_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_X_H1_BIAS;
+        jv_real *restrict row = p_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1211,8 +1282,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_X_H2_BIAS;
-        jv_real *row = p_x_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_X_H2_BIAS;
+        jv_real *restrict row = p_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1223,8 +1295,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
     jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_X_HEAD_BIAS;
-        jv_real *row = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict bias = params + JMVAE_H_P_X_HEAD_BIAS;
+        jv_real *restrict row = p_x_logits + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1235,10 +1308,14 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
        log_lik_x = --log p(in_x | p_x_logits), bernoulli over 784 values */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *l = p_x_logits + (size_t)b * 784;
-        const jv_real *t = in_x + (size_t)b * 784;
+        const jv_real *restrict l = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict t = in_x + (size_t)b * 784;
+        jv_real v[784];
+        JV_IVDEP
         for (int j = 0; j < 784; j++)
-            s += jv_softplus(l[j]) - t[j] * l[j];
+            v[j] = jv_softplus(l[j]) - t[j] * l[j];
+        for (int j = 0; j < 784; j++)
+            s += v[j];
         log_lik_x[b] = -s;
     }
 
@@ -1246,8 +1323,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_W_H1_BIAS;
-        jv_real *row = p_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_W_H1_BIAS;
+        jv_real *restrict row = p_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1258,8 +1336,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_W_H2_BIAS;
-        jv_real *row = p_w_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_W_H2_BIAS;
+        jv_real *restrict row = p_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1270,8 +1349,9 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
     jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_H_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_W_HEAD_BIAS;
-        jv_real *row = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict bias = params + JMVAE_H_P_W_HEAD_BIAS;
+        jv_real *restrict row = p_w_logits + (size_t)b * 10;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1282,11 +1362,12 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
        log_lik_w = --log p(in_w | p_w_logits), categorical over 10 values */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *l = p_w_logits + (size_t)b * 10;
-        const jv_real *t = in_w + (size_t)b * 10;
+        const jv_real *restrict l = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict t = in_w + (size_t)b * 10;
         jv_real top = l[0], total = 0, mass = 0;
         for (int j = 1; j < 10; j++)
             top = l[j] > top ? l[j] : top;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             total += JV_EXP(l[j] - top);
             mass += t[j];
@@ -1319,8 +1400,9 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_X_H1_BIAS;
-        jv_real *row = p_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_X_H1_BIAS;
+        jv_real *restrict row = p_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1331,8 +1413,9 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_X_H2_BIAS;
-        jv_real *row = p_x_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_X_H2_BIAS;
+        jv_real *restrict row = p_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1343,8 +1426,9 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
     jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_X_HEAD_BIAS;
-        jv_real *row = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict bias = params + JMVAE_H_P_X_HEAD_BIAS;
+        jv_real *restrict row = p_x_logits + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1354,8 +1438,9 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        out_x = probabilities: sigmoid of the logits, [B x 784] */
     for (int b = 0; b < B; b++) {
-        const jv_real *l = p_x_logits + (size_t)b * 784;
-        jv_real *dst = out_x + (size_t)b * 784;
+        const jv_real *restrict l = p_x_logits + (size_t)b * 784;
+        jv_real *restrict dst = out_x + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++)
             dst[j] = jv_sigmoid(l[j]);
     }
@@ -1364,8 +1449,9 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_W_H1_BIAS;
-        jv_real *row = p_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_W_H1_BIAS;
+        jv_real *restrict row = p_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1376,8 +1462,9 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_W_H2_BIAS;
-        jv_real *row = p_w_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_W_H2_BIAS;
+        jv_real *restrict row = p_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1388,8 +1475,9 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
     jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_H_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_W_HEAD_BIAS;
-        jv_real *row = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict bias = params + JMVAE_H_P_W_HEAD_BIAS;
+        jv_real *restrict row = p_w_logits + (size_t)b * 10;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1399,13 +1487,15 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        out_w = probabilities: softmax of the logits, [B x 10] */
     for (int b = 0; b < B; b++) {
-        const jv_real *l = p_w_logits + (size_t)b * 10;
-        jv_real *dst = out_w + (size_t)b * 10;
+        const jv_real *restrict l = p_w_logits + (size_t)b * 10;
+        jv_real *restrict dst = out_w + (size_t)b * 10;
         jv_real top = l[0], total = 0;
         for (int j = 1; j < 10; j++)
             top = l[j] > top ? l[j] : top;
+        JV_IVDEP
         for (int j = 0; j < 10; j++)
             total += dst[j] = JV_EXP(l[j] - top);
+        JV_IVDEP
         for (int j = 0; j < 10; j++)
             dst[j] /= total;
     }
@@ -1436,8 +1526,9 @@ void jmvae_h_sample_prior(const jv_real *params, jv_real *arena, int batch,
        p_z1 layer 1: p_z1_h1 = relu(x W + b), [B x 32] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 32, 1, z2_sample, 32, params + JMVAE_H_P_Z1_H1_WEIGHT, 512, 0, p_z1_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_Z1_H1_BIAS;
-        jv_real *row = p_z1_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_Z1_H1_BIAS;
+        jv_real *restrict row = p_z1_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1448,8 +1539,9 @@ void jmvae_h_sample_prior(const jv_real *params, jv_real *arena, int batch,
        p_z1 layer 2: p_z1_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_z1_h1, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, p_z1_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_Z1_H2_BIAS;
-        jv_real *row = p_z1_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_H_P_Z1_H2_BIAS;
+        jv_real *restrict row = p_z1_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1460,8 +1552,9 @@ void jmvae_h_sample_prior(const jv_real *params, jv_real *arena, int batch,
        p_z1 head: p_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
     jv_gemm(0, 0, B, 128, 512, 1, p_z1_h2, 512, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, p_z1_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_H_P_Z1_HEAD_BIAS;
-        jv_real *row = p_z1_out + (size_t)b * 128;
+        const jv_real *restrict bias = params + JMVAE_H_P_Z1_HEAD_BIAS;
+        jv_real *restrict row = p_z1_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1471,8 +1564,9 @@ void jmvae_h_sample_prior(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = p_z1_out + (size_t)b * 128;
-        jv_real *mean = p_z1_mean + (size_t)b * 64, *logvar = p_z1_logvar + (size_t)b * 64;
+        const jv_real *restrict raw = p_z1_out + (size_t)b * 128;
+        jv_real *restrict mean = p_z1_mean + (size_t)b * 64, *restrict logvar = p_z1_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
@@ -1481,6 +1575,7 @@ void jmvae_h_sample_prior(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:13  latent z1[64] ~ p(z1 | z2)
        z1_sample = mean + exp(logvar / 2) * eps_z1, [B x 64] (the mean where noise is NULL) */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++)
         z1_sample[i] = eps_z1 ? p_z1_mean[i] + JV_EXP((jv_real)0.5 * p_z1_logvar[i]) * eps_z1[i] : p_z1_mean[i];
 }

@@ -74,8 +74,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_KL_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_ENC_X_H1_BIAS;
-        jv_real *row = enc_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_ENC_X_H1_BIAS;
+        jv_real *restrict row = enc_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -86,8 +87,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_KL_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_ENC_W_H1_BIAS;
-        jv_real *row = enc_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_ENC_W_H1_BIAS;
+        jv_real *restrict row = enc_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -99,8 +101,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
     jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
     jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_XW_H1_BIAS;
-        jv_real *row = q_xw_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_XW_H1_BIAS;
+        jv_real *restrict row = q_xw_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -111,8 +114,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
     jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_XW_HEAD_BIAS;
-        jv_real *row = q_xw_out + (size_t)b * 128;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_XW_HEAD_BIAS;
+        jv_real *restrict row = q_xw_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -122,8 +126,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_xw_out + (size_t)b * 128;
-        jv_real *mean = q_xw_mean + (size_t)b * 64, *logvar = q_xw_logvar + (size_t)b * 64;
+        const jv_real *restrict raw = q_xw_out + (size_t)b * 128;
+        jv_real *restrict mean = q_xw_mean + (size_t)b * 64, *restrict logvar = q_xw_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
@@ -132,6 +137,7 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:27  z ~ q(z | x, w)
        z_sample = mean + exp(logvar / 2) * eps_z, [B x 64] */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++)
         z_sample[i] = q_xw_mean[i] + JV_EXP((jv_real)0.5 * q_xw_logvar[i]) * eps_z[i];
 
@@ -139,8 +145,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_KL_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_X_H1_BIAS;
-        jv_real *row = p_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_P_X_H1_BIAS;
+        jv_real *restrict row = p_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -151,8 +158,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_X_H2_BIAS;
-        jv_real *row = p_x_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_P_X_H2_BIAS;
+        jv_real *restrict row = p_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -163,8 +171,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
     jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_X_HEAD_BIAS;
-        jv_real *row = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict bias = params + JMVAE_KL_P_X_HEAD_BIAS;
+        jv_real *restrict row = p_x_logits + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -175,10 +184,14 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        term_rec_x = -log p(in_x | p_x_logits), bernoulli over 784 values */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *l = p_x_logits + (size_t)b * 784;
-        const jv_real *t = in_x + (size_t)b * 784;
+        const jv_real *restrict l = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict t = in_x + (size_t)b * 784;
+        jv_real v[784];
+        JV_IVDEP
         for (int j = 0; j < 784; j++)
-            s += jv_softplus(l[j]) - t[j] * l[j];
+            v[j] = jv_softplus(l[j]) - t[j] * l[j];
+        for (int j = 0; j < 784; j++)
+            s += v[j];
         term_rec_x[b] = s;
     }
 
@@ -186,8 +199,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_KL_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_W_H1_BIAS;
-        jv_real *row = p_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_P_W_H1_BIAS;
+        jv_real *restrict row = p_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -198,8 +212,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_W_H2_BIAS;
-        jv_real *row = p_w_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_P_W_H2_BIAS;
+        jv_real *restrict row = p_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -210,8 +225,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
     jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_KL_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_W_HEAD_BIAS;
-        jv_real *row = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict bias = params + JMVAE_KL_P_W_HEAD_BIAS;
+        jv_real *restrict row = p_w_logits + (size_t)b * 10;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -222,11 +238,12 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        term_rec_w = -log p(in_w | p_w_logits), categorical over 10 values */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *l = p_w_logits + (size_t)b * 10;
-        const jv_real *t = in_w + (size_t)b * 10;
+        const jv_real *restrict l = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict t = in_w + (size_t)b * 10;
         jv_real top = l[0], total = 0, mass = 0;
         for (int j = 1; j < 10; j++)
             top = l[j] > top ? l[j] : top;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             total += JV_EXP(l[j] - top);
             mass += t[j];
@@ -240,8 +257,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        term_kl: KL(N(q_xw_mean, e^q_xw_logvar) || N(0, I)), summed over 64 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *mq = q_xw_mean + (size_t)b * 64;
-        const jv_real *lq = q_xw_logvar + (size_t)b * 64;
+        const jv_real *restrict mq = q_xw_mean + (size_t)b * 64;
+        const jv_real *restrict lq = q_xw_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             s += (jv_real)0.5 * (JV_EXP(lq[j]) + mq[j] * mq[j] - 1 - lq[j]);
         }
@@ -252,8 +270,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        q_x layer 1: q_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_KL_Q_X_H1_WEIGHT, 512, 0, q_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_X_H1_BIAS;
-        jv_real *row = q_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_X_H1_BIAS;
+        jv_real *restrict row = q_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -264,8 +283,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        q_x layer 2: q_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, q_x_h1, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, q_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_X_H2_BIAS;
-        jv_real *row = q_x_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_X_H2_BIAS;
+        jv_real *restrict row = q_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -276,8 +296,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        q_x head: q_x_out = linear(x W + b), [B x 512] -> [B x 128] */
     jv_gemm(0, 0, B, 128, 512, 1, q_x_h2, 512, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, q_x_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_X_HEAD_BIAS;
-        jv_real *row = q_x_out + (size_t)b * 128;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_X_HEAD_BIAS;
+        jv_real *restrict row = q_x_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -287,8 +308,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_x_out + (size_t)b * 128;
-        jv_real *mean = q_x_mean + (size_t)b * 64, *logvar = q_x_logvar + (size_t)b * 64;
+        const jv_real *restrict raw = q_x_out + (size_t)b * 128;
+        jv_real *restrict mean = q_x_mean + (size_t)b * 64, *restrict logvar = q_x_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
@@ -299,10 +321,11 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        term_kl_x: KL(N(q_xw_mean, e^q_xw_logvar) || N(q_x_mean, e^q_x_logvar)), summed over 64 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *mq = q_xw_mean + (size_t)b * 64;
-        const jv_real *lq = q_xw_logvar + (size_t)b * 64;
-        const jv_real *mp = q_x_mean + (size_t)b * 64;
-        const jv_real *lp = q_x_logvar + (size_t)b * 64;
+        const jv_real *restrict mq = q_xw_mean + (size_t)b * 64;
+        const jv_real *restrict lq = q_xw_logvar + (size_t)b * 64;
+        const jv_real *restrict mp = q_x_mean + (size_t)b * 64;
+        const jv_real *restrict lp = q_x_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             jv_real d = mq[j] - mp[j];
             s += (jv_real)0.5 * (lp[j] - lq[j] + (JV_EXP(lq[j]) + d * d) * JV_EXP(-lp[j]) - 1);
@@ -314,8 +337,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        q_w layer 1: q_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_KL_Q_W_H1_WEIGHT, 512, 0, q_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_W_H1_BIAS;
-        jv_real *row = q_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_W_H1_BIAS;
+        jv_real *restrict row = q_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -326,8 +350,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        q_w layer 2: q_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, q_w_h1, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, q_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_W_H2_BIAS;
-        jv_real *row = q_w_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_W_H2_BIAS;
+        jv_real *restrict row = q_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -338,8 +363,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        q_w head: q_w_out = linear(x W + b), [B x 512] -> [B x 128] */
     jv_gemm(0, 0, B, 128, 512, 1, q_w_h2, 512, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, q_w_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_W_HEAD_BIAS;
-        jv_real *row = q_w_out + (size_t)b * 128;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_W_HEAD_BIAS;
+        jv_real *restrict row = q_w_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -349,8 +375,9 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_w_out + (size_t)b * 128;
-        jv_real *mean = q_w_mean + (size_t)b * 64, *logvar = q_w_logvar + (size_t)b * 64;
+        const jv_real *restrict raw = q_w_out + (size_t)b * 128;
+        jv_real *restrict mean = q_w_mean + (size_t)b * 64, *restrict logvar = q_w_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
@@ -361,10 +388,11 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
        term_kl_w: KL(N(q_xw_mean, e^q_xw_logvar) || N(q_w_mean, e^q_w_logvar)), summed over 64 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *mq = q_xw_mean + (size_t)b * 64;
-        const jv_real *lq = q_xw_logvar + (size_t)b * 64;
-        const jv_real *mp = q_w_mean + (size_t)b * 64;
-        const jv_real *lp = q_w_logvar + (size_t)b * 64;
+        const jv_real *restrict mq = q_xw_mean + (size_t)b * 64;
+        const jv_real *restrict lq = q_xw_logvar + (size_t)b * 64;
+        const jv_real *restrict mp = q_w_mean + (size_t)b * 64;
+        const jv_real *restrict lp = q_w_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             jv_real d = mq[j] - mp[j];
             s += (jv_real)0.5 * (lp[j] - lq[j] + (JV_EXP(lq[j]) + d * d) * JV_EXP(-lp[j]) - 1);
@@ -497,14 +525,15 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     {
         const jv_real g = seed_kl_w;
         for (int b = 0; b < B; b++) {
-            const jv_real *mq = q_xw_mean + (size_t)b * 64;
-            const jv_real *lq = q_xw_logvar + (size_t)b * 64;
-            const jv_real *mp = q_w_mean + (size_t)b * 64;
-            const jv_real *lp = q_w_logvar + (size_t)b * 64;
-            jv_real *dmq = d_q_xw_mean + (size_t)b * 64;
-            jv_real *dlq = d_q_xw_logvar + (size_t)b * 64;
-            jv_real *dmp = d_q_w_mean + (size_t)b * 64;
-            jv_real *dlp = d_q_w_logvar + (size_t)b * 64;
+            const jv_real *restrict mq = q_xw_mean + (size_t)b * 64;
+            const jv_real *restrict lq = q_xw_logvar + (size_t)b * 64;
+            const jv_real *restrict mp = q_w_mean + (size_t)b * 64;
+            const jv_real *restrict lp = q_w_logvar + (size_t)b * 64;
+            jv_real *restrict dmq = d_q_xw_mean + (size_t)b * 64;
+            jv_real *restrict dlq = d_q_xw_logvar + (size_t)b * 64;
+            jv_real *restrict dmp = d_q_w_mean + (size_t)b * 64;
+            jv_real *restrict dlp = d_q_w_logvar + (size_t)b * 64;
+            JV_IVDEP
             for (int j = 0; j < 64; j++) {
                 jv_real d = mq[j] - mp[j], vq = JV_EXP(lq[j]), ip = JV_EXP(-lp[j]);
                 dmq[j] = g * d * ip;
@@ -518,10 +547,11 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head, backward: d_q_w_out from d mean and d log-variance */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_w_out + (size_t)b * 128;
-        const jv_real *dm = d_q_w_mean + (size_t)b * 64;
-        const jv_real *dl = d_q_w_logvar + (size_t)b * 64;
-        jv_real *g = d_q_w_out + (size_t)b * 128;
+        const jv_real *restrict raw = q_w_out + (size_t)b * 128;
+        const jv_real *restrict dm = d_q_w_mean + (size_t)b * 64;
+        const jv_real *restrict dl = d_q_w_logvar + (size_t)b * 64;
+        jv_real *restrict g = d_q_w_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             g[j] = dm[j];
             g[64 + j] = dl[j] * jv_sigmoid(raw[64 + j]) / jv_softplus(raw[64 + j]);
@@ -531,10 +561,11 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head, backward: d_q_w_out becomes d(pre-activation); q_w.head.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_Q_W_HEAD_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_Q_W_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_q_w_out + (size_t)b * 128;
+        jv_real *restrict g = d_q_w_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             gbias[j] += g[j];
         }
@@ -552,14 +583,15 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 2, backward: d_q_w_h2 becomes d(pre-activation); q_w.h2.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_Q_W_H2_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_Q_W_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_q_w_h2 + (size_t)b * 512;
-        const jv_real *yrow = q_w_h2 + (size_t)b * 512;
+        jv_real *restrict g = d_q_w_h2 + (size_t)b * 512;
+        const jv_real *restrict yrow = q_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -576,14 +608,15 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 1, backward: d_q_w_h1 becomes d(pre-activation); q_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_Q_W_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_Q_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_q_w_h1 + (size_t)b * 512;
-        const jv_real *yrow = q_w_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_q_w_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = q_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -598,14 +631,15 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     {
         const jv_real g = seed_kl_x;
         for (int b = 0; b < B; b++) {
-            const jv_real *mq = q_xw_mean + (size_t)b * 64;
-            const jv_real *lq = q_xw_logvar + (size_t)b * 64;
-            const jv_real *mp = q_x_mean + (size_t)b * 64;
-            const jv_real *lp = q_x_logvar + (size_t)b * 64;
-            jv_real *dmq = d_q_xw_mean + (size_t)b * 64;
-            jv_real *dlq = d_q_xw_logvar + (size_t)b * 64;
-            jv_real *dmp = d_q_x_mean + (size_t)b * 64;
-            jv_real *dlp = d_q_x_logvar + (size_t)b * 64;
+            const jv_real *restrict mq = q_xw_mean + (size_t)b * 64;
+            const jv_real *restrict lq = q_xw_logvar + (size_t)b * 64;
+            const jv_real *restrict mp = q_x_mean + (size_t)b * 64;
+            const jv_real *restrict lp = q_x_logvar + (size_t)b * 64;
+            jv_real *restrict dmq = d_q_xw_mean + (size_t)b * 64;
+            jv_real *restrict dlq = d_q_xw_logvar + (size_t)b * 64;
+            jv_real *restrict dmp = d_q_x_mean + (size_t)b * 64;
+            jv_real *restrict dlp = d_q_x_logvar + (size_t)b * 64;
+            JV_IVDEP
             for (int j = 0; j < 64; j++) {
                 jv_real d = mq[j] - mp[j], vq = JV_EXP(lq[j]), ip = JV_EXP(-lp[j]);
                 dmq[j] += g * d * ip;
@@ -619,10 +653,11 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head, backward: d_q_x_out from d mean and d log-variance */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_x_out + (size_t)b * 128;
-        const jv_real *dm = d_q_x_mean + (size_t)b * 64;
-        const jv_real *dl = d_q_x_logvar + (size_t)b * 64;
-        jv_real *g = d_q_x_out + (size_t)b * 128;
+        const jv_real *restrict raw = q_x_out + (size_t)b * 128;
+        const jv_real *restrict dm = d_q_x_mean + (size_t)b * 64;
+        const jv_real *restrict dl = d_q_x_logvar + (size_t)b * 64;
+        jv_real *restrict g = d_q_x_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             g[j] = dm[j];
             g[64 + j] = dl[j] * jv_sigmoid(raw[64 + j]) / jv_softplus(raw[64 + j]);
@@ -632,10 +667,11 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head, backward: d_q_x_out becomes d(pre-activation); q_x.head.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_Q_X_HEAD_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_Q_X_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_q_x_out + (size_t)b * 128;
+        jv_real *restrict g = d_q_x_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             gbias[j] += g[j];
         }
@@ -653,14 +689,15 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 2, backward: d_q_x_h2 becomes d(pre-activation); q_x.h2.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_Q_X_H2_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_Q_X_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_q_x_h2 + (size_t)b * 512;
-        const jv_real *yrow = q_x_h2 + (size_t)b * 512;
+        jv_real *restrict g = d_q_x_h2 + (size_t)b * 512;
+        const jv_real *restrict yrow = q_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -677,14 +714,15 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 1, backward: d_q_x_h1 becomes d(pre-activation); q_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_Q_X_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_Q_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_q_x_h1 + (size_t)b * 512;
-        const jv_real *yrow = q_x_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_q_x_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = q_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -699,10 +737,11 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     {
         const jv_real g = seed_kl;
         for (int b = 0; b < B; b++) {
-            const jv_real *mq = q_xw_mean + (size_t)b * 64;
-            const jv_real *lq = q_xw_logvar + (size_t)b * 64;
-            jv_real *dmq = d_q_xw_mean + (size_t)b * 64;
-            jv_real *dlq = d_q_xw_logvar + (size_t)b * 64;
+            const jv_real *restrict mq = q_xw_mean + (size_t)b * 64;
+            const jv_real *restrict lq = q_xw_logvar + (size_t)b * 64;
+            jv_real *restrict dmq = d_q_xw_mean + (size_t)b * 64;
+            jv_real *restrict dlq = d_q_xw_logvar + (size_t)b * 64;
+            JV_IVDEP
             for (int j = 0; j < 64; j++) {
                 jv_real d = mq[j], vq = JV_EXP(lq[j]), ip = 1;
                 dmq[j] += g * d * ip;
@@ -716,16 +755,18 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     {
         const jv_real g = seed_rec_w;
         for (int b = 0; b < B; b++) {
-            const jv_real *l = p_w_logits + (size_t)b * 10;
-            const jv_real *t = in_w + (size_t)b * 10;
-            jv_real *dl = d_p_w_logits + (size_t)b * 10;
+            const jv_real *restrict l = p_w_logits + (size_t)b * 10;
+            const jv_real *restrict t = in_w + (size_t)b * 10;
+            jv_real *restrict dl = d_p_w_logits + (size_t)b * 10;
             jv_real top = l[0], total = 0, mass = 0;
             for (int j = 1; j < 10; j++)
                 top = l[j] > top ? l[j] : top;
+            JV_IVDEP
             for (int j = 0; j < 10; j++) {
                 total += JV_EXP(l[j] - top);
                 mass += t[j];
             }
+            JV_IVDEP
             for (int j = 0; j < 10; j++)
                 dl[j] = g * (mass * JV_EXP(l[j] - top) / total - t[j]);
         }
@@ -734,10 +775,11 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d_p_w_logits becomes d(pre-activation); p_w.head.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_P_W_HEAD_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_P_W_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 10);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_w_logits + (size_t)b * 10;
+        jv_real *restrict g = d_p_w_logits + (size_t)b * 10;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             gbias[j] += g[j];
         }
@@ -755,14 +797,15 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d_p_w_h2 becomes d(pre-activation); p_w.h2.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_P_W_H2_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_P_W_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_w_h2 + (size_t)b * 512;
-        const jv_real *yrow = p_w_h2 + (size_t)b * 512;
+        jv_real *restrict g = d_p_w_h2 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -779,14 +822,15 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d_p_w_h1 becomes d(pre-activation); p_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_P_W_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_P_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_w_h1 + (size_t)b * 512;
-        const jv_real *yrow = p_w_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_p_w_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -805,9 +849,10 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     {
         const jv_real g = seed_rec_x;
         for (int b = 0; b < B; b++) {
-            const jv_real *l = p_x_logits + (size_t)b * 784;
-            const jv_real *t = in_x + (size_t)b * 784;
-            jv_real *dl = d_p_x_logits + (size_t)b * 784;
+            const jv_real *restrict l = p_x_logits + (size_t)b * 784;
+            const jv_real *restrict t = in_x + (size_t)b * 784;
+            jv_real *restrict dl = d_p_x_logits + (size_t)b * 784;
+            JV_IVDEP
             for (int j = 0; j < 784; j++)
                 dl[j] = g * (jv_sigmoid(l[j]) - t[j]);
         }
@@ -816,10 +861,11 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d_p_x_logits becomes d(pre-activation); p_x.head.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_P_X_HEAD_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_P_X_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 784);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_x_logits + (size_t)b * 784;
+        jv_real *restrict g = d_p_x_logits + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++) {
             gbias[j] += g[j];
         }
@@ -837,14 +883,15 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d_p_x_h2 becomes d(pre-activation); p_x.h2.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_P_X_H2_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_P_X_H2_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_x_h2 + (size_t)b * 512;
-        const jv_real *yrow = p_x_h2 + (size_t)b * 512;
+        jv_real *restrict g = d_p_x_h2 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -861,14 +908,15 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d_p_x_h1 becomes d(pre-activation); p_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_P_X_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_P_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_p_x_h1 + (size_t)b * 512;
-        const jv_real *yrow = p_x_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_p_x_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = p_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -884,6 +932,7 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:27  z ~ q(z | x, w)
        backward of the sample: d_z_sample to its mean and log-variance */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++) {
         d_q_xw_mean[i] += d_z_sample[i];
         d_q_xw_logvar[i] += (jv_real)0.5 * d_z_sample[i] * eps_z[i] * JV_EXP((jv_real)0.5 * q_xw_logvar[i]);
@@ -892,10 +941,11 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_out from d mean and d log-variance */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_xw_out + (size_t)b * 128;
-        const jv_real *dm = d_q_xw_mean + (size_t)b * 64;
-        const jv_real *dl = d_q_xw_logvar + (size_t)b * 64;
-        jv_real *g = d_q_xw_out + (size_t)b * 128;
+        const jv_real *restrict raw = q_xw_out + (size_t)b * 128;
+        const jv_real *restrict dm = d_q_xw_mean + (size_t)b * 64;
+        const jv_real *restrict dl = d_q_xw_logvar + (size_t)b * 64;
+        jv_real *restrict g = d_q_xw_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             g[j] = dm[j];
             g[64 + j] = dl[j] * jv_sigmoid(raw[64 + j]) / jv_softplus(raw[64 + j]);
@@ -905,10 +955,11 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_out becomes d(pre-activation); q_xw.head.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_Q_XW_HEAD_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_Q_XW_HEAD_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_q_xw_out + (size_t)b * 128;
+        jv_real *restrict g = d_q_xw_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             gbias[j] += g[j];
         }
@@ -926,14 +977,15 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_q_xw_h1 becomes d(pre-activation); q_xw.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_Q_XW_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_Q_XW_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_q_xw_h1 + (size_t)b * 512;
-        const jv_real *yrow = q_xw_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_q_xw_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = q_xw_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -958,14 +1010,15 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:13  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d_enc_w_h1 becomes d(pre-activation); enc_w.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_ENC_W_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_ENC_W_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_enc_w_h1 + (size_t)b * 512;
-        const jv_real *yrow = enc_w_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_enc_w_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = enc_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -978,14 +1031,15 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d_enc_x_h1 becomes d(pre-activation); enc_x.h1.bias = column sums */
     {
-    jv_real *gbias = grads + JMVAE_KL_ENC_X_H1_BIAS;
+    jv_real *restrict gbias = grads + JMVAE_KL_ENC_X_H1_BIAS;
     memset(gbias, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
-        jv_real *g = d_enc_x_h1 + (size_t)b * 512;
-        const jv_real *yrow = enc_x_h1 + (size_t)b * 512;
+        jv_real *restrict g = d_enc_x_h1 + (size_t)b * 512;
+        const jv_real *restrict yrow = enc_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real y = yrow[j];
-            g[j] *= (jv_real)(y > 0);
+            g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
     }
@@ -1021,8 +1075,9 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_KL_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_ENC_X_H1_BIAS;
-        jv_real *row = enc_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_ENC_X_H1_BIAS;
+        jv_real *restrict row = enc_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1033,8 +1088,9 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_KL_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_ENC_W_H1_BIAS;
-        jv_real *row = enc_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_ENC_W_H1_BIAS;
+        jv_real *restrict row = enc_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1046,8 +1102,9 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
     jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
     jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_XW_H1_BIAS;
-        jv_real *row = q_xw_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_XW_H1_BIAS;
+        jv_real *restrict row = q_xw_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1058,8 +1115,9 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
     jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_XW_HEAD_BIAS;
-        jv_real *row = q_xw_out + (size_t)b * 128;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_XW_HEAD_BIAS;
+        jv_real *restrict row = q_xw_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1069,8 +1127,9 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_xw_out + (size_t)b * 128;
-        jv_real *mean = q_xw_mean + (size_t)b * 64, *logvar = q_xw_logvar + (size_t)b * 64;
+        const jv_real *restrict raw = q_xw_out + (size_t)b * 128;
+        jv_real *restrict mean = q_xw_mean + (size_t)b * 64, *restrict logvar = q_xw_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
@@ -1079,6 +1138,7 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        z_sample = mean + exp(logvar / 2) * eps_z, [B x 64] (the mean where noise is NULL) */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++)
         z_sample[i] = eps_z ? q_xw_mean[i] + JV_EXP((jv_real)0.5 * q_xw_logvar[i]) * eps_z[i] : q_xw_mean[i];
 
@@ -1086,9 +1146,10 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
        sum_log_q = log N(q_xw_mean, e^q_xw_logvar)(z_sample), summed over 64 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *z = z_sample + (size_t)b * 64;
-        const jv_real *m = q_xw_mean + (size_t)b * 64;
-        const jv_real *lv = q_xw_logvar + (size_t)b * 64;
+        const jv_real *restrict z = z_sample + (size_t)b * 64;
+        const jv_real *restrict m = q_xw_mean + (size_t)b * 64;
+        const jv_real *restrict lv = q_xw_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             jv_real d = z[j] - m[j];
             s -= (jv_real)0.5 * (JV_LOG_2PI + lv[j] + d * d * JV_EXP(-lv[j]));
@@ -1120,8 +1181,9 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
        q_x layer 1: q_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_KL_Q_X_H1_WEIGHT, 512, 0, q_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_X_H1_BIAS;
-        jv_real *row = q_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_X_H1_BIAS;
+        jv_real *restrict row = q_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1132,8 +1194,9 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
        q_x layer 2: q_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, q_x_h1, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, q_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_X_H2_BIAS;
-        jv_real *row = q_x_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_X_H2_BIAS;
+        jv_real *restrict row = q_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1144,8 +1207,9 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
        q_x head: q_x_out = linear(x W + b), [B x 512] -> [B x 128] */
     jv_gemm(0, 0, B, 128, 512, 1, q_x_h2, 512, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, q_x_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_X_HEAD_BIAS;
-        jv_real *row = q_x_out + (size_t)b * 128;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_X_HEAD_BIAS;
+        jv_real *restrict row = q_x_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1155,8 +1219,9 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_x_out + (size_t)b * 128;
-        jv_real *mean = q_x_mean + (size_t)b * 64, *logvar = q_x_logvar + (size_t)b * 64;
+        const jv_real *restrict raw = q_x_out + (size_t)b * 128;
+        jv_real *restrict mean = q_x_mean + (size_t)b * 64, *restrict logvar = q_x_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
@@ -1165,6 +1230,7 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        z_sample = mean + exp(logvar / 2) * eps_z, [B x 64] (the mean where noise is NULL) */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++)
         z_sample[i] = eps_z ? q_x_mean[i] + JV_EXP((jv_real)0.5 * q_x_logvar[i]) * eps_z[i] : q_x_mean[i];
 
@@ -1172,9 +1238,10 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
        sum_log_q = log N(q_x_mean, e^q_x_logvar)(z_sample), summed over 64 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *z = z_sample + (size_t)b * 64;
-        const jv_real *m = q_x_mean + (size_t)b * 64;
-        const jv_real *lv = q_x_logvar + (size_t)b * 64;
+        const jv_real *restrict z = z_sample + (size_t)b * 64;
+        const jv_real *restrict m = q_x_mean + (size_t)b * 64;
+        const jv_real *restrict lv = q_x_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             jv_real d = z[j] - m[j];
             s -= (jv_real)0.5 * (JV_LOG_2PI + lv[j] + d * d * JV_EXP(-lv[j]));
@@ -1206,8 +1273,9 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
        q_w layer 1: q_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_KL_Q_W_H1_WEIGHT, 512, 0, q_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_W_H1_BIAS;
-        jv_real *row = q_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_W_H1_BIAS;
+        jv_real *restrict row = q_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1218,8 +1286,9 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
        q_w layer 2: q_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, q_w_h1, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, q_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_W_H2_BIAS;
-        jv_real *row = q_w_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_W_H2_BIAS;
+        jv_real *restrict row = q_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1230,8 +1299,9 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
        q_w head: q_w_out = linear(x W + b), [B x 512] -> [B x 128] */
     jv_gemm(0, 0, B, 128, 512, 1, q_w_h2, 512, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, q_w_out, 128);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_Q_W_HEAD_BIAS;
-        jv_real *row = q_w_out + (size_t)b * 128;
+        const jv_real *restrict bias = params + JMVAE_KL_Q_W_HEAD_BIAS;
+        jv_real *restrict row = q_w_out + (size_t)b * 128;
+        JV_IVDEP
         for (int j = 0; j < 128; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1241,8 +1311,9 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
     for (int b = 0; b < B; b++) {
-        const jv_real *raw = q_w_out + (size_t)b * 128;
-        jv_real *mean = q_w_mean + (size_t)b * 64, *logvar = q_w_logvar + (size_t)b * 64;
+        const jv_real *restrict raw = q_w_out + (size_t)b * 128;
+        jv_real *restrict mean = q_w_mean + (size_t)b * 64, *restrict logvar = q_w_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             mean[j] = raw[j];
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
@@ -1251,6 +1322,7 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        z_sample = mean + exp(logvar / 2) * eps_z, [B x 64] (the mean where noise is NULL) */
+    JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++)
         z_sample[i] = eps_z ? q_w_mean[i] + JV_EXP((jv_real)0.5 * q_w_logvar[i]) * eps_z[i] : q_w_mean[i];
 
@@ -1258,9 +1330,10 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
        sum_log_q = log N(q_w_mean, e^q_w_logvar)(z_sample), summed over 64 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *z = z_sample + (size_t)b * 64;
-        const jv_real *m = q_w_mean + (size_t)b * 64;
-        const jv_real *lv = q_w_logvar + (size_t)b * 64;
+        const jv_real *restrict z = z_sample + (size_t)b * 64;
+        const jv_real *restrict m = q_w_mean + (size_t)b * 64;
+        const jv_real *restrict lv = q_w_logvar + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             jv_real d = z[j] - m[j];
             s -= (jv_real)0.5 * (JV_LOG_2PI + lv[j] + d * d * JV_EXP(-lv[j]));
@@ -1296,7 +1369,8 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
        sum_log_prior = log N(0, I)(z_sample), summed over 64 dimensions */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *z = z_sample + (size_t)b * 64;
+        const jv_real *restrict z = z_sample + (size_t)b * 64;
+        JV_IVDEP
         for (int j = 0; j < 64; j++) {
             s -= (jv_real)0.5 * (JV_LOG_2PI + z[j] * z[j]);
         }
@@ -1307,8 +1381,9 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_KL_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_X_H1_BIAS;
-        jv_real *row = p_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_P_X_H1_BIAS;
+        jv_real *restrict row = p_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1319,8 +1394,9 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_X_H2_BIAS;
-        jv_real *row = p_x_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_P_X_H2_BIAS;
+        jv_real *restrict row = p_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1331,8 +1407,9 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
     jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_X_HEAD_BIAS;
-        jv_real *row = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict bias = params + JMVAE_KL_P_X_HEAD_BIAS;
+        jv_real *restrict row = p_x_logits + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1343,10 +1420,14 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
        log_lik_x = --log p(in_x | p_x_logits), bernoulli over 784 values */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *l = p_x_logits + (size_t)b * 784;
-        const jv_real *t = in_x + (size_t)b * 784;
+        const jv_real *restrict l = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict t = in_x + (size_t)b * 784;
+        jv_real v[784];
+        JV_IVDEP
         for (int j = 0; j < 784; j++)
-            s += jv_softplus(l[j]) - t[j] * l[j];
+            v[j] = jv_softplus(l[j]) - t[j] * l[j];
+        for (int j = 0; j < 784; j++)
+            s += v[j];
         log_lik_x[b] = -s;
     }
 
@@ -1354,8 +1435,9 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_KL_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_W_H1_BIAS;
-        jv_real *row = p_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_P_W_H1_BIAS;
+        jv_real *restrict row = p_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1366,8 +1448,9 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_W_H2_BIAS;
-        jv_real *row = p_w_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_P_W_H2_BIAS;
+        jv_real *restrict row = p_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1378,8 +1461,9 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
     jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_KL_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_W_HEAD_BIAS;
-        jv_real *row = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict bias = params + JMVAE_KL_P_W_HEAD_BIAS;
+        jv_real *restrict row = p_w_logits + (size_t)b * 10;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1390,11 +1474,12 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
        log_lik_w = --log p(in_w | p_w_logits), categorical over 10 values */
     for (int b = 0; b < B; b++) {
         jv_real s = 0;
-        const jv_real *l = p_w_logits + (size_t)b * 10;
-        const jv_real *t = in_w + (size_t)b * 10;
+        const jv_real *restrict l = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict t = in_w + (size_t)b * 10;
         jv_real top = l[0], total = 0, mass = 0;
         for (int j = 1; j < 10; j++)
             top = l[j] > top ? l[j] : top;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             total += JV_EXP(l[j] - top);
             mass += t[j];
@@ -1427,8 +1512,9 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_KL_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_X_H1_BIAS;
-        jv_real *row = p_x_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_P_X_H1_BIAS;
+        jv_real *restrict row = p_x_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1439,8 +1525,9 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_X_H2_BIAS;
-        jv_real *row = p_x_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_P_X_H2_BIAS;
+        jv_real *restrict row = p_x_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1451,8 +1538,9 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
     jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_X_HEAD_BIAS;
-        jv_real *row = p_x_logits + (size_t)b * 784;
+        const jv_real *restrict bias = params + JMVAE_KL_P_X_HEAD_BIAS;
+        jv_real *restrict row = p_x_logits + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1462,8 +1550,9 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        out_x = probabilities: sigmoid of the logits, [B x 784] */
     for (int b = 0; b < B; b++) {
-        const jv_real *l = p_x_logits + (size_t)b * 784;
-        jv_real *dst = out_x + (size_t)b * 784;
+        const jv_real *restrict l = p_x_logits + (size_t)b * 784;
+        jv_real *restrict dst = out_x + (size_t)b * 784;
+        JV_IVDEP
         for (int j = 0; j < 784; j++)
             dst[j] = jv_sigmoid(l[j]);
     }
@@ -1472,8 +1561,9 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 64, 1, z_sample, 64, params + JMVAE_KL_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_W_H1_BIAS;
-        jv_real *row = p_w_h1 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_P_W_H1_BIAS;
+        jv_real *restrict row = p_w_h1 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1484,8 +1574,9 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
     jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_W_H2_BIAS;
-        jv_real *row = p_w_h2 + (size_t)b * 512;
+        const jv_real *restrict bias = params + JMVAE_KL_P_W_H2_BIAS;
+        jv_real *restrict row = p_w_h2 + (size_t)b * 512;
+        JV_IVDEP
         for (int j = 0; j < 512; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
@@ -1496,8 +1587,9 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
     jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_KL_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
     for (int b = 0; b < B; b++) {
-        const jv_real *bias = params + JMVAE_KL_P_W_HEAD_BIAS;
-        jv_real *row = p_w_logits + (size_t)b * 10;
+        const jv_real *restrict bias = params + JMVAE_KL_P_W_HEAD_BIAS;
+        jv_real *restrict row = p_w_logits + (size_t)b * 10;
+        JV_IVDEP
         for (int j = 0; j < 10; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
@@ -1507,13 +1599,15 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        out_w = probabilities: softmax of the logits, [B x 10] */
     for (int b = 0; b < B; b++) {
-        const jv_real *l = p_w_logits + (size_t)b * 10;
-        jv_real *dst = out_w + (size_t)b * 10;
+        const jv_real *restrict l = p_w_logits + (size_t)b * 10;
+        jv_real *restrict dst = out_w + (size_t)b * 10;
         jv_real top = l[0], total = 0;
         for (int j = 1; j < 10; j++)
             top = l[j] > top ? l[j] : top;
+        JV_IVDEP
         for (int j = 0; j < 10; j++)
             total += dst[j] = JV_EXP(l[j] - top);
+        JV_IVDEP
         for (int j = 0; j < 10; j++)
             dst[j] /= total;
     }
