@@ -405,9 +405,9 @@ static void emit_act_grad(emitter *e, const op *o)
     const tensor *b = &e->p->tensors[o->bias];
     block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s becomes d(pre-activation); %s = column sums",
                                      layer_name(e, o), N(e, dy), b->name));
-    put(e, "    {\n    jv_real *restrict gbias = grads + %s;\n", tensor_at(e, o->bias, 0));
-    put(e, "    memset(gbias, 0, sizeof(jv_real) * %d);\n", n);
+    put(e, "    memset(grads + %s, 0, sizeof(jv_real) * %d);\n", tensor_at(e, o->bias, 0), n);
     put(e, "    for (int b = 0; b < B; b++) {\n");
+    put(e, "        jv_real *restrict gbias = grads + %s;\n", tensor_at(e, o->bias, 0));
     put(e, "        jv_real *restrict g = %s + (size_t)b * %d;\n", N(e, dy), n);
     if (o->act != ACT_LINEAR)
         put(e, "        const jv_real *restrict %s = %s + (size_t)b * %d;\n", o->act == ACT_SILU ? "pre" : "yrow",
@@ -421,7 +421,7 @@ static void emit_act_grad(emitter *e, const op *o)
     if (o->act != ACT_LINEAR)
         put(e, "            g[j] = %s;\n", act_grad_expr(o->act));
     put(e, "            gbias[j] += g[j];\n");
-    put(e, "        }\n    }\n    }\n");
+    put(e, "        }\n    }\n");
 }
 
 static void emit_gemm_dw(emitter *e, const op *o)

@@ -376,16 +376,14 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d_p_w_logits becomes d(pre-activation); p_w.head.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_P_W_HEAD_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 10);
+    memset(grads + JMVAE_P_W_HEAD_BIAS, 0, sizeof(jv_real) * 10);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_P_W_HEAD_BIAS;
         jv_real *restrict g = d_p_w_logits + (size_t)b * 10;
         JV_IVDEP
         for (int j = 0; j < 10; j++) {
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
@@ -398,10 +396,9 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d_p_w_h2 becomes d(pre-activation); p_w.h2.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_P_W_H2_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_P_W_H2_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_P_W_H2_BIAS;
         jv_real *restrict g = d_p_w_h2 + (size_t)b * 512;
         const jv_real *restrict yrow = p_w_h2 + (size_t)b * 512;
         JV_IVDEP
@@ -410,7 +407,6 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
@@ -423,10 +419,9 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d_p_w_h1 becomes d(pre-activation); p_w.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_P_W_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_P_W_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_P_W_H1_BIAS;
         jv_real *restrict g = d_p_w_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = p_w_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -435,7 +430,6 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
@@ -462,16 +456,14 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d_p_x_logits becomes d(pre-activation); p_x.head.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_P_X_HEAD_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 784);
+    memset(grads + JMVAE_P_X_HEAD_BIAS, 0, sizeof(jv_real) * 784);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_P_X_HEAD_BIAS;
         jv_real *restrict g = d_p_x_logits + (size_t)b * 784;
         JV_IVDEP
         for (int j = 0; j < 784; j++) {
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
@@ -484,10 +476,9 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d_p_x_h2 becomes d(pre-activation); p_x.h2.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_P_X_H2_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_P_X_H2_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_P_X_H2_BIAS;
         jv_real *restrict g = d_p_x_h2 + (size_t)b * 512;
         const jv_real *restrict yrow = p_x_h2 + (size_t)b * 512;
         JV_IVDEP
@@ -496,7 +487,6 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
@@ -509,10 +499,9 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d_p_x_h1 becomes d(pre-activation); p_x.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_P_X_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_P_X_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_P_X_H1_BIAS;
         jv_real *restrict g = d_p_x_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = p_x_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -521,7 +510,6 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
@@ -556,16 +544,14 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_out becomes d(pre-activation); q_xw.head.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_Q_XW_HEAD_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 128);
+    memset(grads + JMVAE_Q_XW_HEAD_BIAS, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_Q_XW_HEAD_BIAS;
         jv_real *restrict g = d_q_xw_out + (size_t)b * 128;
         JV_IVDEP
         for (int j = 0; j < 128; j++) {
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
@@ -578,10 +564,9 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_q_xw_h1 becomes d(pre-activation); q_xw.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_Q_XW_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_Q_XW_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_Q_XW_H1_BIAS;
         jv_real *restrict g = d_q_xw_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = q_xw_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -590,7 +575,6 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
@@ -611,10 +595,9 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:14  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d_enc_w_h1 becomes d(pre-activation); enc_w.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_ENC_W_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_ENC_W_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_ENC_W_H1_BIAS;
         jv_real *restrict g = d_enc_w_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = enc_w_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -624,7 +607,6 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             gbias[j] += g[j];
         }
     }
-    }
 
     /* jmvae.spec:14  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
@@ -632,10 +614,9 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 
     /* jmvae.spec:13  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d_enc_x_h1 becomes d(pre-activation); enc_x.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_ENC_X_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_ENC_X_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_ENC_X_H1_BIAS;
         jv_real *restrict g = d_enc_x_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = enc_x_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -644,7 +625,6 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae.spec:13  net enc_x = x -> relu(512)

@@ -546,16 +546,14 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head, backward: d_p_z1_out becomes d(pre-activation); p_z1.head.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_P_Z1_HEAD_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 128);
+    memset(grads + JMVAE_H_P_Z1_HEAD_BIAS, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_P_Z1_HEAD_BIAS;
         jv_real *restrict g = d_p_z1_out + (size_t)b * 128;
         JV_IVDEP
         for (int j = 0; j < 128; j++) {
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
@@ -568,10 +566,9 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 2, backward: d_p_z1_h2 becomes d(pre-activation); p_z1.h2.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_P_Z1_H2_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_H_P_Z1_H2_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_P_Z1_H2_BIAS;
         jv_real *restrict g = d_p_z1_h2 + (size_t)b * 512;
         const jv_real *restrict yrow = p_z1_h2 + (size_t)b * 512;
         JV_IVDEP
@@ -580,7 +577,6 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
@@ -593,10 +589,9 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1, backward: d_p_z1_h1 becomes d(pre-activation); p_z1.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_P_Z1_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_H_P_Z1_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_P_Z1_H1_BIAS;
         jv_real *restrict g = d_p_z1_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = p_z1_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -605,7 +600,6 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
@@ -640,16 +634,14 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head, backward: d_p_w_logits becomes d(pre-activation); p_w.head.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_P_W_HEAD_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 10);
+    memset(grads + JMVAE_H_P_W_HEAD_BIAS, 0, sizeof(jv_real) * 10);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_P_W_HEAD_BIAS;
         jv_real *restrict g = d_p_w_logits + (size_t)b * 10;
         JV_IVDEP
         for (int j = 0; j < 10; j++) {
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
@@ -662,10 +654,9 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 2, backward: d_p_w_h2 becomes d(pre-activation); p_w.h2.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_P_W_H2_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_H_P_W_H2_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_P_W_H2_BIAS;
         jv_real *restrict g = d_p_w_h2 + (size_t)b * 512;
         const jv_real *restrict yrow = p_w_h2 + (size_t)b * 512;
         JV_IVDEP
@@ -674,7 +665,6 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
@@ -687,10 +677,9 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1, backward: d_p_w_h1 becomes d(pre-activation); p_w.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_P_W_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_H_P_W_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_P_W_H1_BIAS;
         jv_real *restrict g = d_p_w_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = p_w_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -699,7 +688,6 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
@@ -726,16 +714,14 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x head, backward: d_p_x_logits becomes d(pre-activation); p_x.head.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_P_X_HEAD_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 784);
+    memset(grads + JMVAE_H_P_X_HEAD_BIAS, 0, sizeof(jv_real) * 784);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_P_X_HEAD_BIAS;
         jv_real *restrict g = d_p_x_logits + (size_t)b * 784;
         JV_IVDEP
         for (int j = 0; j < 784; j++) {
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
@@ -748,10 +734,9 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 2, backward: d_p_x_h2 becomes d(pre-activation); p_x.h2.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_P_X_H2_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_H_P_X_H2_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_P_X_H2_BIAS;
         jv_real *restrict g = d_p_x_h2 + (size_t)b * 512;
         const jv_real *restrict yrow = p_x_h2 + (size_t)b * 512;
         JV_IVDEP
@@ -760,7 +745,6 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
@@ -773,10 +757,9 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1, backward: d_p_x_h1 becomes d(pre-activation); p_x.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_P_X_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_H_P_X_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_P_X_H1_BIAS;
         jv_real *restrict g = d_p_x_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = p_x_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -785,7 +768,6 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
@@ -820,16 +802,14 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head, backward: d_q_z1_out becomes d(pre-activation); q_z1.head.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_Q_Z1_HEAD_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 128);
+    memset(grads + JMVAE_H_Q_Z1_HEAD_BIAS, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_Q_Z1_HEAD_BIAS;
         jv_real *restrict g = d_q_z1_out + (size_t)b * 128;
         JV_IVDEP
         for (int j = 0; j < 128; j++) {
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
@@ -864,16 +844,14 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head, backward: d_q_z2_out becomes d(pre-activation); q_z2.head.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_Q_Z2_HEAD_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 64);
+    memset(grads + JMVAE_H_Q_Z2_HEAD_BIAS, 0, sizeof(jv_real) * 64);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_Q_Z2_HEAD_BIAS;
         jv_real *restrict g = d_q_z2_out + (size_t)b * 64;
         JV_IVDEP
         for (int j = 0; j < 64; j++) {
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
@@ -886,10 +864,9 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 layer 1, backward: d_q_z2_h1 becomes d(pre-activation); q_z2.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_Q_Z2_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_H_Q_Z2_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_Q_Z2_H1_BIAS;
         jv_real *restrict g = d_q_z2_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = q_z2_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -898,7 +875,6 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
@@ -911,10 +887,9 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d_h1_h1 becomes d(pre-activation); h1.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_H1_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_H_H1_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_H1_H1_BIAS;
         jv_real *restrict g = d_h1_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = h1_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -923,7 +898,6 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
@@ -944,10 +918,9 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:17  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d_enc_w_h1 becomes d(pre-activation); enc_w.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_ENC_W_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_H_ENC_W_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_ENC_W_H1_BIAS;
         jv_real *restrict g = d_enc_w_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = enc_w_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -957,7 +930,6 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
-    }
 
     /* jmvae_h.spec:17  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
@@ -965,10 +937,9 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d_enc_x_h1 becomes d(pre-activation); enc_x.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_H_ENC_X_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_H_ENC_X_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_H_ENC_X_H1_BIAS;
         jv_real *restrict g = d_enc_x_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = enc_x_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -977,7 +948,6 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)

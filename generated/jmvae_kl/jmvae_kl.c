@@ -560,16 +560,14 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head, backward: d_q_w_out becomes d(pre-activation); q_w.head.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_Q_W_HEAD_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 128);
+    memset(grads + JMVAE_KL_Q_W_HEAD_BIAS, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_Q_W_HEAD_BIAS;
         jv_real *restrict g = d_q_w_out + (size_t)b * 128;
         JV_IVDEP
         for (int j = 0; j < 128; j++) {
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
@@ -582,10 +580,9 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 2, backward: d_q_w_h2 becomes d(pre-activation); q_w.h2.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_Q_W_H2_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_KL_Q_W_H2_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_Q_W_H2_BIAS;
         jv_real *restrict g = d_q_w_h2 + (size_t)b * 512;
         const jv_real *restrict yrow = q_w_h2 + (size_t)b * 512;
         JV_IVDEP
@@ -594,7 +591,6 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
@@ -607,10 +603,9 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 1, backward: d_q_w_h1 becomes d(pre-activation); q_w.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_Q_W_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_KL_Q_W_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_Q_W_H1_BIAS;
         jv_real *restrict g = d_q_w_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = q_w_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -619,7 +614,6 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
@@ -666,16 +660,14 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head, backward: d_q_x_out becomes d(pre-activation); q_x.head.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_Q_X_HEAD_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 128);
+    memset(grads + JMVAE_KL_Q_X_HEAD_BIAS, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_Q_X_HEAD_BIAS;
         jv_real *restrict g = d_q_x_out + (size_t)b * 128;
         JV_IVDEP
         for (int j = 0; j < 128; j++) {
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
@@ -688,10 +680,9 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 2, backward: d_q_x_h2 becomes d(pre-activation); q_x.h2.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_Q_X_H2_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_KL_Q_X_H2_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_Q_X_H2_BIAS;
         jv_real *restrict g = d_q_x_h2 + (size_t)b * 512;
         const jv_real *restrict yrow = q_x_h2 + (size_t)b * 512;
         JV_IVDEP
@@ -700,7 +691,6 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
@@ -713,10 +703,9 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 1, backward: d_q_x_h1 becomes d(pre-activation); q_x.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_Q_X_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_KL_Q_X_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_Q_X_H1_BIAS;
         jv_real *restrict g = d_q_x_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = q_x_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -725,7 +714,6 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
@@ -774,16 +762,14 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d_p_w_logits becomes d(pre-activation); p_w.head.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_P_W_HEAD_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 10);
+    memset(grads + JMVAE_KL_P_W_HEAD_BIAS, 0, sizeof(jv_real) * 10);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_P_W_HEAD_BIAS;
         jv_real *restrict g = d_p_w_logits + (size_t)b * 10;
         JV_IVDEP
         for (int j = 0; j < 10; j++) {
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
@@ -796,10 +782,9 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d_p_w_h2 becomes d(pre-activation); p_w.h2.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_P_W_H2_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_KL_P_W_H2_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_P_W_H2_BIAS;
         jv_real *restrict g = d_p_w_h2 + (size_t)b * 512;
         const jv_real *restrict yrow = p_w_h2 + (size_t)b * 512;
         JV_IVDEP
@@ -808,7 +793,6 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
@@ -821,10 +805,9 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d_p_w_h1 becomes d(pre-activation); p_w.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_P_W_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_KL_P_W_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_P_W_H1_BIAS;
         jv_real *restrict g = d_p_w_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = p_w_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -833,7 +816,6 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
@@ -860,16 +842,14 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d_p_x_logits becomes d(pre-activation); p_x.head.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_P_X_HEAD_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 784);
+    memset(grads + JMVAE_KL_P_X_HEAD_BIAS, 0, sizeof(jv_real) * 784);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_P_X_HEAD_BIAS;
         jv_real *restrict g = d_p_x_logits + (size_t)b * 784;
         JV_IVDEP
         for (int j = 0; j < 784; j++) {
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
@@ -882,10 +862,9 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d_p_x_h2 becomes d(pre-activation); p_x.h2.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_P_X_H2_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_KL_P_X_H2_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_P_X_H2_BIAS;
         jv_real *restrict g = d_p_x_h2 + (size_t)b * 512;
         const jv_real *restrict yrow = p_x_h2 + (size_t)b * 512;
         JV_IVDEP
@@ -894,7 +873,6 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
@@ -907,10 +885,9 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d_p_x_h1 becomes d(pre-activation); p_x.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_P_X_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_KL_P_X_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_P_X_H1_BIAS;
         jv_real *restrict g = d_p_x_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = p_x_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -919,7 +896,6 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
@@ -954,16 +930,14 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_out becomes d(pre-activation); q_xw.head.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_Q_XW_HEAD_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 128);
+    memset(grads + JMVAE_KL_Q_XW_HEAD_BIAS, 0, sizeof(jv_real) * 128);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_Q_XW_HEAD_BIAS;
         jv_real *restrict g = d_q_xw_out + (size_t)b * 128;
         JV_IVDEP
         for (int j = 0; j < 128; j++) {
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
@@ -976,10 +950,9 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_q_xw_h1 becomes d(pre-activation); q_xw.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_Q_XW_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_KL_Q_XW_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_Q_XW_H1_BIAS;
         jv_real *restrict g = d_q_xw_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = q_xw_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -988,7 +961,6 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
@@ -1009,10 +981,9 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:13  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d_enc_w_h1 becomes d(pre-activation); enc_w.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_ENC_W_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_KL_ENC_W_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_ENC_W_H1_BIAS;
         jv_real *restrict g = d_enc_w_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = enc_w_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -1022,7 +993,6 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
-    }
 
     /* jmvae_kl.spec:13  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
@@ -1030,10 +1000,9 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d_enc_x_h1 becomes d(pre-activation); enc_x.h1.bias = column sums */
-    {
-    jv_real *restrict gbias = grads + JMVAE_KL_ENC_X_H1_BIAS;
-    memset(gbias, 0, sizeof(jv_real) * 512);
+    memset(grads + JMVAE_KL_ENC_X_H1_BIAS, 0, sizeof(jv_real) * 512);
     for (int b = 0; b < B; b++) {
+        jv_real *restrict gbias = grads + JMVAE_KL_ENC_X_H1_BIAS;
         jv_real *restrict g = d_enc_x_h1 + (size_t)b * 512;
         const jv_real *restrict yrow = enc_x_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -1042,7 +1011,6 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             g[j] = y > 0 ? g[j] : 0;
             gbias[j] += g[j];
         }
-    }
     }
 
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
