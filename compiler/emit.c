@@ -253,12 +253,17 @@ static void row_ptr(emitter *e, const char *name, int v)
         put(e, "        const jv_real *restrict %s = %s + (size_t)b * %d;\n", name, N(e, v), W(e, v));
 }
 
+/* "N(mean, e^logvar)", or "N(0, I)" for the standard normal (mean < 0). */
+static const char *gaussian_name(emitter *e, int mean, int logvar)
+{
+    return mean < 0 ? "N(0, I)" : arena_printf(&e->c->mem, "N(%s, e^%s)", N(e, mean), N(e, logvar));
+}
+
 static void emit_kl(emitter *e, const op *o)
 {
     int n = W(e, o->in[0]);
-    block_comment(e, o, arena_printf(&e->c->mem, "%s: KL(N(%s, e^%s) || %s), summed over %d dimensions",
-                                     N(e, o->out[0]), N(e, o->in[0]), N(e, o->in[1]),
-                                     o->in[2] < 0 ? "N(0, I)" : arena_printf(&e->c->mem, "N(%s, e^%s)", N(e, o->in[2]), N(e, o->in[3])), n));
+    block_comment(e, o, arena_printf(&e->c->mem, "%s: KL(%s || %s), summed over %d dimensions", N(e, o->out[0]),
+                                     gaussian_name(e, o->in[0], o->in[1]), gaussian_name(e, o->in[2], o->in[3]), n));
     per_example_open(e);
     row_ptr(e, "mq", o->in[0]);
     row_ptr(e, "lq", o->in[1]);
@@ -280,8 +285,7 @@ static void emit_logpdf(emitter *e, const op *o)
 {
     int n = W(e, o->in[0]);
     block_comment(e, o, arena_printf(&e->c->mem, "%s %s %slog %s(%s), summed over %d dimensions", N(e, o->out[0]),
-                                     assign(o->accumulate), o->sign < 0 ? "-" : "",
-                                     o->in[1] < 0 ? "N(0, I)" : arena_printf(&e->c->mem, "N(%s, e^%s)", N(e, o->in[1]), N(e, o->in[2])),
+                                     assign(o->accumulate), o->sign < 0 ? "-" : "", gaussian_name(e, o->in[1], o->in[2]),
                                      N(e, o->in[0]), n));
     per_example_open(e);
     row_ptr(e, "z", o->in[0]);
