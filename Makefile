@@ -108,6 +108,13 @@ test: deps all generated-trainers $(TEST_BIN) ## install what is missing, build,
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; JMVAEC_ROOT=$(CURDIR) SANITIZE='$(SANITIZE)' $$t --jobs 2 || exit 1; done
 	@echo "all test suites passed"
 
+# Installs what is missing first (bison and the data may not be there yet),
+# then builds; scripts/demo.sh says which variables change the run.
+demo: ## install what is missing, build, train JMVAE-kl on Fashion-MNIST, evaluate, draw (about 5 min)
+	@sh .ci/install-deps
+	@$(MAKE) --no-print-directory all
+	@BUILD='$(BUILD)' JMVAEC='$(CURDIR)/jmvaec' sh scripts/demo.sh
+
 check-specs: jmvaec ## check every spec in specs/ and examples/
 	@for s in $(SPECS) $(wildcard examples/*.spec); do ./jmvaec --check $$s || exit 1; done
 
