@@ -293,10 +293,8 @@ static void check_head(checker *k, sem_net *n)
 {
     const dist_ref *h = n->node->head;
     sem_model *m = k->m;
-    if (!h) {
+    if (!h) { /* the grammar allows var= only after a head */
         n->head = HEAD_NONE;
-        if (n->node->variance.text)
-            diag_error(k->c, n->node->variance.at, "a network without a head has no variance");
         return;
     }
     const name_entry *e = lookup(k, h->target.text);
@@ -422,6 +420,11 @@ static int resolve_dist(checker *k, const dist_ref *d, sem_dist *out)
             return 0;
         }
         out->kind = DIST_PRIOR_NET;
+        if (l->node->prior && !lats) {
+            diag_error(k->c, d->at, "the prior of '%s' is conditional: write p(%s | ...) as its declaration does",
+                       d->target.text, d->target.text);
+            return -1;
+        }
         if (!l->node->prior) {
             diag_error(k->c, d->at, "the prior of '%s' is normal, written p(%s)", d->target.text, d->target.text);
             return -1;

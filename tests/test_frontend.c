@@ -311,3 +311,61 @@ Test(specs, reference_specs_are_clean)
         free(src);
     }
 }
+
+/* The remaining diagnostics of grammar/README.md, one each. */
+Test(checker, network_structure)
+{
+    expect(BASE_SPEC "net r = r -> relu(2)\n" BASE_LOSS, 1, "network 'r' reads itself");
+    expect(BASE_SPEC "net r = concat(x, x) -> relu(2)\n" BASE_LOSS, 1, "'x' is read twice by network 'r'");
+    expect(BASE_SPEC "net r = x\n" BASE_LOSS, 1, "network 'r' has neither layers nor a head");
+    expect(BASE_SPEC "net r = x -> relu(2) var=logvar\n" BASE_LOSS, 1, "6:22: error: unexpected name");
+    expect(BASE_SPEC "net r = enc -> relu(2)\nnet h = x -> q(z | x) var=logvar\n" BASE_LOSS, 1, "already the head");
+    expect(BASE_SPEC "net r = z -> relu(2) -> p(x | z) var=softplus\n" BASE_LOSS, 2,
+           "this head has no variance: x has a bernoulli likelihood");
+    expect(BASE_SPEC "net headless = x -> relu(2)\nnet r = headless -> relu(2)\n" BASE_LOSS, 0, NULL);
+    expect(BASE_SPEC "latent y[2] ~ normal\nnet qy = x -> q(y | x)\nnet r = qy -> relu(2)\n" BASE_LOSS, 2,
+           "network 'r' reads network 'qy', which has no layers");
+}
+
+Test(checker, priors)
+{
+    expect(BASE_SPEC "latent y[2] ~ p(y | y)\nnet py = y -> p(y | y)\nnet qy = x -> q(y | x)\n"
+           "loss { z ~ q(z | x) y ~ q(y | x) r = -log p(x | z) }\n", 2, "p(y | ...) is conditioned on y itself");
+    expect(BASE_SPEC "latent y[2] ~ q(y | z)\n" BASE_LOSS, 2, "the prior of 'y' must be normal or p(y | higher latents)");
+    expect(BASE_SPEC "loss { z ~ q(z | x) rec = -log p(x | z) kl = KL(q(z | x) || p(z | z)) }\n", 1,
+           "the prior of 'z' is normal, written p(z)");
+    expect("model m\nmodality x[4] ~ bernoulli\nlatent z2[2] ~ normal\nlatent z1[2] ~ p(z1 | z2)\n"
+           "net q1 = x -> q(z1 | x)\nnet q2 = x -> q(z2 | x)\nnet p1 = z2 -> p(z1 | z2)\nnet p_x = z1 -> p(x | z1)\n"
+           "loss { z1 ~ q(z1 | x) z2 ~ q(z2 | x) r = -log p(x | z1) k = KL(q(z1 | x) || p(z1)) }\n", 1,
+           "the prior of 'z1' is conditional: write p(z1 | ...)");
+}
+
+Test(checker, samples)
+{
+    expect(BASE_SPEC "loss { z ~ p(z) rec = -log p(x | z) }\n", 1, "'z' must be sampled from one of its posteriors");
+    expect("model m\nmodality x[4] ~ bernoulli\nlatent a[2] ~ normal\nlatent b[2] ~ normal\n"
+           "net qa = concat(x, b) -> q(a | x, b)\nnet qb = concat(x, a) -> q(b | x, a)\nnet p_x = a -> p(x | a)\n"
+           "loss { a ~ q(a | x, b) b ~ q(b | x, a) r = -log p(x | a) }\n", 1,
+           "the sample of 'a' depends on itself through other samples");
+}
+
+Test(checker, whole_spec)
+{
+    expect("model m\nlatent z[2] ~ normal\n", 2, "the spec declares no modality");
+    expect("model m\nmodality x[4] ~ bernoulli\n", 2, "the spec declares no latent");
+    expect(BASE_SPEC "loss { }\n", 2, "the loss has no terms");
+    expect(BASE_SPEC BASE_LOSS "train { }\ntrain { }\n", 1, "a second 'train' block");
+    expect(BASE_SPEC BASE_LOSS "train { optimizer = 3 }\n", 1, "unknown optimizer");
+    expect(BASE_SPEC BASE_LOSS "train { batch = big }\n", 1, "'batch' takes a number");
+    expect(BASE_SPEC "loss { z ~ q(z | x) rec = -log p(x | z) kl = KL(q(z | x) || q(z | x)) }\n", 1,
+           "the KL of a distribution with itself is 0");
+}
+
+Test(checker, too_many_declarations)
+{
+    char src[8192] = "model m\n";
+    for (int i = 0; i < 17; i++)
+        snprintf(src + strlen(src), sizeof src - strlen(src), "modality x%d[2] ~ bernoulli\n", i);
+    strcat(src, "latent z[2] ~ normal\n");
+    expect(src, 1, "too many declarations");
+}
