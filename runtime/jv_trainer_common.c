@@ -149,8 +149,17 @@ int jv_dataset_load(const jv_model *m, const char *cmd, const jv_opt_list *specs
         jv_dataset_free(m, ds);
         return 1;
     }
-    if (limit > 0 && (size_t)limit < ds->n)
+    if (limit > 0 && (size_t)limit < ds->n) {
         ds->n = (size_t)limit;
+        for (int k = 0; k < m->n_modalities; k++) { /* give back the rows beyond the limit */
+            jv_matrix *x = &ds->mod[k];
+            float *kept = x->x ? realloc(x->x, ds->n * x->dim * sizeof *x->x) : NULL;
+            if (kept) {
+                x->x = kept;
+                x->n = ds->n;
+            }
+        }
+    }
     return 0;
 }
 
