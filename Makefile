@@ -110,7 +110,7 @@ test: deps all generated-trainers $(TEST_BIN) ## install what is missing, build,
 
 # Installs what is missing first (bison and the data may not be there yet),
 # then builds; scripts/demo.sh says which variables change the run.
-demo: ## install what is missing, build, train JMVAE-kl on Fashion-MNIST, evaluate, draw (about 5 min)
+demo: ## install what is missing, build, train JMVAE-kl on Fashion-MNIST, evaluate, draw (3 min once built)
 	@sh .ci/install-deps
 	@$(MAKE) --no-print-directory all
 	@BUILD='$(BUILD)' JMVAEC='$(CURDIR)/jmvaec' sh scripts/demo.sh
