@@ -109,11 +109,11 @@ test: deps all generated-trainers $(TEST_BIN) ## install what is missing, build,
 	@echo "all test suites passed"
 
 # Installs what is missing first (bison and the data may not be there yet),
-# then builds; scripts/demo.sh says which variables change the run.
+# then builds; examples/demo.sh says which variables change the run.
 demo: ## install what is missing, build, train JMVAE-kl on Fashion-MNIST, evaluate, draw (3 min once built)
 	@sh .ci/install-deps
 	@$(MAKE) --no-print-directory all
-	@BUILD='$(BUILD)' JMVAEC='$(CURDIR)/jmvaec' sh scripts/demo.sh
+	@BUILD='$(BUILD)' JMVAEC='$(CURDIR)/jmvaec' sh examples/demo.sh
 
 check-specs: jmvaec ## check every spec in specs/ and examples/
 	@for s in $(SPECS) $(wildcard examples/*.spec); do ./jmvaec --check $$s || exit 1; done
