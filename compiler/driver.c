@@ -89,9 +89,9 @@ static int is_file(const char *path)
 /* Installed (PREFIX/bin/jmvaec beside PREFIX/include/jmvaec and PREFIX/lib),
  * the flags point there; otherwise at the source tree this jmvaec was built
  * in (its runtime/ headers and the build folder's libjmvaec.a). */
-int print_build_flags(const char *argv0, int cflags)
+int print_build_flags(const char *argv0, build_query query)
 {
-    char exe[PATH_MAX], root[PATH_MAX + 64], probe[PATH_MAX + 128];
+    char exe[PATH_MAX], inc[PATH_MAX + 64], lib[PATH_MAX + 64], probe[PATH_MAX + 128];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0)
         exe[n] = 0;
@@ -101,24 +101,24 @@ int print_build_flags(const char *argv0, int cflags)
     if (!slash)
         return 1;
     *slash = 0; /* the folder of the binary */
-    snprintf(root, sizeof root, "%s/..", exe);
-    snprintf(probe, sizeof probe, "%s/include/jmvaec/jv_model.h", root);
-    const char *libs = "-lopenblas -lz -lm";
+    snprintf(probe, sizeof probe, "%s/../include/jmvaec/jv_model.h", exe);
     if (is_file(probe)) {
-        if (cflags)
-            printf("-I%s/include/jmvaec\n", root);
-        else
-            printf("-L%s/lib -ljmvaec %s\n", root, libs);
-        return 0;
-    }
-    if (!is_file(JMVAEC_SOURCE_DIR "/runtime/jv_model.h")) {
-        fprintf(stderr, "jmvaec: cannot find the runtime (looked in %s/include/jmvaec and %s/runtime)\n", root,
+        snprintf(inc, sizeof inc, "%s/../include/jmvaec", exe);
+        snprintf(lib, sizeof lib, "%s/../lib", exe);
+    } else if (is_file(JMVAEC_SOURCE_DIR "/runtime/jv_model.h")) {
+        snprintf(inc, sizeof inc, "%s", JMVAEC_SOURCE_DIR "/runtime");
+        snprintf(lib, sizeof lib, "%s", JMVAEC_BUILD_DIR);
+    } else {
+        fprintf(stderr, "jmvaec: cannot find the runtime (looked in %s/../include/jmvaec and %s/runtime)\n", exe,
                 JMVAEC_SOURCE_DIR);
         return 1;
     }
-    if (cflags)
-        printf("-I%s/runtime\n", JMVAEC_SOURCE_DIR);
+    if (query == QUERY_CFLAGS)
+        printf("-I%s\n", inc);
+    else if (query == QUERY_LIBS)
+        printf("-L%s -ljmvaec -lopenblas -lz -lm\n", lib);
     else
-        printf("-L%s -ljmvaec %s\n", JMVAEC_BUILD_DIR, libs);
+        printf("%s/jv_model.h %s/jv_runtime.h %s/jv_trainer.h %s/jv_gradcheck.h %s/libjmvaec.a\n", inc, inc, inc, inc,
+               lib);
     return 0;
 }

@@ -14,7 +14,8 @@ typedef struct {
 
 int stage_known(const char *stage);
 int run_driver(const driver_options *opt);
-/* --cflags / --libs: where this jmvaec finds its runtime. */
-int print_build_flags(const char *argv0, int cflags);
+/* --cflags, --libs, --deps: where this jmvaec finds its runtime. */
+typedef enum { QUERY_CFLAGS, QUERY_LIBS, QUERY_DEPS } build_query;
+int print_build_flags(const char *argv0, build_query query);
 
 #endif

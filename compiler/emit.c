@@ -971,12 +971,14 @@ static void emit_makefile(emitter *e)
     put(e, "    d=$$(dirname \"$$d\"); done; echo jmvaec)\n");
     put(e, "CC ?= cc\nCFLAGS ?= -O2\n");
     put(e, "JV_CFLAGS := $(shell $(JMVAEC) --cflags)\nJV_LIBS := $(shell $(JMVAEC) --libs)\n");
+    put(e, "# the runtime's headers and library: a new runtime rebuilds the trainer\n");
+    put(e, "JV_DEPS := $(shell $(JMVAEC) --deps)\n");
     put(e, "OBJECTS := %s_main.o %s.o %s_f64.o\n\n", pre, pre, pre);
-    put(e, "%s: $(OBJECTS)\n\t$(CC) $(LDFLAGS) $(OBJECTS) $(JV_LIBS) -o $@\n\n", pre);
+    put(e, "%s: $(OBJECTS) $(filter %%.a,$(JV_DEPS))\n\t$(CC) $(LDFLAGS) $(OBJECTS) $(JV_LIBS) -o $@\n\n", pre);
     put(e, "# No errno from math functions and no trapping floating point: results do not\n");
     put(e, "# change, and the elementwise loops vectorise.\n");
-    put(e, "%%.o: %%.c %s.h %s.c\n\t$(CC) -std=c11 -fno-math-errno -fno-trapping-math $(CFLAGS) $(JV_CFLAGS) -c $< -o $@\n\n",
-        pre, pre);
+    put(e, "%%.o: %%.c %s.h %s.c $(filter %%.h,$(JV_DEPS))\n"
+           "\t$(CC) -std=c11 -fno-math-errno -fno-trapping-math $(CFLAGS) $(JV_CFLAGS) -c $< -o $@\n\n", pre, pre);
     put(e, "clean:\n\trm -f %s $(OBJECTS)\n\n.PHONY: clean\n", pre);
 }
 

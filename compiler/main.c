@@ -18,6 +18,7 @@ static const char usage[] =
     "       jmvaec --emit=STAGE SPEC    print one stage: ast, model, ir, grad, plan or c\n"
     "       jmvaec fmt SPEC             print SPEC in canonical layout\n"
     "       jmvaec --cflags | --libs    flags to build generated code against this jmvaec's runtime\n"
+    "       jmvaec --deps               the runtime's headers and library, for make dependencies\n"
     "       jmvaec --help | --version\n"
     "options: --batch N (with --emit=plan: the batch size the totals are given for; default the spec's)\n"
     "exit status: 0 success, 1 errors in the spec, 2 usage or I/O errors\n";
@@ -45,8 +46,9 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--version") == 0) {
             puts("jmvaec " JMVAEC_VERSION);
             return 0;
-        } else if (strcmp(a, "--cflags") == 0 || strcmp(a, "--libs") == 0) {
-            return print_build_flags(argv[0], a[2] == 'c') ? 2 : 0;
+        } else if (strcmp(a, "--cflags") == 0 || strcmp(a, "--libs") == 0 || strcmp(a, "--deps") == 0) {
+            build_query q = a[2] == 'c' ? QUERY_CFLAGS : a[2] == 'l' ? QUERY_LIBS : QUERY_DEPS;
+            return print_build_flags(argv[0], q) ? 2 : 0;
         } else if (strcmp(a, "--check") == 0) {
             opt.mode = MODE_CHECK;
         } else if (strncmp(a, "--emit=", 7) == 0) {
