@@ -819,6 +819,29 @@ static void check_usage(checker *k)
             diag_warning(k->c, m->hypers[i].node->at, "hyperparameter '%s' is not used by the loss", m->hypers[i].name);
 }
 
+/* ------------------------------------------------------------------ size -- */
+
+enum { MAX_PARAMS = 1000000000 };
+
+/* A model must fit the int sizes of the generated code and plausible memory. */
+static void check_parameter_count(checker *k)
+{
+    const sem_model *m = k->m;
+    double total = 0;
+    for (int i = 0; i < m->n_nets; i++) {
+        const sem_net *n = &m->nets[i];
+        double in = n->input_size;
+        for (int l = 0; l < n->n_layers; l++) {
+            total += (in + 1) * n->layers[l].width;
+            in = n->layers[l].width;
+        }
+        if (n->head != HEAD_NONE)
+            total += (in + 1) * n->head_size;
+    }
+    if (total > MAX_PARAMS)
+        diag_error(k->c, k->c->spec->name.at, "the model has %.0f parameters; at most %d", total, MAX_PARAMS);
+}
+
 /* ------------------------------------------------------------ fingerprint -- */
 
 /* FNV-1a over what fixes the parameters and their meaning: modalities,
@@ -925,8 +948,10 @@ sem_model *check_spec(ctx *c)
         check_terms(&k);
     }
     check_train(&k);
-    if (c->n_errors == 0)
+    if (c->n_errors == 0) {
+        check_parameter_count(&k);
         check_usage(&k);
+    }
     if (c->n_errors)
         return NULL;
     m->fingerprint = fingerprint_model(m);

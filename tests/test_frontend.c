@@ -369,3 +369,8 @@ Test(checker, too_many_declarations)
     strcat(src, "latent z[2] ~ normal\n");
     expect(src, 1, "too many declarations");
 }
+
+Test(checker, too_many_parameters)
+{
+    expect(BASE_SPEC "net big = x -> relu(1000000) -> relu(1000000)\n" BASE_LOSS, 1, "the model has 1000006000056 parameters; at most 1000000000");
+}
