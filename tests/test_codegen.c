@@ -153,6 +153,17 @@ Test(cli, usage_and_io_errors)
     expect_status("./jmvaec specs/jmvae.spec -o /proc/version", 2, "is not a folder");
     expect_status("./jmvaec specs/jmvae.spec -o /proc/nonexistent/x", 2, "cannot create folder");
     expect_status("./jmvaec --check tests/bad/three_errors.spec", 1, "3 errors");
+    char *dir = temp_folder("mine");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "echo 'all:' > %s/Makefile && ./jmvaec specs/jmvae.spec -o %s", dir, dir);
+    expect_status(cmd, 2, "exists and was not written by jmvaec; not replacing it");
+    snprintf(cmd, sizeof cmd, "test \"$(cat %s/Makefile)\" = 'all:' && ! test -e %s/jmvae.c", dir, dir);
+    expect_status(cmd, 0, NULL);
+    snprintf(cmd, sizeof cmd, "rm %s/Makefile && ./jmvaec specs/jmvae.spec -o %s && ./jmvaec specs/jmvae.spec -o %s", dir,
+             dir, dir);
+    expect_status(cmd, 0, NULL);
+    remove_folder(dir);
+    free(dir);
     expect_status("./jmvaec --help", 0, "usage: jmvaec SPEC -o DIR");
     expect_status("./jmvaec --version", 0, "jmvaec ");
     expect_status("./jmvaec --cflags", 0, "/runtime");
