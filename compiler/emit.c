@@ -26,6 +26,9 @@ typedef struct {
     const char *upper;  /* the same in capitals, for macros */
     const char *spec_name;
     const graph *g;
+    const char *rows;   /* the rows the current op works on: "B", or "U" (once per example) */
+    char *compact;      /* per op of a posterior graph: runs once per example */
+    char *expand;       /* per value: computed once per example, read by ops on all rows */
 } emitter;
 
 __attribute__((format(printf, 2, 3))) static void put(emitter *e, const char *fmt, ...)
@@ -161,11 +164,13 @@ static void emit_affine(emitter *e, const op *o)
     int row = 0;
     for (int i = 0; i < o->n_in; i++) {
         int k = W(e, o->in[i]);
-        put(e, "    jv_gemm(0, 0, B, %d, %d, 1, %s, %d, params + %s, %d, %d, %s, %d);\n", n, k, N(e, o->in[i]), k,
-            tensor_at(e, o->tensor, (long)row * n), n, i > 0, N(e, z), n);
+        /* once per example, the first of each run of copies is read from the data */
+        const char *ld = strcmp(e->rows, "U") == 0 && V(e, o->in[i])->kind == V_DATA ? "copies * " : "";
+        put(e, "    jv_gemm(0, 0, %s, %d, %d, 1, %s, %s%d, params + %s, %d, %d, %s, %d);\n", e->rows, n, k, N(e, o->in[i]),
+            ld, k, tensor_at(e, o->tensor, (long)row * n), n, i > 0, N(e, z), n);
         row += k;
     }
-    put(e, "    for (int b = 0; b < B; b++) {\n");
+    put(e, "    for (int b = 0; b < %s; b++) {\n", e->rows);
     put(e, "        const jv_real *restrict bias = params + %s;\n", tensor_at(e, o->bias, 0));
     if (o->act == ACT_SILU) {
         put(e, "        jv_real *restrict pre = %s + (size_t)b * %d, *restrict dst = %s + (size_t)b * %d;\n", N(e, z), n, N(e, y), n);
@@ -189,7 +194,7 @@ static void emit_add(emitter *e, const op *o)
     int n = W(e, o->out[0]);
     block_comment(e, o, arena_printf(&e->c->mem, "%s = sum of %d inputs, [B x %d]", N(e, o->out[0]), o->n_in, n));
     put(e, "    JV_IVDEP\n");
-    put(e, "    for (size_t i = 0; i < (size_t)B * %d; i++)\n        %s[i] = ", n, N(e, o->out[0]));
+    put(e, "    for (size_t i = 0; i < (size_t)%s * %d; i++)\n        %s[i] = ", e->rows, n, N(e, o->out[0]));
     for (int j = 0; j < o->n_in; j++)
         put(e, "%s%s[i]", j ? " + " : "", N(e, o->in[j]));
     put(e, ";\n");
@@ -199,7 +204,7 @@ static void emit_gauss_head(emitter *e, const op *o)
 {
     int n = W(e, o->out[0]);
     block_comment(e, o, arena_printf(&e->c->mem, "%s: %s, [B x %d] -> 2 x [B x %d]", layer_name(e, o), o->what, 2 * n, n));
-    put(e, "    for (int b = 0; b < B; b++) {\n");
+    put(e, "    for (int b = 0; b < %s; b++) {\n", e->rows);
     put(e, "        const jv_real *restrict raw = %s + (size_t)b * %d;\n", N(e, o->in[0]), 2 * n);
     put(e, "        jv_real *restrict mean = %s + (size_t)b * %d, *restrict logvar = %s + (size_t)b * %d;\n", N(e, o->out[0]), n,
         N(e, o->out[1]), n);
@@ -706,6 +711,10 @@ static void declare_values(emitter *e, int from, int to)
 
 static const char *const sig_params = "const jv_real *params, jv_real *arena, int batch";
 
+static int is_posterior(const graph *g);
+
+/* backward: 0 the forward (for a posterior, its _repeated form), 1 the
+ * backward, 2 a posterior's plain form. */
 static const char *signature(emitter *e, const graph *g, int backward)
 {
     const char *p = e->prefix;
@@ -718,10 +727,14 @@ static const char *signature(emitter *e, const graph *g, int backward)
                             "void %s_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,\n"
                             "    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,\n"
                             "    const jv_real *term_scale)", p);
-    if (strncmp(g->name, "posterior_", 10) == 0)
+    if (is_posterior(g) && backward == 2)
         return arena_printf(&e->c->mem,
                             "void %s_%s(%s,\n    const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,\n"
                             "    jv_real *log_q)", p, g->name, sig_params);
+    if (is_posterior(g))
+        return arena_printf(&e->c->mem,
+                            "void %s_%s_repeated(%s, int copies,\n    const jv_real *const *data, const jv_real *const *noise,\n"
+                            "    jv_real *const *latents, jv_real *log_q)", p, g->name, sig_params);
     if (strcmp(g->name, "log_joint") == 0)
         return arena_printf(&e->c->mem,
                             "void %s_log_joint(%s,\n    const jv_real *const *data, const jv_real *const *latents,\n"
@@ -749,13 +762,72 @@ static void silence_unused(emitter *e, const graph *g, int backward)
     }
 }
 
+static int is_posterior(const graph *g)
+{
+    return strncmp(g->name, "posterior_", 10) == 0;
+}
+
+static int reads(const op *o, int v)
+{
+    for (int j = 0; j < o->n_in; j++)
+        if (o->in[j] == v)
+            return 1;
+    return 0;
+}
+
+/* Which ops of a posterior graph can run once per example when the data
+ * rows come in runs of equal rows: the layers and heads that read data
+ * alone. A value such an op makes is expanded to every row right after it
+ * when an op on all rows reads it; an op that would read it compact after
+ * that runs on all rows too (and so on, to a fixed point). */
+static void mark_compact(emitter *e, const graph *g)
+{
+    e->compact = arena_alloc(&e->c->mem, (size_t)g->n_ops + 1);
+    e->expand = arena_alloc(&e->c->mem, (size_t)g->n_values + 1);
+    char *compact_value = arena_alloc(&e->c->mem, (size_t)g->n_values + 1);
+    char *demoted = arena_alloc(&e->c->mem, (size_t)g->n_ops + 1);
+    for (int changed = 1; changed;) {
+        changed = 0;
+        memset(compact_value, 0, (size_t)g->n_values);
+        for (int i = 0; i < g->n_ops; i++) {
+            const op *o = &g->ops[i];
+            int ok = !demoted[i] && (o->kind == OP_AFFINE || o->kind == OP_ADD || o->kind == OP_GAUSS_HEAD);
+            for (int j = 0; j < o->n_in && ok; j++)
+                ok = o->in[j] >= 0 && (g->values[o->in[j]].kind == V_DATA || compact_value[o->in[j]]);
+            e->compact[i] = (char)ok;
+            for (int j = 0; j < o->n_out && ok; j++)
+                compact_value[o->out[j]] = 1;
+        }
+        for (int v = 0; v < g->n_values; v++) {
+            int full_reader = 0;
+            for (int i = 0; i < g->n_ops && compact_value[v]; i++)
+                full_reader |= !e->compact[i] && reads(&g->ops[i], v);
+            for (int i = 0; i < g->n_ops && full_reader; i++)
+                if (e->compact[i] && reads(&g->ops[i], v)) {
+                    demoted[i] = 1;
+                    changed = 1;
+                }
+        }
+    }
+    for (int v = 0; v < g->n_values; v++)
+        for (int i = 0; i < g->n_ops && compact_value[v]; i++)
+            if (!e->compact[i] && reads(&g->ops[i], v))
+                e->expand[v] = 1;
+}
+
 static void emit_function(emitter *e, const graph *g, int backward)
 {
     e->g = g;
     int from = backward ? g->n_forward : 0, to = g->has_backward && !backward ? g->n_forward : g->n_ops;
+    int repeated = is_posterior(g);
     put(e, "\n/* %s%s */\n%s\n{\n", g->purpose, backward ? " (backward; run after forward with the same arguments)" : "",
         signature(e, g, backward));
     put(e, "    const int B = batch;\n");
+    if (repeated) {
+        put(e, "    copies = copies > 1 ? copies : 1;\n");
+        put(e, "    const int U = B / copies; /* examples: the layers that read data alone run once for each */\n");
+        mark_compact(e, g);
+    }
     put(e, "    (void)params;\n    (void)arena;\n");
     declare_values(e, from, to);
     silence_unused(e, g, backward);
@@ -764,9 +836,21 @@ static void emit_function(emitter *e, const graph *g, int backward)
             if (e->p->likelihood_net[m] < 0)
                 put(e, "    memset(log_lik[%d], 0, sizeof(jv_real) * (size_t)B); /* %s has no decoder */\n", m,
                     e->p->m->modalities[m].name);
-    for (int i = from; i < to; i++)
-        emit_op(e, &g->ops[i], !g->has_backward);
+    for (int i = from; i < to; i++) {
+        const op *o = &g->ops[i];
+        e->rows = repeated && e->compact[i] ? "U" : "B";
+        emit_op(e, o, !g->has_backward);
+        for (int j = 0; repeated && e->compact[i] && j < o->n_out; j++)
+            if (e->expand[o->out[j]])
+                put(e, "    jv_expand_rows(%s, U, copies, %d); /* to every row of its run */\n", N(e, o->out[j]),
+                    W(e, o->out[j]));
+    }
     put(e, "}\n");
+    e->rows = "B";
+    if (repeated) { /* the plain entry point: every row its own example */
+        put(e, "\n/* %s */\n%s\n{\n", g->purpose, signature(e, g, 2));
+        put(e, "    %s_%s_repeated(params, arena, batch, 1, data, noise, latents, log_q);\n}\n", e->prefix, g->name);
+    }
 }
 
 /* ------------------------------------------------------------------ header -- */
@@ -821,6 +905,8 @@ static void emit_header(emitter *e)
     for (int i = 0; i < p->n_graphs; i++) {
         const graph *g = p->graphs[i];
         put(e, "/* %s */\n%s;\n", g->purpose, signature(e, g, 0));
+        if (is_posterior(g))
+            put(e, "/* the same, every row its own example */\n%s;\n", signature(e, g, 2));
         if (g->has_backward)
             put(e, "/* the gradient of the loss forward returns, written to grads */\n%s;\n", signature(e, g, 1));
     }
@@ -889,7 +975,8 @@ static void emit_descriptor(emitter *e)
         for (int i = 0; i < m->n_modalities; i++)
             if (g->family_condition & (1u << i))
                 len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", len ? "," : "", m->modalities[i].name);
-        put(e, "    {%s, 0x%xu, %s_%s},\n", c_string(e, names), g->family_condition, pre, g->name);
+        put(e, "    {%s, 0x%xu, %s_%s, %s_%s_repeated},\n", c_string(e, names), g->family_condition, pre, g->name, pre,
+            g->name);
     }
     put(e, "};\n\n");
     const sem_train *t = &m->train;
@@ -942,6 +1029,8 @@ static void emit_f64(emitter *e)
     for (int i = 0; i < p->n_graphs; i++) {
         const char *name = p->graphs[i]->has_backward ? "forward" : p->graphs[i]->name;
         put(e, "#define %s_%s %s_f64_%s\n", pre, name, pre, name);
+        if (is_posterior(p->graphs[i]))
+            put(e, "#define %s_%s_repeated %s_f64_%s_repeated\n", pre, name, pre, name);
         if (p->graphs[i]->has_backward)
             put(e, "#define %s_backward %s_f64_backward\n", pre, pre);
     }
@@ -1034,7 +1123,7 @@ int emit_program(ctx *c, const program *p, const char *dir)
         return 2;
     }
     const char *base = strrchr(c->path, '/');
-    emitter e = {NULL, c, p, p->m->name, NULL, base ? base + 1 : c->path, NULL};
+    emitter e = {NULL, c, p, p->m->name, NULL, base ? base + 1 : c->path, NULL, "B", NULL, NULL};
     e.upper = upper(&e, p->m->name);
     const char *pre = p->m->name;
     struct {
@@ -1065,7 +1154,7 @@ int emit_program(ctx *c, const program *p, const char *dir)
 void emit_source_to(ctx *c, const program *p, FILE *out)
 {
     const char *base = strrchr(c->path, '/');
-    emitter e = {out, c, p, p->m->name, NULL, base ? base + 1 : c->path, NULL};
+    emitter e = {out, c, p, p->m->name, NULL, base ? base + 1 : c->path, NULL, "B", NULL, NULL};
     e.upper = upper(&e, p->m->name);
     emit_source(&e);
 }

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <cblas.h>
 
 #ifdef JV_DOUBLE
@@ -141,6 +142,17 @@ static inline jv_real jv_sigmoid(jv_real x)
     return x >= 0 ? inv : e * inv;
 }
 
+/* Rows [0, u) of a buffer of rows of `width` become u runs of `copies` equal
+ * rows (row e fills rows e * copies .. e * copies + copies - 1). Going down
+ * from the last run never overwrites a row still to be read. */
+static inline void jv_expand_rows(jv_real *x, int u, int copies, int width)
+{
+    for (int e = u - 1; e >= 0 && copies > 1; e--)
+        for (int c = copies - 1; c >= 0; c--)
+            if (e * copies + c != e)
+                memcpy(x + (size_t)(e * copies + c) * width, x + (size_t)e * width, sizeof(jv_real) * (size_t)width);
+}
+
 /* ------------------------------------------- counter-based generator -- */
 
 /* Philox4x32-10 (Salmon et al., SC'11): four 32-bit outputs per counter. */
@@ -245,6 +257,13 @@ typedef struct {
     void (*posterior)(const jv_real *params, jv_real *arena, int batch,
                       const jv_real *const *data, const jv_real *const *noise,
                       jv_real *const *latents, jv_real *log_q);
+    /* The same when the data rows come in runs of `copies` equal rows (the
+     * K samples of importance sampling): the encoders' layers that read data
+     * alone run once per run. batch must be a multiple of copies. NULL when
+     * a model does not provide it. */
+    void (*posterior_repeated)(const jv_real *params, jv_real *arena, int batch, int copies,
+                               const jv_real *const *data, const jv_real *const *noise,
+                               jv_real *const *latents, jv_real *log_q);
 } jv_family_info;
 
 typedef struct jv_model {

@@ -218,8 +218,13 @@ static double log_p_of(evaluator *e, int s, size_t i, double *elbo)
     for (int k = 0; k < k_total; k += w->cap) {
         int batch = k_total - k < w->cap ? k_total - k : w->cap;
         jv_work_fill_noise(m, w, batch, e->o.seed, JV_TAG_EVAL_IS, (uint64_t)s << 32 | i, (uint64_t)k);
-        f->posterior(e->params, w->arena, batch, JV_CONST_ROWS(w->input), JV_CONST_ROWS(w->noise), w->latents,
-                     w->log_q);
+        /* every row is example i: the encoders' data layers run once */
+        if (f->posterior_repeated)
+            f->posterior_repeated(e->params, w->arena, batch, batch, JV_CONST_ROWS(w->input), JV_CONST_ROWS(w->noise),
+                                  w->latents, w->log_q);
+        else
+            f->posterior(e->params, w->arena, batch, JV_CONST_ROWS(w->input), JV_CONST_ROWS(w->noise), w->latents,
+                         w->log_q);
         m->log_joint(e->params, w->arena, batch, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->latents),
                      w->log_prior, w->log_lik);
         log_weights(e, sub->mask, batch, e->log_w + k);

@@ -633,11 +633,13 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
-void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
-    const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,
-    jv_real *log_q)
+void jmvae_posterior_x_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
+    const jv_real *const *data, const jv_real *const *noise,
+    jv_real *const *latents, jv_real *log_q)
 {
     const int B = batch;
+    copies = copies > 1 ? copies : 1;
+    const int U = B / copies; /* examples: the layers that read data alone run once for each */
     (void)params;
     (void)arena;
     const jv_real *const in_x = data[0]; /* [B x 784] */
@@ -655,8 +657,8 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:13  net enc_x = x -> relu(512)
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 784, 1, in_x, copies * 784, params + JMVAE_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_ENC_X_H1_BIAS;
         jv_real *restrict row = enc_x_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -668,8 +670,8 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:14  net enc_w = w -> relu(512)
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 10, 1, in_w, copies * 10, params + JMVAE_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_ENC_W_H1_BIAS;
         jv_real *restrict row = enc_w_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -681,9 +683,9 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1: q_xw_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
-    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 512, 1, enc_x_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
+    jv_gemm(0, 0, U, 512, 512, 1, enc_w_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_Q_XW_H1_BIAS;
         jv_real *restrict row = q_xw_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -695,8 +697,8 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 128, 512, 1, q_xw_h1, 512, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_Q_XW_HEAD_BIAS;
         jv_real *restrict row = q_xw_out + (size_t)b * 128;
         JV_IVDEP
@@ -708,7 +710,7 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict raw = q_xw_out + (size_t)b * 128;
         jv_real *restrict mean = q_xw_mean + (size_t)b * 64, *restrict logvar = q_xw_logvar + (size_t)b * 64;
         JV_IVDEP
@@ -717,6 +719,8 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
         }
     }
+    jv_expand_rows(q_xw_mean, U, copies, 64); /* to every row of its run */
+    jv_expand_rows(q_xw_logvar, U, copies, 64); /* to every row of its run */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        z_sample = mean + exp(logvar / 2) * eps_z, [B x 64] (the mean where noise is NULL) */
@@ -738,6 +742,14 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
         }
         sum_log_q[b] = s;
     }
+}
+
+/* samples every latent from one family of posteriors, with log q of the sample */
+void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
+    const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,
+    jv_real *log_q)
+{
+    jmvae_posterior_x_w_repeated(params, arena, batch, 1, data, noise, latents, log_q);
 }
 
 /* log p(z) under the prior and log p(m | z) for every modality */
@@ -1063,7 +1075,7 @@ static const jv_tensor_info jmvae_tensors[] = {
 static const char *const jmvae_term_names[] = {"rec_x", "rec_w", "kl"};
 
 static const jv_family_info jmvae_families[] = {
-    {"x,w", 0x3u, jmvae_posterior_x_w},
+    {"x,w", 0x3u, jmvae_posterior_x_w, jmvae_posterior_x_w_repeated},
 };
 
 const jv_model jmvae_model = {

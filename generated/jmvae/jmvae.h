@@ -65,6 +65,10 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
     const jv_real *term_scale);
 /* samples every latent from one family of posteriors, with log q of the sample */
+void jmvae_posterior_x_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
+    const jv_real *const *data, const jv_real *const *noise,
+    jv_real *const *latents, jv_real *log_q);
+/* the same, every row its own example */
 void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,
     jv_real *log_q);

@@ -8,6 +8,7 @@
 #define jmvae_forward jmvae_f64_forward
 #define jmvae_backward jmvae_f64_backward
 #define jmvae_posterior_x_w jmvae_f64_posterior_x_w
+#define jmvae_posterior_x_w_repeated jmvae_f64_posterior_x_w_repeated
 #define jmvae_log_joint jmvae_f64_log_joint
 #define jmvae_decode jmvae_f64_decode
 #define jmvae_sample_prior jmvae_f64_sample_prior

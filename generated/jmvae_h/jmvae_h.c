@@ -956,11 +956,13 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
-void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
-    const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,
-    jv_real *log_q)
+void jmvae_h_posterior_x_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
+    const jv_real *const *data, const jv_real *const *noise,
+    jv_real *const *latents, jv_real *log_q)
 {
     const int B = batch;
+    copies = copies > 1 ? copies : 1;
+    const int U = B / copies; /* examples: the layers that read data alone run once for each */
     (void)params;
     (void)arena;
     const jv_real *const in_x = data[0]; /* [B x 784] */
@@ -984,8 +986,8 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_H_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 784, 1, in_x, copies * 784, params + JMVAE_H_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_H_ENC_X_H1_BIAS;
         jv_real *restrict row = enc_x_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -997,8 +999,8 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:17  net enc_w = w -> relu(512)
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_H_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 10, 1, in_w, copies * 10, params + JMVAE_H_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_H_ENC_W_H1_BIAS;
         jv_real *restrict row = enc_w_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -1010,9 +1012,9 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1: h1_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, h1_h1, 512);
-    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 1, h1_h1, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 512, 1, enc_x_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, h1_h1, 512);
+    jv_gemm(0, 0, U, 512, 512, 1, enc_w_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 1, h1_h1, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_H_H1_H1_BIAS;
         jv_real *restrict row = h1_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -1024,8 +1026,8 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 layer 1: q_z2_h1 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 0, q_z2_h1, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 0, q_z2_h1, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_H_Q_Z2_H1_BIAS;
         jv_real *restrict row = q_z2_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -1037,8 +1039,8 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head: q_z2_out = linear(x W + b), [B x 512] -> [B x 64] */
-    jv_gemm(0, 0, B, 64, 512, 1, q_z2_h1, 512, params + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64, 0, q_z2_out, 64);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 64, 512, 1, q_z2_h1, 512, params + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64, 0, q_z2_out, 64);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_H_Q_Z2_HEAD_BIAS;
         jv_real *restrict row = q_z2_out + (size_t)b * 64;
         JV_IVDEP
@@ -1050,7 +1052,7 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head: mean, and variance = softplus(raw), [B x 64] -> 2 x [B x 32] */
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict raw = q_z2_out + (size_t)b * 64;
         jv_real *restrict mean = q_z2_mean + (size_t)b * 32, *restrict logvar = q_z2_logvar + (size_t)b * 32;
         JV_IVDEP
@@ -1059,6 +1061,8 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
             logvar[j] = JV_LOG(jv_softplus(raw[32 + j]));
         }
     }
+    jv_expand_rows(q_z2_mean, U, copies, 32); /* to every row of its run */
+    jv_expand_rows(q_z2_logvar, U, copies, 32); /* to every row of its run */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        z2_sample = mean + exp(logvar / 2) * eps_z2, [B x 32] (the mean where noise is NULL) */
@@ -1083,8 +1087,8 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head: q_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, q_z1_out, 128);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 128, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, q_z1_out, 128);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_H_Q_Z1_HEAD_BIAS;
         jv_real *restrict row = q_z1_out + (size_t)b * 128;
         JV_IVDEP
@@ -1096,7 +1100,7 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict raw = q_z1_out + (size_t)b * 128;
         jv_real *restrict mean = q_z1_mean + (size_t)b * 64, *restrict logvar = q_z1_logvar + (size_t)b * 64;
         JV_IVDEP
@@ -1105,6 +1109,8 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
         }
     }
+    jv_expand_rows(q_z1_mean, U, copies, 64); /* to every row of its run */
+    jv_expand_rows(q_z1_logvar, U, copies, 64); /* to every row of its run */
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        z1_sample = mean + exp(logvar / 2) * eps_z1, [B x 64] (the mean where noise is NULL) */
@@ -1126,6 +1132,14 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
         }
         sum_log_q[b] += s;
     }
+}
+
+/* samples every latent from one family of posteriors, with log q of the sample */
+void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
+    const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,
+    jv_real *log_q)
+{
+    jmvae_h_posterior_x_w_repeated(params, arena, batch, 1, data, noise, latents, log_q);
 }
 
 /* log p(z) under the prior and log p(m | z) for every modality */
@@ -1598,7 +1612,7 @@ static const jv_tensor_info jmvae_h_tensors[] = {
 static const char *const jmvae_h_term_names[] = {"rec_x", "rec_w", "kl_z1", "kl_z2"};
 
 static const jv_family_info jmvae_h_families[] = {
-    {"x,w", 0x3u, jmvae_h_posterior_x_w},
+    {"x,w", 0x3u, jmvae_h_posterior_x_w, jmvae_h_posterior_x_w_repeated},
 };
 
 const jv_model jmvae_h_model = {

@@ -8,6 +8,7 @@
 #define jmvae_h_forward jmvae_h_f64_forward
 #define jmvae_h_backward jmvae_h_f64_backward
 #define jmvae_h_posterior_x_w jmvae_h_f64_posterior_x_w
+#define jmvae_h_posterior_x_w_repeated jmvae_h_f64_posterior_x_w_repeated
 #define jmvae_h_log_joint jmvae_h_f64_log_joint
 #define jmvae_h_decode jmvae_h_f64_decode
 #define jmvae_h_sample_prior jmvae_h_f64_sample_prior

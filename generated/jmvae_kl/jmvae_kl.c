@@ -1019,11 +1019,13 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
-void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
-    const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,
-    jv_real *log_q)
+void jmvae_kl_posterior_x_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
+    const jv_real *const *data, const jv_real *const *noise,
+    jv_real *const *latents, jv_real *log_q)
 {
     const int B = batch;
+    copies = copies > 1 ? copies : 1;
+    const int U = B / copies; /* examples: the layers that read data alone run once for each */
     (void)params;
     (void)arena;
     const jv_real *const in_x = data[0]; /* [B x 784] */
@@ -1041,8 +1043,8 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_KL_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 784, 1, in_x, copies * 784, params + JMVAE_KL_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_ENC_X_H1_BIAS;
         jv_real *restrict row = enc_x_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -1054,8 +1056,8 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:13  net enc_w = w -> relu(512)
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_KL_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 10, 1, in_w, copies * 10, params + JMVAE_KL_ENC_W_H1_WEIGHT, 512, 0, enc_w_h1, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_ENC_W_H1_BIAS;
         jv_real *restrict row = enc_w_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -1067,9 +1069,9 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1: q_xw_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
-    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 512, 1, enc_x_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
+    jv_gemm(0, 0, U, 512, 512, 1, enc_w_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_XW_H1_BIAS;
         jv_real *restrict row = q_xw_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -1081,8 +1083,8 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 128, 512, 1, q_xw_h1, 512, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_XW_HEAD_BIAS;
         jv_real *restrict row = q_xw_out + (size_t)b * 128;
         JV_IVDEP
@@ -1094,7 +1096,7 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict raw = q_xw_out + (size_t)b * 128;
         jv_real *restrict mean = q_xw_mean + (size_t)b * 64, *restrict logvar = q_xw_logvar + (size_t)b * 64;
         JV_IVDEP
@@ -1103,6 +1105,8 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
         }
     }
+    jv_expand_rows(q_xw_mean, U, copies, 64); /* to every row of its run */
+    jv_expand_rows(q_xw_logvar, U, copies, 64); /* to every row of its run */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        z_sample = mean + exp(logvar / 2) * eps_z, [B x 64] (the mean where noise is NULL) */
@@ -1127,11 +1131,21 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
-void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
+void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,
     jv_real *log_q)
 {
+    jmvae_kl_posterior_x_w_repeated(params, arena, batch, 1, data, noise, latents, log_q);
+}
+
+/* samples every latent from one family of posteriors, with log q of the sample */
+void jmvae_kl_posterior_x_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
+    const jv_real *const *data, const jv_real *const *noise,
+    jv_real *const *latents, jv_real *log_q)
+{
     const int B = batch;
+    copies = copies > 1 ? copies : 1;
+    const int U = B / copies; /* examples: the layers that read data alone run once for each */
     (void)params;
     (void)arena;
     const jv_real *const in_x = data[0]; /* [B x 784] */
@@ -1147,8 +1161,8 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 1: q_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_KL_Q_X_H1_WEIGHT, 512, 0, q_x_h1, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 784, 1, in_x, copies * 784, params + JMVAE_KL_Q_X_H1_WEIGHT, 512, 0, q_x_h1, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_X_H1_BIAS;
         jv_real *restrict row = q_x_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -1160,8 +1174,8 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 2: q_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, q_x_h1, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, q_x_h2, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 512, 1, q_x_h1, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, q_x_h2, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_X_H2_BIAS;
         jv_real *restrict row = q_x_h2 + (size_t)b * 512;
         JV_IVDEP
@@ -1173,8 +1187,8 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head: q_x_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_x_h2, 512, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, q_x_out, 128);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 128, 512, 1, q_x_h2, 512, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, q_x_out, 128);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_X_HEAD_BIAS;
         jv_real *restrict row = q_x_out + (size_t)b * 128;
         JV_IVDEP
@@ -1186,7 +1200,7 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict raw = q_x_out + (size_t)b * 128;
         jv_real *restrict mean = q_x_mean + (size_t)b * 64, *restrict logvar = q_x_logvar + (size_t)b * 64;
         JV_IVDEP
@@ -1195,6 +1209,8 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
         }
     }
+    jv_expand_rows(q_x_mean, U, copies, 64); /* to every row of its run */
+    jv_expand_rows(q_x_logvar, U, copies, 64); /* to every row of its run */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        z_sample = mean + exp(logvar / 2) * eps_z, [B x 64] (the mean where noise is NULL) */
@@ -1219,11 +1235,21 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
-void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
+void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,
     jv_real *log_q)
 {
+    jmvae_kl_posterior_x_repeated(params, arena, batch, 1, data, noise, latents, log_q);
+}
+
+/* samples every latent from one family of posteriors, with log q of the sample */
+void jmvae_kl_posterior_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
+    const jv_real *const *data, const jv_real *const *noise,
+    jv_real *const *latents, jv_real *log_q)
+{
     const int B = batch;
+    copies = copies > 1 ? copies : 1;
+    const int U = B / copies; /* examples: the layers that read data alone run once for each */
     (void)params;
     (void)arena;
     const jv_real *const in_w = data[1]; /* [B x 10] */
@@ -1239,8 +1265,8 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 1: q_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 10, 1, in_w, 10, params + JMVAE_KL_Q_W_H1_WEIGHT, 512, 0, q_w_h1, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 10, 1, in_w, copies * 10, params + JMVAE_KL_Q_W_H1_WEIGHT, 512, 0, q_w_h1, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_W_H1_BIAS;
         jv_real *restrict row = q_w_h1 + (size_t)b * 512;
         JV_IVDEP
@@ -1252,8 +1278,8 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 2: q_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, q_w_h1, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, q_w_h2, 512);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 512, 512, 1, q_w_h1, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, q_w_h2, 512);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_W_H2_BIAS;
         jv_real *restrict row = q_w_h2 + (size_t)b * 512;
         JV_IVDEP
@@ -1265,8 +1291,8 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head: q_w_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_w_h2, 512, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, q_w_out, 128);
-    for (int b = 0; b < B; b++) {
+    jv_gemm(0, 0, U, 128, 512, 1, q_w_h2, 512, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, q_w_out, 128);
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_W_HEAD_BIAS;
         jv_real *restrict row = q_w_out + (size_t)b * 128;
         JV_IVDEP
@@ -1278,7 +1304,7 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < U; b++) {
         const jv_real *restrict raw = q_w_out + (size_t)b * 128;
         jv_real *restrict mean = q_w_mean + (size_t)b * 64, *restrict logvar = q_w_logvar + (size_t)b * 64;
         JV_IVDEP
@@ -1287,6 +1313,8 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
         }
     }
+    jv_expand_rows(q_w_mean, U, copies, 64); /* to every row of its run */
+    jv_expand_rows(q_w_logvar, U, copies, 64); /* to every row of its run */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        z_sample = mean + exp(logvar / 2) * eps_z, [B x 64] (the mean where noise is NULL) */
@@ -1308,6 +1336,14 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
         }
         sum_log_q[b] = s;
     }
+}
+
+/* samples every latent from one family of posteriors, with log q of the sample */
+void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
+    const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,
+    jv_real *log_q)
+{
+    jmvae_kl_posterior_w_repeated(params, arena, batch, 1, data, noise, latents, log_q);
 }
 
 /* log p(z) under the prior and log p(m | z) for every modality */
@@ -1649,9 +1685,9 @@ static const jv_hyper_info jmvae_kl_hypers[] = {
 static const char *const jmvae_kl_term_names[] = {"rec_x", "rec_w", "kl", "kl_x", "kl_w"};
 
 static const jv_family_info jmvae_kl_families[] = {
-    {"x,w", 0x3u, jmvae_kl_posterior_x_w},
-    {"x", 0x1u, jmvae_kl_posterior_x},
-    {"w", 0x2u, jmvae_kl_posterior_w},
+    {"x,w", 0x3u, jmvae_kl_posterior_x_w, jmvae_kl_posterior_x_w_repeated},
+    {"x", 0x1u, jmvae_kl_posterior_x, jmvae_kl_posterior_x_repeated},
+    {"w", 0x2u, jmvae_kl_posterior_w, jmvae_kl_posterior_w_repeated},
 };
 
 const jv_model jmvae_kl_model = {

@@ -8,8 +8,11 @@
 #define jmvae_kl_forward jmvae_kl_f64_forward
 #define jmvae_kl_backward jmvae_kl_f64_backward
 #define jmvae_kl_posterior_x_w jmvae_kl_f64_posterior_x_w
+#define jmvae_kl_posterior_x_w_repeated jmvae_kl_f64_posterior_x_w_repeated
 #define jmvae_kl_posterior_x jmvae_kl_f64_posterior_x
+#define jmvae_kl_posterior_x_repeated jmvae_kl_f64_posterior_x_repeated
 #define jmvae_kl_posterior_w jmvae_kl_f64_posterior_w
+#define jmvae_kl_posterior_w_repeated jmvae_kl_f64_posterior_w_repeated
 #define jmvae_kl_log_joint jmvae_kl_f64_log_joint
 #define jmvae_kl_decode jmvae_kl_f64_decode
 #define jmvae_kl_sample_prior jmvae_kl_f64_sample_prior
