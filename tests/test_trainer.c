@@ -26,6 +26,7 @@
 #endif
 
 #include "jv_trainer.h"
+#include "report_util.h"
 #include "trainer_fixture.h"
 
 /* ------------------------------------------------------------ helpers -- */
@@ -236,53 +237,6 @@ static void expect_refusal(const scratch *s, const char *args, const char *needl
                  r.err);
     cr_expect_not_null(strstr(r.err, needle), "'%s': expected '%s' in: %s", args, needle, r.err);
     cr_expect_str_eq(before, after, "'%s' changed the folder", args);
-}
-
-/* The value of column `name` in row `row` (1 = first data row) of a CSV. */
-static double csv_value(const char *csv, int row, const char *name)
-{
-    int col = 0;
-    size_t len = strlen(name);
-    const char *p = csv;
-    while (!(strncmp(p, name, len) == 0 && (p[len] == ',' || p[len] == '\n'))) {
-        p += strcspn(p, ",\n");
-        cr_assert_eq(*p, ',', "no column %s", name);
-        p++;
-        col++;
-    }
-    p = csv;
-    for (int i = 0; i < row; i++) {
-        p = strchr(p, '\n');
-        cr_assert_not_null(p, "no row %d", row);
-        p++;
-    }
-    for (int i = 0; i < col; i++)
-        p = strchr(p, ',') + 1;
-    return strtod(p, NULL);
-}
-
-static int count_lines(const char *text)
-{
-    int n = 0;
-    for (; *text; text++)
-        n += *text == '\n';
-    return n;
-}
-
-/* The "mean" of key in the object that follows "group": in a JSON text. */
-static double json_mean(const char *json, const char *group, const char *key)
-{
-    char pattern[128];
-    const char *p = json;
-    if (group) {
-        snprintf(pattern, sizeof pattern, "\"%s\": {", group);
-        p = strstr(json, pattern);
-        cr_assert_not_null(p, "no group %s", group);
-    }
-    snprintf(pattern, sizeof pattern, "\"%s\": {\"mean\": ", key);
-    p = strstr(p, pattern);
-    cr_assert_not_null(p, "no key %s", key);
-    return strtod(p + strlen(pattern), NULL);
 }
 
 static void png_size(const scratch *s, const char *name, unsigned *w, unsigned *h)

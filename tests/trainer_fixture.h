@@ -293,8 +293,8 @@ static const jv_latent_info fixture_latents[] = {{"z", FX_Z}};
 static const jv_hyper_info fixture_hypers[] = {{"beta", 1, 0, 2}, {"alpha", 0.1, 0, 0}};
 static const char *const fixture_terms[] = {"rec_x", "rec_w", "kl", "kl_x"};
 static const jv_family_info fixture_families[] = {
-    {"x,w", 3u, fixture_posterior_xw},
-    {"x", 1u, fixture_posterior_x},
+    {"x,w", 3u, fixture_posterior_xw, NULL}, /* no repeated form: eval falls back on the plain one */
+    {"x", 1u, fixture_posterior_x, NULL},
 };
 
 static const jv_model fixture_model = {
