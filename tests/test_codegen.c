@@ -179,3 +179,27 @@ Test(cli, every_stage_dumps)
     expect_status("./jmvaec --emit=c specs/jmvae.spec", 0, "jmvae_forward(");
     expect_status("./jmvaec fmt specs/jmvae.spec", 0, "model jmvae");
 }
+
+/* After make install, jmvaec and the generated Makefile find the installed
+ * runtime from any folder (here DESTDIR stands for the root). */
+Test(install, generated_code_builds_against_installed_runtime, .timeout = 300)
+{
+    char *dir = temp_folder("inst");
+    cr_assert(dir);
+    char flags[512], cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "make -s install DESTDIR=%s PREFIX=/opt/jv >/dev/null && cd %s && mkdir work && cd work && "
+             "%s/opt/jv/bin/jmvaec %s/examples/tiny.spec -o gen && %s/opt/jv/bin/jmvaec --cflags && "
+             "make -s -C gen JMVAEC=%s/opt/jv/bin/jmvaec %s && gen/tiny gradcheck --quiet && "
+             "test -f %s/opt/jv/lib/pkgconfig/jmvaec.pc && cd %s && make -s uninstall DESTDIR=%s PREFIX=/opt/jv && "
+             "! test -e %s/opt/jv/bin/jmvaec",
+             dir, dir, dir, getenv("PWD"), dir, dir, sanitize_make_flags(flags, sizeof flags), dir, getenv("PWD"), dir, dir);
+    char *out = NULL;
+    int status = run_command(cmd, &out);
+    cr_expect_eq(status, 0, "%s", out);
+    cr_expect(strstr(out, "/opt/jv/bin/../include/jmvaec") != NULL, "--cflags of the installed jmvaec:\n%s", out);
+    cr_expect(strstr(out, "gradcheck: PASS") != NULL, "%s", out);
+    free(out);
+    remove_folder(dir);
+    free(dir);
+}
