@@ -288,10 +288,16 @@ void jv_work_gather(const jv_model *m, jv_work *w, const jv_dataset *ds, const s
 void jv_work_fill_noise(const jv_model *m, jv_work *w, int batch, uint64_t seed, unsigned tag,
                         uint64_t index, uint64_t first)
 {
+    jv_work_fill_noise_at(m, w, 0, batch, seed, tag, index, first);
+}
+
+void jv_work_fill_noise_at(const jv_model *m, jv_work *w, int row, int batch, uint64_t seed, unsigned tag,
+                           uint64_t index, uint64_t first)
+{
     for (int l = 0; l < m->n_latents; l++) {
         size_t size = (size_t)m->latents[l].size;
         jv_rng rng = {seed, jv_stream_id(tag, (unsigned)l, index), first * size};
-        jv_rng_fill_normal(&rng, w->noise[l], (size_t)batch * size);
+        jv_rng_fill_normal(&rng, w->noise[l] + (size_t)row * size, (size_t)batch * size);
     }
 }
 

@@ -154,10 +154,11 @@ static int make_predictions(evaluator *e)
 
 static int alloc_evaluator(evaluator *e)
 {
-    int cap = e->o.batch < e->o.samples ? e->o.batch : e->o.samples;
+    int cap = e->o.batch;
     if (jv_work_alloc(e->m, cap, &e->w) != 0)
         return 1;
-    e->log_w = calloc((size_t)e->o.samples, sizeof *e->log_w);
+    /* one example's K log weights, or a batch of several examples' */
+    e->log_w = calloc((size_t)(e->o.samples > cap ? e->o.samples : cap), sizeof *e->log_w);
     e->rows = calloc((size_t)cap, sizeof *e->rows);
     e->terms = calloc((size_t)e->m->n_terms + 1, sizeof *e->terms);
     if (!e->log_w || !e->rows || !e->terms)
@@ -181,13 +182,15 @@ static void free_evaluator(evaluator *e)
 
 /* ------------------------------------------------------------ estimates -- */
 
-/* The objective and its terms for the example in row 0 of the work data. */
-static void forward_terms(evaluator *e, size_t i)
+/* The objective and its terms for example i, in row `row` of the work data. */
+static void forward_terms(evaluator *e, size_t i, int row)
 {
     jv_work *w = &e->w;
+    const jv_real *data[64]; /* jmvaec emits at most 16 modalities */
+    for (int k = 0; k < e->m->n_modalities; k++)
+        data[k] = w->data[k] + (size_t)row * (size_t)e->m->modalities[k].size;
     jv_work_fill_noise(e->m, w, 1, e->o.seed, JV_TAG_EVAL_FORWARD, i, 0);
-    jv_real loss = e->m->forward(e->params, w->arena, 1, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->noise), NULL,
-                                 NULL, w->terms);
+    jv_real loss = e->m->forward(e->params, w->arena, 1, data, JV_CONST_ROWS(w->noise), NULL, NULL, w->terms);
     jv_stat_add(&e->loss, loss);
     for (int t = 0; t < e->m->n_terms; t++)
         jv_stat_add(&e->terms[t], w->terms[t]);
@@ -205,35 +208,63 @@ static void log_weights(const evaluator *e, unsigned mask, int batch, double *ou
     }
 }
 
-/* Importance-sampled log p of subset s for the example replicated in the
- * work data; the mean log weight (the ELBO) goes to *elbo. */
-static double log_p_of(evaluator *e, int s, size_t i, double *elbo)
+/* Log weights of subset s for the rows of the work data, which come in runs
+ * of `copies` rows of one example (the noise is already drawn). */
+static void weigh_rows(evaluator *e, int s, int batch, int copies, double *out)
 {
     const jv_model *m = e->m;
     jv_work *w = &e->w;
-    const subset *sub = &e->subsets[s];
-    const jv_family_info *f = &m->families[sub->family];
+    const jv_family_info *f = &m->families[e->subsets[s].family];
+    if (f->posterior_repeated) /* the encoders' data layers run once per run */
+        f->posterior_repeated(e->params, w->arena, batch, copies, JV_CONST_ROWS(w->input), JV_CONST_ROWS(w->noise),
+                              w->latents, w->log_q);
+    else
+        f->posterior(e->params, w->arena, batch, JV_CONST_ROWS(w->input), JV_CONST_ROWS(w->noise), w->latents,
+                     w->log_q);
+    m->log_joint(e->params, w->arena, batch, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->latents), w->log_prior,
+                 w->log_lik);
+    log_weights(e, e->subsets[s].mask, batch, out);
+}
+
+/* Importance-sampled log p of subset s for example i from its K log
+ * weights; their mean (the ELBO) counts for the joint. */
+static void record(evaluator *e, int s, size_t i, const double *log_w)
+{
     int k_total = e->o.samples;
-    jv_work_zero_inputs(m, w, sub->zeroed);
-    for (int k = 0; k < k_total; k += w->cap) {
-        int batch = k_total - k < w->cap ? k_total - k : w->cap;
-        jv_work_fill_noise(m, w, batch, e->o.seed, JV_TAG_EVAL_IS, (uint64_t)s << 32 | i, (uint64_t)k);
-        /* every row is example i: the encoders' data layers run once */
-        if (f->posterior_repeated)
-            f->posterior_repeated(e->params, w->arena, batch, batch, JV_CONST_ROWS(w->input), JV_CONST_ROWS(w->noise),
-                                  w->latents, w->log_q);
-        else
-            f->posterior(e->params, w->arena, batch, JV_CONST_ROWS(w->input), JV_CONST_ROWS(w->noise), w->latents,
-                         w->log_q);
-        m->log_joint(e->params, w->arena, batch, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->latents),
-                     w->log_prior, w->log_lik);
-        log_weights(e, sub->mask, batch, e->log_w + k);
-    }
     double sum = 0;
     for (int k = 0; k < k_total; k++)
-        sum += e->log_w[k];
-    *elbo = sum / k_total;
-    return jv_log_mean_exp(e->log_w, (size_t)k_total);
+        sum += log_w[k];
+    e->subsets[s].log_p[i] = jv_log_mean_exp(log_w, (size_t)k_total);
+    jv_stat_add(&e->subsets[s].stat, e->subsets[s].log_p[i]);
+    if (s == 0)
+        jv_stat_add(&e->elbo, sum / k_total);
+}
+
+/* log p of subset s for the `group` examples from i0 on, gathered in the work
+ * data as runs of K rows when K fits a batch (several examples a batch), or
+ * as one example's rows otherwise (K / cap batches). Example i's samples use
+ * its own noise streams either way, so the results do not depend on --batch. */
+static void estimate_subset(evaluator *e, int s, size_t i0, int group)
+{
+    const jv_model *m = e->m;
+    jv_work *w = &e->w;
+    int k_total = e->o.samples;
+    uint64_t stream = (uint64_t)s << 32;
+    jv_work_zero_inputs(m, w, e->subsets[s].zeroed);
+    if (k_total <= w->cap) {
+        for (int j = 0; j < group; j++)
+            jv_work_fill_noise_at(m, w, j * k_total, k_total, e->o.seed, JV_TAG_EVAL_IS, stream | (i0 + (size_t)j), 0);
+        weigh_rows(e, s, group * k_total, k_total, e->log_w);
+        for (int j = 0; j < group; j++)
+            record(e, s, i0 + (size_t)j, e->log_w + (size_t)j * k_total);
+        return;
+    }
+    for (int k = 0; k < k_total; k += w->cap) {
+        int batch = k_total - k < w->cap ? k_total - k : w->cap;
+        jv_work_fill_noise_at(m, w, 0, batch, e->o.seed, JV_TAG_EVAL_IS, stream | i0, (uint64_t)k);
+        weigh_rows(e, s, batch, batch, e->log_w + k);
+    }
+    record(e, s, i0, e->log_w);
 }
 
 static void draw_progress(evaluator *e, size_t done, double start)
@@ -250,19 +281,19 @@ static void draw_progress(evaluator *e, size_t done, double start)
 static void estimate_likelihoods(evaluator *e)
 {
     double start = jv_now();
-    for (size_t i = 0; i < e->ds.n; i++) {
-        for (int b = 0; b < e->w.cap; b++)
-            e->rows[b] = i;
-        jv_work_gather(e->m, &e->w, &e->ds, e->rows, e->w.cap);
-        forward_terms(e, i);
-        for (int s = 0; s < e->n_subsets; s++) {
-            double elbo;
-            e->subsets[s].log_p[i] = log_p_of(e, s, i, &elbo);
-            jv_stat_add(&e->subsets[s].stat, e->subsets[s].log_p[i]);
-            if (s == 0)
-                jv_stat_add(&e->elbo, elbo);
-        }
-        draw_progress(e, i + 1, start);
+    int k_total = e->o.samples, cap = e->w.cap;
+    int per = k_total <= cap ? cap / k_total : 1; /* examples a batch */
+    for (size_t i0 = 0; i0 < e->ds.n; i0 += (size_t)per) {
+        int group = e->ds.n - i0 < (size_t)per ? (int)(e->ds.n - i0) : per;
+        int rows = k_total <= cap ? group * k_total : cap;
+        for (int b = 0; b < rows; b++)
+            e->rows[b] = i0 + (size_t)(k_total <= cap ? b / k_total : 0);
+        jv_work_gather(e->m, &e->w, &e->ds, e->rows, rows);
+        for (int j = 0; j < group; j++)
+            forward_terms(e, i0 + (size_t)j, k_total <= cap ? j * k_total : 0);
+        for (int s = 0; s < e->n_subsets; s++)
+            estimate_subset(e, s, i0, group);
+        draw_progress(e, i0 + (size_t)group, start);
     }
     jv_progress_clear(&e->bar);
 }

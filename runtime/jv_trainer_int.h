@@ -100,6 +100,9 @@ void jv_work_zero_inputs(const jv_model *m, jv_work *w, unsigned zeroed);
  * from position first * size_l on. */
 void jv_work_fill_noise(const jv_model *m, jv_work *w, int batch, uint64_t seed, unsigned tag,
                         uint64_t index, uint64_t first);
+/* The same, written from row `row` of the noise buffers on. */
+void jv_work_fill_noise_at(const jv_model *m, jv_work *w, int row, int batch, uint64_t seed, unsigned tag,
+                           uint64_t index, uint64_t first);
 
 /* ------------------------------------------------------------ families -- */
 
