@@ -298,6 +298,54 @@ static inline int jv_gc_run_all(jv_gc *g)
     return rc;
 }
 
+/* Every family's repeated posterior (encoder layers once per run of equal
+ * rows) against the plain one, on a batch whose rows are all example 0:
+ * the samples and log q must agree. Returns the number of families that
+ * do not. */
+static inline long jv_gc_check_repeated(jv_gc *g)
+{
+    const jv_model *m = g->m;
+    int batch = g->o.batch;
+    long bad = 0;
+    for (int k = 0; k < m->n_modalities; k++)
+        for (int b = 1; b < batch; b++)
+            memcpy(g->data[k] + (size_t)b * (size_t)m->modalities[k].size, g->data[k],
+                   sizeof(jv_real) * (size_t)m->modalities[k].size);
+    jv_real **plain = calloc((size_t)m->n_latents + 1, sizeof *plain);
+    jv_real **rep = calloc((size_t)m->n_latents + 1, sizeof *rep);
+    jv_real *lq_plain = jv_gc_reals((size_t)batch), *lq_rep = jv_gc_reals((size_t)batch);
+    for (int l = 0; plain && rep && l < m->n_latents; l++) {
+        plain[l] = jv_gc_reals((size_t)batch * (size_t)m->latents[l].size);
+        rep[l] = jv_gc_reals((size_t)batch * (size_t)m->latents[l].size);
+    }
+    if (!jv_gc_rows_ok(plain, m->n_latents) || !jv_gc_rows_ok(rep, m->n_latents) || !lq_plain || !lq_rep)
+        bad = jv_fail("gradcheck: out of memory");
+    for (int f = 0; bad == 0 && f < m->n_families; f++) {
+        const jv_family_info *fam = &m->families[f];
+        if (!fam->posterior_repeated)
+            continue;
+        const jv_real *const *data = (const jv_real *const *)g->data, *const *noise = (const jv_real *const *)g->noise;
+        fam->posterior(g->params, g->arena, batch, data, noise, plain, lq_plain);
+        fam->posterior_repeated(g->params, g->arena, batch, batch, data, noise, rep, lq_rep);
+        double worst = 0;
+        for (int b = 0; b < batch; b++)
+            worst = fmax(worst, fabs((double)lq_rep[b] - lq_plain[b]) / (1 + fabs((double)lq_plain[b])));
+        for (int l = 0; l < m->n_latents; l++)
+            for (size_t i = 0; i < (size_t)batch * (size_t)m->latents[l].size; i++)
+                worst = fmax(worst, fabs((double)rep[l][i] - plain[l][i]) / (1 + fabs((double)plain[l][i])));
+        if (!(worst <= 1e-10)) {
+            printf("gradcheck: posterior of family %s: the repeated form differs from the plain one by %.2e\n",
+                   fam->name, worst);
+            bad++;
+        }
+    }
+    jv_gc_free_rows(plain, m->n_latents);
+    jv_gc_free_rows(rep, m->n_latents);
+    free(lq_plain);
+    free(lq_rep);
+    return bad;
+}
+
 static inline int jv_gradcheck_run(const jv_model *m, int argc, char **argv)
 {
     jv_gc g = {.m = m};
@@ -308,6 +356,8 @@ static inline int jv_gradcheck_run(const jv_model *m, int argc, char **argv)
         jv_set_threads(g.o.threads);
         jv_gc_fill_inputs(&g);
         rc = jv_gc_run_all(&g);
+        if (rc == 0)
+            g.failed += jv_gc_check_repeated(&g);
     } else {
         rc = 1;
     }
