@@ -182,7 +182,7 @@ Test(cli, every_stage_dumps)
 
 /* After make install, jmvaec and the generated Makefile find the installed
  * runtime from any folder (here DESTDIR stands for the root). */
-Test(install, generated_code_builds_against_installed_runtime, .timeout = 300)
+Test(install, generated_code_builds_against_installed_runtime)
 {
     char *dir = temp_folder("inst");
     cr_assert(dir);
