@@ -28,13 +28,13 @@ Test(gradcheck, passes_on_the_fixture, .init = cr_redirect_stdout)
     cr_assert_stdout_neq_str("");
 }
 
-Test(gradcheck, passes_with_other_seeds_and_batches)
+Test(gradcheck, passes_with_other_seeds_and_batches, .init = cr_redirect_stdout)
 {
     const char *args[] = {"gradcheck", "--seed", "7", "--batch", "5", "--entries", "20", "--quiet"};
     cr_assert_eq(gradcheck(8, args), 0);
 }
 
-Test(gradcheck, fails_on_a_wrong_gradient)
+Test(gradcheck, fails_on_a_wrong_gradient, .init = cr_redirect_stdout)
 {
     fixture_grad_bug = 1;
     const char *args[] = {"gradcheck", "--quiet", "--entries", "14"};
@@ -48,7 +48,7 @@ Test(gradcheck, fails_when_backward_does_not_overwrite, .init = cr_redirect_stdo
     cr_assert_eq(gradcheck(2, args), 1);
 }
 
-Test(gradcheck, loose_tolerance_accepts_the_wrong_gradient)
+Test(gradcheck, loose_tolerance_accepts_the_wrong_gradient, .init = cr_redirect_stdout)
 {
     fixture_grad_bug = 1;
     const char *args[] = {"gradcheck", "--quiet", "--entries", "14", "--tol", "0.01"};
