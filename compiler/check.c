@@ -715,8 +715,8 @@ static void apply_setting(checker *k, const setting_node *s, const setting_rule 
         }
         double v = s->value->value;
         if (v < r->lo || v > r->hi || (r->lo_open && v == r->lo) || (r->integer && !s->value->is_integer)) {
-            diag_error(k->c, s->value->at, "%s = %s is out of range: expecting %s%s in %c%g, %g]", s->key.text,
-                       s->value->text, r->integer ? "an integer" : "a number", "", r->lo_open ? '(' : '[', r->lo, r->hi);
+            diag_error(k->c, s->value->at, "%s = %s is out of range: expecting %s in %c%g, %g]", s->key.text,
+                       s->value->text, r->integer ? "an integer" : "a number", r->lo_open ? '(' : '[', r->lo, r->hi);
             return;
         }
         if (r->real_out)

@@ -252,10 +252,13 @@ static void per_example_close(emitter *e, const op *o)
 }
 
 /* Row pointers `name` into value v at example b. */
-static void row_ptr(emitter *e, const char *name, int v)
+/* A pointer `name` to row b of value v (none when v < 0), declared at
+ * `depth` levels of indentation; writable for the gradients a loop fills. */
+static void declare_row(emitter *e, int depth, int writable, const char *name, int v)
 {
     if (v >= 0)
-        put(e, "        const jv_real *restrict %s = %s + (size_t)b * %d;\n", name, N(e, v), W(e, v));
+        put(e, "%*s%sjv_real *restrict %s = %s + (size_t)b * %d;\n", 4 * depth, "", writable ? "" : "const ", name,
+            N(e, v), W(e, v));
 }
 
 /* "N(mean, e^logvar)", or "N(0, I)" for the standard normal (mean < 0). */
@@ -270,10 +273,10 @@ static void emit_kl(emitter *e, const op *o)
     block_comment(e, o, arena_printf(&e->c->mem, "%s: KL(%s || %s), summed over %d dimensions", N(e, o->out[0]),
                                      gaussian_name(e, o->in[0], o->in[1]), gaussian_name(e, o->in[2], o->in[3]), n));
     per_example_open(e);
-    row_ptr(e, "mq", o->in[0]);
-    row_ptr(e, "lq", o->in[1]);
-    row_ptr(e, "mp", o->in[2]);
-    row_ptr(e, "lp", o->in[3]);
+    declare_row(e, 2, 0, "mq", o->in[0]);
+    declare_row(e, 2, 0, "lq", o->in[1]);
+    declare_row(e, 2, 0, "mp", o->in[2]);
+    declare_row(e, 2, 0, "lp", o->in[3]);
     put(e, "        JV_IVDEP\n");
     put(e, "        for (int j = 0; j < %d; j++) {\n", n);
     if (o->in[2] < 0) {
@@ -293,9 +296,9 @@ static void emit_logpdf(emitter *e, const op *o)
                                      assign(o->accumulate), o->sign < 0 ? "-" : "", gaussian_name(e, o->in[1], o->in[2]),
                                      N(e, o->in[0]), n));
     per_example_open(e);
-    row_ptr(e, "z", o->in[0]);
-    row_ptr(e, "m", o->in[1]);
-    row_ptr(e, "lv", o->in[2]);
+    declare_row(e, 2, 0, "z", o->in[0]);
+    declare_row(e, 2, 0, "m", o->in[1]);
+    declare_row(e, 2, 0, "lv", o->in[2]);
     put(e, "        JV_IVDEP\n");
     put(e, "        for (int j = 0; j < %d; j++) {\n", n);
     if (o->in[1] < 0) {
@@ -315,8 +318,8 @@ static void emit_nll(emitter *e, const op *o)
                                      assign(o->accumulate), o->sign < 0 ? "-" : "", N(e, o->in[1]), N(e, o->in[0]),
                                      likelihood_names[o->likelihood], n));
     per_example_open(e);
-    row_ptr(e, "l", o->in[0]);
-    row_ptr(e, "t", o->in[1]);
+    declare_row(e, 2, 0, "l", o->in[0]);
+    declare_row(e, 2, 0, "t", o->in[1]);
     switch (o->likelihood) {
     case LIK_BERNOULLI:
         if (n <= 4096) { /* the terms in a row first, so that loop vectorises; then their sum */
@@ -346,7 +349,7 @@ static void emit_nll(emitter *e, const op *o)
         put(e, "            s += (jv_real)0.5 * (JV_LOG_2PI + (t[j] - l[j]) * (t[j] - l[j]));\n");
         break;
     case LIK_GAUSSIAN_LEARNED:
-        row_ptr(e, "lv", o->in[2]);
+        declare_row(e, 2, 0, "lv", o->in[2]);
         put(e, "        JV_IVDEP\n");
         put(e, "        for (int j = 0; j < %d; j++)\n", n);
         put(e, "            s += (jv_real)0.5 * (JV_LOG_2PI + lv[j] + (t[j] - l[j]) * (t[j] - l[j]) * JV_EXP(-lv[j]));\n");
@@ -378,7 +381,7 @@ static void emit_decode_mean(emitter *e, const op *o)
                                        "the mean", "the mean"};
     block_comment(e, o, arena_printf(&e->c->mem, "%s = %s, [B x %d]", N(e, o->out[0]), what[o->likelihood], n));
     put(e, "    for (int b = 0; b < B; b++) {\n");
-    row_ptr(e, "l", o->in[0]);
+    declare_row(e, 2, 0, "l", o->in[0]);
     put(e, "        jv_real *restrict dst = %s + (size_t)b * %d;\n", N(e, o->out[0]), n);
     if (o->likelihood == LIK_BERNOULLI) {
         put(e, "        JV_IVDEP\n");
@@ -461,9 +464,9 @@ static void emit_gauss_head_grad(emitter *e, const op *o)
     block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s from d mean and d log-variance", layer_name(e, o),
                                      N(e, d_raw)));
     put(e, "    for (int b = 0; b < B; b++) {\n");
-    row_ptr(e, "raw", raw);
-    row_ptr(e, "dm", d_mean);
-    row_ptr(e, "dl", d_lv);
+    declare_row(e, 2, 0, "raw", raw);
+    declare_row(e, 2, 0, "dm", d_mean);
+    declare_row(e, 2, 0, "dl", d_lv);
     put(e, "        jv_real *restrict g = %s + (size_t)b * %d;\n", N(e, d_raw), 2 * n);
     put(e, "        JV_IVDEP\n");
     put(e, "        for (int j = 0; j < %d; j++) {\n", n);
@@ -494,23 +497,10 @@ static void emit_sample_grad(emitter *e, const op *o)
 }
 
 /* Opens the loop of a per-example op's backward; g is d loss / d its value. */
-static void per_example_grad_open(emitter *e, const op *o, int n)
+static void per_example_grad_open(emitter *e, const op *o)
 {
     put(e, "    {\n        const jv_real g = %sseed_%s;\n", o->sign < 0 ? "-" : "", e->p->m->terms[o->term].name);
     put(e, "        for (int b = 0; b < B; b++) {\n");
-    (void)n;
-}
-
-static void grad_row(emitter *e, const char *name, int v)
-{
-    if (v >= 0)
-        put(e, "            jv_real *restrict %s = %s + (size_t)b * %d;\n", name, N(e, v), W(e, v));
-}
-
-static void const_row(emitter *e, const char *name, int v)
-{
-    if (v >= 0)
-        put(e, "            const jv_real *restrict %s = %s + (size_t)b * %d;\n", name, N(e, v), W(e, v));
 }
 
 static void emit_kl_grad(emitter *e, const op *o)
@@ -518,14 +508,14 @@ static void emit_kl_grad(emitter *e, const op *o)
     int n = W(e, o->in[0]);
     int std = o->in[2] < 0;
     block_comment(e, o, "backward of the KL term");
-    per_example_grad_open(e, o, n);
-    const_row(e, "mq", o->in[0]);
-    const_row(e, "lq", o->in[1]);
-    const_row(e, "mp", o->in[2]);
-    const_row(e, "lp", o->in[3]);
+    per_example_grad_open(e, o);
+    declare_row(e, 3, 0, "mq", o->in[0]);
+    declare_row(e, 3, 0, "lq", o->in[1]);
+    declare_row(e, 3, 0, "mp", o->in[2]);
+    declare_row(e, 3, 0, "lp", o->in[3]);
     static const char *const names[] = {"dmq", "dlq", "dmp", "dlp"};
     for (int j = 0; j < 4; j++)
-        grad_row(e, names[j], o->out[j]);
+        declare_row(e, 3, 1, names[j], o->out[j]);
     put(e, "            JV_IVDEP\n");
     put(e, "            for (int j = 0; j < %d; j++) {\n", n);
     put(e, "                jv_real d = mq[j]%s, vq = JV_EXP(lq[j]), ip = %s;\n", std ? "" : " - mp[j]", std ? "1" : "JV_EXP(-lp[j])");
@@ -545,13 +535,13 @@ static void emit_logpdf_grad(emitter *e, const op *o)
     int n = W(e, o->in[0]);
     int std = o->in[1] < 0;
     block_comment(e, o, "backward of the log-density");
-    per_example_grad_open(e, o, n);
-    const_row(e, "z", o->in[0]);
-    const_row(e, "m", o->in[1]);
-    const_row(e, "lv", o->in[2]);
-    grad_row(e, "dz", o->out[0]);
-    grad_row(e, "dm", o->out[1]);
-    grad_row(e, "dlv", o->out[2]);
+    per_example_grad_open(e, o);
+    declare_row(e, 3, 0, "z", o->in[0]);
+    declare_row(e, 3, 0, "m", o->in[1]);
+    declare_row(e, 3, 0, "lv", o->in[2]);
+    declare_row(e, 3, 1, "dz", o->out[0]);
+    declare_row(e, 3, 1, "dm", o->out[1]);
+    declare_row(e, 3, 1, "dlv", o->out[2]);
     put(e, "            JV_IVDEP\n");
     put(e, "            for (int j = 0; j < %d; j++) {\n", n);
     put(e, "                jv_real d = z[j]%s, r = d * %s;\n", std ? "" : " - m[j]", std ? "1" : "JV_EXP(-lv[j])");
@@ -570,12 +560,12 @@ static void emit_nll_grad(emitter *e, const op *o)
     if (o->out[0] < 0 && o->out[1] < 0)
         return;
     block_comment(e, o, arena_printf(&e->c->mem, "backward of -log p: d %s", N(e, o->in[0])));
-    per_example_grad_open(e, o, n);
-    const_row(e, "l", o->in[0]);
-    const_row(e, "t", o->in[1]);
-    const_row(e, "lv", o->in[2]);
-    grad_row(e, "dl", o->out[0]);
-    grad_row(e, "dlv", o->out[1]);
+    per_example_grad_open(e, o);
+    declare_row(e, 3, 0, "l", o->in[0]);
+    declare_row(e, 3, 0, "t", o->in[1]);
+    declare_row(e, 3, 0, "lv", o->in[2]);
+    declare_row(e, 3, 1, "dl", o->out[0]);
+    declare_row(e, 3, 1, "dlv", o->out[1]);
     const char *a0 = assign(o->acc[0]);
     switch (o->likelihood) {
     case LIK_BERNOULLI:
@@ -711,7 +701,10 @@ static void declare_values(emitter *e, int from, int to)
 
 static const char *const sig_params = "const jv_real *params, jv_real *arena, int batch";
 
-static int is_posterior(const graph *g);
+static int is_posterior(const graph *g)
+{
+    return strncmp(g->name, "posterior_", 10) == 0;
+}
 
 /* backward: 0 the forward (for a posterior, its _repeated form), 1 the
  * backward, 2 a posterior's plain form. */
@@ -747,24 +740,17 @@ static const char *signature(emitter *e, const graph *g, int backward)
 }
 
 /* Marks unused parameters of a signature as used, so -Wextra stays quiet. */
-static void silence_unused(emitter *e, const graph *g, int backward)
+static void silence_unused(emitter *e, const graph *g)
 {
     if (g->has_backward) {
         put(e, "    (void)hyper;\n    (void)term_scale;\n    (void)noise;\n    (void)data;\n");
-        if (backward)
-            put(e, "    (void)params;\n");
-    } else if (strncmp(g->name, "posterior_", 10) == 0) {
+    } else if (is_posterior(g)) {
         put(e, "    (void)noise;\n");
     } else if (strcmp(g->name, "log_joint") == 0) {
         put(e, "    (void)data;\n    (void)log_lik;\n");
     } else if (strcmp(g->name, "decode") == 0) {
         put(e, "    (void)out;\n");
     }
-}
-
-static int is_posterior(const graph *g)
-{
-    return strncmp(g->name, "posterior_", 10) == 0;
 }
 
 static int reads(const op *o, int v)
@@ -830,7 +816,7 @@ static void emit_function(emitter *e, const graph *g, int backward)
     }
     put(e, "    (void)params;\n    (void)arena;\n");
     declare_values(e, from, to);
-    silence_unused(e, g, backward);
+    silence_unused(e, g);
     if (strcmp(g->name, "log_joint") == 0)
         for (int m = 0; m < e->p->m->n_modalities; m++)
             if (e->p->likelihood_net[m] < 0)

@@ -23,8 +23,7 @@ static int grad_of(grad_state *s, int v)
     if (g->values[v].grad < 0) {
         int d = graph_value(s->c, g, V_ARENA, g->values[v].width, 0,
                             arena_printf(&s->c->mem, "d_%s", g->values[v].name));
-        g = s->g; /* values may have moved */
-        g->values[v].grad = d;
+        g->values[v].grad = d; /* values may have moved: index again, after the call */
     }
     return g->values[v].grad;
 }

@@ -480,7 +480,6 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     (void)term_scale;
     (void)noise;
     (void)data;
-    (void)params;
 
     /* jmvae_h.spec:30  d loss / d term, per example */
     const jv_real seed_rec_x = (term_scale ? term_scale[0] : 1) * (jv_real)1 / (jv_real)B;
