@@ -95,9 +95,10 @@ $(BUILD)/tests/%: tests/%.c $(COMPILER_LIB) $(RUNTIME_LIB) $(wildcard tests/*.h)
 
 GENERATED_MODELS := $(notdir $(wildcard generated/*))
 
-# The committed trainers of generated/ build against this tree's runtime; their
-# Makefiles cannot see the library or the flags, so a trainer older than the
-# library (after make clean, or a change to runtime/) is built again from scratch.
+# The committed trainers of generated/ build against this tree's runtime. Their
+# Makefiles relink when the library changes but cannot see the flags, so a
+# trainer older than the library (after make clean, e.g. before a SANITIZE=
+# build) is built again from scratch.
 generated-trainers: all
 	@for m in $(GENERATED_MODELS); do \
 	    if [ $(RUNTIME_LIB) -nt generated/$$m/$$m ]; then $(MAKE) -s -C generated/$$m clean; fi; \
