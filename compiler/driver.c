@@ -1,5 +1,5 @@
 /* driver.c: spec -> syntax tree -> checked model -> IR -> gradient IR ->
- * plan -> C, stopping at the stage the command line asks for. */
+ * tasks -> plan -> C, stopping at the stage the command line asks for. */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 #include "driver.h"
 #include "ir.h"
 
-static const char *const stages[] = {"ast", "model", "ir", "grad", "plan", "c"};
+static const char *const stages[] = {"ast", "model", "ir", "grad", "tasks", "plan", "c"};
 
 int stage_known(const char *stage)
 {
@@ -35,7 +35,17 @@ static int run_back_end(ctx *c, const sem_model *m, const driver_options *opt)
         ir_dump(stdout, p, p->graphs[0], 1);
         return 0;
     }
+    schedule_graph(c, p, p->graphs[0]);
     plan_program(p);
+    if (schedule_check_regions(p, p->graphs[0]) != 0) {
+        fprintf(stderr, "jmvaec: internal error: the gradient regions of %s do not cover its parameters once each\n",
+                m->name);
+        return 2;
+    }
+    if (strcmp(stage, "tasks") == 0) {
+        tasks_dump(stdout, p, p->graphs[0]);
+        return 0;
+    }
     if (strcmp(stage, "plan") == 0) {
         plan_dump(stdout, p, opt->plan_batch > 0 ? opt->plan_batch : (int)m->train.batch);
         return 0;
@@ -116,7 +126,7 @@ int print_build_flags(const char *argv0, build_query query)
     if (query == QUERY_CFLAGS)
         printf("-I%s\n", inc);
     else if (query == QUERY_LIBS)
-        printf("-L%s -ljmvaec -lopenblas -lz -lm\n", lib);
+        printf("-L%s -ljmvaec -lopenblas -lz -lm -lpthread\n", lib);
     else
         printf("%s/jv_model.h %s/jv_runtime.h %s/jv_trainer.h %s/jv_gradcheck.h %s/libjmvaec.a\n", inc, inc, inc, inc,
                lib);

@@ -364,14 +364,14 @@ static void emit_loss(emitter *e, const op *o)
     put(e, "\n    /* %s:%d  the loss: each term's mean over the batch, and their weighted sum */\n", e->spec_name, o->line);
     put(e, "    jv_real total = 0;\n");
     for (int t = 0; t < o->n_in; t++) {
-        put(e, "    {\n        jv_real s = 0;\n");
-        put(e, "        for (int b = 0; b < B; b++)\n            s += %s[b];\n", N(e, o->in[t]));
-        put(e, "        s /= (jv_real)B;\n");
-        put(e, "        if (terms)\n            terms[%d] = s; /* %s */\n", t, m->terms[t].name);
-        put(e, "        total += (term_scale ? term_scale[%d] : 1) * %s * s;\n", t, term_weight(e, t));
+        put(e, "    {\n        jv_real mean = 0;\n");
+        put(e, "        for (int b = 0; b < B; b++)\n            mean += %s[b];\n", N(e, o->in[t]));
+        put(e, "        mean /= (jv_real)B;\n");
+        put(e, "        if (s->terms)\n            s->terms[%d] = mean; /* %s */\n", t, m->terms[t].name);
+        put(e, "        total += (term_scale ? term_scale[%d] : 1) * %s * mean;\n", t, term_weight(e, t));
         put(e, "    }\n");
     }
-    put(e, "    return total;\n");
+    put(e, "    if (s->loss)\n        *s->loss = total;\n");
 }
 
 static void emit_decode_mean(emitter *e, const op *o)
@@ -839,6 +839,143 @@ static void emit_function(emitter *e, const graph *g, int backward)
     }
 }
 
+/* ------------------------------------------------------------------ tasks -- */
+
+/* What a task's code refers to besides its values. */
+typedef struct {
+    int params, grads, hyper, term_scale, seed;
+} task_needs;
+
+static int per_example_grad(const op *o)
+{
+    return (o->kind == OP_KL_GRAD || o->kind == OP_LOGPDF_GRAD || o->kind == OP_NLL_GRAD) && o->term >= 0;
+}
+
+static task_needs needs_of(emitter *e, const op *o, int slot)
+{
+    const sem_model *m = e->p->m;
+    task_needs n = {0};
+    n.params = o->kind == OP_AFFINE || o->kind == OP_GEMM_DX;
+    n.grads = slot >= 0;
+    n.seed = per_example_grad(o);
+    n.term_scale = o->kind == OP_LOSS || n.seed;
+    if (o->kind == OP_LOSS)
+        for (int t = 0; t < m->n_terms; t++)
+            n.hyper |= m->terms[t].hyper >= 0;
+    if (n.seed)
+        n.hyper = m->terms[o->term].hyper >= 0;
+    return n;
+}
+
+/* "t07_affine_enc_x_h1": the task's index, its op and what it makes. */
+static const char *task_name(emitter *e, const graph *g, int k)
+{
+    const op *o = &g->ops[g->tasks->op[k]];
+    const char *what = "";
+    if (o->n_out > 0 && o->out[0] >= 0)
+        what = N(e, o->out[0]);
+    else if (o->tensor >= 0 && (o->kind == OP_GEMM_DW || o->kind == OP_ZERO_GRAD))
+        what = e->p->tensors[o->tensor].name;
+    else if (o->kind == OP_ACT_GRAD)
+        what = N(e, o->in[0]);
+    char *name = arena_printf(&e->c->mem, "t%02d_%s%s%s", k, op_kind_name(o->kind), *what ? "_" : "", what);
+    for (char *c = name; *c; c++)
+        if (!isalnum((unsigned char)*c))
+            *c = '_';
+    return name;
+}
+
+static void emit_task(emitter *e, const graph *g, int k)
+{
+    const task_graph *t = g->tasks;
+    int i = t->op[k];
+    const op *o = &g->ops[i];
+    task_needs need = needs_of(e, o, t->slot[k]);
+    put(e, "\nstatic void %s(const jv_step *s)\n{\n", task_name(e, g, k));
+    put(e, "    const int B = s->batch;\n");
+    int arena_used = 0, data_used = 0, noise_used = 0;
+    for (int j = 0; j < o->n_in + o->n_out; j++) {
+        int v = j < o->n_in ? o->in[j] : o->out[j - o->n_in];
+        if (v < 0)
+            continue;
+        arena_used |= V(e, v)->kind == V_ARENA;
+        data_used |= V(e, v)->kind == V_DATA;
+        noise_used |= V(e, v)->kind == V_NOISE;
+    }
+    if (need.params)
+        put(e, "    const jv_real *const params = s->params;\n");
+    if (need.grads)
+        put(e, "    jv_real *const grads = s->grads;\n");
+    if (arena_used)
+        put(e, "    jv_real *const arena = s->arena;\n");
+    if (data_used)
+        put(e, "    const jv_real *const *const data = s->data;\n");
+    if (noise_used)
+        put(e, "    const jv_real *const *const noise = s->noise;\n");
+    if (need.hyper)
+        put(e, "    const jv_real *const hyper = s->hyper;\n");
+    if (need.term_scale)
+        put(e, "    const jv_real *const term_scale = s->term_scale;\n");
+    declare_values(e, i, i + 1);
+    if (need.seed) {
+        const sem_term *term = &e->p->m->terms[o->term];
+        put(e, "    const jv_real seed_%s = (term_scale ? term_scale[%d] : 1) * %s / (jv_real)B; /* d loss / d %s, per example */\n",
+            term->name, o->term, term_weight(e, o->term), term->name);
+    }
+    emit_op(e, o, 0);
+    long first, count;
+    if (t->slot[k] >= 0 && op_grad_region(e->p, g, o, &first, &count)) {
+        put(e, "    if (s->sumsq) /* gradient region %d, for the norm */\n", t->slot[k]);
+        if (o->kind == OP_ZERO_GRAD)
+            put(e, "        s->sumsq[%d] = 0;\n", t->slot[k]);
+        else
+            put(e, "        s->sumsq[%d] = jv_sumsq(grads + %ld, %ld);\n", t->slot[k], first, count);
+    }
+    put(e, "}\n");
+}
+
+/* The training graph: its tasks, their table, and forward and backward,
+ * which run the tasks in order. */
+static void emit_tasks(emitter *e, const graph *g)
+{
+    const task_graph *t = g->tasks;
+    const char *pre = e->prefix;
+    e->g = g;
+    e->rows = "B";
+    put(e, "\n/* ------------------------------------------------------------ the step -- */\n");
+    put(e, "\n/* %s, as %d tasks (%d of them the forward pass). Each task is one block\n", g->purpose, t->n,
+        t->n_forward);
+    put(e, " * of the step; %s_train_tasks lists, for each, how many tasks it waits for,\n", pre);
+    put(e, " * the tasks waiting for it, and its rank (the estimated microseconds from its\n");
+    put(e, " * start to the end of the step, at a batch of 100). A task waits for every\n");
+    put(e, " * earlier one that touches the same buffer or gradient rows when either\n");
+    put(e, " * writes them, so every order the runtime may pick computes the same bits. */\n");
+    for (int k = 0; k < t->n; k++)
+        emit_task(e, g, k);
+    put(e, "\nstatic const int %s_train_succ[] = {", pre);
+    int total = 0;
+    for (int k = 0; k < t->n; k++)
+        for (int j = 0; j < t->n_succ[k]; j++)
+            put(e, "%s%d", total++ ? ", " : "", t->succ[k][j]);
+    put(e, "%s};\n", total ? "" : "0");
+    put(e, "\nstatic const jv_task %s_train_tasks[] = {\n", pre);
+    int at = 0;
+    for (int k = 0; k < t->n; k++) {
+        put(e, "    {%s, %d, %d, %d, %.1ff},\n", task_name(e, g, k), t->n_pred[k], at, t->n_succ[k], t->rank[k]);
+        at += t->n_succ[k];
+    }
+    put(e, "};\n");
+    put(e, "\nstatic const jv_task_graph %s_train_graph = {%d, %d, %s_train_tasks, %s_train_succ, %d};\n", pre, t->n,
+        t->n_forward, pre, pre, t->n_slots);
+    put(e, "\n/* %s */\n%s\n{\n", g->purpose, signature(e, g, 0));
+    put(e, "    jv_real loss = 0;\n");
+    put(e, "    const jv_step s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &loss, NULL};\n");
+    put(e, "    jv_run_tasks(&%s_train_graph, &s, 0, %d);\n    return loss;\n}\n", pre, t->n_forward);
+    put(e, "\n/* %s (backward; run after forward with the same arguments) */\n%s\n{\n", g->purpose, signature(e, g, 1));
+    put(e, "    const jv_step s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};\n");
+    put(e, "    jv_run_tasks(&%s_train_graph, &s, %d, %d);\n}\n", pre, t->n_forward, t->n);
+}
+
 /* ------------------------------------------------------------------ header -- */
 
 static const char *upper(emitter *e, const char *s)
@@ -980,7 +1117,8 @@ static void emit_descriptor(emitter *e)
     put(e, "    .arena_per_example = %ld,\n", p->arena_per_example);
     put(e, "    .n_families = %d,\n    .families = %s_families,\n", p->n_families, pre);
     put(e, "    .training_family = %d,\n", p->training_family);
-    put(e, "    .init = %s_init,\n    .forward = %s_forward,\n    .backward = %s_backward,\n", pre, pre, pre);
+    put(e, "    .init = %s_init,\n    .forward = %s_forward,\n    .train = &%s_train_graph,\n    .backward = %s_backward,\n",
+        pre, pre, pre, pre);
     put(e, "    .log_joint = %s_log_joint,\n    .decode = %s_decode,\n    .sample_prior = %s_sample_prior,\n", pre, pre, pre);
     put(e, "};\n");
 }
@@ -996,9 +1134,10 @@ static void emit_source(emitter *e)
     put(e, "\nextern const jv_model %s_model;\n", e->prefix);
     emit_init(e);
     for (int i = 0; i < p->n_graphs; i++) {
-        emit_function(e, p->graphs[i], 0);
-        if (p->graphs[i]->has_backward)
-            emit_function(e, p->graphs[i], 1);
+        if (p->graphs[i]->tasks)
+            emit_tasks(e, p->graphs[i]);
+        else
+            emit_function(e, p->graphs[i], 0);
     }
     emit_descriptor(e);
 }

@@ -91,6 +91,21 @@ typedef struct {
     int line;
 } tensor;
 
+/* The training step as tasks (sched.c): the ops that emit code, in op
+ * order, with the edges that keep every conflicting pair in that order. */
+typedef struct {
+    int n, n_forward;      /* tasks; the first n_forward are the forward pass */
+    int *op;               /* task -> op index */
+    int *task_of;          /* op index -> task, or -1 */
+    int *n_pred, *n_succ;
+    int **succ;            /* the transitive reduction of the order */
+    double *cost, *rank;   /* estimated microseconds; longest path from the task's start */
+    int *slot;             /* the gradient region the task writes, or -1 */
+    int n_slots;
+    int words;             /* of a row of reach */
+    unsigned long long *reach; /* row j: bit i set when task i must finish before task j */
+} task_graph;
+
 typedef struct {
     const char *name;      /* the C function's suffix: train, posterior_x_w, ... */
     const char *purpose;
@@ -102,6 +117,7 @@ typedef struct {
     long arena_per_example;/* planned */
     unsigned family_condition;
     int has_backward;
+    task_graph *tasks;     /* the training graph's, after scheduling; NULL for the others */
 } graph;
 
 typedef struct {
@@ -123,6 +139,17 @@ program *lower_model(ctx *c, const sem_model *m);
 void differentiate(ctx *c, program *p, graph *g);
 void plan_graph(graph *g);
 void plan_program(program *p);
+
+/* sched.c */
+void schedule_graph(ctx *c, const program *p, graph *g);
+int schedule_check_regions(const program *p, const graph *g);
+int task_reaches(const task_graph *t, int from, int to);
+void tasks_dump(FILE *out, const program *p, const graph *g);
+int op_emits_code(const op *o);
+int op_writes_input(const op *o, int j);
+int op_reads_output(const op *o, int j);
+int op_grad_region(const program *p, const graph *g, const op *o, long *first, long *count);
+const char *op_kind_name(op_kind k);
 
 void ir_dump(FILE *out, const program *p, const graph *g, int with_backward);
 void plan_dump(FILE *out, const program *p, int batch);

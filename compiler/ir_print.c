@@ -7,6 +7,11 @@ static const char *const op_names[] = {
     "nll_grad", "add_grad", "zero_grad",
 };
 
+const char *op_kind_name(op_kind k)
+{
+    return op_names[k];
+}
+
 static const char *const kind_names[] = {"", "data", "noise", "latent in", "latent out", "out", "out"};
 
 static void print_value(FILE *out, const graph *g, int v)

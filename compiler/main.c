@@ -15,7 +15,7 @@
 static const char usage[] =
     "usage: jmvaec SPEC -o DIR          compile SPEC into C in DIR (DIR/<model>.h, .c, Makefile)\n"
     "       jmvaec --check SPEC         check SPEC only (errors and warnings)\n"
-    "       jmvaec --emit=STAGE SPEC    print one stage: ast, model, ir, grad, plan or c\n"
+    "       jmvaec --emit=STAGE SPEC    print one stage: ast, model, ir, grad, tasks, plan or c\n"
     "       jmvaec fmt SPEC             print SPEC in canonical layout\n"
     "       jmvaec --cflags | --libs    flags to build generated code against this jmvaec's runtime\n"
     "       jmvaec --deps               the runtime's headers and library, for make dependencies\n"

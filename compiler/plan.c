@@ -4,17 +4,23 @@
  * example: a value at offset o starts at arena + o * batch. A value lives
  * from the op that first writes it to the op that last touches it (across
  * forward and backward: the training step's backward reads what its forward
- * left); values whose lives do not overlap share memory (first fit). */
+ * left); values whose lives do not overlap share memory (first fit). The
+ * training step runs as tasks in any order its edges allow (sched.c), so
+ * there two values share memory only when every task touching one must
+ * finish before the other's first task starts. */
 #include <stdlib.h>
 
 #include "ir.h"
 
+/* Lifetimes in op positions: the first and last op touching each value. */
 static void lifetimes(graph *g)
 {
     for (int v = 0; v < g->n_values; v++)
         g->values[v].first = g->values[v].last = -1;
     for (int i = 0; i < g->n_ops; i++) {
         const op *o = &g->ops[i];
+        if (g->tasks && g->tasks->task_of[i] < 0)
+            continue; /* emits no code, touches no memory */
         for (int j = 0; j < o->n_in + o->n_out; j++) {
             int v = j < o->n_in ? o->in[j] : o->out[j - o->n_in];
             if (v < 0)
@@ -38,12 +44,37 @@ static void sort_by_first(const graph *g, int *order, int n)
     }
 }
 
+static int op_touches(const op *o, int v)
+{
+    for (int j = 0; j < o->n_in + o->n_out; j++)
+        if ((j < o->n_in ? o->in[j] : o->out[j - o->n_in]) == v)
+            return 1;
+    return 0;
+}
+
+/* Is value a done with before value b is born, in every order the graph
+ * may run in? Run in op order, when its last op comes before b's first;
+ * run as tasks, when every task touching a must finish before b's first. */
+static int done_before(const graph *g, int a, int b)
+{
+    const value *va = &g->values[a], *vb = &g->values[b];
+    if (!g->tasks)
+        return va->last < vb->first;
+    if (va->last >= vb->first)
+        return 0;
+    int born = g->tasks->task_of[vb->first];
+    for (int i = va->first; i <= va->last; i++)
+        if (g->tasks->task_of[i] >= 0 && op_touches(&g->ops[i], a) &&
+            !task_reaches(g->tasks, g->tasks->task_of[i], born))
+            return 0;
+    return 1;
+}
+
 void plan_graph(graph *g)
 {
     lifetimes(g);
     int *order = malloc(sizeof(int) * (size_t)(g->n_values + 1));
-    int *live = malloc(sizeof(int) * (size_t)(g->n_values + 1));
-    int n = 0, n_live = 0;
+    int n = 0;
     for (int v = 0; v < g->n_values; v++) {
         g->values[v].offset = -1;
         if (g->values[v].kind == V_ARENA && g->values[v].first >= 0)
@@ -53,32 +84,25 @@ void plan_graph(graph *g)
     long total = 0;
     for (int k = 0; k < n; k++) {
         value *val = &g->values[order[k]];
-        /* release what died before this value is born */
-        int kept = 0;
-        for (int j = 0; j < n_live; j++)
-            if (g->values[live[j]].last >= val->first)
-                live[kept++] = live[j];
-        n_live = kept;
-        /* the lowest offset where it fits between the live values */
+        /* the lowest offset where it fits beside the values placed before it that are still in use */
         long offset = 0;
         for (int moved = 1; moved;) {
             moved = 0;
-            for (int j = 0; j < n_live; j++) {
-                const value *o = &g->values[live[j]];
-                if (offset < o->offset + o->width && o->offset < offset + val->width) {
+            for (int j = 0; j < k; j++) {
+                const value *o = &g->values[order[j]];
+                if (offset < o->offset + o->width && o->offset < offset + val->width &&
+                    !done_before(g, order[j], order[k])) {
                     offset = o->offset + o->width;
                     moved = 1;
                 }
             }
         }
         val->offset = offset;
-        live[n_live++] = order[k];
         if (offset + val->width > total)
             total = offset + val->width;
     }
     g->arena_per_example = total;
     free(order);
-    free(live);
 }
 
 void plan_program(program *p)

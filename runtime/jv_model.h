@@ -203,6 +203,63 @@ static inline double jv_normal_at(uint64_t seed, uint64_t stream, uint64_t index
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
+/* ------------------------------------------------- the step as tasks -- */
+
+/* The training step is emitted as tasks: one per block of code, each a
+ * function of the step's arguments. A task runs after the tasks it waits
+ * for; any order that respects that computes the same bits (every GEMM is
+ * called with the same shape on the same operands, every sum is taken in
+ * the same order), so the number of threads never changes a result. */
+typedef struct {
+    const jv_real *params;
+    jv_real *grads;              /* written by the backward tasks */
+    jv_real *arena;
+    int batch;
+    const jv_real *const *data;
+    const jv_real *const *noise;
+    const jv_real *hyper;        /* NULL: the spec's values */
+    const jv_real *term_scale;   /* NULL: all 1 */
+    jv_real *terms;              /* [n_terms]: each term's batch mean, or NULL */
+    jv_real *loss;               /* the weighted sum of the terms, or NULL */
+    double *sumsq;               /* [n_slots]: each gradient region's sum of squares, or NULL */
+} jv_step;
+
+typedef struct {
+    void (*run)(const jv_step *s);
+    int n_pred;                  /* the tasks it waits for */
+    int first_succ, n_succ;      /* the tasks waiting for it: succ[first_succ .. first_succ + n_succ) */
+    float rank;                  /* estimated microseconds from its start to the end of the step */
+} jv_task;
+
+typedef struct {
+    int n_tasks, n_forward;      /* the first n_forward tasks are the forward pass */
+    const jv_task *tasks;        /* in an order that runs them one after another */
+    const int *succ;
+    int n_slots;                 /* gradient regions: each written by one backward task */
+} jv_task_graph;
+
+/* Runs tasks [from, to) in order on the calling thread. */
+static inline void jv_run_tasks(const jv_task_graph *g, const jv_step *s, int from, int to)
+{
+    for (int k = from; k < to; k++)
+        g->tasks[k].run(s);
+}
+
+/* The sum of squares of x[0..n) in double, for the gradient norm. */
+#ifdef JV_DOUBLE
+static inline double jv_sumsq(const double *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += x[i] * x[i];
+    return s;
+}
+#else
+/* The runtime's, vectorised for the CPU it runs on; the same bits on every CPU. */
+double jv_sumsq_f32(const float *x, size_t n);
+#define jv_sumsq jv_sumsq_f32
+#endif
+
 /* ---------------------------------------------------- the descriptor -- */
 
 typedef enum {
@@ -295,6 +352,10 @@ typedef struct jv_model {
     jv_real (*forward)(const jv_real *params, jv_real *arena, int batch,
                        const jv_real *const *data, const jv_real *const *noise,
                        const jv_real *hyper, const jv_real *term_scale, jv_real *terms);
+    /* The training step as tasks: forward and backward in one graph, which
+     * the trainer runs on its threads (forward and backward below run the
+     * same tasks in order). */
+    const jv_task_graph *train;
     /* The gradient of forward's return value, written to grads (overwritten).
      * Must follow forward with the same arguments; it reads forward's arena. */
     void (*backward)(const jv_real *params, jv_real *grads, jv_real *arena, int batch,

@@ -23,10 +23,56 @@ void jv_error_set(jv_error *err, const char *fmt, ...)
 #endif
     ;
 
+/* ------------------------------------------------------- CPU and BLAS -- */
+
+/* What the CPU and the OS allow: avx512 means F, CD, BW, DQ and VL with the
+ * ZMM state saved by the OS. */
+typedef struct {
+    int avx, fma, avx2, avx512;
+} jv_cpu_features;
+
+void jv_cpu_detect(jv_cpu_features *f);
+/* The OpenBLAS kernel (an OPENBLAS_CORETYPE name) that fits a CPU better
+ * than `current`, the library's choice, or NULL: only a kernel older than
+ * AVX2 is ever replaced, and only by one the CPU runs. */
+const char *jv_blas_better_kernel(const char *current, const jv_cpu_features *f);
+/* Called first thing by a program linked with OpenBLAS: when the library
+ * chose a generic kernel for this CPU, executes the program again (same
+ * argv) with OPENBLAS_CORETYPE set; returns otherwise. A user's
+ * OPENBLAS_CORETYPE wins; JMVAEC_BLAS_AUTO=0 keeps the library's choice. */
+void jv_blas_auto(char **argv);
+/* One line: the library, the kernel running, and why. */
+const char *jv_blas_describe(void);
+
 /* ----------------------------------------------------------- threads -- */
 
-/* Sets every thread pool the trainer uses (OpenBLAS's and ours). */
+/* OpenBLAS's own threads for one GEMM. The trainer keeps it at 1: its
+ * threads are its own (jv_team), each GEMM on the thread that calls it. */
 void jv_set_threads(int threads);
+/* The cores this process may run on (sched_getaffinity), at least 1. */
+int jv_cpu_count(void);
+
+/* A team: the calling thread (member 0) and threads - 1 workers. */
+typedef struct jv_team jv_team;
+typedef void (*jv_team_fn)(void *arg, int id, int n);
+
+/* NULL (with the reason in err) when a thread cannot be started. */
+jv_team *jv_team_new(int threads, jv_error *err);
+void jv_team_free(jv_team *t);
+/* The number of members; 1 for NULL, which runs everything on the caller. */
+int jv_team_size(const jv_team *t);
+/* Every member runs fn(arg, id, n); returns when all have returned. */
+void jv_team_run(jv_team *t, jv_team_fn fn, void *arg);
+/* Part id of `parts` of [0, n), cut at multiples of align. */
+void jv_split_range(size_t n, size_t align, int id, int parts, size_t *begin, size_t *end);
+
+/* Runs a model's step graph (jv_model.h) on a team. */
+typedef struct jv_graph_runner jv_graph_runner;
+
+jv_graph_runner *jv_graph_runner_new(const jv_task_graph *g, jv_error *err);
+void jv_graph_runner_free(jv_graph_runner *r);
+/* All tasks, or only the forward pass; the same bits for any team size. */
+void jv_team_run_graph(jv_team *t, jv_graph_runner *r, const jv_step *s, int forward_only);
 
 /* ------------------------------------------------------------- random -- */
 
@@ -51,12 +97,29 @@ typedef struct {
     double lr, beta1, beta2, eps, clip; /* clip <= 0: none */
 } jv_adam_config;
 
-/* Global L2 norm of g[0..n), accumulated in double. */
+/* Global L2 norm of g[0..n): the square root of jv_sumsq_f32. */
 double jv_grad_norm(const float *g, size_t n);
+/* The factor clipping multiplies the gradient by: min(1, clip / norm), or 1. */
+double jv_clip_factor(double clip, double grad_norm);
 /* One Adam step (step counts from 1) with the gradient scaled by
  * min(1, clip / grad_norm) when clipping is on. */
 void jv_adam_step(const jv_adam_config *cfg, float *params, const float *grads, float *m, float *v,
                   size_t n, long step, double grad_norm);
+/* The same on elements [begin, end) with the gradient scaled by `scale`:
+ * threads update disjoint ranges, with the same result as one call. */
+void jv_adam_update(const jv_adam_config *cfg, float *params, const float *grads, float *m, float *v, size_t begin,
+                    size_t end, long step, double scale);
+
+/* The vector code the two loops above run: "baseline", "avx2" or "avx512",
+ * the widest the CPU runs (JMVAEC_SIMD=NAME picks a narrower one). Every
+ * path gives the same bits; the tests check that through these. */
+const char *jv_simd_describe(void);
+int jv_simd_path_count(void);
+const char *jv_simd_path_name(int path);
+int jv_simd_path_supported(int path);
+double jv_sumsq_path(int path, const float *x, size_t n);
+void jv_adam_update_path(int path, const jv_adam_config *cfg, float *params, const float *grads, float *m, float *v,
+                         size_t n, long step, double scale);
 /* The value of a weight after linear warm-up (see jv_hyper_info). */
 double jv_hyper_value(const jv_hyper_info *h, double epoch_progress);
 

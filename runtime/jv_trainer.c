@@ -83,6 +83,8 @@ static int check_model(const jv_model *m)
         return jv_fail("model %s: no valid training family", m->name);
     if (m->n_latents < 1)
         return jv_fail("model %s: no latents", m->name);
+    if (!m->train || m->train->n_forward < 1 || m->train->n_tasks < m->train->n_forward)
+        return jv_fail("model %s: no step graph (emitted by an older jmvaec? compile the spec again)", m->name);
     return 0;
 }
 
@@ -107,6 +109,8 @@ int jv_main(const jv_model *model, int (*gradcheck)(int argc, char **argv), int 
         const char *slash = strrchr(argv[0], '/');
         prog_name = slash ? slash + 1 : argv[0];
     }
+    if (argc > 1 && argv[argc] == NULL)
+        jv_blas_auto(argv); /* may start the program again with a better BLAS kernel */
     if (check_model(model) != 0)
         return 1;
     if (argc < 2)
@@ -124,7 +128,7 @@ int jv_main(const jv_model *model, int (*gradcheck)(int argc, char **argv), int 
     command_fn run = find_command(cmd);
     if (!run)
         return jv_fail("unknown command '%s' (see '%s help')", cmd, prog_name);
-    jv_set_threads(1); /* train and eval take --threads */
+    jv_set_threads(1); /* train and eval take --threads: threads of their own */
     int rc = run(model, argc - 1, argv + 1);
     fflush(stdout);
     return rc == 2 ? 0 : rc;

@@ -271,17 +271,23 @@ void jv_work_zero_inputs(const jv_model *m, jv_work *w, unsigned zeroed)
         w->input[k] = (zeroed >> k & 1u) ? w->zeros : w->data[k];
 }
 
-void jv_work_gather(const jv_model *m, jv_work *w, const jv_dataset *ds, const size_t *idx, int batch)
+void jv_work_gather_rows(const jv_model *m, jv_work *w, const jv_dataset *ds, const size_t *idx, int from, int to)
 {
     for (int k = 0; k < m->n_modalities; k++) {
         size_t size = (size_t)m->modalities[k].size;
+        jv_real *dst = w->data[k] + (size_t)from * size;
         if (!(ds->present >> k & 1u)) {
-            memset(w->data[k], 0, (size_t)batch * size * sizeof(jv_real));
+            memset(dst, 0, (size_t)(to - from) * size * sizeof(jv_real));
             continue;
         }
-        for (int b = 0; b < batch; b++)
-            memcpy(w->data[k] + (size_t)b * size, ds->mod[k].x + idx[b] * size, size * sizeof(jv_real));
+        for (int b = from; b < to; b++, dst += size)
+            memcpy(dst, ds->mod[k].x + idx[b] * size, size * sizeof(jv_real));
     }
+}
+
+void jv_work_gather(const jv_model *m, jv_work *w, const jv_dataset *ds, const size_t *idx, int batch)
+{
+    jv_work_gather_rows(m, w, ds, idx, 0, batch);
     jv_work_zero_inputs(m, w, 0);
 }
 

@@ -94,6 +94,8 @@ void jv_work_free(jv_work *w);
 /* Copies rows idx[0..batch) of every given modality into w->data (absent
  * modalities become zeros) and points w->input at the data. */
 void jv_work_gather(const jv_model *m, jv_work *w, const jv_dataset *ds, const size_t *idx, int batch);
+/* Copies rows [from, to) of the batch only, and leaves w->input alone. */
+void jv_work_gather_rows(const jv_model *m, jv_work *w, const jv_dataset *ds, const size_t *idx, int from, int to);
 /* Points the inputs of the modalities in `zeroed` at zeros, the rest at the data. */
 void jv_work_zero_inputs(const jv_model *m, jv_work *w, unsigned zeroed);
 /* Standard normals for every latent: latent l reads stream (tag, l, index)

@@ -37,6 +37,9 @@ typedef struct {
     jv_work w;
     jv_checkpoint ck;       /* parameters, Adam moments, completed epoch and step */
     jv_real *grads;
+    jv_team *team;          /* --threads members, the calling thread one of them */
+    jv_graph_runner *runner;/* the model's step graph on the team */
+    double *sumsq;          /* per gradient region of the step graph */
     jv_adam_config adam;
     char *run_dir;
     jv_buf csv;             /* train.csv as it stands on disk */
@@ -66,14 +69,15 @@ static int parse_train_options(trainer *t, int argc, char **argv)
     const jv_train_defaults *d = &t->m->defaults;
     train_opts *o = &t->o;
     *o = (train_opts){.epochs = d->epochs > 0 ? d->epochs : 1, .batch = d->batch > 0 ? d->batch : 100,
-                      .threads = 1, .lr = d->lr, .clip = d->clip > 0 ? d->clip : 0, .seed = d->seed};
+                      .threads = jv_cpu_count(), .lr = d->lr, .clip = d->clip > 0 ? d->clip : 0, .seed = d->seed};
     jv_option opts[] = {
         {"data", JV_OPT_LIST, &o->data, 0, 0, "NAME=FILE", "the data file of a modality (one per modality)", 0},
         {"epochs", JV_OPT_INT, &o->epochs, 1, INT_MAX, "N", "train until N epochs are complete", 0},
         {"batch", JV_OPT_INT, &o->batch, 1, INT_MAX, "B", "examples per step", 0},
         {"lr", JV_OPT_REAL, &o->lr, 0, 1e6, "X", "Adam's learning rate", 0},
         {"seed", JV_OPT_U64, &o->seed, 0, 1.8446744073709552e19, "S", "seed of every random draw", 0},
-        {"threads", JV_OPT_INT, &o->threads, 1, 1024, "T", "BLAS threads", 0},
+        {"threads", JV_OPT_INT, &o->threads, 1, 1024, "T",
+         "threads (default: the cores this process may use); the results are the same for every T", 0},
         {"out", JV_OPT_STRING, &o->out, 0, 0, "RUNDIR",
          "folder for the log and checkpoints (default: the --resume checkpoint's folder, else 'run')", 0},
         {"resume", JV_OPT_STRING, &o->resume, 0, 0, "CKPT", "continue from this checkpoint", 0},
@@ -225,8 +229,13 @@ static int alloc_buffers(trainer *t)
         return 1;
     t->grads = calloc(t->m->n_params ? t->m->n_params : 1, sizeof *t->grads);
     t->sums = calloc(2 * ((size_t)t->m->n_terms + 1), sizeof *t->sums);
-    if (!t->grads || !t->sums)
+    t->sumsq = calloc((size_t)t->m->train->n_slots + 1, sizeof *t->sumsq);
+    if (!t->grads || !t->sums || !t->sumsq)
         return jv_fail("out of memory for %zu gradients", t->m->n_params);
+    jv_error err;
+    t->runner = jv_graph_runner_new(t->m->train, &err);
+    if (!t->runner)
+        return jv_fail("%s", err.msg);
     const jv_train_defaults *d = &t->m->defaults;
     t->adam = (jv_adam_config){t->o.lr, d->beta1, d->beta2, d->eps, t->o.clip};
     return 0;
@@ -245,6 +254,9 @@ static void free_trainer(trainer *t)
     free(t->grads);
     free(t->run_dir);
     free(t->sums);
+    free(t->sumsq);
+    jv_graph_runner_free(t->runner);
+    jv_team_free(t->team);
 }
 
 /* ------------------------------------------------------------- run dir -- */
@@ -350,33 +362,53 @@ static int save_checkpoint(trainer *t, const char *name)
 
 /* --------------------------------------------------------------- steps -- */
 
-/* Redraws each resampled bernoulli target as 1 with probability equal to
- * its grey level; the uniforms go through w->out, unused while training. */
-static void resample_targets(trainer *t, int batch, unsigned tag, uint64_t index)
+/* One batch's data and noise, rows split among the team. */
+typedef struct {
+    trainer *t;
+    const size_t *idx;
+    int batch;
+    batch_key key;
+} batch_job;
+
+static void prepare_rows(void *arg, int id, int n)
 {
-    for (int k = 0; k < t->m->n_modalities; k++) {
+    const batch_job *j = arg;
+    trainer *t = j->t;
+    const jv_model *m = t->m;
+    size_t lo, hi;
+    jv_split_range((size_t)j->batch, 1, id, n, &lo, &hi);
+    if (lo == hi)
+        return;
+    jv_work_gather_rows(m, &t->w, &t->ds, j->idx, (int)lo, (int)hi);
+    for (int k = 0; k < m->n_modalities; k++) {
         if (t->binarize[k] != BIN_RESAMPLE)
             continue;
-        size_t n = (size_t)batch * (size_t)t->m->modalities[k].size;
-        jv_rng rng = {t->o.seed, jv_stream_id(tag, (unsigned)k, index), 0};
-        jv_rng_fill_uniform(&rng, t->w.out[k], n);
-        for (size_t i = 0; i < n; i++)
-            t->w.data[k][i] = t->w.out[k][i] < t->w.data[k][i] ? 1.0f : 0.0f;
+        /* each target redrawn as 1 with probability its grey level; the uniforms go
+         * through w->out, unused while training */
+        size_t size = (size_t)m->modalities[k].size, first = lo * size, count = (hi - lo) * size;
+        jv_rng rng = {t->o.seed, jv_stream_id(j->key.binarize_tag, (unsigned)k, j->key.index), first};
+        jv_real *u = t->w.out[k] + first, *x = t->w.data[k] + first;
+        jv_rng_fill_uniform(&rng, u, count);
+        for (size_t i = 0; i < count; i++)
+            x[i] = u[i] < x[i] ? 1.0f : 0.0f;
     }
+    jv_work_fill_noise_at(m, &t->w, (int)lo, (int)(hi - lo), t->o.seed, j->key.noise_tag, j->key.index, lo);
 }
 
-/* Gathers a batch, draws its randomness and runs the forward pass. */
-static jv_real forward_batch(trainer *t, const size_t *idx, int batch, batch_key key, double progress)
+/* Gathers a batch, draws its randomness and sets the weights; returns the step's arguments. */
+static jv_step prepare_batch(trainer *t, const size_t *idx, int batch, batch_key key, double progress,
+                             jv_real *loss)
 {
     const jv_model *m = t->m;
     jv_work *w = &t->w;
-    jv_work_gather(m, w, &t->ds, idx, batch);
-    resample_targets(t, batch, key.binarize_tag, key.index);
-    jv_work_fill_noise(m, w, batch, t->o.seed, key.noise_tag, key.index, 0);
+    batch_job job = {t, idx, batch, key};
+    jv_team_run(t->team, prepare_rows, &job);
+    jv_work_zero_inputs(m, w, 0);
     for (int i = 0; i < m->n_hypers; i++)
         w->hyper[i] = (jv_real)jv_hyper_value(&t->hypers[i], progress);
-    return m->forward(t->ck.params, w->arena, batch, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->noise), w->hyper,
-                      NULL, w->terms);
+    *loss = 0;
+    return (jv_step){t->ck.params, t->grads, w->arena, batch, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->noise),
+                     w->hyper, NULL, w->terms, loss, t->sumsq};
 }
 
 static const char *nonfinite_word(double x)
@@ -408,26 +440,46 @@ static void add_to_sums(double *sums, jv_real loss, const jv_real *terms, int n_
         sums[1 + i] += (double)terms[i] * batch;
 }
 
+/* Adam on the team: each member a range of the parameters, cut at 64 bytes. */
+typedef struct {
+    trainer *t;
+    long step;
+    double scale;
+} adam_job;
+
+static void adam_rows(void *arg, int id, int n)
+{
+    const adam_job *j = arg;
+    trainer *t = j->t;
+    size_t lo, hi;
+    jv_split_range(t->m->n_params, 16, id, n, &lo, &hi);
+    if (lo < hi)
+        jv_adam_update(&t->adam, t->ck.params, t->grads, t->ck.m, t->ck.v, lo, hi, j->step, j->scale);
+}
+
 static int train_step(trainer *t, const size_t *idx, int batch, double progress)
 {
     const jv_model *m = t->m;
-    jv_work *w = &t->w;
     int64_t step = t->ck.step + 1;
     batch_key key = {JV_TAG_NOISE, JV_TAG_BINARIZE, (uint64_t)step};
-    jv_real loss = forward_batch(t, idx, batch, key, progress);
+    jv_real loss;
+    jv_step s = prepare_batch(t, idx, batch, key, progress, &loss);
+    jv_team_run_graph(t->team, t->runner, &s, 0);
     if (check_finite(t, step, loss) != 0)
         return 1;
-    m->backward(t->ck.params, t->grads, w->arena, batch, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->noise),
-                w->hyper, NULL);
-    double norm = jv_grad_norm(t->grads, m->n_params);
+    double sumsq = 0; /* in the emitted order of the regions: the same for every thread count */
+    for (int k = 0; k < m->train->n_slots; k++)
+        sumsq += t->sumsq[k];
+    double norm = sqrt(sumsq);
     if (!isfinite(norm)) {
         jv_progress_clear(&t->bar);
         return jv_fail("step %lld: the gradient norm is %s; stopping, last checkpoint kept", (long long)step,
                        nonfinite_word(norm));
     }
-    jv_adam_step(&t->adam, t->ck.params, t->grads, t->ck.m, t->ck.v, m->n_params, (long)step, norm);
+    adam_job job = {t, (long)step, jv_clip_factor(t->adam.clip, norm)};
+    jv_team_run(t->team, adam_rows, &job);
     t->ck.step = step;
-    add_to_sums(t->sums, loss, w->terms, m->n_terms, batch);
+    add_to_sums(t->sums, loss, t->w.terms, m->n_terms, batch);
     return 0;
 }
 
@@ -439,7 +491,9 @@ static void validate(trainer *t, int64_t epoch, double *sums)
     for (size_t first = 0, b = 0; first < t->n_valid; first += cap, b++) {
         int batch = (int)(t->n_valid - first < cap ? t->n_valid - first : cap);
         batch_key key = {JV_TAG_VALID_NOISE, JV_TAG_VALID_BINARIZE, b};
-        jv_real loss = forward_batch(t, idx + first, batch, key, (double)epoch);
+        jv_real loss;
+        jv_step s = prepare_batch(t, idx + first, batch, key, (double)epoch, &loss);
+        jv_team_run_graph(t->team, t->runner, &s, 1);
         add_to_sums(sums, loss, t->w.terms, t->m->n_terms, batch);
     }
 }
@@ -543,10 +597,15 @@ static int run_training(trainer *t)
         return jv_fail("%s", err.msg);
     if (save_csv(t) != 0)
         return 1;
-    jv_set_threads(t->o.threads);
+    jv_set_threads(1);
+    t->team = jv_team_new(t->o.threads, &err);
+    if (!t->team)
+        return jv_fail("train: %s", err.msg);
     printf("training %s on %zu examples (%zu validation), batch %d, epochs %lld..%d, seed %llu, into %s/\n",
            t->m->name, t->n_train, t->n_valid, t->w.cap, (long long)t->ck.epoch + 1, t->o.epochs,
            (unsigned long long)t->o.seed, t->run_dir);
+    printf("threads %d of %d cores; %s; optimiser %s\n", t->o.threads, jv_cpu_count(), jv_blas_describe(),
+           jv_simd_describe());
     jv_progress_init(&t->bar);
     t->run_start = jv_now();
     t->first_epoch = t->ck.epoch + 1;

@@ -297,6 +297,26 @@ static const jv_family_info fixture_families[] = {
     {"x", 1u, fixture_posterior_x, NULL},
 };
 
+/* The step as two tasks, the backward one waiting for the forward one, as
+ * the trainer runs a model's step graph. */
+static void fixture_task_forward(const jv_step *s)
+{
+    jv_real loss = fixture_forward(s->params, s->arena, s->batch, s->data, s->noise, s->hyper, s->term_scale, s->terms);
+    if (s->loss)
+        *s->loss = loss;
+}
+
+static void fixture_task_backward(const jv_step *s)
+{
+    fixture_backward(s->params, s->grads, s->arena, s->batch, s->data, s->noise, s->hyper, s->term_scale);
+    if (s->sumsq)
+        s->sumsq[0] = jv_sumsq(s->grads, FX_N_PARAMS);
+}
+
+static const int fixture_succ[] = {1};
+static const jv_task fixture_tasks[] = {{fixture_task_forward, 0, 0, 1, 2}, {fixture_task_backward, 1, 1, 0, 1}};
+static const jv_task_graph fixture_graph = {2, 1, fixture_tasks, fixture_succ, 1};
+
 static const jv_model fixture_model = {
     .name = "fixture",
     .fingerprint = 0x5eed1234abcd0001ull,
@@ -319,6 +339,7 @@ static const jv_model fixture_model = {
     .training_family = 0,
     .init = fixture_init,
     .forward = fixture_forward,
+    .train = &fixture_graph,
     .backward = fixture_backward,
     .log_joint = fixture_log_joint,
     .decode = fixture_decode,

@@ -26,37 +26,23 @@ void jmvae_init(jv_real *params, uint64_t seed)
     }
 }
 
-/* one training step: the loss and its gradient */
-jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
-    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
-    const jv_real *term_scale, jv_real *terms)
+/* ------------------------------------------------------------ the step -- */
+
+/* one training step: the loss and its gradient, as 51 tasks (16 of them the forward pass). Each task is one block
+ * of the step; jmvae_train_tasks lists, for each, how many tasks it waits for,
+ * the tasks waiting for it, and its rank (the estimated microseconds from its
+ * start to the end of the step, at a batch of 100). A task waits for every
+ * earlier one that touches the same buffer or gradient rows when either
+ * writes them, so every order the runtime may pick computes the same bits. */
+
+static void t00_affine_enc_x_h1(const jv_step *s)
 {
-    const int B = batch;
-    (void)params;
-    (void)arena;
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
-    const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
-    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
-    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
-    jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
-    jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
-    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
-    const jv_real *const eps_z = noise[0]; /* [B x 64] */
-    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
-    jv_real *const term_rec_x = arena + (size_t)B * 3664; /* [B x 1] */
-    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
-    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
-    jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
-    jv_real *const term_rec_w = arena + (size_t)B * 4699; /* [B x 1] */
-    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
-    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
-    jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
-    jv_real *const term_kl = arena + (size_t)B * 4700; /* [B x 1] */
-    (void)hyper;
-    (void)term_scale;
-    (void)noise;
-    (void)data;
 
     /* jmvae.spec:13  net enc_x = x -> relu(512)
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
@@ -70,6 +56,16 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t01_affine_enc_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
 
     /* jmvae.spec:14  net enc_w = w -> relu(512)
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
@@ -83,6 +79,16 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t02_affine_q_xw_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1: q_xw_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
@@ -97,6 +103,15 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t03_affine_q_xw_out(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
@@ -110,6 +125,15 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v;
         }
     }
+}
+
+static void t04_gauss_head_q_xw_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
+    jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
+    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
@@ -122,12 +146,32 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
         }
     }
+}
+
+static void t05_sample_z_sample(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const noise = s->noise;
+    jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
+    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
+    const jv_real *const eps_z = noise[0]; /* [B x 64] */
+    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
 
     /* jmvae.spec:22  z ~ q(z | x, w)
        z_sample = mean + exp(logvar / 2) * eps_z, [B x 64] */
     JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++)
         z_sample[i] = q_xw_mean[i] + JV_EXP((jv_real)0.5 * q_xw_logvar[i]) * eps_z[i];
+}
+
+static void t06_affine_p_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
+    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
@@ -141,6 +185,15 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t07_affine_p_x_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
@@ -154,6 +207,15 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t08_affine_p_x_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
+    jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
@@ -167,6 +229,16 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v;
         }
     }
+}
+
+static void t09_nll_term_rec_x(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const term_rec_x = arena + (size_t)B * 3664; /* [B x 1] */
+    jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
 
     /* jmvae.spec:23  rec_x = -log p(x | z)
        term_rec_x = -log p(in_x | p_x_logits), bernoulli over 784 values */
@@ -182,6 +254,15 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
             s += v[j];
         term_rec_x[b] = s;
     }
+}
+
+static void t10_affine_p_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
+    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
@@ -195,6 +276,15 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t11_affine_p_w_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
+    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
@@ -208,6 +298,15 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t12_affine_p_w_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
+    jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
@@ -221,6 +320,16 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v;
         }
     }
+}
+
+static void t13_nll_term_rec_w(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const term_rec_w = arena + (size_t)B * 4699; /* [B x 1] */
+    jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
 
     /* jmvae.spec:24  rec_w = -log p(w | z)
        term_rec_w = -log p(in_w | p_w_logits), categorical over 10 values */
@@ -240,6 +349,15 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
         s += mass * (top + JV_LOG(total));
         term_rec_w[b] = s;
     }
+}
+
+static void t14_kl_term_kl(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
+    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
+    jv_real *const term_kl = arena + (size_t)B * 4700; /* [B x 1] */
 
     /* jmvae.spec:25  kl = KL(q(z | x, w) || p(z))
        term_kl: KL(N(q_xw_mean, e^q_xw_logvar) || N(0, I)), summed over 64 dimensions */
@@ -253,85 +371,60 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
         }
         term_kl[b] = s;
     }
+}
+
+static void t15_loss(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const term_scale = s->term_scale;
+    jv_real *const term_rec_x = arena + (size_t)B * 3664; /* [B x 1] */
+    jv_real *const term_rec_w = arena + (size_t)B * 4699; /* [B x 1] */
+    jv_real *const term_kl = arena + (size_t)B * 4700; /* [B x 1] */
 
     /* jmvae.spec:23  the loss: each term's mean over the batch, and their weighted sum */
     jv_real total = 0;
     {
-        jv_real s = 0;
+        jv_real mean = 0;
         for (int b = 0; b < B; b++)
-            s += term_rec_x[b];
-        s /= (jv_real)B;
-        if (terms)
-            terms[0] = s; /* rec_x */
-        total += (term_scale ? term_scale[0] : 1) * (jv_real)1 * s;
+            mean += term_rec_x[b];
+        mean /= (jv_real)B;
+        if (s->terms)
+            s->terms[0] = mean; /* rec_x */
+        total += (term_scale ? term_scale[0] : 1) * (jv_real)1 * mean;
     }
     {
-        jv_real s = 0;
+        jv_real mean = 0;
         for (int b = 0; b < B; b++)
-            s += term_rec_w[b];
-        s /= (jv_real)B;
-        if (terms)
-            terms[1] = s; /* rec_w */
-        total += (term_scale ? term_scale[1] : 1) * (jv_real)1 * s;
+            mean += term_rec_w[b];
+        mean /= (jv_real)B;
+        if (s->terms)
+            s->terms[1] = mean; /* rec_w */
+        total += (term_scale ? term_scale[1] : 1) * (jv_real)1 * mean;
     }
     {
-        jv_real s = 0;
+        jv_real mean = 0;
         for (int b = 0; b < B; b++)
-            s += term_kl[b];
-        s /= (jv_real)B;
-        if (terms)
-            terms[2] = s; /* kl */
-        total += (term_scale ? term_scale[2] : 1) * (jv_real)1 * s;
+            mean += term_kl[b];
+        mean /= (jv_real)B;
+        if (s->terms)
+            s->terms[2] = mean; /* kl */
+        total += (term_scale ? term_scale[2] : 1) * (jv_real)1 * mean;
     }
-    return total;
+    if (s->loss)
+        *s->loss = total;
 }
 
-/* one training step: the loss and its gradient (backward; run after forward with the same arguments) */
-void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,
-    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
-    const jv_real *term_scale)
+static void t16_kl_grad_d_q_xw_mean(const jv_step *s)
 {
-    const int B = batch;
-    (void)params;
-    (void)arena;
-    const jv_real *const in_x = data[0]; /* [B x 784] */
-    const jv_real *const in_w = data[1]; /* [B x 10] */
-    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
-    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
-    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
-    jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const term_scale = s->term_scale;
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
-    const jv_real *const eps_z = noise[0]; /* [B x 64] */
-    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
-    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
-    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
-    jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
-    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
-    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
-    jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
-    jv_real *const d_q_xw_mean = arena + (size_t)B * 4699; /* [B x 64] */
-    jv_real *const d_q_xw_logvar = arena + (size_t)B * 4763; /* [B x 64] */
-    jv_real *const d_p_w_logits = arena + (size_t)B * 1664; /* [B x 10] */
-    jv_real *const d_p_w_h2 = arena + (size_t)B * 4827; /* [B x 512] */
-    jv_real *const d_p_w_h1 = arena + (size_t)B * 4177; /* [B x 512] */
-    jv_real *const d_z_sample = arena + (size_t)B * 1664; /* [B x 64] */
-    jv_real *const d_p_x_logits = arena + (size_t)B * 3664; /* [B x 784] */
-    jv_real *const d_p_x_h2 = arena + (size_t)B * 2880; /* [B x 512] */
-    jv_real *const d_p_x_h1 = arena + (size_t)B * 2368; /* [B x 512] */
-    jv_real *const d_q_xw_out = arena + (size_t)B * 1664; /* [B x 128] */
-    jv_real *const d_q_xw_h1 = arena + (size_t)B * 1792; /* [B x 512] */
-    jv_real *const d_enc_x_h1 = arena + (size_t)B * 1024; /* [B x 512] */
-    jv_real *const d_enc_w_h1 = arena + (size_t)B * 2304; /* [B x 512] */
-    (void)hyper;
-    (void)term_scale;
-    (void)noise;
-    (void)data;
-
-    /* jmvae.spec:23  d loss / d term, per example */
-    const jv_real seed_rec_x = (term_scale ? term_scale[0] : 1) * (jv_real)1 / (jv_real)B;
-    const jv_real seed_rec_w = (term_scale ? term_scale[1] : 1) * (jv_real)1 / (jv_real)B;
-    const jv_real seed_kl = (term_scale ? term_scale[2] : 1) * (jv_real)1 / (jv_real)B;
+    jv_real *const d_q_xw_mean = arena + (size_t)B * 4701; /* [B x 64] */
+    jv_real *const d_q_xw_logvar = arena + (size_t)B * 4765; /* [B x 64] */
+    const jv_real seed_kl = (term_scale ? term_scale[2] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d kl, per example */
 
     /* jmvae.spec:25  kl = KL(q(z | x, w) || p(z))
        backward of the KL term */
@@ -350,6 +443,18 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             }
         }
     }
+}
+
+static void t17_nll_grad_d_p_w_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const term_scale = s->term_scale;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
+    jv_real *const d_p_w_logits = arena + (size_t)B * 4829; /* [B x 10] */
+    const jv_real seed_rec_w = (term_scale ? term_scale[1] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_w, per example */
 
     /* jmvae.spec:24  rec_w = -log p(w | z)
        backward of -log p: d p_w_logits */
@@ -372,6 +477,14 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
                 dl[j] = g * (mass * JV_EXP(l[j] - top) / total - t[j]);
         }
     }
+}
+
+static void t18_act_grad_d_p_w_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_w_logits = arena + (size_t)B * 4829; /* [B x 10] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d_p_w_logits becomes d(pre-activation); p_w.head.bias = column sums */
@@ -384,14 +497,45 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 0, for the norm */
+        s->sumsq[0] = jv_sumsq(grads + 1997200, 10);
+}
+
+static void t19_gemm_dw_p_w_head_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
+    jv_real *const d_p_w_logits = arena + (size_t)B * 4829; /* [B x 10] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
     jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_P_W_HEAD_WEIGHT, 10);
+    if (s->sumsq) /* gradient region 1, for the norm */
+        s->sumsq[1] = jv_sumsq(grads + 1992080, 5120);
+}
+
+static void t20_gemm_dx_d_p_w_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_w_logits = arena + (size_t)B * 4829; /* [B x 10] */
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 4839; /* [B x 512] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d_p_w_h2 = d_p_w_logits W^T, [B x 10] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
+}
+
+static void t21_act_grad_d_p_w_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 4839; /* [B x 512] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d_p_w_h2 becomes d(pre-activation); p_w.h2.bias = column sums */
@@ -407,14 +551,45 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 2, for the norm */
+        s->sumsq[2] = jv_sumsq(grads + 1991568, 512);
+}
+
+static void t22_gemm_dw_p_w_h2_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 4839; /* [B x 512] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_P_W_H2_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 3, for the norm */
+        s->sumsq[3] = jv_sumsq(grads + 1729424, 262144);
+}
+
+static void t23_gemm_dx_d_p_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 4839; /* [B x 512] */
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 5351; /* [B x 512] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d_p_w_h1 = d_p_w_h2 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
+}
+
+static void t24_act_grad_d_p_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 5351; /* [B x 512] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d_p_w_h1 becomes d(pre-activation); p_w.h1.bias = column sums */
@@ -430,14 +605,48 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 4, for the norm */
+        s->sumsq[4] = jv_sumsq(grads + 1728912, 512);
+}
+
+static void t25_gemm_dw_p_w_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 5351; /* [B x 512] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z_sample^T d_p_w_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_P_W_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 5, for the norm */
+        s->sumsq[5] = jv_sumsq(grads + 1696144, 32768);
+}
+
+static void t26_gemm_dx_d_z_sample(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 5351; /* [B x 512] */
+    jv_real *const d_z_sample = arena + (size_t)B * 5863; /* [B x 64] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d_z_sample = d_p_w_h1 W^T, [B x 512] -> [B x 64] */
     jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_P_W_H1_WEIGHT, 512, 0, d_z_sample, 64);
+}
+
+static void t27_nll_grad_d_p_x_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const term_scale = s->term_scale;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
+    jv_real *const d_p_x_logits = arena + (size_t)B * 5927; /* [B x 784] */
+    const jv_real seed_rec_x = (term_scale ? term_scale[0] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_x, per example */
 
     /* jmvae.spec:23  rec_x = -log p(x | z)
        backward of -log p: d p_x_logits */
@@ -452,6 +661,14 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
                 dl[j] = g * (jv_sigmoid(l[j]) - t[j]);
         }
     }
+}
+
+static void t28_act_grad_d_p_x_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_x_logits = arena + (size_t)B * 5927; /* [B x 784] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d_p_x_logits becomes d(pre-activation); p_x.head.bias = column sums */
@@ -464,14 +681,45 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 6, for the norm */
+        s->sumsq[6] = jv_sumsq(grads + 1695360, 784);
+}
+
+static void t29_gemm_dw_p_x_head_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
+    jv_real *const d_p_x_logits = arena + (size_t)B * 5927; /* [B x 784] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
     jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_P_X_HEAD_WEIGHT, 784);
+    if (s->sumsq) /* gradient region 7, for the norm */
+        s->sumsq[7] = jv_sumsq(grads + 1293952, 401408);
+}
+
+static void t30_gemm_dx_d_p_x_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_x_logits = arena + (size_t)B * 5927; /* [B x 784] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 6711; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d_p_x_h2 = d_p_x_logits W^T, [B x 784] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
+}
+
+static void t31_act_grad_d_p_x_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 6711; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d_p_x_h2 becomes d(pre-activation); p_x.h2.bias = column sums */
@@ -487,14 +735,45 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 8, for the norm */
+        s->sumsq[8] = jv_sumsq(grads + 1293440, 512);
+}
+
+static void t32_gemm_dw_p_x_h2_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 6711; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_P_X_H2_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 9, for the norm */
+        s->sumsq[9] = jv_sumsq(grads + 1031296, 262144);
+}
+
+static void t33_gemm_dx_d_p_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 6711; /* [B x 512] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 7223; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d_p_x_h1 = d_p_x_h2 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
+}
+
+static void t34_act_grad_d_p_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 7223; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d_p_x_h1 becomes d(pre-activation); p_x.h1.bias = column sums */
@@ -510,14 +789,48 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 10, for the norm */
+        s->sumsq[10] = jv_sumsq(grads + 1030784, 512);
+}
+
+static void t35_gemm_dw_p_x_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 7223; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z_sample^T d_p_x_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_P_X_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 11, for the norm */
+        s->sumsq[11] = jv_sumsq(grads + 998016, 32768);
+}
+
+static void t36_gemm_dx_d_z_sample(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_z_sample = arena + (size_t)B * 5863; /* [B x 64] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 7223; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d_z_sample += d_p_x_h1 W^T, [B x 512] -> [B x 64] */
     jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_P_X_H1_WEIGHT, 512, 1, d_z_sample, 64);
+}
+
+static void t37_sample_grad_d_q_xw_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const noise = s->noise;
+    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
+    const jv_real *const eps_z = noise[0]; /* [B x 64] */
+    jv_real *const d_q_xw_mean = arena + (size_t)B * 4701; /* [B x 64] */
+    jv_real *const d_q_xw_logvar = arena + (size_t)B * 4765; /* [B x 64] */
+    jv_real *const d_z_sample = arena + (size_t)B * 5863; /* [B x 64] */
 
     /* jmvae.spec:22  z ~ q(z | x, w)
        backward of the sample: d_z_sample to its mean and log-variance */
@@ -526,6 +839,16 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
         d_q_xw_mean[i] += d_z_sample[i];
         d_q_xw_logvar[i] += (jv_real)0.5 * d_z_sample[i] * eps_z[i] * JV_EXP((jv_real)0.5 * q_xw_logvar[i]);
     }
+}
+
+static void t38_gauss_head_grad_d_q_xw_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
+    jv_real *const d_q_xw_mean = arena + (size_t)B * 4701; /* [B x 64] */
+    jv_real *const d_q_xw_logvar = arena + (size_t)B * 4765; /* [B x 64] */
+    jv_real *const d_q_xw_out = arena + (size_t)B * 7735; /* [B x 128] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_out from d mean and d log-variance */
@@ -540,6 +863,14 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             g[64 + j] = dl[j] * jv_sigmoid(raw[64 + j]) / jv_softplus(raw[64 + j]);
         }
     }
+}
+
+static void t39_act_grad_d_q_xw_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_xw_out = arena + (size_t)B * 7735; /* [B x 128] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_out becomes d(pre-activation); q_xw.head.bias = column sums */
@@ -552,14 +883,45 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 12, for the norm */
+        s->sumsq[12] = jv_sumsq(grads + 997888, 128);
+}
+
+static void t40_gemm_dw_q_xw_head_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const d_q_xw_out = arena + (size_t)B * 7735; /* [B x 128] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d q_xw.head.weight rows 0..511 = q_xw_h1^T d_q_xw_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + JMVAE_Q_XW_HEAD_WEIGHT, 128);
+    if (s->sumsq) /* gradient region 13, for the norm */
+        s->sumsq[13] = jv_sumsq(grads + 932352, 65536);
+}
+
+static void t41_gemm_dx_d_q_xw_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_xw_out = arena + (size_t)B * 7735; /* [B x 128] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_h1 = d_q_xw_out W^T, [B x 128] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 128, 1, d_q_xw_out, 128, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, d_q_xw_h1, 512);
+}
+
+static void t42_act_grad_d_q_xw_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_q_xw_h1 becomes d(pre-activation); q_xw.h1.bias = column sums */
@@ -575,22 +937,73 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 14, for the norm */
+        s->sumsq[14] = jv_sumsq(grads + 931840, 512);
+}
+
+static void t43_gemm_dw_q_xw_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d q_xw.h1.weight rows 0..511 = enc_x_h1^T d_q_xw_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 15, for the norm */
+        s->sumsq[15] = jv_sumsq(grads + 407552, 262144);
+}
+
+static void t44_gemm_dx_d_enc_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 8375; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_enc_x_h1 = d_q_xw_h1 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
+}
+
+static void t45_gemm_dw_q_xw_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d q_xw.h1.weight rows 512..1023 = enc_w_h1^T d_q_xw_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT + 262144, 512);
+    if (s->sumsq) /* gradient region 16, for the norm */
+        s->sumsq[16] = jv_sumsq(grads + 669696, 262144);
+}
+
+static void t46_gemm_dx_d_enc_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
+    jv_real *const d_enc_w_h1 = arena + (size_t)B * 8887; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_enc_w_h1 = d_q_xw_h1 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
+}
+
+static void t47_act_grad_d_enc_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const d_enc_w_h1 = arena + (size_t)B * 8887; /* [B x 512] */
 
     /* jmvae.spec:14  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d_enc_w_h1 becomes d(pre-activation); enc_w.h1.bias = column sums */
@@ -606,10 +1019,33 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 17, for the norm */
+        s->sumsq[17] = jv_sumsq(grads + 407040, 512);
+}
+
+static void t48_gemm_dw_enc_w_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const d_enc_w_h1 = arena + (size_t)B * 8887; /* [B x 512] */
 
     /* jmvae.spec:14  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_ENC_W_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 18, for the norm */
+        s->sumsq[18] = jv_sumsq(grads + 401920, 5120);
+}
+
+static void t49_act_grad_d_enc_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 8375; /* [B x 512] */
 
     /* jmvae.spec:13  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d_enc_x_h1 becomes d(pre-activation); enc_x.h1.bias = column sums */
@@ -625,10 +1061,102 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 19, for the norm */
+        s->sumsq[19] = jv_sumsq(grads + 401408, 512);
+}
+
+static void t50_gemm_dw_enc_x_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 8375; /* [B x 512] */
 
     /* jmvae.spec:13  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
     jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_ENC_X_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 20, for the norm */
+        s->sumsq[20] = jv_sumsq(grads + 0, 401408);
+}
+
+static const int jmvae_train_succ[] = {2, 2, 3, 4, 5, 14, 16, 6, 10, 7, 8, 9, 27, 15, 11, 12, 13, 17, 15, 15, 37, 18, 19, 20, 21, 22, 23, 24, 25, 26, 36, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 49, 47, 48, 50};
+
+static const jv_task jmvae_train_tasks[] = {
+    {t00_affine_enc_x_h1, 0, 0, 1, 6752.6f},
+    {t01_affine_enc_w_h1, 0, 1, 1, 5960.0f},
+    {t02_affine_q_xw_h1, 2, 2, 1, 5923.7f},
+    {t03_affine_q_xw_out, 1, 3, 1, 4849.0f},
+    {t04_gauss_head_q_xw_mean, 1, 4, 3, 4711.1f},
+    {t05_sample_z_sample, 1, 7, 2, 4704.2f},
+    {t06_affine_p_x_h1, 1, 9, 1, 4694.1f},
+    {t07_affine_p_x_h2, 1, 10, 1, 4602.4f},
+    {t08_affine_p_x_logits, 1, 11, 2, 4052.0f},
+    {t09_nll_term_rec_x, 1, 13, 1, 79.6f},
+    {t10_affine_p_w_h1, 1, 14, 1, 3020.1f},
+    {t11_affine_p_w_h2, 1, 15, 1, 2928.5f},
+    {t12_affine_p_w_logits, 1, 16, 2, 2378.1f},
+    {t13_nll_term_rec_w, 1, 18, 1, 2.1f},
+    {t14_kl_term_kl, 1, 19, 1, 7.6f},
+    {t15_loss, 3, 20, 0, 0.7f},
+    {t16_kl_grad_d_q_xw_mean, 1, 20, 1, 1600.3f},
+    {t17_nll_grad_d_p_w_logits, 1, 21, 1, 2366.9f},
+    {t18_act_grad_d_p_w_logits, 1, 22, 2, 2365.4f},
+    {t19_gemm_dw_p_w_head_weight, 1, 24, 0, 10.7f},
+    {t20_gemm_dx_d_p_w_h2, 1, 24, 1, 2364.4f},
+    {t21_act_grad_d_p_w_h2, 1, 25, 2, 2353.6f},
+    {t22_gemm_dw_p_w_h2_weight, 1, 27, 0, 524.8f},
+    {t23_gemm_dx_d_p_w_h1, 1, 27, 1, 2301.9f},
+    {t24_act_grad_d_p_w_h1, 1, 28, 2, 1777.1f},
+    {t25_gemm_dw_p_w_h1_weight, 1, 30, 0, 66.0f},
+    {t26_gemm_dx_d_z_sample, 1, 30, 1, 1725.4f},
+    {t27_nll_grad_d_p_x_logits, 1, 31, 1, 3209.5f},
+    {t28_act_grad_d_p_x_logits, 1, 32, 2, 3130.6f},
+    {t29_gemm_dw_p_x_head_weight, 1, 34, 0, 803.3f},
+    {t30_gemm_dx_d_p_x_h2, 1, 34, 1, 3090.9f},
+    {t31_act_grad_d_p_x_h2, 1, 35, 2, 2287.6f},
+    {t32_gemm_dw_p_x_h2_weight, 1, 37, 0, 524.8f},
+    {t33_gemm_dx_d_p_x_h1, 1, 37, 1, 2235.9f},
+    {t34_act_grad_d_p_x_h1, 1, 38, 2, 1711.1f},
+    {t35_gemm_dw_p_x_h1_weight, 1, 40, 0, 66.0f},
+    {t36_gemm_dx_d_z_sample, 2, 40, 1, 1659.4f},
+    {t37_sample_grad_d_q_xw_mean, 2, 41, 1, 1593.4f},
+    {t38_gauss_head_grad_d_q_xw_out, 1, 42, 1, 1583.3f},
+    {t39_act_grad_d_q_xw_out, 1, 43, 2, 1570.0f},
+    {t40_gemm_dw_q_xw_head_weight, 1, 45, 0, 131.6f},
+    {t41_gemm_dx_d_q_xw_h1, 1, 45, 1, 1563.1f},
+    {t42_act_grad_d_q_xw_h1, 1, 46, 4, 1431.5f},
+    {t43_gemm_dw_q_xw_h1_weight, 1, 50, 0, 524.8f},
+    {t44_gemm_dx_d_enc_x_h1, 1, 50, 1, 1379.8f},
+    {t45_gemm_dw_q_xw_h1_weight, 1, 51, 0, 524.8f},
+    {t46_gemm_dx_d_enc_w_h1, 1, 51, 1, 587.2f},
+    {t47_act_grad_d_enc_w_h1, 1, 52, 1, 62.4f},
+    {t48_gemm_dw_enc_w_h1_weight, 1, 53, 0, 10.7f},
+    {t49_act_grad_d_enc_x_h1, 1, 53, 1, 855.0f},
+    {t50_gemm_dw_enc_x_h1_weight, 1, 54, 0, 803.3f},
+};
+
+static const jv_task_graph jmvae_train_graph = {51, 16, jmvae_train_tasks, jmvae_train_succ, 21};
+
+/* one training step: the loss and its gradient */
+jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
+    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
+    const jv_real *term_scale, jv_real *terms)
+{
+    jv_real loss = 0;
+    const jv_step s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &loss, NULL};
+    jv_run_tasks(&jmvae_train_graph, &s, 0, 16);
+    return loss;
+}
+
+/* one training step: the loss and its gradient (backward; run after forward with the same arguments) */
+void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,
+    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
+    const jv_real *term_scale)
+{
+    const jv_step s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};
+    jv_run_tasks(&jmvae_train_graph, &s, 16, 51);
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
@@ -1092,12 +1620,13 @@ const jv_model jmvae_model = {
     .n_terms = 3,
     .term_names = jmvae_term_names,
     .defaults = {0.001, 0.90000000000000002, 0.999, 1e-08, 5, 100, 100, 1},
-    .arena_per_example = 5339,
+    .arena_per_example = 9399,
     .n_families = 1,
     .families = jmvae_families,
     .training_family = 0,
     .init = jmvae_init,
     .forward = jmvae_forward,
+    .train = &jmvae_train_graph,
     .backward = jmvae_backward,
     .log_joint = jmvae_log_joint,
     .decode = jmvae_decode,

@@ -21,7 +21,7 @@
 #define JMVAE_TERM_KL 2
 #define JMVAE_N_HYPERS 0
 /* the activation arena: reals per example of the batch, and in all */
-#define JMVAE_ARENA_PER_EXAMPLE 5339
+#define JMVAE_ARENA_PER_EXAMPLE 9399
 #define JMVAE_ARENA_REALS(batch) ((size_t)(batch) * JMVAE_ARENA_PER_EXAMPLE)
 
 /* Parameter layout: offsets in reals into the parameter block (the gradient

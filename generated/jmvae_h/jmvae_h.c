@@ -26,49 +26,23 @@ void jmvae_h_init(jv_real *params, uint64_t seed)
     }
 }
 
-/* one training step: the loss and its gradient */
-jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
-    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
-    const jv_real *term_scale, jv_real *terms)
+/* ------------------------------------------------------------ the step -- */
+
+/* one training step: the loss and its gradient, as 79 tasks (25 of them the forward pass). Each task is one block
+ * of the step; jmvae_h_train_tasks lists, for each, how many tasks it waits for,
+ * the tasks waiting for it, and its rank (the estimated microseconds from its
+ * start to the end of the step, at a batch of 100). A task waits for every
+ * earlier one that touches the same buffer or gradient rows when either
+ * writes them, so every order the runtime may pick computes the same bits. */
+
+static void t00_affine_enc_x_h1(const jv_step *s)
 {
-    const int B = batch;
-    (void)params;
-    (void)arena;
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
-    const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
-    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
-    jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
-    jv_real *const q_z2_h1 = arena + (size_t)B * 1536; /* [B x 512] */
-    jv_real *const q_z2_out = arena + (size_t)B * 2048; /* [B x 64] */
-    jv_real *const q_z2_mean = arena + (size_t)B * 2112; /* [B x 32] */
-    jv_real *const q_z2_logvar = arena + (size_t)B * 2144; /* [B x 32] */
-    const jv_real *const eps_z2 = noise[0]; /* [B x 32] */
-    jv_real *const z2_sample = arena + (size_t)B * 2176; /* [B x 32] */
-    jv_real *const q_z1_out = arena + (size_t)B * 2208; /* [B x 128] */
-    jv_real *const q_z1_mean = arena + (size_t)B * 2336; /* [B x 64] */
-    jv_real *const q_z1_logvar = arena + (size_t)B * 2400; /* [B x 64] */
-    const jv_real *const eps_z1 = noise[1]; /* [B x 64] */
-    jv_real *const z1_sample = arena + (size_t)B * 2464; /* [B x 64] */
-    jv_real *const term_rec_x = arena + (size_t)B * 4336; /* [B x 1] */
-    jv_real *const p_x_h1 = arena + (size_t)B * 2528; /* [B x 512] */
-    jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
-    jv_real *const p_x_logits = arena + (size_t)B * 3552; /* [B x 784] */
-    jv_real *const term_rec_w = arena + (size_t)B * 5371; /* [B x 1] */
-    jv_real *const p_w_h1 = arena + (size_t)B * 4337; /* [B x 512] */
-    jv_real *const p_w_h2 = arena + (size_t)B * 4849; /* [B x 512] */
-    jv_real *const p_w_logits = arena + (size_t)B * 5361; /* [B x 10] */
-    jv_real *const term_kl_z1 = arena + (size_t)B * 6652; /* [B x 1] */
-    jv_real *const p_z1_h1 = arena + (size_t)B * 5372; /* [B x 512] */
-    jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
-    jv_real *const p_z1_out = arena + (size_t)B * 6396; /* [B x 128] */
-    jv_real *const p_z1_mean = arena + (size_t)B * 6524; /* [B x 64] */
-    jv_real *const p_z1_logvar = arena + (size_t)B * 6588; /* [B x 64] */
-    jv_real *const term_kl_z2 = arena + (size_t)B * 6653; /* [B x 1] */
-    (void)hyper;
-    (void)term_scale;
-    (void)noise;
-    (void)data;
 
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
@@ -82,6 +56,16 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t01_affine_enc_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
 
     /* jmvae_h.spec:17  net enc_w = w -> relu(512)
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
@@ -95,6 +79,16 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t02_affine_h1_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1: h1_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
@@ -109,6 +103,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t03_affine_q_z2_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const q_z2_h1 = arena + (size_t)B * 1536; /* [B x 512] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 layer 1: q_z2_h1 = relu(x W + b), [B x 512] -> [B x 512] */
@@ -122,6 +125,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t04_affine_q_z2_out(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const q_z2_h1 = arena + (size_t)B * 1536; /* [B x 512] */
+    jv_real *const q_z2_out = arena + (size_t)B * 2048; /* [B x 64] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head: q_z2_out = linear(x W + b), [B x 512] -> [B x 64] */
@@ -135,6 +147,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v;
         }
     }
+}
+
+static void t05_gauss_head_q_z2_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_z2_out = arena + (size_t)B * 2048; /* [B x 64] */
+    jv_real *const q_z2_mean = arena + (size_t)B * 2112; /* [B x 32] */
+    jv_real *const q_z2_logvar = arena + (size_t)B * 2144; /* [B x 32] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head: mean, and variance = softplus(raw), [B x 64] -> 2 x [B x 32] */
@@ -147,12 +168,32 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             logvar[j] = JV_LOG(jv_softplus(raw[32 + j]));
         }
     }
+}
+
+static void t06_sample_z2_sample(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const noise = s->noise;
+    jv_real *const q_z2_mean = arena + (size_t)B * 2112; /* [B x 32] */
+    jv_real *const q_z2_logvar = arena + (size_t)B * 2144; /* [B x 32] */
+    const jv_real *const eps_z2 = noise[0]; /* [B x 32] */
+    jv_real *const z2_sample = arena + (size_t)B * 2176; /* [B x 32] */
 
     /* jmvae_h.spec:28  z2 ~ q(z2 | x, w)
        z2_sample = mean + exp(logvar / 2) * eps_z2, [B x 32] */
     JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 32; i++)
         z2_sample[i] = q_z2_mean[i] + JV_EXP((jv_real)0.5 * q_z2_logvar[i]) * eps_z2[i];
+}
+
+static void t07_affine_q_z1_out(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const q_z1_out = arena + (size_t)B * 2208; /* [B x 128] */
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head: q_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
@@ -166,6 +207,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v;
         }
     }
+}
+
+static void t08_gauss_head_q_z1_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_z1_out = arena + (size_t)B * 2208; /* [B x 128] */
+    jv_real *const q_z1_mean = arena + (size_t)B * 2336; /* [B x 64] */
+    jv_real *const q_z1_logvar = arena + (size_t)B * 2400; /* [B x 64] */
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
@@ -178,12 +228,32 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
         }
     }
+}
+
+static void t09_sample_z1_sample(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const noise = s->noise;
+    jv_real *const q_z1_mean = arena + (size_t)B * 2336; /* [B x 64] */
+    jv_real *const q_z1_logvar = arena + (size_t)B * 2400; /* [B x 64] */
+    const jv_real *const eps_z1 = noise[1]; /* [B x 64] */
+    jv_real *const z1_sample = arena + (size_t)B * 2464; /* [B x 64] */
 
     /* jmvae_h.spec:29  z1 ~ q(z1 | x, w)
        z1_sample = mean + exp(logvar / 2) * eps_z1, [B x 64] */
     JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++)
         z1_sample[i] = q_z1_mean[i] + JV_EXP((jv_real)0.5 * q_z1_logvar[i]) * eps_z1[i];
+}
+
+static void t10_affine_p_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const z1_sample = arena + (size_t)B * 2464; /* [B x 64] */
+    jv_real *const p_x_h1 = arena + (size_t)B * 2528; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
@@ -197,6 +267,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t11_affine_p_x_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 2528; /* [B x 512] */
+    jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
@@ -210,6 +289,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t12_affine_p_x_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
+    jv_real *const p_x_logits = arena + (size_t)B * 3552; /* [B x 784] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
@@ -223,6 +311,16 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v;
         }
     }
+}
+
+static void t13_nll_term_rec_x(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const term_rec_x = arena + (size_t)B * 4336; /* [B x 1] */
+    jv_real *const p_x_logits = arena + (size_t)B * 3552; /* [B x 784] */
 
     /* jmvae_h.spec:30  rec_x = -log p(x | z1)
        term_rec_x = -log p(in_x | p_x_logits), bernoulli over 784 values */
@@ -238,6 +336,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             s += v[j];
         term_rec_x[b] = s;
     }
+}
+
+static void t14_affine_p_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const z1_sample = arena + (size_t)B * 2464; /* [B x 64] */
+    jv_real *const p_w_h1 = arena + (size_t)B * 4337; /* [B x 512] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
@@ -251,6 +358,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t15_affine_p_w_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 4337; /* [B x 512] */
+    jv_real *const p_w_h2 = arena + (size_t)B * 4849; /* [B x 512] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
@@ -264,6 +380,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t16_affine_p_w_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h2 = arena + (size_t)B * 4849; /* [B x 512] */
+    jv_real *const p_w_logits = arena + (size_t)B * 5361; /* [B x 10] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
@@ -277,6 +402,16 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v;
         }
     }
+}
+
+static void t17_nll_term_rec_w(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const term_rec_w = arena + (size_t)B * 5371; /* [B x 1] */
+    jv_real *const p_w_logits = arena + (size_t)B * 5361; /* [B x 10] */
 
     /* jmvae_h.spec:31  rec_w = -log p(w | z1)
        term_rec_w = -log p(in_w | p_w_logits), categorical over 10 values */
@@ -296,6 +431,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
         s += mass * (top + JV_LOG(total));
         term_rec_w[b] = s;
     }
+}
+
+static void t18_affine_p_z1_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const z2_sample = arena + (size_t)B * 2176; /* [B x 32] */
+    jv_real *const p_z1_h1 = arena + (size_t)B * 5372; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1: p_z1_h1 = relu(x W + b), [B x 32] -> [B x 512] */
@@ -309,6 +453,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t19_affine_p_z1_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_z1_h1 = arena + (size_t)B * 5372; /* [B x 512] */
+    jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 2: p_z1_h2 = relu(x W + b), [B x 512] -> [B x 512] */
@@ -322,6 +475,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t20_affine_p_z1_out(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
+    jv_real *const p_z1_out = arena + (size_t)B * 6396; /* [B x 128] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head: p_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
@@ -335,6 +497,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v;
         }
     }
+}
+
+static void t21_gauss_head_p_z1_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const p_z1_out = arena + (size_t)B * 6396; /* [B x 128] */
+    jv_real *const p_z1_mean = arena + (size_t)B * 6524; /* [B x 64] */
+    jv_real *const p_z1_logvar = arena + (size_t)B * 6588; /* [B x 64] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
@@ -347,6 +518,17 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
         }
     }
+}
+
+static void t22_kl_term_kl_z1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_z1_mean = arena + (size_t)B * 2336; /* [B x 64] */
+    jv_real *const q_z1_logvar = arena + (size_t)B * 2400; /* [B x 64] */
+    jv_real *const term_kl_z1 = arena + (size_t)B * 6652; /* [B x 1] */
+    jv_real *const p_z1_mean = arena + (size_t)B * 6524; /* [B x 64] */
+    jv_real *const p_z1_logvar = arena + (size_t)B * 6588; /* [B x 64] */
 
     /* jmvae_h.spec:32  kl_z1 = KL(q(z1 | x, w) || p(z1 | z2))
        term_kl_z1: KL(N(q_z1_mean, e^q_z1_logvar) || N(p_z1_mean, e^p_z1_logvar)), summed over 64 dimensions */
@@ -363,6 +545,15 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
         }
         term_kl_z1[b] = s;
     }
+}
+
+static void t23_kl_term_kl_z2(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_z2_mean = arena + (size_t)B * 2112; /* [B x 32] */
+    jv_real *const q_z2_logvar = arena + (size_t)B * 2144; /* [B x 32] */
+    jv_real *const term_kl_z2 = arena + (size_t)B * 6653; /* [B x 1] */
 
     /* jmvae_h.spec:33  kl_z2 = KL(q(z2 | x, w) || p(z2))
        term_kl_z2: KL(N(q_z2_mean, e^q_z2_logvar) || N(0, I)), summed over 32 dimensions */
@@ -376,116 +567,70 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
         }
         term_kl_z2[b] = s;
     }
+}
+
+static void t24_loss(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const term_scale = s->term_scale;
+    jv_real *const term_rec_x = arena + (size_t)B * 4336; /* [B x 1] */
+    jv_real *const term_rec_w = arena + (size_t)B * 5371; /* [B x 1] */
+    jv_real *const term_kl_z1 = arena + (size_t)B * 6652; /* [B x 1] */
+    jv_real *const term_kl_z2 = arena + (size_t)B * 6653; /* [B x 1] */
 
     /* jmvae_h.spec:30  the loss: each term's mean over the batch, and their weighted sum */
     jv_real total = 0;
     {
-        jv_real s = 0;
+        jv_real mean = 0;
         for (int b = 0; b < B; b++)
-            s += term_rec_x[b];
-        s /= (jv_real)B;
-        if (terms)
-            terms[0] = s; /* rec_x */
-        total += (term_scale ? term_scale[0] : 1) * (jv_real)1 * s;
+            mean += term_rec_x[b];
+        mean /= (jv_real)B;
+        if (s->terms)
+            s->terms[0] = mean; /* rec_x */
+        total += (term_scale ? term_scale[0] : 1) * (jv_real)1 * mean;
     }
     {
-        jv_real s = 0;
+        jv_real mean = 0;
         for (int b = 0; b < B; b++)
-            s += term_rec_w[b];
-        s /= (jv_real)B;
-        if (terms)
-            terms[1] = s; /* rec_w */
-        total += (term_scale ? term_scale[1] : 1) * (jv_real)1 * s;
+            mean += term_rec_w[b];
+        mean /= (jv_real)B;
+        if (s->terms)
+            s->terms[1] = mean; /* rec_w */
+        total += (term_scale ? term_scale[1] : 1) * (jv_real)1 * mean;
     }
     {
-        jv_real s = 0;
+        jv_real mean = 0;
         for (int b = 0; b < B; b++)
-            s += term_kl_z1[b];
-        s /= (jv_real)B;
-        if (terms)
-            terms[2] = s; /* kl_z1 */
-        total += (term_scale ? term_scale[2] : 1) * (jv_real)1 * s;
+            mean += term_kl_z1[b];
+        mean /= (jv_real)B;
+        if (s->terms)
+            s->terms[2] = mean; /* kl_z1 */
+        total += (term_scale ? term_scale[2] : 1) * (jv_real)1 * mean;
     }
     {
-        jv_real s = 0;
+        jv_real mean = 0;
         for (int b = 0; b < B; b++)
-            s += term_kl_z2[b];
-        s /= (jv_real)B;
-        if (terms)
-            terms[3] = s; /* kl_z2 */
-        total += (term_scale ? term_scale[3] : 1) * (jv_real)1 * s;
+            mean += term_kl_z2[b];
+        mean /= (jv_real)B;
+        if (s->terms)
+            s->terms[3] = mean; /* kl_z2 */
+        total += (term_scale ? term_scale[3] : 1) * (jv_real)1 * mean;
     }
-    return total;
+    if (s->loss)
+        *s->loss = total;
 }
 
-/* one training step: the loss and its gradient (backward; run after forward with the same arguments) */
-void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,
-    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
-    const jv_real *term_scale)
+static void t25_kl_grad_d_q_z2_mean(const jv_step *s)
 {
-    const int B = batch;
-    (void)params;
-    (void)arena;
-    const jv_real *const in_x = data[0]; /* [B x 784] */
-    const jv_real *const in_w = data[1]; /* [B x 10] */
-    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
-    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
-    jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
-    jv_real *const q_z2_h1 = arena + (size_t)B * 1536; /* [B x 512] */
-    jv_real *const q_z2_out = arena + (size_t)B * 2048; /* [B x 64] */
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const term_scale = s->term_scale;
     jv_real *const q_z2_mean = arena + (size_t)B * 2112; /* [B x 32] */
     jv_real *const q_z2_logvar = arena + (size_t)B * 2144; /* [B x 32] */
-    const jv_real *const eps_z2 = noise[0]; /* [B x 32] */
-    jv_real *const z2_sample = arena + (size_t)B * 2176; /* [B x 32] */
-    jv_real *const q_z1_out = arena + (size_t)B * 2208; /* [B x 128] */
-    jv_real *const q_z1_mean = arena + (size_t)B * 2336; /* [B x 64] */
-    jv_real *const q_z1_logvar = arena + (size_t)B * 2400; /* [B x 64] */
-    const jv_real *const eps_z1 = noise[1]; /* [B x 64] */
-    jv_real *const z1_sample = arena + (size_t)B * 2464; /* [B x 64] */
-    jv_real *const p_x_h1 = arena + (size_t)B * 2528; /* [B x 512] */
-    jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
-    jv_real *const p_x_logits = arena + (size_t)B * 3552; /* [B x 784] */
-    jv_real *const p_w_h1 = arena + (size_t)B * 4337; /* [B x 512] */
-    jv_real *const p_w_h2 = arena + (size_t)B * 4849; /* [B x 512] */
-    jv_real *const p_w_logits = arena + (size_t)B * 5361; /* [B x 10] */
-    jv_real *const p_z1_h1 = arena + (size_t)B * 5372; /* [B x 512] */
-    jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
-    jv_real *const p_z1_out = arena + (size_t)B * 6396; /* [B x 128] */
-    jv_real *const p_z1_mean = arena + (size_t)B * 6524; /* [B x 64] */
-    jv_real *const p_z1_logvar = arena + (size_t)B * 6588; /* [B x 64] */
-    jv_real *const d_q_z2_mean = arena + (size_t)B * 6652; /* [B x 32] */
-    jv_real *const d_q_z2_logvar = arena + (size_t)B * 6684; /* [B x 32] */
-    jv_real *const d_q_z1_mean = arena + (size_t)B * 6716; /* [B x 64] */
-    jv_real *const d_q_z1_logvar = arena + (size_t)B * 6780; /* [B x 64] */
-    jv_real *const d_p_z1_mean = arena + (size_t)B * 6844; /* [B x 64] */
-    jv_real *const d_p_z1_logvar = arena + (size_t)B * 6908; /* [B x 64] */
-    jv_real *const d_p_z1_out = arena + (size_t)B * 6524; /* [B x 128] */
-    jv_real *const d_p_z1_h2 = arena + (size_t)B * 6844; /* [B x 512] */
-    jv_real *const d_p_z1_h1 = arena + (size_t)B * 5884; /* [B x 512] */
-    jv_real *const d_z2_sample = arena + (size_t)B * 2112; /* [B x 32] */
-    jv_real *const d_p_w_logits = arena + (size_t)B * 2176; /* [B x 10] */
-    jv_real *const d_p_w_h2 = arena + (size_t)B * 5361; /* [B x 512] */
-    jv_real *const d_p_w_h1 = arena + (size_t)B * 4849; /* [B x 512] */
-    jv_real *const d_z1_sample = arena + (size_t)B * 2336; /* [B x 64] */
-    jv_real *const d_p_x_logits = arena + (size_t)B * 4336; /* [B x 784] */
-    jv_real *const d_p_x_h2 = arena + (size_t)B * 3552; /* [B x 512] */
-    jv_real *const d_p_x_h1 = arena + (size_t)B * 3040; /* [B x 512] */
-    jv_real *const d_q_z1_out = arena + (size_t)B * 2336; /* [B x 128] */
-    jv_real *const d_h1_h1 = arena + (size_t)B * 2464; /* [B x 512] */
-    jv_real *const d_q_z2_out = arena + (size_t)B * 2112; /* [B x 64] */
-    jv_real *const d_q_z2_h1 = arena + (size_t)B * 2976; /* [B x 512] */
-    jv_real *const d_enc_x_h1 = arena + (size_t)B * 1024; /* [B x 512] */
-    jv_real *const d_enc_w_h1 = arena + (size_t)B * 1536; /* [B x 512] */
-    (void)hyper;
-    (void)term_scale;
-    (void)noise;
-    (void)data;
-
-    /* jmvae_h.spec:30  d loss / d term, per example */
-    const jv_real seed_rec_x = (term_scale ? term_scale[0] : 1) * (jv_real)1 / (jv_real)B;
-    const jv_real seed_rec_w = (term_scale ? term_scale[1] : 1) * (jv_real)1 / (jv_real)B;
-    const jv_real seed_kl_z1 = (term_scale ? term_scale[2] : 1) * (jv_real)1 / (jv_real)B;
-    const jv_real seed_kl_z2 = (term_scale ? term_scale[3] : 1) * (jv_real)1 / (jv_real)B;
+    jv_real *const d_q_z2_mean = arena + (size_t)B * 6654; /* [B x 32] */
+    jv_real *const d_q_z2_logvar = arena + (size_t)B * 6686; /* [B x 32] */
+    const jv_real seed_kl_z2 = (term_scale ? term_scale[3] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d kl_z2, per example */
 
     /* jmvae_h.spec:33  kl_z2 = KL(q(z2 | x, w) || p(z2))
        backward of the KL term */
@@ -504,6 +649,22 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             }
         }
     }
+}
+
+static void t26_kl_grad_d_q_z1_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const term_scale = s->term_scale;
+    jv_real *const q_z1_mean = arena + (size_t)B * 2336; /* [B x 64] */
+    jv_real *const q_z1_logvar = arena + (size_t)B * 2400; /* [B x 64] */
+    jv_real *const p_z1_mean = arena + (size_t)B * 6524; /* [B x 64] */
+    jv_real *const p_z1_logvar = arena + (size_t)B * 6588; /* [B x 64] */
+    jv_real *const d_q_z1_mean = arena + (size_t)B * 6718; /* [B x 64] */
+    jv_real *const d_q_z1_logvar = arena + (size_t)B * 6782; /* [B x 64] */
+    jv_real *const d_p_z1_mean = arena + (size_t)B * 6846; /* [B x 64] */
+    jv_real *const d_p_z1_logvar = arena + (size_t)B * 6910; /* [B x 64] */
+    const jv_real seed_kl_z1 = (term_scale ? term_scale[2] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d kl_z1, per example */
 
     /* jmvae_h.spec:32  kl_z1 = KL(q(z1 | x, w) || p(z1 | z2))
        backward of the KL term */
@@ -528,6 +689,16 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             }
         }
     }
+}
+
+static void t27_gauss_head_grad_d_p_z1_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const p_z1_out = arena + (size_t)B * 6396; /* [B x 128] */
+    jv_real *const d_p_z1_mean = arena + (size_t)B * 6846; /* [B x 64] */
+    jv_real *const d_p_z1_logvar = arena + (size_t)B * 6910; /* [B x 64] */
+    jv_real *const d_p_z1_out = arena + (size_t)B * 6974; /* [B x 128] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head, backward: d_p_z1_out from d mean and d log-variance */
@@ -542,6 +713,14 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             g[64 + j] = dl[j] * jv_sigmoid(raw[64 + j]) / jv_softplus(raw[64 + j]);
         }
     }
+}
+
+static void t28_act_grad_d_p_z1_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_z1_out = arena + (size_t)B * 6974; /* [B x 128] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head, backward: d_p_z1_out becomes d(pre-activation); p_z1.head.bias = column sums */
@@ -554,14 +733,45 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 0, for the norm */
+        s->sumsq[0] = jv_sumsq(grads + 1638592, 128);
+}
+
+static void t29_gemm_dw_p_z1_head_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
+    jv_real *const d_p_z1_out = arena + (size_t)B * 6974; /* [B x 128] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head, backward: d p_z1.head.weight rows 0..511 = p_z1_h2^T d_p_z1_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, p_z1_h2, 512, d_p_z1_out, 128, 0, grads + JMVAE_H_P_Z1_HEAD_WEIGHT, 128);
+    if (s->sumsq) /* gradient region 1, for the norm */
+        s->sumsq[1] = jv_sumsq(grads + 1573056, 65536);
+}
+
+static void t30_gemm_dx_d_p_z1_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_z1_out = arena + (size_t)B * 6974; /* [B x 128] */
+    jv_real *const d_p_z1_h2 = arena + (size_t)B * 7102; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head, backward: d_p_z1_h2 = d_p_z1_out W^T, [B x 128] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 128, 1, d_p_z1_out, 128, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, d_p_z1_h2, 512);
+}
+
+static void t31_act_grad_d_p_z1_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
+    jv_real *const d_p_z1_h2 = arena + (size_t)B * 7102; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 2, backward: d_p_z1_h2 becomes d(pre-activation); p_z1.h2.bias = column sums */
@@ -577,14 +787,45 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 2, for the norm */
+        s->sumsq[2] = jv_sumsq(grads + 1572544, 512);
+}
+
+static void t32_gemm_dw_p_z1_h2_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_z1_h1 = arena + (size_t)B * 5372; /* [B x 512] */
+    jv_real *const d_p_z1_h2 = arena + (size_t)B * 7102; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 2, backward: d p_z1.h2.weight rows 0..511 = p_z1_h1^T d_p_z1_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_z1_h1, 512, d_p_z1_h2, 512, 0, grads + JMVAE_H_P_Z1_H2_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 3, for the norm */
+        s->sumsq[3] = jv_sumsq(grads + 1310400, 262144);
+}
+
+static void t33_gemm_dx_d_p_z1_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_z1_h2 = arena + (size_t)B * 7102; /* [B x 512] */
+    jv_real *const d_p_z1_h1 = arena + (size_t)B * 7614; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 2, backward: d_p_z1_h1 = d_p_z1_h2 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_p_z1_h2, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, d_p_z1_h1, 512);
+}
+
+static void t34_act_grad_d_p_z1_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_z1_h1 = arena + (size_t)B * 5372; /* [B x 512] */
+    jv_real *const d_p_z1_h1 = arena + (size_t)B * 7614; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1, backward: d_p_z1_h1 becomes d(pre-activation); p_z1.h1.bias = column sums */
@@ -600,14 +841,48 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 4, for the norm */
+        s->sumsq[4] = jv_sumsq(grads + 1309888, 512);
+}
+
+static void t35_gemm_dw_p_z1_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const z2_sample = arena + (size_t)B * 2176; /* [B x 32] */
+    jv_real *const d_p_z1_h1 = arena + (size_t)B * 7614; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1, backward: d p_z1.h1.weight rows 0..31 = z2_sample^T d_p_z1_h1, [32 x 512] */
     jv_gemm(1, 0, 32, 512, B, 1, z2_sample, 32, d_p_z1_h1, 512, 0, grads + JMVAE_H_P_Z1_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 5, for the norm */
+        s->sumsq[5] = jv_sumsq(grads + 1293504, 16384);
+}
+
+static void t36_gemm_dx_d_z2_sample(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_z1_h1 = arena + (size_t)B * 7614; /* [B x 512] */
+    jv_real *const d_z2_sample = arena + (size_t)B * 6396; /* [B x 32] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1, backward: d_z2_sample = d_p_z1_h1 W^T, [B x 512] -> [B x 32] */
     jv_gemm(0, 1, B, 32, 512, 1, d_p_z1_h1, 512, params + JMVAE_H_P_Z1_H1_WEIGHT, 512, 0, d_z2_sample, 32);
+}
+
+static void t37_nll_grad_d_p_w_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const term_scale = s->term_scale;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const p_w_logits = arena + (size_t)B * 5361; /* [B x 10] */
+    jv_real *const d_p_w_logits = arena + (size_t)B * 8126; /* [B x 10] */
+    const jv_real seed_rec_w = (term_scale ? term_scale[1] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_w, per example */
 
     /* jmvae_h.spec:31  rec_w = -log p(w | z1)
        backward of -log p: d p_w_logits */
@@ -630,6 +905,14 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
                 dl[j] = g * (mass * JV_EXP(l[j] - top) / total - t[j]);
         }
     }
+}
+
+static void t38_act_grad_d_p_w_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_w_logits = arena + (size_t)B * 8126; /* [B x 10] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head, backward: d_p_w_logits becomes d(pre-activation); p_w.head.bias = column sums */
@@ -642,14 +925,45 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 6, for the norm */
+        s->sumsq[6] = jv_sumsq(grads + 2637904, 10);
+}
+
+static void t39_gemm_dw_p_w_head_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h2 = arena + (size_t)B * 4849; /* [B x 512] */
+    jv_real *const d_p_w_logits = arena + (size_t)B * 8126; /* [B x 10] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
     jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_H_P_W_HEAD_WEIGHT, 10);
+    if (s->sumsq) /* gradient region 7, for the norm */
+        s->sumsq[7] = jv_sumsq(grads + 2632784, 5120);
+}
+
+static void t40_gemm_dx_d_p_w_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_w_logits = arena + (size_t)B * 8126; /* [B x 10] */
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 8136; /* [B x 512] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head, backward: d_p_w_h2 = d_p_w_logits W^T, [B x 10] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_H_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
+}
+
+static void t41_act_grad_d_p_w_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h2 = arena + (size_t)B * 4849; /* [B x 512] */
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 8136; /* [B x 512] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 2, backward: d_p_w_h2 becomes d(pre-activation); p_w.h2.bias = column sums */
@@ -665,14 +979,45 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 8, for the norm */
+        s->sumsq[8] = jv_sumsq(grads + 2632272, 512);
+}
+
+static void t42_gemm_dw_p_w_h2_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 4337; /* [B x 512] */
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 8136; /* [B x 512] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_H_P_W_H2_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 9, for the norm */
+        s->sumsq[9] = jv_sumsq(grads + 2370128, 262144);
+}
+
+static void t43_gemm_dx_d_p_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 8136; /* [B x 512] */
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 8648; /* [B x 512] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 2, backward: d_p_w_h1 = d_p_w_h2 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
+}
+
+static void t44_act_grad_d_p_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 4337; /* [B x 512] */
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 8648; /* [B x 512] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1, backward: d_p_w_h1 becomes d(pre-activation); p_w.h1.bias = column sums */
@@ -688,14 +1033,48 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 10, for the norm */
+        s->sumsq[10] = jv_sumsq(grads + 2369616, 512);
+}
+
+static void t45_gemm_dw_p_w_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const z1_sample = arena + (size_t)B * 2464; /* [B x 64] */
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 8648; /* [B x 512] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z1_sample^T d_p_w_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z1_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_H_P_W_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 11, for the norm */
+        s->sumsq[11] = jv_sumsq(grads + 2336848, 32768);
+}
+
+static void t46_gemm_dx_d_z1_sample(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 8648; /* [B x 512] */
+    jv_real *const d_z1_sample = arena + (size_t)B * 9160; /* [B x 64] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1, backward: d_z1_sample = d_p_w_h1 W^T, [B x 512] -> [B x 64] */
     jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_H_P_W_H1_WEIGHT, 512, 0, d_z1_sample, 64);
+}
+
+static void t47_nll_grad_d_p_x_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const term_scale = s->term_scale;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const p_x_logits = arena + (size_t)B * 3552; /* [B x 784] */
+    jv_real *const d_p_x_logits = arena + (size_t)B * 9224; /* [B x 784] */
+    const jv_real seed_rec_x = (term_scale ? term_scale[0] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_x, per example */
 
     /* jmvae_h.spec:30  rec_x = -log p(x | z1)
        backward of -log p: d p_x_logits */
@@ -710,6 +1089,14 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
                 dl[j] = g * (jv_sigmoid(l[j]) - t[j]);
         }
     }
+}
+
+static void t48_act_grad_d_p_x_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_x_logits = arena + (size_t)B * 9224; /* [B x 784] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x head, backward: d_p_x_logits becomes d(pre-activation); p_x.head.bias = column sums */
@@ -722,14 +1109,45 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 12, for the norm */
+        s->sumsq[12] = jv_sumsq(grads + 2336064, 784);
+}
+
+static void t49_gemm_dw_p_x_head_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
+    jv_real *const d_p_x_logits = arena + (size_t)B * 9224; /* [B x 784] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
     jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_H_P_X_HEAD_WEIGHT, 784);
+    if (s->sumsq) /* gradient region 13, for the norm */
+        s->sumsq[13] = jv_sumsq(grads + 1934656, 401408);
+}
+
+static void t50_gemm_dx_d_p_x_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_x_logits = arena + (size_t)B * 9224; /* [B x 784] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 10008; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x head, backward: d_p_x_h2 = d_p_x_logits W^T, [B x 784] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
+}
+
+static void t51_act_grad_d_p_x_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 10008; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 2, backward: d_p_x_h2 becomes d(pre-activation); p_x.h2.bias = column sums */
@@ -745,14 +1163,45 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 14, for the norm */
+        s->sumsq[14] = jv_sumsq(grads + 1934144, 512);
+}
+
+static void t52_gemm_dw_p_x_h2_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 2528; /* [B x 512] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 10008; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_H_P_X_H2_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 15, for the norm */
+        s->sumsq[15] = jv_sumsq(grads + 1672000, 262144);
+}
+
+static void t53_gemm_dx_d_p_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 10008; /* [B x 512] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 10520; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 2, backward: d_p_x_h1 = d_p_x_h2 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
+}
+
+static void t54_act_grad_d_p_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 2528; /* [B x 512] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 10520; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1, backward: d_p_x_h1 becomes d(pre-activation); p_x.h1.bias = column sums */
@@ -768,14 +1217,48 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 16, for the norm */
+        s->sumsq[16] = jv_sumsq(grads + 1671488, 512);
+}
+
+static void t55_gemm_dw_p_x_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const z1_sample = arena + (size_t)B * 2464; /* [B x 64] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 10520; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z1_sample^T d_p_x_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z1_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_H_P_X_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 17, for the norm */
+        s->sumsq[17] = jv_sumsq(grads + 1638720, 32768);
+}
+
+static void t56_gemm_dx_d_z1_sample(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_z1_sample = arena + (size_t)B * 9160; /* [B x 64] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 10520; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1, backward: d_z1_sample += d_p_x_h1 W^T, [B x 512] -> [B x 64] */
     jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_H_P_X_H1_WEIGHT, 512, 1, d_z1_sample, 64);
+}
+
+static void t57_sample_grad_d_q_z1_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const noise = s->noise;
+    jv_real *const q_z1_logvar = arena + (size_t)B * 2400; /* [B x 64] */
+    const jv_real *const eps_z1 = noise[1]; /* [B x 64] */
+    jv_real *const d_q_z1_mean = arena + (size_t)B * 6718; /* [B x 64] */
+    jv_real *const d_q_z1_logvar = arena + (size_t)B * 6782; /* [B x 64] */
+    jv_real *const d_z1_sample = arena + (size_t)B * 9160; /* [B x 64] */
 
     /* jmvae_h.spec:29  z1 ~ q(z1 | x, w)
        backward of the sample: d_z1_sample to its mean and log-variance */
@@ -784,6 +1267,16 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
         d_q_z1_mean[i] += d_z1_sample[i];
         d_q_z1_logvar[i] += (jv_real)0.5 * d_z1_sample[i] * eps_z1[i] * JV_EXP((jv_real)0.5 * q_z1_logvar[i]);
     }
+}
+
+static void t58_gauss_head_grad_d_q_z1_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_z1_out = arena + (size_t)B * 2208; /* [B x 128] */
+    jv_real *const d_q_z1_mean = arena + (size_t)B * 6718; /* [B x 64] */
+    jv_real *const d_q_z1_logvar = arena + (size_t)B * 6782; /* [B x 64] */
+    jv_real *const d_q_z1_out = arena + (size_t)B * 11032; /* [B x 128] */
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head, backward: d_q_z1_out from d mean and d log-variance */
@@ -798,6 +1291,14 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             g[64 + j] = dl[j] * jv_sigmoid(raw[64 + j]) / jv_softplus(raw[64 + j]);
         }
     }
+}
+
+static void t59_act_grad_d_q_z1_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_z1_out = arena + (size_t)B * 11032; /* [B x 128] */
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head, backward: d_q_z1_out becomes d(pre-activation); q_z1.head.bias = column sums */
@@ -810,14 +1311,48 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 18, for the norm */
+        s->sumsq[18] = jv_sumsq(grads + 997888, 128);
+}
+
+static void t60_gemm_dw_q_z1_head_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const d_q_z1_out = arena + (size_t)B * 11032; /* [B x 128] */
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head, backward: d q_z1.head.weight rows 0..511 = h1_h1^T d_q_z1_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, h1_h1, 512, d_q_z1_out, 128, 0, grads + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128);
+    if (s->sumsq) /* gradient region 19, for the norm */
+        s->sumsq[19] = jv_sumsq(grads + 932352, 65536);
+}
+
+static void t61_gemm_dx_d_h1_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_z1_out = arena + (size_t)B * 11032; /* [B x 128] */
+    jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head, backward: d_h1_h1 = d_q_z1_out W^T, [B x 128] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 128, 1, d_q_z1_out, 128, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, d_h1_h1, 512);
+}
+
+static void t62_sample_grad_d_q_z2_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const noise = s->noise;
+    jv_real *const q_z2_logvar = arena + (size_t)B * 2144; /* [B x 32] */
+    const jv_real *const eps_z2 = noise[0]; /* [B x 32] */
+    jv_real *const d_q_z2_mean = arena + (size_t)B * 6654; /* [B x 32] */
+    jv_real *const d_q_z2_logvar = arena + (size_t)B * 6686; /* [B x 32] */
+    jv_real *const d_z2_sample = arena + (size_t)B * 6396; /* [B x 32] */
 
     /* jmvae_h.spec:28  z2 ~ q(z2 | x, w)
        backward of the sample: d_z2_sample to its mean and log-variance */
@@ -826,6 +1361,16 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
         d_q_z2_mean[i] += d_z2_sample[i];
         d_q_z2_logvar[i] += (jv_real)0.5 * d_z2_sample[i] * eps_z2[i] * JV_EXP((jv_real)0.5 * q_z2_logvar[i]);
     }
+}
+
+static void t63_gauss_head_grad_d_q_z2_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_z2_out = arena + (size_t)B * 2048; /* [B x 64] */
+    jv_real *const d_q_z2_mean = arena + (size_t)B * 6654; /* [B x 32] */
+    jv_real *const d_q_z2_logvar = arena + (size_t)B * 6686; /* [B x 32] */
+    jv_real *const d_q_z2_out = arena + (size_t)B * 6396; /* [B x 64] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head, backward: d_q_z2_out from d mean and d log-variance */
@@ -840,6 +1385,14 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             g[32 + j] = dl[j] * jv_sigmoid(raw[32 + j]) / jv_softplus(raw[32 + j]);
         }
     }
+}
+
+static void t64_act_grad_d_q_z2_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_z2_out = arena + (size_t)B * 6396; /* [B x 64] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head, backward: d_q_z2_out becomes d(pre-activation); q_z2.head.bias = column sums */
@@ -852,14 +1405,45 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 20, for the norm */
+        s->sumsq[20] = jv_sumsq(grads + 1293440, 64);
+}
+
+static void t65_gemm_dw_q_z2_head_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_z2_h1 = arena + (size_t)B * 1536; /* [B x 512] */
+    jv_real *const d_q_z2_out = arena + (size_t)B * 6396; /* [B x 64] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head, backward: d q_z2.head.weight rows 0..511 = q_z2_h1^T d_q_z2_out, [512 x 64] */
     jv_gemm(1, 0, 512, 64, B, 1, q_z2_h1, 512, d_q_z2_out, 64, 0, grads + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64);
+    if (s->sumsq) /* gradient region 21, for the norm */
+        s->sumsq[21] = jv_sumsq(grads + 1260672, 32768);
+}
+
+static void t66_gemm_dx_d_q_z2_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_z2_out = arena + (size_t)B * 6396; /* [B x 64] */
+    jv_real *const d_q_z2_h1 = arena + (size_t)B * 11672; /* [B x 512] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head, backward: d_q_z2_h1 = d_q_z2_out W^T, [B x 64] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 64, 1, d_q_z2_out, 64, params + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64, 0, d_q_z2_h1, 512);
+}
+
+static void t67_act_grad_d_q_z2_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_z2_h1 = arena + (size_t)B * 1536; /* [B x 512] */
+    jv_real *const d_q_z2_h1 = arena + (size_t)B * 11672; /* [B x 512] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 layer 1, backward: d_q_z2_h1 becomes d(pre-activation); q_z2.h1.bias = column sums */
@@ -875,14 +1459,45 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 22, for the norm */
+        s->sumsq[22] = jv_sumsq(grads + 1260160, 512);
+}
+
+static void t68_gemm_dw_q_z2_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const d_q_z2_h1 = arena + (size_t)B * 11672; /* [B x 512] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 layer 1, backward: d q_z2.h1.weight rows 0..511 = h1_h1^T d_q_z2_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, h1_h1, 512, d_q_z2_h1, 512, 0, grads + JMVAE_H_Q_Z2_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 23, for the norm */
+        s->sumsq[23] = jv_sumsq(grads + 998016, 262144);
+}
+
+static void t69_gemm_dx_d_h1_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
+    jv_real *const d_q_z2_h1 = arena + (size_t)B * 11672; /* [B x 512] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 layer 1, backward: d_h1_h1 += d_q_z2_h1 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_q_z2_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 1, d_h1_h1, 512);
+}
+
+static void t70_act_grad_d_h1_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d_h1_h1 becomes d(pre-activation); h1.h1.bias = column sums */
@@ -898,22 +1513,73 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 24, for the norm */
+        s->sumsq[24] = jv_sumsq(grads + 931840, 512);
+}
+
+static void t71_gemm_dw_h1_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d h1.h1.weight rows 0..511 = enc_x_h1^T d_h1_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 25, for the norm */
+        s->sumsq[25] = jv_sumsq(grads + 407552, 262144);
+}
+
+static void t72_gemm_dx_d_enc_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 12184; /* [B x 512] */
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d_enc_x_h1 = d_h1_h1 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
+}
+
+static void t73_gemm_dw_h1_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d h1.h1.weight rows 512..1023 = enc_w_h1^T d_h1_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT + 262144, 512);
+    if (s->sumsq) /* gradient region 26, for the norm */
+        s->sumsq[26] = jv_sumsq(grads + 669696, 262144);
+}
+
+static void t74_gemm_dx_d_enc_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
+    jv_real *const d_enc_w_h1 = arena + (size_t)B * 12696; /* [B x 512] */
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d_enc_w_h1 = d_h1_h1 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
+}
+
+static void t75_act_grad_d_enc_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const d_enc_w_h1 = arena + (size_t)B * 12696; /* [B x 512] */
 
     /* jmvae_h.spec:17  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d_enc_w_h1 becomes d(pre-activation); enc_w.h1.bias = column sums */
@@ -929,10 +1595,33 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 27, for the norm */
+        s->sumsq[27] = jv_sumsq(grads + 407040, 512);
+}
+
+static void t76_gemm_dw_enc_w_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const d_enc_w_h1 = arena + (size_t)B * 12696; /* [B x 512] */
 
     /* jmvae_h.spec:17  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_H_ENC_W_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 28, for the norm */
+        s->sumsq[28] = jv_sumsq(grads + 401920, 5120);
+}
+
+static void t77_act_grad_d_enc_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 12184; /* [B x 512] */
 
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d_enc_x_h1 becomes d(pre-activation); enc_x.h1.bias = column sums */
@@ -948,10 +1637,130 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 29, for the norm */
+        s->sumsq[29] = jv_sumsq(grads + 401408, 512);
+}
+
+static void t78_gemm_dw_enc_x_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 12184; /* [B x 512] */
 
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
     jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_H_ENC_X_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 30, for the norm */
+        s->sumsq[30] = jv_sumsq(grads + 0, 401408);
+}
+
+static const int jmvae_h_train_succ[] = {2, 2, 3, 7, 4, 5, 6, 23, 25, 18, 8, 9, 22, 26, 10, 14, 11, 12, 13, 47, 24, 15, 16, 17, 37, 24, 19, 20, 21, 22, 26, 24, 24, 62, 27, 57, 28, 29, 30, 31, 32, 33, 34, 35, 36, 62, 38, 39, 40, 41, 42, 43, 44, 45, 46, 56, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 69, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 77, 75, 76, 78};
+
+static const jv_task jmvae_h_train_tasks[] = {
+    {t00_affine_enc_x_h1, 0, 0, 1, 7277.4f},
+    {t01_affine_enc_w_h1, 0, 1, 1, 6484.8f},
+    {t02_affine_h1_h1, 2, 2, 2, 6448.5f},
+    {t03_affine_q_z2_h1, 1, 4, 1, 4299.2f},
+    {t04_affine_q_z2_out, 1, 5, 1, 3748.8f},
+    {t05_gauss_head_q_z2_mean, 1, 6, 3, 3679.6f},
+    {t06_sample_z2_sample, 1, 9, 1, 3675.9f},
+    {t07_affine_q_z1_out, 1, 10, 1, 5373.8f},
+    {t08_gauss_head_q_z1_mean, 1, 11, 3, 5235.8f},
+    {t09_sample_z1_sample, 1, 14, 2, 5228.9f},
+    {t10_affine_p_x_h1, 1, 16, 1, 5218.8f},
+    {t11_affine_p_x_h2, 1, 17, 1, 5127.2f},
+    {t12_affine_p_x_logits, 1, 18, 2, 4576.8f},
+    {t13_nll_term_rec_x, 1, 20, 1, 79.6f},
+    {t14_affine_p_w_h1, 1, 21, 1, 3544.9f},
+    {t15_affine_p_w_h2, 1, 22, 1, 3453.3f},
+    {t16_affine_p_w_logits, 1, 23, 2, 2902.9f},
+    {t17_nll_term_rec_w, 1, 25, 1, 2.2f},
+    {t18_affine_p_z1_h1, 1, 26, 1, 3670.6f},
+    {t19_affine_p_z1_h2, 1, 27, 1, 3611.7f},
+    {t20_affine_p_z1_out, 1, 28, 1, 3061.3f},
+    {t21_gauss_head_p_z1_mean, 1, 29, 2, 2923.4f},
+    {t22_kl_term_kl_z1, 2, 31, 1, 14.0f},
+    {t23_kl_term_kl_z2, 1, 32, 1, 4.4f},
+    {t24_loss, 4, 33, 0, 0.7f},
+    {t25_kl_grad_d_q_z2_mean, 1, 33, 1, 2093.6f},
+    {t26_kl_grad_d_q_z1_mean, 2, 34, 2, 2916.5f},
+    {t27_gauss_head_grad_d_p_z1_out, 1, 36, 1, 2903.2f},
+    {t28_act_grad_d_p_z1_out, 1, 37, 2, 2889.9f},
+    {t29_gemm_dw_p_z1_head_weight, 1, 39, 0, 131.6f},
+    {t30_gemm_dx_d_p_z1_h2, 1, 39, 1, 2883.0f},
+    {t31_act_grad_d_p_z1_h2, 1, 40, 2, 2751.4f},
+    {t32_gemm_dw_p_z1_h2_weight, 1, 42, 0, 524.8f},
+    {t33_gemm_dx_d_p_z1_h1, 1, 42, 1, 2699.7f},
+    {t34_act_grad_d_p_z1_h1, 1, 43, 2, 2174.9f},
+    {t35_gemm_dw_p_z1_h1_weight, 1, 45, 0, 33.3f},
+    {t36_gemm_dx_d_z2_sample, 1, 45, 1, 2123.2f},
+    {t37_nll_grad_d_p_w_logits, 1, 46, 1, 2891.7f},
+    {t38_act_grad_d_p_w_logits, 1, 47, 2, 2890.2f},
+    {t39_gemm_dw_p_w_head_weight, 1, 49, 0, 10.7f},
+    {t40_gemm_dx_d_p_w_h2, 1, 49, 1, 2889.2f},
+    {t41_act_grad_d_p_w_h2, 1, 50, 2, 2878.4f},
+    {t42_gemm_dw_p_w_h2_weight, 1, 52, 0, 524.8f},
+    {t43_gemm_dx_d_p_w_h1, 1, 52, 1, 2826.7f},
+    {t44_act_grad_d_p_w_h1, 1, 53, 2, 2301.9f},
+    {t45_gemm_dw_p_w_h1_weight, 1, 55, 0, 66.0f},
+    {t46_gemm_dx_d_z1_sample, 1, 55, 1, 2250.2f},
+    {t47_nll_grad_d_p_x_logits, 1, 56, 1, 3734.3f},
+    {t48_act_grad_d_p_x_logits, 1, 57, 2, 3655.4f},
+    {t49_gemm_dw_p_x_head_weight, 1, 59, 0, 803.3f},
+    {t50_gemm_dx_d_p_x_h2, 1, 59, 1, 3615.7f},
+    {t51_act_grad_d_p_x_h2, 1, 60, 2, 2812.4f},
+    {t52_gemm_dw_p_x_h2_weight, 1, 62, 0, 524.8f},
+    {t53_gemm_dx_d_p_x_h1, 1, 62, 1, 2760.7f},
+    {t54_act_grad_d_p_x_h1, 1, 63, 2, 2235.9f},
+    {t55_gemm_dw_p_x_h1_weight, 1, 65, 0, 66.0f},
+    {t56_gemm_dx_d_z1_sample, 2, 65, 1, 2184.2f},
+    {t57_sample_grad_d_q_z1_mean, 2, 66, 1, 2118.2f},
+    {t58_gauss_head_grad_d_q_z1_out, 1, 67, 1, 2108.1f},
+    {t59_act_grad_d_q_z1_out, 1, 68, 2, 2094.8f},
+    {t60_gemm_dw_q_z1_head_weight, 1, 70, 0, 131.6f},
+    {t61_gemm_dx_d_h1_h1, 1, 70, 1, 2087.9f},
+    {t62_sample_grad_d_q_z2_mean, 2, 71, 1, 2089.9f},
+    {t63_gauss_head_grad_d_q_z2_out, 1, 72, 1, 2084.6f},
+    {t64_act_grad_d_q_z2_out, 1, 73, 2, 2077.7f},
+    {t65_gemm_dw_q_z2_head_weight, 1, 75, 0, 66.0f},
+    {t66_gemm_dx_d_q_z2_h1, 1, 75, 1, 2074.0f},
+    {t67_act_grad_d_q_z2_h1, 1, 76, 2, 2008.0f},
+    {t68_gemm_dw_q_z2_h1_weight, 1, 78, 0, 524.8f},
+    {t69_gemm_dx_d_h1_h1, 2, 78, 1, 1956.3f},
+    {t70_act_grad_d_h1_h1, 1, 79, 4, 1431.5f},
+    {t71_gemm_dw_h1_h1_weight, 1, 83, 0, 524.8f},
+    {t72_gemm_dx_d_enc_x_h1, 1, 83, 1, 1379.8f},
+    {t73_gemm_dw_h1_h1_weight, 1, 84, 0, 524.8f},
+    {t74_gemm_dx_d_enc_w_h1, 1, 84, 1, 587.2f},
+    {t75_act_grad_d_enc_w_h1, 1, 85, 1, 62.4f},
+    {t76_gemm_dw_enc_w_h1_weight, 1, 86, 0, 10.7f},
+    {t77_act_grad_d_enc_x_h1, 1, 86, 1, 855.0f},
+    {t78_gemm_dw_enc_x_h1_weight, 1, 87, 0, 803.3f},
+};
+
+static const jv_task_graph jmvae_h_train_graph = {79, 25, jmvae_h_train_tasks, jmvae_h_train_succ, 31};
+
+/* one training step: the loss and its gradient */
+jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
+    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
+    const jv_real *term_scale, jv_real *terms)
+{
+    jv_real loss = 0;
+    const jv_step s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &loss, NULL};
+    jv_run_tasks(&jmvae_h_train_graph, &s, 0, 25);
+    return loss;
+}
+
+/* one training step: the loss and its gradient (backward; run after forward with the same arguments) */
+void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,
+    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
+    const jv_real *term_scale)
+{
+    const jv_step s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};
+    jv_run_tasks(&jmvae_h_train_graph, &s, 25, 79);
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
@@ -1629,12 +2438,13 @@ const jv_model jmvae_h_model = {
     .n_terms = 4,
     .term_names = jmvae_h_term_names,
     .defaults = {0.001, 0.90000000000000002, 0.999, 1e-08, 5, 100, 100, 1},
-    .arena_per_example = 7356,
+    .arena_per_example = 13208,
     .n_families = 1,
     .families = jmvae_h_families,
     .training_family = 0,
     .init = jmvae_h_init,
     .forward = jmvae_h_forward,
+    .train = &jmvae_h_train_graph,
     .backward = jmvae_h_backward,
     .log_joint = jmvae_h_log_joint,
     .decode = jmvae_h_decode,

@@ -23,7 +23,7 @@
 #define JMVAE_H_TERM_KL_Z2 3
 #define JMVAE_H_N_HYPERS 0
 /* the activation arena: reals per example of the batch, and in all */
-#define JMVAE_H_ARENA_PER_EXAMPLE 7356
+#define JMVAE_H_ARENA_PER_EXAMPLE 13208
 #define JMVAE_H_ARENA_REALS(batch) ((size_t)(batch) * JMVAE_H_ARENA_PER_EXAMPLE)
 
 /* Parameter layout: offsets in reals into the parameter block (the gradient

@@ -26,49 +26,23 @@ void jmvae_kl_init(jv_real *params, uint64_t seed)
     }
 }
 
-/* one training step: the loss and its gradient */
-jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
-    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
-    const jv_real *term_scale, jv_real *terms)
+/* ------------------------------------------------------------ the step -- */
+
+/* one training step: the loss and its gradient, as 81 tasks (26 of them the forward pass). Each task is one block
+ * of the step; jmvae_kl_train_tasks lists, for each, how many tasks it waits for,
+ * the tasks waiting for it, and its rank (the estimated microseconds from its
+ * start to the end of the step, at a batch of 100). A task waits for every
+ * earlier one that touches the same buffer or gradient rows when either
+ * writes them, so every order the runtime may pick computes the same bits. */
+
+static void t00_affine_enc_x_h1(const jv_step *s)
 {
-    const int B = batch;
-    (void)params;
-    (void)arena;
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
-    const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
-    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
-    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
-    jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
-    jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
-    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
-    const jv_real *const eps_z = noise[0]; /* [B x 64] */
-    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
-    jv_real *const term_rec_x = arena + (size_t)B * 3664; /* [B x 1] */
-    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
-    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
-    jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
-    jv_real *const term_rec_w = arena + (size_t)B * 4699; /* [B x 1] */
-    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
-    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
-    jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
-    jv_real *const term_kl = arena + (size_t)B * 4700; /* [B x 1] */
-    jv_real *const term_kl_x = arena + (size_t)B * 5981; /* [B x 1] */
-    jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
-    jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
-    jv_real *const q_x_out = arena + (size_t)B * 5725; /* [B x 128] */
-    jv_real *const q_x_mean = arena + (size_t)B * 5853; /* [B x 64] */
-    jv_real *const q_x_logvar = arena + (size_t)B * 5917; /* [B x 64] */
-    jv_real *const term_kl_w = arena + (size_t)B * 7262; /* [B x 1] */
-    jv_real *const q_w_h1 = arena + (size_t)B * 5982; /* [B x 512] */
-    jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
-    jv_real *const q_w_out = arena + (size_t)B * 7006; /* [B x 128] */
-    jv_real *const q_w_mean = arena + (size_t)B * 7134; /* [B x 64] */
-    jv_real *const q_w_logvar = arena + (size_t)B * 7198; /* [B x 64] */
-    (void)hyper;
-    (void)term_scale;
-    (void)noise;
-    (void)data;
 
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
        enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
@@ -82,6 +56,16 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t01_affine_enc_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
 
     /* jmvae_kl.spec:13  net enc_w = w -> relu(512)
        enc_w layer 1: enc_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
@@ -95,6 +79,16 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t02_affine_q_xw_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1: q_xw_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
@@ -109,6 +103,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t03_affine_q_xw_out(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
@@ -122,6 +125,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v;
         }
     }
+}
+
+static void t04_gauss_head_q_xw_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
+    jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
+    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
@@ -134,12 +146,32 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
         }
     }
+}
+
+static void t05_sample_z_sample(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const noise = s->noise;
+    jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
+    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
+    const jv_real *const eps_z = noise[0]; /* [B x 64] */
+    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
 
     /* jmvae_kl.spec:27  z ~ q(z | x, w)
        z_sample = mean + exp(logvar / 2) * eps_z, [B x 64] */
     JV_IVDEP
     for (size_t i = 0; i < (size_t)B * 64; i++)
         z_sample[i] = q_xw_mean[i] + JV_EXP((jv_real)0.5 * q_xw_logvar[i]) * eps_z[i];
+}
+
+static void t06_affine_p_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
+    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
@@ -153,6 +185,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t07_affine_p_x_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
@@ -166,6 +207,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t08_affine_p_x_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
+    jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
@@ -179,6 +229,16 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v;
         }
     }
+}
+
+static void t09_nll_term_rec_x(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const term_rec_x = arena + (size_t)B * 3664; /* [B x 1] */
+    jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
 
     /* jmvae_kl.spec:28  rec_x = -log p(x | z)
        term_rec_x = -log p(in_x | p_x_logits), bernoulli over 784 values */
@@ -194,6 +254,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             s += v[j];
         term_rec_x[b] = s;
     }
+}
+
+static void t10_affine_p_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
+    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
@@ -207,6 +276,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t11_affine_p_w_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
+    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
@@ -220,6 +298,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t12_affine_p_w_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
+    jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
@@ -233,6 +320,16 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v;
         }
     }
+}
+
+static void t13_nll_term_rec_w(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const term_rec_w = arena + (size_t)B * 4699; /* [B x 1] */
+    jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
 
     /* jmvae_kl.spec:29  rec_w = -log p(w | z)
        term_rec_w = -log p(in_w | p_w_logits), categorical over 10 values */
@@ -252,6 +349,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
         s += mass * (top + JV_LOG(total));
         term_rec_w[b] = s;
     }
+}
+
+static void t14_kl_term_kl(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
+    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
+    jv_real *const term_kl = arena + (size_t)B * 4700; /* [B x 1] */
 
     /* jmvae_kl.spec:30  kl = KL(q(z | x, w) || p(z))
        term_kl: KL(N(q_xw_mean, e^q_xw_logvar) || N(0, I)), summed over 64 dimensions */
@@ -265,6 +371,16 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
         }
         term_kl[b] = s;
     }
+}
+
+static void t15_affine_q_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 1: q_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
@@ -278,6 +394,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t16_affine_q_x_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
+    jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 2: q_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
@@ -291,6 +416,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t17_affine_q_x_out(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
+    jv_real *const q_x_out = arena + (size_t)B * 5725; /* [B x 128] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head: q_x_out = linear(x W + b), [B x 512] -> [B x 128] */
@@ -304,6 +438,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v;
         }
     }
+}
+
+static void t18_gauss_head_q_x_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_x_out = arena + (size_t)B * 5725; /* [B x 128] */
+    jv_real *const q_x_mean = arena + (size_t)B * 5853; /* [B x 64] */
+    jv_real *const q_x_logvar = arena + (size_t)B * 5917; /* [B x 64] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
@@ -316,6 +459,17 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
         }
     }
+}
+
+static void t19_kl_term_kl_x(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
+    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
+    jv_real *const term_kl_x = arena + (size_t)B * 5981; /* [B x 1] */
+    jv_real *const q_x_mean = arena + (size_t)B * 5853; /* [B x 64] */
+    jv_real *const q_x_logvar = arena + (size_t)B * 5917; /* [B x 64] */
 
     /* jmvae_kl.spec:31  kl_x = alpha * KL(q(z | x, w) || q(z | x))
        term_kl_x: KL(N(q_xw_mean, e^q_xw_logvar) || N(q_x_mean, e^q_x_logvar)), summed over 64 dimensions */
@@ -332,6 +486,16 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
         }
         term_kl_x[b] = s;
     }
+}
+
+static void t20_affine_q_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const q_w_h1 = arena + (size_t)B * 5982; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 1: q_w_h1 = relu(x W + b), [B x 10] -> [B x 512] */
@@ -345,6 +509,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t21_affine_q_w_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const q_w_h1 = arena + (size_t)B * 5982; /* [B x 512] */
+    jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 2: q_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
@@ -358,6 +531,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v > 0 ? v : 0;
         }
     }
+}
+
+static void t22_affine_q_w_out(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
+    jv_real *const q_w_out = arena + (size_t)B * 7006; /* [B x 128] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head: q_w_out = linear(x W + b), [B x 512] -> [B x 128] */
@@ -371,6 +553,15 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             row[j] = v;
         }
     }
+}
+
+static void t23_gauss_head_q_w_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_w_out = arena + (size_t)B * 7006; /* [B x 128] */
+    jv_real *const q_w_mean = arena + (size_t)B * 7134; /* [B x 64] */
+    jv_real *const q_w_logvar = arena + (size_t)B * 7198; /* [B x 64] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head: mean, and variance = softplus(raw), [B x 128] -> 2 x [B x 64] */
@@ -383,6 +574,17 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
             logvar[j] = JV_LOG(jv_softplus(raw[64 + j]));
         }
     }
+}
+
+static void t24_kl_term_kl_w(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
+    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
+    jv_real *const term_kl_w = arena + (size_t)B * 7262; /* [B x 1] */
+    jv_real *const q_w_mean = arena + (size_t)B * 7134; /* [B x 64] */
+    jv_real *const q_w_logvar = arena + (size_t)B * 7198; /* [B x 64] */
 
     /* jmvae_kl.spec:32  kl_w = alpha * KL(q(z | x, w) || q(z | w))
        term_kl_w: KL(N(q_xw_mean, e^q_xw_logvar) || N(q_w_mean, e^q_w_logvar)), summed over 64 dimensions */
@@ -399,125 +601,86 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
         }
         term_kl_w[b] = s;
     }
+}
+
+static void t25_loss(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const hyper = s->hyper;
+    const jv_real *const term_scale = s->term_scale;
+    jv_real *const term_rec_x = arena + (size_t)B * 3664; /* [B x 1] */
+    jv_real *const term_rec_w = arena + (size_t)B * 4699; /* [B x 1] */
+    jv_real *const term_kl = arena + (size_t)B * 4700; /* [B x 1] */
+    jv_real *const term_kl_x = arena + (size_t)B * 5981; /* [B x 1] */
+    jv_real *const term_kl_w = arena + (size_t)B * 7262; /* [B x 1] */
 
     /* jmvae_kl.spec:28  the loss: each term's mean over the batch, and their weighted sum */
     jv_real total = 0;
     {
-        jv_real s = 0;
+        jv_real mean = 0;
         for (int b = 0; b < B; b++)
-            s += term_rec_x[b];
-        s /= (jv_real)B;
-        if (terms)
-            terms[0] = s; /* rec_x */
-        total += (term_scale ? term_scale[0] : 1) * (jv_real)1 * s;
+            mean += term_rec_x[b];
+        mean /= (jv_real)B;
+        if (s->terms)
+            s->terms[0] = mean; /* rec_x */
+        total += (term_scale ? term_scale[0] : 1) * (jv_real)1 * mean;
     }
     {
-        jv_real s = 0;
+        jv_real mean = 0;
         for (int b = 0; b < B; b++)
-            s += term_rec_w[b];
-        s /= (jv_real)B;
-        if (terms)
-            terms[1] = s; /* rec_w */
-        total += (term_scale ? term_scale[1] : 1) * (jv_real)1 * s;
+            mean += term_rec_w[b];
+        mean /= (jv_real)B;
+        if (s->terms)
+            s->terms[1] = mean; /* rec_w */
+        total += (term_scale ? term_scale[1] : 1) * (jv_real)1 * mean;
     }
     {
-        jv_real s = 0;
+        jv_real mean = 0;
         for (int b = 0; b < B; b++)
-            s += term_kl[b];
-        s /= (jv_real)B;
-        if (terms)
-            terms[2] = s; /* kl */
-        total += (term_scale ? term_scale[2] : 1) * (jv_real)1 * s;
+            mean += term_kl[b];
+        mean /= (jv_real)B;
+        if (s->terms)
+            s->terms[2] = mean; /* kl */
+        total += (term_scale ? term_scale[2] : 1) * (jv_real)1 * mean;
     }
     {
-        jv_real s = 0;
+        jv_real mean = 0;
         for (int b = 0; b < B; b++)
-            s += term_kl_x[b];
-        s /= (jv_real)B;
-        if (terms)
-            terms[3] = s; /* kl_x */
-        total += (term_scale ? term_scale[3] : 1) * (hyper ? hyper[0] : (jv_real)0.10000000000000001) * s;
+            mean += term_kl_x[b];
+        mean /= (jv_real)B;
+        if (s->terms)
+            s->terms[3] = mean; /* kl_x */
+        total += (term_scale ? term_scale[3] : 1) * (hyper ? hyper[0] : (jv_real)0.10000000000000001) * mean;
     }
     {
-        jv_real s = 0;
+        jv_real mean = 0;
         for (int b = 0; b < B; b++)
-            s += term_kl_w[b];
-        s /= (jv_real)B;
-        if (terms)
-            terms[4] = s; /* kl_w */
-        total += (term_scale ? term_scale[4] : 1) * (hyper ? hyper[0] : (jv_real)0.10000000000000001) * s;
+            mean += term_kl_w[b];
+        mean /= (jv_real)B;
+        if (s->terms)
+            s->terms[4] = mean; /* kl_w */
+        total += (term_scale ? term_scale[4] : 1) * (hyper ? hyper[0] : (jv_real)0.10000000000000001) * mean;
     }
-    return total;
+    if (s->loss)
+        *s->loss = total;
 }
 
-/* one training step: the loss and its gradient (backward; run after forward with the same arguments) */
-void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,
-    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
-    const jv_real *term_scale)
+static void t26_kl_grad_d_q_xw_mean(const jv_step *s)
 {
-    const int B = batch;
-    (void)params;
-    (void)arena;
-    const jv_real *const in_x = data[0]; /* [B x 784] */
-    const jv_real *const in_w = data[1]; /* [B x 10] */
-    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
-    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
-    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
-    jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const hyper = s->hyper;
+    const jv_real *const term_scale = s->term_scale;
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
-    const jv_real *const eps_z = noise[0]; /* [B x 64] */
-    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
-    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
-    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
-    jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
-    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
-    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
-    jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
-    jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
-    jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
-    jv_real *const q_x_out = arena + (size_t)B * 5725; /* [B x 128] */
-    jv_real *const q_x_mean = arena + (size_t)B * 5853; /* [B x 64] */
-    jv_real *const q_x_logvar = arena + (size_t)B * 5917; /* [B x 64] */
-    jv_real *const q_w_h1 = arena + (size_t)B * 5982; /* [B x 512] */
-    jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
-    jv_real *const q_w_out = arena + (size_t)B * 7006; /* [B x 128] */
     jv_real *const q_w_mean = arena + (size_t)B * 7134; /* [B x 64] */
     jv_real *const q_w_logvar = arena + (size_t)B * 7198; /* [B x 64] */
-    jv_real *const d_q_xw_mean = arena + (size_t)B * 7262; /* [B x 64] */
-    jv_real *const d_q_xw_logvar = arena + (size_t)B * 7326; /* [B x 64] */
-    jv_real *const d_q_w_mean = arena + (size_t)B * 7390; /* [B x 64] */
-    jv_real *const d_q_w_logvar = arena + (size_t)B * 7454; /* [B x 64] */
-    jv_real *const d_q_w_out = arena + (size_t)B * 7134; /* [B x 128] */
-    jv_real *const d_q_w_h2 = arena + (size_t)B * 7390; /* [B x 512] */
-    jv_real *const d_q_w_h1 = arena + (size_t)B * 6494; /* [B x 512] */
-    jv_real *const d_q_x_mean = arena + (size_t)B * 5981; /* [B x 64] */
-    jv_real *const d_q_x_logvar = arena + (size_t)B * 6045; /* [B x 64] */
-    jv_real *const d_q_x_out = arena + (size_t)B * 5853; /* [B x 128] */
-    jv_real *const d_q_x_h2 = arena + (size_t)B * 5981; /* [B x 512] */
-    jv_real *const d_q_x_h1 = arena + (size_t)B * 5213; /* [B x 512] */
-    jv_real *const d_p_w_logits = arena + (size_t)B * 1664; /* [B x 10] */
-    jv_real *const d_p_w_h2 = arena + (size_t)B * 4689; /* [B x 512] */
-    jv_real *const d_p_w_h1 = arena + (size_t)B * 4177; /* [B x 512] */
-    jv_real *const d_z_sample = arena + (size_t)B * 1664; /* [B x 64] */
-    jv_real *const d_p_x_logits = arena + (size_t)B * 3664; /* [B x 784] */
-    jv_real *const d_p_x_h2 = arena + (size_t)B * 2880; /* [B x 512] */
-    jv_real *const d_p_x_h1 = arena + (size_t)B * 2368; /* [B x 512] */
-    jv_real *const d_q_xw_out = arena + (size_t)B * 1664; /* [B x 128] */
-    jv_real *const d_q_xw_h1 = arena + (size_t)B * 1792; /* [B x 512] */
-    jv_real *const d_enc_x_h1 = arena + (size_t)B * 1024; /* [B x 512] */
-    jv_real *const d_enc_w_h1 = arena + (size_t)B * 2304; /* [B x 512] */
-    (void)hyper;
-    (void)term_scale;
-    (void)noise;
-    (void)data;
-
-    /* jmvae_kl.spec:28  d loss / d term, per example */
-    const jv_real seed_rec_x = (term_scale ? term_scale[0] : 1) * (jv_real)1 / (jv_real)B;
-    const jv_real seed_rec_w = (term_scale ? term_scale[1] : 1) * (jv_real)1 / (jv_real)B;
-    const jv_real seed_kl = (term_scale ? term_scale[2] : 1) * (jv_real)1 / (jv_real)B;
-    const jv_real seed_kl_x = (term_scale ? term_scale[3] : 1) * (hyper ? hyper[0] : (jv_real)0.10000000000000001) / (jv_real)B;
-    const jv_real seed_kl_w = (term_scale ? term_scale[4] : 1) * (hyper ? hyper[0] : (jv_real)0.10000000000000001) / (jv_real)B;
+    jv_real *const d_q_xw_mean = arena + (size_t)B * 7263; /* [B x 64] */
+    jv_real *const d_q_xw_logvar = arena + (size_t)B * 7327; /* [B x 64] */
+    jv_real *const d_q_w_mean = arena + (size_t)B * 7391; /* [B x 64] */
+    jv_real *const d_q_w_logvar = arena + (size_t)B * 7455; /* [B x 64] */
+    const jv_real seed_kl_w = (term_scale ? term_scale[4] : 1) * (hyper ? hyper[0] : (jv_real)0.10000000000000001) / (jv_real)B; /* d loss / d kl_w, per example */
 
     /* jmvae_kl.spec:32  kl_w = alpha * KL(q(z | x, w) || q(z | w))
        backward of the KL term */
@@ -542,6 +705,16 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             }
         }
     }
+}
+
+static void t27_gauss_head_grad_d_q_w_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_w_out = arena + (size_t)B * 7006; /* [B x 128] */
+    jv_real *const d_q_w_mean = arena + (size_t)B * 7391; /* [B x 64] */
+    jv_real *const d_q_w_logvar = arena + (size_t)B * 7455; /* [B x 64] */
+    jv_real *const d_q_w_out = arena + (size_t)B * 7519; /* [B x 128] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head, backward: d_q_w_out from d mean and d log-variance */
@@ -556,6 +729,14 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             g[64 + j] = dl[j] * jv_sigmoid(raw[64 + j]) / jv_softplus(raw[64 + j]);
         }
     }
+}
+
+static void t28_act_grad_d_q_w_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_w_out = arena + (size_t)B * 7519; /* [B x 128] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head, backward: d_q_w_out becomes d(pre-activation); q_w.head.bias = column sums */
@@ -568,14 +749,45 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 0, for the norm */
+        s->sumsq[0] = jv_sumsq(grads + 2062080, 128);
+}
+
+static void t29_gemm_dw_q_w_head_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
+    jv_real *const d_q_w_out = arena + (size_t)B * 7519; /* [B x 128] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head, backward: d q_w.head.weight rows 0..511 = q_w_h2^T d_q_w_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, q_w_h2, 512, d_q_w_out, 128, 0, grads + JMVAE_KL_Q_W_HEAD_WEIGHT, 128);
+    if (s->sumsq) /* gradient region 1, for the norm */
+        s->sumsq[1] = jv_sumsq(grads + 1996544, 65536);
+}
+
+static void t30_gemm_dx_d_q_w_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_w_out = arena + (size_t)B * 7519; /* [B x 128] */
+    jv_real *const d_q_w_h2 = arena + (size_t)B * 7647; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head, backward: d_q_w_h2 = d_q_w_out W^T, [B x 128] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 128, 1, d_q_w_out, 128, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, d_q_w_h2, 512);
+}
+
+static void t31_act_grad_d_q_w_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
+    jv_real *const d_q_w_h2 = arena + (size_t)B * 7647; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 2, backward: d_q_w_h2 becomes d(pre-activation); q_w.h2.bias = column sums */
@@ -591,14 +803,45 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 2, for the norm */
+        s->sumsq[2] = jv_sumsq(grads + 1996032, 512);
+}
+
+static void t32_gemm_dw_q_w_h2_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_w_h1 = arena + (size_t)B * 5982; /* [B x 512] */
+    jv_real *const d_q_w_h2 = arena + (size_t)B * 7647; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 2, backward: d q_w.h2.weight rows 0..511 = q_w_h1^T d_q_w_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, q_w_h1, 512, d_q_w_h2, 512, 0, grads + JMVAE_KL_Q_W_H2_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 3, for the norm */
+        s->sumsq[3] = jv_sumsq(grads + 1733888, 262144);
+}
+
+static void t33_gemm_dx_d_q_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_w_h2 = arena + (size_t)B * 7647; /* [B x 512] */
+    jv_real *const d_q_w_h1 = arena + (size_t)B * 8159; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 2, backward: d_q_w_h1 = d_q_w_h2 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_q_w_h2, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, d_q_w_h1, 512);
+}
+
+static void t34_act_grad_d_q_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_w_h1 = arena + (size_t)B * 5982; /* [B x 512] */
+    jv_real *const d_q_w_h1 = arena + (size_t)B * 8159; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 1, backward: d_q_w_h1 becomes d(pre-activation); q_w.h1.bias = column sums */
@@ -614,10 +857,41 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 4, for the norm */
+        s->sumsq[4] = jv_sumsq(grads + 1733376, 512);
+}
+
+static void t35_gemm_dw_q_w_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const d_q_w_h1 = arena + (size_t)B * 8159; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 1, backward: d q_w.h1.weight rows 0..9 = in_w^T d_q_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_q_w_h1, 512, 0, grads + JMVAE_KL_Q_W_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 5, for the norm */
+        s->sumsq[5] = jv_sumsq(grads + 1728256, 5120);
+}
+
+static void t36_kl_grad_d_q_xw_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const hyper = s->hyper;
+    const jv_real *const term_scale = s->term_scale;
+    jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
+    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
+    jv_real *const q_x_mean = arena + (size_t)B * 5853; /* [B x 64] */
+    jv_real *const q_x_logvar = arena + (size_t)B * 5917; /* [B x 64] */
+    jv_real *const d_q_xw_mean = arena + (size_t)B * 7263; /* [B x 64] */
+    jv_real *const d_q_xw_logvar = arena + (size_t)B * 7327; /* [B x 64] */
+    jv_real *const d_q_x_mean = arena + (size_t)B * 8671; /* [B x 64] */
+    jv_real *const d_q_x_logvar = arena + (size_t)B * 8735; /* [B x 64] */
+    const jv_real seed_kl_x = (term_scale ? term_scale[3] : 1) * (hyper ? hyper[0] : (jv_real)0.10000000000000001) / (jv_real)B; /* d loss / d kl_x, per example */
 
     /* jmvae_kl.spec:31  kl_x = alpha * KL(q(z | x, w) || q(z | x))
        backward of the KL term */
@@ -642,6 +916,16 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             }
         }
     }
+}
+
+static void t37_gauss_head_grad_d_q_x_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_x_out = arena + (size_t)B * 5725; /* [B x 128] */
+    jv_real *const d_q_x_mean = arena + (size_t)B * 8671; /* [B x 64] */
+    jv_real *const d_q_x_logvar = arena + (size_t)B * 8735; /* [B x 64] */
+    jv_real *const d_q_x_out = arena + (size_t)B * 8799; /* [B x 128] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head, backward: d_q_x_out from d mean and d log-variance */
@@ -656,6 +940,14 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             g[64 + j] = dl[j] * jv_sigmoid(raw[64 + j]) / jv_softplus(raw[64 + j]);
         }
     }
+}
+
+static void t38_act_grad_d_q_x_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_x_out = arena + (size_t)B * 8799; /* [B x 128] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head, backward: d_q_x_out becomes d(pre-activation); q_x.head.bias = column sums */
@@ -668,14 +960,45 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 6, for the norm */
+        s->sumsq[6] = jv_sumsq(grads + 1728128, 128);
+}
+
+static void t39_gemm_dw_q_x_head_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
+    jv_real *const d_q_x_out = arena + (size_t)B * 8799; /* [B x 128] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head, backward: d q_x.head.weight rows 0..511 = q_x_h2^T d_q_x_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, q_x_h2, 512, d_q_x_out, 128, 0, grads + JMVAE_KL_Q_X_HEAD_WEIGHT, 128);
+    if (s->sumsq) /* gradient region 7, for the norm */
+        s->sumsq[7] = jv_sumsq(grads + 1662592, 65536);
+}
+
+static void t40_gemm_dx_d_q_x_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_x_out = arena + (size_t)B * 8799; /* [B x 128] */
+    jv_real *const d_q_x_h2 = arena + (size_t)B * 8927; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head, backward: d_q_x_h2 = d_q_x_out W^T, [B x 128] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 128, 1, d_q_x_out, 128, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, d_q_x_h2, 512);
+}
+
+static void t41_act_grad_d_q_x_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
+    jv_real *const d_q_x_h2 = arena + (size_t)B * 8927; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 2, backward: d_q_x_h2 becomes d(pre-activation); q_x.h2.bias = column sums */
@@ -691,14 +1014,45 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 8, for the norm */
+        s->sumsq[8] = jv_sumsq(grads + 1662080, 512);
+}
+
+static void t42_gemm_dw_q_x_h2_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
+    jv_real *const d_q_x_h2 = arena + (size_t)B * 8927; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 2, backward: d q_x.h2.weight rows 0..511 = q_x_h1^T d_q_x_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, q_x_h1, 512, d_q_x_h2, 512, 0, grads + JMVAE_KL_Q_X_H2_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 9, for the norm */
+        s->sumsq[9] = jv_sumsq(grads + 1399936, 262144);
+}
+
+static void t43_gemm_dx_d_q_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_x_h2 = arena + (size_t)B * 8927; /* [B x 512] */
+    jv_real *const d_q_x_h1 = arena + (size_t)B * 9439; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 2, backward: d_q_x_h1 = d_q_x_h2 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_q_x_h2, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, d_q_x_h1, 512);
+}
+
+static void t44_act_grad_d_q_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
+    jv_real *const d_q_x_h1 = arena + (size_t)B * 9439; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 1, backward: d_q_x_h1 becomes d(pre-activation); q_x.h1.bias = column sums */
@@ -714,10 +1068,36 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 10, for the norm */
+        s->sumsq[10] = jv_sumsq(grads + 1399424, 512);
+}
+
+static void t45_gemm_dw_q_x_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const d_q_x_h1 = arena + (size_t)B * 9439; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 1, backward: d q_x.h1.weight rows 0..783 = in_x^T d_q_x_h1, [784 x 512] */
     jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_q_x_h1, 512, 0, grads + JMVAE_KL_Q_X_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 11, for the norm */
+        s->sumsq[11] = jv_sumsq(grads + 998016, 401408);
+}
+
+static void t46_kl_grad_d_q_xw_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const term_scale = s->term_scale;
+    jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
+    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
+    jv_real *const d_q_xw_mean = arena + (size_t)B * 7263; /* [B x 64] */
+    jv_real *const d_q_xw_logvar = arena + (size_t)B * 7327; /* [B x 64] */
+    const jv_real seed_kl = (term_scale ? term_scale[2] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d kl, per example */
 
     /* jmvae_kl.spec:30  kl = KL(q(z | x, w) || p(z))
        backward of the KL term */
@@ -736,6 +1116,18 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             }
         }
     }
+}
+
+static void t47_nll_grad_d_p_w_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const term_scale = s->term_scale;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
+    jv_real *const d_p_w_logits = arena + (size_t)B * 9951; /* [B x 10] */
+    const jv_real seed_rec_w = (term_scale ? term_scale[1] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_w, per example */
 
     /* jmvae_kl.spec:29  rec_w = -log p(w | z)
        backward of -log p: d p_w_logits */
@@ -758,6 +1150,14 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
                 dl[j] = g * (mass * JV_EXP(l[j] - top) / total - t[j]);
         }
     }
+}
+
+static void t48_act_grad_d_p_w_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_w_logits = arena + (size_t)B * 9951; /* [B x 10] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d_p_w_logits becomes d(pre-activation); p_w.head.bias = column sums */
@@ -770,14 +1170,45 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 12, for the norm */
+        s->sumsq[12] = jv_sumsq(grads + 3061392, 10);
+}
+
+static void t49_gemm_dw_p_w_head_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
+    jv_real *const d_p_w_logits = arena + (size_t)B * 9951; /* [B x 10] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
     jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_KL_P_W_HEAD_WEIGHT, 10);
+    if (s->sumsq) /* gradient region 13, for the norm */
+        s->sumsq[13] = jv_sumsq(grads + 3056272, 5120);
+}
+
+static void t50_gemm_dx_d_p_w_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_w_logits = arena + (size_t)B * 9951; /* [B x 10] */
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 9961; /* [B x 512] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d_p_w_h2 = d_p_w_logits W^T, [B x 10] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_KL_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
+}
+
+static void t51_act_grad_d_p_w_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 9961; /* [B x 512] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d_p_w_h2 becomes d(pre-activation); p_w.h2.bias = column sums */
@@ -793,14 +1224,45 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 14, for the norm */
+        s->sumsq[14] = jv_sumsq(grads + 3055760, 512);
+}
+
+static void t52_gemm_dw_p_w_h2_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 9961; /* [B x 512] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_KL_P_W_H2_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 15, for the norm */
+        s->sumsq[15] = jv_sumsq(grads + 2793616, 262144);
+}
+
+static void t53_gemm_dx_d_p_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 9961; /* [B x 512] */
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 10473; /* [B x 512] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d_p_w_h1 = d_p_w_h2 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
+}
+
+static void t54_act_grad_d_p_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 10473; /* [B x 512] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d_p_w_h1 becomes d(pre-activation); p_w.h1.bias = column sums */
@@ -816,14 +1278,48 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 16, for the norm */
+        s->sumsq[16] = jv_sumsq(grads + 2793104, 512);
+}
+
+static void t55_gemm_dw_p_w_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 10473; /* [B x 512] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z_sample^T d_p_w_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_KL_P_W_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 17, for the norm */
+        s->sumsq[17] = jv_sumsq(grads + 2760336, 32768);
+}
+
+static void t56_gemm_dx_d_z_sample(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 10473; /* [B x 512] */
+    jv_real *const d_z_sample = arena + (size_t)B * 10985; /* [B x 64] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d_z_sample = d_p_w_h1 W^T, [B x 512] -> [B x 64] */
     jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_KL_P_W_H1_WEIGHT, 512, 0, d_z_sample, 64);
+}
+
+static void t57_nll_grad_d_p_x_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const term_scale = s->term_scale;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
+    jv_real *const d_p_x_logits = arena + (size_t)B * 11049; /* [B x 784] */
+    const jv_real seed_rec_x = (term_scale ? term_scale[0] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_x, per example */
 
     /* jmvae_kl.spec:28  rec_x = -log p(x | z)
        backward of -log p: d p_x_logits */
@@ -838,6 +1334,14 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
                 dl[j] = g * (jv_sigmoid(l[j]) - t[j]);
         }
     }
+}
+
+static void t58_act_grad_d_p_x_logits(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_x_logits = arena + (size_t)B * 11049; /* [B x 784] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d_p_x_logits becomes d(pre-activation); p_x.head.bias = column sums */
@@ -850,14 +1354,45 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 18, for the norm */
+        s->sumsq[18] = jv_sumsq(grads + 2759552, 784);
+}
+
+static void t59_gemm_dw_p_x_head_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
+    jv_real *const d_p_x_logits = arena + (size_t)B * 11049; /* [B x 784] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
     jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_KL_P_X_HEAD_WEIGHT, 784);
+    if (s->sumsq) /* gradient region 19, for the norm */
+        s->sumsq[19] = jv_sumsq(grads + 2358144, 401408);
+}
+
+static void t60_gemm_dx_d_p_x_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_x_logits = arena + (size_t)B * 11049; /* [B x 784] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 11833; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d_p_x_h2 = d_p_x_logits W^T, [B x 784] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
+}
+
+static void t61_act_grad_d_p_x_h2(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 11833; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d_p_x_h2 becomes d(pre-activation); p_x.h2.bias = column sums */
@@ -873,14 +1408,45 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 20, for the norm */
+        s->sumsq[20] = jv_sumsq(grads + 2357632, 512);
+}
+
+static void t62_gemm_dw_p_x_h2_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 11833; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_KL_P_X_H2_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 21, for the norm */
+        s->sumsq[21] = jv_sumsq(grads + 2095488, 262144);
+}
+
+static void t63_gemm_dx_d_p_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 11833; /* [B x 512] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 12345; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d_p_x_h1 = d_p_x_h2 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
+}
+
+static void t64_act_grad_d_p_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 12345; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d_p_x_h1 becomes d(pre-activation); p_x.h1.bias = column sums */
@@ -896,14 +1462,48 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 22, for the norm */
+        s->sumsq[22] = jv_sumsq(grads + 2094976, 512);
+}
+
+static void t65_gemm_dw_p_x_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 12345; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z_sample^T d_p_x_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_KL_P_X_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 23, for the norm */
+        s->sumsq[23] = jv_sumsq(grads + 2062208, 32768);
+}
+
+static void t66_gemm_dx_d_z_sample(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_z_sample = arena + (size_t)B * 10985; /* [B x 64] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 12345; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d_z_sample += d_p_x_h1 W^T, [B x 512] -> [B x 64] */
     jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_KL_P_X_H1_WEIGHT, 512, 1, d_z_sample, 64);
+}
+
+static void t67_sample_grad_d_q_xw_mean(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const noise = s->noise;
+    jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
+    const jv_real *const eps_z = noise[0]; /* [B x 64] */
+    jv_real *const d_q_xw_mean = arena + (size_t)B * 7263; /* [B x 64] */
+    jv_real *const d_q_xw_logvar = arena + (size_t)B * 7327; /* [B x 64] */
+    jv_real *const d_z_sample = arena + (size_t)B * 10985; /* [B x 64] */
 
     /* jmvae_kl.spec:27  z ~ q(z | x, w)
        backward of the sample: d_z_sample to its mean and log-variance */
@@ -912,6 +1512,16 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
         d_q_xw_mean[i] += d_z_sample[i];
         d_q_xw_logvar[i] += (jv_real)0.5 * d_z_sample[i] * eps_z[i] * JV_EXP((jv_real)0.5 * q_xw_logvar[i]);
     }
+}
+
+static void t68_gauss_head_grad_d_q_xw_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
+    jv_real *const d_q_xw_mean = arena + (size_t)B * 7263; /* [B x 64] */
+    jv_real *const d_q_xw_logvar = arena + (size_t)B * 7327; /* [B x 64] */
+    jv_real *const d_q_xw_out = arena + (size_t)B * 12857; /* [B x 128] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_out from d mean and d log-variance */
@@ -926,6 +1536,14 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             g[64 + j] = dl[j] * jv_sigmoid(raw[64 + j]) / jv_softplus(raw[64 + j]);
         }
     }
+}
+
+static void t69_act_grad_d_q_xw_out(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_xw_out = arena + (size_t)B * 12857; /* [B x 128] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_out becomes d(pre-activation); q_xw.head.bias = column sums */
@@ -938,14 +1556,45 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 24, for the norm */
+        s->sumsq[24] = jv_sumsq(grads + 997888, 128);
+}
+
+static void t70_gemm_dw_q_xw_head_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const d_q_xw_out = arena + (size_t)B * 12857; /* [B x 128] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d q_xw.head.weight rows 0..511 = q_xw_h1^T d_q_xw_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128);
+    if (s->sumsq) /* gradient region 25, for the norm */
+        s->sumsq[25] = jv_sumsq(grads + 932352, 65536);
+}
+
+static void t71_gemm_dx_d_q_xw_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_xw_out = arena + (size_t)B * 12857; /* [B x 128] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d_q_xw_h1 = d_q_xw_out W^T, [B x 128] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 128, 1, d_q_xw_out, 128, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, d_q_xw_h1, 512);
+}
+
+static void t72_act_grad_d_q_xw_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_q_xw_h1 becomes d(pre-activation); q_xw.h1.bias = column sums */
@@ -961,22 +1610,73 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 26, for the norm */
+        s->sumsq[26] = jv_sumsq(grads + 931840, 512);
+}
+
+static void t73_gemm_dw_q_xw_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d q_xw.h1.weight rows 0..511 = enc_x_h1^T d_q_xw_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 27, for the norm */
+        s->sumsq[27] = jv_sumsq(grads + 407552, 262144);
+}
+
+static void t74_gemm_dx_d_enc_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 13497; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_enc_x_h1 = d_q_xw_h1 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
+}
+
+static void t75_gemm_dw_q_xw_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d q_xw.h1.weight rows 512..1023 = enc_w_h1^T d_q_xw_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512);
+    if (s->sumsq) /* gradient region 28, for the norm */
+        s->sumsq[28] = jv_sumsq(grads + 669696, 262144);
+}
+
+static void t76_gemm_dx_d_enc_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    const jv_real *const params = s->params;
+    jv_real *const arena = s->arena;
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
+    jv_real *const d_enc_w_h1 = arena + (size_t)B * 14009; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d_enc_w_h1 = d_q_xw_h1 W^T, [B x 512] -> [B x 512] */
     jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
+}
+
+static void t77_act_grad_d_enc_w_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const d_enc_w_h1 = arena + (size_t)B * 14009; /* [B x 512] */
 
     /* jmvae_kl.spec:13  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d_enc_w_h1 becomes d(pre-activation); enc_w.h1.bias = column sums */
@@ -992,10 +1692,33 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 29, for the norm */
+        s->sumsq[29] = jv_sumsq(grads + 407040, 512);
+}
+
+static void t78_gemm_dw_enc_w_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_w = data[1]; /* [B x 10] */
+    jv_real *const d_enc_w_h1 = arena + (size_t)B * 14009; /* [B x 512] */
 
     /* jmvae_kl.spec:13  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_KL_ENC_W_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 30, for the norm */
+        s->sumsq[30] = jv_sumsq(grads + 401920, 5120);
+}
+
+static void t79_act_grad_d_enc_x_h1(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 13497; /* [B x 512] */
 
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d_enc_x_h1 becomes d(pre-activation); enc_x.h1.bias = column sums */
@@ -1011,10 +1734,132 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
             gbias[j] += g[j];
         }
     }
+    if (s->sumsq) /* gradient region 31, for the norm */
+        s->sumsq[31] = jv_sumsq(grads + 401408, 512);
+}
+
+static void t80_gemm_dw_enc_x_h1_weight(const jv_step *s)
+{
+    const int B = s->batch;
+    jv_real *const grads = s->grads;
+    jv_real *const arena = s->arena;
+    const jv_real *const *const data = s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 13497; /* [B x 512] */
 
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
     jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_KL_ENC_X_H1_WEIGHT, 512);
+    if (s->sumsq) /* gradient region 32, for the norm */
+        s->sumsq[32] = jv_sumsq(grads + 0, 401408);
+}
+
+static const int jmvae_kl_train_succ[] = {2, 2, 3, 4, 5, 14, 19, 24, 26, 6, 10, 7, 8, 9, 57, 25, 11, 12, 13, 47, 25, 25, 16, 17, 18, 19, 36, 25, 21, 22, 23, 24, 26, 25, 27, 36, 28, 29, 30, 31, 32, 33, 34, 35, 37, 46, 38, 39, 40, 41, 42, 43, 44, 45, 67, 48, 49, 50, 51, 52, 53, 54, 55, 56, 66, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 79, 77, 78, 80};
+
+static const jv_task jmvae_kl_train_tasks[] = {
+    {t00_affine_enc_x_h1, 0, 0, 1, 6752.6f},
+    {t01_affine_enc_w_h1, 0, 1, 1, 5960.0f},
+    {t02_affine_q_xw_h1, 2, 2, 1, 5923.7f},
+    {t03_affine_q_xw_out, 1, 3, 1, 4849.0f},
+    {t04_gauss_head_q_xw_mean, 1, 4, 5, 4711.1f},
+    {t05_sample_z_sample, 1, 9, 2, 4704.2f},
+    {t06_affine_p_x_h1, 1, 11, 1, 4694.1f},
+    {t07_affine_p_x_h2, 1, 12, 1, 4602.4f},
+    {t08_affine_p_x_logits, 1, 13, 2, 4052.0f},
+    {t09_nll_term_rec_x, 1, 15, 1, 79.7f},
+    {t10_affine_p_w_h1, 1, 16, 1, 3020.1f},
+    {t11_affine_p_w_h2, 1, 17, 1, 2928.5f},
+    {t12_affine_p_w_logits, 1, 18, 2, 2378.1f},
+    {t13_nll_term_rec_w, 1, 20, 1, 2.2f},
+    {t14_kl_term_kl, 1, 21, 1, 7.7f},
+    {t15_affine_q_x_h1, 0, 22, 1, 3137.8f},
+    {t16_affine_q_x_h2, 1, 23, 1, 2308.8f},
+    {t17_affine_q_x_out, 1, 24, 1, 1758.4f},
+    {t18_gauss_head_q_x_mean, 1, 25, 2, 1620.5f},
+    {t19_kl_term_kl_x, 2, 27, 1, 14.1f},
+    {t20_affine_q_w_h1, 0, 28, 1, 2358.5f},
+    {t21_affine_q_w_h2, 1, 29, 1, 2322.1f},
+    {t22_affine_q_w_out, 1, 30, 1, 1771.7f},
+    {t23_gauss_head_q_w_mean, 1, 31, 2, 1633.8f},
+    {t24_kl_term_kl_w, 2, 33, 1, 14.1f},
+    {t25_loss, 5, 34, 0, 0.8f},
+    {t26_kl_grad_d_q_xw_mean, 2, 34, 2, 1626.9f},
+    {t27_gauss_head_grad_d_q_w_out, 1, 36, 1, 790.7f},
+    {t28_act_grad_d_q_w_out, 1, 37, 2, 777.4f},
+    {t29_gemm_dw_q_w_head_weight, 1, 39, 0, 131.6f},
+    {t30_gemm_dx_d_q_w_h2, 1, 39, 1, 770.5f},
+    {t31_act_grad_d_q_w_h2, 1, 40, 2, 638.9f},
+    {t32_gemm_dw_q_w_h2_weight, 1, 42, 0, 524.8f},
+    {t33_gemm_dx_d_q_w_h1, 1, 42, 1, 587.2f},
+    {t34_act_grad_d_q_w_h1, 1, 43, 1, 62.4f},
+    {t35_gemm_dw_q_w_h1_weight, 1, 44, 0, 10.7f},
+    {t36_kl_grad_d_q_xw_mean, 2, 44, 2, 1613.6f},
+    {t37_gauss_head_grad_d_q_x_out, 1, 46, 1, 1583.3f},
+    {t38_act_grad_d_q_x_out, 1, 47, 2, 1570.0f},
+    {t39_gemm_dw_q_x_head_weight, 1, 49, 0, 131.6f},
+    {t40_gemm_dx_d_q_x_h2, 1, 49, 1, 1563.1f},
+    {t41_act_grad_d_q_x_h2, 1, 50, 2, 1431.5f},
+    {t42_gemm_dw_q_x_h2_weight, 1, 52, 0, 524.8f},
+    {t43_gemm_dx_d_q_x_h1, 1, 52, 1, 1379.8f},
+    {t44_act_grad_d_q_x_h1, 1, 53, 1, 855.0f},
+    {t45_gemm_dw_q_x_h1_weight, 1, 54, 0, 803.3f},
+    {t46_kl_grad_d_q_xw_mean, 1, 54, 1, 1600.3f},
+    {t47_nll_grad_d_p_w_logits, 1, 55, 1, 2366.9f},
+    {t48_act_grad_d_p_w_logits, 1, 56, 2, 2365.4f},
+    {t49_gemm_dw_p_w_head_weight, 1, 58, 0, 10.7f},
+    {t50_gemm_dx_d_p_w_h2, 1, 58, 1, 2364.4f},
+    {t51_act_grad_d_p_w_h2, 1, 59, 2, 2353.6f},
+    {t52_gemm_dw_p_w_h2_weight, 1, 61, 0, 524.8f},
+    {t53_gemm_dx_d_p_w_h1, 1, 61, 1, 2301.9f},
+    {t54_act_grad_d_p_w_h1, 1, 62, 2, 1777.1f},
+    {t55_gemm_dw_p_w_h1_weight, 1, 64, 0, 66.0f},
+    {t56_gemm_dx_d_z_sample, 1, 64, 1, 1725.4f},
+    {t57_nll_grad_d_p_x_logits, 1, 65, 1, 3209.5f},
+    {t58_act_grad_d_p_x_logits, 1, 66, 2, 3130.6f},
+    {t59_gemm_dw_p_x_head_weight, 1, 68, 0, 803.3f},
+    {t60_gemm_dx_d_p_x_h2, 1, 68, 1, 3090.9f},
+    {t61_act_grad_d_p_x_h2, 1, 69, 2, 2287.6f},
+    {t62_gemm_dw_p_x_h2_weight, 1, 71, 0, 524.8f},
+    {t63_gemm_dx_d_p_x_h1, 1, 71, 1, 2235.9f},
+    {t64_act_grad_d_p_x_h1, 1, 72, 2, 1711.1f},
+    {t65_gemm_dw_p_x_h1_weight, 1, 74, 0, 66.0f},
+    {t66_gemm_dx_d_z_sample, 2, 74, 1, 1659.4f},
+    {t67_sample_grad_d_q_xw_mean, 2, 75, 1, 1593.4f},
+    {t68_gauss_head_grad_d_q_xw_out, 1, 76, 1, 1583.3f},
+    {t69_act_grad_d_q_xw_out, 1, 77, 2, 1570.0f},
+    {t70_gemm_dw_q_xw_head_weight, 1, 79, 0, 131.6f},
+    {t71_gemm_dx_d_q_xw_h1, 1, 79, 1, 1563.1f},
+    {t72_act_grad_d_q_xw_h1, 1, 80, 4, 1431.5f},
+    {t73_gemm_dw_q_xw_h1_weight, 1, 84, 0, 524.8f},
+    {t74_gemm_dx_d_enc_x_h1, 1, 84, 1, 1379.8f},
+    {t75_gemm_dw_q_xw_h1_weight, 1, 85, 0, 524.8f},
+    {t76_gemm_dx_d_enc_w_h1, 1, 85, 1, 587.2f},
+    {t77_act_grad_d_enc_w_h1, 1, 86, 1, 62.4f},
+    {t78_gemm_dw_enc_w_h1_weight, 1, 87, 0, 10.7f},
+    {t79_act_grad_d_enc_x_h1, 1, 87, 1, 855.0f},
+    {t80_gemm_dw_enc_x_h1_weight, 1, 88, 0, 803.3f},
+};
+
+static const jv_task_graph jmvae_kl_train_graph = {81, 26, jmvae_kl_train_tasks, jmvae_kl_train_succ, 33};
+
+/* one training step: the loss and its gradient */
+jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
+    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
+    const jv_real *term_scale, jv_real *terms)
+{
+    jv_real loss = 0;
+    const jv_step s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &loss, NULL};
+    jv_run_tasks(&jmvae_kl_train_graph, &s, 0, 26);
+    return loss;
+}
+
+/* one training step: the loss and its gradient (backward; run after forward with the same arguments) */
+void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,
+    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
+    const jv_real *term_scale)
+{
+    const jv_step s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};
+    jv_run_tasks(&jmvae_kl_train_graph, &s, 26, 81);
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
@@ -1704,12 +2549,13 @@ const jv_model jmvae_kl_model = {
     .n_terms = 5,
     .term_names = jmvae_kl_term_names,
     .defaults = {0.001, 0.90000000000000002, 0.999, 1e-08, 5, 100, 100, 1},
-    .arena_per_example = 7902,
+    .arena_per_example = 14521,
     .n_families = 3,
     .families = jmvae_kl_families,
     .training_family = 0,
     .init = jmvae_kl_init,
     .forward = jmvae_kl_forward,
+    .train = &jmvae_kl_train_graph,
     .backward = jmvae_kl_backward,
     .log_joint = jmvae_kl_log_joint,
     .decode = jmvae_kl_decode,

@@ -23,7 +23,7 @@
 #define JMVAE_KL_TERM_KL_W 4
 #define JMVAE_KL_N_HYPERS 1
 /* the activation arena: reals per example of the batch, and in all */
-#define JMVAE_KL_ARENA_PER_EXAMPLE 7902
+#define JMVAE_KL_ARENA_PER_EXAMPLE 14521
 #define JMVAE_KL_ARENA_REALS(batch) ((size_t)(batch) * JMVAE_KL_ARENA_PER_EXAMPLE)
 
 /* Parameter layout: offsets in reals into the parameter block (the gradient
