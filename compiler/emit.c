@@ -314,8 +314,8 @@ static void emit_logpdf(emitter *e, const op *o)
 static void emit_nll(emitter *e, const op *o)
 {
     int n = W(e, o->in[0]);
-    block_comment(e, o, arena_printf(&e->c->mem, "%s %s %s-log p(%s | %s), %s over %d values", N(e, o->out[0]),
-                                     assign(o->accumulate), o->sign < 0 ? "-" : "", N(e, o->in[1]), N(e, o->in[0]),
+    block_comment(e, o, arena_printf(&e->c->mem, "%s %s %slog p(%s | %s), %s over %d values", N(e, o->out[0]),
+                                     assign(o->accumulate), o->sign < 0 ? "" : "-", N(e, o->in[1]), N(e, o->in[0]),
                                      likelihood_names[o->likelihood], n));
     per_example_open(e);
     declare_row(e, 2, 0, "l", o->in[0]);
@@ -731,7 +731,7 @@ static const char *signature(emitter *e, const graph *g, int backward)
     if (strcmp(g->name, "log_joint") == 0)
         return arena_printf(&e->c->mem,
                             "void %s_log_joint(%s,\n    const jv_real *const *data, const jv_real *const *latents,\n"
-                            "    jv_real *log_prior, jv_real *const *log_lik)", p, sig_params);
+                            "    jv_real *log_prior, jv_real *const *log_lik, unsigned which)", p, sig_params);
     if (strcmp(g->name, "decode") == 0)
         return arena_printf(&e->c->mem, "void %s_decode(%s,\n    const jv_real *const *latents, jv_real *const *out)", p,
                             sig_params);
@@ -747,7 +747,7 @@ static void silence_unused(emitter *e, const graph *g)
     } else if (is_posterior(g)) {
         put(e, "    (void)noise;\n");
     } else if (strcmp(g->name, "log_joint") == 0) {
-        put(e, "    (void)data;\n    (void)log_lik;\n");
+        put(e, "    (void)data;\n    (void)log_lik;\n    (void)which;\n");
     } else if (strcmp(g->name, "decode") == 0) {
         put(e, "    (void)out;\n");
     }
@@ -801,6 +801,70 @@ static void mark_compact(emitter *e, const graph *g)
                 e->expand[v] = 1;
 }
 
+/* log_joint computes log p(m | z) only for the modalities in `which`: per
+ * op, the bit of each modality whose log-likelihood reads what it makes, or
+ * PRIOR_BIT when the prior's log-density does (those ops always run). */
+#define PRIOR_BIT 0x80000000u
+
+static unsigned *wanted_by(emitter *e, const graph *g)
+{
+    unsigned *w = arena_alloc(&e->c->mem, sizeof(unsigned) * (size_t)(g->n_ops + 1));
+    unsigned *value_wanted = arena_alloc(&e->c->mem, sizeof(unsigned) * (size_t)(g->n_values + 1));
+    for (int i = g->n_ops - 1; i >= 0; i--) {
+        const op *o = &g->ops[i];
+        for (int j = 0; j < o->n_out; j++) {
+            int v = o->out[j];
+            if (v < 0)
+                continue;
+            const value *val = &g->values[v];
+            if (val->kind == V_ROW_OUT)
+                w[i] |= strcmp(val->name, "sum_log_prior") == 0 ? PRIOR_BIT : 1u << val->index;
+            w[i] |= value_wanted[v];
+        }
+        if (w[i] & PRIOR_BIT)
+            w[i] = PRIOR_BIT;
+        for (int j = 0; j < o->n_in; j++)
+            if (o->in[j] >= 0)
+                value_wanted[o->in[j]] |= w[i];
+    }
+    return w;
+}
+
+/* An op's block inside `if (which & bits) { ... }`, one level deeper. */
+static void emit_op_guarded(emitter *e, const op *o, unsigned bits)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *saved = e->out;
+    e->out = open_memstream(&text, &len);
+    if (!e->out) {
+        e->out = saved;
+        put(e, "    if (which & 0x%xu) {\n", bits);
+        emit_op(e, o, 1);
+        put(e, "    }\n");
+        return;
+    }
+    emit_op(e, o, 1);
+    fclose(e->out);
+    e->out = saved;
+    const char *p = text;
+    while (*p == '\n')
+        p++;
+    put(e, "\n    if (which & 0x%xu) { /*", bits);
+    for (int m = 0; m < e->p->m->n_modalities; m++)
+        if (bits & (1u << m))
+            put(e, " %s", e->p->m->modalities[m].name);
+    put(e, " */\n");
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        put(e, n ? "    %.*s\n" : "%.*s\n", (int)n, p);
+        p += n + (nl != NULL);
+    }
+    put(e, "    }\n");
+    free(text);
+}
+
 static void emit_function(emitter *e, const graph *g, int backward)
 {
     e->g = g;
@@ -817,15 +881,21 @@ static void emit_function(emitter *e, const graph *g, int backward)
     put(e, "    (void)params;\n    (void)arena;\n");
     declare_values(e, from, to);
     silence_unused(e, g);
-    if (strcmp(g->name, "log_joint") == 0)
+    unsigned *wanted = NULL;
+    if (strcmp(g->name, "log_joint") == 0) {
         for (int m = 0; m < e->p->m->n_modalities; m++)
             if (e->p->likelihood_net[m] < 0)
-                put(e, "    memset(log_lik[%d], 0, sizeof(jv_real) * (size_t)B); /* %s has no decoder */\n", m,
-                    e->p->m->modalities[m].name);
+                put(e, "    if (which & 0x%xu)\n        memset(log_lik[%d], 0, sizeof(jv_real) * (size_t)B); /* %s has no decoder */\n",
+                    1u << m, m, e->p->m->modalities[m].name);
+        wanted = wanted_by(e, g);
+    }
     for (int i = from; i < to; i++) {
         const op *o = &g->ops[i];
         e->rows = repeated && e->compact[i] ? "U" : "B";
-        emit_op(e, o, !g->has_backward);
+        if (wanted && wanted[i] != PRIOR_BIT)
+            emit_op_guarded(e, o, wanted[i]);
+        else
+            emit_op(e, o, !g->has_backward);
         for (int j = 0; repeated && e->compact[i] && j < o->n_out; j++)
             if (e->expand[o->out[j]])
                 put(e, "    jv_expand_rows(%s, U, copies, %d); /* to every row of its run */\n", N(e, o->out[j]),

@@ -361,11 +361,12 @@ typedef struct jv_model {
     void (*backward)(const jv_real *params, jv_real *grads, jv_real *arena, int batch,
                      const jv_real *const *data, const jv_real *const *noise,
                      const jv_real *hyper, const jv_real *term_scale);
-    /* log p(z) under the top-down prior, and log p(m | z) for every modality:
-     * log_lik[m][b]. */
+    /* log p(z) under the top-down prior, and log p(m | z) for every modality
+     * in `which` (bit m set): log_lik[m][b]; the decoders of the others do
+     * not run and their log_lik rows are left as they were. */
     void (*log_joint)(const jv_real *params, jv_real *arena, int batch,
                       const jv_real *const *data, const jv_real *const *latents,
-                      jv_real *log_prior, jv_real *const *log_lik);
+                      jv_real *log_prior, jv_real *const *log_lik, unsigned which);
     /* Each modality's expected value given the latents: probabilities for
      * Bernoulli and categorical, the mean for Gaussian. */
     void (*decode)(const jv_real *params, jv_real *arena, int batch,

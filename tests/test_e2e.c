@@ -517,6 +517,21 @@ Test(e2e, eval_reports_every_quantity_and_the_bound_holds)
     drop_scratch(&s);
 }
 
+/* Examples are handed to the threads in groups whose make-up does not
+ * depend on the thread count, and the statistics are summed in example order. */
+Test(e2e, eval_gives_the_same_numbers_on_any_number_of_threads)
+{
+    scratch s;
+    setup(&s);
+    ok(&s, TRAIN " --epochs 1 --out run");
+    ok(&s, "eval --checkpoint run/last.ckpt " TEST_DATA " --limit 30 --samples 50 --batch 120 --threads 1 --json one.json");
+    ok(&s, "eval --checkpoint run/last.ckpt " TEST_DATA " --limit 30 --samples 50 --batch 120 --threads 2 --json two.json");
+    ok(&s, "eval --checkpoint run/last.ckpt " TEST_DATA " --limit 30 --samples 50 --batch 120 --threads 3 --json three.json");
+    same_files(&s, "one.json", "two.json");
+    same_files(&s, "one.json", "three.json");
+    drop_scratch(&s);
+}
+
 /* ------------------------------------------------------ sample, encode -- */
 
 Test(e2e, sample_and_encode_write_what_they_promise)

@@ -230,10 +230,13 @@ static void fixture_posterior_x(const jv_real *params, jv_real *arena, int batch
     fx_posterior(params, FX_RM_W, FX_RM_B, FX_RV_W, FX_RV_B, FX_X, batch, data, noise, latents, log_q);
 }
 
+/* Computes every modality's log-likelihood whatever `which` asks for. */
 static void fixture_log_joint(const jv_real *params, jv_real *arena, int batch, const jv_real *const *data,
-                              const jv_real *const *latents, jv_real *log_prior, jv_real *const *log_lik)
+                              const jv_real *const *latents, jv_real *log_prior, jv_real *const *log_lik,
+                              unsigned which)
 {
     (void)arena;
+    (void)which;
     for (int b = 0; b < batch; b++) {
         jv_real u[FX_U], xm[FX_X], lw[FX_W];
         const jv_real *z = latents[0] + b * FX_Z;

@@ -75,7 +75,7 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 /* log p(z) under the prior and log p(m | z) for every modality */
 void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *latents,
-    jv_real *log_prior, jv_real *const *log_lik);
+    jv_real *log_prior, jv_real *const *log_lik, unsigned which);
 /* the expected value of every modality given the latents */
 void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *latents, jv_real *const *out);

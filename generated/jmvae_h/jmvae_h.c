@@ -1953,7 +1953,7 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 /* log p(z) under the prior and log p(m | z) for every modality */
 void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *latents,
-    jv_real *log_prior, jv_real *const *log_lik)
+    jv_real *log_prior, jv_real *const *log_lik, unsigned which)
 {
     const int B = batch;
     (void)params;
@@ -1978,6 +1978,7 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
     jv_real *const p_w_logits = arena + (size_t)B * 0; /* [B x 10] */
     (void)data;
     (void)log_lik;
+    (void)which;
 
     /* jmvae_h.spec:12  latent z2[32] ~ normal
        sum_log_prior = log N(0, I)(z2_sample), summed over 32 dimensions */
@@ -2057,116 +2058,132 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
         sum_log_prior[b] += s;
     }
 
-    /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
-       p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
-    for (int b = 0; b < B; b++) {
-        const jv_real *restrict bias = params + JMVAE_H_P_X_H1_BIAS;
-        jv_real *restrict row = p_x_h1 + (size_t)b * 512;
-        JV_IVDEP
-        for (int j = 0; j < 512; j++) {
-            jv_real v = row[j] + bias[j];
-            row[j] = v > 0 ? v : 0;
+    if (which & 0x1u) { /* x */
+        /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
+           p_x layer 1: p_x_h1 = relu(x W + b), [B x 64] -> [B x 512] */
+        jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_X_H1_WEIGHT, 512, 0, p_x_h1, 512);
+        for (int b = 0; b < B; b++) {
+            const jv_real *restrict bias = params + JMVAE_H_P_X_H1_BIAS;
+            jv_real *restrict row = p_x_h1 + (size_t)b * 512;
+            JV_IVDEP
+            for (int j = 0; j < 512; j++) {
+                jv_real v = row[j] + bias[j];
+                row[j] = v > 0 ? v : 0;
+            }
         }
     }
 
-    /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
-       p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
-    for (int b = 0; b < B; b++) {
-        const jv_real *restrict bias = params + JMVAE_H_P_X_H2_BIAS;
-        jv_real *restrict row = p_x_h2 + (size_t)b * 512;
-        JV_IVDEP
-        for (int j = 0; j < 512; j++) {
-            jv_real v = row[j] + bias[j];
-            row[j] = v > 0 ? v : 0;
+    if (which & 0x1u) { /* x */
+        /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
+           p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
+        jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
+        for (int b = 0; b < B; b++) {
+            const jv_real *restrict bias = params + JMVAE_H_P_X_H2_BIAS;
+            jv_real *restrict row = p_x_h2 + (size_t)b * 512;
+            JV_IVDEP
+            for (int j = 0; j < 512; j++) {
+                jv_real v = row[j] + bias[j];
+                row[j] = v > 0 ? v : 0;
+            }
         }
     }
 
-    /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
-       p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
-    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
-    for (int b = 0; b < B; b++) {
-        const jv_real *restrict bias = params + JMVAE_H_P_X_HEAD_BIAS;
-        jv_real *restrict row = p_x_logits + (size_t)b * 784;
-        JV_IVDEP
-        for (int j = 0; j < 784; j++) {
-            jv_real v = row[j] + bias[j];
-            row[j] = v;
+    if (which & 0x1u) { /* x */
+        /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
+           p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
+        jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
+        for (int b = 0; b < B; b++) {
+            const jv_real *restrict bias = params + JMVAE_H_P_X_HEAD_BIAS;
+            jv_real *restrict row = p_x_logits + (size_t)b * 784;
+            JV_IVDEP
+            for (int j = 0; j < 784; j++) {
+                jv_real v = row[j] + bias[j];
+                row[j] = v;
+            }
         }
     }
 
-    /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
-       log_lik_x = --log p(in_x | p_x_logits), bernoulli over 784 values */
-    for (int b = 0; b < B; b++) {
-        jv_real s = 0;
-        const jv_real *restrict l = p_x_logits + (size_t)b * 784;
-        const jv_real *restrict t = in_x + (size_t)b * 784;
-        jv_real v[784];
-        JV_IVDEP
-        for (int j = 0; j < 784; j++)
-            v[j] = jv_softplus(l[j]) - t[j] * l[j];
-        for (int j = 0; j < 784; j++)
-            s += v[j];
-        log_lik_x[b] = -s;
-    }
-
-    /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
-       p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
-    for (int b = 0; b < B; b++) {
-        const jv_real *restrict bias = params + JMVAE_H_P_W_H1_BIAS;
-        jv_real *restrict row = p_w_h1 + (size_t)b * 512;
-        JV_IVDEP
-        for (int j = 0; j < 512; j++) {
-            jv_real v = row[j] + bias[j];
-            row[j] = v > 0 ? v : 0;
+    if (which & 0x1u) { /* x */
+        /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
+           log_lik_x = log p(in_x | p_x_logits), bernoulli over 784 values */
+        for (int b = 0; b < B; b++) {
+            jv_real s = 0;
+            const jv_real *restrict l = p_x_logits + (size_t)b * 784;
+            const jv_real *restrict t = in_x + (size_t)b * 784;
+            jv_real v[784];
+            JV_IVDEP
+            for (int j = 0; j < 784; j++)
+                v[j] = jv_softplus(l[j]) - t[j] * l[j];
+            for (int j = 0; j < 784; j++)
+                s += v[j];
+            log_lik_x[b] = -s;
         }
     }
 
-    /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
-       p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
-    for (int b = 0; b < B; b++) {
-        const jv_real *restrict bias = params + JMVAE_H_P_W_H2_BIAS;
-        jv_real *restrict row = p_w_h2 + (size_t)b * 512;
-        JV_IVDEP
-        for (int j = 0; j < 512; j++) {
-            jv_real v = row[j] + bias[j];
-            row[j] = v > 0 ? v : 0;
+    if (which & 0x2u) { /* w */
+        /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
+           p_w layer 1: p_w_h1 = relu(x W + b), [B x 64] -> [B x 512] */
+        jv_gemm(0, 0, B, 512, 64, 1, z1_sample, 64, params + JMVAE_H_P_W_H1_WEIGHT, 512, 0, p_w_h1, 512);
+        for (int b = 0; b < B; b++) {
+            const jv_real *restrict bias = params + JMVAE_H_P_W_H1_BIAS;
+            jv_real *restrict row = p_w_h1 + (size_t)b * 512;
+            JV_IVDEP
+            for (int j = 0; j < 512; j++) {
+                jv_real v = row[j] + bias[j];
+                row[j] = v > 0 ? v : 0;
+            }
         }
     }
 
-    /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
-       p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
-    jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_H_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
-    for (int b = 0; b < B; b++) {
-        const jv_real *restrict bias = params + JMVAE_H_P_W_HEAD_BIAS;
-        jv_real *restrict row = p_w_logits + (size_t)b * 10;
-        JV_IVDEP
-        for (int j = 0; j < 10; j++) {
-            jv_real v = row[j] + bias[j];
-            row[j] = v;
+    if (which & 0x2u) { /* w */
+        /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
+           p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
+        jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
+        for (int b = 0; b < B; b++) {
+            const jv_real *restrict bias = params + JMVAE_H_P_W_H2_BIAS;
+            jv_real *restrict row = p_w_h2 + (size_t)b * 512;
+            JV_IVDEP
+            for (int j = 0; j < 512; j++) {
+                jv_real v = row[j] + bias[j];
+                row[j] = v > 0 ? v : 0;
+            }
         }
     }
 
-    /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
-       log_lik_w = --log p(in_w | p_w_logits), categorical over 10 values */
-    for (int b = 0; b < B; b++) {
-        jv_real s = 0;
-        const jv_real *restrict l = p_w_logits + (size_t)b * 10;
-        const jv_real *restrict t = in_w + (size_t)b * 10;
-        jv_real top = l[0], total = 0, mass = 0;
-        for (int j = 1; j < 10; j++)
-            top = l[j] > top ? l[j] : top;
-        JV_IVDEP
-        for (int j = 0; j < 10; j++) {
-            total += JV_EXP(l[j] - top);
-            mass += t[j];
-            s -= t[j] * l[j];
+    if (which & 0x2u) { /* w */
+        /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
+           p_w head: p_w_logits = linear(x W + b), [B x 512] -> [B x 10] */
+        jv_gemm(0, 0, B, 10, 512, 1, p_w_h2, 512, params + JMVAE_H_P_W_HEAD_WEIGHT, 10, 0, p_w_logits, 10);
+        for (int b = 0; b < B; b++) {
+            const jv_real *restrict bias = params + JMVAE_H_P_W_HEAD_BIAS;
+            jv_real *restrict row = p_w_logits + (size_t)b * 10;
+            JV_IVDEP
+            for (int j = 0; j < 10; j++) {
+                jv_real v = row[j] + bias[j];
+                row[j] = v;
+            }
         }
-        s += mass * (top + JV_LOG(total));
-        log_lik_w[b] = -s;
+    }
+
+    if (which & 0x2u) { /* w */
+        /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
+           log_lik_w = log p(in_w | p_w_logits), categorical over 10 values */
+        for (int b = 0; b < B; b++) {
+            jv_real s = 0;
+            const jv_real *restrict l = p_w_logits + (size_t)b * 10;
+            const jv_real *restrict t = in_w + (size_t)b * 10;
+            jv_real top = l[0], total = 0, mass = 0;
+            for (int j = 1; j < 10; j++)
+                top = l[j] > top ? l[j] : top;
+            JV_IVDEP
+            for (int j = 0; j < 10; j++) {
+                total += JV_EXP(l[j] - top);
+                mass += t[j];
+                s -= t[j] * l[j];
+            }
+            s += mass * (top + JV_LOG(total));
+            log_lik_w[b] = -s;
+        }
     }
 }
 
