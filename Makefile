@@ -108,8 +108,23 @@ generated-trainers: all
 	    $(MAKE) -s -C generated/$$m CFLAGS='-O2 -Wall -Wextra $(if $(WERROR),-Werror) $(if $(SANITIZE),-fsanitize=$(SANITIZE))' \
 	        LDFLAGS='$(if $(SANITIZE),-fsanitize=$(SANITIZE))' || exit 1; done
 
-test: deps all generated-trainers $(TEST_BIN) ## install what is missing, build, run every test
-	@set -e; for t in $(TEST_BIN); do echo "== $$t"; JMVAEC_ROOT=$(CURDIR) SANITIZE='$(SANITIZE)' $$t --jobs 2 || exit 1; done
+$(BUILD)/tests/blas_kernel: tests/blas_kernel.c $(RUNTIME_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Iruntime $< $(RUNTIME_LIB) $(LDFLAGS_ALL) $(BLAS_LIBS) -o $@
+
+# Every suite runs on the OpenBLAS kernel the trainers choose for this CPU
+# (OPENBLAS_CORETYPE, if set, wins); then the numerical tests (values,
+# gradient checks, determinism across threads and resumes) run again on the
+# generic kernel, which OpenBLAS falls back to on CPUs it does not know.
+NUMERIC_TESTS := test_values: test_codegen:gradcheck/* test_gradcheck: \
+                 test_e2e:e2e/runs_are_deterministic* test_e2e:e2e/resuming* test_e2e:e2e/eval_gives*
+test: deps all generated-trainers $(TEST_BIN) $(BUILD)/tests/blas_kernel ## install what is missing, build, run every test
+	@set -e; kernel=$${OPENBLAS_CORETYPE:-$$($(BUILD)/tests/blas_kernel)}; \
+	for t in $(TEST_BIN); do echo "== $$t (BLAS kernel $$kernel)"; \
+	    OPENBLAS_CORETYPE=$$kernel JMVAEC_ROOT=$(CURDIR) SANITIZE='$(SANITIZE)' $$t --jobs 2 || exit 1; done; \
+	for n in $(NUMERIC_TESTS); do t=$${n%%:*}; f=$${n#*:}; echo "== $(BUILD)/tests/$$t $$f (generic BLAS kernel Prescott)"; \
+	    OPENBLAS_CORETYPE=Prescott JMVAEC_ROOT=$(CURDIR) SANITIZE='$(SANITIZE)' $(BUILD)/tests/$$t --jobs 2 \
+	        $${f:+--filter "$$f"} || exit 1; done
 	@echo "all test suites passed"
 
 # Installs what is missing first (bison and the data may not be there yet),

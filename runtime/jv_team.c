@@ -130,11 +130,10 @@ jv_team *jv_team_new(int threads, jv_error *err)
     }
     for (int i = 1; i < t->n; i++) {
         worker_arg *w = malloc(sizeof *w);
-        int rc = w ? pthread_create(&t->threads[i], NULL, worker_main, w) : -1;
-        if (w && rc == 0) {
+        if (w)
             *w = (worker_arg){t, i};
+        if (w && pthread_create(&t->threads[i], NULL, worker_main, w) == 0)
             continue;
-        }
         free(w);
         jv_error_set(err, "cannot start thread %d of %d", i + 1, t->n);
         t->n = i; /* the ones started are stopped and joined */

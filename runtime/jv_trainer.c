@@ -57,6 +57,7 @@ static void print_model(const jv_model *m)
             printf(" (from %g over %g epochs)", h->warmup_from, h->warmup_epochs);
     }
     printf("%s\n", m->n_hypers ? "" : " none");
+    printf("  runtime:   %d cores; %s; optimiser %s\n", jv_cpu_count(), jv_blas_describe(), jv_simd_describe());
 }
 
 static void print_usage(const jv_model *m)

@@ -28,6 +28,7 @@
 
 #include "shell_util.h"
 #include "report_util.h"
+#include "jv_runtime.h"
 
 #define TRAINER "generated/jmvae_kl/jmvae_kl"
 #define OTHER_TRAINER "generated/jmvae/jmvae" /* another spec */
@@ -132,16 +133,16 @@ static void free_result(run_result *r)
 
 /* Runs the program (a path from the repository's root) in the work folder
  * with the given arguments; stdout and stderr are kept apart. */
-static void run_in(const scratch *s, run_result *r, const char *prog, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void run_in(const scratch *s, run_result *r, const char *prog, const char *fmt, ...)
+static void run_env(const scratch *s, run_result *r, const char *env, const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void run_env(const scratch *s, run_result *r, const char *env, const char *prog, const char *fmt, ...)
 {
     char args[2048], cmd[4096], path[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/%s' %s >'%s/out' 2>'%s/err'", s->work, s->repo, prog, args,
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/%s' %s >'%s/out' 2>'%s/err'", s->work, env, s->repo, prog, args,
              s->root, s->root);
     r->code = run_command(cmd, NULL);
     snprintf(path, sizeof path, "%s/out", s->root);
@@ -150,6 +151,8 @@ static void run_in(const scratch *s, run_result *r, const char *prog, const char
     r->err = (char *)slurp(path, NULL);
     cr_assert(r->out && r->err);
 }
+
+#define run_in(s, r, prog, ...) run_env(s, r, "", prog, __VA_ARGS__)
 
 /* Runs the trainer and requires success. */
 static void ok(const scratch *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -529,6 +532,42 @@ Test(e2e, eval_gives_the_same_numbers_on_any_number_of_threads)
     ok(&s, "eval --checkpoint run/last.ckpt " TEST_DATA " --limit 30 --samples 50 --batch 120 --threads 3 --json three.json");
     same_files(&s, "one.json", "two.json");
     same_files(&s, "one.json", "three.json");
+    drop_scratch(&s);
+}
+
+/* ---------------------------------------------------------------- BLAS -- */
+
+/* The trainer names the kernel it runs and why. JMVAEC_BLAS_TEST_GENERIC=1
+ * makes it take the library's choice for the generic Prescott kernel, as
+ * OpenBLAS 0.3.21 gives on CPUs it does not know: the trainer must then
+ * start again on the kernel the CPU runs. */
+Test(e2e, the_trainer_restarts_on_the_blas_kernel_the_cpu_runs)
+{
+    scratch s;
+    run_result r;
+    make_scratch(&s);
+    jv_cpu_features f;
+    jv_cpu_detect(&f);
+    const char *better = jv_blas_better_kernel("Prescott", &f);
+    run_env(&s, &r, "env -u OPENBLAS_CORETYPE JMVAEC_BLAS_TEST_GENERIC=1", TRAINER, "help");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    char want[256];
+    if (better) {
+        snprintf(want, sizeof want, "kernel %s, chosen by jmvaec for this CPU", better);
+        cr_expect_not_null(strstr(r.out, want), "no '%s' in:\n%s", want, r.out);
+        cr_expect_not_null(strstr(r.out, "the library's own choice was Prescott"), "%s", r.out);
+    } else {
+        cr_expect_not_null(strstr(r.out, "the library's choice"), "%s", r.out);
+    }
+    free_result(&r);
+    run_env(&s, &r, "env OPENBLAS_CORETYPE=Prescott JMVAEC_BLAS_TEST_GENERIC=1", TRAINER, "help");
+    cr_expect_not_null(strstr(r.out, "kernel Prescott, from OPENBLAS_CORETYPE=Prescott"), "%s", r.out);
+    free_result(&r);
+    run_env(&s, &r, "env -u OPENBLAS_CORETYPE JMVAEC_BLAS_AUTO=0 JMVAEC_BLAS_TEST_GENERIC=1", TRAINER, "help");
+    cr_expect_null(strstr(r.out, "chosen by jmvaec"), "%s", r.out);
+    if (better)
+        cr_expect_not_null(strstr(r.out, "JMVAEC_BLAS_AUTO=0"), "%s", r.out);
+    free_result(&r);
     drop_scratch(&s);
 }
 

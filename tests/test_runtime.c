@@ -9,11 +9,13 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -346,6 +348,85 @@ Test(adam, clipping_scales_the_gradient)
     memset(m, 0, sizeof m);
     jv_adam_step(&cfg, p, g, m, v, 3, 1, 5.0);
     cr_assert_float_eq(m[1], 0.4, 1e-7);
+}
+
+/* Random floats of many magnitudes, some zero, for the vector paths. */
+static void fill_mixed(float *x, size_t n, uint64_t stream)
+{
+    for (size_t i = 0; i < n; i++) {
+        double u = jv_uniform_at(3, stream, i);
+        x[i] = i % 97 == 0 ? 0.0f : (float)((u - 0.5) * pow(10, (double)(i % 9) - 4));
+    }
+}
+
+/* Every vector path gives the bits of the baseline one, for lengths that
+ * leave every remainder of the 16-lane loops. */
+Test(adam, every_vector_path_gives_the_same_bits)
+{
+    enum { N = 1000 + 15 };
+    float *g = malloc(N * sizeof *g), *p0 = malloc(N * sizeof *p0), *m0 = calloc(N, sizeof *m0), *v0 = calloc(N, sizeof *v0);
+    float *p = malloc(N * sizeof *p), *m = malloc(N * sizeof *m), *v = malloc(N * sizeof *v);
+    fill_mixed(g, N, 1);
+    fill_mixed(p0, N, 2);
+    jv_adam_config cfg = {1e-3, 0.9, 0.999, 1e-8, 5};
+    int tested = 0;
+    for (int path = 0; path < jv_simd_path_count(); path++) {
+        if (!jv_simd_path_supported(path))
+            continue;
+        tested++;
+        for (size_t n = 0; n <= N; n += n < 40 ? 1 : 487) {
+            double a = jv_sumsq_path(0, g, n), b = jv_sumsq_path(path, g, n);
+            cr_assert(memcmp(&a, &b, sizeof a) == 0, "%s: sum of squares of %zu: %.17g, baseline %.17g",
+                      jv_simd_path_name(path), n, b, a);
+        }
+        float *pb = malloc(N * sizeof *pb), *mb = calloc(N, sizeof *mb), *vb = calloc(N, sizeof *vb);
+        memcpy(pb, p0, N * sizeof *pb);
+        memcpy(p, p0, N * sizeof *p);
+        memset(m, 0, N * sizeof *m);
+        memset(v, 0, N * sizeof *v);
+        for (long step = 1; step <= 3; step++) {
+            jv_adam_update_path(0, &cfg, pb, g, mb, vb, N, step, 0.37);
+            jv_adam_update_path(path, &cfg, p, g, m, v, N, step, 0.37);
+        }
+        cr_assert(memcmp(p, pb, N * sizeof *p) == 0 && memcmp(m, mb, N * sizeof *m) == 0 &&
+                      memcmp(v, vb, N * sizeof *v) == 0,
+                  "%s: Adam differs from the baseline", jv_simd_path_name(path));
+        free(pb);
+        free(mb);
+        free(vb);
+    }
+    cr_assert_geq(tested, 1);
+    cr_log_info("vector paths checked: %d; in use: %s", tested, jv_simd_describe());
+    /* and the sum of squares is the one of double arithmetic, to its rounding */
+    double exact = 0;
+    for (int i = 0; i < N; i++)
+        exact += (double)g[i] * g[i];
+    cr_assert_float_eq(jv_sumsq_f32(g, N), exact, 1e-12 * exact);
+    free(g);
+    free(p0);
+    free(m0);
+    free(v0);
+    free(p);
+    free(m);
+    free(v);
+}
+
+/* Ranges updated one by one give what one call over all gives. */
+Test(adam, ranges_update_like_one_call)
+{
+    enum { N = 333 };
+    float g[N], p1[N], p2[N], m1[N] = {0}, m2[N] = {0}, v1[N] = {0}, v2[N] = {0};
+    fill_mixed(g, N, 4);
+    fill_mixed(p1, N, 5);
+    memcpy(p2, p1, sizeof p1);
+    jv_adam_config cfg = {1e-3, 0.9, 0.999, 1e-8, 0};
+    jv_adam_update(&cfg, p1, g, m1, v1, 0, N, 7, 0.5);
+    for (int part = 0; part < 5; part++) {
+        size_t lo, hi;
+        jv_split_range(N, 16, part, 5, &lo, &hi);
+        jv_adam_update(&cfg, p2, g, m2, v2, lo, hi, 7, 0.5);
+    }
+    cr_assert(memcmp(p1, p2, sizeof p1) == 0 && memcmp(m1, m2, sizeof m1) == 0 && memcmp(v1, v2, sizeof v1) == 0);
 }
 
 Test(adam, warm_up_is_linear_then_flat)
@@ -1187,6 +1268,85 @@ Test(files, make_dir_creates_parents)
     write_text(tpath("file"), "x");
     assert_refused(jv_make_dir(tpath("file"), &err), &err, tpath("file"), "a file of that name exists");
     assert_refused(jv_make_dir(tpath("file/sub"), &err), &err, tpath("file/sub"), "cannot create folder");
+}
+
+/* ================================================================ team == */
+
+typedef struct {
+    int runs[8];
+    int sizes[8];
+} team_record;
+
+static void record_member(void *arg, int id, int n)
+{
+    team_record *r = arg;
+    r->runs[id]++;
+    r->sizes[id] = n;
+}
+
+Test(team, every_member_runs_each_job_once)
+{
+    jv_error err;
+    jv_team *t = jv_team_new(3, &err);
+    cr_assert_not_null(t, "%s", err.msg);
+    cr_assert_eq(jv_team_size(t), 3);
+    team_record r = {{0}, {0}};
+    for (int job = 0; job < 200; job++)
+        jv_team_run(t, record_member, &r);
+    for (int id = 0; id < 3; id++) {
+        cr_assert_eq(r.runs[id], 200, "member %d ran %d jobs", id, r.runs[id]);
+        cr_assert_eq(r.sizes[id], 3);
+    }
+    nanosleep(&(struct timespec){0, 5000000}, NULL); /* long enough for the workers to sleep: they must wake */
+    jv_team_run(t, record_member, &r);
+    cr_assert(r.runs[1] == 201 && r.runs[2] == 201);
+    jv_team_free(t);
+    team_record one = {{0}, {0}};
+    jv_team_run(NULL, record_member, &one); /* no team: the caller alone */
+    cr_assert(one.runs[0] == 1 && one.sizes[0] == 1);
+}
+
+Test(team, split_range_covers_every_element_once)
+{
+    for (size_t n = 0; n < 300; n += 7)
+        for (int parts = 1; parts <= 5; parts++) {
+            size_t next = 0;
+            for (int id = 0; id < parts; id++) {
+                size_t lo, hi;
+                jv_split_range(n, 16, id, parts, &lo, &hi);
+                cr_assert(lo == next && hi >= lo && (hi == n || hi % 16 == 0), "n %zu part %d: [%zu, %zu)", n, id, lo, hi);
+                next = hi;
+            }
+            cr_assert_eq(next, n);
+        }
+}
+
+/* ========================================================== BLAS kernel == */
+
+Test(blas, a_generic_kernel_gives_way_to_what_the_cpu_runs)
+{
+    const jv_cpu_features none = {0}, avx = {1, 0, 0, 0}, avx2 = {1, 1, 1, 0}, avx512 = {1, 1, 1, 1};
+    cr_assert_str_eq(jv_blas_better_kernel("Prescott", &avx512), "SkylakeX");
+    cr_assert_str_eq(jv_blas_better_kernel("prescott", &avx512), "SkylakeX");
+    cr_assert_str_eq(jv_blas_better_kernel("Nehalem", &avx2), "Haswell");
+    cr_assert_str_eq(jv_blas_better_kernel("Core2", &avx), "Sandybridge");
+    cr_assert_str_eq(jv_blas_better_kernel("Sandybridge", &avx2), "Haswell");
+    cr_assert_str_eq(jv_blas_better_kernel("Sandybridge", &avx512), "SkylakeX");
+    cr_assert_null(jv_blas_better_kernel("Prescott", &none));
+    cr_assert_null(jv_blas_better_kernel("Sandybridge", &avx)); /* nothing better */
+    /* a kernel with AVX2 already is the library's informed choice, AMD's Zen included */
+    cr_assert_null(jv_blas_better_kernel("Haswell", &avx512));
+    cr_assert_null(jv_blas_better_kernel("Zen", &avx512));
+    cr_assert_null(jv_blas_better_kernel("SkylakeX", &avx512));
+    cr_assert_null(jv_blas_better_kernel("SapphireRapids", &avx512));
+    cr_assert_null(jv_blas_better_kernel("NoSuchKernel", &avx512));
+    cr_assert_null(jv_blas_better_kernel(NULL, &avx512));
+}
+
+Test(blas, the_description_names_the_kernel)
+{
+    char *openblas_get_corename(void);
+    cr_assert_not_null(strstr(jv_blas_describe(), openblas_get_corename()), "%s", jv_blas_describe());
 }
 
 Test(files, set_threads_accepts_any_count)
