@@ -999,7 +999,10 @@ static void emit_task(emitter *e, const graph *g, int k)
         if (o->kind == OP_ZERO_GRAD)
             put(e, "        s->sumsq[%d] = 0;\n", t->slot[k]);
         else
-            put(e, "        s->sumsq[%d] = jv_sumsq(grads + %ld, %ld);\n", t->slot[k], first, count);
+            put(e, "        s->sumsq[%d] = jv_sumsq(grads + %s, %ld);\n", t->slot[k],
+                o->kind == OP_ACT_GRAD ? tensor_at(e, o->bias, 0)
+                                       : tensor_at(e, o->tensor, (long)o->row_offset * e->p->tensors[o->tensor].cols),
+                count);
     }
     put(e, "}\n");
 }
@@ -1013,13 +1016,14 @@ static void emit_tasks(emitter *e, const graph *g)
     e->g = g;
     e->rows = "B";
     put(e, "\n/* ------------------------------------------------------------ the step -- */\n");
-    put(e, "\n/* %s, as %d tasks (%d of them the forward pass). Each task is one block\n", g->purpose, t->n,
-        t->n_forward);
-    put(e, " * of the step; %s_train_tasks lists, for each, how many tasks it waits for,\n", pre);
-    put(e, " * the tasks waiting for it, and its rank (the estimated microseconds from its\n");
-    put(e, " * start to the end of the step, at a batch of 100). A task waits for every\n");
-    put(e, " * earlier one that touches the same buffer or gradient rows when either\n");
-    put(e, " * writes them, so every order the runtime may pick computes the same bits. */\n");
+    put(e, "\n/* The training step (the loss and its gradient) as %d tasks, the first %d\n", t->n, t->n_forward);
+    put(e, " * the forward pass. Each task is one block of the step. %s_train_tasks\n", pre);
+    put(e, " * lists, for each, its name and spec line, how many tasks it waits for, the\n");
+    put(e, " * tasks waiting for it, and its rank: the estimated microseconds from its\n");
+    put(e, " * start to the end of the step at a batch of 100 (the runtime runs the ready\n");
+    put(e, " * task of highest rank first). A task waits for every earlier one that\n");
+    put(e, " * touches the same buffer or gradient rows when either writes them, so\n");
+    put(e, " * every order the runtime may pick computes the same bits. */\n");
     for (int k = 0; k < t->n; k++)
         emit_task(e, g, k);
     put(e, "\nstatic const int %s_train_succ[] = {", pre);
@@ -1031,7 +1035,9 @@ static void emit_tasks(emitter *e, const graph *g)
     put(e, "\nstatic const jv_task %s_train_tasks[] = {\n", pre);
     int at = 0;
     for (int k = 0; k < t->n; k++) {
-        put(e, "    {%s, %d, %d, %d, %.1ff},\n", task_name(e, g, k), t->n_pred[k], at, t->n_succ[k], t->rank[k]);
+        const char *name = task_name(e, g, k);
+        put(e, "    {%s, \"%s\", %d, %d, %d, %d, %.1ff},\n", name, name, g->ops[t->op[k]].line, t->n_pred[k], at,
+            t->n_succ[k], t->rank[k]);
         at += t->n_succ[k];
     }
     put(e, "};\n");

@@ -226,6 +226,8 @@ typedef struct {
 
 typedef struct {
     void (*run)(const jv_step *s);
+    const char *name;            /* the task's function, e.g. "t07_affine_enc_x_h1" */
+    int line;                    /* the spec line it comes from */
     int n_pred;                  /* the tasks it waits for */
     int first_succ, n_succ;      /* the tasks waiting for it: succ[first_succ .. first_succ + n_succ) */
     float rank;                  /* estimated microseconds from its start to the end of the step */

@@ -317,7 +317,8 @@ static void fixture_task_backward(const jv_step *s)
 }
 
 static const int fixture_succ[] = {1};
-static const jv_task fixture_tasks[] = {{fixture_task_forward, 0, 0, 1, 2}, {fixture_task_backward, 1, 1, 0, 1}};
+static const jv_task fixture_tasks[] = {{fixture_task_forward, "forward", 0, 0, 0, 1, 2},
+                                        {fixture_task_backward, "backward", 0, 1, 1, 0, 1}};
 static const jv_task_graph fixture_graph = {2, 1, fixture_tasks, fixture_succ, 1};
 
 static const jv_model fixture_model = {

@@ -28,12 +28,14 @@ void jmvae_init(jv_real *params, uint64_t seed)
 
 /* ------------------------------------------------------------ the step -- */
 
-/* one training step: the loss and its gradient, as 51 tasks (16 of them the forward pass). Each task is one block
- * of the step; jmvae_train_tasks lists, for each, how many tasks it waits for,
- * the tasks waiting for it, and its rank (the estimated microseconds from its
- * start to the end of the step, at a batch of 100). A task waits for every
- * earlier one that touches the same buffer or gradient rows when either
- * writes them, so every order the runtime may pick computes the same bits. */
+/* The training step (the loss and its gradient) as 51 tasks, the first 16
+ * the forward pass. Each task is one block of the step. jmvae_train_tasks
+ * lists, for each, its name and spec line, how many tasks it waits for, the
+ * tasks waiting for it, and its rank: the estimated microseconds from its
+ * start to the end of the step at a batch of 100 (the runtime runs the ready
+ * task of highest rank first). A task waits for every earlier one that
+ * touches the same buffer or gradient rows when either writes them, so
+ * every order the runtime may pick computes the same bits. */
 
 static void t00_affine_enc_x_h1(const jv_step *s)
 {
@@ -498,7 +500,7 @@ static void t18_act_grad_d_p_w_logits(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 0, for the norm */
-        s->sumsq[0] = jv_sumsq(grads + 1997200, 10);
+        s->sumsq[0] = jv_sumsq(grads + JMVAE_P_W_HEAD_BIAS, 10);
 }
 
 static void t19_gemm_dw_p_w_head_weight(const jv_step *s)
@@ -513,7 +515,7 @@ static void t19_gemm_dw_p_w_head_weight(const jv_step *s)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
     jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_P_W_HEAD_WEIGHT, 10);
     if (s->sumsq) /* gradient region 1, for the norm */
-        s->sumsq[1] = jv_sumsq(grads + 1992080, 5120);
+        s->sumsq[1] = jv_sumsq(grads + JMVAE_P_W_HEAD_WEIGHT, 5120);
 }
 
 static void t20_gemm_dx_d_p_w_h2(const jv_step *s)
@@ -552,7 +554,7 @@ static void t21_act_grad_d_p_w_h2(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 2, for the norm */
-        s->sumsq[2] = jv_sumsq(grads + 1991568, 512);
+        s->sumsq[2] = jv_sumsq(grads + JMVAE_P_W_H2_BIAS, 512);
 }
 
 static void t22_gemm_dw_p_w_h2_weight(const jv_step *s)
@@ -567,7 +569,7 @@ static void t22_gemm_dw_p_w_h2_weight(const jv_step *s)
        p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_P_W_H2_WEIGHT, 512);
     if (s->sumsq) /* gradient region 3, for the norm */
-        s->sumsq[3] = jv_sumsq(grads + 1729424, 262144);
+        s->sumsq[3] = jv_sumsq(grads + JMVAE_P_W_H2_WEIGHT, 262144);
 }
 
 static void t23_gemm_dx_d_p_w_h1(const jv_step *s)
@@ -606,7 +608,7 @@ static void t24_act_grad_d_p_w_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 4, for the norm */
-        s->sumsq[4] = jv_sumsq(grads + 1728912, 512);
+        s->sumsq[4] = jv_sumsq(grads + JMVAE_P_W_H1_BIAS, 512);
 }
 
 static void t25_gemm_dw_p_w_h1_weight(const jv_step *s)
@@ -621,7 +623,7 @@ static void t25_gemm_dw_p_w_h1_weight(const jv_step *s)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z_sample^T d_p_w_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_P_W_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 5, for the norm */
-        s->sumsq[5] = jv_sumsq(grads + 1696144, 32768);
+        s->sumsq[5] = jv_sumsq(grads + JMVAE_P_W_H1_WEIGHT, 32768);
 }
 
 static void t26_gemm_dx_d_z_sample(const jv_step *s)
@@ -682,7 +684,7 @@ static void t28_act_grad_d_p_x_logits(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 6, for the norm */
-        s->sumsq[6] = jv_sumsq(grads + 1695360, 784);
+        s->sumsq[6] = jv_sumsq(grads + JMVAE_P_X_HEAD_BIAS, 784);
 }
 
 static void t29_gemm_dw_p_x_head_weight(const jv_step *s)
@@ -697,7 +699,7 @@ static void t29_gemm_dw_p_x_head_weight(const jv_step *s)
        p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
     jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_P_X_HEAD_WEIGHT, 784);
     if (s->sumsq) /* gradient region 7, for the norm */
-        s->sumsq[7] = jv_sumsq(grads + 1293952, 401408);
+        s->sumsq[7] = jv_sumsq(grads + JMVAE_P_X_HEAD_WEIGHT, 401408);
 }
 
 static void t30_gemm_dx_d_p_x_h2(const jv_step *s)
@@ -736,7 +738,7 @@ static void t31_act_grad_d_p_x_h2(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 8, for the norm */
-        s->sumsq[8] = jv_sumsq(grads + 1293440, 512);
+        s->sumsq[8] = jv_sumsq(grads + JMVAE_P_X_H2_BIAS, 512);
 }
 
 static void t32_gemm_dw_p_x_h2_weight(const jv_step *s)
@@ -751,7 +753,7 @@ static void t32_gemm_dw_p_x_h2_weight(const jv_step *s)
        p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_P_X_H2_WEIGHT, 512);
     if (s->sumsq) /* gradient region 9, for the norm */
-        s->sumsq[9] = jv_sumsq(grads + 1031296, 262144);
+        s->sumsq[9] = jv_sumsq(grads + JMVAE_P_X_H2_WEIGHT, 262144);
 }
 
 static void t33_gemm_dx_d_p_x_h1(const jv_step *s)
@@ -790,7 +792,7 @@ static void t34_act_grad_d_p_x_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 10, for the norm */
-        s->sumsq[10] = jv_sumsq(grads + 1030784, 512);
+        s->sumsq[10] = jv_sumsq(grads + JMVAE_P_X_H1_BIAS, 512);
 }
 
 static void t35_gemm_dw_p_x_h1_weight(const jv_step *s)
@@ -805,7 +807,7 @@ static void t35_gemm_dw_p_x_h1_weight(const jv_step *s)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z_sample^T d_p_x_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_P_X_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 11, for the norm */
-        s->sumsq[11] = jv_sumsq(grads + 998016, 32768);
+        s->sumsq[11] = jv_sumsq(grads + JMVAE_P_X_H1_WEIGHT, 32768);
 }
 
 static void t36_gemm_dx_d_z_sample(const jv_step *s)
@@ -884,7 +886,7 @@ static void t39_act_grad_d_q_xw_out(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 12, for the norm */
-        s->sumsq[12] = jv_sumsq(grads + 997888, 128);
+        s->sumsq[12] = jv_sumsq(grads + JMVAE_Q_XW_HEAD_BIAS, 128);
 }
 
 static void t40_gemm_dw_q_xw_head_weight(const jv_step *s)
@@ -899,7 +901,7 @@ static void t40_gemm_dw_q_xw_head_weight(const jv_step *s)
        q_xw head, backward: d q_xw.head.weight rows 0..511 = q_xw_h1^T d_q_xw_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + JMVAE_Q_XW_HEAD_WEIGHT, 128);
     if (s->sumsq) /* gradient region 13, for the norm */
-        s->sumsq[13] = jv_sumsq(grads + 932352, 65536);
+        s->sumsq[13] = jv_sumsq(grads + JMVAE_Q_XW_HEAD_WEIGHT, 65536);
 }
 
 static void t41_gemm_dx_d_q_xw_h1(const jv_step *s)
@@ -938,7 +940,7 @@ static void t42_act_grad_d_q_xw_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 14, for the norm */
-        s->sumsq[14] = jv_sumsq(grads + 931840, 512);
+        s->sumsq[14] = jv_sumsq(grads + JMVAE_Q_XW_H1_BIAS, 512);
 }
 
 static void t43_gemm_dw_q_xw_h1_weight(const jv_step *s)
@@ -953,7 +955,7 @@ static void t43_gemm_dw_q_xw_h1_weight(const jv_step *s)
        q_xw layer 1, backward: d q_xw.h1.weight rows 0..511 = enc_x_h1^T d_q_xw_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 15, for the norm */
-        s->sumsq[15] = jv_sumsq(grads + 407552, 262144);
+        s->sumsq[15] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT, 262144);
 }
 
 static void t44_gemm_dx_d_enc_x_h1(const jv_step *s)
@@ -981,7 +983,7 @@ static void t45_gemm_dw_q_xw_h1_weight(const jv_step *s)
        q_xw layer 1, backward: d q_xw.h1.weight rows 512..1023 = enc_w_h1^T d_q_xw_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT + 262144, 512);
     if (s->sumsq) /* gradient region 16, for the norm */
-        s->sumsq[16] = jv_sumsq(grads + 669696, 262144);
+        s->sumsq[16] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT + 262144, 262144);
 }
 
 static void t46_gemm_dx_d_enc_w_h1(const jv_step *s)
@@ -1020,7 +1022,7 @@ static void t47_act_grad_d_enc_w_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 17, for the norm */
-        s->sumsq[17] = jv_sumsq(grads + 407040, 512);
+        s->sumsq[17] = jv_sumsq(grads + JMVAE_ENC_W_H1_BIAS, 512);
 }
 
 static void t48_gemm_dw_enc_w_h1_weight(const jv_step *s)
@@ -1036,7 +1038,7 @@ static void t48_gemm_dw_enc_w_h1_weight(const jv_step *s)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_ENC_W_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 18, for the norm */
-        s->sumsq[18] = jv_sumsq(grads + 401920, 5120);
+        s->sumsq[18] = jv_sumsq(grads + JMVAE_ENC_W_H1_WEIGHT, 5120);
 }
 
 static void t49_act_grad_d_enc_x_h1(const jv_step *s)
@@ -1062,7 +1064,7 @@ static void t49_act_grad_d_enc_x_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 19, for the norm */
-        s->sumsq[19] = jv_sumsq(grads + 401408, 512);
+        s->sumsq[19] = jv_sumsq(grads + JMVAE_ENC_X_H1_BIAS, 512);
 }
 
 static void t50_gemm_dw_enc_x_h1_weight(const jv_step *s)
@@ -1078,63 +1080,63 @@ static void t50_gemm_dw_enc_x_h1_weight(const jv_step *s)
        enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
     jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_ENC_X_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 20, for the norm */
-        s->sumsq[20] = jv_sumsq(grads + 0, 401408);
+        s->sumsq[20] = jv_sumsq(grads + JMVAE_ENC_X_H1_WEIGHT, 401408);
 }
 
 static const int jmvae_train_succ[] = {2, 2, 3, 4, 5, 14, 16, 6, 10, 7, 8, 9, 27, 15, 11, 12, 13, 17, 15, 15, 37, 18, 19, 20, 21, 22, 23, 24, 25, 26, 36, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 49, 47, 48, 50};
 
 static const jv_task jmvae_train_tasks[] = {
-    {t00_affine_enc_x_h1, 0, 0, 1, 6752.6f},
-    {t01_affine_enc_w_h1, 0, 1, 1, 5960.0f},
-    {t02_affine_q_xw_h1, 2, 2, 1, 5923.7f},
-    {t03_affine_q_xw_out, 1, 3, 1, 4849.0f},
-    {t04_gauss_head_q_xw_mean, 1, 4, 3, 4711.1f},
-    {t05_sample_z_sample, 1, 7, 2, 4704.2f},
-    {t06_affine_p_x_h1, 1, 9, 1, 4694.1f},
-    {t07_affine_p_x_h2, 1, 10, 1, 4602.4f},
-    {t08_affine_p_x_logits, 1, 11, 2, 4052.0f},
-    {t09_nll_term_rec_x, 1, 13, 1, 79.6f},
-    {t10_affine_p_w_h1, 1, 14, 1, 3020.1f},
-    {t11_affine_p_w_h2, 1, 15, 1, 2928.5f},
-    {t12_affine_p_w_logits, 1, 16, 2, 2378.1f},
-    {t13_nll_term_rec_w, 1, 18, 1, 2.1f},
-    {t14_kl_term_kl, 1, 19, 1, 7.6f},
-    {t15_loss, 3, 20, 0, 0.7f},
-    {t16_kl_grad_d_q_xw_mean, 1, 20, 1, 1600.3f},
-    {t17_nll_grad_d_p_w_logits, 1, 21, 1, 2366.9f},
-    {t18_act_grad_d_p_w_logits, 1, 22, 2, 2365.4f},
-    {t19_gemm_dw_p_w_head_weight, 1, 24, 0, 10.7f},
-    {t20_gemm_dx_d_p_w_h2, 1, 24, 1, 2364.4f},
-    {t21_act_grad_d_p_w_h2, 1, 25, 2, 2353.6f},
-    {t22_gemm_dw_p_w_h2_weight, 1, 27, 0, 524.8f},
-    {t23_gemm_dx_d_p_w_h1, 1, 27, 1, 2301.9f},
-    {t24_act_grad_d_p_w_h1, 1, 28, 2, 1777.1f},
-    {t25_gemm_dw_p_w_h1_weight, 1, 30, 0, 66.0f},
-    {t26_gemm_dx_d_z_sample, 1, 30, 1, 1725.4f},
-    {t27_nll_grad_d_p_x_logits, 1, 31, 1, 3209.5f},
-    {t28_act_grad_d_p_x_logits, 1, 32, 2, 3130.6f},
-    {t29_gemm_dw_p_x_head_weight, 1, 34, 0, 803.3f},
-    {t30_gemm_dx_d_p_x_h2, 1, 34, 1, 3090.9f},
-    {t31_act_grad_d_p_x_h2, 1, 35, 2, 2287.6f},
-    {t32_gemm_dw_p_x_h2_weight, 1, 37, 0, 524.8f},
-    {t33_gemm_dx_d_p_x_h1, 1, 37, 1, 2235.9f},
-    {t34_act_grad_d_p_x_h1, 1, 38, 2, 1711.1f},
-    {t35_gemm_dw_p_x_h1_weight, 1, 40, 0, 66.0f},
-    {t36_gemm_dx_d_z_sample, 2, 40, 1, 1659.4f},
-    {t37_sample_grad_d_q_xw_mean, 2, 41, 1, 1593.4f},
-    {t38_gauss_head_grad_d_q_xw_out, 1, 42, 1, 1583.3f},
-    {t39_act_grad_d_q_xw_out, 1, 43, 2, 1570.0f},
-    {t40_gemm_dw_q_xw_head_weight, 1, 45, 0, 131.6f},
-    {t41_gemm_dx_d_q_xw_h1, 1, 45, 1, 1563.1f},
-    {t42_act_grad_d_q_xw_h1, 1, 46, 4, 1431.5f},
-    {t43_gemm_dw_q_xw_h1_weight, 1, 50, 0, 524.8f},
-    {t44_gemm_dx_d_enc_x_h1, 1, 50, 1, 1379.8f},
-    {t45_gemm_dw_q_xw_h1_weight, 1, 51, 0, 524.8f},
-    {t46_gemm_dx_d_enc_w_h1, 1, 51, 1, 587.2f},
-    {t47_act_grad_d_enc_w_h1, 1, 52, 1, 62.4f},
-    {t48_gemm_dw_enc_w_h1_weight, 1, 53, 0, 10.7f},
-    {t49_act_grad_d_enc_x_h1, 1, 53, 1, 855.0f},
-    {t50_gemm_dw_enc_x_h1_weight, 1, 54, 0, 803.3f},
+    {t00_affine_enc_x_h1, "t00_affine_enc_x_h1", 13, 0, 0, 1, 6752.6f},
+    {t01_affine_enc_w_h1, "t01_affine_enc_w_h1", 14, 0, 1, 1, 5960.0f},
+    {t02_affine_q_xw_h1, "t02_affine_q_xw_h1", 15, 2, 2, 1, 5923.7f},
+    {t03_affine_q_xw_out, "t03_affine_q_xw_out", 15, 1, 3, 1, 4849.0f},
+    {t04_gauss_head_q_xw_mean, "t04_gauss_head_q_xw_mean", 15, 1, 4, 3, 4711.1f},
+    {t05_sample_z_sample, "t05_sample_z_sample", 22, 1, 7, 2, 4704.2f},
+    {t06_affine_p_x_h1, "t06_affine_p_x_h1", 18, 1, 9, 1, 4694.1f},
+    {t07_affine_p_x_h2, "t07_affine_p_x_h2", 18, 1, 10, 1, 4602.4f},
+    {t08_affine_p_x_logits, "t08_affine_p_x_logits", 18, 1, 11, 2, 4052.0f},
+    {t09_nll_term_rec_x, "t09_nll_term_rec_x", 23, 1, 13, 1, 79.6f},
+    {t10_affine_p_w_h1, "t10_affine_p_w_h1", 19, 1, 14, 1, 3020.1f},
+    {t11_affine_p_w_h2, "t11_affine_p_w_h2", 19, 1, 15, 1, 2928.5f},
+    {t12_affine_p_w_logits, "t12_affine_p_w_logits", 19, 1, 16, 2, 2378.1f},
+    {t13_nll_term_rec_w, "t13_nll_term_rec_w", 24, 1, 18, 1, 2.1f},
+    {t14_kl_term_kl, "t14_kl_term_kl", 25, 1, 19, 1, 7.6f},
+    {t15_loss, "t15_loss", 23, 3, 20, 0, 0.7f},
+    {t16_kl_grad_d_q_xw_mean, "t16_kl_grad_d_q_xw_mean", 25, 1, 20, 1, 1600.3f},
+    {t17_nll_grad_d_p_w_logits, "t17_nll_grad_d_p_w_logits", 24, 1, 21, 1, 2366.9f},
+    {t18_act_grad_d_p_w_logits, "t18_act_grad_d_p_w_logits", 19, 1, 22, 2, 2365.4f},
+    {t19_gemm_dw_p_w_head_weight, "t19_gemm_dw_p_w_head_weight", 19, 1, 24, 0, 10.7f},
+    {t20_gemm_dx_d_p_w_h2, "t20_gemm_dx_d_p_w_h2", 19, 1, 24, 1, 2364.4f},
+    {t21_act_grad_d_p_w_h2, "t21_act_grad_d_p_w_h2", 19, 1, 25, 2, 2353.6f},
+    {t22_gemm_dw_p_w_h2_weight, "t22_gemm_dw_p_w_h2_weight", 19, 1, 27, 0, 524.8f},
+    {t23_gemm_dx_d_p_w_h1, "t23_gemm_dx_d_p_w_h1", 19, 1, 27, 1, 2301.9f},
+    {t24_act_grad_d_p_w_h1, "t24_act_grad_d_p_w_h1", 19, 1, 28, 2, 1777.1f},
+    {t25_gemm_dw_p_w_h1_weight, "t25_gemm_dw_p_w_h1_weight", 19, 1, 30, 0, 66.0f},
+    {t26_gemm_dx_d_z_sample, "t26_gemm_dx_d_z_sample", 19, 1, 30, 1, 1725.4f},
+    {t27_nll_grad_d_p_x_logits, "t27_nll_grad_d_p_x_logits", 23, 1, 31, 1, 3209.5f},
+    {t28_act_grad_d_p_x_logits, "t28_act_grad_d_p_x_logits", 18, 1, 32, 2, 3130.6f},
+    {t29_gemm_dw_p_x_head_weight, "t29_gemm_dw_p_x_head_weight", 18, 1, 34, 0, 803.3f},
+    {t30_gemm_dx_d_p_x_h2, "t30_gemm_dx_d_p_x_h2", 18, 1, 34, 1, 3090.9f},
+    {t31_act_grad_d_p_x_h2, "t31_act_grad_d_p_x_h2", 18, 1, 35, 2, 2287.6f},
+    {t32_gemm_dw_p_x_h2_weight, "t32_gemm_dw_p_x_h2_weight", 18, 1, 37, 0, 524.8f},
+    {t33_gemm_dx_d_p_x_h1, "t33_gemm_dx_d_p_x_h1", 18, 1, 37, 1, 2235.9f},
+    {t34_act_grad_d_p_x_h1, "t34_act_grad_d_p_x_h1", 18, 1, 38, 2, 1711.1f},
+    {t35_gemm_dw_p_x_h1_weight, "t35_gemm_dw_p_x_h1_weight", 18, 1, 40, 0, 66.0f},
+    {t36_gemm_dx_d_z_sample, "t36_gemm_dx_d_z_sample", 18, 2, 40, 1, 1659.4f},
+    {t37_sample_grad_d_q_xw_mean, "t37_sample_grad_d_q_xw_mean", 22, 2, 41, 1, 1593.4f},
+    {t38_gauss_head_grad_d_q_xw_out, "t38_gauss_head_grad_d_q_xw_out", 15, 1, 42, 1, 1583.3f},
+    {t39_act_grad_d_q_xw_out, "t39_act_grad_d_q_xw_out", 15, 1, 43, 2, 1570.0f},
+    {t40_gemm_dw_q_xw_head_weight, "t40_gemm_dw_q_xw_head_weight", 15, 1, 45, 0, 131.6f},
+    {t41_gemm_dx_d_q_xw_h1, "t41_gemm_dx_d_q_xw_h1", 15, 1, 45, 1, 1563.1f},
+    {t42_act_grad_d_q_xw_h1, "t42_act_grad_d_q_xw_h1", 15, 1, 46, 4, 1431.5f},
+    {t43_gemm_dw_q_xw_h1_weight, "t43_gemm_dw_q_xw_h1_weight", 15, 1, 50, 0, 524.8f},
+    {t44_gemm_dx_d_enc_x_h1, "t44_gemm_dx_d_enc_x_h1", 15, 1, 50, 1, 1379.8f},
+    {t45_gemm_dw_q_xw_h1_weight, "t45_gemm_dw_q_xw_h1_weight", 15, 1, 51, 0, 524.8f},
+    {t46_gemm_dx_d_enc_w_h1, "t46_gemm_dx_d_enc_w_h1", 15, 1, 51, 1, 587.2f},
+    {t47_act_grad_d_enc_w_h1, "t47_act_grad_d_enc_w_h1", 14, 1, 52, 1, 62.4f},
+    {t48_gemm_dw_enc_w_h1_weight, "t48_gemm_dw_enc_w_h1_weight", 14, 1, 53, 0, 10.7f},
+    {t49_act_grad_d_enc_x_h1, "t49_act_grad_d_enc_x_h1", 13, 1, 53, 1, 855.0f},
+    {t50_gemm_dw_enc_x_h1_weight, "t50_gemm_dw_enc_x_h1_weight", 13, 1, 54, 0, 803.3f},
 };
 
 static const jv_task_graph jmvae_train_graph = {51, 16, jmvae_train_tasks, jmvae_train_succ, 21};

@@ -28,12 +28,14 @@ void jmvae_h_init(jv_real *params, uint64_t seed)
 
 /* ------------------------------------------------------------ the step -- */
 
-/* one training step: the loss and its gradient, as 79 tasks (25 of them the forward pass). Each task is one block
- * of the step; jmvae_h_train_tasks lists, for each, how many tasks it waits for,
- * the tasks waiting for it, and its rank (the estimated microseconds from its
- * start to the end of the step, at a batch of 100). A task waits for every
- * earlier one that touches the same buffer or gradient rows when either
- * writes them, so every order the runtime may pick computes the same bits. */
+/* The training step (the loss and its gradient) as 79 tasks, the first 25
+ * the forward pass. Each task is one block of the step. jmvae_h_train_tasks
+ * lists, for each, its name and spec line, how many tasks it waits for, the
+ * tasks waiting for it, and its rank: the estimated microseconds from its
+ * start to the end of the step at a batch of 100 (the runtime runs the ready
+ * task of highest rank first). A task waits for every earlier one that
+ * touches the same buffer or gradient rows when either writes them, so
+ * every order the runtime may pick computes the same bits. */
 
 static void t00_affine_enc_x_h1(const jv_step *s)
 {
@@ -734,7 +736,7 @@ static void t28_act_grad_d_p_z1_out(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 0, for the norm */
-        s->sumsq[0] = jv_sumsq(grads + 1638592, 128);
+        s->sumsq[0] = jv_sumsq(grads + JMVAE_H_P_Z1_HEAD_BIAS, 128);
 }
 
 static void t29_gemm_dw_p_z1_head_weight(const jv_step *s)
@@ -749,7 +751,7 @@ static void t29_gemm_dw_p_z1_head_weight(const jv_step *s)
        p_z1 head, backward: d p_z1.head.weight rows 0..511 = p_z1_h2^T d_p_z1_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, p_z1_h2, 512, d_p_z1_out, 128, 0, grads + JMVAE_H_P_Z1_HEAD_WEIGHT, 128);
     if (s->sumsq) /* gradient region 1, for the norm */
-        s->sumsq[1] = jv_sumsq(grads + 1573056, 65536);
+        s->sumsq[1] = jv_sumsq(grads + JMVAE_H_P_Z1_HEAD_WEIGHT, 65536);
 }
 
 static void t30_gemm_dx_d_p_z1_h2(const jv_step *s)
@@ -788,7 +790,7 @@ static void t31_act_grad_d_p_z1_h2(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 2, for the norm */
-        s->sumsq[2] = jv_sumsq(grads + 1572544, 512);
+        s->sumsq[2] = jv_sumsq(grads + JMVAE_H_P_Z1_H2_BIAS, 512);
 }
 
 static void t32_gemm_dw_p_z1_h2_weight(const jv_step *s)
@@ -803,7 +805,7 @@ static void t32_gemm_dw_p_z1_h2_weight(const jv_step *s)
        p_z1 layer 2, backward: d p_z1.h2.weight rows 0..511 = p_z1_h1^T d_p_z1_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_z1_h1, 512, d_p_z1_h2, 512, 0, grads + JMVAE_H_P_Z1_H2_WEIGHT, 512);
     if (s->sumsq) /* gradient region 3, for the norm */
-        s->sumsq[3] = jv_sumsq(grads + 1310400, 262144);
+        s->sumsq[3] = jv_sumsq(grads + JMVAE_H_P_Z1_H2_WEIGHT, 262144);
 }
 
 static void t33_gemm_dx_d_p_z1_h1(const jv_step *s)
@@ -842,7 +844,7 @@ static void t34_act_grad_d_p_z1_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 4, for the norm */
-        s->sumsq[4] = jv_sumsq(grads + 1309888, 512);
+        s->sumsq[4] = jv_sumsq(grads + JMVAE_H_P_Z1_H1_BIAS, 512);
 }
 
 static void t35_gemm_dw_p_z1_h1_weight(const jv_step *s)
@@ -857,7 +859,7 @@ static void t35_gemm_dw_p_z1_h1_weight(const jv_step *s)
        p_z1 layer 1, backward: d p_z1.h1.weight rows 0..31 = z2_sample^T d_p_z1_h1, [32 x 512] */
     jv_gemm(1, 0, 32, 512, B, 1, z2_sample, 32, d_p_z1_h1, 512, 0, grads + JMVAE_H_P_Z1_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 5, for the norm */
-        s->sumsq[5] = jv_sumsq(grads + 1293504, 16384);
+        s->sumsq[5] = jv_sumsq(grads + JMVAE_H_P_Z1_H1_WEIGHT, 16384);
 }
 
 static void t36_gemm_dx_d_z2_sample(const jv_step *s)
@@ -926,7 +928,7 @@ static void t38_act_grad_d_p_w_logits(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 6, for the norm */
-        s->sumsq[6] = jv_sumsq(grads + 2637904, 10);
+        s->sumsq[6] = jv_sumsq(grads + JMVAE_H_P_W_HEAD_BIAS, 10);
 }
 
 static void t39_gemm_dw_p_w_head_weight(const jv_step *s)
@@ -941,7 +943,7 @@ static void t39_gemm_dw_p_w_head_weight(const jv_step *s)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
     jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_H_P_W_HEAD_WEIGHT, 10);
     if (s->sumsq) /* gradient region 7, for the norm */
-        s->sumsq[7] = jv_sumsq(grads + 2632784, 5120);
+        s->sumsq[7] = jv_sumsq(grads + JMVAE_H_P_W_HEAD_WEIGHT, 5120);
 }
 
 static void t40_gemm_dx_d_p_w_h2(const jv_step *s)
@@ -980,7 +982,7 @@ static void t41_act_grad_d_p_w_h2(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 8, for the norm */
-        s->sumsq[8] = jv_sumsq(grads + 2632272, 512);
+        s->sumsq[8] = jv_sumsq(grads + JMVAE_H_P_W_H2_BIAS, 512);
 }
 
 static void t42_gemm_dw_p_w_h2_weight(const jv_step *s)
@@ -995,7 +997,7 @@ static void t42_gemm_dw_p_w_h2_weight(const jv_step *s)
        p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_H_P_W_H2_WEIGHT, 512);
     if (s->sumsq) /* gradient region 9, for the norm */
-        s->sumsq[9] = jv_sumsq(grads + 2370128, 262144);
+        s->sumsq[9] = jv_sumsq(grads + JMVAE_H_P_W_H2_WEIGHT, 262144);
 }
 
 static void t43_gemm_dx_d_p_w_h1(const jv_step *s)
@@ -1034,7 +1036,7 @@ static void t44_act_grad_d_p_w_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 10, for the norm */
-        s->sumsq[10] = jv_sumsq(grads + 2369616, 512);
+        s->sumsq[10] = jv_sumsq(grads + JMVAE_H_P_W_H1_BIAS, 512);
 }
 
 static void t45_gemm_dw_p_w_h1_weight(const jv_step *s)
@@ -1049,7 +1051,7 @@ static void t45_gemm_dw_p_w_h1_weight(const jv_step *s)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z1_sample^T d_p_w_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z1_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_H_P_W_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 11, for the norm */
-        s->sumsq[11] = jv_sumsq(grads + 2336848, 32768);
+        s->sumsq[11] = jv_sumsq(grads + JMVAE_H_P_W_H1_WEIGHT, 32768);
 }
 
 static void t46_gemm_dx_d_z1_sample(const jv_step *s)
@@ -1110,7 +1112,7 @@ static void t48_act_grad_d_p_x_logits(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 12, for the norm */
-        s->sumsq[12] = jv_sumsq(grads + 2336064, 784);
+        s->sumsq[12] = jv_sumsq(grads + JMVAE_H_P_X_HEAD_BIAS, 784);
 }
 
 static void t49_gemm_dw_p_x_head_weight(const jv_step *s)
@@ -1125,7 +1127,7 @@ static void t49_gemm_dw_p_x_head_weight(const jv_step *s)
        p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
     jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_H_P_X_HEAD_WEIGHT, 784);
     if (s->sumsq) /* gradient region 13, for the norm */
-        s->sumsq[13] = jv_sumsq(grads + 1934656, 401408);
+        s->sumsq[13] = jv_sumsq(grads + JMVAE_H_P_X_HEAD_WEIGHT, 401408);
 }
 
 static void t50_gemm_dx_d_p_x_h2(const jv_step *s)
@@ -1164,7 +1166,7 @@ static void t51_act_grad_d_p_x_h2(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 14, for the norm */
-        s->sumsq[14] = jv_sumsq(grads + 1934144, 512);
+        s->sumsq[14] = jv_sumsq(grads + JMVAE_H_P_X_H2_BIAS, 512);
 }
 
 static void t52_gemm_dw_p_x_h2_weight(const jv_step *s)
@@ -1179,7 +1181,7 @@ static void t52_gemm_dw_p_x_h2_weight(const jv_step *s)
        p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_H_P_X_H2_WEIGHT, 512);
     if (s->sumsq) /* gradient region 15, for the norm */
-        s->sumsq[15] = jv_sumsq(grads + 1672000, 262144);
+        s->sumsq[15] = jv_sumsq(grads + JMVAE_H_P_X_H2_WEIGHT, 262144);
 }
 
 static void t53_gemm_dx_d_p_x_h1(const jv_step *s)
@@ -1218,7 +1220,7 @@ static void t54_act_grad_d_p_x_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 16, for the norm */
-        s->sumsq[16] = jv_sumsq(grads + 1671488, 512);
+        s->sumsq[16] = jv_sumsq(grads + JMVAE_H_P_X_H1_BIAS, 512);
 }
 
 static void t55_gemm_dw_p_x_h1_weight(const jv_step *s)
@@ -1233,7 +1235,7 @@ static void t55_gemm_dw_p_x_h1_weight(const jv_step *s)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z1_sample^T d_p_x_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z1_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_H_P_X_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 17, for the norm */
-        s->sumsq[17] = jv_sumsq(grads + 1638720, 32768);
+        s->sumsq[17] = jv_sumsq(grads + JMVAE_H_P_X_H1_WEIGHT, 32768);
 }
 
 static void t56_gemm_dx_d_z1_sample(const jv_step *s)
@@ -1312,7 +1314,7 @@ static void t59_act_grad_d_q_z1_out(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 18, for the norm */
-        s->sumsq[18] = jv_sumsq(grads + 997888, 128);
+        s->sumsq[18] = jv_sumsq(grads + JMVAE_H_Q_Z1_HEAD_BIAS, 128);
 }
 
 static void t60_gemm_dw_q_z1_head_weight(const jv_step *s)
@@ -1327,7 +1329,7 @@ static void t60_gemm_dw_q_z1_head_weight(const jv_step *s)
        q_z1 head, backward: d q_z1.head.weight rows 0..511 = h1_h1^T d_q_z1_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, h1_h1, 512, d_q_z1_out, 128, 0, grads + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128);
     if (s->sumsq) /* gradient region 19, for the norm */
-        s->sumsq[19] = jv_sumsq(grads + 932352, 65536);
+        s->sumsq[19] = jv_sumsq(grads + JMVAE_H_Q_Z1_HEAD_WEIGHT, 65536);
 }
 
 static void t61_gemm_dx_d_h1_h1(const jv_step *s)
@@ -1406,7 +1408,7 @@ static void t64_act_grad_d_q_z2_out(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 20, for the norm */
-        s->sumsq[20] = jv_sumsq(grads + 1293440, 64);
+        s->sumsq[20] = jv_sumsq(grads + JMVAE_H_Q_Z2_HEAD_BIAS, 64);
 }
 
 static void t65_gemm_dw_q_z2_head_weight(const jv_step *s)
@@ -1421,7 +1423,7 @@ static void t65_gemm_dw_q_z2_head_weight(const jv_step *s)
        q_z2 head, backward: d q_z2.head.weight rows 0..511 = q_z2_h1^T d_q_z2_out, [512 x 64] */
     jv_gemm(1, 0, 512, 64, B, 1, q_z2_h1, 512, d_q_z2_out, 64, 0, grads + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64);
     if (s->sumsq) /* gradient region 21, for the norm */
-        s->sumsq[21] = jv_sumsq(grads + 1260672, 32768);
+        s->sumsq[21] = jv_sumsq(grads + JMVAE_H_Q_Z2_HEAD_WEIGHT, 32768);
 }
 
 static void t66_gemm_dx_d_q_z2_h1(const jv_step *s)
@@ -1460,7 +1462,7 @@ static void t67_act_grad_d_q_z2_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 22, for the norm */
-        s->sumsq[22] = jv_sumsq(grads + 1260160, 512);
+        s->sumsq[22] = jv_sumsq(grads + JMVAE_H_Q_Z2_H1_BIAS, 512);
 }
 
 static void t68_gemm_dw_q_z2_h1_weight(const jv_step *s)
@@ -1475,7 +1477,7 @@ static void t68_gemm_dw_q_z2_h1_weight(const jv_step *s)
        q_z2 layer 1, backward: d q_z2.h1.weight rows 0..511 = h1_h1^T d_q_z2_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, h1_h1, 512, d_q_z2_h1, 512, 0, grads + JMVAE_H_Q_Z2_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 23, for the norm */
-        s->sumsq[23] = jv_sumsq(grads + 998016, 262144);
+        s->sumsq[23] = jv_sumsq(grads + JMVAE_H_Q_Z2_H1_WEIGHT, 262144);
 }
 
 static void t69_gemm_dx_d_h1_h1(const jv_step *s)
@@ -1514,7 +1516,7 @@ static void t70_act_grad_d_h1_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 24, for the norm */
-        s->sumsq[24] = jv_sumsq(grads + 931840, 512);
+        s->sumsq[24] = jv_sumsq(grads + JMVAE_H_H1_H1_BIAS, 512);
 }
 
 static void t71_gemm_dw_h1_h1_weight(const jv_step *s)
@@ -1529,7 +1531,7 @@ static void t71_gemm_dw_h1_h1_weight(const jv_step *s)
        h1 layer 1, backward: d h1.h1.weight rows 0..511 = enc_x_h1^T d_h1_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 25, for the norm */
-        s->sumsq[25] = jv_sumsq(grads + 407552, 262144);
+        s->sumsq[25] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT, 262144);
 }
 
 static void t72_gemm_dx_d_enc_x_h1(const jv_step *s)
@@ -1557,7 +1559,7 @@ static void t73_gemm_dw_h1_h1_weight(const jv_step *s)
        h1 layer 1, backward: d h1.h1.weight rows 512..1023 = enc_w_h1^T d_h1_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT + 262144, 512);
     if (s->sumsq) /* gradient region 26, for the norm */
-        s->sumsq[26] = jv_sumsq(grads + 669696, 262144);
+        s->sumsq[26] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT + 262144, 262144);
 }
 
 static void t74_gemm_dx_d_enc_w_h1(const jv_step *s)
@@ -1596,7 +1598,7 @@ static void t75_act_grad_d_enc_w_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 27, for the norm */
-        s->sumsq[27] = jv_sumsq(grads + 407040, 512);
+        s->sumsq[27] = jv_sumsq(grads + JMVAE_H_ENC_W_H1_BIAS, 512);
 }
 
 static void t76_gemm_dw_enc_w_h1_weight(const jv_step *s)
@@ -1612,7 +1614,7 @@ static void t76_gemm_dw_enc_w_h1_weight(const jv_step *s)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_H_ENC_W_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 28, for the norm */
-        s->sumsq[28] = jv_sumsq(grads + 401920, 5120);
+        s->sumsq[28] = jv_sumsq(grads + JMVAE_H_ENC_W_H1_WEIGHT, 5120);
 }
 
 static void t77_act_grad_d_enc_x_h1(const jv_step *s)
@@ -1638,7 +1640,7 @@ static void t77_act_grad_d_enc_x_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 29, for the norm */
-        s->sumsq[29] = jv_sumsq(grads + 401408, 512);
+        s->sumsq[29] = jv_sumsq(grads + JMVAE_H_ENC_X_H1_BIAS, 512);
 }
 
 static void t78_gemm_dw_enc_x_h1_weight(const jv_step *s)
@@ -1654,91 +1656,91 @@ static void t78_gemm_dw_enc_x_h1_weight(const jv_step *s)
        enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
     jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_H_ENC_X_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 30, for the norm */
-        s->sumsq[30] = jv_sumsq(grads + 0, 401408);
+        s->sumsq[30] = jv_sumsq(grads + JMVAE_H_ENC_X_H1_WEIGHT, 401408);
 }
 
 static const int jmvae_h_train_succ[] = {2, 2, 3, 7, 4, 5, 6, 23, 25, 18, 8, 9, 22, 26, 10, 14, 11, 12, 13, 47, 24, 15, 16, 17, 37, 24, 19, 20, 21, 22, 26, 24, 24, 62, 27, 57, 28, 29, 30, 31, 32, 33, 34, 35, 36, 62, 38, 39, 40, 41, 42, 43, 44, 45, 46, 56, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 69, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 77, 75, 76, 78};
 
 static const jv_task jmvae_h_train_tasks[] = {
-    {t00_affine_enc_x_h1, 0, 0, 1, 7277.4f},
-    {t01_affine_enc_w_h1, 0, 1, 1, 6484.8f},
-    {t02_affine_h1_h1, 2, 2, 2, 6448.5f},
-    {t03_affine_q_z2_h1, 1, 4, 1, 4299.2f},
-    {t04_affine_q_z2_out, 1, 5, 1, 3748.8f},
-    {t05_gauss_head_q_z2_mean, 1, 6, 3, 3679.6f},
-    {t06_sample_z2_sample, 1, 9, 1, 3675.9f},
-    {t07_affine_q_z1_out, 1, 10, 1, 5373.8f},
-    {t08_gauss_head_q_z1_mean, 1, 11, 3, 5235.8f},
-    {t09_sample_z1_sample, 1, 14, 2, 5228.9f},
-    {t10_affine_p_x_h1, 1, 16, 1, 5218.8f},
-    {t11_affine_p_x_h2, 1, 17, 1, 5127.2f},
-    {t12_affine_p_x_logits, 1, 18, 2, 4576.8f},
-    {t13_nll_term_rec_x, 1, 20, 1, 79.6f},
-    {t14_affine_p_w_h1, 1, 21, 1, 3544.9f},
-    {t15_affine_p_w_h2, 1, 22, 1, 3453.3f},
-    {t16_affine_p_w_logits, 1, 23, 2, 2902.9f},
-    {t17_nll_term_rec_w, 1, 25, 1, 2.2f},
-    {t18_affine_p_z1_h1, 1, 26, 1, 3670.6f},
-    {t19_affine_p_z1_h2, 1, 27, 1, 3611.7f},
-    {t20_affine_p_z1_out, 1, 28, 1, 3061.3f},
-    {t21_gauss_head_p_z1_mean, 1, 29, 2, 2923.4f},
-    {t22_kl_term_kl_z1, 2, 31, 1, 14.0f},
-    {t23_kl_term_kl_z2, 1, 32, 1, 4.4f},
-    {t24_loss, 4, 33, 0, 0.7f},
-    {t25_kl_grad_d_q_z2_mean, 1, 33, 1, 2093.6f},
-    {t26_kl_grad_d_q_z1_mean, 2, 34, 2, 2916.5f},
-    {t27_gauss_head_grad_d_p_z1_out, 1, 36, 1, 2903.2f},
-    {t28_act_grad_d_p_z1_out, 1, 37, 2, 2889.9f},
-    {t29_gemm_dw_p_z1_head_weight, 1, 39, 0, 131.6f},
-    {t30_gemm_dx_d_p_z1_h2, 1, 39, 1, 2883.0f},
-    {t31_act_grad_d_p_z1_h2, 1, 40, 2, 2751.4f},
-    {t32_gemm_dw_p_z1_h2_weight, 1, 42, 0, 524.8f},
-    {t33_gemm_dx_d_p_z1_h1, 1, 42, 1, 2699.7f},
-    {t34_act_grad_d_p_z1_h1, 1, 43, 2, 2174.9f},
-    {t35_gemm_dw_p_z1_h1_weight, 1, 45, 0, 33.3f},
-    {t36_gemm_dx_d_z2_sample, 1, 45, 1, 2123.2f},
-    {t37_nll_grad_d_p_w_logits, 1, 46, 1, 2891.7f},
-    {t38_act_grad_d_p_w_logits, 1, 47, 2, 2890.2f},
-    {t39_gemm_dw_p_w_head_weight, 1, 49, 0, 10.7f},
-    {t40_gemm_dx_d_p_w_h2, 1, 49, 1, 2889.2f},
-    {t41_act_grad_d_p_w_h2, 1, 50, 2, 2878.4f},
-    {t42_gemm_dw_p_w_h2_weight, 1, 52, 0, 524.8f},
-    {t43_gemm_dx_d_p_w_h1, 1, 52, 1, 2826.7f},
-    {t44_act_grad_d_p_w_h1, 1, 53, 2, 2301.9f},
-    {t45_gemm_dw_p_w_h1_weight, 1, 55, 0, 66.0f},
-    {t46_gemm_dx_d_z1_sample, 1, 55, 1, 2250.2f},
-    {t47_nll_grad_d_p_x_logits, 1, 56, 1, 3734.3f},
-    {t48_act_grad_d_p_x_logits, 1, 57, 2, 3655.4f},
-    {t49_gemm_dw_p_x_head_weight, 1, 59, 0, 803.3f},
-    {t50_gemm_dx_d_p_x_h2, 1, 59, 1, 3615.7f},
-    {t51_act_grad_d_p_x_h2, 1, 60, 2, 2812.4f},
-    {t52_gemm_dw_p_x_h2_weight, 1, 62, 0, 524.8f},
-    {t53_gemm_dx_d_p_x_h1, 1, 62, 1, 2760.7f},
-    {t54_act_grad_d_p_x_h1, 1, 63, 2, 2235.9f},
-    {t55_gemm_dw_p_x_h1_weight, 1, 65, 0, 66.0f},
-    {t56_gemm_dx_d_z1_sample, 2, 65, 1, 2184.2f},
-    {t57_sample_grad_d_q_z1_mean, 2, 66, 1, 2118.2f},
-    {t58_gauss_head_grad_d_q_z1_out, 1, 67, 1, 2108.1f},
-    {t59_act_grad_d_q_z1_out, 1, 68, 2, 2094.8f},
-    {t60_gemm_dw_q_z1_head_weight, 1, 70, 0, 131.6f},
-    {t61_gemm_dx_d_h1_h1, 1, 70, 1, 2087.9f},
-    {t62_sample_grad_d_q_z2_mean, 2, 71, 1, 2089.9f},
-    {t63_gauss_head_grad_d_q_z2_out, 1, 72, 1, 2084.6f},
-    {t64_act_grad_d_q_z2_out, 1, 73, 2, 2077.7f},
-    {t65_gemm_dw_q_z2_head_weight, 1, 75, 0, 66.0f},
-    {t66_gemm_dx_d_q_z2_h1, 1, 75, 1, 2074.0f},
-    {t67_act_grad_d_q_z2_h1, 1, 76, 2, 2008.0f},
-    {t68_gemm_dw_q_z2_h1_weight, 1, 78, 0, 524.8f},
-    {t69_gemm_dx_d_h1_h1, 2, 78, 1, 1956.3f},
-    {t70_act_grad_d_h1_h1, 1, 79, 4, 1431.5f},
-    {t71_gemm_dw_h1_h1_weight, 1, 83, 0, 524.8f},
-    {t72_gemm_dx_d_enc_x_h1, 1, 83, 1, 1379.8f},
-    {t73_gemm_dw_h1_h1_weight, 1, 84, 0, 524.8f},
-    {t74_gemm_dx_d_enc_w_h1, 1, 84, 1, 587.2f},
-    {t75_act_grad_d_enc_w_h1, 1, 85, 1, 62.4f},
-    {t76_gemm_dw_enc_w_h1_weight, 1, 86, 0, 10.7f},
-    {t77_act_grad_d_enc_x_h1, 1, 86, 1, 855.0f},
-    {t78_gemm_dw_enc_x_h1_weight, 1, 87, 0, 803.3f},
+    {t00_affine_enc_x_h1, "t00_affine_enc_x_h1", 16, 0, 0, 1, 7277.4f},
+    {t01_affine_enc_w_h1, "t01_affine_enc_w_h1", 17, 0, 1, 1, 6484.8f},
+    {t02_affine_h1_h1, "t02_affine_h1_h1", 18, 2, 2, 2, 6448.5f},
+    {t03_affine_q_z2_h1, "t03_affine_q_z2_h1", 20, 1, 4, 1, 4299.2f},
+    {t04_affine_q_z2_out, "t04_affine_q_z2_out", 20, 1, 5, 1, 3748.8f},
+    {t05_gauss_head_q_z2_mean, "t05_gauss_head_q_z2_mean", 20, 1, 6, 3, 3679.6f},
+    {t06_sample_z2_sample, "t06_sample_z2_sample", 28, 1, 9, 1, 3675.9f},
+    {t07_affine_q_z1_out, "t07_affine_q_z1_out", 19, 1, 10, 1, 5373.8f},
+    {t08_gauss_head_q_z1_mean, "t08_gauss_head_q_z1_mean", 19, 1, 11, 3, 5235.8f},
+    {t09_sample_z1_sample, "t09_sample_z1_sample", 29, 1, 14, 2, 5228.9f},
+    {t10_affine_p_x_h1, "t10_affine_p_x_h1", 24, 1, 16, 1, 5218.8f},
+    {t11_affine_p_x_h2, "t11_affine_p_x_h2", 24, 1, 17, 1, 5127.2f},
+    {t12_affine_p_x_logits, "t12_affine_p_x_logits", 24, 1, 18, 2, 4576.8f},
+    {t13_nll_term_rec_x, "t13_nll_term_rec_x", 30, 1, 20, 1, 79.6f},
+    {t14_affine_p_w_h1, "t14_affine_p_w_h1", 25, 1, 21, 1, 3544.9f},
+    {t15_affine_p_w_h2, "t15_affine_p_w_h2", 25, 1, 22, 1, 3453.3f},
+    {t16_affine_p_w_logits, "t16_affine_p_w_logits", 25, 1, 23, 2, 2902.9f},
+    {t17_nll_term_rec_w, "t17_nll_term_rec_w", 31, 1, 25, 1, 2.2f},
+    {t18_affine_p_z1_h1, "t18_affine_p_z1_h1", 23, 1, 26, 1, 3670.6f},
+    {t19_affine_p_z1_h2, "t19_affine_p_z1_h2", 23, 1, 27, 1, 3611.7f},
+    {t20_affine_p_z1_out, "t20_affine_p_z1_out", 23, 1, 28, 1, 3061.3f},
+    {t21_gauss_head_p_z1_mean, "t21_gauss_head_p_z1_mean", 23, 1, 29, 2, 2923.4f},
+    {t22_kl_term_kl_z1, "t22_kl_term_kl_z1", 32, 2, 31, 1, 14.0f},
+    {t23_kl_term_kl_z2, "t23_kl_term_kl_z2", 33, 1, 32, 1, 4.4f},
+    {t24_loss, "t24_loss", 30, 4, 33, 0, 0.7f},
+    {t25_kl_grad_d_q_z2_mean, "t25_kl_grad_d_q_z2_mean", 33, 1, 33, 1, 2093.6f},
+    {t26_kl_grad_d_q_z1_mean, "t26_kl_grad_d_q_z1_mean", 32, 2, 34, 2, 2916.5f},
+    {t27_gauss_head_grad_d_p_z1_out, "t27_gauss_head_grad_d_p_z1_out", 23, 1, 36, 1, 2903.2f},
+    {t28_act_grad_d_p_z1_out, "t28_act_grad_d_p_z1_out", 23, 1, 37, 2, 2889.9f},
+    {t29_gemm_dw_p_z1_head_weight, "t29_gemm_dw_p_z1_head_weight", 23, 1, 39, 0, 131.6f},
+    {t30_gemm_dx_d_p_z1_h2, "t30_gemm_dx_d_p_z1_h2", 23, 1, 39, 1, 2883.0f},
+    {t31_act_grad_d_p_z1_h2, "t31_act_grad_d_p_z1_h2", 23, 1, 40, 2, 2751.4f},
+    {t32_gemm_dw_p_z1_h2_weight, "t32_gemm_dw_p_z1_h2_weight", 23, 1, 42, 0, 524.8f},
+    {t33_gemm_dx_d_p_z1_h1, "t33_gemm_dx_d_p_z1_h1", 23, 1, 42, 1, 2699.7f},
+    {t34_act_grad_d_p_z1_h1, "t34_act_grad_d_p_z1_h1", 23, 1, 43, 2, 2174.9f},
+    {t35_gemm_dw_p_z1_h1_weight, "t35_gemm_dw_p_z1_h1_weight", 23, 1, 45, 0, 33.3f},
+    {t36_gemm_dx_d_z2_sample, "t36_gemm_dx_d_z2_sample", 23, 1, 45, 1, 2123.2f},
+    {t37_nll_grad_d_p_w_logits, "t37_nll_grad_d_p_w_logits", 31, 1, 46, 1, 2891.7f},
+    {t38_act_grad_d_p_w_logits, "t38_act_grad_d_p_w_logits", 25, 1, 47, 2, 2890.2f},
+    {t39_gemm_dw_p_w_head_weight, "t39_gemm_dw_p_w_head_weight", 25, 1, 49, 0, 10.7f},
+    {t40_gemm_dx_d_p_w_h2, "t40_gemm_dx_d_p_w_h2", 25, 1, 49, 1, 2889.2f},
+    {t41_act_grad_d_p_w_h2, "t41_act_grad_d_p_w_h2", 25, 1, 50, 2, 2878.4f},
+    {t42_gemm_dw_p_w_h2_weight, "t42_gemm_dw_p_w_h2_weight", 25, 1, 52, 0, 524.8f},
+    {t43_gemm_dx_d_p_w_h1, "t43_gemm_dx_d_p_w_h1", 25, 1, 52, 1, 2826.7f},
+    {t44_act_grad_d_p_w_h1, "t44_act_grad_d_p_w_h1", 25, 1, 53, 2, 2301.9f},
+    {t45_gemm_dw_p_w_h1_weight, "t45_gemm_dw_p_w_h1_weight", 25, 1, 55, 0, 66.0f},
+    {t46_gemm_dx_d_z1_sample, "t46_gemm_dx_d_z1_sample", 25, 1, 55, 1, 2250.2f},
+    {t47_nll_grad_d_p_x_logits, "t47_nll_grad_d_p_x_logits", 30, 1, 56, 1, 3734.3f},
+    {t48_act_grad_d_p_x_logits, "t48_act_grad_d_p_x_logits", 24, 1, 57, 2, 3655.4f},
+    {t49_gemm_dw_p_x_head_weight, "t49_gemm_dw_p_x_head_weight", 24, 1, 59, 0, 803.3f},
+    {t50_gemm_dx_d_p_x_h2, "t50_gemm_dx_d_p_x_h2", 24, 1, 59, 1, 3615.7f},
+    {t51_act_grad_d_p_x_h2, "t51_act_grad_d_p_x_h2", 24, 1, 60, 2, 2812.4f},
+    {t52_gemm_dw_p_x_h2_weight, "t52_gemm_dw_p_x_h2_weight", 24, 1, 62, 0, 524.8f},
+    {t53_gemm_dx_d_p_x_h1, "t53_gemm_dx_d_p_x_h1", 24, 1, 62, 1, 2760.7f},
+    {t54_act_grad_d_p_x_h1, "t54_act_grad_d_p_x_h1", 24, 1, 63, 2, 2235.9f},
+    {t55_gemm_dw_p_x_h1_weight, "t55_gemm_dw_p_x_h1_weight", 24, 1, 65, 0, 66.0f},
+    {t56_gemm_dx_d_z1_sample, "t56_gemm_dx_d_z1_sample", 24, 2, 65, 1, 2184.2f},
+    {t57_sample_grad_d_q_z1_mean, "t57_sample_grad_d_q_z1_mean", 29, 2, 66, 1, 2118.2f},
+    {t58_gauss_head_grad_d_q_z1_out, "t58_gauss_head_grad_d_q_z1_out", 19, 1, 67, 1, 2108.1f},
+    {t59_act_grad_d_q_z1_out, "t59_act_grad_d_q_z1_out", 19, 1, 68, 2, 2094.8f},
+    {t60_gemm_dw_q_z1_head_weight, "t60_gemm_dw_q_z1_head_weight", 19, 1, 70, 0, 131.6f},
+    {t61_gemm_dx_d_h1_h1, "t61_gemm_dx_d_h1_h1", 19, 1, 70, 1, 2087.9f},
+    {t62_sample_grad_d_q_z2_mean, "t62_sample_grad_d_q_z2_mean", 28, 2, 71, 1, 2089.9f},
+    {t63_gauss_head_grad_d_q_z2_out, "t63_gauss_head_grad_d_q_z2_out", 20, 1, 72, 1, 2084.6f},
+    {t64_act_grad_d_q_z2_out, "t64_act_grad_d_q_z2_out", 20, 1, 73, 2, 2077.7f},
+    {t65_gemm_dw_q_z2_head_weight, "t65_gemm_dw_q_z2_head_weight", 20, 1, 75, 0, 66.0f},
+    {t66_gemm_dx_d_q_z2_h1, "t66_gemm_dx_d_q_z2_h1", 20, 1, 75, 1, 2074.0f},
+    {t67_act_grad_d_q_z2_h1, "t67_act_grad_d_q_z2_h1", 20, 1, 76, 2, 2008.0f},
+    {t68_gemm_dw_q_z2_h1_weight, "t68_gemm_dw_q_z2_h1_weight", 20, 1, 78, 0, 524.8f},
+    {t69_gemm_dx_d_h1_h1, "t69_gemm_dx_d_h1_h1", 20, 2, 78, 1, 1956.3f},
+    {t70_act_grad_d_h1_h1, "t70_act_grad_d_h1_h1", 18, 1, 79, 4, 1431.5f},
+    {t71_gemm_dw_h1_h1_weight, "t71_gemm_dw_h1_h1_weight", 18, 1, 83, 0, 524.8f},
+    {t72_gemm_dx_d_enc_x_h1, "t72_gemm_dx_d_enc_x_h1", 18, 1, 83, 1, 1379.8f},
+    {t73_gemm_dw_h1_h1_weight, "t73_gemm_dw_h1_h1_weight", 18, 1, 84, 0, 524.8f},
+    {t74_gemm_dx_d_enc_w_h1, "t74_gemm_dx_d_enc_w_h1", 18, 1, 84, 1, 587.2f},
+    {t75_act_grad_d_enc_w_h1, "t75_act_grad_d_enc_w_h1", 17, 1, 85, 1, 62.4f},
+    {t76_gemm_dw_enc_w_h1_weight, "t76_gemm_dw_enc_w_h1_weight", 17, 1, 86, 0, 10.7f},
+    {t77_act_grad_d_enc_x_h1, "t77_act_grad_d_enc_x_h1", 16, 1, 86, 1, 855.0f},
+    {t78_gemm_dw_enc_x_h1_weight, "t78_gemm_dw_enc_x_h1_weight", 16, 1, 87, 0, 803.3f},
 };
 
 static const jv_task_graph jmvae_h_train_graph = {79, 25, jmvae_h_train_tasks, jmvae_h_train_succ, 31};

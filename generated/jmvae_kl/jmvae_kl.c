@@ -28,12 +28,14 @@ void jmvae_kl_init(jv_real *params, uint64_t seed)
 
 /* ------------------------------------------------------------ the step -- */
 
-/* one training step: the loss and its gradient, as 81 tasks (26 of them the forward pass). Each task is one block
- * of the step; jmvae_kl_train_tasks lists, for each, how many tasks it waits for,
- * the tasks waiting for it, and its rank (the estimated microseconds from its
- * start to the end of the step, at a batch of 100). A task waits for every
- * earlier one that touches the same buffer or gradient rows when either
- * writes them, so every order the runtime may pick computes the same bits. */
+/* The training step (the loss and its gradient) as 81 tasks, the first 26
+ * the forward pass. Each task is one block of the step. jmvae_kl_train_tasks
+ * lists, for each, its name and spec line, how many tasks it waits for, the
+ * tasks waiting for it, and its rank: the estimated microseconds from its
+ * start to the end of the step at a batch of 100 (the runtime runs the ready
+ * task of highest rank first). A task waits for every earlier one that
+ * touches the same buffer or gradient rows when either writes them, so
+ * every order the runtime may pick computes the same bits. */
 
 static void t00_affine_enc_x_h1(const jv_step *s)
 {
@@ -750,7 +752,7 @@ static void t28_act_grad_d_q_w_out(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 0, for the norm */
-        s->sumsq[0] = jv_sumsq(grads + 2062080, 128);
+        s->sumsq[0] = jv_sumsq(grads + JMVAE_KL_Q_W_HEAD_BIAS, 128);
 }
 
 static void t29_gemm_dw_q_w_head_weight(const jv_step *s)
@@ -765,7 +767,7 @@ static void t29_gemm_dw_q_w_head_weight(const jv_step *s)
        q_w head, backward: d q_w.head.weight rows 0..511 = q_w_h2^T d_q_w_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, q_w_h2, 512, d_q_w_out, 128, 0, grads + JMVAE_KL_Q_W_HEAD_WEIGHT, 128);
     if (s->sumsq) /* gradient region 1, for the norm */
-        s->sumsq[1] = jv_sumsq(grads + 1996544, 65536);
+        s->sumsq[1] = jv_sumsq(grads + JMVAE_KL_Q_W_HEAD_WEIGHT, 65536);
 }
 
 static void t30_gemm_dx_d_q_w_h2(const jv_step *s)
@@ -804,7 +806,7 @@ static void t31_act_grad_d_q_w_h2(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 2, for the norm */
-        s->sumsq[2] = jv_sumsq(grads + 1996032, 512);
+        s->sumsq[2] = jv_sumsq(grads + JMVAE_KL_Q_W_H2_BIAS, 512);
 }
 
 static void t32_gemm_dw_q_w_h2_weight(const jv_step *s)
@@ -819,7 +821,7 @@ static void t32_gemm_dw_q_w_h2_weight(const jv_step *s)
        q_w layer 2, backward: d q_w.h2.weight rows 0..511 = q_w_h1^T d_q_w_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, q_w_h1, 512, d_q_w_h2, 512, 0, grads + JMVAE_KL_Q_W_H2_WEIGHT, 512);
     if (s->sumsq) /* gradient region 3, for the norm */
-        s->sumsq[3] = jv_sumsq(grads + 1733888, 262144);
+        s->sumsq[3] = jv_sumsq(grads + JMVAE_KL_Q_W_H2_WEIGHT, 262144);
 }
 
 static void t33_gemm_dx_d_q_w_h1(const jv_step *s)
@@ -858,7 +860,7 @@ static void t34_act_grad_d_q_w_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 4, for the norm */
-        s->sumsq[4] = jv_sumsq(grads + 1733376, 512);
+        s->sumsq[4] = jv_sumsq(grads + JMVAE_KL_Q_W_H1_BIAS, 512);
 }
 
 static void t35_gemm_dw_q_w_h1_weight(const jv_step *s)
@@ -874,7 +876,7 @@ static void t35_gemm_dw_q_w_h1_weight(const jv_step *s)
        q_w layer 1, backward: d q_w.h1.weight rows 0..9 = in_w^T d_q_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_q_w_h1, 512, 0, grads + JMVAE_KL_Q_W_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 5, for the norm */
-        s->sumsq[5] = jv_sumsq(grads + 1728256, 5120);
+        s->sumsq[5] = jv_sumsq(grads + JMVAE_KL_Q_W_H1_WEIGHT, 5120);
 }
 
 static void t36_kl_grad_d_q_xw_mean(const jv_step *s)
@@ -961,7 +963,7 @@ static void t38_act_grad_d_q_x_out(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 6, for the norm */
-        s->sumsq[6] = jv_sumsq(grads + 1728128, 128);
+        s->sumsq[6] = jv_sumsq(grads + JMVAE_KL_Q_X_HEAD_BIAS, 128);
 }
 
 static void t39_gemm_dw_q_x_head_weight(const jv_step *s)
@@ -976,7 +978,7 @@ static void t39_gemm_dw_q_x_head_weight(const jv_step *s)
        q_x head, backward: d q_x.head.weight rows 0..511 = q_x_h2^T d_q_x_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, q_x_h2, 512, d_q_x_out, 128, 0, grads + JMVAE_KL_Q_X_HEAD_WEIGHT, 128);
     if (s->sumsq) /* gradient region 7, for the norm */
-        s->sumsq[7] = jv_sumsq(grads + 1662592, 65536);
+        s->sumsq[7] = jv_sumsq(grads + JMVAE_KL_Q_X_HEAD_WEIGHT, 65536);
 }
 
 static void t40_gemm_dx_d_q_x_h2(const jv_step *s)
@@ -1015,7 +1017,7 @@ static void t41_act_grad_d_q_x_h2(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 8, for the norm */
-        s->sumsq[8] = jv_sumsq(grads + 1662080, 512);
+        s->sumsq[8] = jv_sumsq(grads + JMVAE_KL_Q_X_H2_BIAS, 512);
 }
 
 static void t42_gemm_dw_q_x_h2_weight(const jv_step *s)
@@ -1030,7 +1032,7 @@ static void t42_gemm_dw_q_x_h2_weight(const jv_step *s)
        q_x layer 2, backward: d q_x.h2.weight rows 0..511 = q_x_h1^T d_q_x_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, q_x_h1, 512, d_q_x_h2, 512, 0, grads + JMVAE_KL_Q_X_H2_WEIGHT, 512);
     if (s->sumsq) /* gradient region 9, for the norm */
-        s->sumsq[9] = jv_sumsq(grads + 1399936, 262144);
+        s->sumsq[9] = jv_sumsq(grads + JMVAE_KL_Q_X_H2_WEIGHT, 262144);
 }
 
 static void t43_gemm_dx_d_q_x_h1(const jv_step *s)
@@ -1069,7 +1071,7 @@ static void t44_act_grad_d_q_x_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 10, for the norm */
-        s->sumsq[10] = jv_sumsq(grads + 1399424, 512);
+        s->sumsq[10] = jv_sumsq(grads + JMVAE_KL_Q_X_H1_BIAS, 512);
 }
 
 static void t45_gemm_dw_q_x_h1_weight(const jv_step *s)
@@ -1085,7 +1087,7 @@ static void t45_gemm_dw_q_x_h1_weight(const jv_step *s)
        q_x layer 1, backward: d q_x.h1.weight rows 0..783 = in_x^T d_q_x_h1, [784 x 512] */
     jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_q_x_h1, 512, 0, grads + JMVAE_KL_Q_X_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 11, for the norm */
-        s->sumsq[11] = jv_sumsq(grads + 998016, 401408);
+        s->sumsq[11] = jv_sumsq(grads + JMVAE_KL_Q_X_H1_WEIGHT, 401408);
 }
 
 static void t46_kl_grad_d_q_xw_mean(const jv_step *s)
@@ -1171,7 +1173,7 @@ static void t48_act_grad_d_p_w_logits(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 12, for the norm */
-        s->sumsq[12] = jv_sumsq(grads + 3061392, 10);
+        s->sumsq[12] = jv_sumsq(grads + JMVAE_KL_P_W_HEAD_BIAS, 10);
 }
 
 static void t49_gemm_dw_p_w_head_weight(const jv_step *s)
@@ -1186,7 +1188,7 @@ static void t49_gemm_dw_p_w_head_weight(const jv_step *s)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
     jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_KL_P_W_HEAD_WEIGHT, 10);
     if (s->sumsq) /* gradient region 13, for the norm */
-        s->sumsq[13] = jv_sumsq(grads + 3056272, 5120);
+        s->sumsq[13] = jv_sumsq(grads + JMVAE_KL_P_W_HEAD_WEIGHT, 5120);
 }
 
 static void t50_gemm_dx_d_p_w_h2(const jv_step *s)
@@ -1225,7 +1227,7 @@ static void t51_act_grad_d_p_w_h2(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 14, for the norm */
-        s->sumsq[14] = jv_sumsq(grads + 3055760, 512);
+        s->sumsq[14] = jv_sumsq(grads + JMVAE_KL_P_W_H2_BIAS, 512);
 }
 
 static void t52_gemm_dw_p_w_h2_weight(const jv_step *s)
@@ -1240,7 +1242,7 @@ static void t52_gemm_dw_p_w_h2_weight(const jv_step *s)
        p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_KL_P_W_H2_WEIGHT, 512);
     if (s->sumsq) /* gradient region 15, for the norm */
-        s->sumsq[15] = jv_sumsq(grads + 2793616, 262144);
+        s->sumsq[15] = jv_sumsq(grads + JMVAE_KL_P_W_H2_WEIGHT, 262144);
 }
 
 static void t53_gemm_dx_d_p_w_h1(const jv_step *s)
@@ -1279,7 +1281,7 @@ static void t54_act_grad_d_p_w_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 16, for the norm */
-        s->sumsq[16] = jv_sumsq(grads + 2793104, 512);
+        s->sumsq[16] = jv_sumsq(grads + JMVAE_KL_P_W_H1_BIAS, 512);
 }
 
 static void t55_gemm_dw_p_w_h1_weight(const jv_step *s)
@@ -1294,7 +1296,7 @@ static void t55_gemm_dw_p_w_h1_weight(const jv_step *s)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z_sample^T d_p_w_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_KL_P_W_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 17, for the norm */
-        s->sumsq[17] = jv_sumsq(grads + 2760336, 32768);
+        s->sumsq[17] = jv_sumsq(grads + JMVAE_KL_P_W_H1_WEIGHT, 32768);
 }
 
 static void t56_gemm_dx_d_z_sample(const jv_step *s)
@@ -1355,7 +1357,7 @@ static void t58_act_grad_d_p_x_logits(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 18, for the norm */
-        s->sumsq[18] = jv_sumsq(grads + 2759552, 784);
+        s->sumsq[18] = jv_sumsq(grads + JMVAE_KL_P_X_HEAD_BIAS, 784);
 }
 
 static void t59_gemm_dw_p_x_head_weight(const jv_step *s)
@@ -1370,7 +1372,7 @@ static void t59_gemm_dw_p_x_head_weight(const jv_step *s)
        p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
     jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_KL_P_X_HEAD_WEIGHT, 784);
     if (s->sumsq) /* gradient region 19, for the norm */
-        s->sumsq[19] = jv_sumsq(grads + 2358144, 401408);
+        s->sumsq[19] = jv_sumsq(grads + JMVAE_KL_P_X_HEAD_WEIGHT, 401408);
 }
 
 static void t60_gemm_dx_d_p_x_h2(const jv_step *s)
@@ -1409,7 +1411,7 @@ static void t61_act_grad_d_p_x_h2(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 20, for the norm */
-        s->sumsq[20] = jv_sumsq(grads + 2357632, 512);
+        s->sumsq[20] = jv_sumsq(grads + JMVAE_KL_P_X_H2_BIAS, 512);
 }
 
 static void t62_gemm_dw_p_x_h2_weight(const jv_step *s)
@@ -1424,7 +1426,7 @@ static void t62_gemm_dw_p_x_h2_weight(const jv_step *s)
        p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_KL_P_X_H2_WEIGHT, 512);
     if (s->sumsq) /* gradient region 21, for the norm */
-        s->sumsq[21] = jv_sumsq(grads + 2095488, 262144);
+        s->sumsq[21] = jv_sumsq(grads + JMVAE_KL_P_X_H2_WEIGHT, 262144);
 }
 
 static void t63_gemm_dx_d_p_x_h1(const jv_step *s)
@@ -1463,7 +1465,7 @@ static void t64_act_grad_d_p_x_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 22, for the norm */
-        s->sumsq[22] = jv_sumsq(grads + 2094976, 512);
+        s->sumsq[22] = jv_sumsq(grads + JMVAE_KL_P_X_H1_BIAS, 512);
 }
 
 static void t65_gemm_dw_p_x_h1_weight(const jv_step *s)
@@ -1478,7 +1480,7 @@ static void t65_gemm_dw_p_x_h1_weight(const jv_step *s)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z_sample^T d_p_x_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_KL_P_X_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 23, for the norm */
-        s->sumsq[23] = jv_sumsq(grads + 2062208, 32768);
+        s->sumsq[23] = jv_sumsq(grads + JMVAE_KL_P_X_H1_WEIGHT, 32768);
 }
 
 static void t66_gemm_dx_d_z_sample(const jv_step *s)
@@ -1557,7 +1559,7 @@ static void t69_act_grad_d_q_xw_out(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 24, for the norm */
-        s->sumsq[24] = jv_sumsq(grads + 997888, 128);
+        s->sumsq[24] = jv_sumsq(grads + JMVAE_KL_Q_XW_HEAD_BIAS, 128);
 }
 
 static void t70_gemm_dw_q_xw_head_weight(const jv_step *s)
@@ -1572,7 +1574,7 @@ static void t70_gemm_dw_q_xw_head_weight(const jv_step *s)
        q_xw head, backward: d q_xw.head.weight rows 0..511 = q_xw_h1^T d_q_xw_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128);
     if (s->sumsq) /* gradient region 25, for the norm */
-        s->sumsq[25] = jv_sumsq(grads + 932352, 65536);
+        s->sumsq[25] = jv_sumsq(grads + JMVAE_KL_Q_XW_HEAD_WEIGHT, 65536);
 }
 
 static void t71_gemm_dx_d_q_xw_h1(const jv_step *s)
@@ -1611,7 +1613,7 @@ static void t72_act_grad_d_q_xw_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 26, for the norm */
-        s->sumsq[26] = jv_sumsq(grads + 931840, 512);
+        s->sumsq[26] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_BIAS, 512);
 }
 
 static void t73_gemm_dw_q_xw_h1_weight(const jv_step *s)
@@ -1626,7 +1628,7 @@ static void t73_gemm_dw_q_xw_h1_weight(const jv_step *s)
        q_xw layer 1, backward: d q_xw.h1.weight rows 0..511 = enc_x_h1^T d_q_xw_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 27, for the norm */
-        s->sumsq[27] = jv_sumsq(grads + 407552, 262144);
+        s->sumsq[27] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT, 262144);
 }
 
 static void t74_gemm_dx_d_enc_x_h1(const jv_step *s)
@@ -1654,7 +1656,7 @@ static void t75_gemm_dw_q_xw_h1_weight(const jv_step *s)
        q_xw layer 1, backward: d q_xw.h1.weight rows 512..1023 = enc_w_h1^T d_q_xw_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512);
     if (s->sumsq) /* gradient region 28, for the norm */
-        s->sumsq[28] = jv_sumsq(grads + 669696, 262144);
+        s->sumsq[28] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 262144);
 }
 
 static void t76_gemm_dx_d_enc_w_h1(const jv_step *s)
@@ -1693,7 +1695,7 @@ static void t77_act_grad_d_enc_w_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 29, for the norm */
-        s->sumsq[29] = jv_sumsq(grads + 407040, 512);
+        s->sumsq[29] = jv_sumsq(grads + JMVAE_KL_ENC_W_H1_BIAS, 512);
 }
 
 static void t78_gemm_dw_enc_w_h1_weight(const jv_step *s)
@@ -1709,7 +1711,7 @@ static void t78_gemm_dw_enc_w_h1_weight(const jv_step *s)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_KL_ENC_W_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 30, for the norm */
-        s->sumsq[30] = jv_sumsq(grads + 401920, 5120);
+        s->sumsq[30] = jv_sumsq(grads + JMVAE_KL_ENC_W_H1_WEIGHT, 5120);
 }
 
 static void t79_act_grad_d_enc_x_h1(const jv_step *s)
@@ -1735,7 +1737,7 @@ static void t79_act_grad_d_enc_x_h1(const jv_step *s)
         }
     }
     if (s->sumsq) /* gradient region 31, for the norm */
-        s->sumsq[31] = jv_sumsq(grads + 401408, 512);
+        s->sumsq[31] = jv_sumsq(grads + JMVAE_KL_ENC_X_H1_BIAS, 512);
 }
 
 static void t80_gemm_dw_enc_x_h1_weight(const jv_step *s)
@@ -1751,93 +1753,93 @@ static void t80_gemm_dw_enc_x_h1_weight(const jv_step *s)
        enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
     jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_KL_ENC_X_H1_WEIGHT, 512);
     if (s->sumsq) /* gradient region 32, for the norm */
-        s->sumsq[32] = jv_sumsq(grads + 0, 401408);
+        s->sumsq[32] = jv_sumsq(grads + JMVAE_KL_ENC_X_H1_WEIGHT, 401408);
 }
 
 static const int jmvae_kl_train_succ[] = {2, 2, 3, 4, 5, 14, 19, 24, 26, 6, 10, 7, 8, 9, 57, 25, 11, 12, 13, 47, 25, 25, 16, 17, 18, 19, 36, 25, 21, 22, 23, 24, 26, 25, 27, 36, 28, 29, 30, 31, 32, 33, 34, 35, 37, 46, 38, 39, 40, 41, 42, 43, 44, 45, 67, 48, 49, 50, 51, 52, 53, 54, 55, 56, 66, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 79, 77, 78, 80};
 
 static const jv_task jmvae_kl_train_tasks[] = {
-    {t00_affine_enc_x_h1, 0, 0, 1, 6752.6f},
-    {t01_affine_enc_w_h1, 0, 1, 1, 5960.0f},
-    {t02_affine_q_xw_h1, 2, 2, 1, 5923.7f},
-    {t03_affine_q_xw_out, 1, 3, 1, 4849.0f},
-    {t04_gauss_head_q_xw_mean, 1, 4, 5, 4711.1f},
-    {t05_sample_z_sample, 1, 9, 2, 4704.2f},
-    {t06_affine_p_x_h1, 1, 11, 1, 4694.1f},
-    {t07_affine_p_x_h2, 1, 12, 1, 4602.4f},
-    {t08_affine_p_x_logits, 1, 13, 2, 4052.0f},
-    {t09_nll_term_rec_x, 1, 15, 1, 79.7f},
-    {t10_affine_p_w_h1, 1, 16, 1, 3020.1f},
-    {t11_affine_p_w_h2, 1, 17, 1, 2928.5f},
-    {t12_affine_p_w_logits, 1, 18, 2, 2378.1f},
-    {t13_nll_term_rec_w, 1, 20, 1, 2.2f},
-    {t14_kl_term_kl, 1, 21, 1, 7.7f},
-    {t15_affine_q_x_h1, 0, 22, 1, 3137.8f},
-    {t16_affine_q_x_h2, 1, 23, 1, 2308.8f},
-    {t17_affine_q_x_out, 1, 24, 1, 1758.4f},
-    {t18_gauss_head_q_x_mean, 1, 25, 2, 1620.5f},
-    {t19_kl_term_kl_x, 2, 27, 1, 14.1f},
-    {t20_affine_q_w_h1, 0, 28, 1, 2358.5f},
-    {t21_affine_q_w_h2, 1, 29, 1, 2322.1f},
-    {t22_affine_q_w_out, 1, 30, 1, 1771.7f},
-    {t23_gauss_head_q_w_mean, 1, 31, 2, 1633.8f},
-    {t24_kl_term_kl_w, 2, 33, 1, 14.1f},
-    {t25_loss, 5, 34, 0, 0.8f},
-    {t26_kl_grad_d_q_xw_mean, 2, 34, 2, 1626.9f},
-    {t27_gauss_head_grad_d_q_w_out, 1, 36, 1, 790.7f},
-    {t28_act_grad_d_q_w_out, 1, 37, 2, 777.4f},
-    {t29_gemm_dw_q_w_head_weight, 1, 39, 0, 131.6f},
-    {t30_gemm_dx_d_q_w_h2, 1, 39, 1, 770.5f},
-    {t31_act_grad_d_q_w_h2, 1, 40, 2, 638.9f},
-    {t32_gemm_dw_q_w_h2_weight, 1, 42, 0, 524.8f},
-    {t33_gemm_dx_d_q_w_h1, 1, 42, 1, 587.2f},
-    {t34_act_grad_d_q_w_h1, 1, 43, 1, 62.4f},
-    {t35_gemm_dw_q_w_h1_weight, 1, 44, 0, 10.7f},
-    {t36_kl_grad_d_q_xw_mean, 2, 44, 2, 1613.6f},
-    {t37_gauss_head_grad_d_q_x_out, 1, 46, 1, 1583.3f},
-    {t38_act_grad_d_q_x_out, 1, 47, 2, 1570.0f},
-    {t39_gemm_dw_q_x_head_weight, 1, 49, 0, 131.6f},
-    {t40_gemm_dx_d_q_x_h2, 1, 49, 1, 1563.1f},
-    {t41_act_grad_d_q_x_h2, 1, 50, 2, 1431.5f},
-    {t42_gemm_dw_q_x_h2_weight, 1, 52, 0, 524.8f},
-    {t43_gemm_dx_d_q_x_h1, 1, 52, 1, 1379.8f},
-    {t44_act_grad_d_q_x_h1, 1, 53, 1, 855.0f},
-    {t45_gemm_dw_q_x_h1_weight, 1, 54, 0, 803.3f},
-    {t46_kl_grad_d_q_xw_mean, 1, 54, 1, 1600.3f},
-    {t47_nll_grad_d_p_w_logits, 1, 55, 1, 2366.9f},
-    {t48_act_grad_d_p_w_logits, 1, 56, 2, 2365.4f},
-    {t49_gemm_dw_p_w_head_weight, 1, 58, 0, 10.7f},
-    {t50_gemm_dx_d_p_w_h2, 1, 58, 1, 2364.4f},
-    {t51_act_grad_d_p_w_h2, 1, 59, 2, 2353.6f},
-    {t52_gemm_dw_p_w_h2_weight, 1, 61, 0, 524.8f},
-    {t53_gemm_dx_d_p_w_h1, 1, 61, 1, 2301.9f},
-    {t54_act_grad_d_p_w_h1, 1, 62, 2, 1777.1f},
-    {t55_gemm_dw_p_w_h1_weight, 1, 64, 0, 66.0f},
-    {t56_gemm_dx_d_z_sample, 1, 64, 1, 1725.4f},
-    {t57_nll_grad_d_p_x_logits, 1, 65, 1, 3209.5f},
-    {t58_act_grad_d_p_x_logits, 1, 66, 2, 3130.6f},
-    {t59_gemm_dw_p_x_head_weight, 1, 68, 0, 803.3f},
-    {t60_gemm_dx_d_p_x_h2, 1, 68, 1, 3090.9f},
-    {t61_act_grad_d_p_x_h2, 1, 69, 2, 2287.6f},
-    {t62_gemm_dw_p_x_h2_weight, 1, 71, 0, 524.8f},
-    {t63_gemm_dx_d_p_x_h1, 1, 71, 1, 2235.9f},
-    {t64_act_grad_d_p_x_h1, 1, 72, 2, 1711.1f},
-    {t65_gemm_dw_p_x_h1_weight, 1, 74, 0, 66.0f},
-    {t66_gemm_dx_d_z_sample, 2, 74, 1, 1659.4f},
-    {t67_sample_grad_d_q_xw_mean, 2, 75, 1, 1593.4f},
-    {t68_gauss_head_grad_d_q_xw_out, 1, 76, 1, 1583.3f},
-    {t69_act_grad_d_q_xw_out, 1, 77, 2, 1570.0f},
-    {t70_gemm_dw_q_xw_head_weight, 1, 79, 0, 131.6f},
-    {t71_gemm_dx_d_q_xw_h1, 1, 79, 1, 1563.1f},
-    {t72_act_grad_d_q_xw_h1, 1, 80, 4, 1431.5f},
-    {t73_gemm_dw_q_xw_h1_weight, 1, 84, 0, 524.8f},
-    {t74_gemm_dx_d_enc_x_h1, 1, 84, 1, 1379.8f},
-    {t75_gemm_dw_q_xw_h1_weight, 1, 85, 0, 524.8f},
-    {t76_gemm_dx_d_enc_w_h1, 1, 85, 1, 587.2f},
-    {t77_act_grad_d_enc_w_h1, 1, 86, 1, 62.4f},
-    {t78_gemm_dw_enc_w_h1_weight, 1, 87, 0, 10.7f},
-    {t79_act_grad_d_enc_x_h1, 1, 87, 1, 855.0f},
-    {t80_gemm_dw_enc_x_h1_weight, 1, 88, 0, 803.3f},
+    {t00_affine_enc_x_h1, "t00_affine_enc_x_h1", 12, 0, 0, 1, 6752.6f},
+    {t01_affine_enc_w_h1, "t01_affine_enc_w_h1", 13, 0, 1, 1, 5960.0f},
+    {t02_affine_q_xw_h1, "t02_affine_q_xw_h1", 14, 2, 2, 1, 5923.7f},
+    {t03_affine_q_xw_out, "t03_affine_q_xw_out", 14, 1, 3, 1, 4849.0f},
+    {t04_gauss_head_q_xw_mean, "t04_gauss_head_q_xw_mean", 14, 1, 4, 5, 4711.1f},
+    {t05_sample_z_sample, "t05_sample_z_sample", 27, 1, 9, 2, 4704.2f},
+    {t06_affine_p_x_h1, "t06_affine_p_x_h1", 21, 1, 11, 1, 4694.1f},
+    {t07_affine_p_x_h2, "t07_affine_p_x_h2", 21, 1, 12, 1, 4602.4f},
+    {t08_affine_p_x_logits, "t08_affine_p_x_logits", 21, 1, 13, 2, 4052.0f},
+    {t09_nll_term_rec_x, "t09_nll_term_rec_x", 28, 1, 15, 1, 79.7f},
+    {t10_affine_p_w_h1, "t10_affine_p_w_h1", 22, 1, 16, 1, 3020.1f},
+    {t11_affine_p_w_h2, "t11_affine_p_w_h2", 22, 1, 17, 1, 2928.5f},
+    {t12_affine_p_w_logits, "t12_affine_p_w_logits", 22, 1, 18, 2, 2378.1f},
+    {t13_nll_term_rec_w, "t13_nll_term_rec_w", 29, 1, 20, 1, 2.2f},
+    {t14_kl_term_kl, "t14_kl_term_kl", 30, 1, 21, 1, 7.7f},
+    {t15_affine_q_x_h1, "t15_affine_q_x_h1", 17, 0, 22, 1, 3137.8f},
+    {t16_affine_q_x_h2, "t16_affine_q_x_h2", 17, 1, 23, 1, 2308.8f},
+    {t17_affine_q_x_out, "t17_affine_q_x_out", 17, 1, 24, 1, 1758.4f},
+    {t18_gauss_head_q_x_mean, "t18_gauss_head_q_x_mean", 17, 1, 25, 2, 1620.5f},
+    {t19_kl_term_kl_x, "t19_kl_term_kl_x", 31, 2, 27, 1, 14.1f},
+    {t20_affine_q_w_h1, "t20_affine_q_w_h1", 18, 0, 28, 1, 2358.5f},
+    {t21_affine_q_w_h2, "t21_affine_q_w_h2", 18, 1, 29, 1, 2322.1f},
+    {t22_affine_q_w_out, "t22_affine_q_w_out", 18, 1, 30, 1, 1771.7f},
+    {t23_gauss_head_q_w_mean, "t23_gauss_head_q_w_mean", 18, 1, 31, 2, 1633.8f},
+    {t24_kl_term_kl_w, "t24_kl_term_kl_w", 32, 2, 33, 1, 14.1f},
+    {t25_loss, "t25_loss", 28, 5, 34, 0, 0.8f},
+    {t26_kl_grad_d_q_xw_mean, "t26_kl_grad_d_q_xw_mean", 32, 2, 34, 2, 1626.9f},
+    {t27_gauss_head_grad_d_q_w_out, "t27_gauss_head_grad_d_q_w_out", 18, 1, 36, 1, 790.7f},
+    {t28_act_grad_d_q_w_out, "t28_act_grad_d_q_w_out", 18, 1, 37, 2, 777.4f},
+    {t29_gemm_dw_q_w_head_weight, "t29_gemm_dw_q_w_head_weight", 18, 1, 39, 0, 131.6f},
+    {t30_gemm_dx_d_q_w_h2, "t30_gemm_dx_d_q_w_h2", 18, 1, 39, 1, 770.5f},
+    {t31_act_grad_d_q_w_h2, "t31_act_grad_d_q_w_h2", 18, 1, 40, 2, 638.9f},
+    {t32_gemm_dw_q_w_h2_weight, "t32_gemm_dw_q_w_h2_weight", 18, 1, 42, 0, 524.8f},
+    {t33_gemm_dx_d_q_w_h1, "t33_gemm_dx_d_q_w_h1", 18, 1, 42, 1, 587.2f},
+    {t34_act_grad_d_q_w_h1, "t34_act_grad_d_q_w_h1", 18, 1, 43, 1, 62.4f},
+    {t35_gemm_dw_q_w_h1_weight, "t35_gemm_dw_q_w_h1_weight", 18, 1, 44, 0, 10.7f},
+    {t36_kl_grad_d_q_xw_mean, "t36_kl_grad_d_q_xw_mean", 31, 2, 44, 2, 1613.6f},
+    {t37_gauss_head_grad_d_q_x_out, "t37_gauss_head_grad_d_q_x_out", 17, 1, 46, 1, 1583.3f},
+    {t38_act_grad_d_q_x_out, "t38_act_grad_d_q_x_out", 17, 1, 47, 2, 1570.0f},
+    {t39_gemm_dw_q_x_head_weight, "t39_gemm_dw_q_x_head_weight", 17, 1, 49, 0, 131.6f},
+    {t40_gemm_dx_d_q_x_h2, "t40_gemm_dx_d_q_x_h2", 17, 1, 49, 1, 1563.1f},
+    {t41_act_grad_d_q_x_h2, "t41_act_grad_d_q_x_h2", 17, 1, 50, 2, 1431.5f},
+    {t42_gemm_dw_q_x_h2_weight, "t42_gemm_dw_q_x_h2_weight", 17, 1, 52, 0, 524.8f},
+    {t43_gemm_dx_d_q_x_h1, "t43_gemm_dx_d_q_x_h1", 17, 1, 52, 1, 1379.8f},
+    {t44_act_grad_d_q_x_h1, "t44_act_grad_d_q_x_h1", 17, 1, 53, 1, 855.0f},
+    {t45_gemm_dw_q_x_h1_weight, "t45_gemm_dw_q_x_h1_weight", 17, 1, 54, 0, 803.3f},
+    {t46_kl_grad_d_q_xw_mean, "t46_kl_grad_d_q_xw_mean", 30, 1, 54, 1, 1600.3f},
+    {t47_nll_grad_d_p_w_logits, "t47_nll_grad_d_p_w_logits", 29, 1, 55, 1, 2366.9f},
+    {t48_act_grad_d_p_w_logits, "t48_act_grad_d_p_w_logits", 22, 1, 56, 2, 2365.4f},
+    {t49_gemm_dw_p_w_head_weight, "t49_gemm_dw_p_w_head_weight", 22, 1, 58, 0, 10.7f},
+    {t50_gemm_dx_d_p_w_h2, "t50_gemm_dx_d_p_w_h2", 22, 1, 58, 1, 2364.4f},
+    {t51_act_grad_d_p_w_h2, "t51_act_grad_d_p_w_h2", 22, 1, 59, 2, 2353.6f},
+    {t52_gemm_dw_p_w_h2_weight, "t52_gemm_dw_p_w_h2_weight", 22, 1, 61, 0, 524.8f},
+    {t53_gemm_dx_d_p_w_h1, "t53_gemm_dx_d_p_w_h1", 22, 1, 61, 1, 2301.9f},
+    {t54_act_grad_d_p_w_h1, "t54_act_grad_d_p_w_h1", 22, 1, 62, 2, 1777.1f},
+    {t55_gemm_dw_p_w_h1_weight, "t55_gemm_dw_p_w_h1_weight", 22, 1, 64, 0, 66.0f},
+    {t56_gemm_dx_d_z_sample, "t56_gemm_dx_d_z_sample", 22, 1, 64, 1, 1725.4f},
+    {t57_nll_grad_d_p_x_logits, "t57_nll_grad_d_p_x_logits", 28, 1, 65, 1, 3209.5f},
+    {t58_act_grad_d_p_x_logits, "t58_act_grad_d_p_x_logits", 21, 1, 66, 2, 3130.6f},
+    {t59_gemm_dw_p_x_head_weight, "t59_gemm_dw_p_x_head_weight", 21, 1, 68, 0, 803.3f},
+    {t60_gemm_dx_d_p_x_h2, "t60_gemm_dx_d_p_x_h2", 21, 1, 68, 1, 3090.9f},
+    {t61_act_grad_d_p_x_h2, "t61_act_grad_d_p_x_h2", 21, 1, 69, 2, 2287.6f},
+    {t62_gemm_dw_p_x_h2_weight, "t62_gemm_dw_p_x_h2_weight", 21, 1, 71, 0, 524.8f},
+    {t63_gemm_dx_d_p_x_h1, "t63_gemm_dx_d_p_x_h1", 21, 1, 71, 1, 2235.9f},
+    {t64_act_grad_d_p_x_h1, "t64_act_grad_d_p_x_h1", 21, 1, 72, 2, 1711.1f},
+    {t65_gemm_dw_p_x_h1_weight, "t65_gemm_dw_p_x_h1_weight", 21, 1, 74, 0, 66.0f},
+    {t66_gemm_dx_d_z_sample, "t66_gemm_dx_d_z_sample", 21, 2, 74, 1, 1659.4f},
+    {t67_sample_grad_d_q_xw_mean, "t67_sample_grad_d_q_xw_mean", 27, 2, 75, 1, 1593.4f},
+    {t68_gauss_head_grad_d_q_xw_out, "t68_gauss_head_grad_d_q_xw_out", 14, 1, 76, 1, 1583.3f},
+    {t69_act_grad_d_q_xw_out, "t69_act_grad_d_q_xw_out", 14, 1, 77, 2, 1570.0f},
+    {t70_gemm_dw_q_xw_head_weight, "t70_gemm_dw_q_xw_head_weight", 14, 1, 79, 0, 131.6f},
+    {t71_gemm_dx_d_q_xw_h1, "t71_gemm_dx_d_q_xw_h1", 14, 1, 79, 1, 1563.1f},
+    {t72_act_grad_d_q_xw_h1, "t72_act_grad_d_q_xw_h1", 14, 1, 80, 4, 1431.5f},
+    {t73_gemm_dw_q_xw_h1_weight, "t73_gemm_dw_q_xw_h1_weight", 14, 1, 84, 0, 524.8f},
+    {t74_gemm_dx_d_enc_x_h1, "t74_gemm_dx_d_enc_x_h1", 14, 1, 84, 1, 1379.8f},
+    {t75_gemm_dw_q_xw_h1_weight, "t75_gemm_dw_q_xw_h1_weight", 14, 1, 85, 0, 524.8f},
+    {t76_gemm_dx_d_enc_w_h1, "t76_gemm_dx_d_enc_w_h1", 14, 1, 85, 1, 587.2f},
+    {t77_act_grad_d_enc_w_h1, "t77_act_grad_d_enc_w_h1", 13, 1, 86, 1, 62.4f},
+    {t78_gemm_dw_enc_w_h1_weight, "t78_gemm_dw_enc_w_h1_weight", 13, 1, 87, 0, 10.7f},
+    {t79_act_grad_d_enc_x_h1, "t79_act_grad_d_enc_x_h1", 12, 1, 87, 1, 855.0f},
+    {t80_gemm_dw_enc_x_h1_weight, "t80_gemm_dw_enc_x_h1_weight", 12, 1, 88, 0, 803.3f},
 };
 
 static const jv_task_graph jmvae_kl_train_graph = {81, 26, jmvae_kl_train_tasks, jmvae_kl_train_succ, 33};
