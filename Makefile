@@ -10,7 +10,7 @@ WERROR   ?=
 
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla \
             -Wpointer-arith -Wcast-qual -Wwrite-strings -Wformat=2 -Wundef
-CSTD     := -std=c11 -D_POSIX_C_SOURCE=200809L -fno-math-errno -fno-trapping-math
+CSTD     := -std=c11 -D_POSIX_C_SOURCE=200809L -fno-math-errno -fno-trapping-math -ffp-contract=off
 OPT      ?= -O2 -g
 CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) $(if $(WERROR),-Werror) \
              $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all) \
@@ -159,7 +159,7 @@ $(BENCH_DIR)/$(1)/$(1).c: $(2) $(BUILD)/jmvaec
 	@mkdir -p $$(@D)
 	$(BUILD)/jmvaec $(2) -o $$(@D)
 $(BENCH_DIR)/$(1).o: $(BENCH_DIR)/$(1)/$(1).c $(RUNTIME_H)
-	$$(CC) -std=c11 -fno-math-errno -fno-trapping-math $$(BENCH_OPT) -g -Wall -Wextra $$(if $$(WERROR),-Werror) -DJV_GEMM_HOOK \
+	$$(CC) -std=c11 -fno-math-errno -fno-trapping-math -ffp-contract=off $$(BENCH_OPT) -g -Wall -Wextra $$(if $$(WERROR),-Werror) -DJV_GEMM_HOOK \
 	    -Iruntime -I$(BENCH_DIR)/$(1) -c $$< -o $$@
 endef
 $(foreach s,$(BENCH_SPECS),$(eval $(call bench_model_rules,$(basename $(notdir $(s))),$(s))))

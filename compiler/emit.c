@@ -870,7 +870,7 @@ static void emit_function(emitter *e, const graph *g, int backward)
     e->g = g;
     int from = backward ? g->n_forward : 0, to = g->has_backward && !backward ? g->n_forward : g->n_ops;
     int repeated = is_posterior(g);
-    put(e, "\n/* %s%s */\n%s\n{\n", g->purpose, backward ? " (backward; run after forward with the same arguments)" : "",
+    put(e, "\n/* %s%s */\nJV_TASK %s\n{\n", g->purpose, backward ? " (backward; run after forward with the same arguments)" : "",
         signature(e, g, backward));
     put(e, "    const int B = batch;\n");
     if (repeated) {
@@ -961,7 +961,7 @@ static void emit_task(emitter *e, const graph *g, int k)
     int i = t->op[k];
     const op *o = &g->ops[i];
     task_needs need = needs_of(e, o, t->slot[k]);
-    put(e, "\nstatic void %s(const jv_step *s)\n{\n", task_name(e, g, k));
+    put(e, "\nJV_TASK static void %s(const jv_step *s)\n{\n", task_name(e, g, k));
     put(e, "    const int B = s->batch;\n");
     int arena_used = 0, data_used = 0, noise_used = 0;
     for (int j = 0; j < o->n_in + o->n_out; j++) {
@@ -1266,9 +1266,10 @@ static void emit_makefile(emitter *e)
     put(e, "OBJECTS := %s_main.o %s.o %s_f64.o\n\n", pre, pre, pre);
     put(e, "%s: $(OBJECTS) $(filter %%.a,$(JV_DEPS))\n\t$(CC) $(LDFLAGS) $(OBJECTS) $(JV_LIBS) -o $@\n\n", pre);
     put(e, "# No errno from math functions and no trapping floating point: results do not\n");
-    put(e, "# change, and the elementwise loops vectorise.\n");
+    put(e, "# change, and the elementwise loops vectorise. No fused multiply-add either: the\n");
+    put(e, "# AVX-512, AVX2 and baseline builds of each function (JV_TASK) give the same bits.\n");
     put(e, "%%.o: %%.c %s.h %s.c $(filter %%.h,$(JV_DEPS))\n"
-           "\t$(CC) -std=c11 -fno-math-errno -fno-trapping-math $(CFLAGS) $(JV_CFLAGS) -c $< -o $@\n\n", pre, pre);
+           "\t$(CC) -std=c11 -fno-math-errno -fno-trapping-math -ffp-contract=off $(CFLAGS) $(JV_CFLAGS) -c $< -o $@\n\n", pre, pre);
     put(e, "clean:\n\trm -f %s $(OBJECTS)\n\n.PHONY: clean\n", pre);
 }
 

@@ -65,12 +65,24 @@ static inline void jv_gemm(int trans_a, int trans_b, int m, int n, int k, jv_rea
 #define JV_SQRT sqrt
 #define JV_FABS fabs
 #else
-#define JV_EXP expf
-#define JV_LOG logf
+#define JV_EXP jv_exp  /* below: branch-free, so the loops calling it vectorise */
+#define JV_LOG jv_log
 #define JV_LOG1P log1pf
 #define JV_TANH tanhf
 #define JV_SQRT sqrtf
 #define JV_FABS fabsf
+#endif
+
+/* JV_TASK before a function of generated code: with GCC on x86-64 Linux it
+ * is built three times, for AVX-512 (x86-64-v4), AVX2 (x86-64-v3) and
+ * baseline x86-64, and the program picks one for its CPU when it starts.
+ * The three compute the same bits: floating-point contraction is off (the
+ * generated Makefile says -ffp-contract=off), and no loop reassociates a sum. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(JV_DOUBLE) && !defined(JV_NO_CLONES)
+#define JV_TASK __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define JV_TASK
 #endif
 
 #define JV_LOG_2PI ((jv_real)1.8378770664093453)
@@ -125,6 +137,53 @@ static inline float jv_log1p_unit(float e)
     float s = e / (2.0f + e), s2 = s * s;
     return 2.0f * s * (1.0f + s2 * (0.33333333f + s2 * (0.2f + s2 * (0.14285714f + s2 * (0.11111111f +
            s2 * (0.09090909f + s2 * 0.07692308f))))));
+}
+#endif
+
+#ifndef JV_DOUBLE
+/* e^x for any x, branch-free: e^x = e^r 2^n with n = round(x / ln 2) and
+ * |r| <= ln 2 / 2. Below -87.34 (results under the smallest normal) it
+ * gives 0; above 88.72, infinity. */
+static inline float jv_exp(float x)
+{
+    float c = x < -87.3365479f ? -87.3365479f : x > 88.7228394f ? 88.7228394f : x;
+    const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float t = c * 1.44269504f + shift;
+    float n = t - shift;
+    float r = c - n * 0.693145752f - n * 1.42860677e-06f; /* ln 2 in two parts */
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666667e-2f +
+              r * (8.3333333e-3f + r * (1.3888889e-3f + r * 1.9841270e-4f))))));
+    int top = n > 127.0f; /* 2^128 is 2 * 2^127 */
+    union { float f; uint32_t u; } bits;
+    bits.f = top ? t - 1.0f : t;
+    bits.u = (bits.u - 0x4B400000u + 127u) << 23; /* 2^n for n in [-126, 127] */
+    float y = p * bits.f * (top ? 2.0f : 1.0f);
+    y = x < -87.3365479f ? 0.0f : y;
+    y = x > 88.7228394f ? INFINITY : y;
+    return x != x ? x : y;
+}
+
+/* log x for x > 0 (0 gives -infinity, a negative x or NaN gives NaN,
+ * infinity gives infinity), branch-free: x = 2^e m with m in [sqrt(1/2),
+ * sqrt(2)), log m = 2 atanh(s) with s = (m - 1) / (m + 1), |s| < 0.172. */
+static inline float jv_log(float x)
+{
+    int tiny = x < 1.17549435e-38f; /* below the smallest normal: scaled by 2^24 first */
+    union { float f; uint32_t u; } b;
+    b.f = tiny ? x * 16777216.0f : x;
+    int e = (int)((b.u >> 23) & 0xffu) - 127 - (tiny ? 24 : 0);
+    b.u = (b.u & 0x007fffffu) | 0x3f800000u; /* m in [1, 2) */
+    float m = b.f;
+    int big = m > 1.41421356f;
+    m = big ? m * 0.5f : m;
+    e += big;
+    float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+    float p = 2.0f * s * (1.0f + s2 * (0.33333333f + s2 * (0.2f + s2 * (0.14285714f + s2 * 0.11111111f))));
+    float fe = (float)e;
+    float y = fe * 0.693145752f + (fe * 1.42860677e-06f + p); /* ln 2 in two parts */
+    y = x == 0.0f ? -INFINITY : y;
+    y = x == INFINITY ? INFINITY : y;
+    return x < 0.0f || x != x ? NAN : y;
 }
 #endif
 

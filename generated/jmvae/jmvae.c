@@ -37,7 +37,7 @@ void jmvae_init(jv_real *params, uint64_t seed)
  * touches the same buffer or gradient rows when either writes them, so
  * every order the runtime may pick computes the same bits. */
 
-static void t00_affine_enc_x_h1(const jv_step *s)
+JV_TASK static void t00_affine_enc_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -60,7 +60,7 @@ static void t00_affine_enc_x_h1(const jv_step *s)
     }
 }
 
-static void t01_affine_enc_w_h1(const jv_step *s)
+JV_TASK static void t01_affine_enc_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -83,7 +83,7 @@ static void t01_affine_enc_w_h1(const jv_step *s)
     }
 }
 
-static void t02_affine_q_xw_h1(const jv_step *s)
+JV_TASK static void t02_affine_q_xw_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -107,7 +107,7 @@ static void t02_affine_q_xw_h1(const jv_step *s)
     }
 }
 
-static void t03_affine_q_xw_out(const jv_step *s)
+JV_TASK static void t03_affine_q_xw_out(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -129,7 +129,7 @@ static void t03_affine_q_xw_out(const jv_step *s)
     }
 }
 
-static void t04_gauss_head_q_xw_mean(const jv_step *s)
+JV_TASK static void t04_gauss_head_q_xw_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -150,7 +150,7 @@ static void t04_gauss_head_q_xw_mean(const jv_step *s)
     }
 }
 
-static void t05_sample_z_sample(const jv_step *s)
+JV_TASK static void t05_sample_z_sample(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -167,7 +167,7 @@ static void t05_sample_z_sample(const jv_step *s)
         z_sample[i] = q_xw_mean[i] + JV_EXP((jv_real)0.5 * q_xw_logvar[i]) * eps_z[i];
 }
 
-static void t06_affine_p_x_h1(const jv_step *s)
+JV_TASK static void t06_affine_p_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -189,7 +189,7 @@ static void t06_affine_p_x_h1(const jv_step *s)
     }
 }
 
-static void t07_affine_p_x_h2(const jv_step *s)
+JV_TASK static void t07_affine_p_x_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -211,7 +211,7 @@ static void t07_affine_p_x_h2(const jv_step *s)
     }
 }
 
-static void t08_affine_p_x_logits(const jv_step *s)
+JV_TASK static void t08_affine_p_x_logits(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -233,7 +233,7 @@ static void t08_affine_p_x_logits(const jv_step *s)
     }
 }
 
-static void t09_nll_term_rec_x(const jv_step *s)
+JV_TASK static void t09_nll_term_rec_x(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -258,7 +258,7 @@ static void t09_nll_term_rec_x(const jv_step *s)
     }
 }
 
-static void t10_affine_p_w_h1(const jv_step *s)
+JV_TASK static void t10_affine_p_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -280,7 +280,7 @@ static void t10_affine_p_w_h1(const jv_step *s)
     }
 }
 
-static void t11_affine_p_w_h2(const jv_step *s)
+JV_TASK static void t11_affine_p_w_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -302,7 +302,7 @@ static void t11_affine_p_w_h2(const jv_step *s)
     }
 }
 
-static void t12_affine_p_w_logits(const jv_step *s)
+JV_TASK static void t12_affine_p_w_logits(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -324,7 +324,7 @@ static void t12_affine_p_w_logits(const jv_step *s)
     }
 }
 
-static void t13_nll_term_rec_w(const jv_step *s)
+JV_TASK static void t13_nll_term_rec_w(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -353,7 +353,7 @@ static void t13_nll_term_rec_w(const jv_step *s)
     }
 }
 
-static void t14_kl_term_kl(const jv_step *s)
+JV_TASK static void t14_kl_term_kl(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -375,7 +375,7 @@ static void t14_kl_term_kl(const jv_step *s)
     }
 }
 
-static void t15_loss(const jv_step *s)
+JV_TASK static void t15_loss(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -417,7 +417,7 @@ static void t15_loss(const jv_step *s)
         *s->loss = total;
 }
 
-static void t16_kl_grad_d_q_xw_mean(const jv_step *s)
+JV_TASK static void t16_kl_grad_d_q_xw_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -447,7 +447,7 @@ static void t16_kl_grad_d_q_xw_mean(const jv_step *s)
     }
 }
 
-static void t17_nll_grad_d_p_w_logits(const jv_step *s)
+JV_TASK static void t17_nll_grad_d_p_w_logits(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -481,7 +481,7 @@ static void t17_nll_grad_d_p_w_logits(const jv_step *s)
     }
 }
 
-static void t18_act_grad_d_p_w_logits(const jv_step *s)
+JV_TASK static void t18_act_grad_d_p_w_logits(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -503,7 +503,7 @@ static void t18_act_grad_d_p_w_logits(const jv_step *s)
         s->sumsq[0] = jv_sumsq(grads + JMVAE_P_W_HEAD_BIAS, 10);
 }
 
-static void t19_gemm_dw_p_w_head_weight(const jv_step *s)
+JV_TASK static void t19_gemm_dw_p_w_head_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -518,7 +518,7 @@ static void t19_gemm_dw_p_w_head_weight(const jv_step *s)
         s->sumsq[1] = jv_sumsq(grads + JMVAE_P_W_HEAD_WEIGHT, 5120);
 }
 
-static void t20_gemm_dx_d_p_w_h2(const jv_step *s)
+JV_TASK static void t20_gemm_dx_d_p_w_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -531,7 +531,7 @@ static void t20_gemm_dx_d_p_w_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
 }
 
-static void t21_act_grad_d_p_w_h2(const jv_step *s)
+JV_TASK static void t21_act_grad_d_p_w_h2(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -557,7 +557,7 @@ static void t21_act_grad_d_p_w_h2(const jv_step *s)
         s->sumsq[2] = jv_sumsq(grads + JMVAE_P_W_H2_BIAS, 512);
 }
 
-static void t22_gemm_dw_p_w_h2_weight(const jv_step *s)
+JV_TASK static void t22_gemm_dw_p_w_h2_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -572,7 +572,7 @@ static void t22_gemm_dw_p_w_h2_weight(const jv_step *s)
         s->sumsq[3] = jv_sumsq(grads + JMVAE_P_W_H2_WEIGHT, 262144);
 }
 
-static void t23_gemm_dx_d_p_w_h1(const jv_step *s)
+JV_TASK static void t23_gemm_dx_d_p_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -585,7 +585,7 @@ static void t23_gemm_dx_d_p_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
 }
 
-static void t24_act_grad_d_p_w_h1(const jv_step *s)
+JV_TASK static void t24_act_grad_d_p_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -611,7 +611,7 @@ static void t24_act_grad_d_p_w_h1(const jv_step *s)
         s->sumsq[4] = jv_sumsq(grads + JMVAE_P_W_H1_BIAS, 512);
 }
 
-static void t25_gemm_dw_p_w_h1_weight(const jv_step *s)
+JV_TASK static void t25_gemm_dw_p_w_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -626,7 +626,7 @@ static void t25_gemm_dw_p_w_h1_weight(const jv_step *s)
         s->sumsq[5] = jv_sumsq(grads + JMVAE_P_W_H1_WEIGHT, 32768);
 }
 
-static void t26_gemm_dx_d_z_sample(const jv_step *s)
+JV_TASK static void t26_gemm_dx_d_z_sample(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -639,7 +639,7 @@ static void t26_gemm_dx_d_z_sample(const jv_step *s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_P_W_H1_WEIGHT, 512, 0, d_z_sample, 64);
 }
 
-static void t27_nll_grad_d_p_x_logits(const jv_step *s)
+JV_TASK static void t27_nll_grad_d_p_x_logits(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -665,7 +665,7 @@ static void t27_nll_grad_d_p_x_logits(const jv_step *s)
     }
 }
 
-static void t28_act_grad_d_p_x_logits(const jv_step *s)
+JV_TASK static void t28_act_grad_d_p_x_logits(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -687,7 +687,7 @@ static void t28_act_grad_d_p_x_logits(const jv_step *s)
         s->sumsq[6] = jv_sumsq(grads + JMVAE_P_X_HEAD_BIAS, 784);
 }
 
-static void t29_gemm_dw_p_x_head_weight(const jv_step *s)
+JV_TASK static void t29_gemm_dw_p_x_head_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -702,7 +702,7 @@ static void t29_gemm_dw_p_x_head_weight(const jv_step *s)
         s->sumsq[7] = jv_sumsq(grads + JMVAE_P_X_HEAD_WEIGHT, 401408);
 }
 
-static void t30_gemm_dx_d_p_x_h2(const jv_step *s)
+JV_TASK static void t30_gemm_dx_d_p_x_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -715,7 +715,7 @@ static void t30_gemm_dx_d_p_x_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
 }
 
-static void t31_act_grad_d_p_x_h2(const jv_step *s)
+JV_TASK static void t31_act_grad_d_p_x_h2(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -741,7 +741,7 @@ static void t31_act_grad_d_p_x_h2(const jv_step *s)
         s->sumsq[8] = jv_sumsq(grads + JMVAE_P_X_H2_BIAS, 512);
 }
 
-static void t32_gemm_dw_p_x_h2_weight(const jv_step *s)
+JV_TASK static void t32_gemm_dw_p_x_h2_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -756,7 +756,7 @@ static void t32_gemm_dw_p_x_h2_weight(const jv_step *s)
         s->sumsq[9] = jv_sumsq(grads + JMVAE_P_X_H2_WEIGHT, 262144);
 }
 
-static void t33_gemm_dx_d_p_x_h1(const jv_step *s)
+JV_TASK static void t33_gemm_dx_d_p_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -769,7 +769,7 @@ static void t33_gemm_dx_d_p_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
 }
 
-static void t34_act_grad_d_p_x_h1(const jv_step *s)
+JV_TASK static void t34_act_grad_d_p_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -795,7 +795,7 @@ static void t34_act_grad_d_p_x_h1(const jv_step *s)
         s->sumsq[10] = jv_sumsq(grads + JMVAE_P_X_H1_BIAS, 512);
 }
 
-static void t35_gemm_dw_p_x_h1_weight(const jv_step *s)
+JV_TASK static void t35_gemm_dw_p_x_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -810,7 +810,7 @@ static void t35_gemm_dw_p_x_h1_weight(const jv_step *s)
         s->sumsq[11] = jv_sumsq(grads + JMVAE_P_X_H1_WEIGHT, 32768);
 }
 
-static void t36_gemm_dx_d_z_sample(const jv_step *s)
+JV_TASK static void t36_gemm_dx_d_z_sample(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -823,7 +823,7 @@ static void t36_gemm_dx_d_z_sample(const jv_step *s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_P_X_H1_WEIGHT, 512, 1, d_z_sample, 64);
 }
 
-static void t37_sample_grad_d_q_xw_mean(const jv_step *s)
+JV_TASK static void t37_sample_grad_d_q_xw_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -843,7 +843,7 @@ static void t37_sample_grad_d_q_xw_mean(const jv_step *s)
     }
 }
 
-static void t38_gauss_head_grad_d_q_xw_out(const jv_step *s)
+JV_TASK static void t38_gauss_head_grad_d_q_xw_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -867,7 +867,7 @@ static void t38_gauss_head_grad_d_q_xw_out(const jv_step *s)
     }
 }
 
-static void t39_act_grad_d_q_xw_out(const jv_step *s)
+JV_TASK static void t39_act_grad_d_q_xw_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -889,7 +889,7 @@ static void t39_act_grad_d_q_xw_out(const jv_step *s)
         s->sumsq[12] = jv_sumsq(grads + JMVAE_Q_XW_HEAD_BIAS, 128);
 }
 
-static void t40_gemm_dw_q_xw_head_weight(const jv_step *s)
+JV_TASK static void t40_gemm_dw_q_xw_head_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -904,7 +904,7 @@ static void t40_gemm_dw_q_xw_head_weight(const jv_step *s)
         s->sumsq[13] = jv_sumsq(grads + JMVAE_Q_XW_HEAD_WEIGHT, 65536);
 }
 
-static void t41_gemm_dx_d_q_xw_h1(const jv_step *s)
+JV_TASK static void t41_gemm_dx_d_q_xw_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -917,7 +917,7 @@ static void t41_gemm_dx_d_q_xw_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 128, 1, d_q_xw_out, 128, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, d_q_xw_h1, 512);
 }
 
-static void t42_act_grad_d_q_xw_h1(const jv_step *s)
+JV_TASK static void t42_act_grad_d_q_xw_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -943,7 +943,7 @@ static void t42_act_grad_d_q_xw_h1(const jv_step *s)
         s->sumsq[14] = jv_sumsq(grads + JMVAE_Q_XW_H1_BIAS, 512);
 }
 
-static void t43_gemm_dw_q_xw_h1_weight(const jv_step *s)
+JV_TASK static void t43_gemm_dw_q_xw_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -958,7 +958,7 @@ static void t43_gemm_dw_q_xw_h1_weight(const jv_step *s)
         s->sumsq[15] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT, 262144);
 }
 
-static void t44_gemm_dx_d_enc_x_h1(const jv_step *s)
+JV_TASK static void t44_gemm_dx_d_enc_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -971,7 +971,7 @@ static void t44_gemm_dx_d_enc_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
 }
 
-static void t45_gemm_dw_q_xw_h1_weight(const jv_step *s)
+JV_TASK static void t45_gemm_dw_q_xw_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -986,7 +986,7 @@ static void t45_gemm_dw_q_xw_h1_weight(const jv_step *s)
         s->sumsq[16] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT + 262144, 262144);
 }
 
-static void t46_gemm_dx_d_enc_w_h1(const jv_step *s)
+JV_TASK static void t46_gemm_dx_d_enc_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -999,7 +999,7 @@ static void t46_gemm_dx_d_enc_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
 }
 
-static void t47_act_grad_d_enc_w_h1(const jv_step *s)
+JV_TASK static void t47_act_grad_d_enc_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1025,7 +1025,7 @@ static void t47_act_grad_d_enc_w_h1(const jv_step *s)
         s->sumsq[17] = jv_sumsq(grads + JMVAE_ENC_W_H1_BIAS, 512);
 }
 
-static void t48_gemm_dw_enc_w_h1_weight(const jv_step *s)
+JV_TASK static void t48_gemm_dw_enc_w_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1041,7 +1041,7 @@ static void t48_gemm_dw_enc_w_h1_weight(const jv_step *s)
         s->sumsq[18] = jv_sumsq(grads + JMVAE_ENC_W_H1_WEIGHT, 5120);
 }
 
-static void t49_act_grad_d_enc_x_h1(const jv_step *s)
+JV_TASK static void t49_act_grad_d_enc_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1067,7 +1067,7 @@ static void t49_act_grad_d_enc_x_h1(const jv_step *s)
         s->sumsq[19] = jv_sumsq(grads + JMVAE_ENC_X_H1_BIAS, 512);
 }
 
-static void t50_gemm_dw_enc_x_h1_weight(const jv_step *s)
+JV_TASK static void t50_gemm_dw_enc_x_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1162,7 +1162,7 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
-void jmvae_posterior_x_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
+JV_TASK void jmvae_posterior_x_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
     const jv_real *const *data, const jv_real *const *noise,
     jv_real *const *latents, jv_real *log_q)
 {
@@ -1282,7 +1282,7 @@ void jmvae_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 }
 
 /* log p(z) under the prior and log p(m | z) for every modality */
-void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
+JV_TASK void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *latents,
     jv_real *log_prior, jv_real *const *log_lik, unsigned which)
 {
@@ -1447,7 +1447,7 @@ void jmvae_log_joint(const jv_real *params, jv_real *arena, int batch,
 }
 
 /* the expected value of every modality given the latents */
-void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
+JV_TASK void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *latents, jv_real *const *out)
 {
     const int B = batch;
@@ -1570,7 +1570,7 @@ void jmvae_decode(const jv_real *params, jv_real *arena, int batch,
 }
 
 /* ancestral sampling from the prior, top-down */
-void jmvae_sample_prior(const jv_real *params, jv_real *arena, int batch,
+JV_TASK void jmvae_sample_prior(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *noise, jv_real *const *latents)
 {
     const int B = batch;

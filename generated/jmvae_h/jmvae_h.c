@@ -37,7 +37,7 @@ void jmvae_h_init(jv_real *params, uint64_t seed)
  * touches the same buffer or gradient rows when either writes them, so
  * every order the runtime may pick computes the same bits. */
 
-static void t00_affine_enc_x_h1(const jv_step *s)
+JV_TASK static void t00_affine_enc_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -60,7 +60,7 @@ static void t00_affine_enc_x_h1(const jv_step *s)
     }
 }
 
-static void t01_affine_enc_w_h1(const jv_step *s)
+JV_TASK static void t01_affine_enc_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -83,7 +83,7 @@ static void t01_affine_enc_w_h1(const jv_step *s)
     }
 }
 
-static void t02_affine_h1_h1(const jv_step *s)
+JV_TASK static void t02_affine_h1_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -107,7 +107,7 @@ static void t02_affine_h1_h1(const jv_step *s)
     }
 }
 
-static void t03_affine_q_z2_h1(const jv_step *s)
+JV_TASK static void t03_affine_q_z2_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -129,7 +129,7 @@ static void t03_affine_q_z2_h1(const jv_step *s)
     }
 }
 
-static void t04_affine_q_z2_out(const jv_step *s)
+JV_TASK static void t04_affine_q_z2_out(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -151,7 +151,7 @@ static void t04_affine_q_z2_out(const jv_step *s)
     }
 }
 
-static void t05_gauss_head_q_z2_mean(const jv_step *s)
+JV_TASK static void t05_gauss_head_q_z2_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -172,7 +172,7 @@ static void t05_gauss_head_q_z2_mean(const jv_step *s)
     }
 }
 
-static void t06_sample_z2_sample(const jv_step *s)
+JV_TASK static void t06_sample_z2_sample(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -189,7 +189,7 @@ static void t06_sample_z2_sample(const jv_step *s)
         z2_sample[i] = q_z2_mean[i] + JV_EXP((jv_real)0.5 * q_z2_logvar[i]) * eps_z2[i];
 }
 
-static void t07_affine_q_z1_out(const jv_step *s)
+JV_TASK static void t07_affine_q_z1_out(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -211,7 +211,7 @@ static void t07_affine_q_z1_out(const jv_step *s)
     }
 }
 
-static void t08_gauss_head_q_z1_mean(const jv_step *s)
+JV_TASK static void t08_gauss_head_q_z1_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -232,7 +232,7 @@ static void t08_gauss_head_q_z1_mean(const jv_step *s)
     }
 }
 
-static void t09_sample_z1_sample(const jv_step *s)
+JV_TASK static void t09_sample_z1_sample(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -249,7 +249,7 @@ static void t09_sample_z1_sample(const jv_step *s)
         z1_sample[i] = q_z1_mean[i] + JV_EXP((jv_real)0.5 * q_z1_logvar[i]) * eps_z1[i];
 }
 
-static void t10_affine_p_x_h1(const jv_step *s)
+JV_TASK static void t10_affine_p_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -271,7 +271,7 @@ static void t10_affine_p_x_h1(const jv_step *s)
     }
 }
 
-static void t11_affine_p_x_h2(const jv_step *s)
+JV_TASK static void t11_affine_p_x_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -293,7 +293,7 @@ static void t11_affine_p_x_h2(const jv_step *s)
     }
 }
 
-static void t12_affine_p_x_logits(const jv_step *s)
+JV_TASK static void t12_affine_p_x_logits(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -315,7 +315,7 @@ static void t12_affine_p_x_logits(const jv_step *s)
     }
 }
 
-static void t13_nll_term_rec_x(const jv_step *s)
+JV_TASK static void t13_nll_term_rec_x(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -340,7 +340,7 @@ static void t13_nll_term_rec_x(const jv_step *s)
     }
 }
 
-static void t14_affine_p_w_h1(const jv_step *s)
+JV_TASK static void t14_affine_p_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -362,7 +362,7 @@ static void t14_affine_p_w_h1(const jv_step *s)
     }
 }
 
-static void t15_affine_p_w_h2(const jv_step *s)
+JV_TASK static void t15_affine_p_w_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -384,7 +384,7 @@ static void t15_affine_p_w_h2(const jv_step *s)
     }
 }
 
-static void t16_affine_p_w_logits(const jv_step *s)
+JV_TASK static void t16_affine_p_w_logits(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -406,7 +406,7 @@ static void t16_affine_p_w_logits(const jv_step *s)
     }
 }
 
-static void t17_nll_term_rec_w(const jv_step *s)
+JV_TASK static void t17_nll_term_rec_w(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -435,7 +435,7 @@ static void t17_nll_term_rec_w(const jv_step *s)
     }
 }
 
-static void t18_affine_p_z1_h1(const jv_step *s)
+JV_TASK static void t18_affine_p_z1_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -457,7 +457,7 @@ static void t18_affine_p_z1_h1(const jv_step *s)
     }
 }
 
-static void t19_affine_p_z1_h2(const jv_step *s)
+JV_TASK static void t19_affine_p_z1_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -479,7 +479,7 @@ static void t19_affine_p_z1_h2(const jv_step *s)
     }
 }
 
-static void t20_affine_p_z1_out(const jv_step *s)
+JV_TASK static void t20_affine_p_z1_out(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -501,7 +501,7 @@ static void t20_affine_p_z1_out(const jv_step *s)
     }
 }
 
-static void t21_gauss_head_p_z1_mean(const jv_step *s)
+JV_TASK static void t21_gauss_head_p_z1_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -522,7 +522,7 @@ static void t21_gauss_head_p_z1_mean(const jv_step *s)
     }
 }
 
-static void t22_kl_term_kl_z1(const jv_step *s)
+JV_TASK static void t22_kl_term_kl_z1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -549,7 +549,7 @@ static void t22_kl_term_kl_z1(const jv_step *s)
     }
 }
 
-static void t23_kl_term_kl_z2(const jv_step *s)
+JV_TASK static void t23_kl_term_kl_z2(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -571,7 +571,7 @@ static void t23_kl_term_kl_z2(const jv_step *s)
     }
 }
 
-static void t24_loss(const jv_step *s)
+JV_TASK static void t24_loss(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -623,7 +623,7 @@ static void t24_loss(const jv_step *s)
         *s->loss = total;
 }
 
-static void t25_kl_grad_d_q_z2_mean(const jv_step *s)
+JV_TASK static void t25_kl_grad_d_q_z2_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -653,7 +653,7 @@ static void t25_kl_grad_d_q_z2_mean(const jv_step *s)
     }
 }
 
-static void t26_kl_grad_d_q_z1_mean(const jv_step *s)
+JV_TASK static void t26_kl_grad_d_q_z1_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -693,7 +693,7 @@ static void t26_kl_grad_d_q_z1_mean(const jv_step *s)
     }
 }
 
-static void t27_gauss_head_grad_d_p_z1_out(const jv_step *s)
+JV_TASK static void t27_gauss_head_grad_d_p_z1_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -717,7 +717,7 @@ static void t27_gauss_head_grad_d_p_z1_out(const jv_step *s)
     }
 }
 
-static void t28_act_grad_d_p_z1_out(const jv_step *s)
+JV_TASK static void t28_act_grad_d_p_z1_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -739,7 +739,7 @@ static void t28_act_grad_d_p_z1_out(const jv_step *s)
         s->sumsq[0] = jv_sumsq(grads + JMVAE_H_P_Z1_HEAD_BIAS, 128);
 }
 
-static void t29_gemm_dw_p_z1_head_weight(const jv_step *s)
+JV_TASK static void t29_gemm_dw_p_z1_head_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -754,7 +754,7 @@ static void t29_gemm_dw_p_z1_head_weight(const jv_step *s)
         s->sumsq[1] = jv_sumsq(grads + JMVAE_H_P_Z1_HEAD_WEIGHT, 65536);
 }
 
-static void t30_gemm_dx_d_p_z1_h2(const jv_step *s)
+JV_TASK static void t30_gemm_dx_d_p_z1_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -767,7 +767,7 @@ static void t30_gemm_dx_d_p_z1_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 128, 1, d_p_z1_out, 128, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, d_p_z1_h2, 512);
 }
 
-static void t31_act_grad_d_p_z1_h2(const jv_step *s)
+JV_TASK static void t31_act_grad_d_p_z1_h2(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -793,7 +793,7 @@ static void t31_act_grad_d_p_z1_h2(const jv_step *s)
         s->sumsq[2] = jv_sumsq(grads + JMVAE_H_P_Z1_H2_BIAS, 512);
 }
 
-static void t32_gemm_dw_p_z1_h2_weight(const jv_step *s)
+JV_TASK static void t32_gemm_dw_p_z1_h2_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -808,7 +808,7 @@ static void t32_gemm_dw_p_z1_h2_weight(const jv_step *s)
         s->sumsq[3] = jv_sumsq(grads + JMVAE_H_P_Z1_H2_WEIGHT, 262144);
 }
 
-static void t33_gemm_dx_d_p_z1_h1(const jv_step *s)
+JV_TASK static void t33_gemm_dx_d_p_z1_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -821,7 +821,7 @@ static void t33_gemm_dx_d_p_z1_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_z1_h2, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, d_p_z1_h1, 512);
 }
 
-static void t34_act_grad_d_p_z1_h1(const jv_step *s)
+JV_TASK static void t34_act_grad_d_p_z1_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -847,7 +847,7 @@ static void t34_act_grad_d_p_z1_h1(const jv_step *s)
         s->sumsq[4] = jv_sumsq(grads + JMVAE_H_P_Z1_H1_BIAS, 512);
 }
 
-static void t35_gemm_dw_p_z1_h1_weight(const jv_step *s)
+JV_TASK static void t35_gemm_dw_p_z1_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -862,7 +862,7 @@ static void t35_gemm_dw_p_z1_h1_weight(const jv_step *s)
         s->sumsq[5] = jv_sumsq(grads + JMVAE_H_P_Z1_H1_WEIGHT, 16384);
 }
 
-static void t36_gemm_dx_d_z2_sample(const jv_step *s)
+JV_TASK static void t36_gemm_dx_d_z2_sample(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -875,7 +875,7 @@ static void t36_gemm_dx_d_z2_sample(const jv_step *s)
     jv_gemm(0, 1, B, 32, 512, 1, d_p_z1_h1, 512, params + JMVAE_H_P_Z1_H1_WEIGHT, 512, 0, d_z2_sample, 32);
 }
 
-static void t37_nll_grad_d_p_w_logits(const jv_step *s)
+JV_TASK static void t37_nll_grad_d_p_w_logits(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -909,7 +909,7 @@ static void t37_nll_grad_d_p_w_logits(const jv_step *s)
     }
 }
 
-static void t38_act_grad_d_p_w_logits(const jv_step *s)
+JV_TASK static void t38_act_grad_d_p_w_logits(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -931,7 +931,7 @@ static void t38_act_grad_d_p_w_logits(const jv_step *s)
         s->sumsq[6] = jv_sumsq(grads + JMVAE_H_P_W_HEAD_BIAS, 10);
 }
 
-static void t39_gemm_dw_p_w_head_weight(const jv_step *s)
+JV_TASK static void t39_gemm_dw_p_w_head_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -946,7 +946,7 @@ static void t39_gemm_dw_p_w_head_weight(const jv_step *s)
         s->sumsq[7] = jv_sumsq(grads + JMVAE_H_P_W_HEAD_WEIGHT, 5120);
 }
 
-static void t40_gemm_dx_d_p_w_h2(const jv_step *s)
+JV_TASK static void t40_gemm_dx_d_p_w_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -959,7 +959,7 @@ static void t40_gemm_dx_d_p_w_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_H_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
 }
 
-static void t41_act_grad_d_p_w_h2(const jv_step *s)
+JV_TASK static void t41_act_grad_d_p_w_h2(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -985,7 +985,7 @@ static void t41_act_grad_d_p_w_h2(const jv_step *s)
         s->sumsq[8] = jv_sumsq(grads + JMVAE_H_P_W_H2_BIAS, 512);
 }
 
-static void t42_gemm_dw_p_w_h2_weight(const jv_step *s)
+JV_TASK static void t42_gemm_dw_p_w_h2_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1000,7 +1000,7 @@ static void t42_gemm_dw_p_w_h2_weight(const jv_step *s)
         s->sumsq[9] = jv_sumsq(grads + JMVAE_H_P_W_H2_WEIGHT, 262144);
 }
 
-static void t43_gemm_dx_d_p_w_h1(const jv_step *s)
+JV_TASK static void t43_gemm_dx_d_p_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1013,7 +1013,7 @@ static void t43_gemm_dx_d_p_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
 }
 
-static void t44_act_grad_d_p_w_h1(const jv_step *s)
+JV_TASK static void t44_act_grad_d_p_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1039,7 +1039,7 @@ static void t44_act_grad_d_p_w_h1(const jv_step *s)
         s->sumsq[10] = jv_sumsq(grads + JMVAE_H_P_W_H1_BIAS, 512);
 }
 
-static void t45_gemm_dw_p_w_h1_weight(const jv_step *s)
+JV_TASK static void t45_gemm_dw_p_w_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1054,7 +1054,7 @@ static void t45_gemm_dw_p_w_h1_weight(const jv_step *s)
         s->sumsq[11] = jv_sumsq(grads + JMVAE_H_P_W_H1_WEIGHT, 32768);
 }
 
-static void t46_gemm_dx_d_z1_sample(const jv_step *s)
+JV_TASK static void t46_gemm_dx_d_z1_sample(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1067,7 +1067,7 @@ static void t46_gemm_dx_d_z1_sample(const jv_step *s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_H_P_W_H1_WEIGHT, 512, 0, d_z1_sample, 64);
 }
 
-static void t47_nll_grad_d_p_x_logits(const jv_step *s)
+JV_TASK static void t47_nll_grad_d_p_x_logits(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -1093,7 +1093,7 @@ static void t47_nll_grad_d_p_x_logits(const jv_step *s)
     }
 }
 
-static void t48_act_grad_d_p_x_logits(const jv_step *s)
+JV_TASK static void t48_act_grad_d_p_x_logits(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1115,7 +1115,7 @@ static void t48_act_grad_d_p_x_logits(const jv_step *s)
         s->sumsq[12] = jv_sumsq(grads + JMVAE_H_P_X_HEAD_BIAS, 784);
 }
 
-static void t49_gemm_dw_p_x_head_weight(const jv_step *s)
+JV_TASK static void t49_gemm_dw_p_x_head_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1130,7 +1130,7 @@ static void t49_gemm_dw_p_x_head_weight(const jv_step *s)
         s->sumsq[13] = jv_sumsq(grads + JMVAE_H_P_X_HEAD_WEIGHT, 401408);
 }
 
-static void t50_gemm_dx_d_p_x_h2(const jv_step *s)
+JV_TASK static void t50_gemm_dx_d_p_x_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1143,7 +1143,7 @@ static void t50_gemm_dx_d_p_x_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
 }
 
-static void t51_act_grad_d_p_x_h2(const jv_step *s)
+JV_TASK static void t51_act_grad_d_p_x_h2(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1169,7 +1169,7 @@ static void t51_act_grad_d_p_x_h2(const jv_step *s)
         s->sumsq[14] = jv_sumsq(grads + JMVAE_H_P_X_H2_BIAS, 512);
 }
 
-static void t52_gemm_dw_p_x_h2_weight(const jv_step *s)
+JV_TASK static void t52_gemm_dw_p_x_h2_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1184,7 +1184,7 @@ static void t52_gemm_dw_p_x_h2_weight(const jv_step *s)
         s->sumsq[15] = jv_sumsq(grads + JMVAE_H_P_X_H2_WEIGHT, 262144);
 }
 
-static void t53_gemm_dx_d_p_x_h1(const jv_step *s)
+JV_TASK static void t53_gemm_dx_d_p_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1197,7 +1197,7 @@ static void t53_gemm_dx_d_p_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
 }
 
-static void t54_act_grad_d_p_x_h1(const jv_step *s)
+JV_TASK static void t54_act_grad_d_p_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1223,7 +1223,7 @@ static void t54_act_grad_d_p_x_h1(const jv_step *s)
         s->sumsq[16] = jv_sumsq(grads + JMVAE_H_P_X_H1_BIAS, 512);
 }
 
-static void t55_gemm_dw_p_x_h1_weight(const jv_step *s)
+JV_TASK static void t55_gemm_dw_p_x_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1238,7 +1238,7 @@ static void t55_gemm_dw_p_x_h1_weight(const jv_step *s)
         s->sumsq[17] = jv_sumsq(grads + JMVAE_H_P_X_H1_WEIGHT, 32768);
 }
 
-static void t56_gemm_dx_d_z1_sample(const jv_step *s)
+JV_TASK static void t56_gemm_dx_d_z1_sample(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1251,7 +1251,7 @@ static void t56_gemm_dx_d_z1_sample(const jv_step *s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_H_P_X_H1_WEIGHT, 512, 1, d_z1_sample, 64);
 }
 
-static void t57_sample_grad_d_q_z1_mean(const jv_step *s)
+JV_TASK static void t57_sample_grad_d_q_z1_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -1271,7 +1271,7 @@ static void t57_sample_grad_d_q_z1_mean(const jv_step *s)
     }
 }
 
-static void t58_gauss_head_grad_d_q_z1_out(const jv_step *s)
+JV_TASK static void t58_gauss_head_grad_d_q_z1_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -1295,7 +1295,7 @@ static void t58_gauss_head_grad_d_q_z1_out(const jv_step *s)
     }
 }
 
-static void t59_act_grad_d_q_z1_out(const jv_step *s)
+JV_TASK static void t59_act_grad_d_q_z1_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1317,7 +1317,7 @@ static void t59_act_grad_d_q_z1_out(const jv_step *s)
         s->sumsq[18] = jv_sumsq(grads + JMVAE_H_Q_Z1_HEAD_BIAS, 128);
 }
 
-static void t60_gemm_dw_q_z1_head_weight(const jv_step *s)
+JV_TASK static void t60_gemm_dw_q_z1_head_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1332,7 +1332,7 @@ static void t60_gemm_dw_q_z1_head_weight(const jv_step *s)
         s->sumsq[19] = jv_sumsq(grads + JMVAE_H_Q_Z1_HEAD_WEIGHT, 65536);
 }
 
-static void t61_gemm_dx_d_h1_h1(const jv_step *s)
+JV_TASK static void t61_gemm_dx_d_h1_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1345,7 +1345,7 @@ static void t61_gemm_dx_d_h1_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 128, 1, d_q_z1_out, 128, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, d_h1_h1, 512);
 }
 
-static void t62_sample_grad_d_q_z2_mean(const jv_step *s)
+JV_TASK static void t62_sample_grad_d_q_z2_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -1365,7 +1365,7 @@ static void t62_sample_grad_d_q_z2_mean(const jv_step *s)
     }
 }
 
-static void t63_gauss_head_grad_d_q_z2_out(const jv_step *s)
+JV_TASK static void t63_gauss_head_grad_d_q_z2_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -1389,7 +1389,7 @@ static void t63_gauss_head_grad_d_q_z2_out(const jv_step *s)
     }
 }
 
-static void t64_act_grad_d_q_z2_out(const jv_step *s)
+JV_TASK static void t64_act_grad_d_q_z2_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1411,7 +1411,7 @@ static void t64_act_grad_d_q_z2_out(const jv_step *s)
         s->sumsq[20] = jv_sumsq(grads + JMVAE_H_Q_Z2_HEAD_BIAS, 64);
 }
 
-static void t65_gemm_dw_q_z2_head_weight(const jv_step *s)
+JV_TASK static void t65_gemm_dw_q_z2_head_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1426,7 +1426,7 @@ static void t65_gemm_dw_q_z2_head_weight(const jv_step *s)
         s->sumsq[21] = jv_sumsq(grads + JMVAE_H_Q_Z2_HEAD_WEIGHT, 32768);
 }
 
-static void t66_gemm_dx_d_q_z2_h1(const jv_step *s)
+JV_TASK static void t66_gemm_dx_d_q_z2_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1439,7 +1439,7 @@ static void t66_gemm_dx_d_q_z2_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 64, 1, d_q_z2_out, 64, params + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64, 0, d_q_z2_h1, 512);
 }
 
-static void t67_act_grad_d_q_z2_h1(const jv_step *s)
+JV_TASK static void t67_act_grad_d_q_z2_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1465,7 +1465,7 @@ static void t67_act_grad_d_q_z2_h1(const jv_step *s)
         s->sumsq[22] = jv_sumsq(grads + JMVAE_H_Q_Z2_H1_BIAS, 512);
 }
 
-static void t68_gemm_dw_q_z2_h1_weight(const jv_step *s)
+JV_TASK static void t68_gemm_dw_q_z2_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1480,7 +1480,7 @@ static void t68_gemm_dw_q_z2_h1_weight(const jv_step *s)
         s->sumsq[23] = jv_sumsq(grads + JMVAE_H_Q_Z2_H1_WEIGHT, 262144);
 }
 
-static void t69_gemm_dx_d_h1_h1(const jv_step *s)
+JV_TASK static void t69_gemm_dx_d_h1_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1493,7 +1493,7 @@ static void t69_gemm_dx_d_h1_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_z2_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 1, d_h1_h1, 512);
 }
 
-static void t70_act_grad_d_h1_h1(const jv_step *s)
+JV_TASK static void t70_act_grad_d_h1_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1519,7 +1519,7 @@ static void t70_act_grad_d_h1_h1(const jv_step *s)
         s->sumsq[24] = jv_sumsq(grads + JMVAE_H_H1_H1_BIAS, 512);
 }
 
-static void t71_gemm_dw_h1_h1_weight(const jv_step *s)
+JV_TASK static void t71_gemm_dw_h1_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1534,7 +1534,7 @@ static void t71_gemm_dw_h1_h1_weight(const jv_step *s)
         s->sumsq[25] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT, 262144);
 }
 
-static void t72_gemm_dx_d_enc_x_h1(const jv_step *s)
+JV_TASK static void t72_gemm_dx_d_enc_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1547,7 +1547,7 @@ static void t72_gemm_dx_d_enc_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
 }
 
-static void t73_gemm_dw_h1_h1_weight(const jv_step *s)
+JV_TASK static void t73_gemm_dw_h1_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1562,7 +1562,7 @@ static void t73_gemm_dw_h1_h1_weight(const jv_step *s)
         s->sumsq[26] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT + 262144, 262144);
 }
 
-static void t74_gemm_dx_d_enc_w_h1(const jv_step *s)
+JV_TASK static void t74_gemm_dx_d_enc_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1575,7 +1575,7 @@ static void t74_gemm_dx_d_enc_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
 }
 
-static void t75_act_grad_d_enc_w_h1(const jv_step *s)
+JV_TASK static void t75_act_grad_d_enc_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1601,7 +1601,7 @@ static void t75_act_grad_d_enc_w_h1(const jv_step *s)
         s->sumsq[27] = jv_sumsq(grads + JMVAE_H_ENC_W_H1_BIAS, 512);
 }
 
-static void t76_gemm_dw_enc_w_h1_weight(const jv_step *s)
+JV_TASK static void t76_gemm_dw_enc_w_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1617,7 +1617,7 @@ static void t76_gemm_dw_enc_w_h1_weight(const jv_step *s)
         s->sumsq[28] = jv_sumsq(grads + JMVAE_H_ENC_W_H1_WEIGHT, 5120);
 }
 
-static void t77_act_grad_d_enc_x_h1(const jv_step *s)
+JV_TASK static void t77_act_grad_d_enc_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1643,7 +1643,7 @@ static void t77_act_grad_d_enc_x_h1(const jv_step *s)
         s->sumsq[29] = jv_sumsq(grads + JMVAE_H_ENC_X_H1_BIAS, 512);
 }
 
-static void t78_gemm_dw_enc_x_h1_weight(const jv_step *s)
+JV_TASK static void t78_gemm_dw_enc_x_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1766,7 +1766,7 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
-void jmvae_h_posterior_x_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
+JV_TASK void jmvae_h_posterior_x_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
     const jv_real *const *data, const jv_real *const *noise,
     jv_real *const *latents, jv_real *log_q)
 {
@@ -1953,7 +1953,7 @@ void jmvae_h_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 }
 
 /* log p(z) under the prior and log p(m | z) for every modality */
-void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
+JV_TASK void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *latents,
     jv_real *log_prior, jv_real *const *log_lik, unsigned which)
 {
@@ -2190,7 +2190,7 @@ void jmvae_h_log_joint(const jv_real *params, jv_real *arena, int batch,
 }
 
 /* the expected value of every modality given the latents */
-void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
+JV_TASK void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *latents, jv_real *const *out)
 {
     const int B = batch;
@@ -2313,7 +2313,7 @@ void jmvae_h_decode(const jv_real *params, jv_real *arena, int batch,
 }
 
 /* ancestral sampling from the prior, top-down */
-void jmvae_h_sample_prior(const jv_real *params, jv_real *arena, int batch,
+JV_TASK void jmvae_h_sample_prior(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *noise, jv_real *const *latents)
 {
     const int B = batch;

@@ -37,7 +37,7 @@ void jmvae_kl_init(jv_real *params, uint64_t seed)
  * touches the same buffer or gradient rows when either writes them, so
  * every order the runtime may pick computes the same bits. */
 
-static void t00_affine_enc_x_h1(const jv_step *s)
+JV_TASK static void t00_affine_enc_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -60,7 +60,7 @@ static void t00_affine_enc_x_h1(const jv_step *s)
     }
 }
 
-static void t01_affine_enc_w_h1(const jv_step *s)
+JV_TASK static void t01_affine_enc_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -83,7 +83,7 @@ static void t01_affine_enc_w_h1(const jv_step *s)
     }
 }
 
-static void t02_affine_q_xw_h1(const jv_step *s)
+JV_TASK static void t02_affine_q_xw_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -107,7 +107,7 @@ static void t02_affine_q_xw_h1(const jv_step *s)
     }
 }
 
-static void t03_affine_q_xw_out(const jv_step *s)
+JV_TASK static void t03_affine_q_xw_out(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -129,7 +129,7 @@ static void t03_affine_q_xw_out(const jv_step *s)
     }
 }
 
-static void t04_gauss_head_q_xw_mean(const jv_step *s)
+JV_TASK static void t04_gauss_head_q_xw_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -150,7 +150,7 @@ static void t04_gauss_head_q_xw_mean(const jv_step *s)
     }
 }
 
-static void t05_sample_z_sample(const jv_step *s)
+JV_TASK static void t05_sample_z_sample(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -167,7 +167,7 @@ static void t05_sample_z_sample(const jv_step *s)
         z_sample[i] = q_xw_mean[i] + JV_EXP((jv_real)0.5 * q_xw_logvar[i]) * eps_z[i];
 }
 
-static void t06_affine_p_x_h1(const jv_step *s)
+JV_TASK static void t06_affine_p_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -189,7 +189,7 @@ static void t06_affine_p_x_h1(const jv_step *s)
     }
 }
 
-static void t07_affine_p_x_h2(const jv_step *s)
+JV_TASK static void t07_affine_p_x_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -211,7 +211,7 @@ static void t07_affine_p_x_h2(const jv_step *s)
     }
 }
 
-static void t08_affine_p_x_logits(const jv_step *s)
+JV_TASK static void t08_affine_p_x_logits(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -233,7 +233,7 @@ static void t08_affine_p_x_logits(const jv_step *s)
     }
 }
 
-static void t09_nll_term_rec_x(const jv_step *s)
+JV_TASK static void t09_nll_term_rec_x(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -258,7 +258,7 @@ static void t09_nll_term_rec_x(const jv_step *s)
     }
 }
 
-static void t10_affine_p_w_h1(const jv_step *s)
+JV_TASK static void t10_affine_p_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -280,7 +280,7 @@ static void t10_affine_p_w_h1(const jv_step *s)
     }
 }
 
-static void t11_affine_p_w_h2(const jv_step *s)
+JV_TASK static void t11_affine_p_w_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -302,7 +302,7 @@ static void t11_affine_p_w_h2(const jv_step *s)
     }
 }
 
-static void t12_affine_p_w_logits(const jv_step *s)
+JV_TASK static void t12_affine_p_w_logits(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -324,7 +324,7 @@ static void t12_affine_p_w_logits(const jv_step *s)
     }
 }
 
-static void t13_nll_term_rec_w(const jv_step *s)
+JV_TASK static void t13_nll_term_rec_w(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -353,7 +353,7 @@ static void t13_nll_term_rec_w(const jv_step *s)
     }
 }
 
-static void t14_kl_term_kl(const jv_step *s)
+JV_TASK static void t14_kl_term_kl(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -375,7 +375,7 @@ static void t14_kl_term_kl(const jv_step *s)
     }
 }
 
-static void t15_affine_q_x_h1(const jv_step *s)
+JV_TASK static void t15_affine_q_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -398,7 +398,7 @@ static void t15_affine_q_x_h1(const jv_step *s)
     }
 }
 
-static void t16_affine_q_x_h2(const jv_step *s)
+JV_TASK static void t16_affine_q_x_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -420,7 +420,7 @@ static void t16_affine_q_x_h2(const jv_step *s)
     }
 }
 
-static void t17_affine_q_x_out(const jv_step *s)
+JV_TASK static void t17_affine_q_x_out(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -442,7 +442,7 @@ static void t17_affine_q_x_out(const jv_step *s)
     }
 }
 
-static void t18_gauss_head_q_x_mean(const jv_step *s)
+JV_TASK static void t18_gauss_head_q_x_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -463,7 +463,7 @@ static void t18_gauss_head_q_x_mean(const jv_step *s)
     }
 }
 
-static void t19_kl_term_kl_x(const jv_step *s)
+JV_TASK static void t19_kl_term_kl_x(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -490,7 +490,7 @@ static void t19_kl_term_kl_x(const jv_step *s)
     }
 }
 
-static void t20_affine_q_w_h1(const jv_step *s)
+JV_TASK static void t20_affine_q_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -513,7 +513,7 @@ static void t20_affine_q_w_h1(const jv_step *s)
     }
 }
 
-static void t21_affine_q_w_h2(const jv_step *s)
+JV_TASK static void t21_affine_q_w_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -535,7 +535,7 @@ static void t21_affine_q_w_h2(const jv_step *s)
     }
 }
 
-static void t22_affine_q_w_out(const jv_step *s)
+JV_TASK static void t22_affine_q_w_out(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -557,7 +557,7 @@ static void t22_affine_q_w_out(const jv_step *s)
     }
 }
 
-static void t23_gauss_head_q_w_mean(const jv_step *s)
+JV_TASK static void t23_gauss_head_q_w_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -578,7 +578,7 @@ static void t23_gauss_head_q_w_mean(const jv_step *s)
     }
 }
 
-static void t24_kl_term_kl_w(const jv_step *s)
+JV_TASK static void t24_kl_term_kl_w(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -605,7 +605,7 @@ static void t24_kl_term_kl_w(const jv_step *s)
     }
 }
 
-static void t25_loss(const jv_step *s)
+JV_TASK static void t25_loss(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -668,7 +668,7 @@ static void t25_loss(const jv_step *s)
         *s->loss = total;
 }
 
-static void t26_kl_grad_d_q_xw_mean(const jv_step *s)
+JV_TASK static void t26_kl_grad_d_q_xw_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -709,7 +709,7 @@ static void t26_kl_grad_d_q_xw_mean(const jv_step *s)
     }
 }
 
-static void t27_gauss_head_grad_d_q_w_out(const jv_step *s)
+JV_TASK static void t27_gauss_head_grad_d_q_w_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -733,7 +733,7 @@ static void t27_gauss_head_grad_d_q_w_out(const jv_step *s)
     }
 }
 
-static void t28_act_grad_d_q_w_out(const jv_step *s)
+JV_TASK static void t28_act_grad_d_q_w_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -755,7 +755,7 @@ static void t28_act_grad_d_q_w_out(const jv_step *s)
         s->sumsq[0] = jv_sumsq(grads + JMVAE_KL_Q_W_HEAD_BIAS, 128);
 }
 
-static void t29_gemm_dw_q_w_head_weight(const jv_step *s)
+JV_TASK static void t29_gemm_dw_q_w_head_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -770,7 +770,7 @@ static void t29_gemm_dw_q_w_head_weight(const jv_step *s)
         s->sumsq[1] = jv_sumsq(grads + JMVAE_KL_Q_W_HEAD_WEIGHT, 65536);
 }
 
-static void t30_gemm_dx_d_q_w_h2(const jv_step *s)
+JV_TASK static void t30_gemm_dx_d_q_w_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -783,7 +783,7 @@ static void t30_gemm_dx_d_q_w_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 128, 1, d_q_w_out, 128, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, d_q_w_h2, 512);
 }
 
-static void t31_act_grad_d_q_w_h2(const jv_step *s)
+JV_TASK static void t31_act_grad_d_q_w_h2(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -809,7 +809,7 @@ static void t31_act_grad_d_q_w_h2(const jv_step *s)
         s->sumsq[2] = jv_sumsq(grads + JMVAE_KL_Q_W_H2_BIAS, 512);
 }
 
-static void t32_gemm_dw_q_w_h2_weight(const jv_step *s)
+JV_TASK static void t32_gemm_dw_q_w_h2_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -824,7 +824,7 @@ static void t32_gemm_dw_q_w_h2_weight(const jv_step *s)
         s->sumsq[3] = jv_sumsq(grads + JMVAE_KL_Q_W_H2_WEIGHT, 262144);
 }
 
-static void t33_gemm_dx_d_q_w_h1(const jv_step *s)
+JV_TASK static void t33_gemm_dx_d_q_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -837,7 +837,7 @@ static void t33_gemm_dx_d_q_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_w_h2, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, d_q_w_h1, 512);
 }
 
-static void t34_act_grad_d_q_w_h1(const jv_step *s)
+JV_TASK static void t34_act_grad_d_q_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -863,7 +863,7 @@ static void t34_act_grad_d_q_w_h1(const jv_step *s)
         s->sumsq[4] = jv_sumsq(grads + JMVAE_KL_Q_W_H1_BIAS, 512);
 }
 
-static void t35_gemm_dw_q_w_h1_weight(const jv_step *s)
+JV_TASK static void t35_gemm_dw_q_w_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -879,7 +879,7 @@ static void t35_gemm_dw_q_w_h1_weight(const jv_step *s)
         s->sumsq[5] = jv_sumsq(grads + JMVAE_KL_Q_W_H1_WEIGHT, 5120);
 }
 
-static void t36_kl_grad_d_q_xw_mean(const jv_step *s)
+JV_TASK static void t36_kl_grad_d_q_xw_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -920,7 +920,7 @@ static void t36_kl_grad_d_q_xw_mean(const jv_step *s)
     }
 }
 
-static void t37_gauss_head_grad_d_q_x_out(const jv_step *s)
+JV_TASK static void t37_gauss_head_grad_d_q_x_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -944,7 +944,7 @@ static void t37_gauss_head_grad_d_q_x_out(const jv_step *s)
     }
 }
 
-static void t38_act_grad_d_q_x_out(const jv_step *s)
+JV_TASK static void t38_act_grad_d_q_x_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -966,7 +966,7 @@ static void t38_act_grad_d_q_x_out(const jv_step *s)
         s->sumsq[6] = jv_sumsq(grads + JMVAE_KL_Q_X_HEAD_BIAS, 128);
 }
 
-static void t39_gemm_dw_q_x_head_weight(const jv_step *s)
+JV_TASK static void t39_gemm_dw_q_x_head_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -981,7 +981,7 @@ static void t39_gemm_dw_q_x_head_weight(const jv_step *s)
         s->sumsq[7] = jv_sumsq(grads + JMVAE_KL_Q_X_HEAD_WEIGHT, 65536);
 }
 
-static void t40_gemm_dx_d_q_x_h2(const jv_step *s)
+JV_TASK static void t40_gemm_dx_d_q_x_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -994,7 +994,7 @@ static void t40_gemm_dx_d_q_x_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 128, 1, d_q_x_out, 128, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, d_q_x_h2, 512);
 }
 
-static void t41_act_grad_d_q_x_h2(const jv_step *s)
+JV_TASK static void t41_act_grad_d_q_x_h2(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1020,7 +1020,7 @@ static void t41_act_grad_d_q_x_h2(const jv_step *s)
         s->sumsq[8] = jv_sumsq(grads + JMVAE_KL_Q_X_H2_BIAS, 512);
 }
 
-static void t42_gemm_dw_q_x_h2_weight(const jv_step *s)
+JV_TASK static void t42_gemm_dw_q_x_h2_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1035,7 +1035,7 @@ static void t42_gemm_dw_q_x_h2_weight(const jv_step *s)
         s->sumsq[9] = jv_sumsq(grads + JMVAE_KL_Q_X_H2_WEIGHT, 262144);
 }
 
-static void t43_gemm_dx_d_q_x_h1(const jv_step *s)
+JV_TASK static void t43_gemm_dx_d_q_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1048,7 +1048,7 @@ static void t43_gemm_dx_d_q_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_x_h2, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, d_q_x_h1, 512);
 }
 
-static void t44_act_grad_d_q_x_h1(const jv_step *s)
+JV_TASK static void t44_act_grad_d_q_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1074,7 +1074,7 @@ static void t44_act_grad_d_q_x_h1(const jv_step *s)
         s->sumsq[10] = jv_sumsq(grads + JMVAE_KL_Q_X_H1_BIAS, 512);
 }
 
-static void t45_gemm_dw_q_x_h1_weight(const jv_step *s)
+JV_TASK static void t45_gemm_dw_q_x_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1090,7 +1090,7 @@ static void t45_gemm_dw_q_x_h1_weight(const jv_step *s)
         s->sumsq[11] = jv_sumsq(grads + JMVAE_KL_Q_X_H1_WEIGHT, 401408);
 }
 
-static void t46_kl_grad_d_q_xw_mean(const jv_step *s)
+JV_TASK static void t46_kl_grad_d_q_xw_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -1120,7 +1120,7 @@ static void t46_kl_grad_d_q_xw_mean(const jv_step *s)
     }
 }
 
-static void t47_nll_grad_d_p_w_logits(const jv_step *s)
+JV_TASK static void t47_nll_grad_d_p_w_logits(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -1154,7 +1154,7 @@ static void t47_nll_grad_d_p_w_logits(const jv_step *s)
     }
 }
 
-static void t48_act_grad_d_p_w_logits(const jv_step *s)
+JV_TASK static void t48_act_grad_d_p_w_logits(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1176,7 +1176,7 @@ static void t48_act_grad_d_p_w_logits(const jv_step *s)
         s->sumsq[12] = jv_sumsq(grads + JMVAE_KL_P_W_HEAD_BIAS, 10);
 }
 
-static void t49_gemm_dw_p_w_head_weight(const jv_step *s)
+JV_TASK static void t49_gemm_dw_p_w_head_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1191,7 +1191,7 @@ static void t49_gemm_dw_p_w_head_weight(const jv_step *s)
         s->sumsq[13] = jv_sumsq(grads + JMVAE_KL_P_W_HEAD_WEIGHT, 5120);
 }
 
-static void t50_gemm_dx_d_p_w_h2(const jv_step *s)
+JV_TASK static void t50_gemm_dx_d_p_w_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1204,7 +1204,7 @@ static void t50_gemm_dx_d_p_w_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_KL_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
 }
 
-static void t51_act_grad_d_p_w_h2(const jv_step *s)
+JV_TASK static void t51_act_grad_d_p_w_h2(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1230,7 +1230,7 @@ static void t51_act_grad_d_p_w_h2(const jv_step *s)
         s->sumsq[14] = jv_sumsq(grads + JMVAE_KL_P_W_H2_BIAS, 512);
 }
 
-static void t52_gemm_dw_p_w_h2_weight(const jv_step *s)
+JV_TASK static void t52_gemm_dw_p_w_h2_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1245,7 +1245,7 @@ static void t52_gemm_dw_p_w_h2_weight(const jv_step *s)
         s->sumsq[15] = jv_sumsq(grads + JMVAE_KL_P_W_H2_WEIGHT, 262144);
 }
 
-static void t53_gemm_dx_d_p_w_h1(const jv_step *s)
+JV_TASK static void t53_gemm_dx_d_p_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1258,7 +1258,7 @@ static void t53_gemm_dx_d_p_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
 }
 
-static void t54_act_grad_d_p_w_h1(const jv_step *s)
+JV_TASK static void t54_act_grad_d_p_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1284,7 +1284,7 @@ static void t54_act_grad_d_p_w_h1(const jv_step *s)
         s->sumsq[16] = jv_sumsq(grads + JMVAE_KL_P_W_H1_BIAS, 512);
 }
 
-static void t55_gemm_dw_p_w_h1_weight(const jv_step *s)
+JV_TASK static void t55_gemm_dw_p_w_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1299,7 +1299,7 @@ static void t55_gemm_dw_p_w_h1_weight(const jv_step *s)
         s->sumsq[17] = jv_sumsq(grads + JMVAE_KL_P_W_H1_WEIGHT, 32768);
 }
 
-static void t56_gemm_dx_d_z_sample(const jv_step *s)
+JV_TASK static void t56_gemm_dx_d_z_sample(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1312,7 +1312,7 @@ static void t56_gemm_dx_d_z_sample(const jv_step *s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_KL_P_W_H1_WEIGHT, 512, 0, d_z_sample, 64);
 }
 
-static void t57_nll_grad_d_p_x_logits(const jv_step *s)
+JV_TASK static void t57_nll_grad_d_p_x_logits(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -1338,7 +1338,7 @@ static void t57_nll_grad_d_p_x_logits(const jv_step *s)
     }
 }
 
-static void t58_act_grad_d_p_x_logits(const jv_step *s)
+JV_TASK static void t58_act_grad_d_p_x_logits(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1360,7 +1360,7 @@ static void t58_act_grad_d_p_x_logits(const jv_step *s)
         s->sumsq[18] = jv_sumsq(grads + JMVAE_KL_P_X_HEAD_BIAS, 784);
 }
 
-static void t59_gemm_dw_p_x_head_weight(const jv_step *s)
+JV_TASK static void t59_gemm_dw_p_x_head_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1375,7 +1375,7 @@ static void t59_gemm_dw_p_x_head_weight(const jv_step *s)
         s->sumsq[19] = jv_sumsq(grads + JMVAE_KL_P_X_HEAD_WEIGHT, 401408);
 }
 
-static void t60_gemm_dx_d_p_x_h2(const jv_step *s)
+JV_TASK static void t60_gemm_dx_d_p_x_h2(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1388,7 +1388,7 @@ static void t60_gemm_dx_d_p_x_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
 }
 
-static void t61_act_grad_d_p_x_h2(const jv_step *s)
+JV_TASK static void t61_act_grad_d_p_x_h2(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1414,7 +1414,7 @@ static void t61_act_grad_d_p_x_h2(const jv_step *s)
         s->sumsq[20] = jv_sumsq(grads + JMVAE_KL_P_X_H2_BIAS, 512);
 }
 
-static void t62_gemm_dw_p_x_h2_weight(const jv_step *s)
+JV_TASK static void t62_gemm_dw_p_x_h2_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1429,7 +1429,7 @@ static void t62_gemm_dw_p_x_h2_weight(const jv_step *s)
         s->sumsq[21] = jv_sumsq(grads + JMVAE_KL_P_X_H2_WEIGHT, 262144);
 }
 
-static void t63_gemm_dx_d_p_x_h1(const jv_step *s)
+JV_TASK static void t63_gemm_dx_d_p_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1442,7 +1442,7 @@ static void t63_gemm_dx_d_p_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
 }
 
-static void t64_act_grad_d_p_x_h1(const jv_step *s)
+JV_TASK static void t64_act_grad_d_p_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1468,7 +1468,7 @@ static void t64_act_grad_d_p_x_h1(const jv_step *s)
         s->sumsq[22] = jv_sumsq(grads + JMVAE_KL_P_X_H1_BIAS, 512);
 }
 
-static void t65_gemm_dw_p_x_h1_weight(const jv_step *s)
+JV_TASK static void t65_gemm_dw_p_x_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1483,7 +1483,7 @@ static void t65_gemm_dw_p_x_h1_weight(const jv_step *s)
         s->sumsq[23] = jv_sumsq(grads + JMVAE_KL_P_X_H1_WEIGHT, 32768);
 }
 
-static void t66_gemm_dx_d_z_sample(const jv_step *s)
+JV_TASK static void t66_gemm_dx_d_z_sample(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1496,7 +1496,7 @@ static void t66_gemm_dx_d_z_sample(const jv_step *s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_KL_P_X_H1_WEIGHT, 512, 1, d_z_sample, 64);
 }
 
-static void t67_sample_grad_d_q_xw_mean(const jv_step *s)
+JV_TASK static void t67_sample_grad_d_q_xw_mean(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -1516,7 +1516,7 @@ static void t67_sample_grad_d_q_xw_mean(const jv_step *s)
     }
 }
 
-static void t68_gauss_head_grad_d_q_xw_out(const jv_step *s)
+JV_TASK static void t68_gauss_head_grad_d_q_xw_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const arena = s->arena;
@@ -1540,7 +1540,7 @@ static void t68_gauss_head_grad_d_q_xw_out(const jv_step *s)
     }
 }
 
-static void t69_act_grad_d_q_xw_out(const jv_step *s)
+JV_TASK static void t69_act_grad_d_q_xw_out(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1562,7 +1562,7 @@ static void t69_act_grad_d_q_xw_out(const jv_step *s)
         s->sumsq[24] = jv_sumsq(grads + JMVAE_KL_Q_XW_HEAD_BIAS, 128);
 }
 
-static void t70_gemm_dw_q_xw_head_weight(const jv_step *s)
+JV_TASK static void t70_gemm_dw_q_xw_head_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1577,7 +1577,7 @@ static void t70_gemm_dw_q_xw_head_weight(const jv_step *s)
         s->sumsq[25] = jv_sumsq(grads + JMVAE_KL_Q_XW_HEAD_WEIGHT, 65536);
 }
 
-static void t71_gemm_dx_d_q_xw_h1(const jv_step *s)
+JV_TASK static void t71_gemm_dx_d_q_xw_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1590,7 +1590,7 @@ static void t71_gemm_dx_d_q_xw_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 128, 1, d_q_xw_out, 128, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, d_q_xw_h1, 512);
 }
 
-static void t72_act_grad_d_q_xw_h1(const jv_step *s)
+JV_TASK static void t72_act_grad_d_q_xw_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1616,7 +1616,7 @@ static void t72_act_grad_d_q_xw_h1(const jv_step *s)
         s->sumsq[26] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_BIAS, 512);
 }
 
-static void t73_gemm_dw_q_xw_h1_weight(const jv_step *s)
+JV_TASK static void t73_gemm_dw_q_xw_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1631,7 +1631,7 @@ static void t73_gemm_dw_q_xw_h1_weight(const jv_step *s)
         s->sumsq[27] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT, 262144);
 }
 
-static void t74_gemm_dx_d_enc_x_h1(const jv_step *s)
+JV_TASK static void t74_gemm_dx_d_enc_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1644,7 +1644,7 @@ static void t74_gemm_dx_d_enc_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
 }
 
-static void t75_gemm_dw_q_xw_h1_weight(const jv_step *s)
+JV_TASK static void t75_gemm_dw_q_xw_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1659,7 +1659,7 @@ static void t75_gemm_dw_q_xw_h1_weight(const jv_step *s)
         s->sumsq[28] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 262144);
 }
 
-static void t76_gemm_dx_d_enc_w_h1(const jv_step *s)
+JV_TASK static void t76_gemm_dx_d_enc_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     const jv_real *const params = s->params;
@@ -1672,7 +1672,7 @@ static void t76_gemm_dx_d_enc_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
 }
 
-static void t77_act_grad_d_enc_w_h1(const jv_step *s)
+JV_TASK static void t77_act_grad_d_enc_w_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1698,7 +1698,7 @@ static void t77_act_grad_d_enc_w_h1(const jv_step *s)
         s->sumsq[29] = jv_sumsq(grads + JMVAE_KL_ENC_W_H1_BIAS, 512);
 }
 
-static void t78_gemm_dw_enc_w_h1_weight(const jv_step *s)
+JV_TASK static void t78_gemm_dw_enc_w_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1714,7 +1714,7 @@ static void t78_gemm_dw_enc_w_h1_weight(const jv_step *s)
         s->sumsq[30] = jv_sumsq(grads + JMVAE_KL_ENC_W_H1_WEIGHT, 5120);
 }
 
-static void t79_act_grad_d_enc_x_h1(const jv_step *s)
+JV_TASK static void t79_act_grad_d_enc_x_h1(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1740,7 +1740,7 @@ static void t79_act_grad_d_enc_x_h1(const jv_step *s)
         s->sumsq[31] = jv_sumsq(grads + JMVAE_KL_ENC_X_H1_BIAS, 512);
 }
 
-static void t80_gemm_dw_enc_x_h1_weight(const jv_step *s)
+JV_TASK static void t80_gemm_dw_enc_x_h1_weight(const jv_step *s)
 {
     const int B = s->batch;
     jv_real *const grads = s->grads;
@@ -1865,7 +1865,7 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
-void jmvae_kl_posterior_x_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
+JV_TASK void jmvae_kl_posterior_x_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
     const jv_real *const *data, const jv_real *const *noise,
     jv_real *const *latents, jv_real *log_q)
 {
@@ -1985,7 +1985,7 @@ void jmvae_kl_posterior_x_w(const jv_real *params, jv_real *arena, int batch,
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
-void jmvae_kl_posterior_x_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
+JV_TASK void jmvae_kl_posterior_x_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
     const jv_real *const *data, const jv_real *const *noise,
     jv_real *const *latents, jv_real *log_q)
 {
@@ -2089,7 +2089,7 @@ void jmvae_kl_posterior_x(const jv_real *params, jv_real *arena, int batch,
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
-void jmvae_kl_posterior_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
+JV_TASK void jmvae_kl_posterior_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
     const jv_real *const *data, const jv_real *const *noise,
     jv_real *const *latents, jv_real *log_q)
 {
@@ -2193,7 +2193,7 @@ void jmvae_kl_posterior_w(const jv_real *params, jv_real *arena, int batch,
 }
 
 /* log p(z) under the prior and log p(m | z) for every modality */
-void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
+JV_TASK void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *latents,
     jv_real *log_prior, jv_real *const *log_lik, unsigned which)
 {
@@ -2358,7 +2358,7 @@ void jmvae_kl_log_joint(const jv_real *params, jv_real *arena, int batch,
 }
 
 /* the expected value of every modality given the latents */
-void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
+JV_TASK void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *latents, jv_real *const *out)
 {
     const int B = batch;
@@ -2481,7 +2481,7 @@ void jmvae_kl_decode(const jv_real *params, jv_real *arena, int batch,
 }
 
 /* ancestral sampling from the prior, top-down */
-void jmvae_kl_sample_prior(const jv_real *params, jv_real *arena, int batch,
+JV_TASK void jmvae_kl_sample_prior(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *noise, jv_real *const *latents)
 {
     const int B = batch;
