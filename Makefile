@@ -16,7 +16,7 @@ CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) $(if $(WERROR),-Werror) \
              $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all) \
              $(CFLAGS)
 LDFLAGS_ALL = $(if $(SANITIZE),-fsanitize=$(SANITIZE)) $(LDFLAGS)
-BLAS_LIBS := -lopenblas -lz -lm
+BLAS_LIBS := -lopenblas -ldeflate -lz -lm -lpthread
 
 # -------------------------------------------------------------- sources --
 GRAMMAR_Y   := grammar/parser.y

@@ -126,7 +126,7 @@ int print_build_flags(const char *argv0, build_query query)
     if (query == QUERY_CFLAGS)
         printf("-I%s\n", inc);
     else if (query == QUERY_LIBS)
-        printf("-L%s -ljmvaec -lopenblas -lz -lm -lpthread\n", lib);
+        printf("-L%s -ljmvaec -lopenblas -ldeflate -lz -lm -lpthread\n", lib);
     else
         printf("%s/jv_model.h %s/jv_runtime.h %s/jv_trainer.h %s/jv_gradcheck.h %s/libjmvaec.a\n", inc, inc, inc, inc,
                lib);

@@ -123,12 +123,21 @@ void jv_adam_update_path(int path, const jv_adam_config *cfg, float *params, con
 /* The value of a weight after linear warm-up (see jv_hyper_info). */
 double jv_hyper_value(const jv_hyper_info *h, double epoch_progress);
 
+/* ------------------------------------------------------------ memory -- */
+
+/* Memory for a large block (parameters, moments, gradients, data): from 4 MiB
+ * on, aligned to 2 MiB and advised to use transparent huge pages, which cut
+ * the page faults and TLB misses of the loops that stream it. Freed with
+ * free(); NULL when memory runs out. */
+void *jv_alloc_large(size_t bytes, int zeroed);
+
 /* --------------------------------------------------------------- data -- */
 
 /* A dense matrix of examples: n rows of dim floats. */
 typedef struct {
     size_t n, dim;
     float *x;
+    int unit_interval; /* every value is known to lie in [0,1] (bytes scaled by 1/255) */
 } jv_matrix;
 
 void jv_matrix_free(jv_matrix *m);

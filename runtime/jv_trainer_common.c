@@ -194,7 +194,7 @@ static jv_real *alloc_reals(size_t count, size_t cap)
         count = 1;
     if (count > SIZE_MAX / sizeof(jv_real) / cap)
         return NULL;
-    return calloc(count * cap, sizeof(jv_real));
+    return jv_alloc_large(count * cap * sizeof(jv_real), 1);
 }
 
 /* The per-role sizes of one example: modality sizes, latent sizes, ones. */

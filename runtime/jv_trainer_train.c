@@ -47,6 +47,9 @@ typedef struct {
                              * examples; then the same over the validation examples */
     jv_progress bar;
     double run_start;
+    double load_seconds;    /* reading and decoding the data files */
+    double step_seconds;    /* in the steps (batch, forward, backward, Adam), this invocation */
+    double ckpt_seconds;    /* writing checkpoints */
     int64_t first_epoch;    /* the first epoch this invocation runs */
 } trainer;
 
@@ -227,7 +230,7 @@ static int alloc_buffers(trainer *t)
     int cap = (size_t)t->o.batch < t->ds.n ? t->o.batch : (int)t->ds.n;
     if (jv_work_alloc(t->m, cap, &t->w) != 0)
         return 1;
-    t->grads = calloc(t->m->n_params ? t->m->n_params : 1, sizeof *t->grads);
+    t->grads = jv_alloc_large((t->m->n_params ? t->m->n_params : 1) * sizeof *t->grads, 1);
     t->sums = calloc(2 * ((size_t)t->m->n_terms + 1), sizeof *t->sums);
     t->sumsq = calloc((size_t)t->m->train->n_slots + 1, sizeof *t->sumsq);
     if (!t->grads || !t->sums || !t->sumsq)
@@ -355,9 +358,10 @@ static int save_checkpoint(trainer *t, const char *name)
     jv_error err;
     if (run_path(t, name, path, sizeof path) != 0)
         return 1;
-    if (jv_checkpoint_save(path, t->m, &t->ck, &err) != 0)
-        return jv_fail("%s", err.msg);
-    return 0;
+    double start = jv_now();
+    int rc = jv_checkpoint_save(path, t->m, &t->ck, &err);
+    t->ckpt_seconds += jv_now() - start;
+    return rc != 0 ? jv_fail("%s", err.msg) : 0;
 }
 
 /* --------------------------------------------------------------- steps -- */
@@ -574,7 +578,10 @@ static int run_epoch(trainer *t, int64_t epoch)
         size_t first = b * cap;
         int batch = (int)(t->n_train - first < cap ? t->n_train - first : cap);
         double progress = (double)(epoch - 1) + (double)b / (double)n_batches;
-        if (train_step(t, t->order + first, batch, progress) != 0)
+        double began = jv_now();
+        int rc = train_step(t, t->order + first, batch, progress);
+        t->step_seconds += jv_now() - began;
+        if (rc != 0)
             return 1;
         draw_bar(t, epoch, first + (size_t)batch);
     }
@@ -612,7 +619,14 @@ static int run_training(trainer *t)
     for (int64_t e = t->first_epoch; e <= t->o.epochs; e++)
         if (run_epoch(t, e) != 0)
             return 1;
-    return save_checkpoint(t, "last.ckpt");
+    if (save_checkpoint(t, "last.ckpt") != 0)
+        return 1;
+    double total = jv_now() - t->run_start;
+    printf("done: %lld epoch%s in %.2f s: steps %.2f s, checkpoints %.2f s, the rest %.2f s "
+           "(shuffles, validation, logs); loading the data took %.2f s before\n",
+           (long long)(t->o.epochs - t->first_epoch + 1), t->o.epochs - t->first_epoch == 0 ? "" : "s", total,
+           t->step_seconds, t->ckpt_seconds, total - t->step_seconds - t->ckpt_seconds, t->load_seconds);
+    return 0;
 }
 
 /* Everything that can fail before a file is written. */
@@ -622,9 +636,12 @@ static int prepare(trainer *t, int argc, char **argv)
     if (rc != 0)
         return rc;
     unsigned all = t->m->n_modalities == 32 ? ~0u : (1u << t->m->n_modalities) - 1;
-    if (parse_binarize(t) != 0 || parse_hypers(t) != 0 ||
-        jv_dataset_load(t->m, "train", &t->o.data, all, t->o.limit, &t->ds) != 0)
+    if (parse_binarize(t) != 0 || parse_hypers(t) != 0)
         return 1;
+    double start = jv_now();
+    if (jv_dataset_load(t->m, "train", &t->o.data, all, t->o.limit, &t->ds) != 0)
+        return 1;
+    t->load_seconds = jv_now() - start;
     binarize_thresholds(t);
     if (load_state(t) != 0 || make_split(t) != 0 || prepare_run_dir(t) != 0 || alloc_buffers(t) != 0)
         return 1;

@@ -2,13 +2,16 @@
  * whole-file reading (plain or gzip), and the byte buffer and reader the
  * other runtime files build on.
  */
+#define _GNU_SOURCE 1 /* MADV_HUGEPAGE */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <libdeflate.h>
 #include <zlib.h>
 
 #include "jv_internal.h"
@@ -22,6 +25,24 @@ void jv_error_set(jv_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
+}
+
+void *jv_alloc_large(size_t bytes, int zeroed)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < 2 * huge) {
+        void *p = zeroed ? calloc(1, bytes ? bytes : 1) : malloc(bytes ? bytes : 1);
+        return p;
+    }
+    void *p = NULL;
+    if (posix_memalign(&p, huge, bytes) != 0)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, (bytes + huge - 1) & ~(huge - 1), MADV_HUGEPAGE); /* advice only: a refusal changes nothing */
+#endif
+    if (zeroed)
+        memset(p, 0, bytes);
+    return p;
 }
 
 void jv_set_threads(int threads)
@@ -151,11 +172,53 @@ static int read_gz_stream(gzFile gz, const char *path, size_t disk_size, jv_buf 
     return -1;
 }
 
+/* A whole single-member gzip file decompressed by libdeflate, about three
+ * times as fast as zlib's inflate (the 47 MB of Fashion-MNIST's training
+ * images). Returns 1 whenever it does not succeed (not gzip, more than one
+ * member, trailing bytes, damage, a size the footer does not give, memory):
+ * zlib then reads the file, and reports what is wrong in its words. */
+static int read_gz_whole(const char *path, size_t disk_size, unsigned char **data, size_t *size)
+{
+    if (disk_size < 18 || disk_size > ((size_t)1 << 32))
+        return 1;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 1;
+    unsigned char *in = jv_alloc_large(disk_size, 0);
+    size_t got = in ? fread(in, 1, disk_size, f) : 0;
+    fclose(f);
+    if (!in || got != disk_size || in[0] != 0x1f || in[1] != 0x8b) {
+        free(in);
+        return 1;
+    }
+    size_t isize = jv_get_le32(in + disk_size - 4); /* the length mod 2^32: exact below 4 GiB */
+    unsigned char *out = jv_alloc_large(isize + 1, 0);
+    struct libdeflate_decompressor *d = out ? libdeflate_alloc_decompressor() : NULL;
+    size_t in_used = 0, out_len = 0;
+    enum libdeflate_result r = LIBDEFLATE_BAD_DATA;
+    if (d)
+        r = libdeflate_gzip_decompress_ex(d, in, disk_size, out, isize, &in_used, &out_len);
+    libdeflate_free_decompressor(d);
+    free(in);
+    if (r != LIBDEFLATE_SUCCESS || in_used != disk_size || out_len != isize) {
+        free(out); /* zlib reads it, or says what is wrong */
+        return 1;
+    }
+    out[out_len] = 0;
+    *data = out;
+    *size = out_len;
+    return 0;
+}
+
 int jv_read_file(const char *path, unsigned char **data, size_t *size, int *gzipped, jv_error *err)
 {
     size_t disk_size;
     if (check_readable_file(path, &disk_size, err) != 0)
         return -1;
+    if (read_gz_whole(path, disk_size, data, size) == 0) {
+        *gzipped = 1;
+        return 0;
+    }
     errno = 0;
     gzFile gz = gzopen(path, "rb");
     if (!gz) {

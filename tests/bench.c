@@ -157,9 +157,15 @@ static void *xalloc(size_t bytes)
     return p;
 }
 
+/* As the trainer allocates its blocks (huge pages advised for large ones). */
 static float *alloc_reals(size_t n)
 {
-    return xalloc(n * sizeof(float));
+    float *p = jv_alloc_large((n ? n : 1) * sizeof(float), 1);
+    if (!p) {
+        fprintf(stderr, "bench: out of memory (%zu reals)\n", n);
+        exit(1);
+    }
+    return p;
 }
 
 /* Uniform in [-1, 1) from a xorshift generator: quick, and free of the
