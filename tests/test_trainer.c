@@ -300,7 +300,7 @@ Test(train, prints_one_plain_line_per_epoch_when_not_a_terminal)
     run_main(&s, &r, "train " DATA " --epochs 3");
     cr_assert_eq(r.code, 0);
     cr_assert_null(strchr(r.out, '\r'));
-    cr_assert_eq(count_lines(r.out), 5, "%s", r.out); /* two heading lines, then one line per epoch */
+    cr_assert_eq(count_lines(r.out), 6, "%s", r.out); /* two heading lines, a line per epoch, a summary */
     cr_assert_not_null(strstr(r.out, "epoch 3/3"));
     cr_assert(work_exists(&s, "run/last.ckpt")); /* the default --out */
     remove_tree(s.root);
