@@ -39,7 +39,7 @@ COMPILER_LIB := $(BUILD)/libjmvaecc.a
 RUNTIME_LIB  := $(BUILD)/libjmvaec.a
 
 
-.PHONY: all help deps test generated-trainers check-specs demo bench install uninstall clean update-golden
+.PHONY: all help deps test generated-trainers check-specs demo bench bench-epoch bench-torch install uninstall clean update-golden
 .DEFAULT_GOAL := all
 
 all: jmvaec $(RUNTIME_LIB) ## build the compiler (./jmvaec) and the runtime library
@@ -91,7 +91,8 @@ $(RUNTIME_LIB): $(RUNTIME_O)
 	rm -f $@ && ar rcs $@ $^
 
 # ---------------------------------------------------------------- tests --
-$(BUILD)/tests/%: tests/%.c $(COMPILER_LIB) $(RUNTIME_LIB) $(wildcard tests/*.h)
+# (some suites include a committed generated model)
+$(BUILD)/tests/%: tests/%.c $(COMPILER_LIB) $(RUNTIME_LIB) $(wildcard tests/*.h) $(wildcard generated/*/*.[ch])
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -Icompiler -I$(BUILD)/gen -Iruntime -Itests $< $(COMPILER_LIB) $(RUNTIME_LIB) \
 	    $(LDFLAGS_ALL) -lcriterion $(BLAS_LIBS) -o $@
@@ -116,7 +117,7 @@ $(BUILD)/tests/blas_kernel: tests/blas_kernel.c $(RUNTIME_LIB)
 # (OPENBLAS_CORETYPE, if set, wins); then the numerical tests (values,
 # gradient checks, determinism across threads and resumes) run again on the
 # generic kernel, which OpenBLAS falls back to on CPUs it does not know.
-NUMERIC_TESTS := test_values: test_codegen:gradcheck/* test_gradcheck: \
+NUMERIC_TESTS := test_values: test_step: test_codegen:gradcheck/* test_gradcheck: \
                  test_e2e:e2e/runs_are_deterministic* test_e2e:e2e/resuming* test_e2e:e2e/eval_gives*
 test: deps all generated-trainers $(TEST_BIN) $(BUILD)/tests/blas_kernel ## install what is missing, build, run every test
 	@set -e; kernel=$${OPENBLAS_CORETYPE:-$$($(BUILD)/tests/blas_kernel)}; \
@@ -178,6 +179,23 @@ $(BENCH_DIR)/bench: $(BENCH_DIR)/bench.o $(BENCH_MODEL_O) $(RUNTIME_LIB)
 
 bench: deps all $(BENCH_DIR)/bench ## time a training step of each reference spec against its GEMMs alone, on 1 and 2 threads
 	$(BENCH_DIR)/bench --flags '$(BENCH_OPT)' --out $(BENCH_DIR)/results.txt $(BENCH_ARGS)
+
+# make bench-epoch: a real epoch of each reference trainer (generated/) on
+# Fashion-MNIST, on 1 and 2 threads; make bench-torch: the same beside the
+# PyTorch models of tests/bench_torch.py, in the same run, with the ratio.
+# BENCH_EPOCH_ARGS go to tests/bench_epoch.py (--reps R, --threads 1,2,
+# --models jmvae,..., --limit N).
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
+BENCH_EPOCH_ARGS ?=
+
+bench-epoch: deps all generated-trainers ## a real epoch of each reference trainer on Fashion-MNIST, 1 and 2 threads
+	@mkdir -p $(BENCH_DIR)
+	$(PYTHON) tests/bench_epoch.py --out $(BENCH_DIR)/epoch.txt $(BENCH_EPOCH_ARGS)
+
+bench-torch: deps all generated-trainers $(BUILD)/tests/blas_kernel ## the same epochs beside PyTorch's (Debian's python3-torch), ratios from one run
+	@/usr/bin/python3 -c 'import torch' 2>/dev/null || { echo "bench-torch: needs PyTorch from Debian: apt-get install python3-torch" >&2; exit 1; }
+	@mkdir -p $(BENCH_DIR)
+	/usr/bin/python3 tests/bench_epoch.py --torch --kernel $$($(BUILD)/tests/blas_kernel) --out $(BENCH_DIR)/torch.txt $(BENCH_EPOCH_ARGS)
 
 FORCE:
 

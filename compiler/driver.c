@@ -42,6 +42,7 @@ static int run_back_end(ctx *c, const sem_model *m, const driver_options *opt)
                 m->name);
         return 2;
     }
+    schedule_param_reads(c, p, p->graphs[0]);
     if (strcmp(stage, "tasks") == 0) {
         tasks_dump(stdout, p, p->graphs[0]);
         return 0;

@@ -367,11 +367,11 @@ static void emit_loss(emitter *e, const op *o)
         put(e, "    {\n        jv_real mean = 0;\n");
         put(e, "        for (int b = 0; b < B; b++)\n            mean += %s[b];\n", N(e, o->in[t]));
         put(e, "        mean /= (jv_real)B;\n");
-        put(e, "        if (s->terms)\n            s->terms[%d] = mean; /* %s */\n", t, m->terms[t].name);
+        put(e, "        if (jv_s->terms)\n            jv_s->terms[%d] = mean; /* %s */\n", t, m->terms[t].name);
         put(e, "        total += (term_scale ? term_scale[%d] : 1) * %s * mean;\n", t, term_weight(e, t));
         put(e, "    }\n");
     }
-    put(e, "    if (s->loss)\n        *s->loss = total;\n");
+    put(e, "    if (jv_s->loss)\n        *jv_s->loss = total;\n");
 }
 
 static void emit_decode_mean(emitter *e, const op *o)
@@ -961,8 +961,8 @@ static void emit_task(emitter *e, const graph *g, int k)
     int i = t->op[k];
     const op *o = &g->ops[i];
     task_needs need = needs_of(e, o, t->slot[k]);
-    put(e, "\nJV_TASK static void %s(const jv_step *s)\n{\n", task_name(e, g, k));
-    put(e, "    const int B = s->batch;\n");
+    put(e, "\nJV_TASK static void %s(const jv_step *jv_s)\n{\n", task_name(e, g, k));
+    put(e, "    const int B = jv_s->batch;\n");
     int arena_used = 0, data_used = 0, noise_used = 0;
     for (int j = 0; j < o->n_in + o->n_out; j++) {
         int v = j < o->n_in ? o->in[j] : o->out[j - o->n_in];
@@ -973,19 +973,19 @@ static void emit_task(emitter *e, const graph *g, int k)
         noise_used |= V(e, v)->kind == V_NOISE;
     }
     if (need.params)
-        put(e, "    const jv_real *const params = s->params;\n");
+        put(e, "    const jv_real *const params = jv_s->params;\n");
     if (need.grads)
-        put(e, "    jv_real *const grads = s->grads;\n");
+        put(e, "    jv_real *const grads = jv_s->grads;\n");
     if (arena_used)
-        put(e, "    jv_real *const arena = s->arena;\n");
+        put(e, "    jv_real *const arena = jv_s->arena;\n");
     if (data_used)
-        put(e, "    const jv_real *const *const data = s->data;\n");
+        put(e, "    const jv_real *const *const data = jv_s->data;\n");
     if (noise_used)
-        put(e, "    const jv_real *const *const noise = s->noise;\n");
+        put(e, "    const jv_real *const *const noise = jv_s->noise;\n");
     if (need.hyper)
-        put(e, "    const jv_real *const hyper = s->hyper;\n");
+        put(e, "    const jv_real *const hyper = jv_s->hyper;\n");
     if (need.term_scale)
-        put(e, "    const jv_real *const term_scale = s->term_scale;\n");
+        put(e, "    const jv_real *const term_scale = jv_s->term_scale;\n");
     declare_values(e, i, i + 1);
     if (need.seed) {
         const sem_term *term = &e->p->m->terms[o->term];
@@ -995,11 +995,11 @@ static void emit_task(emitter *e, const graph *g, int k)
     emit_op(e, o, 0);
     long first, count;
     if (t->slot[k] >= 0 && op_grad_region(e->p, g, o, &first, &count)) {
-        put(e, "    if (s->sumsq) /* gradient region %d, for the norm */\n", t->slot[k]);
+        put(e, "    if (jv_s->sumsq) /* gradient region %d, for the norm */\n", t->slot[k]);
         if (o->kind == OP_ZERO_GRAD)
-            put(e, "        s->sumsq[%d] = 0;\n", t->slot[k]);
+            put(e, "        jv_s->sumsq[%d] = 0;\n", t->slot[k]);
         else
-            put(e, "        s->sumsq[%d] = jv_sumsq(grads + %s, %ld);\n", t->slot[k],
+            put(e, "        jv_s->sumsq[%d] = jv_sumsq(grads + %s, %ld);\n", t->slot[k],
                 o->kind == OP_ACT_GRAD ? tensor_at(e, o->bias, 0)
                                        : tensor_at(e, o->tensor, (long)o->row_offset * e->p->tensors[o->tensor].cols),
                 count);
@@ -1032,24 +1032,42 @@ static void emit_tasks(emitter *e, const graph *g)
         for (int j = 0; j < t->n_succ[k]; j++)
             put(e, "%s%d", total++ ? ", " : "", t->succ[k][j]);
     put(e, "%s};\n", total ? "" : "0");
-    put(e, "\nstatic const jv_task %s_train_tasks[] = {\n", pre);
-    int at = 0;
+    put(e, "\n/* The parameters each task reads, as gradient regions (below): the runtime may\n");
+    put(e, " * update a region (Adam) inside the next step, before the tasks that read it. */\n");
+    put(e, "static const int %s_train_reads[] = {", pre);
+    int n_reads = 0;
+    for (int k = 0; k < t->n; k++)
+        for (int j = 0; j < t->n_reads[k]; j++)
+            put(e, "%s%d", n_reads++ ? ", " : "", t->reads[k][j]);
+    put(e, "%s};\n", n_reads ? "" : "0");
+    put(e, "\n/* The gradient regions {first, count, the task writing it}, in reals: together\n");
+    put(e, " * the whole block, each real once. */\nstatic const jv_region %s_train_slots[] = {\n", pre);
+    for (int r = 0; r < t->n_slots; r++)
+        for (int k = 0; k < t->n; k++)
+            if (t->slot[k] == r)
+                put(e, "    {%ld, %ld, %d}, /* %s */\n", t->slot_first[r], t->slot_count[r], k, task_name(e, g, k));
+    put(e, "};\n");
+    put(e, "\n/* {function, name, spec line, tasks it waits for, first of the tasks waiting for it and\n");
+    put(e, " * their number, first of the regions it reads and their number, rank} */\n");
+    put(e, "static const jv_task %s_train_tasks[] = {\n", pre);
+    int at = 0, read_at = 0;
     for (int k = 0; k < t->n; k++) {
         const char *name = task_name(e, g, k);
-        put(e, "    {%s, \"%s\", %d, %d, %d, %d, %.1ff},\n", name, name, g->ops[t->op[k]].line, t->n_pred[k], at,
-            t->n_succ[k], t->rank[k]);
+        put(e, "    {%s, \"%s\", %d, %d, %d, %d, %d, %d, %.1ff},\n", name, name, g->ops[t->op[k]].line, t->n_pred[k],
+            at, t->n_succ[k], read_at, t->n_reads[k], t->rank[k]);
         at += t->n_succ[k];
+        read_at += t->n_reads[k];
     }
     put(e, "};\n");
-    put(e, "\nstatic const jv_task_graph %s_train_graph = {%d, %d, %s_train_tasks, %s_train_succ, %d};\n", pre, t->n,
-        t->n_forward, pre, pre, t->n_slots);
+    put(e, "\nstatic const jv_task_graph %s_train_graph = {%d, %d, %s_train_tasks, %s_train_succ, %d, %s_train_slots,\n"
+           "    %s_train_reads};\n", pre, t->n, t->n_forward, pre, pre, t->n_slots, pre, pre);
     put(e, "\n/* %s */\n%s\n{\n", g->purpose, signature(e, g, 0));
-    put(e, "    jv_real loss = 0;\n");
-    put(e, "    const jv_step s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &loss, NULL};\n");
-    put(e, "    jv_run_tasks(&%s_train_graph, &s, 0, %d);\n    return loss;\n}\n", pre, t->n_forward);
+    put(e, "    jv_real jv_loss = 0;\n");
+    put(e, "    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &jv_loss, NULL};\n");
+    put(e, "    jv_run_tasks(&%s_train_graph, &jv_s, 0, %d);\n    return jv_loss;\n}\n", pre, t->n_forward);
     put(e, "\n/* %s (backward; run after forward with the same arguments) */\n%s\n{\n", g->purpose, signature(e, g, 1));
-    put(e, "    const jv_step s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};\n");
-    put(e, "    jv_run_tasks(&%s_train_graph, &s, %d, %d);\n}\n", pre, t->n_forward, t->n);
+    put(e, "    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};\n");
+    put(e, "    jv_run_tasks(&%s_train_graph, &jv_s, %d, %d);\n}\n", pre, t->n_forward, t->n);
 }
 
 /* ------------------------------------------------------------------ header -- */

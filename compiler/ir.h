@@ -102,6 +102,8 @@ typedef struct {
     double *cost, *rank;   /* estimated microseconds; longest path from the task's start */
     int *slot;             /* the gradient region the task writes, or -1 */
     int n_slots;
+    long *slot_first, *slot_count; /* each region, in reals (parameters use the same layout) */
+    int *n_reads, **reads; /* the regions whose parameters each task reads */
     int words;             /* of a row of reach */
     unsigned long long *reach; /* row j: bit i set when task i must finish before task j */
 } task_graph;
@@ -143,6 +145,7 @@ void plan_program(program *p);
 /* sched.c */
 void schedule_graph(ctx *c, const program *p, graph *g);
 int schedule_check_regions(const program *p, const graph *g);
+void schedule_param_reads(ctx *c, const program *p, const graph *g);
 int task_reaches(const task_graph *t, int from, int to);
 void tasks_dump(FILE *out, const program *p, const graph *g);
 int op_emits_code(const op *o);

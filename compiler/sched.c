@@ -66,6 +66,26 @@ int op_grad_region(const program *p, const graph *g, const op *o, long *first, l
     }
 }
 
+/* The parameters an op reads: up to two ranges [first, first + count). */
+static int op_param_ranges(const program *p, const graph *g, const op *o, long first[2], long count[2])
+{
+    if (o->kind == OP_AFFINE) {
+        const tensor *w = &p->tensors[o->tensor], *b = &p->tensors[o->bias];
+        first[0] = w->offset;
+        count[0] = (long)w->rows * w->cols;
+        first[1] = b->offset;
+        count[1] = (long)b->rows * b->cols;
+        return 2;
+    }
+    if (o->kind == OP_GEMM_DX) {
+        const tensor *w = &p->tensors[o->tensor];
+        first[0] = w->offset + (long)o->row_offset * w->cols;
+        count[0] = (long)g->values[o->out[0]].width * w->cols;
+        return 1;
+    }
+    return 0;
+}
+
 /* Estimated microseconds at a batch of 100: GEMMs at 100 GFLOP/s, the
  * elementwise loops at half a nanosecond an element. Only the ranking uses it. */
 static double op_cost(const program *p, const graph *g, const op *o)
@@ -218,6 +238,34 @@ void schedule_graph(ctx *c, const program *p, graph *g)
     for (int i = 0; i < n; i++) {
         long first, count;
         t->slot[i] = op_grad_region(p, g, &g->ops[t->op[i]], &first, &count) ? t->n_slots++ : -1;
+    }
+}
+
+/* Which gradient regions' parameters each task reads: the optimiser's
+ * update of a region must come before them (the runtime may run the update
+ * of one step inside the next step's graph). */
+void schedule_param_reads(ctx *c, const program *p, const graph *g)
+{
+    task_graph *t = g->tasks;
+    long *slot_first = arena_alloc(&c->mem, sizeof(long) * (size_t)(t->n_slots + 1));
+    long *slot_count = arena_alloc(&c->mem, sizeof(long) * (size_t)(t->n_slots + 1));
+    for (int i = 0; i < t->n; i++)
+        if (t->slot[i] >= 0)
+            op_grad_region(p, g, &g->ops[t->op[i]], &slot_first[t->slot[i]], &slot_count[t->slot[i]]);
+    t->slot_first = slot_first;
+    t->slot_count = slot_count;
+    t->n_reads = arena_alloc(&c->mem, sizeof(int) * (size_t)(t->n + 1));
+    t->reads = arena_alloc(&c->mem, sizeof(int *) * (size_t)(t->n + 1));
+    for (int i = 0; i < t->n; i++) {
+        long first[2], count[2];
+        int n = op_param_ranges(p, g, &g->ops[t->op[i]], first, count);
+        t->reads[i] = arena_alloc(&c->mem, sizeof(int) * (size_t)(t->n_slots + 1));
+        for (int r = 0; r < t->n_slots; r++)
+            for (int j = 0; j < n; j++)
+                if (slot_first[r] < first[j] + count[j] && first[j] < slot_first[r] + slot_count[r]) {
+                    t->reads[i][t->n_reads[i]++] = r;
+                    break;
+                }
     }
 }
 

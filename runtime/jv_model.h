@@ -289,14 +289,24 @@ typedef struct {
     int line;                    /* the spec line it comes from */
     int n_pred;                  /* the tasks it waits for */
     int first_succ, n_succ;      /* the tasks waiting for it: succ[first_succ .. first_succ + n_succ) */
+    int first_read, n_read;      /* the regions whose parameters it reads: reads[first_read ..] */
     float rank;                  /* estimated microseconds from its start to the end of the step */
 } jv_task;
+
+/* A range of the parameter block (and of the gradient and moment blocks),
+ * and the backward task that writes its gradient. */
+typedef struct {
+    size_t first, count;
+    int writer;
+} jv_region;
 
 typedef struct {
     int n_tasks, n_forward;      /* the first n_forward tasks are the forward pass */
     const jv_task *tasks;        /* in an order that runs them one after another */
     const int *succ;
-    int n_slots;                 /* gradient regions: each written by one backward task */
+    int n_slots;                 /* gradient regions: each written by one backward task, */
+    const jv_region *slots;      /* together the whole block, each real once */
+    const int *reads;
 } jv_task_graph;
 
 /* Runs tasks [from, to) in order on the calling thread. */

@@ -66,13 +66,6 @@ void jv_team_run(jv_team *t, jv_team_fn fn, void *arg);
 /* Part id of `parts` of [0, n), cut at multiples of align. */
 void jv_split_range(size_t n, size_t align, int id, int parts, size_t *begin, size_t *end);
 
-/* Runs a model's step graph (jv_model.h) on a team. */
-typedef struct jv_graph_runner jv_graph_runner;
-
-jv_graph_runner *jv_graph_runner_new(const jv_task_graph *g, jv_error *err);
-void jv_graph_runner_free(jv_graph_runner *r);
-/* All tasks, or only the forward pass; the same bits for any team size. */
-void jv_team_run_graph(jv_team *t, jv_graph_runner *r, const jv_step *s, int forward_only);
 
 /* ------------------------------------------------------------- random -- */
 
@@ -122,6 +115,31 @@ void jv_adam_update_path(int path, const jv_adam_config *cfg, float *params, con
                          size_t n, long step, double scale);
 /* The value of a weight after linear warm-up (see jv_hyper_info). */
 double jv_hyper_value(const jv_hyper_info *h, double epoch_progress);
+
+/* ----------------------------------------------------- the step graph -- */
+
+/* Runs a model's step graph (jv_model.h) on a team. */
+typedef struct jv_graph_runner jv_graph_runner;
+
+/* The optimiser step a graph run may carry out first: Adam over every
+ * gradient region, with this step number and this clip factor. */
+typedef struct {
+    const jv_adam_config *cfg;
+    float *params;
+    const float *grads;
+    float *m, *v;
+    long step;
+    double scale;
+} jv_adam_pass;
+
+jv_graph_runner *jv_graph_runner_new(const jv_task_graph *g, jv_error *err);
+void jv_graph_runner_free(jv_graph_runner *r);
+/* All tasks, or only the forward pass; with `adam` (not with the forward
+ * pass alone), first that Adam update of the whole block, region by region,
+ * each before the tasks that read its parameters or write its gradient:
+ * the same bits as jv_adam_update over the block and then the step, for any
+ * team size. */
+void jv_team_run_graph(jv_team *t, jv_graph_runner *r, const jv_step *s, int forward_only, const jv_adam_pass *adam);
 
 /* ------------------------------------------------------------ memory -- */
 

@@ -204,38 +204,115 @@ void jv_split_range(size_t n, size_t align, int id, int parts, size_t *begin, si
 
 /* ------------------------------------------------------ the step graph -- */
 
+/* The runner's nodes: first one Adam update per gradient region (the
+ * optimiser step of the previous step, run inside this one), then the
+ * model's tasks. A region's update waits for nothing and comes before the
+ * tasks that read its parameters and the task that writes its gradient; a
+ * run without the updates counts them as done. */
 struct jv_graph_runner {
     const jv_task_graph *g;
-    int *by_rank;           /* task indices, highest rank first */
-    atomic_int *pending;    /* per task: the tasks it still waits for */
-    atomic_uchar *claimed;  /* per task: a member has taken it */
+    int n_slots, n_nodes;
+    int *succ_first, *succ_n, *succ; /* per node */
+    int *pred_plain, *pred_full;     /* tasks each node waits for, without and with the updates */
+    float *rank;
+    int *order_full;                 /* a sequential order of all nodes: each update just before its first user */
+    int *by_rank;                    /* nodes, highest rank first */
+    atomic_int *pending;
+    atomic_uchar *claimed;
     void *pending_mem, *claimed_mem;
     atomic_int finished;
-    int goal;               /* tasks to run: all, or the forward pass */
+    int goal;
     const jv_step *step;
+    const jv_adam_pass *adam;
 };
+
+static void *zalloc(size_t n, size_t size)
+{
+    return calloc(n ? n : 1, size);
+}
 
 jv_graph_runner *jv_graph_runner_new(const jv_task_graph *g, jv_error *err)
 {
     jv_graph_runner *r = calloc(1, sizeof *r);
-    size_t n = (size_t)(g->n_tasks > 0 ? g->n_tasks : 1);
-    if (r) {
-        r->g = g;
-        r->by_rank = malloc(n * sizeof *r->by_rank);
-        r->pending = r->pending_mem = malloc(n * sizeof *r->pending);
-        r->claimed = r->claimed_mem = malloc(n * sizeof *r->claimed);
+    if (!r) {
+        jv_error_set(err, "out of memory for a graph of %d tasks", g->n_tasks);
+        return NULL;
     }
-    if (!r || !r->by_rank || !r->pending || !r->claimed) {
+    int S = g->n_slots, n = S + g->n_tasks;
+    r->g = g;
+    r->n_slots = S;
+    r->n_nodes = n;
+    /* the edges: a task's own, then each update's */
+    size_t edges = 0;
+    for (int k = 0; k < g->n_tasks; k++)
+        edges += (size_t)g->tasks[k].n_succ + (size_t)g->tasks[k].n_read + 1;
+    r->succ_first = zalloc((size_t)n, sizeof *r->succ_first);
+    r->succ_n = zalloc((size_t)n, sizeof *r->succ_n);
+    r->succ = zalloc(edges, sizeof *r->succ);
+    r->pred_plain = zalloc((size_t)n, sizeof *r->pred_plain);
+    r->pred_full = zalloc((size_t)n, sizeof *r->pred_full);
+    r->rank = zalloc((size_t)n, sizeof *r->rank);
+    r->order_full = zalloc((size_t)n, sizeof *r->order_full);
+    r->by_rank = zalloc((size_t)n, sizeof *r->by_rank);
+    r->pending = r->pending_mem = zalloc((size_t)n, sizeof *r->pending);
+    r->claimed = r->claimed_mem = zalloc((size_t)n, sizeof *r->claimed);
+    char *placed = zalloc((size_t)n, 1);
+    if (!r->succ_first || !r->succ_n || !r->succ || !r->pred_plain || !r->pred_full || !r->rank ||
+        !r->order_full || !r->by_rank || !r->pending || !r->claimed || !placed) {
+        free(placed);
         jv_graph_runner_free(r);
         jv_error_set(err, "out of memory for a graph of %d tasks", g->n_tasks);
         return NULL;
     }
-    /* insertion sort by rank, descending; ties keep the emitted order */
-    for (int i = 0; i < g->n_tasks; i++) {
-        int j = i;
-        for (; j > 0 && g->tasks[r->by_rank[j - 1]].rank < g->tasks[i].rank; j--)
+    size_t at = 0;
+    for (int k = 0; k < g->n_tasks; k++) { /* the model's edges */
+        const jv_task *t = &g->tasks[k];
+        r->succ_first[S + k] = (int)at;
+        r->succ_n[S + k] = t->n_succ;
+        for (int j = 0; j < t->n_succ; j++)
+            r->succ[at++] = S + g->succ[t->first_succ + j];
+        r->pred_plain[S + k] = r->pred_full[S + k] = t->n_pred;
+        r->rank[S + k] = t->rank;
+    }
+    for (int s = 0; s < S; s++) { /* each update: the readers of its parameters, and its gradient's writer */
+        r->succ_first[s] = (int)at;
+        for (int k = 0; k < g->n_tasks; k++) {
+            const jv_task *t = &g->tasks[k];
+            int uses = g->slots[s].writer == k;
+            for (int j = 0; j < t->n_read && !uses; j++)
+                uses = g->reads[t->first_read + j] == s;
+            if (!uses)
+                continue;
+            r->succ[at++] = S + k;
+            r->succ_n[s]++;
+            r->pred_full[S + k]++;
+            r->rank[s] = r->rank[S + k] > r->rank[s] ? r->rank[S + k] : r->rank[s];
+        }
+        r->rank[s] += 1e-3f * (float)g->slots[s].count; /* about a nanosecond a parameter */
+    }
+    int o = 0;
+    for (int k = 0; k < g->n_tasks; k++) { /* in order, each update just before its first user */
+        for (int s = 0; s < S; s++) {
+            if (placed[s])
+                continue;
+            for (int j = 0; j < r->succ_n[s]; j++)
+                if (r->succ[r->succ_first[s] + j] == S + k) {
+                    r->order_full[o++] = s;
+                    placed[s] = 1;
+                    break;
+                }
+        }
+        r->order_full[o++] = S + k;
+    }
+    for (int s = 0; s < S; s++)
+        if (!placed[s])
+            r->order_full[o++] = s;
+    free(placed);
+    for (int i = 0; i < n; i++) { /* insertion sort by rank, descending; ties keep the order */
+        int v = r->order_full[i], j = i;
+        for (; j > 0 && r->rank[r->by_rank[j - 1]] < r->rank[v]; j--)
             r->by_rank[j] = r->by_rank[j - 1];
-        r->by_rank[j] = i;
+        r->by_rank[j] = v;
     }
     return r;
 }
@@ -244,10 +321,28 @@ void jv_graph_runner_free(jv_graph_runner *r)
 {
     if (!r)
         return;
+    free(r->succ_first);
+    free(r->succ_n);
+    free(r->succ);
+    free(r->pred_plain);
+    free(r->pred_full);
+    free(r->rank);
+    free(r->order_full);
     free(r->by_rank);
     free(r->pending_mem);
     free(r->claimed_mem);
     free(r);
+}
+
+static void run_node(const jv_graph_runner *r, int v)
+{
+    if (v >= r->n_slots) {
+        r->g->tasks[v - r->n_slots].run(r->step);
+        return;
+    }
+    const jv_adam_pass *a = r->adam;
+    const jv_region *reg = &r->g->slots[v];
+    jv_adam_update(a->cfg, a->params, a->grads, a->m, a->v, reg->first, reg->first + reg->count, a->step, a->scale);
 }
 
 static void graph_member(void *arg, int id, int n)
@@ -255,18 +350,17 @@ static void graph_member(void *arg, int id, int n)
     (void)id;
     (void)n;
     jv_graph_runner *r = arg;
-    const jv_task_graph *g = r->g;
-    int lowest = 0; /* every task before this place in by_rank is taken */
+    int lowest = 0; /* every node before this place in by_rank is taken */
     while (atomic_load(&r->finished) < r->goal) {
         int pick = -1;
-        for (int i = lowest; i < g->n_tasks; i++) {
-            int k = r->by_rank[i];
-            if (atomic_load(&r->claimed[k])) {
+        for (int i = lowest; i < r->n_nodes; i++) {
+            int v = r->by_rank[i];
+            if (atomic_load(&r->claimed[v])) {
                 lowest += i == lowest;
                 continue;
             }
-            if (atomic_load(&r->pending[k]) == 0 && !atomic_exchange(&r->claimed[k], 1)) {
-                pick = k;
+            if (atomic_load(&r->pending[v]) == 0 && !atomic_exchange(&r->claimed[v], 1)) {
+                pick = v;
                 break;
             }
         }
@@ -274,29 +368,38 @@ static void graph_member(void *arg, int id, int n)
             cpu_relax();
             continue;
         }
-        const jv_task *t = &g->tasks[pick];
-        t->run(r->step);
-        for (int s = 0; s < t->n_succ; s++)
-            atomic_fetch_sub(&r->pending[g->succ[t->first_succ + s]], 1);
+        run_node(r, pick);
+        for (int s = 0; s < r->succ_n[pick]; s++)
+            atomic_fetch_sub(&r->pending[r->succ[r->succ_first[pick] + s]], 1);
         atomic_fetch_add(&r->finished, 1);
     }
 }
 
-void jv_team_run_graph(jv_team *t, jv_graph_runner *r, const jv_step *s, int forward_only)
+void jv_team_run_graph(jv_team *t, jv_graph_runner *r, const jv_step *s, int forward_only, const jv_adam_pass *adam)
 {
     const jv_task_graph *g = r->g;
-    int goal = forward_only ? g->n_forward : g->n_tasks;
+    int S = r->n_slots;
+    if (forward_only)
+        adam = NULL; /* the forward pass alone reads parameters an update would have to come before */
+    r->step = s;
+    r->adam = adam;
     if (jv_team_size(t) == 1) {
-        jv_run_tasks(g, s, 0, goal);
+        if (!adam) {
+            jv_run_tasks(g, s, 0, forward_only ? g->n_forward : g->n_tasks);
+            return;
+        }
+        for (int i = 0; i < r->n_nodes; i++)
+            run_node(r, r->order_full[i]);
         return;
     }
-    for (int k = 0; k < g->n_tasks; k++) {
-        atomic_store(&r->pending[k], g->tasks[k].n_pred);
-        /* the backward tasks count as taken when only the forward pass runs */
-        atomic_store(&r->claimed[k], (unsigned char)(k >= goal));
+    int goal = 0;
+    for (int v = 0; v < r->n_nodes; v++) {
+        int run = v < S ? adam != NULL : !forward_only || v - S < g->n_forward;
+        atomic_store(&r->pending[v], adam ? r->pred_full[v] : r->pred_plain[v]);
+        atomic_store(&r->claimed[v], (unsigned char)!run);
+        goal += run;
     }
     atomic_store(&r->finished, 0);
     r->goal = goal;
-    r->step = s;
     jv_team_run(t, graph_member, r);
 }

@@ -40,6 +40,9 @@ typedef struct {
     jv_team *team;          /* --threads members, the calling thread one of them */
     jv_graph_runner *runner;/* the model's step graph on the team */
     double *sumsq;          /* per gradient region of the step graph */
+    int adam_pending;       /* the last step's Adam update is still to be applied: */
+    long pending_step;      /* inside the next step's graph, or by flush_adam */
+    double pending_scale;
     jv_adam_config adam;
     char *run_dir;
     jv_buf csv;             /* train.csv as it stands on disk */
@@ -461,6 +464,21 @@ static void adam_rows(void *arg, int id, int n)
         jv_adam_update(&t->adam, t->ck.params, t->grads, t->ck.m, t->ck.v, lo, hi, j->step, j->scale);
 }
 
+/* Applies the last step's Adam update, if it is still pending. */
+static void flush_adam(trainer *t)
+{
+    if (!t->adam_pending)
+        return;
+    adam_job job = {t, t->pending_step, t->pending_scale};
+    jv_team_run(t->team, adam_rows, &job);
+    t->adam_pending = 0;
+}
+
+/* One step: the previous step's Adam update runs inside this step's graph,
+ * each region just before the tasks that need it, which fills the threads'
+ * idle moments and finds the parameters in cache; the result is the same
+ * bits as updating first. This step's own update waits for the next step,
+ * or for flush_adam before anything reads the parameters. */
 static int train_step(trainer *t, const size_t *idx, int batch, double progress)
 {
     const jv_model *m = t->m;
@@ -468,7 +486,9 @@ static int train_step(trainer *t, const size_t *idx, int batch, double progress)
     batch_key key = {JV_TAG_NOISE, JV_TAG_BINARIZE, (uint64_t)step};
     jv_real loss;
     jv_step s = prepare_batch(t, idx, batch, key, progress, &loss);
-    jv_team_run_graph(t->team, t->runner, &s, 0);
+    jv_adam_pass pending = {&t->adam, t->ck.params, t->grads, t->ck.m, t->ck.v, t->pending_step, t->pending_scale};
+    jv_team_run_graph(t->team, t->runner, &s, 0, t->adam_pending ? &pending : NULL);
+    t->adam_pending = 0;
     if (check_finite(t, step, loss) != 0)
         return 1;
     double sumsq = 0; /* in the emitted order of the regions: the same for every thread count */
@@ -480,8 +500,9 @@ static int train_step(trainer *t, const size_t *idx, int batch, double progress)
         return jv_fail("step %lld: the gradient norm is %s; stopping, last checkpoint kept", (long long)step,
                        nonfinite_word(norm));
     }
-    adam_job job = {t, (long)step, jv_clip_factor(t->adam.clip, norm)};
-    jv_team_run(t->team, adam_rows, &job);
+    t->adam_pending = 1;
+    t->pending_step = (long)step;
+    t->pending_scale = jv_clip_factor(t->adam.clip, norm);
     t->ck.step = step;
     add_to_sums(t->sums, loss, t->w.terms, m->n_terms, batch);
     return 0;
@@ -497,7 +518,7 @@ static void validate(trainer *t, int64_t epoch, double *sums)
         batch_key key = {JV_TAG_VALID_NOISE, JV_TAG_VALID_BINARIZE, b};
         jv_real loss;
         jv_step s = prepare_batch(t, idx + first, batch, key, (double)epoch, &loss);
-        jv_team_run_graph(t->team, t->runner, &s, 1);
+        jv_team_run_graph(t->team, t->runner, &s, 1, NULL);
         add_to_sums(sums, loss, t->w.terms, t->m->n_terms, batch);
     }
 }
@@ -585,6 +606,9 @@ static int run_epoch(trainer *t, int64_t epoch)
             return 1;
         draw_bar(t, epoch, first + (size_t)batch);
     }
+    double began = jv_now();
+    flush_adam(t); /* before anything reads the parameters */
+    t->step_seconds += jv_now() - began;
     validate(t, epoch, valid);
     t->ck.epoch = epoch;
     log_epoch(t, epoch, valid, jv_now() - start);

@@ -317,9 +317,11 @@ static void fixture_task_backward(const jv_step *s)
 }
 
 static const int fixture_succ[] = {1};
-static const jv_task fixture_tasks[] = {{fixture_task_forward, "forward", 0, 0, 0, 1, 2},
-                                        {fixture_task_backward, "backward", 0, 1, 1, 0, 1}};
-static const jv_task_graph fixture_graph = {2, 1, fixture_tasks, fixture_succ, 1};
+static const int fixture_reads[] = {0, 0};
+static const jv_region fixture_slots[] = {{0, FX_N_PARAMS, 1}};
+static const jv_task fixture_tasks[] = {{fixture_task_forward, "forward", 0, 0, 0, 1, 0, 1, 2},
+                                        {fixture_task_backward, "backward", 0, 1, 1, 0, 1, 1, 1}};
+static const jv_task_graph fixture_graph = {2, 1, fixture_tasks, fixture_succ, 1, fixture_slots, fixture_reads};
 
 static const jv_model fixture_model = {
     .name = "fixture",

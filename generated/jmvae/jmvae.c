@@ -37,12 +37,12 @@ void jmvae_init(jv_real *params, uint64_t seed)
  * touches the same buffer or gradient rows when either writes them, so
  * every order the runtime may pick computes the same bits. */
 
-JV_TASK static void t00_affine_enc_x_h1(const jv_step *s)
+JV_TASK static void t00_affine_enc_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
 
@@ -60,12 +60,12 @@ JV_TASK static void t00_affine_enc_x_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t01_affine_enc_w_h1(const jv_step *s)
+JV_TASK static void t01_affine_enc_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
 
@@ -83,11 +83,11 @@ JV_TASK static void t01_affine_enc_w_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t02_affine_q_xw_h1(const jv_step *s)
+JV_TASK static void t02_affine_q_xw_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
     jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
     jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
@@ -107,11 +107,11 @@ JV_TASK static void t02_affine_q_xw_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t03_affine_q_xw_out(const jv_step *s)
+JV_TASK static void t03_affine_q_xw_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
     jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
 
@@ -129,10 +129,10 @@ JV_TASK static void t03_affine_q_xw_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t04_gauss_head_q_xw_mean(const jv_step *s)
+JV_TASK static void t04_gauss_head_q_xw_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
@@ -150,11 +150,11 @@ JV_TASK static void t04_gauss_head_q_xw_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t05_sample_z_sample(const jv_step *s)
+JV_TASK static void t05_sample_z_sample(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const noise = s->noise;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const noise = jv_s->noise;
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
     const jv_real *const eps_z = noise[0]; /* [B x 64] */
@@ -167,11 +167,11 @@ JV_TASK static void t05_sample_z_sample(const jv_step *s)
         z_sample[i] = q_xw_mean[i] + JV_EXP((jv_real)0.5 * q_xw_logvar[i]) * eps_z[i];
 }
 
-JV_TASK static void t06_affine_p_x_h1(const jv_step *s)
+JV_TASK static void t06_affine_p_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
     jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
 
@@ -189,11 +189,11 @@ JV_TASK static void t06_affine_p_x_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t07_affine_p_x_h2(const jv_step *s)
+JV_TASK static void t07_affine_p_x_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
     jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
 
@@ -211,11 +211,11 @@ JV_TASK static void t07_affine_p_x_h2(const jv_step *s)
     }
 }
 
-JV_TASK static void t08_affine_p_x_logits(const jv_step *s)
+JV_TASK static void t08_affine_p_x_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
     jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
 
@@ -233,11 +233,11 @@ JV_TASK static void t08_affine_p_x_logits(const jv_step *s)
     }
 }
 
-JV_TASK static void t09_nll_term_rec_x(const jv_step *s)
+JV_TASK static void t09_nll_term_rec_x(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const term_rec_x = arena + (size_t)B * 3664; /* [B x 1] */
     jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
@@ -258,11 +258,11 @@ JV_TASK static void t09_nll_term_rec_x(const jv_step *s)
     }
 }
 
-JV_TASK static void t10_affine_p_w_h1(const jv_step *s)
+JV_TASK static void t10_affine_p_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
     jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
 
@@ -280,11 +280,11 @@ JV_TASK static void t10_affine_p_w_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t11_affine_p_w_h2(const jv_step *s)
+JV_TASK static void t11_affine_p_w_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
     jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
 
@@ -302,11 +302,11 @@ JV_TASK static void t11_affine_p_w_h2(const jv_step *s)
     }
 }
 
-JV_TASK static void t12_affine_p_w_logits(const jv_step *s)
+JV_TASK static void t12_affine_p_w_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
     jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
 
@@ -324,11 +324,11 @@ JV_TASK static void t12_affine_p_w_logits(const jv_step *s)
     }
 }
 
-JV_TASK static void t13_nll_term_rec_w(const jv_step *s)
+JV_TASK static void t13_nll_term_rec_w(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const term_rec_w = arena + (size_t)B * 4699; /* [B x 1] */
     jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
@@ -353,10 +353,10 @@ JV_TASK static void t13_nll_term_rec_w(const jv_step *s)
     }
 }
 
-JV_TASK static void t14_kl_term_kl(const jv_step *s)
+JV_TASK static void t14_kl_term_kl(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
     jv_real *const term_kl = arena + (size_t)B * 4700; /* [B x 1] */
@@ -375,11 +375,11 @@ JV_TASK static void t14_kl_term_kl(const jv_step *s)
     }
 }
 
-JV_TASK static void t15_loss(const jv_step *s)
+JV_TASK static void t15_loss(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const term_scale = jv_s->term_scale;
     jv_real *const term_rec_x = arena + (size_t)B * 3664; /* [B x 1] */
     jv_real *const term_rec_w = arena + (size_t)B * 4699; /* [B x 1] */
     jv_real *const term_kl = arena + (size_t)B * 4700; /* [B x 1] */
@@ -391,8 +391,8 @@ JV_TASK static void t15_loss(const jv_step *s)
         for (int b = 0; b < B; b++)
             mean += term_rec_x[b];
         mean /= (jv_real)B;
-        if (s->terms)
-            s->terms[0] = mean; /* rec_x */
+        if (jv_s->terms)
+            jv_s->terms[0] = mean; /* rec_x */
         total += (term_scale ? term_scale[0] : 1) * (jv_real)1 * mean;
     }
     {
@@ -400,8 +400,8 @@ JV_TASK static void t15_loss(const jv_step *s)
         for (int b = 0; b < B; b++)
             mean += term_rec_w[b];
         mean /= (jv_real)B;
-        if (s->terms)
-            s->terms[1] = mean; /* rec_w */
+        if (jv_s->terms)
+            jv_s->terms[1] = mean; /* rec_w */
         total += (term_scale ? term_scale[1] : 1) * (jv_real)1 * mean;
     }
     {
@@ -409,19 +409,19 @@ JV_TASK static void t15_loss(const jv_step *s)
         for (int b = 0; b < B; b++)
             mean += term_kl[b];
         mean /= (jv_real)B;
-        if (s->terms)
-            s->terms[2] = mean; /* kl */
+        if (jv_s->terms)
+            jv_s->terms[2] = mean; /* kl */
         total += (term_scale ? term_scale[2] : 1) * (jv_real)1 * mean;
     }
-    if (s->loss)
-        *s->loss = total;
+    if (jv_s->loss)
+        *jv_s->loss = total;
 }
 
-JV_TASK static void t16_kl_grad_d_q_xw_mean(const jv_step *s)
+JV_TASK static void t16_kl_grad_d_q_xw_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const term_scale = jv_s->term_scale;
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
     jv_real *const d_q_xw_mean = arena + (size_t)B * 4701; /* [B x 64] */
@@ -447,12 +447,12 @@ JV_TASK static void t16_kl_grad_d_q_xw_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t17_nll_grad_d_p_w_logits(const jv_step *s)
+JV_TASK static void t17_nll_grad_d_p_w_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const term_scale = jv_s->term_scale;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
     jv_real *const d_p_w_logits = arena + (size_t)B * 4829; /* [B x 10] */
@@ -481,11 +481,11 @@ JV_TASK static void t17_nll_grad_d_p_w_logits(const jv_step *s)
     }
 }
 
-JV_TASK static void t18_act_grad_d_p_w_logits(const jv_step *s)
+JV_TASK static void t18_act_grad_d_p_w_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_w_logits = arena + (size_t)B * 4829; /* [B x 10] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
@@ -499,30 +499,30 @@ JV_TASK static void t18_act_grad_d_p_w_logits(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 0, for the norm */
-        s->sumsq[0] = jv_sumsq(grads + JMVAE_P_W_HEAD_BIAS, 10);
+    if (jv_s->sumsq) /* gradient region 0, for the norm */
+        jv_s->sumsq[0] = jv_sumsq(grads + JMVAE_P_W_HEAD_BIAS, 10);
 }
 
-JV_TASK static void t19_gemm_dw_p_w_head_weight(const jv_step *s)
+JV_TASK static void t19_gemm_dw_p_w_head_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
     jv_real *const d_p_w_logits = arena + (size_t)B * 4829; /* [B x 10] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
     jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_P_W_HEAD_WEIGHT, 10);
-    if (s->sumsq) /* gradient region 1, for the norm */
-        s->sumsq[1] = jv_sumsq(grads + JMVAE_P_W_HEAD_WEIGHT, 5120);
+    if (jv_s->sumsq) /* gradient region 1, for the norm */
+        jv_s->sumsq[1] = jv_sumsq(grads + JMVAE_P_W_HEAD_WEIGHT, 5120);
 }
 
-JV_TASK static void t20_gemm_dx_d_p_w_h2(const jv_step *s)
+JV_TASK static void t20_gemm_dx_d_p_w_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_w_logits = arena + (size_t)B * 4829; /* [B x 10] */
     jv_real *const d_p_w_h2 = arena + (size_t)B * 4839; /* [B x 512] */
 
@@ -531,11 +531,11 @@ JV_TASK static void t20_gemm_dx_d_p_w_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
 }
 
-JV_TASK static void t21_act_grad_d_p_w_h2(const jv_step *s)
+JV_TASK static void t21_act_grad_d_p_w_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
     jv_real *const d_p_w_h2 = arena + (size_t)B * 4839; /* [B x 512] */
 
@@ -553,30 +553,30 @@ JV_TASK static void t21_act_grad_d_p_w_h2(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 2, for the norm */
-        s->sumsq[2] = jv_sumsq(grads + JMVAE_P_W_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 2, for the norm */
+        jv_s->sumsq[2] = jv_sumsq(grads + JMVAE_P_W_H2_BIAS, 512);
 }
 
-JV_TASK static void t22_gemm_dw_p_w_h2_weight(const jv_step *s)
+JV_TASK static void t22_gemm_dw_p_w_h2_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
     jv_real *const d_p_w_h2 = arena + (size_t)B * 4839; /* [B x 512] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_P_W_H2_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 3, for the norm */
-        s->sumsq[3] = jv_sumsq(grads + JMVAE_P_W_H2_WEIGHT, 262144);
+    if (jv_s->sumsq) /* gradient region 3, for the norm */
+        jv_s->sumsq[3] = jv_sumsq(grads + JMVAE_P_W_H2_WEIGHT, 262144);
 }
 
-JV_TASK static void t23_gemm_dx_d_p_w_h1(const jv_step *s)
+JV_TASK static void t23_gemm_dx_d_p_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_w_h2 = arena + (size_t)B * 4839; /* [B x 512] */
     jv_real *const d_p_w_h1 = arena + (size_t)B * 5351; /* [B x 512] */
 
@@ -585,11 +585,11 @@ JV_TASK static void t23_gemm_dx_d_p_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
 }
 
-JV_TASK static void t24_act_grad_d_p_w_h1(const jv_step *s)
+JV_TASK static void t24_act_grad_d_p_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
     jv_real *const d_p_w_h1 = arena + (size_t)B * 5351; /* [B x 512] */
 
@@ -607,30 +607,30 @@ JV_TASK static void t24_act_grad_d_p_w_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 4, for the norm */
-        s->sumsq[4] = jv_sumsq(grads + JMVAE_P_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 4, for the norm */
+        jv_s->sumsq[4] = jv_sumsq(grads + JMVAE_P_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t25_gemm_dw_p_w_h1_weight(const jv_step *s)
+JV_TASK static void t25_gemm_dw_p_w_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
     jv_real *const d_p_w_h1 = arena + (size_t)B * 5351; /* [B x 512] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z_sample^T d_p_w_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_P_W_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 5, for the norm */
-        s->sumsq[5] = jv_sumsq(grads + JMVAE_P_W_H1_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 5, for the norm */
+        jv_s->sumsq[5] = jv_sumsq(grads + JMVAE_P_W_H1_WEIGHT, 32768);
 }
 
-JV_TASK static void t26_gemm_dx_d_z_sample(const jv_step *s)
+JV_TASK static void t26_gemm_dx_d_z_sample(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_w_h1 = arena + (size_t)B * 5351; /* [B x 512] */
     jv_real *const d_z_sample = arena + (size_t)B * 5863; /* [B x 64] */
 
@@ -639,12 +639,12 @@ JV_TASK static void t26_gemm_dx_d_z_sample(const jv_step *s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_P_W_H1_WEIGHT, 512, 0, d_z_sample, 64);
 }
 
-JV_TASK static void t27_nll_grad_d_p_x_logits(const jv_step *s)
+JV_TASK static void t27_nll_grad_d_p_x_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const term_scale = jv_s->term_scale;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
     jv_real *const d_p_x_logits = arena + (size_t)B * 5927; /* [B x 784] */
@@ -665,11 +665,11 @@ JV_TASK static void t27_nll_grad_d_p_x_logits(const jv_step *s)
     }
 }
 
-JV_TASK static void t28_act_grad_d_p_x_logits(const jv_step *s)
+JV_TASK static void t28_act_grad_d_p_x_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_x_logits = arena + (size_t)B * 5927; /* [B x 784] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
@@ -683,30 +683,30 @@ JV_TASK static void t28_act_grad_d_p_x_logits(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 6, for the norm */
-        s->sumsq[6] = jv_sumsq(grads + JMVAE_P_X_HEAD_BIAS, 784);
+    if (jv_s->sumsq) /* gradient region 6, for the norm */
+        jv_s->sumsq[6] = jv_sumsq(grads + JMVAE_P_X_HEAD_BIAS, 784);
 }
 
-JV_TASK static void t29_gemm_dw_p_x_head_weight(const jv_step *s)
+JV_TASK static void t29_gemm_dw_p_x_head_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
     jv_real *const d_p_x_logits = arena + (size_t)B * 5927; /* [B x 784] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
     jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_P_X_HEAD_WEIGHT, 784);
-    if (s->sumsq) /* gradient region 7, for the norm */
-        s->sumsq[7] = jv_sumsq(grads + JMVAE_P_X_HEAD_WEIGHT, 401408);
+    if (jv_s->sumsq) /* gradient region 7, for the norm */
+        jv_s->sumsq[7] = jv_sumsq(grads + JMVAE_P_X_HEAD_WEIGHT, 401408);
 }
 
-JV_TASK static void t30_gemm_dx_d_p_x_h2(const jv_step *s)
+JV_TASK static void t30_gemm_dx_d_p_x_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_x_logits = arena + (size_t)B * 5927; /* [B x 784] */
     jv_real *const d_p_x_h2 = arena + (size_t)B * 6711; /* [B x 512] */
 
@@ -715,11 +715,11 @@ JV_TASK static void t30_gemm_dx_d_p_x_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
 }
 
-JV_TASK static void t31_act_grad_d_p_x_h2(const jv_step *s)
+JV_TASK static void t31_act_grad_d_p_x_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
     jv_real *const d_p_x_h2 = arena + (size_t)B * 6711; /* [B x 512] */
 
@@ -737,30 +737,30 @@ JV_TASK static void t31_act_grad_d_p_x_h2(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 8, for the norm */
-        s->sumsq[8] = jv_sumsq(grads + JMVAE_P_X_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 8, for the norm */
+        jv_s->sumsq[8] = jv_sumsq(grads + JMVAE_P_X_H2_BIAS, 512);
 }
 
-JV_TASK static void t32_gemm_dw_p_x_h2_weight(const jv_step *s)
+JV_TASK static void t32_gemm_dw_p_x_h2_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
     jv_real *const d_p_x_h2 = arena + (size_t)B * 6711; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_P_X_H2_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 9, for the norm */
-        s->sumsq[9] = jv_sumsq(grads + JMVAE_P_X_H2_WEIGHT, 262144);
+    if (jv_s->sumsq) /* gradient region 9, for the norm */
+        jv_s->sumsq[9] = jv_sumsq(grads + JMVAE_P_X_H2_WEIGHT, 262144);
 }
 
-JV_TASK static void t33_gemm_dx_d_p_x_h1(const jv_step *s)
+JV_TASK static void t33_gemm_dx_d_p_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_x_h2 = arena + (size_t)B * 6711; /* [B x 512] */
     jv_real *const d_p_x_h1 = arena + (size_t)B * 7223; /* [B x 512] */
 
@@ -769,11 +769,11 @@ JV_TASK static void t33_gemm_dx_d_p_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
 }
 
-JV_TASK static void t34_act_grad_d_p_x_h1(const jv_step *s)
+JV_TASK static void t34_act_grad_d_p_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
     jv_real *const d_p_x_h1 = arena + (size_t)B * 7223; /* [B x 512] */
 
@@ -791,30 +791,30 @@ JV_TASK static void t34_act_grad_d_p_x_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 10, for the norm */
-        s->sumsq[10] = jv_sumsq(grads + JMVAE_P_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 10, for the norm */
+        jv_s->sumsq[10] = jv_sumsq(grads + JMVAE_P_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t35_gemm_dw_p_x_h1_weight(const jv_step *s)
+JV_TASK static void t35_gemm_dw_p_x_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
     jv_real *const d_p_x_h1 = arena + (size_t)B * 7223; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z_sample^T d_p_x_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_P_X_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 11, for the norm */
-        s->sumsq[11] = jv_sumsq(grads + JMVAE_P_X_H1_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 11, for the norm */
+        jv_s->sumsq[11] = jv_sumsq(grads + JMVAE_P_X_H1_WEIGHT, 32768);
 }
 
-JV_TASK static void t36_gemm_dx_d_z_sample(const jv_step *s)
+JV_TASK static void t36_gemm_dx_d_z_sample(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_z_sample = arena + (size_t)B * 5863; /* [B x 64] */
     jv_real *const d_p_x_h1 = arena + (size_t)B * 7223; /* [B x 512] */
 
@@ -823,11 +823,11 @@ JV_TASK static void t36_gemm_dx_d_z_sample(const jv_step *s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_P_X_H1_WEIGHT, 512, 1, d_z_sample, 64);
 }
 
-JV_TASK static void t37_sample_grad_d_q_xw_mean(const jv_step *s)
+JV_TASK static void t37_sample_grad_d_q_xw_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const noise = s->noise;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const noise = jv_s->noise;
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
     const jv_real *const eps_z = noise[0]; /* [B x 64] */
     jv_real *const d_q_xw_mean = arena + (size_t)B * 4701; /* [B x 64] */
@@ -843,10 +843,10 @@ JV_TASK static void t37_sample_grad_d_q_xw_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t38_gauss_head_grad_d_q_xw_out(const jv_step *s)
+JV_TASK static void t38_gauss_head_grad_d_q_xw_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
     jv_real *const d_q_xw_mean = arena + (size_t)B * 4701; /* [B x 64] */
     jv_real *const d_q_xw_logvar = arena + (size_t)B * 4765; /* [B x 64] */
@@ -867,11 +867,11 @@ JV_TASK static void t38_gauss_head_grad_d_q_xw_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t39_act_grad_d_q_xw_out(const jv_step *s)
+JV_TASK static void t39_act_grad_d_q_xw_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_xw_out = arena + (size_t)B * 7735; /* [B x 128] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
@@ -885,30 +885,30 @@ JV_TASK static void t39_act_grad_d_q_xw_out(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 12, for the norm */
-        s->sumsq[12] = jv_sumsq(grads + JMVAE_Q_XW_HEAD_BIAS, 128);
+    if (jv_s->sumsq) /* gradient region 12, for the norm */
+        jv_s->sumsq[12] = jv_sumsq(grads + JMVAE_Q_XW_HEAD_BIAS, 128);
 }
 
-JV_TASK static void t40_gemm_dw_q_xw_head_weight(const jv_step *s)
+JV_TASK static void t40_gemm_dw_q_xw_head_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
     jv_real *const d_q_xw_out = arena + (size_t)B * 7735; /* [B x 128] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d q_xw.head.weight rows 0..511 = q_xw_h1^T d_q_xw_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + JMVAE_Q_XW_HEAD_WEIGHT, 128);
-    if (s->sumsq) /* gradient region 13, for the norm */
-        s->sumsq[13] = jv_sumsq(grads + JMVAE_Q_XW_HEAD_WEIGHT, 65536);
+    if (jv_s->sumsq) /* gradient region 13, for the norm */
+        jv_s->sumsq[13] = jv_sumsq(grads + JMVAE_Q_XW_HEAD_WEIGHT, 65536);
 }
 
-JV_TASK static void t41_gemm_dx_d_q_xw_h1(const jv_step *s)
+JV_TASK static void t41_gemm_dx_d_q_xw_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_xw_out = arena + (size_t)B * 7735; /* [B x 128] */
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
 
@@ -917,11 +917,11 @@ JV_TASK static void t41_gemm_dx_d_q_xw_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 128, 1, d_q_xw_out, 128, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, d_q_xw_h1, 512);
 }
 
-JV_TASK static void t42_act_grad_d_q_xw_h1(const jv_step *s)
+JV_TASK static void t42_act_grad_d_q_xw_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
 
@@ -939,30 +939,30 @@ JV_TASK static void t42_act_grad_d_q_xw_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 14, for the norm */
-        s->sumsq[14] = jv_sumsq(grads + JMVAE_Q_XW_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 14, for the norm */
+        jv_s->sumsq[14] = jv_sumsq(grads + JMVAE_Q_XW_H1_BIAS, 512);
 }
 
-JV_TASK static void t43_gemm_dw_q_xw_h1_weight(const jv_step *s)
+JV_TASK static void t43_gemm_dw_q_xw_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d q_xw.h1.weight rows 0..511 = enc_x_h1^T d_q_xw_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 15, for the norm */
-        s->sumsq[15] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT, 262144);
+    if (jv_s->sumsq) /* gradient region 15, for the norm */
+        jv_s->sumsq[15] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT, 262144);
 }
 
-JV_TASK static void t44_gemm_dx_d_enc_x_h1(const jv_step *s)
+JV_TASK static void t44_gemm_dx_d_enc_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 8375; /* [B x 512] */
 
@@ -971,26 +971,26 @@ JV_TASK static void t44_gemm_dx_d_enc_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
 }
 
-JV_TASK static void t45_gemm_dw_q_xw_h1_weight(const jv_step *s)
+JV_TASK static void t45_gemm_dw_q_xw_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d q_xw.h1.weight rows 512..1023 = enc_w_h1^T d_q_xw_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT + 262144, 512);
-    if (s->sumsq) /* gradient region 16, for the norm */
-        s->sumsq[16] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT + 262144, 262144);
+    if (jv_s->sumsq) /* gradient region 16, for the norm */
+        jv_s->sumsq[16] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT + 262144, 262144);
 }
 
-JV_TASK static void t46_gemm_dx_d_enc_w_h1(const jv_step *s)
+JV_TASK static void t46_gemm_dx_d_enc_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
     jv_real *const d_enc_w_h1 = arena + (size_t)B * 8887; /* [B x 512] */
 
@@ -999,11 +999,11 @@ JV_TASK static void t46_gemm_dx_d_enc_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
 }
 
-JV_TASK static void t47_act_grad_d_enc_w_h1(const jv_step *s)
+JV_TASK static void t47_act_grad_d_enc_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
     jv_real *const d_enc_w_h1 = arena + (size_t)B * 8887; /* [B x 512] */
 
@@ -1021,31 +1021,31 @@ JV_TASK static void t47_act_grad_d_enc_w_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 17, for the norm */
-        s->sumsq[17] = jv_sumsq(grads + JMVAE_ENC_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 17, for the norm */
+        jv_s->sumsq[17] = jv_sumsq(grads + JMVAE_ENC_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t48_gemm_dw_enc_w_h1_weight(const jv_step *s)
+JV_TASK static void t48_gemm_dw_enc_w_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const d_enc_w_h1 = arena + (size_t)B * 8887; /* [B x 512] */
 
     /* jmvae.spec:14  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_ENC_W_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 18, for the norm */
-        s->sumsq[18] = jv_sumsq(grads + JMVAE_ENC_W_H1_WEIGHT, 5120);
+    if (jv_s->sumsq) /* gradient region 18, for the norm */
+        jv_s->sumsq[18] = jv_sumsq(grads + JMVAE_ENC_W_H1_WEIGHT, 5120);
 }
 
-JV_TASK static void t49_act_grad_d_enc_x_h1(const jv_step *s)
+JV_TASK static void t49_act_grad_d_enc_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 8375; /* [B x 512] */
 
@@ -1063,93 +1063,126 @@ JV_TASK static void t49_act_grad_d_enc_x_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 19, for the norm */
-        s->sumsq[19] = jv_sumsq(grads + JMVAE_ENC_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 19, for the norm */
+        jv_s->sumsq[19] = jv_sumsq(grads + JMVAE_ENC_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t50_gemm_dw_enc_x_h1_weight(const jv_step *s)
+JV_TASK static void t50_gemm_dw_enc_x_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 8375; /* [B x 512] */
 
     /* jmvae.spec:13  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
     jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_ENC_X_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 20, for the norm */
-        s->sumsq[20] = jv_sumsq(grads + JMVAE_ENC_X_H1_WEIGHT, 401408);
+    if (jv_s->sumsq) /* gradient region 20, for the norm */
+        jv_s->sumsq[20] = jv_sumsq(grads + JMVAE_ENC_X_H1_WEIGHT, 401408);
 }
 
 static const int jmvae_train_succ[] = {2, 2, 3, 4, 5, 14, 16, 6, 10, 7, 8, 9, 27, 15, 11, 12, 13, 17, 15, 15, 37, 18, 19, 20, 21, 22, 23, 24, 25, 26, 36, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 49, 47, 48, 50};
 
-static const jv_task jmvae_train_tasks[] = {
-    {t00_affine_enc_x_h1, "t00_affine_enc_x_h1", 13, 0, 0, 1, 6752.6f},
-    {t01_affine_enc_w_h1, "t01_affine_enc_w_h1", 14, 0, 1, 1, 5960.0f},
-    {t02_affine_q_xw_h1, "t02_affine_q_xw_h1", 15, 2, 2, 1, 5923.7f},
-    {t03_affine_q_xw_out, "t03_affine_q_xw_out", 15, 1, 3, 1, 4849.0f},
-    {t04_gauss_head_q_xw_mean, "t04_gauss_head_q_xw_mean", 15, 1, 4, 3, 4711.1f},
-    {t05_sample_z_sample, "t05_sample_z_sample", 22, 1, 7, 2, 4704.2f},
-    {t06_affine_p_x_h1, "t06_affine_p_x_h1", 18, 1, 9, 1, 4694.1f},
-    {t07_affine_p_x_h2, "t07_affine_p_x_h2", 18, 1, 10, 1, 4602.4f},
-    {t08_affine_p_x_logits, "t08_affine_p_x_logits", 18, 1, 11, 2, 4052.0f},
-    {t09_nll_term_rec_x, "t09_nll_term_rec_x", 23, 1, 13, 1, 79.6f},
-    {t10_affine_p_w_h1, "t10_affine_p_w_h1", 19, 1, 14, 1, 3020.1f},
-    {t11_affine_p_w_h2, "t11_affine_p_w_h2", 19, 1, 15, 1, 2928.5f},
-    {t12_affine_p_w_logits, "t12_affine_p_w_logits", 19, 1, 16, 2, 2378.1f},
-    {t13_nll_term_rec_w, "t13_nll_term_rec_w", 24, 1, 18, 1, 2.1f},
-    {t14_kl_term_kl, "t14_kl_term_kl", 25, 1, 19, 1, 7.6f},
-    {t15_loss, "t15_loss", 23, 3, 20, 0, 0.7f},
-    {t16_kl_grad_d_q_xw_mean, "t16_kl_grad_d_q_xw_mean", 25, 1, 20, 1, 1600.3f},
-    {t17_nll_grad_d_p_w_logits, "t17_nll_grad_d_p_w_logits", 24, 1, 21, 1, 2366.9f},
-    {t18_act_grad_d_p_w_logits, "t18_act_grad_d_p_w_logits", 19, 1, 22, 2, 2365.4f},
-    {t19_gemm_dw_p_w_head_weight, "t19_gemm_dw_p_w_head_weight", 19, 1, 24, 0, 10.7f},
-    {t20_gemm_dx_d_p_w_h2, "t20_gemm_dx_d_p_w_h2", 19, 1, 24, 1, 2364.4f},
-    {t21_act_grad_d_p_w_h2, "t21_act_grad_d_p_w_h2", 19, 1, 25, 2, 2353.6f},
-    {t22_gemm_dw_p_w_h2_weight, "t22_gemm_dw_p_w_h2_weight", 19, 1, 27, 0, 524.8f},
-    {t23_gemm_dx_d_p_w_h1, "t23_gemm_dx_d_p_w_h1", 19, 1, 27, 1, 2301.9f},
-    {t24_act_grad_d_p_w_h1, "t24_act_grad_d_p_w_h1", 19, 1, 28, 2, 1777.1f},
-    {t25_gemm_dw_p_w_h1_weight, "t25_gemm_dw_p_w_h1_weight", 19, 1, 30, 0, 66.0f},
-    {t26_gemm_dx_d_z_sample, "t26_gemm_dx_d_z_sample", 19, 1, 30, 1, 1725.4f},
-    {t27_nll_grad_d_p_x_logits, "t27_nll_grad_d_p_x_logits", 23, 1, 31, 1, 3209.5f},
-    {t28_act_grad_d_p_x_logits, "t28_act_grad_d_p_x_logits", 18, 1, 32, 2, 3130.6f},
-    {t29_gemm_dw_p_x_head_weight, "t29_gemm_dw_p_x_head_weight", 18, 1, 34, 0, 803.3f},
-    {t30_gemm_dx_d_p_x_h2, "t30_gemm_dx_d_p_x_h2", 18, 1, 34, 1, 3090.9f},
-    {t31_act_grad_d_p_x_h2, "t31_act_grad_d_p_x_h2", 18, 1, 35, 2, 2287.6f},
-    {t32_gemm_dw_p_x_h2_weight, "t32_gemm_dw_p_x_h2_weight", 18, 1, 37, 0, 524.8f},
-    {t33_gemm_dx_d_p_x_h1, "t33_gemm_dx_d_p_x_h1", 18, 1, 37, 1, 2235.9f},
-    {t34_act_grad_d_p_x_h1, "t34_act_grad_d_p_x_h1", 18, 1, 38, 2, 1711.1f},
-    {t35_gemm_dw_p_x_h1_weight, "t35_gemm_dw_p_x_h1_weight", 18, 1, 40, 0, 66.0f},
-    {t36_gemm_dx_d_z_sample, "t36_gemm_dx_d_z_sample", 18, 2, 40, 1, 1659.4f},
-    {t37_sample_grad_d_q_xw_mean, "t37_sample_grad_d_q_xw_mean", 22, 2, 41, 1, 1593.4f},
-    {t38_gauss_head_grad_d_q_xw_out, "t38_gauss_head_grad_d_q_xw_out", 15, 1, 42, 1, 1583.3f},
-    {t39_act_grad_d_q_xw_out, "t39_act_grad_d_q_xw_out", 15, 1, 43, 2, 1570.0f},
-    {t40_gemm_dw_q_xw_head_weight, "t40_gemm_dw_q_xw_head_weight", 15, 1, 45, 0, 131.6f},
-    {t41_gemm_dx_d_q_xw_h1, "t41_gemm_dx_d_q_xw_h1", 15, 1, 45, 1, 1563.1f},
-    {t42_act_grad_d_q_xw_h1, "t42_act_grad_d_q_xw_h1", 15, 1, 46, 4, 1431.5f},
-    {t43_gemm_dw_q_xw_h1_weight, "t43_gemm_dw_q_xw_h1_weight", 15, 1, 50, 0, 524.8f},
-    {t44_gemm_dx_d_enc_x_h1, "t44_gemm_dx_d_enc_x_h1", 15, 1, 50, 1, 1379.8f},
-    {t45_gemm_dw_q_xw_h1_weight, "t45_gemm_dw_q_xw_h1_weight", 15, 1, 51, 0, 524.8f},
-    {t46_gemm_dx_d_enc_w_h1, "t46_gemm_dx_d_enc_w_h1", 15, 1, 51, 1, 587.2f},
-    {t47_act_grad_d_enc_w_h1, "t47_act_grad_d_enc_w_h1", 14, 1, 52, 1, 62.4f},
-    {t48_gemm_dw_enc_w_h1_weight, "t48_gemm_dw_enc_w_h1_weight", 14, 1, 53, 0, 10.7f},
-    {t49_act_grad_d_enc_x_h1, "t49_act_grad_d_enc_x_h1", 13, 1, 53, 1, 855.0f},
-    {t50_gemm_dw_enc_x_h1_weight, "t50_gemm_dw_enc_x_h1_weight", 13, 1, 54, 0, 803.3f},
+/* The parameters each task reads, as gradient regions (below): the runtime may
+ * update a region (Adam) inside the next step, before the tasks that read it. */
+static const int jmvae_train_reads[] = {19, 20, 17, 18, 14, 15, 16, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1, 1, 3, 5, 7, 9, 11, 13, 15, 16};
+
+/* The gradient regions {first, count, the task writing it}, in reals: together
+ * the whole block, each real once. */
+static const jv_region jmvae_train_slots[] = {
+    {1997200, 10, 18}, /* t18_act_grad_d_p_w_logits */
+    {1992080, 5120, 19}, /* t19_gemm_dw_p_w_head_weight */
+    {1991568, 512, 21}, /* t21_act_grad_d_p_w_h2 */
+    {1729424, 262144, 22}, /* t22_gemm_dw_p_w_h2_weight */
+    {1728912, 512, 24}, /* t24_act_grad_d_p_w_h1 */
+    {1696144, 32768, 25}, /* t25_gemm_dw_p_w_h1_weight */
+    {1695360, 784, 28}, /* t28_act_grad_d_p_x_logits */
+    {1293952, 401408, 29}, /* t29_gemm_dw_p_x_head_weight */
+    {1293440, 512, 31}, /* t31_act_grad_d_p_x_h2 */
+    {1031296, 262144, 32}, /* t32_gemm_dw_p_x_h2_weight */
+    {1030784, 512, 34}, /* t34_act_grad_d_p_x_h1 */
+    {998016, 32768, 35}, /* t35_gemm_dw_p_x_h1_weight */
+    {997888, 128, 39}, /* t39_act_grad_d_q_xw_out */
+    {932352, 65536, 40}, /* t40_gemm_dw_q_xw_head_weight */
+    {931840, 512, 42}, /* t42_act_grad_d_q_xw_h1 */
+    {407552, 262144, 43}, /* t43_gemm_dw_q_xw_h1_weight */
+    {669696, 262144, 45}, /* t45_gemm_dw_q_xw_h1_weight */
+    {407040, 512, 47}, /* t47_act_grad_d_enc_w_h1 */
+    {401920, 5120, 48}, /* t48_gemm_dw_enc_w_h1_weight */
+    {401408, 512, 49}, /* t49_act_grad_d_enc_x_h1 */
+    {0, 401408, 50}, /* t50_gemm_dw_enc_x_h1_weight */
 };
 
-static const jv_task_graph jmvae_train_graph = {51, 16, jmvae_train_tasks, jmvae_train_succ, 21};
+/* {function, name, spec line, tasks it waits for, first of the tasks waiting for it and
+ * their number, first of the regions it reads and their number, rank} */
+static const jv_task jmvae_train_tasks[] = {
+    {t00_affine_enc_x_h1, "t00_affine_enc_x_h1", 13, 0, 0, 1, 0, 2, 6752.6f},
+    {t01_affine_enc_w_h1, "t01_affine_enc_w_h1", 14, 0, 1, 1, 2, 2, 5960.0f},
+    {t02_affine_q_xw_h1, "t02_affine_q_xw_h1", 15, 2, 2, 1, 4, 3, 5923.7f},
+    {t03_affine_q_xw_out, "t03_affine_q_xw_out", 15, 1, 3, 1, 7, 2, 4849.0f},
+    {t04_gauss_head_q_xw_mean, "t04_gauss_head_q_xw_mean", 15, 1, 4, 3, 9, 0, 4711.1f},
+    {t05_sample_z_sample, "t05_sample_z_sample", 22, 1, 7, 2, 9, 0, 4704.2f},
+    {t06_affine_p_x_h1, "t06_affine_p_x_h1", 18, 1, 9, 1, 9, 2, 4694.1f},
+    {t07_affine_p_x_h2, "t07_affine_p_x_h2", 18, 1, 10, 1, 11, 2, 4602.4f},
+    {t08_affine_p_x_logits, "t08_affine_p_x_logits", 18, 1, 11, 2, 13, 2, 4052.0f},
+    {t09_nll_term_rec_x, "t09_nll_term_rec_x", 23, 1, 13, 1, 15, 0, 79.6f},
+    {t10_affine_p_w_h1, "t10_affine_p_w_h1", 19, 1, 14, 1, 15, 2, 3020.1f},
+    {t11_affine_p_w_h2, "t11_affine_p_w_h2", 19, 1, 15, 1, 17, 2, 2928.5f},
+    {t12_affine_p_w_logits, "t12_affine_p_w_logits", 19, 1, 16, 2, 19, 2, 2378.1f},
+    {t13_nll_term_rec_w, "t13_nll_term_rec_w", 24, 1, 18, 1, 21, 0, 2.1f},
+    {t14_kl_term_kl, "t14_kl_term_kl", 25, 1, 19, 1, 21, 0, 7.6f},
+    {t15_loss, "t15_loss", 23, 3, 20, 0, 21, 0, 0.7f},
+    {t16_kl_grad_d_q_xw_mean, "t16_kl_grad_d_q_xw_mean", 25, 1, 20, 1, 21, 0, 1600.3f},
+    {t17_nll_grad_d_p_w_logits, "t17_nll_grad_d_p_w_logits", 24, 1, 21, 1, 21, 0, 2366.9f},
+    {t18_act_grad_d_p_w_logits, "t18_act_grad_d_p_w_logits", 19, 1, 22, 2, 21, 0, 2365.4f},
+    {t19_gemm_dw_p_w_head_weight, "t19_gemm_dw_p_w_head_weight", 19, 1, 24, 0, 21, 0, 10.7f},
+    {t20_gemm_dx_d_p_w_h2, "t20_gemm_dx_d_p_w_h2", 19, 1, 24, 1, 21, 1, 2364.4f},
+    {t21_act_grad_d_p_w_h2, "t21_act_grad_d_p_w_h2", 19, 1, 25, 2, 22, 0, 2353.6f},
+    {t22_gemm_dw_p_w_h2_weight, "t22_gemm_dw_p_w_h2_weight", 19, 1, 27, 0, 22, 0, 524.8f},
+    {t23_gemm_dx_d_p_w_h1, "t23_gemm_dx_d_p_w_h1", 19, 1, 27, 1, 22, 1, 2301.9f},
+    {t24_act_grad_d_p_w_h1, "t24_act_grad_d_p_w_h1", 19, 1, 28, 2, 23, 0, 1777.1f},
+    {t25_gemm_dw_p_w_h1_weight, "t25_gemm_dw_p_w_h1_weight", 19, 1, 30, 0, 23, 0, 66.0f},
+    {t26_gemm_dx_d_z_sample, "t26_gemm_dx_d_z_sample", 19, 1, 30, 1, 23, 1, 1725.4f},
+    {t27_nll_grad_d_p_x_logits, "t27_nll_grad_d_p_x_logits", 23, 1, 31, 1, 24, 0, 3209.5f},
+    {t28_act_grad_d_p_x_logits, "t28_act_grad_d_p_x_logits", 18, 1, 32, 2, 24, 0, 3130.6f},
+    {t29_gemm_dw_p_x_head_weight, "t29_gemm_dw_p_x_head_weight", 18, 1, 34, 0, 24, 0, 803.3f},
+    {t30_gemm_dx_d_p_x_h2, "t30_gemm_dx_d_p_x_h2", 18, 1, 34, 1, 24, 1, 3090.9f},
+    {t31_act_grad_d_p_x_h2, "t31_act_grad_d_p_x_h2", 18, 1, 35, 2, 25, 0, 2287.6f},
+    {t32_gemm_dw_p_x_h2_weight, "t32_gemm_dw_p_x_h2_weight", 18, 1, 37, 0, 25, 0, 524.8f},
+    {t33_gemm_dx_d_p_x_h1, "t33_gemm_dx_d_p_x_h1", 18, 1, 37, 1, 25, 1, 2235.9f},
+    {t34_act_grad_d_p_x_h1, "t34_act_grad_d_p_x_h1", 18, 1, 38, 2, 26, 0, 1711.1f},
+    {t35_gemm_dw_p_x_h1_weight, "t35_gemm_dw_p_x_h1_weight", 18, 1, 40, 0, 26, 0, 66.0f},
+    {t36_gemm_dx_d_z_sample, "t36_gemm_dx_d_z_sample", 18, 2, 40, 1, 26, 1, 1659.4f},
+    {t37_sample_grad_d_q_xw_mean, "t37_sample_grad_d_q_xw_mean", 22, 2, 41, 1, 27, 0, 1593.4f},
+    {t38_gauss_head_grad_d_q_xw_out, "t38_gauss_head_grad_d_q_xw_out", 15, 1, 42, 1, 27, 0, 1583.3f},
+    {t39_act_grad_d_q_xw_out, "t39_act_grad_d_q_xw_out", 15, 1, 43, 2, 27, 0, 1570.0f},
+    {t40_gemm_dw_q_xw_head_weight, "t40_gemm_dw_q_xw_head_weight", 15, 1, 45, 0, 27, 0, 131.6f},
+    {t41_gemm_dx_d_q_xw_h1, "t41_gemm_dx_d_q_xw_h1", 15, 1, 45, 1, 27, 1, 1563.1f},
+    {t42_act_grad_d_q_xw_h1, "t42_act_grad_d_q_xw_h1", 15, 1, 46, 4, 28, 0, 1431.5f},
+    {t43_gemm_dw_q_xw_h1_weight, "t43_gemm_dw_q_xw_h1_weight", 15, 1, 50, 0, 28, 0, 524.8f},
+    {t44_gemm_dx_d_enc_x_h1, "t44_gemm_dx_d_enc_x_h1", 15, 1, 50, 1, 28, 1, 1379.8f},
+    {t45_gemm_dw_q_xw_h1_weight, "t45_gemm_dw_q_xw_h1_weight", 15, 1, 51, 0, 29, 0, 524.8f},
+    {t46_gemm_dx_d_enc_w_h1, "t46_gemm_dx_d_enc_w_h1", 15, 1, 51, 1, 29, 1, 587.2f},
+    {t47_act_grad_d_enc_w_h1, "t47_act_grad_d_enc_w_h1", 14, 1, 52, 1, 30, 0, 62.4f},
+    {t48_gemm_dw_enc_w_h1_weight, "t48_gemm_dw_enc_w_h1_weight", 14, 1, 53, 0, 30, 0, 10.7f},
+    {t49_act_grad_d_enc_x_h1, "t49_act_grad_d_enc_x_h1", 13, 1, 53, 1, 30, 0, 855.0f},
+    {t50_gemm_dw_enc_x_h1_weight, "t50_gemm_dw_enc_x_h1_weight", 13, 1, 54, 0, 30, 0, 803.3f},
+};
+
+static const jv_task_graph jmvae_train_graph = {51, 16, jmvae_train_tasks, jmvae_train_succ, 21, jmvae_train_slots,
+    jmvae_train_reads};
 
 /* one training step: the loss and its gradient */
 jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
     const jv_real *term_scale, jv_real *terms)
 {
-    jv_real loss = 0;
-    const jv_step s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &loss, NULL};
-    jv_run_tasks(&jmvae_train_graph, &s, 0, 16);
-    return loss;
+    jv_real jv_loss = 0;
+    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &jv_loss, NULL};
+    jv_run_tasks(&jmvae_train_graph, &jv_s, 0, 16);
+    return jv_loss;
 }
 
 /* one training step: the loss and its gradient (backward; run after forward with the same arguments) */
@@ -1157,8 +1190,8 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
     const jv_real *term_scale)
 {
-    const jv_step s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};
-    jv_run_tasks(&jmvae_train_graph, &s, 16, 51);
+    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};
+    jv_run_tasks(&jmvae_train_graph, &jv_s, 16, 51);
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */

@@ -37,12 +37,12 @@ void jmvae_h_init(jv_real *params, uint64_t seed)
  * touches the same buffer or gradient rows when either writes them, so
  * every order the runtime may pick computes the same bits. */
 
-JV_TASK static void t00_affine_enc_x_h1(const jv_step *s)
+JV_TASK static void t00_affine_enc_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
 
@@ -60,12 +60,12 @@ JV_TASK static void t00_affine_enc_x_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t01_affine_enc_w_h1(const jv_step *s)
+JV_TASK static void t01_affine_enc_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
 
@@ -83,11 +83,11 @@ JV_TASK static void t01_affine_enc_w_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t02_affine_h1_h1(const jv_step *s)
+JV_TASK static void t02_affine_h1_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
     jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
     jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
@@ -107,11 +107,11 @@ JV_TASK static void t02_affine_h1_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t03_affine_q_z2_h1(const jv_step *s)
+JV_TASK static void t03_affine_q_z2_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
     jv_real *const q_z2_h1 = arena + (size_t)B * 1536; /* [B x 512] */
 
@@ -129,11 +129,11 @@ JV_TASK static void t03_affine_q_z2_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t04_affine_q_z2_out(const jv_step *s)
+JV_TASK static void t04_affine_q_z2_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_z2_h1 = arena + (size_t)B * 1536; /* [B x 512] */
     jv_real *const q_z2_out = arena + (size_t)B * 2048; /* [B x 64] */
 
@@ -151,10 +151,10 @@ JV_TASK static void t04_affine_q_z2_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t05_gauss_head_q_z2_mean(const jv_step *s)
+JV_TASK static void t05_gauss_head_q_z2_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_z2_out = arena + (size_t)B * 2048; /* [B x 64] */
     jv_real *const q_z2_mean = arena + (size_t)B * 2112; /* [B x 32] */
     jv_real *const q_z2_logvar = arena + (size_t)B * 2144; /* [B x 32] */
@@ -172,11 +172,11 @@ JV_TASK static void t05_gauss_head_q_z2_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t06_sample_z2_sample(const jv_step *s)
+JV_TASK static void t06_sample_z2_sample(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const noise = s->noise;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const noise = jv_s->noise;
     jv_real *const q_z2_mean = arena + (size_t)B * 2112; /* [B x 32] */
     jv_real *const q_z2_logvar = arena + (size_t)B * 2144; /* [B x 32] */
     const jv_real *const eps_z2 = noise[0]; /* [B x 32] */
@@ -189,11 +189,11 @@ JV_TASK static void t06_sample_z2_sample(const jv_step *s)
         z2_sample[i] = q_z2_mean[i] + JV_EXP((jv_real)0.5 * q_z2_logvar[i]) * eps_z2[i];
 }
 
-JV_TASK static void t07_affine_q_z1_out(const jv_step *s)
+JV_TASK static void t07_affine_q_z1_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
     jv_real *const q_z1_out = arena + (size_t)B * 2208; /* [B x 128] */
 
@@ -211,10 +211,10 @@ JV_TASK static void t07_affine_q_z1_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t08_gauss_head_q_z1_mean(const jv_step *s)
+JV_TASK static void t08_gauss_head_q_z1_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_z1_out = arena + (size_t)B * 2208; /* [B x 128] */
     jv_real *const q_z1_mean = arena + (size_t)B * 2336; /* [B x 64] */
     jv_real *const q_z1_logvar = arena + (size_t)B * 2400; /* [B x 64] */
@@ -232,11 +232,11 @@ JV_TASK static void t08_gauss_head_q_z1_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t09_sample_z1_sample(const jv_step *s)
+JV_TASK static void t09_sample_z1_sample(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const noise = s->noise;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const noise = jv_s->noise;
     jv_real *const q_z1_mean = arena + (size_t)B * 2336; /* [B x 64] */
     jv_real *const q_z1_logvar = arena + (size_t)B * 2400; /* [B x 64] */
     const jv_real *const eps_z1 = noise[1]; /* [B x 64] */
@@ -249,11 +249,11 @@ JV_TASK static void t09_sample_z1_sample(const jv_step *s)
         z1_sample[i] = q_z1_mean[i] + JV_EXP((jv_real)0.5 * q_z1_logvar[i]) * eps_z1[i];
 }
 
-JV_TASK static void t10_affine_p_x_h1(const jv_step *s)
+JV_TASK static void t10_affine_p_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z1_sample = arena + (size_t)B * 2464; /* [B x 64] */
     jv_real *const p_x_h1 = arena + (size_t)B * 2528; /* [B x 512] */
 
@@ -271,11 +271,11 @@ JV_TASK static void t10_affine_p_x_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t11_affine_p_x_h2(const jv_step *s)
+JV_TASK static void t11_affine_p_x_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h1 = arena + (size_t)B * 2528; /* [B x 512] */
     jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
 
@@ -293,11 +293,11 @@ JV_TASK static void t11_affine_p_x_h2(const jv_step *s)
     }
 }
 
-JV_TASK static void t12_affine_p_x_logits(const jv_step *s)
+JV_TASK static void t12_affine_p_x_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
     jv_real *const p_x_logits = arena + (size_t)B * 3552; /* [B x 784] */
 
@@ -315,11 +315,11 @@ JV_TASK static void t12_affine_p_x_logits(const jv_step *s)
     }
 }
 
-JV_TASK static void t13_nll_term_rec_x(const jv_step *s)
+JV_TASK static void t13_nll_term_rec_x(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const term_rec_x = arena + (size_t)B * 4336; /* [B x 1] */
     jv_real *const p_x_logits = arena + (size_t)B * 3552; /* [B x 784] */
@@ -340,11 +340,11 @@ JV_TASK static void t13_nll_term_rec_x(const jv_step *s)
     }
 }
 
-JV_TASK static void t14_affine_p_w_h1(const jv_step *s)
+JV_TASK static void t14_affine_p_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z1_sample = arena + (size_t)B * 2464; /* [B x 64] */
     jv_real *const p_w_h1 = arena + (size_t)B * 4337; /* [B x 512] */
 
@@ -362,11 +362,11 @@ JV_TASK static void t14_affine_p_w_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t15_affine_p_w_h2(const jv_step *s)
+JV_TASK static void t15_affine_p_w_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h1 = arena + (size_t)B * 4337; /* [B x 512] */
     jv_real *const p_w_h2 = arena + (size_t)B * 4849; /* [B x 512] */
 
@@ -384,11 +384,11 @@ JV_TASK static void t15_affine_p_w_h2(const jv_step *s)
     }
 }
 
-JV_TASK static void t16_affine_p_w_logits(const jv_step *s)
+JV_TASK static void t16_affine_p_w_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h2 = arena + (size_t)B * 4849; /* [B x 512] */
     jv_real *const p_w_logits = arena + (size_t)B * 5361; /* [B x 10] */
 
@@ -406,11 +406,11 @@ JV_TASK static void t16_affine_p_w_logits(const jv_step *s)
     }
 }
 
-JV_TASK static void t17_nll_term_rec_w(const jv_step *s)
+JV_TASK static void t17_nll_term_rec_w(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const term_rec_w = arena + (size_t)B * 5371; /* [B x 1] */
     jv_real *const p_w_logits = arena + (size_t)B * 5361; /* [B x 10] */
@@ -435,11 +435,11 @@ JV_TASK static void t17_nll_term_rec_w(const jv_step *s)
     }
 }
 
-JV_TASK static void t18_affine_p_z1_h1(const jv_step *s)
+JV_TASK static void t18_affine_p_z1_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z2_sample = arena + (size_t)B * 2176; /* [B x 32] */
     jv_real *const p_z1_h1 = arena + (size_t)B * 5372; /* [B x 512] */
 
@@ -457,11 +457,11 @@ JV_TASK static void t18_affine_p_z1_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t19_affine_p_z1_h2(const jv_step *s)
+JV_TASK static void t19_affine_p_z1_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_z1_h1 = arena + (size_t)B * 5372; /* [B x 512] */
     jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
 
@@ -479,11 +479,11 @@ JV_TASK static void t19_affine_p_z1_h2(const jv_step *s)
     }
 }
 
-JV_TASK static void t20_affine_p_z1_out(const jv_step *s)
+JV_TASK static void t20_affine_p_z1_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
     jv_real *const p_z1_out = arena + (size_t)B * 6396; /* [B x 128] */
 
@@ -501,10 +501,10 @@ JV_TASK static void t20_affine_p_z1_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t21_gauss_head_p_z1_mean(const jv_step *s)
+JV_TASK static void t21_gauss_head_p_z1_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_z1_out = arena + (size_t)B * 6396; /* [B x 128] */
     jv_real *const p_z1_mean = arena + (size_t)B * 6524; /* [B x 64] */
     jv_real *const p_z1_logvar = arena + (size_t)B * 6588; /* [B x 64] */
@@ -522,10 +522,10 @@ JV_TASK static void t21_gauss_head_p_z1_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t22_kl_term_kl_z1(const jv_step *s)
+JV_TASK static void t22_kl_term_kl_z1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_z1_mean = arena + (size_t)B * 2336; /* [B x 64] */
     jv_real *const q_z1_logvar = arena + (size_t)B * 2400; /* [B x 64] */
     jv_real *const term_kl_z1 = arena + (size_t)B * 6652; /* [B x 1] */
@@ -549,10 +549,10 @@ JV_TASK static void t22_kl_term_kl_z1(const jv_step *s)
     }
 }
 
-JV_TASK static void t23_kl_term_kl_z2(const jv_step *s)
+JV_TASK static void t23_kl_term_kl_z2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_z2_mean = arena + (size_t)B * 2112; /* [B x 32] */
     jv_real *const q_z2_logvar = arena + (size_t)B * 2144; /* [B x 32] */
     jv_real *const term_kl_z2 = arena + (size_t)B * 6653; /* [B x 1] */
@@ -571,11 +571,11 @@ JV_TASK static void t23_kl_term_kl_z2(const jv_step *s)
     }
 }
 
-JV_TASK static void t24_loss(const jv_step *s)
+JV_TASK static void t24_loss(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const term_scale = jv_s->term_scale;
     jv_real *const term_rec_x = arena + (size_t)B * 4336; /* [B x 1] */
     jv_real *const term_rec_w = arena + (size_t)B * 5371; /* [B x 1] */
     jv_real *const term_kl_z1 = arena + (size_t)B * 6652; /* [B x 1] */
@@ -588,8 +588,8 @@ JV_TASK static void t24_loss(const jv_step *s)
         for (int b = 0; b < B; b++)
             mean += term_rec_x[b];
         mean /= (jv_real)B;
-        if (s->terms)
-            s->terms[0] = mean; /* rec_x */
+        if (jv_s->terms)
+            jv_s->terms[0] = mean; /* rec_x */
         total += (term_scale ? term_scale[0] : 1) * (jv_real)1 * mean;
     }
     {
@@ -597,8 +597,8 @@ JV_TASK static void t24_loss(const jv_step *s)
         for (int b = 0; b < B; b++)
             mean += term_rec_w[b];
         mean /= (jv_real)B;
-        if (s->terms)
-            s->terms[1] = mean; /* rec_w */
+        if (jv_s->terms)
+            jv_s->terms[1] = mean; /* rec_w */
         total += (term_scale ? term_scale[1] : 1) * (jv_real)1 * mean;
     }
     {
@@ -606,8 +606,8 @@ JV_TASK static void t24_loss(const jv_step *s)
         for (int b = 0; b < B; b++)
             mean += term_kl_z1[b];
         mean /= (jv_real)B;
-        if (s->terms)
-            s->terms[2] = mean; /* kl_z1 */
+        if (jv_s->terms)
+            jv_s->terms[2] = mean; /* kl_z1 */
         total += (term_scale ? term_scale[2] : 1) * (jv_real)1 * mean;
     }
     {
@@ -615,19 +615,19 @@ JV_TASK static void t24_loss(const jv_step *s)
         for (int b = 0; b < B; b++)
             mean += term_kl_z2[b];
         mean /= (jv_real)B;
-        if (s->terms)
-            s->terms[3] = mean; /* kl_z2 */
+        if (jv_s->terms)
+            jv_s->terms[3] = mean; /* kl_z2 */
         total += (term_scale ? term_scale[3] : 1) * (jv_real)1 * mean;
     }
-    if (s->loss)
-        *s->loss = total;
+    if (jv_s->loss)
+        *jv_s->loss = total;
 }
 
-JV_TASK static void t25_kl_grad_d_q_z2_mean(const jv_step *s)
+JV_TASK static void t25_kl_grad_d_q_z2_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const term_scale = jv_s->term_scale;
     jv_real *const q_z2_mean = arena + (size_t)B * 2112; /* [B x 32] */
     jv_real *const q_z2_logvar = arena + (size_t)B * 2144; /* [B x 32] */
     jv_real *const d_q_z2_mean = arena + (size_t)B * 6654; /* [B x 32] */
@@ -653,11 +653,11 @@ JV_TASK static void t25_kl_grad_d_q_z2_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t26_kl_grad_d_q_z1_mean(const jv_step *s)
+JV_TASK static void t26_kl_grad_d_q_z1_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const term_scale = jv_s->term_scale;
     jv_real *const q_z1_mean = arena + (size_t)B * 2336; /* [B x 64] */
     jv_real *const q_z1_logvar = arena + (size_t)B * 2400; /* [B x 64] */
     jv_real *const p_z1_mean = arena + (size_t)B * 6524; /* [B x 64] */
@@ -693,10 +693,10 @@ JV_TASK static void t26_kl_grad_d_q_z1_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t27_gauss_head_grad_d_p_z1_out(const jv_step *s)
+JV_TASK static void t27_gauss_head_grad_d_p_z1_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_z1_out = arena + (size_t)B * 6396; /* [B x 128] */
     jv_real *const d_p_z1_mean = arena + (size_t)B * 6846; /* [B x 64] */
     jv_real *const d_p_z1_logvar = arena + (size_t)B * 6910; /* [B x 64] */
@@ -717,11 +717,11 @@ JV_TASK static void t27_gauss_head_grad_d_p_z1_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t28_act_grad_d_p_z1_out(const jv_step *s)
+JV_TASK static void t28_act_grad_d_p_z1_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_z1_out = arena + (size_t)B * 6974; /* [B x 128] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
@@ -735,30 +735,30 @@ JV_TASK static void t28_act_grad_d_p_z1_out(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 0, for the norm */
-        s->sumsq[0] = jv_sumsq(grads + JMVAE_H_P_Z1_HEAD_BIAS, 128);
+    if (jv_s->sumsq) /* gradient region 0, for the norm */
+        jv_s->sumsq[0] = jv_sumsq(grads + JMVAE_H_P_Z1_HEAD_BIAS, 128);
 }
 
-JV_TASK static void t29_gemm_dw_p_z1_head_weight(const jv_step *s)
+JV_TASK static void t29_gemm_dw_p_z1_head_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
     jv_real *const d_p_z1_out = arena + (size_t)B * 6974; /* [B x 128] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 head, backward: d p_z1.head.weight rows 0..511 = p_z1_h2^T d_p_z1_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, p_z1_h2, 512, d_p_z1_out, 128, 0, grads + JMVAE_H_P_Z1_HEAD_WEIGHT, 128);
-    if (s->sumsq) /* gradient region 1, for the norm */
-        s->sumsq[1] = jv_sumsq(grads + JMVAE_H_P_Z1_HEAD_WEIGHT, 65536);
+    if (jv_s->sumsq) /* gradient region 1, for the norm */
+        jv_s->sumsq[1] = jv_sumsq(grads + JMVAE_H_P_Z1_HEAD_WEIGHT, 65536);
 }
 
-JV_TASK static void t30_gemm_dx_d_p_z1_h2(const jv_step *s)
+JV_TASK static void t30_gemm_dx_d_p_z1_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_z1_out = arena + (size_t)B * 6974; /* [B x 128] */
     jv_real *const d_p_z1_h2 = arena + (size_t)B * 7102; /* [B x 512] */
 
@@ -767,11 +767,11 @@ JV_TASK static void t30_gemm_dx_d_p_z1_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 128, 1, d_p_z1_out, 128, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, d_p_z1_h2, 512);
 }
 
-JV_TASK static void t31_act_grad_d_p_z1_h2(const jv_step *s)
+JV_TASK static void t31_act_grad_d_p_z1_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
     jv_real *const d_p_z1_h2 = arena + (size_t)B * 7102; /* [B x 512] */
 
@@ -789,30 +789,30 @@ JV_TASK static void t31_act_grad_d_p_z1_h2(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 2, for the norm */
-        s->sumsq[2] = jv_sumsq(grads + JMVAE_H_P_Z1_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 2, for the norm */
+        jv_s->sumsq[2] = jv_sumsq(grads + JMVAE_H_P_Z1_H2_BIAS, 512);
 }
 
-JV_TASK static void t32_gemm_dw_p_z1_h2_weight(const jv_step *s)
+JV_TASK static void t32_gemm_dw_p_z1_h2_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_z1_h1 = arena + (size_t)B * 5372; /* [B x 512] */
     jv_real *const d_p_z1_h2 = arena + (size_t)B * 7102; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 2, backward: d p_z1.h2.weight rows 0..511 = p_z1_h1^T d_p_z1_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_z1_h1, 512, d_p_z1_h2, 512, 0, grads + JMVAE_H_P_Z1_H2_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 3, for the norm */
-        s->sumsq[3] = jv_sumsq(grads + JMVAE_H_P_Z1_H2_WEIGHT, 262144);
+    if (jv_s->sumsq) /* gradient region 3, for the norm */
+        jv_s->sumsq[3] = jv_sumsq(grads + JMVAE_H_P_Z1_H2_WEIGHT, 262144);
 }
 
-JV_TASK static void t33_gemm_dx_d_p_z1_h1(const jv_step *s)
+JV_TASK static void t33_gemm_dx_d_p_z1_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_z1_h2 = arena + (size_t)B * 7102; /* [B x 512] */
     jv_real *const d_p_z1_h1 = arena + (size_t)B * 7614; /* [B x 512] */
 
@@ -821,11 +821,11 @@ JV_TASK static void t33_gemm_dx_d_p_z1_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_z1_h2, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, d_p_z1_h1, 512);
 }
 
-JV_TASK static void t34_act_grad_d_p_z1_h1(const jv_step *s)
+JV_TASK static void t34_act_grad_d_p_z1_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_z1_h1 = arena + (size_t)B * 5372; /* [B x 512] */
     jv_real *const d_p_z1_h1 = arena + (size_t)B * 7614; /* [B x 512] */
 
@@ -843,30 +843,30 @@ JV_TASK static void t34_act_grad_d_p_z1_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 4, for the norm */
-        s->sumsq[4] = jv_sumsq(grads + JMVAE_H_P_Z1_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 4, for the norm */
+        jv_s->sumsq[4] = jv_sumsq(grads + JMVAE_H_P_Z1_H1_BIAS, 512);
 }
 
-JV_TASK static void t35_gemm_dw_p_z1_h1_weight(const jv_step *s)
+JV_TASK static void t35_gemm_dw_p_z1_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z2_sample = arena + (size_t)B * 2176; /* [B x 32] */
     jv_real *const d_p_z1_h1 = arena + (size_t)B * 7614; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1, backward: d p_z1.h1.weight rows 0..31 = z2_sample^T d_p_z1_h1, [32 x 512] */
     jv_gemm(1, 0, 32, 512, B, 1, z2_sample, 32, d_p_z1_h1, 512, 0, grads + JMVAE_H_P_Z1_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 5, for the norm */
-        s->sumsq[5] = jv_sumsq(grads + JMVAE_H_P_Z1_H1_WEIGHT, 16384);
+    if (jv_s->sumsq) /* gradient region 5, for the norm */
+        jv_s->sumsq[5] = jv_sumsq(grads + JMVAE_H_P_Z1_H1_WEIGHT, 16384);
 }
 
-JV_TASK static void t36_gemm_dx_d_z2_sample(const jv_step *s)
+JV_TASK static void t36_gemm_dx_d_z2_sample(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_z1_h1 = arena + (size_t)B * 7614; /* [B x 512] */
     jv_real *const d_z2_sample = arena + (size_t)B * 6396; /* [B x 32] */
 
@@ -875,12 +875,12 @@ JV_TASK static void t36_gemm_dx_d_z2_sample(const jv_step *s)
     jv_gemm(0, 1, B, 32, 512, 1, d_p_z1_h1, 512, params + JMVAE_H_P_Z1_H1_WEIGHT, 512, 0, d_z2_sample, 32);
 }
 
-JV_TASK static void t37_nll_grad_d_p_w_logits(const jv_step *s)
+JV_TASK static void t37_nll_grad_d_p_w_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const term_scale = jv_s->term_scale;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const p_w_logits = arena + (size_t)B * 5361; /* [B x 10] */
     jv_real *const d_p_w_logits = arena + (size_t)B * 8126; /* [B x 10] */
@@ -909,11 +909,11 @@ JV_TASK static void t37_nll_grad_d_p_w_logits(const jv_step *s)
     }
 }
 
-JV_TASK static void t38_act_grad_d_p_w_logits(const jv_step *s)
+JV_TASK static void t38_act_grad_d_p_w_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_w_logits = arena + (size_t)B * 8126; /* [B x 10] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
@@ -927,30 +927,30 @@ JV_TASK static void t38_act_grad_d_p_w_logits(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 6, for the norm */
-        s->sumsq[6] = jv_sumsq(grads + JMVAE_H_P_W_HEAD_BIAS, 10);
+    if (jv_s->sumsq) /* gradient region 6, for the norm */
+        jv_s->sumsq[6] = jv_sumsq(grads + JMVAE_H_P_W_HEAD_BIAS, 10);
 }
 
-JV_TASK static void t39_gemm_dw_p_w_head_weight(const jv_step *s)
+JV_TASK static void t39_gemm_dw_p_w_head_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h2 = arena + (size_t)B * 4849; /* [B x 512] */
     jv_real *const d_p_w_logits = arena + (size_t)B * 8126; /* [B x 10] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
     jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_H_P_W_HEAD_WEIGHT, 10);
-    if (s->sumsq) /* gradient region 7, for the norm */
-        s->sumsq[7] = jv_sumsq(grads + JMVAE_H_P_W_HEAD_WEIGHT, 5120);
+    if (jv_s->sumsq) /* gradient region 7, for the norm */
+        jv_s->sumsq[7] = jv_sumsq(grads + JMVAE_H_P_W_HEAD_WEIGHT, 5120);
 }
 
-JV_TASK static void t40_gemm_dx_d_p_w_h2(const jv_step *s)
+JV_TASK static void t40_gemm_dx_d_p_w_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_w_logits = arena + (size_t)B * 8126; /* [B x 10] */
     jv_real *const d_p_w_h2 = arena + (size_t)B * 8136; /* [B x 512] */
 
@@ -959,11 +959,11 @@ JV_TASK static void t40_gemm_dx_d_p_w_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_H_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
 }
 
-JV_TASK static void t41_act_grad_d_p_w_h2(const jv_step *s)
+JV_TASK static void t41_act_grad_d_p_w_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h2 = arena + (size_t)B * 4849; /* [B x 512] */
     jv_real *const d_p_w_h2 = arena + (size_t)B * 8136; /* [B x 512] */
 
@@ -981,30 +981,30 @@ JV_TASK static void t41_act_grad_d_p_w_h2(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 8, for the norm */
-        s->sumsq[8] = jv_sumsq(grads + JMVAE_H_P_W_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 8, for the norm */
+        jv_s->sumsq[8] = jv_sumsq(grads + JMVAE_H_P_W_H2_BIAS, 512);
 }
 
-JV_TASK static void t42_gemm_dw_p_w_h2_weight(const jv_step *s)
+JV_TASK static void t42_gemm_dw_p_w_h2_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h1 = arena + (size_t)B * 4337; /* [B x 512] */
     jv_real *const d_p_w_h2 = arena + (size_t)B * 8136; /* [B x 512] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_H_P_W_H2_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 9, for the norm */
-        s->sumsq[9] = jv_sumsq(grads + JMVAE_H_P_W_H2_WEIGHT, 262144);
+    if (jv_s->sumsq) /* gradient region 9, for the norm */
+        jv_s->sumsq[9] = jv_sumsq(grads + JMVAE_H_P_W_H2_WEIGHT, 262144);
 }
 
-JV_TASK static void t43_gemm_dx_d_p_w_h1(const jv_step *s)
+JV_TASK static void t43_gemm_dx_d_p_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_w_h2 = arena + (size_t)B * 8136; /* [B x 512] */
     jv_real *const d_p_w_h1 = arena + (size_t)B * 8648; /* [B x 512] */
 
@@ -1013,11 +1013,11 @@ JV_TASK static void t43_gemm_dx_d_p_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
 }
 
-JV_TASK static void t44_act_grad_d_p_w_h1(const jv_step *s)
+JV_TASK static void t44_act_grad_d_p_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h1 = arena + (size_t)B * 4337; /* [B x 512] */
     jv_real *const d_p_w_h1 = arena + (size_t)B * 8648; /* [B x 512] */
 
@@ -1035,30 +1035,30 @@ JV_TASK static void t44_act_grad_d_p_w_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 10, for the norm */
-        s->sumsq[10] = jv_sumsq(grads + JMVAE_H_P_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 10, for the norm */
+        jv_s->sumsq[10] = jv_sumsq(grads + JMVAE_H_P_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t45_gemm_dw_p_w_h1_weight(const jv_step *s)
+JV_TASK static void t45_gemm_dw_p_w_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z1_sample = arena + (size_t)B * 2464; /* [B x 64] */
     jv_real *const d_p_w_h1 = arena + (size_t)B * 8648; /* [B x 512] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z1_sample^T d_p_w_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z1_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_H_P_W_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 11, for the norm */
-        s->sumsq[11] = jv_sumsq(grads + JMVAE_H_P_W_H1_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 11, for the norm */
+        jv_s->sumsq[11] = jv_sumsq(grads + JMVAE_H_P_W_H1_WEIGHT, 32768);
 }
 
-JV_TASK static void t46_gemm_dx_d_z1_sample(const jv_step *s)
+JV_TASK static void t46_gemm_dx_d_z1_sample(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_w_h1 = arena + (size_t)B * 8648; /* [B x 512] */
     jv_real *const d_z1_sample = arena + (size_t)B * 9160; /* [B x 64] */
 
@@ -1067,12 +1067,12 @@ JV_TASK static void t46_gemm_dx_d_z1_sample(const jv_step *s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_H_P_W_H1_WEIGHT, 512, 0, d_z1_sample, 64);
 }
 
-JV_TASK static void t47_nll_grad_d_p_x_logits(const jv_step *s)
+JV_TASK static void t47_nll_grad_d_p_x_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const term_scale = jv_s->term_scale;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const p_x_logits = arena + (size_t)B * 3552; /* [B x 784] */
     jv_real *const d_p_x_logits = arena + (size_t)B * 9224; /* [B x 784] */
@@ -1093,11 +1093,11 @@ JV_TASK static void t47_nll_grad_d_p_x_logits(const jv_step *s)
     }
 }
 
-JV_TASK static void t48_act_grad_d_p_x_logits(const jv_step *s)
+JV_TASK static void t48_act_grad_d_p_x_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_x_logits = arena + (size_t)B * 9224; /* [B x 784] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
@@ -1111,30 +1111,30 @@ JV_TASK static void t48_act_grad_d_p_x_logits(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 12, for the norm */
-        s->sumsq[12] = jv_sumsq(grads + JMVAE_H_P_X_HEAD_BIAS, 784);
+    if (jv_s->sumsq) /* gradient region 12, for the norm */
+        jv_s->sumsq[12] = jv_sumsq(grads + JMVAE_H_P_X_HEAD_BIAS, 784);
 }
 
-JV_TASK static void t49_gemm_dw_p_x_head_weight(const jv_step *s)
+JV_TASK static void t49_gemm_dw_p_x_head_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
     jv_real *const d_p_x_logits = arena + (size_t)B * 9224; /* [B x 784] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
     jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_H_P_X_HEAD_WEIGHT, 784);
-    if (s->sumsq) /* gradient region 13, for the norm */
-        s->sumsq[13] = jv_sumsq(grads + JMVAE_H_P_X_HEAD_WEIGHT, 401408);
+    if (jv_s->sumsq) /* gradient region 13, for the norm */
+        jv_s->sumsq[13] = jv_sumsq(grads + JMVAE_H_P_X_HEAD_WEIGHT, 401408);
 }
 
-JV_TASK static void t50_gemm_dx_d_p_x_h2(const jv_step *s)
+JV_TASK static void t50_gemm_dx_d_p_x_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_x_logits = arena + (size_t)B * 9224; /* [B x 784] */
     jv_real *const d_p_x_h2 = arena + (size_t)B * 10008; /* [B x 512] */
 
@@ -1143,11 +1143,11 @@ JV_TASK static void t50_gemm_dx_d_p_x_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
 }
 
-JV_TASK static void t51_act_grad_d_p_x_h2(const jv_step *s)
+JV_TASK static void t51_act_grad_d_p_x_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
     jv_real *const d_p_x_h2 = arena + (size_t)B * 10008; /* [B x 512] */
 
@@ -1165,30 +1165,30 @@ JV_TASK static void t51_act_grad_d_p_x_h2(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 14, for the norm */
-        s->sumsq[14] = jv_sumsq(grads + JMVAE_H_P_X_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 14, for the norm */
+        jv_s->sumsq[14] = jv_sumsq(grads + JMVAE_H_P_X_H2_BIAS, 512);
 }
 
-JV_TASK static void t52_gemm_dw_p_x_h2_weight(const jv_step *s)
+JV_TASK static void t52_gemm_dw_p_x_h2_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h1 = arena + (size_t)B * 2528; /* [B x 512] */
     jv_real *const d_p_x_h2 = arena + (size_t)B * 10008; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_H_P_X_H2_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 15, for the norm */
-        s->sumsq[15] = jv_sumsq(grads + JMVAE_H_P_X_H2_WEIGHT, 262144);
+    if (jv_s->sumsq) /* gradient region 15, for the norm */
+        jv_s->sumsq[15] = jv_sumsq(grads + JMVAE_H_P_X_H2_WEIGHT, 262144);
 }
 
-JV_TASK static void t53_gemm_dx_d_p_x_h1(const jv_step *s)
+JV_TASK static void t53_gemm_dx_d_p_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_x_h2 = arena + (size_t)B * 10008; /* [B x 512] */
     jv_real *const d_p_x_h1 = arena + (size_t)B * 10520; /* [B x 512] */
 
@@ -1197,11 +1197,11 @@ JV_TASK static void t53_gemm_dx_d_p_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
 }
 
-JV_TASK static void t54_act_grad_d_p_x_h1(const jv_step *s)
+JV_TASK static void t54_act_grad_d_p_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h1 = arena + (size_t)B * 2528; /* [B x 512] */
     jv_real *const d_p_x_h1 = arena + (size_t)B * 10520; /* [B x 512] */
 
@@ -1219,30 +1219,30 @@ JV_TASK static void t54_act_grad_d_p_x_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 16, for the norm */
-        s->sumsq[16] = jv_sumsq(grads + JMVAE_H_P_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 16, for the norm */
+        jv_s->sumsq[16] = jv_sumsq(grads + JMVAE_H_P_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t55_gemm_dw_p_x_h1_weight(const jv_step *s)
+JV_TASK static void t55_gemm_dw_p_x_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z1_sample = arena + (size_t)B * 2464; /* [B x 64] */
     jv_real *const d_p_x_h1 = arena + (size_t)B * 10520; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z1_sample^T d_p_x_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z1_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_H_P_X_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 17, for the norm */
-        s->sumsq[17] = jv_sumsq(grads + JMVAE_H_P_X_H1_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 17, for the norm */
+        jv_s->sumsq[17] = jv_sumsq(grads + JMVAE_H_P_X_H1_WEIGHT, 32768);
 }
 
-JV_TASK static void t56_gemm_dx_d_z1_sample(const jv_step *s)
+JV_TASK static void t56_gemm_dx_d_z1_sample(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_z1_sample = arena + (size_t)B * 9160; /* [B x 64] */
     jv_real *const d_p_x_h1 = arena + (size_t)B * 10520; /* [B x 512] */
 
@@ -1251,11 +1251,11 @@ JV_TASK static void t56_gemm_dx_d_z1_sample(const jv_step *s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_H_P_X_H1_WEIGHT, 512, 1, d_z1_sample, 64);
 }
 
-JV_TASK static void t57_sample_grad_d_q_z1_mean(const jv_step *s)
+JV_TASK static void t57_sample_grad_d_q_z1_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const noise = s->noise;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const noise = jv_s->noise;
     jv_real *const q_z1_logvar = arena + (size_t)B * 2400; /* [B x 64] */
     const jv_real *const eps_z1 = noise[1]; /* [B x 64] */
     jv_real *const d_q_z1_mean = arena + (size_t)B * 6718; /* [B x 64] */
@@ -1271,10 +1271,10 @@ JV_TASK static void t57_sample_grad_d_q_z1_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t58_gauss_head_grad_d_q_z1_out(const jv_step *s)
+JV_TASK static void t58_gauss_head_grad_d_q_z1_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_z1_out = arena + (size_t)B * 2208; /* [B x 128] */
     jv_real *const d_q_z1_mean = arena + (size_t)B * 6718; /* [B x 64] */
     jv_real *const d_q_z1_logvar = arena + (size_t)B * 6782; /* [B x 64] */
@@ -1295,11 +1295,11 @@ JV_TASK static void t58_gauss_head_grad_d_q_z1_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t59_act_grad_d_q_z1_out(const jv_step *s)
+JV_TASK static void t59_act_grad_d_q_z1_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_z1_out = arena + (size_t)B * 11032; /* [B x 128] */
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
@@ -1313,30 +1313,30 @@ JV_TASK static void t59_act_grad_d_q_z1_out(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 18, for the norm */
-        s->sumsq[18] = jv_sumsq(grads + JMVAE_H_Q_Z1_HEAD_BIAS, 128);
+    if (jv_s->sumsq) /* gradient region 18, for the norm */
+        jv_s->sumsq[18] = jv_sumsq(grads + JMVAE_H_Q_Z1_HEAD_BIAS, 128);
 }
 
-JV_TASK static void t60_gemm_dw_q_z1_head_weight(const jv_step *s)
+JV_TASK static void t60_gemm_dw_q_z1_head_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
     jv_real *const d_q_z1_out = arena + (size_t)B * 11032; /* [B x 128] */
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
        q_z1 head, backward: d q_z1.head.weight rows 0..511 = h1_h1^T d_q_z1_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, h1_h1, 512, d_q_z1_out, 128, 0, grads + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128);
-    if (s->sumsq) /* gradient region 19, for the norm */
-        s->sumsq[19] = jv_sumsq(grads + JMVAE_H_Q_Z1_HEAD_WEIGHT, 65536);
+    if (jv_s->sumsq) /* gradient region 19, for the norm */
+        jv_s->sumsq[19] = jv_sumsq(grads + JMVAE_H_Q_Z1_HEAD_WEIGHT, 65536);
 }
 
-JV_TASK static void t61_gemm_dx_d_h1_h1(const jv_step *s)
+JV_TASK static void t61_gemm_dx_d_h1_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_z1_out = arena + (size_t)B * 11032; /* [B x 128] */
     jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
 
@@ -1345,11 +1345,11 @@ JV_TASK static void t61_gemm_dx_d_h1_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 128, 1, d_q_z1_out, 128, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, d_h1_h1, 512);
 }
 
-JV_TASK static void t62_sample_grad_d_q_z2_mean(const jv_step *s)
+JV_TASK static void t62_sample_grad_d_q_z2_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const noise = s->noise;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const noise = jv_s->noise;
     jv_real *const q_z2_logvar = arena + (size_t)B * 2144; /* [B x 32] */
     const jv_real *const eps_z2 = noise[0]; /* [B x 32] */
     jv_real *const d_q_z2_mean = arena + (size_t)B * 6654; /* [B x 32] */
@@ -1365,10 +1365,10 @@ JV_TASK static void t62_sample_grad_d_q_z2_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t63_gauss_head_grad_d_q_z2_out(const jv_step *s)
+JV_TASK static void t63_gauss_head_grad_d_q_z2_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_z2_out = arena + (size_t)B * 2048; /* [B x 64] */
     jv_real *const d_q_z2_mean = arena + (size_t)B * 6654; /* [B x 32] */
     jv_real *const d_q_z2_logvar = arena + (size_t)B * 6686; /* [B x 32] */
@@ -1389,11 +1389,11 @@ JV_TASK static void t63_gauss_head_grad_d_q_z2_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t64_act_grad_d_q_z2_out(const jv_step *s)
+JV_TASK static void t64_act_grad_d_q_z2_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_z2_out = arena + (size_t)B * 6396; /* [B x 64] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
@@ -1407,30 +1407,30 @@ JV_TASK static void t64_act_grad_d_q_z2_out(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 20, for the norm */
-        s->sumsq[20] = jv_sumsq(grads + JMVAE_H_Q_Z2_HEAD_BIAS, 64);
+    if (jv_s->sumsq) /* gradient region 20, for the norm */
+        jv_s->sumsq[20] = jv_sumsq(grads + JMVAE_H_Q_Z2_HEAD_BIAS, 64);
 }
 
-JV_TASK static void t65_gemm_dw_q_z2_head_weight(const jv_step *s)
+JV_TASK static void t65_gemm_dw_q_z2_head_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_z2_h1 = arena + (size_t)B * 1536; /* [B x 512] */
     jv_real *const d_q_z2_out = arena + (size_t)B * 6396; /* [B x 64] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head, backward: d q_z2.head.weight rows 0..511 = q_z2_h1^T d_q_z2_out, [512 x 64] */
     jv_gemm(1, 0, 512, 64, B, 1, q_z2_h1, 512, d_q_z2_out, 64, 0, grads + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64);
-    if (s->sumsq) /* gradient region 21, for the norm */
-        s->sumsq[21] = jv_sumsq(grads + JMVAE_H_Q_Z2_HEAD_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 21, for the norm */
+        jv_s->sumsq[21] = jv_sumsq(grads + JMVAE_H_Q_Z2_HEAD_WEIGHT, 32768);
 }
 
-JV_TASK static void t66_gemm_dx_d_q_z2_h1(const jv_step *s)
+JV_TASK static void t66_gemm_dx_d_q_z2_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_z2_out = arena + (size_t)B * 6396; /* [B x 64] */
     jv_real *const d_q_z2_h1 = arena + (size_t)B * 11672; /* [B x 512] */
 
@@ -1439,11 +1439,11 @@ JV_TASK static void t66_gemm_dx_d_q_z2_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 64, 1, d_q_z2_out, 64, params + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64, 0, d_q_z2_h1, 512);
 }
 
-JV_TASK static void t67_act_grad_d_q_z2_h1(const jv_step *s)
+JV_TASK static void t67_act_grad_d_q_z2_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_z2_h1 = arena + (size_t)B * 1536; /* [B x 512] */
     jv_real *const d_q_z2_h1 = arena + (size_t)B * 11672; /* [B x 512] */
 
@@ -1461,30 +1461,30 @@ JV_TASK static void t67_act_grad_d_q_z2_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 22, for the norm */
-        s->sumsq[22] = jv_sumsq(grads + JMVAE_H_Q_Z2_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 22, for the norm */
+        jv_s->sumsq[22] = jv_sumsq(grads + JMVAE_H_Q_Z2_H1_BIAS, 512);
 }
 
-JV_TASK static void t68_gemm_dw_q_z2_h1_weight(const jv_step *s)
+JV_TASK static void t68_gemm_dw_q_z2_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
     jv_real *const d_q_z2_h1 = arena + (size_t)B * 11672; /* [B x 512] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 layer 1, backward: d q_z2.h1.weight rows 0..511 = h1_h1^T d_q_z2_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, h1_h1, 512, d_q_z2_h1, 512, 0, grads + JMVAE_H_Q_Z2_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 23, for the norm */
-        s->sumsq[23] = jv_sumsq(grads + JMVAE_H_Q_Z2_H1_WEIGHT, 262144);
+    if (jv_s->sumsq) /* gradient region 23, for the norm */
+        jv_s->sumsq[23] = jv_sumsq(grads + JMVAE_H_Q_Z2_H1_WEIGHT, 262144);
 }
 
-JV_TASK static void t69_gemm_dx_d_h1_h1(const jv_step *s)
+JV_TASK static void t69_gemm_dx_d_h1_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
     jv_real *const d_q_z2_h1 = arena + (size_t)B * 11672; /* [B x 512] */
 
@@ -1493,11 +1493,11 @@ JV_TASK static void t69_gemm_dx_d_h1_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_z2_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 1, d_h1_h1, 512);
 }
 
-JV_TASK static void t70_act_grad_d_h1_h1(const jv_step *s)
+JV_TASK static void t70_act_grad_d_h1_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
     jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
 
@@ -1515,30 +1515,30 @@ JV_TASK static void t70_act_grad_d_h1_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 24, for the norm */
-        s->sumsq[24] = jv_sumsq(grads + JMVAE_H_H1_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 24, for the norm */
+        jv_s->sumsq[24] = jv_sumsq(grads + JMVAE_H_H1_H1_BIAS, 512);
 }
 
-JV_TASK static void t71_gemm_dw_h1_h1_weight(const jv_step *s)
+JV_TASK static void t71_gemm_dw_h1_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
     jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d h1.h1.weight rows 0..511 = enc_x_h1^T d_h1_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 25, for the norm */
-        s->sumsq[25] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT, 262144);
+    if (jv_s->sumsq) /* gradient region 25, for the norm */
+        jv_s->sumsq[25] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT, 262144);
 }
 
-JV_TASK static void t72_gemm_dx_d_enc_x_h1(const jv_step *s)
+JV_TASK static void t72_gemm_dx_d_enc_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 12184; /* [B x 512] */
 
@@ -1547,26 +1547,26 @@ JV_TASK static void t72_gemm_dx_d_enc_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
 }
 
-JV_TASK static void t73_gemm_dw_h1_h1_weight(const jv_step *s)
+JV_TASK static void t73_gemm_dw_h1_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
     jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
        h1 layer 1, backward: d h1.h1.weight rows 512..1023 = enc_w_h1^T d_h1_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT + 262144, 512);
-    if (s->sumsq) /* gradient region 26, for the norm */
-        s->sumsq[26] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT + 262144, 262144);
+    if (jv_s->sumsq) /* gradient region 26, for the norm */
+        jv_s->sumsq[26] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT + 262144, 262144);
 }
 
-JV_TASK static void t74_gemm_dx_d_enc_w_h1(const jv_step *s)
+JV_TASK static void t74_gemm_dx_d_enc_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
     jv_real *const d_enc_w_h1 = arena + (size_t)B * 12696; /* [B x 512] */
 
@@ -1575,11 +1575,11 @@ JV_TASK static void t74_gemm_dx_d_enc_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
 }
 
-JV_TASK static void t75_act_grad_d_enc_w_h1(const jv_step *s)
+JV_TASK static void t75_act_grad_d_enc_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
     jv_real *const d_enc_w_h1 = arena + (size_t)B * 12696; /* [B x 512] */
 
@@ -1597,31 +1597,31 @@ JV_TASK static void t75_act_grad_d_enc_w_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 27, for the norm */
-        s->sumsq[27] = jv_sumsq(grads + JMVAE_H_ENC_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 27, for the norm */
+        jv_s->sumsq[27] = jv_sumsq(grads + JMVAE_H_ENC_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t76_gemm_dw_enc_w_h1_weight(const jv_step *s)
+JV_TASK static void t76_gemm_dw_enc_w_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const d_enc_w_h1 = arena + (size_t)B * 12696; /* [B x 512] */
 
     /* jmvae_h.spec:17  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_H_ENC_W_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 28, for the norm */
-        s->sumsq[28] = jv_sumsq(grads + JMVAE_H_ENC_W_H1_WEIGHT, 5120);
+    if (jv_s->sumsq) /* gradient region 28, for the norm */
+        jv_s->sumsq[28] = jv_sumsq(grads + JMVAE_H_ENC_W_H1_WEIGHT, 5120);
 }
 
-JV_TASK static void t77_act_grad_d_enc_x_h1(const jv_step *s)
+JV_TASK static void t77_act_grad_d_enc_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 12184; /* [B x 512] */
 
@@ -1639,121 +1639,164 @@ JV_TASK static void t77_act_grad_d_enc_x_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 29, for the norm */
-        s->sumsq[29] = jv_sumsq(grads + JMVAE_H_ENC_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 29, for the norm */
+        jv_s->sumsq[29] = jv_sumsq(grads + JMVAE_H_ENC_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t78_gemm_dw_enc_x_h1_weight(const jv_step *s)
+JV_TASK static void t78_gemm_dw_enc_x_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 12184; /* [B x 512] */
 
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
     jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_H_ENC_X_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 30, for the norm */
-        s->sumsq[30] = jv_sumsq(grads + JMVAE_H_ENC_X_H1_WEIGHT, 401408);
+    if (jv_s->sumsq) /* gradient region 30, for the norm */
+        jv_s->sumsq[30] = jv_sumsq(grads + JMVAE_H_ENC_X_H1_WEIGHT, 401408);
 }
 
 static const int jmvae_h_train_succ[] = {2, 2, 3, 7, 4, 5, 6, 23, 25, 18, 8, 9, 22, 26, 10, 14, 11, 12, 13, 47, 24, 15, 16, 17, 37, 24, 19, 20, 21, 22, 26, 24, 24, 62, 27, 57, 28, 29, 30, 31, 32, 33, 34, 35, 36, 62, 38, 39, 40, 41, 42, 43, 44, 45, 46, 56, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 69, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 77, 75, 76, 78};
 
-static const jv_task jmvae_h_train_tasks[] = {
-    {t00_affine_enc_x_h1, "t00_affine_enc_x_h1", 16, 0, 0, 1, 7277.4f},
-    {t01_affine_enc_w_h1, "t01_affine_enc_w_h1", 17, 0, 1, 1, 6484.8f},
-    {t02_affine_h1_h1, "t02_affine_h1_h1", 18, 2, 2, 2, 6448.5f},
-    {t03_affine_q_z2_h1, "t03_affine_q_z2_h1", 20, 1, 4, 1, 4299.2f},
-    {t04_affine_q_z2_out, "t04_affine_q_z2_out", 20, 1, 5, 1, 3748.8f},
-    {t05_gauss_head_q_z2_mean, "t05_gauss_head_q_z2_mean", 20, 1, 6, 3, 3679.6f},
-    {t06_sample_z2_sample, "t06_sample_z2_sample", 28, 1, 9, 1, 3675.9f},
-    {t07_affine_q_z1_out, "t07_affine_q_z1_out", 19, 1, 10, 1, 5373.8f},
-    {t08_gauss_head_q_z1_mean, "t08_gauss_head_q_z1_mean", 19, 1, 11, 3, 5235.8f},
-    {t09_sample_z1_sample, "t09_sample_z1_sample", 29, 1, 14, 2, 5228.9f},
-    {t10_affine_p_x_h1, "t10_affine_p_x_h1", 24, 1, 16, 1, 5218.8f},
-    {t11_affine_p_x_h2, "t11_affine_p_x_h2", 24, 1, 17, 1, 5127.2f},
-    {t12_affine_p_x_logits, "t12_affine_p_x_logits", 24, 1, 18, 2, 4576.8f},
-    {t13_nll_term_rec_x, "t13_nll_term_rec_x", 30, 1, 20, 1, 79.6f},
-    {t14_affine_p_w_h1, "t14_affine_p_w_h1", 25, 1, 21, 1, 3544.9f},
-    {t15_affine_p_w_h2, "t15_affine_p_w_h2", 25, 1, 22, 1, 3453.3f},
-    {t16_affine_p_w_logits, "t16_affine_p_w_logits", 25, 1, 23, 2, 2902.9f},
-    {t17_nll_term_rec_w, "t17_nll_term_rec_w", 31, 1, 25, 1, 2.2f},
-    {t18_affine_p_z1_h1, "t18_affine_p_z1_h1", 23, 1, 26, 1, 3670.6f},
-    {t19_affine_p_z1_h2, "t19_affine_p_z1_h2", 23, 1, 27, 1, 3611.7f},
-    {t20_affine_p_z1_out, "t20_affine_p_z1_out", 23, 1, 28, 1, 3061.3f},
-    {t21_gauss_head_p_z1_mean, "t21_gauss_head_p_z1_mean", 23, 1, 29, 2, 2923.4f},
-    {t22_kl_term_kl_z1, "t22_kl_term_kl_z1", 32, 2, 31, 1, 14.0f},
-    {t23_kl_term_kl_z2, "t23_kl_term_kl_z2", 33, 1, 32, 1, 4.4f},
-    {t24_loss, "t24_loss", 30, 4, 33, 0, 0.7f},
-    {t25_kl_grad_d_q_z2_mean, "t25_kl_grad_d_q_z2_mean", 33, 1, 33, 1, 2093.6f},
-    {t26_kl_grad_d_q_z1_mean, "t26_kl_grad_d_q_z1_mean", 32, 2, 34, 2, 2916.5f},
-    {t27_gauss_head_grad_d_p_z1_out, "t27_gauss_head_grad_d_p_z1_out", 23, 1, 36, 1, 2903.2f},
-    {t28_act_grad_d_p_z1_out, "t28_act_grad_d_p_z1_out", 23, 1, 37, 2, 2889.9f},
-    {t29_gemm_dw_p_z1_head_weight, "t29_gemm_dw_p_z1_head_weight", 23, 1, 39, 0, 131.6f},
-    {t30_gemm_dx_d_p_z1_h2, "t30_gemm_dx_d_p_z1_h2", 23, 1, 39, 1, 2883.0f},
-    {t31_act_grad_d_p_z1_h2, "t31_act_grad_d_p_z1_h2", 23, 1, 40, 2, 2751.4f},
-    {t32_gemm_dw_p_z1_h2_weight, "t32_gemm_dw_p_z1_h2_weight", 23, 1, 42, 0, 524.8f},
-    {t33_gemm_dx_d_p_z1_h1, "t33_gemm_dx_d_p_z1_h1", 23, 1, 42, 1, 2699.7f},
-    {t34_act_grad_d_p_z1_h1, "t34_act_grad_d_p_z1_h1", 23, 1, 43, 2, 2174.9f},
-    {t35_gemm_dw_p_z1_h1_weight, "t35_gemm_dw_p_z1_h1_weight", 23, 1, 45, 0, 33.3f},
-    {t36_gemm_dx_d_z2_sample, "t36_gemm_dx_d_z2_sample", 23, 1, 45, 1, 2123.2f},
-    {t37_nll_grad_d_p_w_logits, "t37_nll_grad_d_p_w_logits", 31, 1, 46, 1, 2891.7f},
-    {t38_act_grad_d_p_w_logits, "t38_act_grad_d_p_w_logits", 25, 1, 47, 2, 2890.2f},
-    {t39_gemm_dw_p_w_head_weight, "t39_gemm_dw_p_w_head_weight", 25, 1, 49, 0, 10.7f},
-    {t40_gemm_dx_d_p_w_h2, "t40_gemm_dx_d_p_w_h2", 25, 1, 49, 1, 2889.2f},
-    {t41_act_grad_d_p_w_h2, "t41_act_grad_d_p_w_h2", 25, 1, 50, 2, 2878.4f},
-    {t42_gemm_dw_p_w_h2_weight, "t42_gemm_dw_p_w_h2_weight", 25, 1, 52, 0, 524.8f},
-    {t43_gemm_dx_d_p_w_h1, "t43_gemm_dx_d_p_w_h1", 25, 1, 52, 1, 2826.7f},
-    {t44_act_grad_d_p_w_h1, "t44_act_grad_d_p_w_h1", 25, 1, 53, 2, 2301.9f},
-    {t45_gemm_dw_p_w_h1_weight, "t45_gemm_dw_p_w_h1_weight", 25, 1, 55, 0, 66.0f},
-    {t46_gemm_dx_d_z1_sample, "t46_gemm_dx_d_z1_sample", 25, 1, 55, 1, 2250.2f},
-    {t47_nll_grad_d_p_x_logits, "t47_nll_grad_d_p_x_logits", 30, 1, 56, 1, 3734.3f},
-    {t48_act_grad_d_p_x_logits, "t48_act_grad_d_p_x_logits", 24, 1, 57, 2, 3655.4f},
-    {t49_gemm_dw_p_x_head_weight, "t49_gemm_dw_p_x_head_weight", 24, 1, 59, 0, 803.3f},
-    {t50_gemm_dx_d_p_x_h2, "t50_gemm_dx_d_p_x_h2", 24, 1, 59, 1, 3615.7f},
-    {t51_act_grad_d_p_x_h2, "t51_act_grad_d_p_x_h2", 24, 1, 60, 2, 2812.4f},
-    {t52_gemm_dw_p_x_h2_weight, "t52_gemm_dw_p_x_h2_weight", 24, 1, 62, 0, 524.8f},
-    {t53_gemm_dx_d_p_x_h1, "t53_gemm_dx_d_p_x_h1", 24, 1, 62, 1, 2760.7f},
-    {t54_act_grad_d_p_x_h1, "t54_act_grad_d_p_x_h1", 24, 1, 63, 2, 2235.9f},
-    {t55_gemm_dw_p_x_h1_weight, "t55_gemm_dw_p_x_h1_weight", 24, 1, 65, 0, 66.0f},
-    {t56_gemm_dx_d_z1_sample, "t56_gemm_dx_d_z1_sample", 24, 2, 65, 1, 2184.2f},
-    {t57_sample_grad_d_q_z1_mean, "t57_sample_grad_d_q_z1_mean", 29, 2, 66, 1, 2118.2f},
-    {t58_gauss_head_grad_d_q_z1_out, "t58_gauss_head_grad_d_q_z1_out", 19, 1, 67, 1, 2108.1f},
-    {t59_act_grad_d_q_z1_out, "t59_act_grad_d_q_z1_out", 19, 1, 68, 2, 2094.8f},
-    {t60_gemm_dw_q_z1_head_weight, "t60_gemm_dw_q_z1_head_weight", 19, 1, 70, 0, 131.6f},
-    {t61_gemm_dx_d_h1_h1, "t61_gemm_dx_d_h1_h1", 19, 1, 70, 1, 2087.9f},
-    {t62_sample_grad_d_q_z2_mean, "t62_sample_grad_d_q_z2_mean", 28, 2, 71, 1, 2089.9f},
-    {t63_gauss_head_grad_d_q_z2_out, "t63_gauss_head_grad_d_q_z2_out", 20, 1, 72, 1, 2084.6f},
-    {t64_act_grad_d_q_z2_out, "t64_act_grad_d_q_z2_out", 20, 1, 73, 2, 2077.7f},
-    {t65_gemm_dw_q_z2_head_weight, "t65_gemm_dw_q_z2_head_weight", 20, 1, 75, 0, 66.0f},
-    {t66_gemm_dx_d_q_z2_h1, "t66_gemm_dx_d_q_z2_h1", 20, 1, 75, 1, 2074.0f},
-    {t67_act_grad_d_q_z2_h1, "t67_act_grad_d_q_z2_h1", 20, 1, 76, 2, 2008.0f},
-    {t68_gemm_dw_q_z2_h1_weight, "t68_gemm_dw_q_z2_h1_weight", 20, 1, 78, 0, 524.8f},
-    {t69_gemm_dx_d_h1_h1, "t69_gemm_dx_d_h1_h1", 20, 2, 78, 1, 1956.3f},
-    {t70_act_grad_d_h1_h1, "t70_act_grad_d_h1_h1", 18, 1, 79, 4, 1431.5f},
-    {t71_gemm_dw_h1_h1_weight, "t71_gemm_dw_h1_h1_weight", 18, 1, 83, 0, 524.8f},
-    {t72_gemm_dx_d_enc_x_h1, "t72_gemm_dx_d_enc_x_h1", 18, 1, 83, 1, 1379.8f},
-    {t73_gemm_dw_h1_h1_weight, "t73_gemm_dw_h1_h1_weight", 18, 1, 84, 0, 524.8f},
-    {t74_gemm_dx_d_enc_w_h1, "t74_gemm_dx_d_enc_w_h1", 18, 1, 84, 1, 587.2f},
-    {t75_act_grad_d_enc_w_h1, "t75_act_grad_d_enc_w_h1", 17, 1, 85, 1, 62.4f},
-    {t76_gemm_dw_enc_w_h1_weight, "t76_gemm_dw_enc_w_h1_weight", 17, 1, 86, 0, 10.7f},
-    {t77_act_grad_d_enc_x_h1, "t77_act_grad_d_enc_x_h1", 16, 1, 86, 1, 855.0f},
-    {t78_gemm_dw_enc_x_h1_weight, "t78_gemm_dw_enc_x_h1_weight", 16, 1, 87, 0, 803.3f},
+/* The parameters each task reads, as gradient regions (below): the runtime may
+ * update a region (Adam) inside the next step, before the tasks that read it. */
+static const int jmvae_h_train_reads[] = {29, 30, 27, 28, 24, 25, 26, 22, 23, 20, 21, 18, 19, 16, 17, 14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 26};
+
+/* The gradient regions {first, count, the task writing it}, in reals: together
+ * the whole block, each real once. */
+static const jv_region jmvae_h_train_slots[] = {
+    {1638592, 128, 28}, /* t28_act_grad_d_p_z1_out */
+    {1573056, 65536, 29}, /* t29_gemm_dw_p_z1_head_weight */
+    {1572544, 512, 31}, /* t31_act_grad_d_p_z1_h2 */
+    {1310400, 262144, 32}, /* t32_gemm_dw_p_z1_h2_weight */
+    {1309888, 512, 34}, /* t34_act_grad_d_p_z1_h1 */
+    {1293504, 16384, 35}, /* t35_gemm_dw_p_z1_h1_weight */
+    {2637904, 10, 38}, /* t38_act_grad_d_p_w_logits */
+    {2632784, 5120, 39}, /* t39_gemm_dw_p_w_head_weight */
+    {2632272, 512, 41}, /* t41_act_grad_d_p_w_h2 */
+    {2370128, 262144, 42}, /* t42_gemm_dw_p_w_h2_weight */
+    {2369616, 512, 44}, /* t44_act_grad_d_p_w_h1 */
+    {2336848, 32768, 45}, /* t45_gemm_dw_p_w_h1_weight */
+    {2336064, 784, 48}, /* t48_act_grad_d_p_x_logits */
+    {1934656, 401408, 49}, /* t49_gemm_dw_p_x_head_weight */
+    {1934144, 512, 51}, /* t51_act_grad_d_p_x_h2 */
+    {1672000, 262144, 52}, /* t52_gemm_dw_p_x_h2_weight */
+    {1671488, 512, 54}, /* t54_act_grad_d_p_x_h1 */
+    {1638720, 32768, 55}, /* t55_gemm_dw_p_x_h1_weight */
+    {997888, 128, 59}, /* t59_act_grad_d_q_z1_out */
+    {932352, 65536, 60}, /* t60_gemm_dw_q_z1_head_weight */
+    {1293440, 64, 64}, /* t64_act_grad_d_q_z2_out */
+    {1260672, 32768, 65}, /* t65_gemm_dw_q_z2_head_weight */
+    {1260160, 512, 67}, /* t67_act_grad_d_q_z2_h1 */
+    {998016, 262144, 68}, /* t68_gemm_dw_q_z2_h1_weight */
+    {931840, 512, 70}, /* t70_act_grad_d_h1_h1 */
+    {407552, 262144, 71}, /* t71_gemm_dw_h1_h1_weight */
+    {669696, 262144, 73}, /* t73_gemm_dw_h1_h1_weight */
+    {407040, 512, 75}, /* t75_act_grad_d_enc_w_h1 */
+    {401920, 5120, 76}, /* t76_gemm_dw_enc_w_h1_weight */
+    {401408, 512, 77}, /* t77_act_grad_d_enc_x_h1 */
+    {0, 401408, 78}, /* t78_gemm_dw_enc_x_h1_weight */
 };
 
-static const jv_task_graph jmvae_h_train_graph = {79, 25, jmvae_h_train_tasks, jmvae_h_train_succ, 31};
+/* {function, name, spec line, tasks it waits for, first of the tasks waiting for it and
+ * their number, first of the regions it reads and their number, rank} */
+static const jv_task jmvae_h_train_tasks[] = {
+    {t00_affine_enc_x_h1, "t00_affine_enc_x_h1", 16, 0, 0, 1, 0, 2, 7277.4f},
+    {t01_affine_enc_w_h1, "t01_affine_enc_w_h1", 17, 0, 1, 1, 2, 2, 6484.8f},
+    {t02_affine_h1_h1, "t02_affine_h1_h1", 18, 2, 2, 2, 4, 3, 6448.5f},
+    {t03_affine_q_z2_h1, "t03_affine_q_z2_h1", 20, 1, 4, 1, 7, 2, 4299.2f},
+    {t04_affine_q_z2_out, "t04_affine_q_z2_out", 20, 1, 5, 1, 9, 2, 3748.8f},
+    {t05_gauss_head_q_z2_mean, "t05_gauss_head_q_z2_mean", 20, 1, 6, 3, 11, 0, 3679.6f},
+    {t06_sample_z2_sample, "t06_sample_z2_sample", 28, 1, 9, 1, 11, 0, 3675.9f},
+    {t07_affine_q_z1_out, "t07_affine_q_z1_out", 19, 1, 10, 1, 11, 2, 5373.8f},
+    {t08_gauss_head_q_z1_mean, "t08_gauss_head_q_z1_mean", 19, 1, 11, 3, 13, 0, 5235.8f},
+    {t09_sample_z1_sample, "t09_sample_z1_sample", 29, 1, 14, 2, 13, 0, 5228.9f},
+    {t10_affine_p_x_h1, "t10_affine_p_x_h1", 24, 1, 16, 1, 13, 2, 5218.8f},
+    {t11_affine_p_x_h2, "t11_affine_p_x_h2", 24, 1, 17, 1, 15, 2, 5127.2f},
+    {t12_affine_p_x_logits, "t12_affine_p_x_logits", 24, 1, 18, 2, 17, 2, 4576.8f},
+    {t13_nll_term_rec_x, "t13_nll_term_rec_x", 30, 1, 20, 1, 19, 0, 79.6f},
+    {t14_affine_p_w_h1, "t14_affine_p_w_h1", 25, 1, 21, 1, 19, 2, 3544.9f},
+    {t15_affine_p_w_h2, "t15_affine_p_w_h2", 25, 1, 22, 1, 21, 2, 3453.3f},
+    {t16_affine_p_w_logits, "t16_affine_p_w_logits", 25, 1, 23, 2, 23, 2, 2902.9f},
+    {t17_nll_term_rec_w, "t17_nll_term_rec_w", 31, 1, 25, 1, 25, 0, 2.2f},
+    {t18_affine_p_z1_h1, "t18_affine_p_z1_h1", 23, 1, 26, 1, 25, 2, 3670.6f},
+    {t19_affine_p_z1_h2, "t19_affine_p_z1_h2", 23, 1, 27, 1, 27, 2, 3611.7f},
+    {t20_affine_p_z1_out, "t20_affine_p_z1_out", 23, 1, 28, 1, 29, 2, 3061.3f},
+    {t21_gauss_head_p_z1_mean, "t21_gauss_head_p_z1_mean", 23, 1, 29, 2, 31, 0, 2923.4f},
+    {t22_kl_term_kl_z1, "t22_kl_term_kl_z1", 32, 2, 31, 1, 31, 0, 14.0f},
+    {t23_kl_term_kl_z2, "t23_kl_term_kl_z2", 33, 1, 32, 1, 31, 0, 4.4f},
+    {t24_loss, "t24_loss", 30, 4, 33, 0, 31, 0, 0.7f},
+    {t25_kl_grad_d_q_z2_mean, "t25_kl_grad_d_q_z2_mean", 33, 1, 33, 1, 31, 0, 2093.6f},
+    {t26_kl_grad_d_q_z1_mean, "t26_kl_grad_d_q_z1_mean", 32, 2, 34, 2, 31, 0, 2916.5f},
+    {t27_gauss_head_grad_d_p_z1_out, "t27_gauss_head_grad_d_p_z1_out", 23, 1, 36, 1, 31, 0, 2903.2f},
+    {t28_act_grad_d_p_z1_out, "t28_act_grad_d_p_z1_out", 23, 1, 37, 2, 31, 0, 2889.9f},
+    {t29_gemm_dw_p_z1_head_weight, "t29_gemm_dw_p_z1_head_weight", 23, 1, 39, 0, 31, 0, 131.6f},
+    {t30_gemm_dx_d_p_z1_h2, "t30_gemm_dx_d_p_z1_h2", 23, 1, 39, 1, 31, 1, 2883.0f},
+    {t31_act_grad_d_p_z1_h2, "t31_act_grad_d_p_z1_h2", 23, 1, 40, 2, 32, 0, 2751.4f},
+    {t32_gemm_dw_p_z1_h2_weight, "t32_gemm_dw_p_z1_h2_weight", 23, 1, 42, 0, 32, 0, 524.8f},
+    {t33_gemm_dx_d_p_z1_h1, "t33_gemm_dx_d_p_z1_h1", 23, 1, 42, 1, 32, 1, 2699.7f},
+    {t34_act_grad_d_p_z1_h1, "t34_act_grad_d_p_z1_h1", 23, 1, 43, 2, 33, 0, 2174.9f},
+    {t35_gemm_dw_p_z1_h1_weight, "t35_gemm_dw_p_z1_h1_weight", 23, 1, 45, 0, 33, 0, 33.3f},
+    {t36_gemm_dx_d_z2_sample, "t36_gemm_dx_d_z2_sample", 23, 1, 45, 1, 33, 1, 2123.2f},
+    {t37_nll_grad_d_p_w_logits, "t37_nll_grad_d_p_w_logits", 31, 1, 46, 1, 34, 0, 2891.7f},
+    {t38_act_grad_d_p_w_logits, "t38_act_grad_d_p_w_logits", 25, 1, 47, 2, 34, 0, 2890.2f},
+    {t39_gemm_dw_p_w_head_weight, "t39_gemm_dw_p_w_head_weight", 25, 1, 49, 0, 34, 0, 10.7f},
+    {t40_gemm_dx_d_p_w_h2, "t40_gemm_dx_d_p_w_h2", 25, 1, 49, 1, 34, 1, 2889.2f},
+    {t41_act_grad_d_p_w_h2, "t41_act_grad_d_p_w_h2", 25, 1, 50, 2, 35, 0, 2878.4f},
+    {t42_gemm_dw_p_w_h2_weight, "t42_gemm_dw_p_w_h2_weight", 25, 1, 52, 0, 35, 0, 524.8f},
+    {t43_gemm_dx_d_p_w_h1, "t43_gemm_dx_d_p_w_h1", 25, 1, 52, 1, 35, 1, 2826.7f},
+    {t44_act_grad_d_p_w_h1, "t44_act_grad_d_p_w_h1", 25, 1, 53, 2, 36, 0, 2301.9f},
+    {t45_gemm_dw_p_w_h1_weight, "t45_gemm_dw_p_w_h1_weight", 25, 1, 55, 0, 36, 0, 66.0f},
+    {t46_gemm_dx_d_z1_sample, "t46_gemm_dx_d_z1_sample", 25, 1, 55, 1, 36, 1, 2250.2f},
+    {t47_nll_grad_d_p_x_logits, "t47_nll_grad_d_p_x_logits", 30, 1, 56, 1, 37, 0, 3734.3f},
+    {t48_act_grad_d_p_x_logits, "t48_act_grad_d_p_x_logits", 24, 1, 57, 2, 37, 0, 3655.4f},
+    {t49_gemm_dw_p_x_head_weight, "t49_gemm_dw_p_x_head_weight", 24, 1, 59, 0, 37, 0, 803.3f},
+    {t50_gemm_dx_d_p_x_h2, "t50_gemm_dx_d_p_x_h2", 24, 1, 59, 1, 37, 1, 3615.7f},
+    {t51_act_grad_d_p_x_h2, "t51_act_grad_d_p_x_h2", 24, 1, 60, 2, 38, 0, 2812.4f},
+    {t52_gemm_dw_p_x_h2_weight, "t52_gemm_dw_p_x_h2_weight", 24, 1, 62, 0, 38, 0, 524.8f},
+    {t53_gemm_dx_d_p_x_h1, "t53_gemm_dx_d_p_x_h1", 24, 1, 62, 1, 38, 1, 2760.7f},
+    {t54_act_grad_d_p_x_h1, "t54_act_grad_d_p_x_h1", 24, 1, 63, 2, 39, 0, 2235.9f},
+    {t55_gemm_dw_p_x_h1_weight, "t55_gemm_dw_p_x_h1_weight", 24, 1, 65, 0, 39, 0, 66.0f},
+    {t56_gemm_dx_d_z1_sample, "t56_gemm_dx_d_z1_sample", 24, 2, 65, 1, 39, 1, 2184.2f},
+    {t57_sample_grad_d_q_z1_mean, "t57_sample_grad_d_q_z1_mean", 29, 2, 66, 1, 40, 0, 2118.2f},
+    {t58_gauss_head_grad_d_q_z1_out, "t58_gauss_head_grad_d_q_z1_out", 19, 1, 67, 1, 40, 0, 2108.1f},
+    {t59_act_grad_d_q_z1_out, "t59_act_grad_d_q_z1_out", 19, 1, 68, 2, 40, 0, 2094.8f},
+    {t60_gemm_dw_q_z1_head_weight, "t60_gemm_dw_q_z1_head_weight", 19, 1, 70, 0, 40, 0, 131.6f},
+    {t61_gemm_dx_d_h1_h1, "t61_gemm_dx_d_h1_h1", 19, 1, 70, 1, 40, 1, 2087.9f},
+    {t62_sample_grad_d_q_z2_mean, "t62_sample_grad_d_q_z2_mean", 28, 2, 71, 1, 41, 0, 2089.9f},
+    {t63_gauss_head_grad_d_q_z2_out, "t63_gauss_head_grad_d_q_z2_out", 20, 1, 72, 1, 41, 0, 2084.6f},
+    {t64_act_grad_d_q_z2_out, "t64_act_grad_d_q_z2_out", 20, 1, 73, 2, 41, 0, 2077.7f},
+    {t65_gemm_dw_q_z2_head_weight, "t65_gemm_dw_q_z2_head_weight", 20, 1, 75, 0, 41, 0, 66.0f},
+    {t66_gemm_dx_d_q_z2_h1, "t66_gemm_dx_d_q_z2_h1", 20, 1, 75, 1, 41, 1, 2074.0f},
+    {t67_act_grad_d_q_z2_h1, "t67_act_grad_d_q_z2_h1", 20, 1, 76, 2, 42, 0, 2008.0f},
+    {t68_gemm_dw_q_z2_h1_weight, "t68_gemm_dw_q_z2_h1_weight", 20, 1, 78, 0, 42, 0, 524.8f},
+    {t69_gemm_dx_d_h1_h1, "t69_gemm_dx_d_h1_h1", 20, 2, 78, 1, 42, 1, 1956.3f},
+    {t70_act_grad_d_h1_h1, "t70_act_grad_d_h1_h1", 18, 1, 79, 4, 43, 0, 1431.5f},
+    {t71_gemm_dw_h1_h1_weight, "t71_gemm_dw_h1_h1_weight", 18, 1, 83, 0, 43, 0, 524.8f},
+    {t72_gemm_dx_d_enc_x_h1, "t72_gemm_dx_d_enc_x_h1", 18, 1, 83, 1, 43, 1, 1379.8f},
+    {t73_gemm_dw_h1_h1_weight, "t73_gemm_dw_h1_h1_weight", 18, 1, 84, 0, 44, 0, 524.8f},
+    {t74_gemm_dx_d_enc_w_h1, "t74_gemm_dx_d_enc_w_h1", 18, 1, 84, 1, 44, 1, 587.2f},
+    {t75_act_grad_d_enc_w_h1, "t75_act_grad_d_enc_w_h1", 17, 1, 85, 1, 45, 0, 62.4f},
+    {t76_gemm_dw_enc_w_h1_weight, "t76_gemm_dw_enc_w_h1_weight", 17, 1, 86, 0, 45, 0, 10.7f},
+    {t77_act_grad_d_enc_x_h1, "t77_act_grad_d_enc_x_h1", 16, 1, 86, 1, 45, 0, 855.0f},
+    {t78_gemm_dw_enc_x_h1_weight, "t78_gemm_dw_enc_x_h1_weight", 16, 1, 87, 0, 45, 0, 803.3f},
+};
+
+static const jv_task_graph jmvae_h_train_graph = {79, 25, jmvae_h_train_tasks, jmvae_h_train_succ, 31, jmvae_h_train_slots,
+    jmvae_h_train_reads};
 
 /* one training step: the loss and its gradient */
 jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
     const jv_real *term_scale, jv_real *terms)
 {
-    jv_real loss = 0;
-    const jv_step s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &loss, NULL};
-    jv_run_tasks(&jmvae_h_train_graph, &s, 0, 25);
-    return loss;
+    jv_real jv_loss = 0;
+    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &jv_loss, NULL};
+    jv_run_tasks(&jmvae_h_train_graph, &jv_s, 0, 25);
+    return jv_loss;
 }
 
 /* one training step: the loss and its gradient (backward; run after forward with the same arguments) */
@@ -1761,8 +1804,8 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
     const jv_real *term_scale)
 {
-    const jv_step s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};
-    jv_run_tasks(&jmvae_h_train_graph, &s, 25, 79);
+    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};
+    jv_run_tasks(&jmvae_h_train_graph, &jv_s, 25, 79);
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */

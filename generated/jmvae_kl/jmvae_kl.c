@@ -37,12 +37,12 @@ void jmvae_kl_init(jv_real *params, uint64_t seed)
  * touches the same buffer or gradient rows when either writes them, so
  * every order the runtime may pick computes the same bits. */
 
-JV_TASK static void t00_affine_enc_x_h1(const jv_step *s)
+JV_TASK static void t00_affine_enc_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
 
@@ -60,12 +60,12 @@ JV_TASK static void t00_affine_enc_x_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t01_affine_enc_w_h1(const jv_step *s)
+JV_TASK static void t01_affine_enc_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
 
@@ -83,11 +83,11 @@ JV_TASK static void t01_affine_enc_w_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t02_affine_q_xw_h1(const jv_step *s)
+JV_TASK static void t02_affine_q_xw_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
     jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
     jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
@@ -107,11 +107,11 @@ JV_TASK static void t02_affine_q_xw_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t03_affine_q_xw_out(const jv_step *s)
+JV_TASK static void t03_affine_q_xw_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
     jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
 
@@ -129,10 +129,10 @@ JV_TASK static void t03_affine_q_xw_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t04_gauss_head_q_xw_mean(const jv_step *s)
+JV_TASK static void t04_gauss_head_q_xw_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
@@ -150,11 +150,11 @@ JV_TASK static void t04_gauss_head_q_xw_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t05_sample_z_sample(const jv_step *s)
+JV_TASK static void t05_sample_z_sample(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const noise = s->noise;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const noise = jv_s->noise;
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
     const jv_real *const eps_z = noise[0]; /* [B x 64] */
@@ -167,11 +167,11 @@ JV_TASK static void t05_sample_z_sample(const jv_step *s)
         z_sample[i] = q_xw_mean[i] + JV_EXP((jv_real)0.5 * q_xw_logvar[i]) * eps_z[i];
 }
 
-JV_TASK static void t06_affine_p_x_h1(const jv_step *s)
+JV_TASK static void t06_affine_p_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
     jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
 
@@ -189,11 +189,11 @@ JV_TASK static void t06_affine_p_x_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t07_affine_p_x_h2(const jv_step *s)
+JV_TASK static void t07_affine_p_x_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
     jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
 
@@ -211,11 +211,11 @@ JV_TASK static void t07_affine_p_x_h2(const jv_step *s)
     }
 }
 
-JV_TASK static void t08_affine_p_x_logits(const jv_step *s)
+JV_TASK static void t08_affine_p_x_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
     jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
 
@@ -233,11 +233,11 @@ JV_TASK static void t08_affine_p_x_logits(const jv_step *s)
     }
 }
 
-JV_TASK static void t09_nll_term_rec_x(const jv_step *s)
+JV_TASK static void t09_nll_term_rec_x(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const term_rec_x = arena + (size_t)B * 3664; /* [B x 1] */
     jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
@@ -258,11 +258,11 @@ JV_TASK static void t09_nll_term_rec_x(const jv_step *s)
     }
 }
 
-JV_TASK static void t10_affine_p_w_h1(const jv_step *s)
+JV_TASK static void t10_affine_p_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
     jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
 
@@ -280,11 +280,11 @@ JV_TASK static void t10_affine_p_w_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t11_affine_p_w_h2(const jv_step *s)
+JV_TASK static void t11_affine_p_w_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
     jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
 
@@ -302,11 +302,11 @@ JV_TASK static void t11_affine_p_w_h2(const jv_step *s)
     }
 }
 
-JV_TASK static void t12_affine_p_w_logits(const jv_step *s)
+JV_TASK static void t12_affine_p_w_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
     jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
 
@@ -324,11 +324,11 @@ JV_TASK static void t12_affine_p_w_logits(const jv_step *s)
     }
 }
 
-JV_TASK static void t13_nll_term_rec_w(const jv_step *s)
+JV_TASK static void t13_nll_term_rec_w(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const term_rec_w = arena + (size_t)B * 4699; /* [B x 1] */
     jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
@@ -353,10 +353,10 @@ JV_TASK static void t13_nll_term_rec_w(const jv_step *s)
     }
 }
 
-JV_TASK static void t14_kl_term_kl(const jv_step *s)
+JV_TASK static void t14_kl_term_kl(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
     jv_real *const term_kl = arena + (size_t)B * 4700; /* [B x 1] */
@@ -375,12 +375,12 @@ JV_TASK static void t14_kl_term_kl(const jv_step *s)
     }
 }
 
-JV_TASK static void t15_affine_q_x_h1(const jv_step *s)
+JV_TASK static void t15_affine_q_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
 
@@ -398,11 +398,11 @@ JV_TASK static void t15_affine_q_x_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t16_affine_q_x_h2(const jv_step *s)
+JV_TASK static void t16_affine_q_x_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
     jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
 
@@ -420,11 +420,11 @@ JV_TASK static void t16_affine_q_x_h2(const jv_step *s)
     }
 }
 
-JV_TASK static void t17_affine_q_x_out(const jv_step *s)
+JV_TASK static void t17_affine_q_x_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
     jv_real *const q_x_out = arena + (size_t)B * 5725; /* [B x 128] */
 
@@ -442,10 +442,10 @@ JV_TASK static void t17_affine_q_x_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t18_gauss_head_q_x_mean(const jv_step *s)
+JV_TASK static void t18_gauss_head_q_x_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_x_out = arena + (size_t)B * 5725; /* [B x 128] */
     jv_real *const q_x_mean = arena + (size_t)B * 5853; /* [B x 64] */
     jv_real *const q_x_logvar = arena + (size_t)B * 5917; /* [B x 64] */
@@ -463,10 +463,10 @@ JV_TASK static void t18_gauss_head_q_x_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t19_kl_term_kl_x(const jv_step *s)
+JV_TASK static void t19_kl_term_kl_x(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
     jv_real *const term_kl_x = arena + (size_t)B * 5981; /* [B x 1] */
@@ -490,12 +490,12 @@ JV_TASK static void t19_kl_term_kl_x(const jv_step *s)
     }
 }
 
-JV_TASK static void t20_affine_q_w_h1(const jv_step *s)
+JV_TASK static void t20_affine_q_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const q_w_h1 = arena + (size_t)B * 5982; /* [B x 512] */
 
@@ -513,11 +513,11 @@ JV_TASK static void t20_affine_q_w_h1(const jv_step *s)
     }
 }
 
-JV_TASK static void t21_affine_q_w_h2(const jv_step *s)
+JV_TASK static void t21_affine_q_w_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_w_h1 = arena + (size_t)B * 5982; /* [B x 512] */
     jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
 
@@ -535,11 +535,11 @@ JV_TASK static void t21_affine_q_w_h2(const jv_step *s)
     }
 }
 
-JV_TASK static void t22_affine_q_w_out(const jv_step *s)
+JV_TASK static void t22_affine_q_w_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
     jv_real *const q_w_out = arena + (size_t)B * 7006; /* [B x 128] */
 
@@ -557,10 +557,10 @@ JV_TASK static void t22_affine_q_w_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t23_gauss_head_q_w_mean(const jv_step *s)
+JV_TASK static void t23_gauss_head_q_w_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_w_out = arena + (size_t)B * 7006; /* [B x 128] */
     jv_real *const q_w_mean = arena + (size_t)B * 7134; /* [B x 64] */
     jv_real *const q_w_logvar = arena + (size_t)B * 7198; /* [B x 64] */
@@ -578,10 +578,10 @@ JV_TASK static void t23_gauss_head_q_w_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t24_kl_term_kl_w(const jv_step *s)
+JV_TASK static void t24_kl_term_kl_w(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
     jv_real *const term_kl_w = arena + (size_t)B * 7262; /* [B x 1] */
@@ -605,12 +605,12 @@ JV_TASK static void t24_kl_term_kl_w(const jv_step *s)
     }
 }
 
-JV_TASK static void t25_loss(const jv_step *s)
+JV_TASK static void t25_loss(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const hyper = s->hyper;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const hyper = jv_s->hyper;
+    const jv_real *const term_scale = jv_s->term_scale;
     jv_real *const term_rec_x = arena + (size_t)B * 3664; /* [B x 1] */
     jv_real *const term_rec_w = arena + (size_t)B * 4699; /* [B x 1] */
     jv_real *const term_kl = arena + (size_t)B * 4700; /* [B x 1] */
@@ -624,8 +624,8 @@ JV_TASK static void t25_loss(const jv_step *s)
         for (int b = 0; b < B; b++)
             mean += term_rec_x[b];
         mean /= (jv_real)B;
-        if (s->terms)
-            s->terms[0] = mean; /* rec_x */
+        if (jv_s->terms)
+            jv_s->terms[0] = mean; /* rec_x */
         total += (term_scale ? term_scale[0] : 1) * (jv_real)1 * mean;
     }
     {
@@ -633,8 +633,8 @@ JV_TASK static void t25_loss(const jv_step *s)
         for (int b = 0; b < B; b++)
             mean += term_rec_w[b];
         mean /= (jv_real)B;
-        if (s->terms)
-            s->terms[1] = mean; /* rec_w */
+        if (jv_s->terms)
+            jv_s->terms[1] = mean; /* rec_w */
         total += (term_scale ? term_scale[1] : 1) * (jv_real)1 * mean;
     }
     {
@@ -642,8 +642,8 @@ JV_TASK static void t25_loss(const jv_step *s)
         for (int b = 0; b < B; b++)
             mean += term_kl[b];
         mean /= (jv_real)B;
-        if (s->terms)
-            s->terms[2] = mean; /* kl */
+        if (jv_s->terms)
+            jv_s->terms[2] = mean; /* kl */
         total += (term_scale ? term_scale[2] : 1) * (jv_real)1 * mean;
     }
     {
@@ -651,8 +651,8 @@ JV_TASK static void t25_loss(const jv_step *s)
         for (int b = 0; b < B; b++)
             mean += term_kl_x[b];
         mean /= (jv_real)B;
-        if (s->terms)
-            s->terms[3] = mean; /* kl_x */
+        if (jv_s->terms)
+            jv_s->terms[3] = mean; /* kl_x */
         total += (term_scale ? term_scale[3] : 1) * (hyper ? hyper[0] : (jv_real)0.10000000000000001) * mean;
     }
     {
@@ -660,20 +660,20 @@ JV_TASK static void t25_loss(const jv_step *s)
         for (int b = 0; b < B; b++)
             mean += term_kl_w[b];
         mean /= (jv_real)B;
-        if (s->terms)
-            s->terms[4] = mean; /* kl_w */
+        if (jv_s->terms)
+            jv_s->terms[4] = mean; /* kl_w */
         total += (term_scale ? term_scale[4] : 1) * (hyper ? hyper[0] : (jv_real)0.10000000000000001) * mean;
     }
-    if (s->loss)
-        *s->loss = total;
+    if (jv_s->loss)
+        *jv_s->loss = total;
 }
 
-JV_TASK static void t26_kl_grad_d_q_xw_mean(const jv_step *s)
+JV_TASK static void t26_kl_grad_d_q_xw_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const hyper = s->hyper;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const hyper = jv_s->hyper;
+    const jv_real *const term_scale = jv_s->term_scale;
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
     jv_real *const q_w_mean = arena + (size_t)B * 7134; /* [B x 64] */
@@ -709,10 +709,10 @@ JV_TASK static void t26_kl_grad_d_q_xw_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t27_gauss_head_grad_d_q_w_out(const jv_step *s)
+JV_TASK static void t27_gauss_head_grad_d_q_w_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_w_out = arena + (size_t)B * 7006; /* [B x 128] */
     jv_real *const d_q_w_mean = arena + (size_t)B * 7391; /* [B x 64] */
     jv_real *const d_q_w_logvar = arena + (size_t)B * 7455; /* [B x 64] */
@@ -733,11 +733,11 @@ JV_TASK static void t27_gauss_head_grad_d_q_w_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t28_act_grad_d_q_w_out(const jv_step *s)
+JV_TASK static void t28_act_grad_d_q_w_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_w_out = arena + (size_t)B * 7519; /* [B x 128] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
@@ -751,30 +751,30 @@ JV_TASK static void t28_act_grad_d_q_w_out(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 0, for the norm */
-        s->sumsq[0] = jv_sumsq(grads + JMVAE_KL_Q_W_HEAD_BIAS, 128);
+    if (jv_s->sumsq) /* gradient region 0, for the norm */
+        jv_s->sumsq[0] = jv_sumsq(grads + JMVAE_KL_Q_W_HEAD_BIAS, 128);
 }
 
-JV_TASK static void t29_gemm_dw_q_w_head_weight(const jv_step *s)
+JV_TASK static void t29_gemm_dw_q_w_head_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
     jv_real *const d_q_w_out = arena + (size_t)B * 7519; /* [B x 128] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w head, backward: d q_w.head.weight rows 0..511 = q_w_h2^T d_q_w_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, q_w_h2, 512, d_q_w_out, 128, 0, grads + JMVAE_KL_Q_W_HEAD_WEIGHT, 128);
-    if (s->sumsq) /* gradient region 1, for the norm */
-        s->sumsq[1] = jv_sumsq(grads + JMVAE_KL_Q_W_HEAD_WEIGHT, 65536);
+    if (jv_s->sumsq) /* gradient region 1, for the norm */
+        jv_s->sumsq[1] = jv_sumsq(grads + JMVAE_KL_Q_W_HEAD_WEIGHT, 65536);
 }
 
-JV_TASK static void t30_gemm_dx_d_q_w_h2(const jv_step *s)
+JV_TASK static void t30_gemm_dx_d_q_w_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_w_out = arena + (size_t)B * 7519; /* [B x 128] */
     jv_real *const d_q_w_h2 = arena + (size_t)B * 7647; /* [B x 512] */
 
@@ -783,11 +783,11 @@ JV_TASK static void t30_gemm_dx_d_q_w_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 128, 1, d_q_w_out, 128, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, d_q_w_h2, 512);
 }
 
-JV_TASK static void t31_act_grad_d_q_w_h2(const jv_step *s)
+JV_TASK static void t31_act_grad_d_q_w_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
     jv_real *const d_q_w_h2 = arena + (size_t)B * 7647; /* [B x 512] */
 
@@ -805,30 +805,30 @@ JV_TASK static void t31_act_grad_d_q_w_h2(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 2, for the norm */
-        s->sumsq[2] = jv_sumsq(grads + JMVAE_KL_Q_W_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 2, for the norm */
+        jv_s->sumsq[2] = jv_sumsq(grads + JMVAE_KL_Q_W_H2_BIAS, 512);
 }
 
-JV_TASK static void t32_gemm_dw_q_w_h2_weight(const jv_step *s)
+JV_TASK static void t32_gemm_dw_q_w_h2_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_w_h1 = arena + (size_t)B * 5982; /* [B x 512] */
     jv_real *const d_q_w_h2 = arena + (size_t)B * 7647; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 2, backward: d q_w.h2.weight rows 0..511 = q_w_h1^T d_q_w_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, q_w_h1, 512, d_q_w_h2, 512, 0, grads + JMVAE_KL_Q_W_H2_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 3, for the norm */
-        s->sumsq[3] = jv_sumsq(grads + JMVAE_KL_Q_W_H2_WEIGHT, 262144);
+    if (jv_s->sumsq) /* gradient region 3, for the norm */
+        jv_s->sumsq[3] = jv_sumsq(grads + JMVAE_KL_Q_W_H2_WEIGHT, 262144);
 }
 
-JV_TASK static void t33_gemm_dx_d_q_w_h1(const jv_step *s)
+JV_TASK static void t33_gemm_dx_d_q_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_w_h2 = arena + (size_t)B * 7647; /* [B x 512] */
     jv_real *const d_q_w_h1 = arena + (size_t)B * 8159; /* [B x 512] */
 
@@ -837,11 +837,11 @@ JV_TASK static void t33_gemm_dx_d_q_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_w_h2, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, d_q_w_h1, 512);
 }
 
-JV_TASK static void t34_act_grad_d_q_w_h1(const jv_step *s)
+JV_TASK static void t34_act_grad_d_q_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_w_h1 = arena + (size_t)B * 5982; /* [B x 512] */
     jv_real *const d_q_w_h1 = arena + (size_t)B * 8159; /* [B x 512] */
 
@@ -859,32 +859,32 @@ JV_TASK static void t34_act_grad_d_q_w_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 4, for the norm */
-        s->sumsq[4] = jv_sumsq(grads + JMVAE_KL_Q_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 4, for the norm */
+        jv_s->sumsq[4] = jv_sumsq(grads + JMVAE_KL_Q_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t35_gemm_dw_q_w_h1_weight(const jv_step *s)
+JV_TASK static void t35_gemm_dw_q_w_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const d_q_w_h1 = arena + (size_t)B * 8159; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 1, backward: d q_w.h1.weight rows 0..9 = in_w^T d_q_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_q_w_h1, 512, 0, grads + JMVAE_KL_Q_W_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 5, for the norm */
-        s->sumsq[5] = jv_sumsq(grads + JMVAE_KL_Q_W_H1_WEIGHT, 5120);
+    if (jv_s->sumsq) /* gradient region 5, for the norm */
+        jv_s->sumsq[5] = jv_sumsq(grads + JMVAE_KL_Q_W_H1_WEIGHT, 5120);
 }
 
-JV_TASK static void t36_kl_grad_d_q_xw_mean(const jv_step *s)
+JV_TASK static void t36_kl_grad_d_q_xw_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const hyper = s->hyper;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const hyper = jv_s->hyper;
+    const jv_real *const term_scale = jv_s->term_scale;
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
     jv_real *const q_x_mean = arena + (size_t)B * 5853; /* [B x 64] */
@@ -920,10 +920,10 @@ JV_TASK static void t36_kl_grad_d_q_xw_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t37_gauss_head_grad_d_q_x_out(const jv_step *s)
+JV_TASK static void t37_gauss_head_grad_d_q_x_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_x_out = arena + (size_t)B * 5725; /* [B x 128] */
     jv_real *const d_q_x_mean = arena + (size_t)B * 8671; /* [B x 64] */
     jv_real *const d_q_x_logvar = arena + (size_t)B * 8735; /* [B x 64] */
@@ -944,11 +944,11 @@ JV_TASK static void t37_gauss_head_grad_d_q_x_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t38_act_grad_d_q_x_out(const jv_step *s)
+JV_TASK static void t38_act_grad_d_q_x_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_x_out = arena + (size_t)B * 8799; /* [B x 128] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
@@ -962,30 +962,30 @@ JV_TASK static void t38_act_grad_d_q_x_out(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 6, for the norm */
-        s->sumsq[6] = jv_sumsq(grads + JMVAE_KL_Q_X_HEAD_BIAS, 128);
+    if (jv_s->sumsq) /* gradient region 6, for the norm */
+        jv_s->sumsq[6] = jv_sumsq(grads + JMVAE_KL_Q_X_HEAD_BIAS, 128);
 }
 
-JV_TASK static void t39_gemm_dw_q_x_head_weight(const jv_step *s)
+JV_TASK static void t39_gemm_dw_q_x_head_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
     jv_real *const d_q_x_out = arena + (size_t)B * 8799; /* [B x 128] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x head, backward: d q_x.head.weight rows 0..511 = q_x_h2^T d_q_x_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, q_x_h2, 512, d_q_x_out, 128, 0, grads + JMVAE_KL_Q_X_HEAD_WEIGHT, 128);
-    if (s->sumsq) /* gradient region 7, for the norm */
-        s->sumsq[7] = jv_sumsq(grads + JMVAE_KL_Q_X_HEAD_WEIGHT, 65536);
+    if (jv_s->sumsq) /* gradient region 7, for the norm */
+        jv_s->sumsq[7] = jv_sumsq(grads + JMVAE_KL_Q_X_HEAD_WEIGHT, 65536);
 }
 
-JV_TASK static void t40_gemm_dx_d_q_x_h2(const jv_step *s)
+JV_TASK static void t40_gemm_dx_d_q_x_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_x_out = arena + (size_t)B * 8799; /* [B x 128] */
     jv_real *const d_q_x_h2 = arena + (size_t)B * 8927; /* [B x 512] */
 
@@ -994,11 +994,11 @@ JV_TASK static void t40_gemm_dx_d_q_x_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 128, 1, d_q_x_out, 128, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, d_q_x_h2, 512);
 }
 
-JV_TASK static void t41_act_grad_d_q_x_h2(const jv_step *s)
+JV_TASK static void t41_act_grad_d_q_x_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
     jv_real *const d_q_x_h2 = arena + (size_t)B * 8927; /* [B x 512] */
 
@@ -1016,30 +1016,30 @@ JV_TASK static void t41_act_grad_d_q_x_h2(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 8, for the norm */
-        s->sumsq[8] = jv_sumsq(grads + JMVAE_KL_Q_X_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 8, for the norm */
+        jv_s->sumsq[8] = jv_sumsq(grads + JMVAE_KL_Q_X_H2_BIAS, 512);
 }
 
-JV_TASK static void t42_gemm_dw_q_x_h2_weight(const jv_step *s)
+JV_TASK static void t42_gemm_dw_q_x_h2_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
     jv_real *const d_q_x_h2 = arena + (size_t)B * 8927; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 2, backward: d q_x.h2.weight rows 0..511 = q_x_h1^T d_q_x_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, q_x_h1, 512, d_q_x_h2, 512, 0, grads + JMVAE_KL_Q_X_H2_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 9, for the norm */
-        s->sumsq[9] = jv_sumsq(grads + JMVAE_KL_Q_X_H2_WEIGHT, 262144);
+    if (jv_s->sumsq) /* gradient region 9, for the norm */
+        jv_s->sumsq[9] = jv_sumsq(grads + JMVAE_KL_Q_X_H2_WEIGHT, 262144);
 }
 
-JV_TASK static void t43_gemm_dx_d_q_x_h1(const jv_step *s)
+JV_TASK static void t43_gemm_dx_d_q_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_x_h2 = arena + (size_t)B * 8927; /* [B x 512] */
     jv_real *const d_q_x_h1 = arena + (size_t)B * 9439; /* [B x 512] */
 
@@ -1048,11 +1048,11 @@ JV_TASK static void t43_gemm_dx_d_q_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_x_h2, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, d_q_x_h1, 512);
 }
 
-JV_TASK static void t44_act_grad_d_q_x_h1(const jv_step *s)
+JV_TASK static void t44_act_grad_d_q_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
     jv_real *const d_q_x_h1 = arena + (size_t)B * 9439; /* [B x 512] */
 
@@ -1070,31 +1070,31 @@ JV_TASK static void t44_act_grad_d_q_x_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 10, for the norm */
-        s->sumsq[10] = jv_sumsq(grads + JMVAE_KL_Q_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 10, for the norm */
+        jv_s->sumsq[10] = jv_sumsq(grads + JMVAE_KL_Q_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t45_gemm_dw_q_x_h1_weight(const jv_step *s)
+JV_TASK static void t45_gemm_dw_q_x_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const d_q_x_h1 = arena + (size_t)B * 9439; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
        q_x layer 1, backward: d q_x.h1.weight rows 0..783 = in_x^T d_q_x_h1, [784 x 512] */
     jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_q_x_h1, 512, 0, grads + JMVAE_KL_Q_X_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 11, for the norm */
-        s->sumsq[11] = jv_sumsq(grads + JMVAE_KL_Q_X_H1_WEIGHT, 401408);
+    if (jv_s->sumsq) /* gradient region 11, for the norm */
+        jv_s->sumsq[11] = jv_sumsq(grads + JMVAE_KL_Q_X_H1_WEIGHT, 401408);
 }
 
-JV_TASK static void t46_kl_grad_d_q_xw_mean(const jv_step *s)
+JV_TASK static void t46_kl_grad_d_q_xw_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const term_scale = jv_s->term_scale;
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
     jv_real *const d_q_xw_mean = arena + (size_t)B * 7263; /* [B x 64] */
@@ -1120,12 +1120,12 @@ JV_TASK static void t46_kl_grad_d_q_xw_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t47_nll_grad_d_p_w_logits(const jv_step *s)
+JV_TASK static void t47_nll_grad_d_p_w_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const term_scale = jv_s->term_scale;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
     jv_real *const d_p_w_logits = arena + (size_t)B * 9951; /* [B x 10] */
@@ -1154,11 +1154,11 @@ JV_TASK static void t47_nll_grad_d_p_w_logits(const jv_step *s)
     }
 }
 
-JV_TASK static void t48_act_grad_d_p_w_logits(const jv_step *s)
+JV_TASK static void t48_act_grad_d_p_w_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_w_logits = arena + (size_t)B * 9951; /* [B x 10] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
@@ -1172,30 +1172,30 @@ JV_TASK static void t48_act_grad_d_p_w_logits(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 12, for the norm */
-        s->sumsq[12] = jv_sumsq(grads + JMVAE_KL_P_W_HEAD_BIAS, 10);
+    if (jv_s->sumsq) /* gradient region 12, for the norm */
+        jv_s->sumsq[12] = jv_sumsq(grads + JMVAE_KL_P_W_HEAD_BIAS, 10);
 }
 
-JV_TASK static void t49_gemm_dw_p_w_head_weight(const jv_step *s)
+JV_TASK static void t49_gemm_dw_p_w_head_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
     jv_real *const d_p_w_logits = arena + (size_t)B * 9951; /* [B x 10] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
     jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_KL_P_W_HEAD_WEIGHT, 10);
-    if (s->sumsq) /* gradient region 13, for the norm */
-        s->sumsq[13] = jv_sumsq(grads + JMVAE_KL_P_W_HEAD_WEIGHT, 5120);
+    if (jv_s->sumsq) /* gradient region 13, for the norm */
+        jv_s->sumsq[13] = jv_sumsq(grads + JMVAE_KL_P_W_HEAD_WEIGHT, 5120);
 }
 
-JV_TASK static void t50_gemm_dx_d_p_w_h2(const jv_step *s)
+JV_TASK static void t50_gemm_dx_d_p_w_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_w_logits = arena + (size_t)B * 9951; /* [B x 10] */
     jv_real *const d_p_w_h2 = arena + (size_t)B * 9961; /* [B x 512] */
 
@@ -1204,11 +1204,11 @@ JV_TASK static void t50_gemm_dx_d_p_w_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_KL_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
 }
 
-JV_TASK static void t51_act_grad_d_p_w_h2(const jv_step *s)
+JV_TASK static void t51_act_grad_d_p_w_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
     jv_real *const d_p_w_h2 = arena + (size_t)B * 9961; /* [B x 512] */
 
@@ -1226,30 +1226,30 @@ JV_TASK static void t51_act_grad_d_p_w_h2(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 14, for the norm */
-        s->sumsq[14] = jv_sumsq(grads + JMVAE_KL_P_W_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 14, for the norm */
+        jv_s->sumsq[14] = jv_sumsq(grads + JMVAE_KL_P_W_H2_BIAS, 512);
 }
 
-JV_TASK static void t52_gemm_dw_p_w_h2_weight(const jv_step *s)
+JV_TASK static void t52_gemm_dw_p_w_h2_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
     jv_real *const d_p_w_h2 = arena + (size_t)B * 9961; /* [B x 512] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_KL_P_W_H2_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 15, for the norm */
-        s->sumsq[15] = jv_sumsq(grads + JMVAE_KL_P_W_H2_WEIGHT, 262144);
+    if (jv_s->sumsq) /* gradient region 15, for the norm */
+        jv_s->sumsq[15] = jv_sumsq(grads + JMVAE_KL_P_W_H2_WEIGHT, 262144);
 }
 
-JV_TASK static void t53_gemm_dx_d_p_w_h1(const jv_step *s)
+JV_TASK static void t53_gemm_dx_d_p_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_w_h2 = arena + (size_t)B * 9961; /* [B x 512] */
     jv_real *const d_p_w_h1 = arena + (size_t)B * 10473; /* [B x 512] */
 
@@ -1258,11 +1258,11 @@ JV_TASK static void t53_gemm_dx_d_p_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
 }
 
-JV_TASK static void t54_act_grad_d_p_w_h1(const jv_step *s)
+JV_TASK static void t54_act_grad_d_p_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
     jv_real *const d_p_w_h1 = arena + (size_t)B * 10473; /* [B x 512] */
 
@@ -1280,30 +1280,30 @@ JV_TASK static void t54_act_grad_d_p_w_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 16, for the norm */
-        s->sumsq[16] = jv_sumsq(grads + JMVAE_KL_P_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 16, for the norm */
+        jv_s->sumsq[16] = jv_sumsq(grads + JMVAE_KL_P_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t55_gemm_dw_p_w_h1_weight(const jv_step *s)
+JV_TASK static void t55_gemm_dw_p_w_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
     jv_real *const d_p_w_h1 = arena + (size_t)B * 10473; /* [B x 512] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z_sample^T d_p_w_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_KL_P_W_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 17, for the norm */
-        s->sumsq[17] = jv_sumsq(grads + JMVAE_KL_P_W_H1_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 17, for the norm */
+        jv_s->sumsq[17] = jv_sumsq(grads + JMVAE_KL_P_W_H1_WEIGHT, 32768);
 }
 
-JV_TASK static void t56_gemm_dx_d_z_sample(const jv_step *s)
+JV_TASK static void t56_gemm_dx_d_z_sample(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_w_h1 = arena + (size_t)B * 10473; /* [B x 512] */
     jv_real *const d_z_sample = arena + (size_t)B * 10985; /* [B x 64] */
 
@@ -1312,12 +1312,12 @@ JV_TASK static void t56_gemm_dx_d_z_sample(const jv_step *s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_KL_P_W_H1_WEIGHT, 512, 0, d_z_sample, 64);
 }
 
-JV_TASK static void t57_nll_grad_d_p_x_logits(const jv_step *s)
+JV_TASK static void t57_nll_grad_d_p_x_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
-    const jv_real *const term_scale = s->term_scale;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const term_scale = jv_s->term_scale;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
     jv_real *const d_p_x_logits = arena + (size_t)B * 11049; /* [B x 784] */
@@ -1338,11 +1338,11 @@ JV_TASK static void t57_nll_grad_d_p_x_logits(const jv_step *s)
     }
 }
 
-JV_TASK static void t58_act_grad_d_p_x_logits(const jv_step *s)
+JV_TASK static void t58_act_grad_d_p_x_logits(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_x_logits = arena + (size_t)B * 11049; /* [B x 784] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
@@ -1356,30 +1356,30 @@ JV_TASK static void t58_act_grad_d_p_x_logits(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 18, for the norm */
-        s->sumsq[18] = jv_sumsq(grads + JMVAE_KL_P_X_HEAD_BIAS, 784);
+    if (jv_s->sumsq) /* gradient region 18, for the norm */
+        jv_s->sumsq[18] = jv_sumsq(grads + JMVAE_KL_P_X_HEAD_BIAS, 784);
 }
 
-JV_TASK static void t59_gemm_dw_p_x_head_weight(const jv_step *s)
+JV_TASK static void t59_gemm_dw_p_x_head_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
     jv_real *const d_p_x_logits = arena + (size_t)B * 11049; /* [B x 784] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
     jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_KL_P_X_HEAD_WEIGHT, 784);
-    if (s->sumsq) /* gradient region 19, for the norm */
-        s->sumsq[19] = jv_sumsq(grads + JMVAE_KL_P_X_HEAD_WEIGHT, 401408);
+    if (jv_s->sumsq) /* gradient region 19, for the norm */
+        jv_s->sumsq[19] = jv_sumsq(grads + JMVAE_KL_P_X_HEAD_WEIGHT, 401408);
 }
 
-JV_TASK static void t60_gemm_dx_d_p_x_h2(const jv_step *s)
+JV_TASK static void t60_gemm_dx_d_p_x_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_x_logits = arena + (size_t)B * 11049; /* [B x 784] */
     jv_real *const d_p_x_h2 = arena + (size_t)B * 11833; /* [B x 512] */
 
@@ -1388,11 +1388,11 @@ JV_TASK static void t60_gemm_dx_d_p_x_h2(const jv_step *s)
     jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
 }
 
-JV_TASK static void t61_act_grad_d_p_x_h2(const jv_step *s)
+JV_TASK static void t61_act_grad_d_p_x_h2(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
     jv_real *const d_p_x_h2 = arena + (size_t)B * 11833; /* [B x 512] */
 
@@ -1410,30 +1410,30 @@ JV_TASK static void t61_act_grad_d_p_x_h2(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 20, for the norm */
-        s->sumsq[20] = jv_sumsq(grads + JMVAE_KL_P_X_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 20, for the norm */
+        jv_s->sumsq[20] = jv_sumsq(grads + JMVAE_KL_P_X_H2_BIAS, 512);
 }
 
-JV_TASK static void t62_gemm_dw_p_x_h2_weight(const jv_step *s)
+JV_TASK static void t62_gemm_dw_p_x_h2_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
     jv_real *const d_p_x_h2 = arena + (size_t)B * 11833; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_KL_P_X_H2_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 21, for the norm */
-        s->sumsq[21] = jv_sumsq(grads + JMVAE_KL_P_X_H2_WEIGHT, 262144);
+    if (jv_s->sumsq) /* gradient region 21, for the norm */
+        jv_s->sumsq[21] = jv_sumsq(grads + JMVAE_KL_P_X_H2_WEIGHT, 262144);
 }
 
-JV_TASK static void t63_gemm_dx_d_p_x_h1(const jv_step *s)
+JV_TASK static void t63_gemm_dx_d_p_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_p_x_h2 = arena + (size_t)B * 11833; /* [B x 512] */
     jv_real *const d_p_x_h1 = arena + (size_t)B * 12345; /* [B x 512] */
 
@@ -1442,11 +1442,11 @@ JV_TASK static void t63_gemm_dx_d_p_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
 }
 
-JV_TASK static void t64_act_grad_d_p_x_h1(const jv_step *s)
+JV_TASK static void t64_act_grad_d_p_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
     jv_real *const d_p_x_h1 = arena + (size_t)B * 12345; /* [B x 512] */
 
@@ -1464,30 +1464,30 @@ JV_TASK static void t64_act_grad_d_p_x_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 22, for the norm */
-        s->sumsq[22] = jv_sumsq(grads + JMVAE_KL_P_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 22, for the norm */
+        jv_s->sumsq[22] = jv_sumsq(grads + JMVAE_KL_P_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t65_gemm_dw_p_x_h1_weight(const jv_step *s)
+JV_TASK static void t65_gemm_dw_p_x_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const z_sample = arena + (size_t)B * 1792; /* [B x 64] */
     jv_real *const d_p_x_h1 = arena + (size_t)B * 12345; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z_sample^T d_p_x_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_KL_P_X_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 23, for the norm */
-        s->sumsq[23] = jv_sumsq(grads + JMVAE_KL_P_X_H1_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 23, for the norm */
+        jv_s->sumsq[23] = jv_sumsq(grads + JMVAE_KL_P_X_H1_WEIGHT, 32768);
 }
 
-JV_TASK static void t66_gemm_dx_d_z_sample(const jv_step *s)
+JV_TASK static void t66_gemm_dx_d_z_sample(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_z_sample = arena + (size_t)B * 10985; /* [B x 64] */
     jv_real *const d_p_x_h1 = arena + (size_t)B * 12345; /* [B x 512] */
 
@@ -1496,11 +1496,11 @@ JV_TASK static void t66_gemm_dx_d_z_sample(const jv_step *s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_KL_P_X_H1_WEIGHT, 512, 1, d_z_sample, 64);
 }
 
-JV_TASK static void t67_sample_grad_d_q_xw_mean(const jv_step *s)
+JV_TASK static void t67_sample_grad_d_q_xw_mean(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const noise = s->noise;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const noise = jv_s->noise;
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
     const jv_real *const eps_z = noise[0]; /* [B x 64] */
     jv_real *const d_q_xw_mean = arena + (size_t)B * 7263; /* [B x 64] */
@@ -1516,10 +1516,10 @@ JV_TASK static void t67_sample_grad_d_q_xw_mean(const jv_step *s)
     }
 }
 
-JV_TASK static void t68_gauss_head_grad_d_q_xw_out(const jv_step *s)
+JV_TASK static void t68_gauss_head_grad_d_q_xw_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
     jv_real *const d_q_xw_mean = arena + (size_t)B * 7263; /* [B x 64] */
     jv_real *const d_q_xw_logvar = arena + (size_t)B * 7327; /* [B x 64] */
@@ -1540,11 +1540,11 @@ JV_TASK static void t68_gauss_head_grad_d_q_xw_out(const jv_step *s)
     }
 }
 
-JV_TASK static void t69_act_grad_d_q_xw_out(const jv_step *s)
+JV_TASK static void t69_act_grad_d_q_xw_out(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_xw_out = arena + (size_t)B * 12857; /* [B x 128] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
@@ -1558,30 +1558,30 @@ JV_TASK static void t69_act_grad_d_q_xw_out(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 24, for the norm */
-        s->sumsq[24] = jv_sumsq(grads + JMVAE_KL_Q_XW_HEAD_BIAS, 128);
+    if (jv_s->sumsq) /* gradient region 24, for the norm */
+        jv_s->sumsq[24] = jv_sumsq(grads + JMVAE_KL_Q_XW_HEAD_BIAS, 128);
 }
 
-JV_TASK static void t70_gemm_dw_q_xw_head_weight(const jv_step *s)
+JV_TASK static void t70_gemm_dw_q_xw_head_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
     jv_real *const d_q_xw_out = arena + (size_t)B * 12857; /* [B x 128] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw head, backward: d q_xw.head.weight rows 0..511 = q_xw_h1^T d_q_xw_out, [512 x 128] */
     jv_gemm(1, 0, 512, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128);
-    if (s->sumsq) /* gradient region 25, for the norm */
-        s->sumsq[25] = jv_sumsq(grads + JMVAE_KL_Q_XW_HEAD_WEIGHT, 65536);
+    if (jv_s->sumsq) /* gradient region 25, for the norm */
+        jv_s->sumsq[25] = jv_sumsq(grads + JMVAE_KL_Q_XW_HEAD_WEIGHT, 65536);
 }
 
-JV_TASK static void t71_gemm_dx_d_q_xw_h1(const jv_step *s)
+JV_TASK static void t71_gemm_dx_d_q_xw_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_xw_out = arena + (size_t)B * 12857; /* [B x 128] */
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
 
@@ -1590,11 +1590,11 @@ JV_TASK static void t71_gemm_dx_d_q_xw_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 128, 1, d_q_xw_out, 128, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, d_q_xw_h1, 512);
 }
 
-JV_TASK static void t72_act_grad_d_q_xw_h1(const jv_step *s)
+JV_TASK static void t72_act_grad_d_q_xw_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
 
@@ -1612,30 +1612,30 @@ JV_TASK static void t72_act_grad_d_q_xw_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 26, for the norm */
-        s->sumsq[26] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 26, for the norm */
+        jv_s->sumsq[26] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_BIAS, 512);
 }
 
-JV_TASK static void t73_gemm_dw_q_xw_h1_weight(const jv_step *s)
+JV_TASK static void t73_gemm_dw_q_xw_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d q_xw.h1.weight rows 0..511 = enc_x_h1^T d_q_xw_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 27, for the norm */
-        s->sumsq[27] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT, 262144);
+    if (jv_s->sumsq) /* gradient region 27, for the norm */
+        jv_s->sumsq[27] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT, 262144);
 }
 
-JV_TASK static void t74_gemm_dx_d_enc_x_h1(const jv_step *s)
+JV_TASK static void t74_gemm_dx_d_enc_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 13497; /* [B x 512] */
 
@@ -1644,26 +1644,26 @@ JV_TASK static void t74_gemm_dx_d_enc_x_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
 }
 
-JV_TASK static void t75_gemm_dw_q_xw_h1_weight(const jv_step *s)
+JV_TASK static void t75_gemm_dw_q_xw_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
        q_xw layer 1, backward: d q_xw.h1.weight rows 512..1023 = enc_w_h1^T d_q_xw_h1, [512 x 512] */
     jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512);
-    if (s->sumsq) /* gradient region 28, for the norm */
-        s->sumsq[28] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 262144);
+    if (jv_s->sumsq) /* gradient region 28, for the norm */
+        jv_s->sumsq[28] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 262144);
 }
 
-JV_TASK static void t76_gemm_dx_d_enc_w_h1(const jv_step *s)
+JV_TASK static void t76_gemm_dx_d_enc_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    const jv_real *const params = s->params;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
     jv_real *const d_enc_w_h1 = arena + (size_t)B * 14009; /* [B x 512] */
 
@@ -1672,11 +1672,11 @@ JV_TASK static void t76_gemm_dx_d_enc_w_h1(const jv_step *s)
     jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
 }
 
-JV_TASK static void t77_act_grad_d_enc_w_h1(const jv_step *s)
+JV_TASK static void t77_act_grad_d_enc_w_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
     jv_real *const d_enc_w_h1 = arena + (size_t)B * 14009; /* [B x 512] */
 
@@ -1694,31 +1694,31 @@ JV_TASK static void t77_act_grad_d_enc_w_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 29, for the norm */
-        s->sumsq[29] = jv_sumsq(grads + JMVAE_KL_ENC_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 29, for the norm */
+        jv_s->sumsq[29] = jv_sumsq(grads + JMVAE_KL_ENC_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t78_gemm_dw_enc_w_h1_weight(const jv_step *s)
+JV_TASK static void t78_gemm_dw_enc_w_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const d_enc_w_h1 = arena + (size_t)B * 14009; /* [B x 512] */
 
     /* jmvae_kl.spec:13  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_KL_ENC_W_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 30, for the norm */
-        s->sumsq[30] = jv_sumsq(grads + JMVAE_KL_ENC_W_H1_WEIGHT, 5120);
+    if (jv_s->sumsq) /* gradient region 30, for the norm */
+        jv_s->sumsq[30] = jv_sumsq(grads + JMVAE_KL_ENC_W_H1_WEIGHT, 5120);
 }
 
-JV_TASK static void t79_act_grad_d_enc_x_h1(const jv_step *s)
+JV_TASK static void t79_act_grad_d_enc_x_h1(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 13497; /* [B x 512] */
 
@@ -1736,123 +1736,168 @@ JV_TASK static void t79_act_grad_d_enc_x_h1(const jv_step *s)
             gbias[j] += g[j];
         }
     }
-    if (s->sumsq) /* gradient region 31, for the norm */
-        s->sumsq[31] = jv_sumsq(grads + JMVAE_KL_ENC_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 31, for the norm */
+        jv_s->sumsq[31] = jv_sumsq(grads + JMVAE_KL_ENC_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t80_gemm_dw_enc_x_h1_weight(const jv_step *s)
+JV_TASK static void t80_gemm_dw_enc_x_h1_weight(const jv_step *jv_s)
 {
-    const int B = s->batch;
-    jv_real *const grads = s->grads;
-    jv_real *const arena = s->arena;
-    const jv_real *const *const data = s->data;
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 13497; /* [B x 512] */
 
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
        enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
     jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_KL_ENC_X_H1_WEIGHT, 512);
-    if (s->sumsq) /* gradient region 32, for the norm */
-        s->sumsq[32] = jv_sumsq(grads + JMVAE_KL_ENC_X_H1_WEIGHT, 401408);
+    if (jv_s->sumsq) /* gradient region 32, for the norm */
+        jv_s->sumsq[32] = jv_sumsq(grads + JMVAE_KL_ENC_X_H1_WEIGHT, 401408);
 }
 
 static const int jmvae_kl_train_succ[] = {2, 2, 3, 4, 5, 14, 19, 24, 26, 6, 10, 7, 8, 9, 57, 25, 11, 12, 13, 47, 25, 25, 16, 17, 18, 19, 36, 25, 21, 22, 23, 24, 26, 25, 27, 36, 28, 29, 30, 31, 32, 33, 34, 35, 37, 46, 38, 39, 40, 41, 42, 43, 44, 45, 67, 48, 49, 50, 51, 52, 53, 54, 55, 56, 66, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 79, 77, 78, 80};
 
-static const jv_task jmvae_kl_train_tasks[] = {
-    {t00_affine_enc_x_h1, "t00_affine_enc_x_h1", 12, 0, 0, 1, 6752.6f},
-    {t01_affine_enc_w_h1, "t01_affine_enc_w_h1", 13, 0, 1, 1, 5960.0f},
-    {t02_affine_q_xw_h1, "t02_affine_q_xw_h1", 14, 2, 2, 1, 5923.7f},
-    {t03_affine_q_xw_out, "t03_affine_q_xw_out", 14, 1, 3, 1, 4849.0f},
-    {t04_gauss_head_q_xw_mean, "t04_gauss_head_q_xw_mean", 14, 1, 4, 5, 4711.1f},
-    {t05_sample_z_sample, "t05_sample_z_sample", 27, 1, 9, 2, 4704.2f},
-    {t06_affine_p_x_h1, "t06_affine_p_x_h1", 21, 1, 11, 1, 4694.1f},
-    {t07_affine_p_x_h2, "t07_affine_p_x_h2", 21, 1, 12, 1, 4602.4f},
-    {t08_affine_p_x_logits, "t08_affine_p_x_logits", 21, 1, 13, 2, 4052.0f},
-    {t09_nll_term_rec_x, "t09_nll_term_rec_x", 28, 1, 15, 1, 79.7f},
-    {t10_affine_p_w_h1, "t10_affine_p_w_h1", 22, 1, 16, 1, 3020.1f},
-    {t11_affine_p_w_h2, "t11_affine_p_w_h2", 22, 1, 17, 1, 2928.5f},
-    {t12_affine_p_w_logits, "t12_affine_p_w_logits", 22, 1, 18, 2, 2378.1f},
-    {t13_nll_term_rec_w, "t13_nll_term_rec_w", 29, 1, 20, 1, 2.2f},
-    {t14_kl_term_kl, "t14_kl_term_kl", 30, 1, 21, 1, 7.7f},
-    {t15_affine_q_x_h1, "t15_affine_q_x_h1", 17, 0, 22, 1, 3137.8f},
-    {t16_affine_q_x_h2, "t16_affine_q_x_h2", 17, 1, 23, 1, 2308.8f},
-    {t17_affine_q_x_out, "t17_affine_q_x_out", 17, 1, 24, 1, 1758.4f},
-    {t18_gauss_head_q_x_mean, "t18_gauss_head_q_x_mean", 17, 1, 25, 2, 1620.5f},
-    {t19_kl_term_kl_x, "t19_kl_term_kl_x", 31, 2, 27, 1, 14.1f},
-    {t20_affine_q_w_h1, "t20_affine_q_w_h1", 18, 0, 28, 1, 2358.5f},
-    {t21_affine_q_w_h2, "t21_affine_q_w_h2", 18, 1, 29, 1, 2322.1f},
-    {t22_affine_q_w_out, "t22_affine_q_w_out", 18, 1, 30, 1, 1771.7f},
-    {t23_gauss_head_q_w_mean, "t23_gauss_head_q_w_mean", 18, 1, 31, 2, 1633.8f},
-    {t24_kl_term_kl_w, "t24_kl_term_kl_w", 32, 2, 33, 1, 14.1f},
-    {t25_loss, "t25_loss", 28, 5, 34, 0, 0.8f},
-    {t26_kl_grad_d_q_xw_mean, "t26_kl_grad_d_q_xw_mean", 32, 2, 34, 2, 1626.9f},
-    {t27_gauss_head_grad_d_q_w_out, "t27_gauss_head_grad_d_q_w_out", 18, 1, 36, 1, 790.7f},
-    {t28_act_grad_d_q_w_out, "t28_act_grad_d_q_w_out", 18, 1, 37, 2, 777.4f},
-    {t29_gemm_dw_q_w_head_weight, "t29_gemm_dw_q_w_head_weight", 18, 1, 39, 0, 131.6f},
-    {t30_gemm_dx_d_q_w_h2, "t30_gemm_dx_d_q_w_h2", 18, 1, 39, 1, 770.5f},
-    {t31_act_grad_d_q_w_h2, "t31_act_grad_d_q_w_h2", 18, 1, 40, 2, 638.9f},
-    {t32_gemm_dw_q_w_h2_weight, "t32_gemm_dw_q_w_h2_weight", 18, 1, 42, 0, 524.8f},
-    {t33_gemm_dx_d_q_w_h1, "t33_gemm_dx_d_q_w_h1", 18, 1, 42, 1, 587.2f},
-    {t34_act_grad_d_q_w_h1, "t34_act_grad_d_q_w_h1", 18, 1, 43, 1, 62.4f},
-    {t35_gemm_dw_q_w_h1_weight, "t35_gemm_dw_q_w_h1_weight", 18, 1, 44, 0, 10.7f},
-    {t36_kl_grad_d_q_xw_mean, "t36_kl_grad_d_q_xw_mean", 31, 2, 44, 2, 1613.6f},
-    {t37_gauss_head_grad_d_q_x_out, "t37_gauss_head_grad_d_q_x_out", 17, 1, 46, 1, 1583.3f},
-    {t38_act_grad_d_q_x_out, "t38_act_grad_d_q_x_out", 17, 1, 47, 2, 1570.0f},
-    {t39_gemm_dw_q_x_head_weight, "t39_gemm_dw_q_x_head_weight", 17, 1, 49, 0, 131.6f},
-    {t40_gemm_dx_d_q_x_h2, "t40_gemm_dx_d_q_x_h2", 17, 1, 49, 1, 1563.1f},
-    {t41_act_grad_d_q_x_h2, "t41_act_grad_d_q_x_h2", 17, 1, 50, 2, 1431.5f},
-    {t42_gemm_dw_q_x_h2_weight, "t42_gemm_dw_q_x_h2_weight", 17, 1, 52, 0, 524.8f},
-    {t43_gemm_dx_d_q_x_h1, "t43_gemm_dx_d_q_x_h1", 17, 1, 52, 1, 1379.8f},
-    {t44_act_grad_d_q_x_h1, "t44_act_grad_d_q_x_h1", 17, 1, 53, 1, 855.0f},
-    {t45_gemm_dw_q_x_h1_weight, "t45_gemm_dw_q_x_h1_weight", 17, 1, 54, 0, 803.3f},
-    {t46_kl_grad_d_q_xw_mean, "t46_kl_grad_d_q_xw_mean", 30, 1, 54, 1, 1600.3f},
-    {t47_nll_grad_d_p_w_logits, "t47_nll_grad_d_p_w_logits", 29, 1, 55, 1, 2366.9f},
-    {t48_act_grad_d_p_w_logits, "t48_act_grad_d_p_w_logits", 22, 1, 56, 2, 2365.4f},
-    {t49_gemm_dw_p_w_head_weight, "t49_gemm_dw_p_w_head_weight", 22, 1, 58, 0, 10.7f},
-    {t50_gemm_dx_d_p_w_h2, "t50_gemm_dx_d_p_w_h2", 22, 1, 58, 1, 2364.4f},
-    {t51_act_grad_d_p_w_h2, "t51_act_grad_d_p_w_h2", 22, 1, 59, 2, 2353.6f},
-    {t52_gemm_dw_p_w_h2_weight, "t52_gemm_dw_p_w_h2_weight", 22, 1, 61, 0, 524.8f},
-    {t53_gemm_dx_d_p_w_h1, "t53_gemm_dx_d_p_w_h1", 22, 1, 61, 1, 2301.9f},
-    {t54_act_grad_d_p_w_h1, "t54_act_grad_d_p_w_h1", 22, 1, 62, 2, 1777.1f},
-    {t55_gemm_dw_p_w_h1_weight, "t55_gemm_dw_p_w_h1_weight", 22, 1, 64, 0, 66.0f},
-    {t56_gemm_dx_d_z_sample, "t56_gemm_dx_d_z_sample", 22, 1, 64, 1, 1725.4f},
-    {t57_nll_grad_d_p_x_logits, "t57_nll_grad_d_p_x_logits", 28, 1, 65, 1, 3209.5f},
-    {t58_act_grad_d_p_x_logits, "t58_act_grad_d_p_x_logits", 21, 1, 66, 2, 3130.6f},
-    {t59_gemm_dw_p_x_head_weight, "t59_gemm_dw_p_x_head_weight", 21, 1, 68, 0, 803.3f},
-    {t60_gemm_dx_d_p_x_h2, "t60_gemm_dx_d_p_x_h2", 21, 1, 68, 1, 3090.9f},
-    {t61_act_grad_d_p_x_h2, "t61_act_grad_d_p_x_h2", 21, 1, 69, 2, 2287.6f},
-    {t62_gemm_dw_p_x_h2_weight, "t62_gemm_dw_p_x_h2_weight", 21, 1, 71, 0, 524.8f},
-    {t63_gemm_dx_d_p_x_h1, "t63_gemm_dx_d_p_x_h1", 21, 1, 71, 1, 2235.9f},
-    {t64_act_grad_d_p_x_h1, "t64_act_grad_d_p_x_h1", 21, 1, 72, 2, 1711.1f},
-    {t65_gemm_dw_p_x_h1_weight, "t65_gemm_dw_p_x_h1_weight", 21, 1, 74, 0, 66.0f},
-    {t66_gemm_dx_d_z_sample, "t66_gemm_dx_d_z_sample", 21, 2, 74, 1, 1659.4f},
-    {t67_sample_grad_d_q_xw_mean, "t67_sample_grad_d_q_xw_mean", 27, 2, 75, 1, 1593.4f},
-    {t68_gauss_head_grad_d_q_xw_out, "t68_gauss_head_grad_d_q_xw_out", 14, 1, 76, 1, 1583.3f},
-    {t69_act_grad_d_q_xw_out, "t69_act_grad_d_q_xw_out", 14, 1, 77, 2, 1570.0f},
-    {t70_gemm_dw_q_xw_head_weight, "t70_gemm_dw_q_xw_head_weight", 14, 1, 79, 0, 131.6f},
-    {t71_gemm_dx_d_q_xw_h1, "t71_gemm_dx_d_q_xw_h1", 14, 1, 79, 1, 1563.1f},
-    {t72_act_grad_d_q_xw_h1, "t72_act_grad_d_q_xw_h1", 14, 1, 80, 4, 1431.5f},
-    {t73_gemm_dw_q_xw_h1_weight, "t73_gemm_dw_q_xw_h1_weight", 14, 1, 84, 0, 524.8f},
-    {t74_gemm_dx_d_enc_x_h1, "t74_gemm_dx_d_enc_x_h1", 14, 1, 84, 1, 1379.8f},
-    {t75_gemm_dw_q_xw_h1_weight, "t75_gemm_dw_q_xw_h1_weight", 14, 1, 85, 0, 524.8f},
-    {t76_gemm_dx_d_enc_w_h1, "t76_gemm_dx_d_enc_w_h1", 14, 1, 85, 1, 587.2f},
-    {t77_act_grad_d_enc_w_h1, "t77_act_grad_d_enc_w_h1", 13, 1, 86, 1, 62.4f},
-    {t78_gemm_dw_enc_w_h1_weight, "t78_gemm_dw_enc_w_h1_weight", 13, 1, 87, 0, 10.7f},
-    {t79_act_grad_d_enc_x_h1, "t79_act_grad_d_enc_x_h1", 12, 1, 87, 1, 855.0f},
-    {t80_gemm_dw_enc_x_h1_weight, "t80_gemm_dw_enc_x_h1_weight", 12, 1, 88, 0, 803.3f},
+/* The parameters each task reads, as gradient regions (below): the runtime may
+ * update a region (Adam) inside the next step, before the tasks that read it. */
+static const int jmvae_kl_train_reads[] = {31, 32, 29, 30, 26, 27, 28, 24, 25, 22, 23, 20, 21, 18, 19, 16, 17, 14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1, 1, 3, 7, 9, 13, 15, 17, 19, 21, 23, 25, 27, 28};
+
+/* The gradient regions {first, count, the task writing it}, in reals: together
+ * the whole block, each real once. */
+static const jv_region jmvae_kl_train_slots[] = {
+    {2062080, 128, 28}, /* t28_act_grad_d_q_w_out */
+    {1996544, 65536, 29}, /* t29_gemm_dw_q_w_head_weight */
+    {1996032, 512, 31}, /* t31_act_grad_d_q_w_h2 */
+    {1733888, 262144, 32}, /* t32_gemm_dw_q_w_h2_weight */
+    {1733376, 512, 34}, /* t34_act_grad_d_q_w_h1 */
+    {1728256, 5120, 35}, /* t35_gemm_dw_q_w_h1_weight */
+    {1728128, 128, 38}, /* t38_act_grad_d_q_x_out */
+    {1662592, 65536, 39}, /* t39_gemm_dw_q_x_head_weight */
+    {1662080, 512, 41}, /* t41_act_grad_d_q_x_h2 */
+    {1399936, 262144, 42}, /* t42_gemm_dw_q_x_h2_weight */
+    {1399424, 512, 44}, /* t44_act_grad_d_q_x_h1 */
+    {998016, 401408, 45}, /* t45_gemm_dw_q_x_h1_weight */
+    {3061392, 10, 48}, /* t48_act_grad_d_p_w_logits */
+    {3056272, 5120, 49}, /* t49_gemm_dw_p_w_head_weight */
+    {3055760, 512, 51}, /* t51_act_grad_d_p_w_h2 */
+    {2793616, 262144, 52}, /* t52_gemm_dw_p_w_h2_weight */
+    {2793104, 512, 54}, /* t54_act_grad_d_p_w_h1 */
+    {2760336, 32768, 55}, /* t55_gemm_dw_p_w_h1_weight */
+    {2759552, 784, 58}, /* t58_act_grad_d_p_x_logits */
+    {2358144, 401408, 59}, /* t59_gemm_dw_p_x_head_weight */
+    {2357632, 512, 61}, /* t61_act_grad_d_p_x_h2 */
+    {2095488, 262144, 62}, /* t62_gemm_dw_p_x_h2_weight */
+    {2094976, 512, 64}, /* t64_act_grad_d_p_x_h1 */
+    {2062208, 32768, 65}, /* t65_gemm_dw_p_x_h1_weight */
+    {997888, 128, 69}, /* t69_act_grad_d_q_xw_out */
+    {932352, 65536, 70}, /* t70_gemm_dw_q_xw_head_weight */
+    {931840, 512, 72}, /* t72_act_grad_d_q_xw_h1 */
+    {407552, 262144, 73}, /* t73_gemm_dw_q_xw_h1_weight */
+    {669696, 262144, 75}, /* t75_gemm_dw_q_xw_h1_weight */
+    {407040, 512, 77}, /* t77_act_grad_d_enc_w_h1 */
+    {401920, 5120, 78}, /* t78_gemm_dw_enc_w_h1_weight */
+    {401408, 512, 79}, /* t79_act_grad_d_enc_x_h1 */
+    {0, 401408, 80}, /* t80_gemm_dw_enc_x_h1_weight */
 };
 
-static const jv_task_graph jmvae_kl_train_graph = {81, 26, jmvae_kl_train_tasks, jmvae_kl_train_succ, 33};
+/* {function, name, spec line, tasks it waits for, first of the tasks waiting for it and
+ * their number, first of the regions it reads and their number, rank} */
+static const jv_task jmvae_kl_train_tasks[] = {
+    {t00_affine_enc_x_h1, "t00_affine_enc_x_h1", 12, 0, 0, 1, 0, 2, 6752.6f},
+    {t01_affine_enc_w_h1, "t01_affine_enc_w_h1", 13, 0, 1, 1, 2, 2, 5960.0f},
+    {t02_affine_q_xw_h1, "t02_affine_q_xw_h1", 14, 2, 2, 1, 4, 3, 5923.7f},
+    {t03_affine_q_xw_out, "t03_affine_q_xw_out", 14, 1, 3, 1, 7, 2, 4849.0f},
+    {t04_gauss_head_q_xw_mean, "t04_gauss_head_q_xw_mean", 14, 1, 4, 5, 9, 0, 4711.1f},
+    {t05_sample_z_sample, "t05_sample_z_sample", 27, 1, 9, 2, 9, 0, 4704.2f},
+    {t06_affine_p_x_h1, "t06_affine_p_x_h1", 21, 1, 11, 1, 9, 2, 4694.1f},
+    {t07_affine_p_x_h2, "t07_affine_p_x_h2", 21, 1, 12, 1, 11, 2, 4602.4f},
+    {t08_affine_p_x_logits, "t08_affine_p_x_logits", 21, 1, 13, 2, 13, 2, 4052.0f},
+    {t09_nll_term_rec_x, "t09_nll_term_rec_x", 28, 1, 15, 1, 15, 0, 79.7f},
+    {t10_affine_p_w_h1, "t10_affine_p_w_h1", 22, 1, 16, 1, 15, 2, 3020.1f},
+    {t11_affine_p_w_h2, "t11_affine_p_w_h2", 22, 1, 17, 1, 17, 2, 2928.5f},
+    {t12_affine_p_w_logits, "t12_affine_p_w_logits", 22, 1, 18, 2, 19, 2, 2378.1f},
+    {t13_nll_term_rec_w, "t13_nll_term_rec_w", 29, 1, 20, 1, 21, 0, 2.2f},
+    {t14_kl_term_kl, "t14_kl_term_kl", 30, 1, 21, 1, 21, 0, 7.7f},
+    {t15_affine_q_x_h1, "t15_affine_q_x_h1", 17, 0, 22, 1, 21, 2, 3137.8f},
+    {t16_affine_q_x_h2, "t16_affine_q_x_h2", 17, 1, 23, 1, 23, 2, 2308.8f},
+    {t17_affine_q_x_out, "t17_affine_q_x_out", 17, 1, 24, 1, 25, 2, 1758.4f},
+    {t18_gauss_head_q_x_mean, "t18_gauss_head_q_x_mean", 17, 1, 25, 2, 27, 0, 1620.5f},
+    {t19_kl_term_kl_x, "t19_kl_term_kl_x", 31, 2, 27, 1, 27, 0, 14.1f},
+    {t20_affine_q_w_h1, "t20_affine_q_w_h1", 18, 0, 28, 1, 27, 2, 2358.5f},
+    {t21_affine_q_w_h2, "t21_affine_q_w_h2", 18, 1, 29, 1, 29, 2, 2322.1f},
+    {t22_affine_q_w_out, "t22_affine_q_w_out", 18, 1, 30, 1, 31, 2, 1771.7f},
+    {t23_gauss_head_q_w_mean, "t23_gauss_head_q_w_mean", 18, 1, 31, 2, 33, 0, 1633.8f},
+    {t24_kl_term_kl_w, "t24_kl_term_kl_w", 32, 2, 33, 1, 33, 0, 14.1f},
+    {t25_loss, "t25_loss", 28, 5, 34, 0, 33, 0, 0.8f},
+    {t26_kl_grad_d_q_xw_mean, "t26_kl_grad_d_q_xw_mean", 32, 2, 34, 2, 33, 0, 1626.9f},
+    {t27_gauss_head_grad_d_q_w_out, "t27_gauss_head_grad_d_q_w_out", 18, 1, 36, 1, 33, 0, 790.7f},
+    {t28_act_grad_d_q_w_out, "t28_act_grad_d_q_w_out", 18, 1, 37, 2, 33, 0, 777.4f},
+    {t29_gemm_dw_q_w_head_weight, "t29_gemm_dw_q_w_head_weight", 18, 1, 39, 0, 33, 0, 131.6f},
+    {t30_gemm_dx_d_q_w_h2, "t30_gemm_dx_d_q_w_h2", 18, 1, 39, 1, 33, 1, 770.5f},
+    {t31_act_grad_d_q_w_h2, "t31_act_grad_d_q_w_h2", 18, 1, 40, 2, 34, 0, 638.9f},
+    {t32_gemm_dw_q_w_h2_weight, "t32_gemm_dw_q_w_h2_weight", 18, 1, 42, 0, 34, 0, 524.8f},
+    {t33_gemm_dx_d_q_w_h1, "t33_gemm_dx_d_q_w_h1", 18, 1, 42, 1, 34, 1, 587.2f},
+    {t34_act_grad_d_q_w_h1, "t34_act_grad_d_q_w_h1", 18, 1, 43, 1, 35, 0, 62.4f},
+    {t35_gemm_dw_q_w_h1_weight, "t35_gemm_dw_q_w_h1_weight", 18, 1, 44, 0, 35, 0, 10.7f},
+    {t36_kl_grad_d_q_xw_mean, "t36_kl_grad_d_q_xw_mean", 31, 2, 44, 2, 35, 0, 1613.6f},
+    {t37_gauss_head_grad_d_q_x_out, "t37_gauss_head_grad_d_q_x_out", 17, 1, 46, 1, 35, 0, 1583.3f},
+    {t38_act_grad_d_q_x_out, "t38_act_grad_d_q_x_out", 17, 1, 47, 2, 35, 0, 1570.0f},
+    {t39_gemm_dw_q_x_head_weight, "t39_gemm_dw_q_x_head_weight", 17, 1, 49, 0, 35, 0, 131.6f},
+    {t40_gemm_dx_d_q_x_h2, "t40_gemm_dx_d_q_x_h2", 17, 1, 49, 1, 35, 1, 1563.1f},
+    {t41_act_grad_d_q_x_h2, "t41_act_grad_d_q_x_h2", 17, 1, 50, 2, 36, 0, 1431.5f},
+    {t42_gemm_dw_q_x_h2_weight, "t42_gemm_dw_q_x_h2_weight", 17, 1, 52, 0, 36, 0, 524.8f},
+    {t43_gemm_dx_d_q_x_h1, "t43_gemm_dx_d_q_x_h1", 17, 1, 52, 1, 36, 1, 1379.8f},
+    {t44_act_grad_d_q_x_h1, "t44_act_grad_d_q_x_h1", 17, 1, 53, 1, 37, 0, 855.0f},
+    {t45_gemm_dw_q_x_h1_weight, "t45_gemm_dw_q_x_h1_weight", 17, 1, 54, 0, 37, 0, 803.3f},
+    {t46_kl_grad_d_q_xw_mean, "t46_kl_grad_d_q_xw_mean", 30, 1, 54, 1, 37, 0, 1600.3f},
+    {t47_nll_grad_d_p_w_logits, "t47_nll_grad_d_p_w_logits", 29, 1, 55, 1, 37, 0, 2366.9f},
+    {t48_act_grad_d_p_w_logits, "t48_act_grad_d_p_w_logits", 22, 1, 56, 2, 37, 0, 2365.4f},
+    {t49_gemm_dw_p_w_head_weight, "t49_gemm_dw_p_w_head_weight", 22, 1, 58, 0, 37, 0, 10.7f},
+    {t50_gemm_dx_d_p_w_h2, "t50_gemm_dx_d_p_w_h2", 22, 1, 58, 1, 37, 1, 2364.4f},
+    {t51_act_grad_d_p_w_h2, "t51_act_grad_d_p_w_h2", 22, 1, 59, 2, 38, 0, 2353.6f},
+    {t52_gemm_dw_p_w_h2_weight, "t52_gemm_dw_p_w_h2_weight", 22, 1, 61, 0, 38, 0, 524.8f},
+    {t53_gemm_dx_d_p_w_h1, "t53_gemm_dx_d_p_w_h1", 22, 1, 61, 1, 38, 1, 2301.9f},
+    {t54_act_grad_d_p_w_h1, "t54_act_grad_d_p_w_h1", 22, 1, 62, 2, 39, 0, 1777.1f},
+    {t55_gemm_dw_p_w_h1_weight, "t55_gemm_dw_p_w_h1_weight", 22, 1, 64, 0, 39, 0, 66.0f},
+    {t56_gemm_dx_d_z_sample, "t56_gemm_dx_d_z_sample", 22, 1, 64, 1, 39, 1, 1725.4f},
+    {t57_nll_grad_d_p_x_logits, "t57_nll_grad_d_p_x_logits", 28, 1, 65, 1, 40, 0, 3209.5f},
+    {t58_act_grad_d_p_x_logits, "t58_act_grad_d_p_x_logits", 21, 1, 66, 2, 40, 0, 3130.6f},
+    {t59_gemm_dw_p_x_head_weight, "t59_gemm_dw_p_x_head_weight", 21, 1, 68, 0, 40, 0, 803.3f},
+    {t60_gemm_dx_d_p_x_h2, "t60_gemm_dx_d_p_x_h2", 21, 1, 68, 1, 40, 1, 3090.9f},
+    {t61_act_grad_d_p_x_h2, "t61_act_grad_d_p_x_h2", 21, 1, 69, 2, 41, 0, 2287.6f},
+    {t62_gemm_dw_p_x_h2_weight, "t62_gemm_dw_p_x_h2_weight", 21, 1, 71, 0, 41, 0, 524.8f},
+    {t63_gemm_dx_d_p_x_h1, "t63_gemm_dx_d_p_x_h1", 21, 1, 71, 1, 41, 1, 2235.9f},
+    {t64_act_grad_d_p_x_h1, "t64_act_grad_d_p_x_h1", 21, 1, 72, 2, 42, 0, 1711.1f},
+    {t65_gemm_dw_p_x_h1_weight, "t65_gemm_dw_p_x_h1_weight", 21, 1, 74, 0, 42, 0, 66.0f},
+    {t66_gemm_dx_d_z_sample, "t66_gemm_dx_d_z_sample", 21, 2, 74, 1, 42, 1, 1659.4f},
+    {t67_sample_grad_d_q_xw_mean, "t67_sample_grad_d_q_xw_mean", 27, 2, 75, 1, 43, 0, 1593.4f},
+    {t68_gauss_head_grad_d_q_xw_out, "t68_gauss_head_grad_d_q_xw_out", 14, 1, 76, 1, 43, 0, 1583.3f},
+    {t69_act_grad_d_q_xw_out, "t69_act_grad_d_q_xw_out", 14, 1, 77, 2, 43, 0, 1570.0f},
+    {t70_gemm_dw_q_xw_head_weight, "t70_gemm_dw_q_xw_head_weight", 14, 1, 79, 0, 43, 0, 131.6f},
+    {t71_gemm_dx_d_q_xw_h1, "t71_gemm_dx_d_q_xw_h1", 14, 1, 79, 1, 43, 1, 1563.1f},
+    {t72_act_grad_d_q_xw_h1, "t72_act_grad_d_q_xw_h1", 14, 1, 80, 4, 44, 0, 1431.5f},
+    {t73_gemm_dw_q_xw_h1_weight, "t73_gemm_dw_q_xw_h1_weight", 14, 1, 84, 0, 44, 0, 524.8f},
+    {t74_gemm_dx_d_enc_x_h1, "t74_gemm_dx_d_enc_x_h1", 14, 1, 84, 1, 44, 1, 1379.8f},
+    {t75_gemm_dw_q_xw_h1_weight, "t75_gemm_dw_q_xw_h1_weight", 14, 1, 85, 0, 45, 0, 524.8f},
+    {t76_gemm_dx_d_enc_w_h1, "t76_gemm_dx_d_enc_w_h1", 14, 1, 85, 1, 45, 1, 587.2f},
+    {t77_act_grad_d_enc_w_h1, "t77_act_grad_d_enc_w_h1", 13, 1, 86, 1, 46, 0, 62.4f},
+    {t78_gemm_dw_enc_w_h1_weight, "t78_gemm_dw_enc_w_h1_weight", 13, 1, 87, 0, 46, 0, 10.7f},
+    {t79_act_grad_d_enc_x_h1, "t79_act_grad_d_enc_x_h1", 12, 1, 87, 1, 46, 0, 855.0f},
+    {t80_gemm_dw_enc_x_h1_weight, "t80_gemm_dw_enc_x_h1_weight", 12, 1, 88, 0, 46, 0, 803.3f},
+};
+
+static const jv_task_graph jmvae_kl_train_graph = {81, 26, jmvae_kl_train_tasks, jmvae_kl_train_succ, 33, jmvae_kl_train_slots,
+    jmvae_kl_train_reads};
 
 /* one training step: the loss and its gradient */
 jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
     const jv_real *term_scale, jv_real *terms)
 {
-    jv_real loss = 0;
-    const jv_step s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &loss, NULL};
-    jv_run_tasks(&jmvae_kl_train_graph, &s, 0, 26);
-    return loss;
+    jv_real jv_loss = 0;
+    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &jv_loss, NULL};
+    jv_run_tasks(&jmvae_kl_train_graph, &jv_s, 0, 26);
+    return jv_loss;
 }
 
 /* one training step: the loss and its gradient (backward; run after forward with the same arguments) */
@@ -1860,8 +1905,8 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
     const jv_real *term_scale)
 {
-    const jv_step s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};
-    jv_run_tasks(&jmvae_kl_train_graph, &s, 26, 81);
+    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};
+    jv_run_tasks(&jmvae_kl_train_graph, &jv_s, 26, 81);
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */
