@@ -17,7 +17,12 @@
 #include "jv_runtime.h"
 
 #define CK_MAGIC "JMVAECK1"
-#define CK_VERSION 1u
+#define CK_VERSION 2u /* version 1 lacks the progress within an epoch */
+
+/* The bytes between the floats and the checksum: the generator and the
+ * progress (TAIL_FIXED), then, in version 2, the progress within an epoch
+ * (PROGRESS_FIXED, and 8 bytes for each of its sums). */
+enum { TAIL_FIXED = 4 * 8, PROGRESS_FIXED = 3 * 8 + 4 };
 
 /* ------------------------------------------------------------- saving -- */
 
@@ -111,6 +116,16 @@ int jv_checkpoint_save(const char *path, const jv_model *model, const jv_checkpo
         jv_buf_put_le64(&b, ck->rng_position);
         jv_buf_put_le64(&b, (uint64_t)ck->epoch);
         jv_buf_put_le64(&b, (uint64_t)ck->step);
+        jv_buf_put_le64(&b, (uint64_t)ck->batches);
+        jv_buf_put_le64(&b, (uint64_t)ck->batch_size);
+        jv_buf_put_le64(&b, (uint64_t)ck->n_train);
+        int k = ck->n_sums > 0 && ck->n_sums <= JV_CK_MAX_SUMS ? ck->n_sums : 0;
+        jv_buf_put_le32(&b, (uint32_t)k);
+        for (int i = 0; i < k; i++) {
+            uint64_t bits;
+            memcpy(&bits, &ck->sums[i], sizeof bits);
+            jv_buf_put_le64(&b, bits);
+        }
         rc = put_buf(&w, &b, path, err);
     }
     if (rc == 0) {
@@ -131,6 +146,7 @@ int jv_checkpoint_save(const char *path, const jv_model *model, const jv_checkpo
 /* The head of a checkpoint file (everything before the floats): pointers
  * into its bytes. */
 typedef struct {
+    uint32_t version;
     uint64_t fingerprint;
     const unsigned char *name;
     uint32_t name_len;
@@ -179,7 +195,7 @@ static int take_tensor(jv_reader *r, ck_tensor *t, jv_error *err)
     return take_u64(r, "tensor offset", &t->offset, err);
 }
 
-static int check_magic_and_version(jv_reader *r, jv_error *err)
+static int check_magic_and_version(jv_reader *r, uint32_t *version_out, jv_error *err)
 {
     const unsigned char *magic;
     uint32_t version, reserved;
@@ -190,11 +206,12 @@ static int check_magic_and_version(jv_reader *r, jv_error *err)
     if (jv_take(r, 8, "magic", &magic, err) != 0 || take_u32(r, "version", &version, err) != 0 ||
         take_u32(r, "reserved field", &reserved, err) != 0)
         return -1;
-    if (version != CK_VERSION) {
-        jv_error_set(err, "%s: checkpoint format version %" PRIu32 ", but this build reads version %u",
+    if (version != 1 && version != CK_VERSION) {
+        jv_error_set(err, "%s: checkpoint format version %" PRIu32 ", but this build reads versions 1 to %u",
                      r->path, version, CK_VERSION);
         return -1;
     }
+    *version_out = version;
     return 0;
 }
 
@@ -232,14 +249,16 @@ static int take_body(const char *path, size_t *left, uint64_t n, const char *wha
     return 0;
 }
 
-/* After the head: three blocks of floats, the generator and progress, the
- * checksum, and nothing else. */
-static int check_body_size(const char *path, const ck_layout *ck, size_t left, jv_error *err)
+
+/* After the head: three blocks of floats, the tail, the checksum, and
+ * nothing else. The tail's size is known for version 1; for version 2 its
+ * count of sums must be read first (by the caller, from the file's end). */
+static int check_body_size(const char *path, const ck_layout *ck, size_t left, size_t tail, jv_error *err)
 {
     uint64_t floats = ck->n_params > UINT64_MAX / 4 ? UINT64_MAX : ck->n_params * 4;
     if (take_body(path, &left, floats, "parameters", err) != 0 || take_body(path, &left, floats, "Adam m", err) != 0 ||
         take_body(path, &left, floats, "Adam v", err) != 0 ||
-        take_body(path, &left, 4 * 8, "generator and progress", err) != 0 ||
+        take_body(path, &left, tail, "generator and progress", err) != 0 ||
         take_body(path, &left, 4, "checksum", err) != 0)
         return -1;
     if (left > 0) {
@@ -323,6 +342,7 @@ typedef struct {
     unsigned char *block; /* BLOCK bytes */
     ck_layout layout;
     uint32_t stored_crc;
+    unsigned char tail[TAIL_FIXED + PROGRESS_FIXED + 8 * JV_CK_MAX_SUMS];
 } ck_reader;
 
 enum { BLOCK = 1 << 16 };
@@ -343,7 +363,7 @@ static int load_head(ck_reader *c, jv_error *err)
             return -1;
         have = c->head_cap = want;
         jv_reader r = {c->head, have, 0, c->in.path};
-        if (check_magic_and_version(&r, err) != 0)
+        if (check_magic_and_version(&r, &c->layout.version, err) != 0)
             return -1;
         if (read_head(&r, &c->layout, err) == 0)
             return 0;
@@ -369,17 +389,25 @@ static int stream_floats(ck_reader *c, size_t len, uLong *crc, float *dst, jv_er
     return 0;
 }
 
-/* Pass one: the checksum over the whole file, before anything is written. */
-static int check_crc(ck_reader *c, jv_error *err)
+/* Pass one: the checksum over the whole file, before anything is written;
+ * the tail (tail_len bytes before the checksum) is kept in c->tail. */
+static int check_crc(ck_reader *c, size_t tail_len, jv_error *err)
 {
     uLong crc = crc32(0L, Z_NULL, 0);
     unsigned char stored[4];
-    if (jv_stream_rewind(&c->in, err) != 0 || stream_floats(c, c->in.size - 4, &crc, NULL, err) != 0 ||
-        jv_stream_read(&c->in, stored, 4, err) != 0)
+    size_t body = c->in.size - 4 - tail_len;
+    if (jv_stream_rewind(&c->in, err) != 0 || stream_floats(c, body, &crc, NULL, err) != 0 ||
+        jv_stream_read(&c->in, c->tail, tail_len, err) != 0 || jv_stream_read(&c->in, stored, 4, err) != 0)
         return -1;
+    crc = crc32(crc, c->tail, (uInt)tail_len);
     c->stored_crc = jv_get_le32(stored);
     if ((uint32_t)crc != c->stored_crc) {
         jv_error_set(err, "%s: checksum mismatch (file damaged)", c->in.path);
+        return -1;
+    }
+    if (tail_len > TAIL_FIXED && jv_get_le32(c->tail + TAIL_FIXED + PROGRESS_FIXED - 4) !=
+                                     (uint32_t)((tail_len - TAIL_FIXED - PROGRESS_FIXED) / 8)) {
+        jv_error_set(err, "%s: the progress at its end is damaged (its count of sums)", c->in.path);
         return -1;
     }
     return 0;
@@ -387,17 +415,17 @@ static int check_crc(ck_reader *c, jv_error *err)
 
 /* Pass two: the floats into the caller's buffers, then the tail; the CRC
  * again, in case the file changed between the passes. */
-static int read_state(ck_reader *c, size_t n, jv_checkpoint *out, jv_error *err)
+static int read_state(ck_reader *c, size_t n, size_t tail_len, jv_checkpoint *out, jv_error *err)
 {
     uLong crc = crc32(0L, Z_NULL, 0);
     size_t head_len = c->layout.head_len;
-    unsigned char tail[4 * 8];
+    unsigned char tail[sizeof c->tail];
     if (jv_stream_rewind(&c->in, err) != 0 || stream_floats(c, head_len, &crc, NULL, err) != 0 ||
         stream_floats(c, 4 * n, &crc, out->params, err) != 0 || stream_floats(c, 4 * n, &crc, out->m, err) != 0 ||
-        stream_floats(c, 4 * n, &crc, out->v, err) != 0 || jv_stream_read(&c->in, tail, sizeof tail, err) != 0)
+        stream_floats(c, 4 * n, &crc, out->v, err) != 0 || jv_stream_read(&c->in, tail, tail_len, err) != 0)
         return -1;
-    crc = crc32(crc, tail, sizeof tail);
-    if ((uint32_t)crc != c->stored_crc) {
+    crc = crc32(crc, tail, (uInt)tail_len);
+    if ((uint32_t)crc != c->stored_crc || memcmp(tail, c->tail, tail_len) != 0) {
         jv_error_set(err, "%s: cannot read: the file changed while it was read", c->in.path);
         return -1;
     }
@@ -405,6 +433,44 @@ static int read_state(ck_reader *c, size_t n, jv_checkpoint *out, jv_error *err)
     out->rng_position = jv_get_le64(tail + 8);
     out->epoch = (int64_t)jv_get_le64(tail + 16);
     out->step = (int64_t)jv_get_le64(tail + 24);
+    out->batches = out->batch_size = out->n_train = 0;
+    out->n_sums = 0;
+    if (tail_len > TAIL_FIXED) {
+        const unsigned char *p = tail + TAIL_FIXED;
+        out->batches = (int64_t)jv_get_le64(p);
+        out->batch_size = (int64_t)jv_get_le64(p + 8);
+        out->n_train = (int64_t)jv_get_le64(p + 16);
+        out->n_sums = (int)((tail_len - TAIL_FIXED - PROGRESS_FIXED) / 8);
+        for (int i = 0; i < out->n_sums; i++) {
+            uint64_t bits = jv_get_le64(p + PROGRESS_FIXED + 8 * (size_t)i);
+            memcpy(&out->sums[i], &bits, sizeof bits);
+        }
+    }
+    return 0;
+}
+
+/* The tail's length: fixed for version 1; for version 2 found from the
+ * body's size: what is left after the floats, less the fixed parts and the
+ * checksum, must be a whole number of sums, at most JV_CK_MAX_SUMS (pass one
+ * then checks that the count stored before them says so). */
+static int tail_length(const char *path, const ck_layout *ck, size_t body, size_t *tail, jv_error *err)
+{
+    if (ck->version == 1) {
+        *tail = TAIL_FIXED;
+        return 0;
+    }
+    uint64_t floats = ck->n_params > UINT64_MAX / 12 ? UINT64_MAX : ck->n_params * 12;
+    size_t fixed = TAIL_FIXED + PROGRESS_FIXED + 4;
+    if (floats > body || body - floats < fixed) {
+        *tail = TAIL_FIXED + PROGRESS_FIXED; /* check_body_size reports the truncation */
+        return 0;
+    }
+    size_t rest = body - (size_t)floats - fixed;
+    if (rest % 8 != 0 || rest / 8 > JV_CK_MAX_SUMS) {
+        jv_error_set(err, "%s: the progress at its end is damaged (%zu bytes of sums)", path, rest);
+        return -1;
+    }
+    *tail = TAIL_FIXED + PROGRESS_FIXED + rest;
     return 0;
 }
 
@@ -420,11 +486,14 @@ static int load_checkpoint(ck_reader *c, const jv_model *model, jv_checkpoint *o
         jv_error_set(err, "%s: not a jmvaec checkpoint (bad magic number)", path);
         return -1;
     }
-    if (load_head(c, err) != 0 || check_body_size(path, &c->layout, c->in.size - c->layout.head_len, err) != 0 ||
-        check_crc(c, err) != 0 || check_identity(path, &c->layout, model, err) != 0 ||
+    size_t tail = 0;
+    if (load_head(c, err) != 0 ||
+        tail_length(path, &c->layout, c->in.size - c->layout.head_len, &tail, err) != 0 ||
+        check_body_size(path, &c->layout, c->in.size - c->layout.head_len, tail, err) != 0 ||
+        check_crc(c, tail, err) != 0 || check_identity(path, &c->layout, model, err) != 0 ||
         check_tensors(path, &c->layout, model, err) != 0)
         return -1;
-    return read_state(c, model->n_params, out, err);
+    return read_state(c, model->n_params, tail, out, err);
 }
 
 int jv_checkpoint_load(const char *path, const jv_model *model, jv_checkpoint *ck, jv_error *err)

@@ -1,13 +1,18 @@
 /* jv_trainer_train.c: the train subcommand. Adam on the model's objective,
  * with every random draw a function of (seed, epoch, step) only, so a run
  * resumed from a checkpoint reproduces the uninterrupted run bit for bit.
- * Writes RUNDIR/train.csv (one row per epoch), RUNDIR/epoch-<N>.ckpt every
- * --ckpt-every epochs and RUNDIR/last.ckpt at the end; nothing is written
- * before every input has been checked.
+ * Writes RUNDIR/train.csv (one row per epoch), RUNDIR/last.ckpt after every
+ * epoch and every --ckpt-minutes within one (a checkpoint taken within an
+ * epoch holds how far the epoch got, and resuming finishes it), and
+ * RUNDIR/epoch-<N>.ckpt every --ckpt-every epochs. SIGINT and SIGTERM end
+ * the run after the current step with last.ckpt written. Nothing is
+ * written before every input has been checked.
  */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <dirent.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,7 +24,7 @@ enum { BIN_NONE, BIN_THRESHOLD, BIN_RESAMPLE };
 typedef struct {
     jv_opt_list data, binarize, hyper;
     int epochs, batch, threads, valid, ckpt_every, limit;
-    double lr, clip;
+    double lr, clip, ckpt_minutes;
     uint64_t seed;
     const char *out, *resume;
 } train_opts;
@@ -50,6 +55,9 @@ typedef struct {
                              * examples; then the same over the validation examples */
     jv_progress bar;
     double run_start;
+    double last_save;       /* when last.ckpt was last written */
+    char **argv;            /* for the line saying how to continue */
+    int argc;
     double load_seconds;    /* reading and decoding the data files */
     double step_seconds;    /* in the steps (batch, forward, backward, Adam), this invocation */
     double ckpt_seconds;    /* writing checkpoints */
@@ -75,7 +83,8 @@ static int parse_train_options(trainer *t, int argc, char **argv)
     const jv_train_defaults *d = &t->m->defaults;
     train_opts *o = &t->o;
     *o = (train_opts){.epochs = d->epochs > 0 ? d->epochs : 1, .batch = d->batch > 0 ? d->batch : 100,
-                      .threads = jv_cpu_count(), .lr = d->lr, .clip = d->clip > 0 ? d->clip : 0, .seed = d->seed};
+                      .threads = jv_cpu_count(), .lr = d->lr, .clip = d->clip > 0 ? d->clip : 0, .seed = d->seed,
+                      .ckpt_minutes = 5};
     jv_option opts[] = {
         {"data", JV_OPT_LIST, &o->data, 0, 0, "NAME=FILE", "the data file of a modality (one per modality)", 0},
         {"epochs", JV_OPT_INT, &o->epochs, 1, INT_MAX, "N", "train until N epochs are complete", 0},
@@ -90,6 +99,8 @@ static int parse_train_options(trainer *t, int argc, char **argv)
         {"valid", JV_OPT_INT, &o->valid, 0, INT_MAX, "N", "hold N examples out for validation", 0},
         {"ckpt-every", JV_OPT_INT, &o->ckpt_every, 0, INT_MAX, "N",
          "also write epoch-<N>.ckpt every N epochs, 0 for never", 0},
+        {"ckpt-minutes", JV_OPT_REAL, &o->ckpt_minutes, 0, 1e9, "M",
+         "within an epoch, bring last.ckpt up to date every M minutes (0: at epoch ends only)", 0},
         {"binarize", JV_OPT_LIST, &o->binarize, 0, 0, "NAME=MODE",
          "none, threshold (at 0.5) or resample (every step) for a bernoulli modality", 0},
         {"hyper", JV_OPT_LIST, &o->hyper, 0, 0, "NAME=X",
@@ -225,6 +236,12 @@ static int load_state(trainer *t)
     if (t->ck.epoch > t->o.epochs)
         return jv_fail("train: %s is already at epoch %lld, beyond --epochs %d", t->o.resume,
                        (long long)t->ck.epoch, t->o.epochs);
+    if (t->ck.batches > 0 && t->ck.epoch == t->o.epochs)
+        return jv_fail("train: %s stopped within epoch %lld, beyond --epochs %d", t->o.resume,
+                       (long long)t->ck.epoch + 1, t->o.epochs);
+    if (t->ck.batches > 0 && t->ck.n_sums != t->m->n_terms + 1)
+        return jv_fail("train: %s: its progress holds %d sums, model %s has %d terms", t->o.resume, t->ck.n_sums,
+                       t->m->name, t->m->n_terms);
     return 0;
 }
 
@@ -333,6 +350,8 @@ static int keep_csv_rows(trainer *t, const char *path)
     return rc;
 }
 
+static int only_a_header(trainer *t, const char *path);
+
 /* Decides what train.csv will hold, refusing to start a fresh run over an old one. */
 static int prepare_run_dir(trainer *t)
 {
@@ -343,10 +362,49 @@ static int prepare_run_dir(trainer *t)
     csv_header(t);
     if (t->o.resume)
         return file_exists(csv) ? keep_csv_rows(t, csv) : 0;
-    if (file_exists(csv) || file_exists(last))
+    if (file_exists(last) || (file_exists(csv) && !only_a_header(t, csv)))
         return jv_fail("train: %s already holds a run (%s); pick another --out, or continue it with --resume",
-                       t->run_dir, file_exists(csv) ? "train.csv" : "last.ckpt");
-    return 0;
+                       t->run_dir, file_exists(last) ? "last.ckpt" : "train.csv");
+    return 0; /* a run stopped before its first checkpoint left only train.csv's header: start again */
+}
+
+/* train.csv exactly as a fresh run of this model begins it: the header alone. */
+static int only_a_header(trainer *t, const char *path)
+{
+    unsigned char *text;
+    size_t size;
+    int gz;
+    jv_error err;
+    if (jv_read_file(path, &text, &size, &gz, &err) != 0)
+        return 0;
+    int same = !gz && size == t->csv.len && memcmp(text, t->csv.data, size) == 0;
+    free(text);
+    return same;
+}
+
+/* Temporary files of checkpoints and logs whose writer was killed mid-write
+ * ("<name>.tmp.<pid>" of a process that is gone): they go. */
+static void remove_stale_temporaries(const trainer *t)
+{
+    DIR *d = opendir(t->run_dir);
+    if (!d)
+        return;
+    static const char *const names[] = {"last.ckpt.tmp.", "train.csv.tmp."};
+    for (struct dirent *ent; (ent = readdir(d));)
+        for (int i = 0; i < 2; i++) {
+            size_t n = strlen(names[i]);
+            if (strncmp(ent->d_name, names[i], n) != 0)
+                continue;
+            char *end;
+            long pid = strtol(ent->d_name + n, &end, 10);
+            if (*end || pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
+                char path[4096];
+                if (snprintf(path, sizeof path, "%s/%s", t->run_dir, ent->d_name) < (int)sizeof path && *end == 0 &&
+                    pid > 0)
+                    remove(path);
+            }
+        }
+    closedir(d);
 }
 
 static int save_csv(trainer *t)
@@ -586,7 +644,77 @@ static void log_epoch(trainer *t, int64_t epoch, const double *valid, double sec
 
 /* -------------------------------------------------------------- epochs -- */
 
-static int run_epoch(trainer *t, int64_t epoch)
+/* SIGINT or SIGTERM asks the run to stop after the current step. The
+ * handlers are reset when they fire, so a second signal ends the program
+ * at once (the checkpoint on disk is then the previous one, still whole). */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+typedef struct {
+    struct sigaction intr, term;
+} saved_handlers;
+
+static void catch_stop_signals(saved_handlers *saved)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    stop_signal = 0;
+    sigaction(SIGINT, &sa, &saved->intr);
+    sigaction(SIGTERM, &sa, &saved->term);
+}
+
+static void restore_signals(const saved_handlers *saved)
+{
+    sigaction(SIGINT, &saved->intr, NULL);
+    sigaction(SIGTERM, &saved->term, NULL);
+}
+
+/* last.ckpt, with how far epoch `epoch` got (b batches done) when b > 0. */
+static int save_last(trainer *t, int64_t epoch, size_t b)
+{
+    double began = jv_now();
+    flush_adam(t); /* the checkpoint holds the parameters after the last step */
+    t->step_seconds += jv_now() - began;
+    t->ck.batches = (int64_t)b;
+    t->ck.batch_size = b ? t->w.cap : 0;
+    t->ck.n_train = b ? (int64_t)t->n_train : 0;
+    t->ck.n_sums = b ? t->m->n_terms + 1 : 0;
+    for (int i = 0; i < t->ck.n_sums; i++)
+        t->ck.sums[i] = t->sums[i];
+    (void)epoch;
+    int rc = save_checkpoint(t, "last.ckpt");
+    t->last_save = jv_now();
+    return rc;
+}
+
+/* The line that says how to continue: this command with --resume in place of --out and --resume. */
+static void say_how_to_continue(const trainer *t)
+{
+    fprintf(stderr, "%s: to continue:  %s train", jv_prog_name(), jv_prog_name());
+    for (int i = 1; i < t->argc; i++) {
+        const char *a = t->argv[i];
+        if (strcmp(a, "--out") == 0 || strcmp(a, "--resume") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(a, "--out=", 6) == 0 || strncmp(a, "--resume=", 9) == 0)
+            continue;
+        int plain = a[0] != 0 && strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=./,:+") ==
+                                     strlen(a);
+        fprintf(stderr, plain ? " %s" : " '%s'", a);
+    }
+    fprintf(stderr, " --resume %s/last.ckpt\n", t->run_dir);
+}
+
+/* Runs epoch `epoch` from batch `from` on (a resumed checkpoint's progress). */
+static int run_epoch(trainer *t, int64_t epoch, size_t from)
 {
     double start = jv_now();
     size_t cap = (size_t)t->w.cap, n_batches = (t->n_train + cap - 1) / cap;
@@ -595,7 +723,9 @@ static int run_epoch(trainer *t, int64_t epoch)
     jv_rng_shuffle(&rng, t->order, t->n_train);
     double *valid = t->sums + t->m->n_terms + 1;
     memset(t->sums, 0, 2 * ((size_t)t->m->n_terms + 1) * sizeof *t->sums);
-    for (size_t b = 0; b < n_batches; b++) {
+    for (int i = 0; from > 0 && i < t->ck.n_sums; i++)
+        t->sums[i] = t->ck.sums[i];
+    for (size_t b = from; b < n_batches; b++) {
         size_t first = b * cap;
         int batch = (int)(t->n_train - first < cap ? t->n_train - first : cap);
         double progress = (double)(epoch - 1) + (double)b / (double)n_batches;
@@ -605,6 +735,21 @@ static int run_epoch(trainer *t, int64_t epoch)
         if (rc != 0)
             return 1;
         draw_bar(t, epoch, first + (size_t)batch);
+        int more = b + 1 < n_batches;
+        if (more && stop_signal) {
+            jv_progress_clear(&t->bar);
+            rc = save_last(t, epoch, b + 1);
+            printf("stopped by %s in epoch %lld after %zu of %zu batches (step %lld); %s/last.ckpt holds it\n",
+                   stop_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)epoch, b + 1, n_batches,
+                   (long long)t->ck.step, t->run_dir);
+            fflush(stdout);
+            if (rc == 0)
+                say_how_to_continue(t);
+            return rc != 0 ? 1 : 128 + stop_signal;
+        }
+        if (more && t->o.ckpt_minutes > 0 && jv_now() - t->last_save > 60 * t->o.ckpt_minutes &&
+            save_last(t, epoch, b + 1) != 0)
+            return 1;
     }
     double began = jv_now();
     flush_adam(t); /* before anything reads the parameters */
@@ -613,10 +758,19 @@ static int run_epoch(trainer *t, int64_t epoch)
     t->ck.epoch = epoch;
     log_epoch(t, epoch, valid, jv_now() - start);
     int rc = save_csv(t);
+    if (rc == 0)
+        rc = save_last(t, epoch, 0);
     if (rc == 0 && t->o.ckpt_every > 0 && epoch % t->o.ckpt_every == 0) {
         char name[64];
         snprintf(name, sizeof name, "epoch-%lld.ckpt", (long long)epoch);
         rc = save_checkpoint(t, name);
+    }
+    if (rc == 0 && stop_signal && epoch < t->o.epochs) {
+        printf("stopped by %s at the end of epoch %lld (step %lld); %s/last.ckpt holds it\n",
+               stop_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)epoch, (long long)t->ck.step, t->run_dir);
+        fflush(stdout);
+        say_how_to_continue(t);
+        return 128 + stop_signal;
     }
     return rc;
 }
@@ -626,6 +780,7 @@ static int run_training(trainer *t)
     jv_error err;
     if (jv_make_dir(t->run_dir, &err) != 0)
         return jv_fail("%s", err.msg);
+    remove_stale_temporaries(t);
     if (save_csv(t) != 0)
         return 1;
     jv_set_threads(1);
@@ -635,21 +790,42 @@ static int run_training(trainer *t)
     printf("training %s on %zu examples (%zu validation), batch %d, epochs %lld..%d, seed %llu, into %s/\n",
            t->m->name, t->n_train, t->n_valid, t->w.cap, (long long)t->ck.epoch + 1, t->o.epochs,
            (unsigned long long)t->o.seed, t->run_dir);
+    if (t->ck.batches > 0)
+        printf("resuming epoch %lld after %lld batches (step %lld)\n", (long long)t->ck.epoch + 1,
+               (long long)t->ck.batches, (long long)t->ck.step);
     printf("threads %d of %d cores; %s; optimiser %s\n", t->o.threads, jv_cpu_count(), jv_blas_describe(),
            jv_simd_describe());
     jv_progress_init(&t->bar);
-    t->run_start = jv_now();
+    t->run_start = t->last_save = jv_now();
     t->first_epoch = t->ck.epoch + 1;
-    for (int64_t e = t->first_epoch; e <= t->o.epochs; e++)
-        if (run_epoch(t, e) != 0)
-            return 1;
-    if (save_checkpoint(t, "last.ckpt") != 0)
-        return 1;
+    saved_handlers saved;
+    catch_stop_signals(&saved);
+    int rc = 0;
+    for (int64_t e = t->first_epoch; e <= t->o.epochs && rc == 0; e++)
+        rc = run_epoch(t, e, e == t->first_epoch ? (size_t)t->ck.batches : 0);
+    restore_signals(&saved);
+    if (rc != 0)
+        return rc;
     double total = jv_now() - t->run_start;
     printf("done: %lld epoch%s in %.2f s: steps %.2f s, checkpoints %.2f s, the rest %.2f s "
            "(shuffles, validation, logs); loading the data took %.2f s before\n",
            (long long)(t->o.epochs - t->first_epoch + 1), t->o.epochs - t->first_epoch == 0 ? "" : "s", total,
            t->step_seconds, t->ckpt_seconds, total - t->step_seconds - t->ckpt_seconds, t->load_seconds);
+    return 0;
+}
+
+/* A checkpoint taken within an epoch resumes only into the same cut of batches. */
+static int check_progress(trainer *t)
+{
+    if (t->ck.batches <= 0)
+        return 0;
+    size_t cap = (size_t)t->w.cap, n_batches = (t->n_train + cap - 1) / cap;
+    if (t->ck.batch_size != t->w.cap || t->ck.n_train != (int64_t)t->n_train || (size_t)t->ck.batches >= n_batches)
+        return jv_fail("train: %s stopped within epoch %lld, after %lld batches of %lld from %lld training "
+                       "examples; it resumes with the same --batch, --valid, --limit and data only (this run: "
+                       "batches of %d from %zu)",
+                       t->o.resume, (long long)t->ck.epoch + 1, (long long)t->ck.batches, (long long)t->ck.batch_size,
+                       (long long)t->ck.n_train, t->w.cap, t->n_train);
     return 0;
 }
 
@@ -667,14 +843,15 @@ static int prepare(trainer *t, int argc, char **argv)
         return 1;
     t->load_seconds = jv_now() - start;
     binarize_thresholds(t);
-    if (load_state(t) != 0 || make_split(t) != 0 || prepare_run_dir(t) != 0 || alloc_buffers(t) != 0)
+    if (load_state(t) != 0 || make_split(t) != 0 || prepare_run_dir(t) != 0 || alloc_buffers(t) != 0 ||
+        check_progress(t) != 0)
         return 1;
     return 0;
 }
 
 int jv_cmd_train(const jv_model *m, int argc, char **argv)
 {
-    trainer t = {.m = m};
+    trainer t = {.m = m, .argv = argv, .argc = argc};
     int rc = prepare(&t, argc, argv);
     if (rc == 0 && t.ck.epoch == t.o.epochs)
         printf("%s is already at epoch %d; nothing to do\n", t.o.resume, t.o.epochs);

@@ -15,6 +15,7 @@
 #include <criterion/logging.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -476,6 +478,104 @@ Test(e2e, resuming_reproduces_an_uninterrupted_run)
             cr_assert_eq(csv_value(full, row, cols[i]), csv_value(part, row, cols[i]), "row %d %s", row, cols[i]);
     free(full);
     free(part);
+    drop_scratch(&s);
+}
+
+/* ---------------------------------------------------- kill and resume -- */
+
+/* Starts the trainer in the work folder in the background; its pid. */
+static pid_t start_in(const scratch *s, const char *args)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd '%s' && exec '%s/%s' %s >>'%s/bg.out' 2>&1", s->work, s->repo, TRAINER, args,
+             s->root);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* kill -9 at moments drawn from a fixed generator, resume, again, until a
+ * run finishes: the last checkpoint and the log are those of a run never
+ * interrupted. Checkpoints come every few milliseconds (--ckpt-minutes),
+ * so kills land before, during and after writes of last.ckpt, within
+ * epochs and at their ends. */
+Test(e2e, kill_9_at_any_moment_then_resume_gives_the_uninterrupted_run, .timeout = 600)
+{
+    scratch s;
+    setup(&s);
+#define KILL_ARGS DATA " --threads 2 --seed 7 --batch 20 --epochs 4 --valid 40 --ckpt-minutes 0.001"
+    ok(&s, "train " KILL_ARGS " --out full");
+    uint64_t state = 0x2545F4914F6CDD1Dull;
+    int kills = 0, finished = 0, starts = 0;
+    for (; starts < 40 && !finished; starts++) {
+        char last[600];
+        work_path(&s, "run/last.ckpt", last, sizeof last);
+        struct stat st;
+        int resume = stat(last, &st) == 0;
+        pid_t pid = start_in(&s, resume ? "train " KILL_ARGS " --resume run/last.ckpt" : "train " KILL_ARGS " --out run");
+        state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+        /* up to 0.3 s at first, longer each time, so that a run finishes in the end */
+        long wait_ms = 10 + (long)(state % (uint64_t)(300 + 100 * starts));
+        int status = 0;
+        pid_t done = 0;
+        for (long waited = 0; waited < wait_ms && done == 0; waited += 2) {
+            nanosleep(&(struct timespec){0, 2000000}, NULL);
+            done = waitpid(pid, &status, WNOHANG);
+        }
+        if (done == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            kills++;
+            continue;
+        }
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a run exited with %d; its output:\n%s",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1, work_file(&s, "../bg.out", NULL));
+        finished = 1;
+    }
+    cr_assert(finished, "no run finished in %d starts", starts);
+    cr_log_info("kill -9: %d kills in %d starts", kills, starts);
+    cr_expect_geq(kills, 1, "no run was killed: the kills came too late");
+    same_files(&s, "full/last.ckpt", "run/last.ckpt");
+    char *full = (char *)work_file(&s, "full/train.csv", NULL), *run = (char *)work_file(&s, "run/train.csv", NULL);
+    cr_assert_eq(count_lines(run), count_lines(full), "%s", run);
+    const char *cols[] = {"step", "train_loss", "train_rec_x", "train_kl_w", "valid_loss", "valid_rec_w"};
+    for (int row = 1; row <= 4; row++)
+        for (int i = 0; i < 6; i++)
+            cr_assert_eq(csv_value(full, row, cols[i]), csv_value(run, row, cols[i]), "row %d %s", row, cols[i]);
+    char *files = listing(&s);
+    cr_expect_null(strstr(files, ".tmp."), "temporary files left behind:\n%s", files);
+    free(files);
+    free(full);
+    free(run);
+    drop_scratch(&s);
+}
+
+/* SIGINT or SIGTERM: the step finishes, last.ckpt is written, the program
+ * says how to continue and exits with 128 + the signal. */
+Test(e2e, sigterm_writes_a_checkpoint_and_says_how_to_continue, .timeout = 300)
+{
+    scratch s;
+    setup(&s);
+#define TERM_ARGS DATA " --threads 1 --seed 7 --batch 5 --epochs 40"
+    ok(&s, "train " TERM_ARGS " --out full");
+    pid_t pid = start_in(&s, "train " TERM_ARGS " --out run");
+    nanosleep(&(struct timespec){0, 400000000}, NULL);
+    kill(pid, SIGTERM);
+    int status;
+    waitpid(pid, &status, 0);
+    char *out = (char *)work_file(&s, "../bg.out", NULL);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM, "status %d:\n%s",
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1, out);
+    cr_assert_not_null(strstr(out, "stopped by SIGTERM"), "%s", out);
+    cr_assert_not_null(strstr(out, "to continue:"), "%s", out);
+    cr_assert_not_null(strstr(out, "--resume run/last.ckpt"), "%s", out);
+    free(out);
+    ok(&s, "train " TERM_ARGS " --resume run/last.ckpt");
+    same_files(&s, "full/last.ckpt", "run/last.ckpt");
     drop_scratch(&s);
 }
 

@@ -998,14 +998,14 @@ static void init_state(state *s, float base)
         s->m[i] = -base * i;
         s->v[i] = base * 1e-3f * (float)(i + 1);
     }
-    s->ck = (jv_checkpoint){s->params, s->m, s->v, 12345, 678, 3, 4096};
+    s->ck = (jv_checkpoint){.params = s->params, .m = s->m, .v = s->v, .rng_seed = 12345, .rng_position = 678, .epoch = 3, .step = 4096};
 }
 
 /* Buffers filled with a sentinel, so any write by a failed load shows. */
 static void blank_state(state *s)
 {
     memset(s, 0x5A, sizeof *s);
-    s->ck = (jv_checkpoint){s->params, s->m, s->v, 1, 1, 1, 1};
+    s->ck = (jv_checkpoint){.params = s->params, .m = s->m, .v = s->v, .rng_seed = 1, .rng_position = 1, .epoch = 1, .step = 1};
 }
 
 static int state_is_blank(const state *s)
@@ -1062,9 +1062,10 @@ Test(checkpoint, layout_is_as_documented)
     save_a(tpath("last.ckpt"), 2);
     unsigned char *f = read_bytes(tpath("last.ckpt"), &n);
     size_t names = strlen("jmvae") + strlen("enc.l1.weight") + strlen("enc.l1.bias");
-    cr_assert_eq(n, 8 + 4 + 4 + 8 + 4 + 4 + 2 * (4 + 4 + 4 + 8) + names + 8 + 3 * 4 * NP + 4 * 8 + 4);
+    /* ... the generator and progress (4 x 8), the progress within an epoch (3 x 8 + 4, no sums), the CRC */
+    cr_assert_eq(n, 8 + 4 + 4 + 8 + 4 + 4 + 2 * (4 + 4 + 4 + 8) + names + 8 + 3 * 4 * NP + 4 * 8 + 3 * 8 + 4 + 4);
     cr_assert_eq(memcmp(f, "JMVAECK1", 8), 0);
-    cr_assert(f[8] == 1 && f[9] == 0 && f[12] == 0);            /* version 1, reserved 0, little-endian */
+    cr_assert(f[8] == 2 && f[9] == 0 && f[12] == 0);            /* version 2, reserved 0, little-endian */
     cr_assert(f[16] == 0x00 && f[17] == 0xef && f[23] == 0x12); /* fingerprint */
     cr_assert(f[24] == 5 && memcmp(f + 28, "jmvae", 5) == 0);
     cr_assert_eq(f[33], 2); /* tensor count */
@@ -1140,7 +1141,7 @@ Test(checkpoint, other_version_refused)
     size_t n;
     save_a(tpath("v.ckpt"), 1);
     unsigned char *f = read_bytes(tpath("v.ckpt"), &n);
-    f[8] = 2;
+    f[8] = 3;
     uint32_t crc = (uint32_t)crc32(0, f, (uInt)(n - 4));
     for (int i = 0; i < 4; i++)
         f[n - 4 + i] = (unsigned char)(crc >> (8 * i));
@@ -1148,8 +1149,53 @@ Test(checkpoint, other_version_refused)
     state s;
     jv_error err;
     assert_refused(load_a(tpath("v.ckpt"), &s, &err), &err, tpath("v.ckpt"),
-                   "checkpoint format version 2, but this build reads version 1");
+                   "checkpoint format version 3, but this build reads versions 1 to 2");
     free(f);
+}
+
+/* Version 1 (no progress within an epoch) still loads: the same file less
+ * the progress section, with its version and CRC. */
+Test(checkpoint, version_1_still_loads)
+{
+    size_t n;
+    save_a(tpath("v2.ckpt"), 1);
+    unsigned char *f = read_bytes(tpath("v2.ckpt"), &n);
+    size_t progress = 3 * 8 + 4; /* no sums at an epoch's end */
+    memmove(f + n - 4 - progress, f + n - 4, 4);
+    n -= progress;
+    f[8] = 1;
+    uint32_t crc = (uint32_t)crc32(0, f, (uInt)(n - 4));
+    for (int i = 0; i < 4; i++)
+        f[n - 4 + i] = (unsigned char)(crc >> (8 * i));
+    write_bytes(tpath("v1.ckpt"), f, n);
+    state s;
+    jv_error err;
+    cr_assert_eq(load_a(tpath("v1.ckpt"), &s, &err), 0, "%s", err.msg);
+    assert_state_equals(&s, 1);
+    cr_assert_eq(s.ck.batches, 0);
+    free(f);
+}
+
+/* The progress within an epoch goes through a save and a load. */
+Test(checkpoint, progress_within_an_epoch_round_trips)
+{
+    jv_model model = small_model("jmvae", 0x1234abcd5678ef00ull, tensors_a);
+    state s;
+    jv_error err;
+    init_state(&s, 2);
+    s.ck.batches = 17;
+    s.ck.batch_size = 100;
+    s.ck.n_train = 60000;
+    s.ck.n_sums = 4;
+    for (int i = 0; i < 4; i++)
+        s.ck.sums[i] = 1000.5 * (i + 1) + 1.0 / 3;
+    cr_assert_eq(jv_checkpoint_save(tpath("p.ckpt"), &model, &s.ck, &err), 0, "%s", err.msg);
+    state t;
+    cr_assert_eq(load_a(tpath("p.ckpt"), &t, &err), 0, "%s", err.msg);
+    assert_state_equals(&t, 2);
+    cr_assert(t.ck.batches == 17 && t.ck.batch_size == 100 && t.ck.n_train == 60000 && t.ck.n_sums == 4);
+    for (int i = 0; i < 4; i++)
+        cr_assert(memcmp(&t.ck.sums[i], &s.ck.sums[i], sizeof(double)) == 0);
 }
 
 Test(checkpoint, another_model_refused)
