@@ -39,7 +39,7 @@ COMPILER_LIB := $(BUILD)/libjmvaecc.a
 RUNTIME_LIB  := $(BUILD)/libjmvaec.a
 
 
-.PHONY: all help deps test generated-trainers check-specs demo bench bench-epoch bench-torch install uninstall clean update-golden
+.PHONY: all help deps test generated-trainers check-specs demo bench bench-epoch bench-torch fuzz install uninstall clean update-golden
 .DEFAULT_GOAL := all
 
 all: jmvaec $(RUNTIME_LIB) ## build the compiler (./jmvaec) and the runtime library
@@ -198,6 +198,47 @@ bench-torch: deps all generated-trainers $(BUILD)/tests/blas_kernel ## the same 
 	/usr/bin/python3 tests/bench_epoch.py --torch --kernel $$($(BUILD)/tests/blas_kernel) --out $(BENCH_DIR)/torch.txt $(BENCH_EPOCH_ARGS)
 
 FORCE:
+
+# ---------------------------------------------------------------- fuzz --
+# make fuzz: the libFuzzer harnesses of tests/fuzz/, built with clang under
+# ASan and UBSan into build/fuzz/, each run for FUZZ_SECONDS on a working
+# corpus (build/fuzz/corpus/NAME) seeded from the committed one
+# (tests/fuzz/corpus/NAME) and, for specs, from specs/, examples/ and
+# tests/bad/. A crash, leak, timeout or huge allocation stops make, with the
+# input in build/fuzz/artifacts/. FUZZ_TARGETS picks harnesses.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= spec specgen data checkpoint
+FUZZ_DIR     := $(BUILD)/fuzz
+FUZZ_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fno-omit-frame-pointer \
+                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+FUZZ_COMPILER_O := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(COMPILER_C)) $(FUZZ_DIR)/obj/gen/parser.o $(FUZZ_DIR)/obj/gen/lexer.o
+FUZZ_RUNTIME_O  := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(RUNTIME_C))
+
+$(FUZZ_DIR)/obj/compiler/%.o: compiler/%.c $(wildcard compiler/*.h) $(GEN_PARSER) $(GEN_LEXER)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icompiler -I$(BUILD)/gen -DJMVAEC_SOURCE_DIR='"$(CURDIR)"' -DJMVAEC_BUILD_DIR='"$(abspath $(BUILD))"' -c $< -o $@
+$(FUZZ_DIR)/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_PARSER) $(GEN_LEXER)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icompiler -I$(BUILD)/gen -c $< -o $@
+$(FUZZ_DIR)/obj/runtime/%.o: runtime/%.c $(RUNTIME_H)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Iruntime -c $< -o $@
+$(FUZZ_DIR)/obj/runtime/jv_checkpoint_nocrc.o: runtime/jv_checkpoint.c $(RUNTIME_H)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -DJV_FUZZ_SKIP_CRC -Iruntime -c $< -o $@
+
+$(FUZZ_DIR)/fuzz_spec $(FUZZ_DIR)/fuzz_specgen: $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/specgen.h $(FUZZ_COMPILER_O)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Icompiler -I$(BUILD)/gen -Itests/fuzz $< $(FUZZ_COMPILER_O) -o $@
+$(FUZZ_DIR)/fuzz_data: tests/fuzz/fuzz_data.c $(FUZZ_RUNTIME_O)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Iruntime $< $(FUZZ_RUNTIME_O) $(BLAS_LIBS) -o $@
+$(FUZZ_DIR)/fuzz_checkpoint: tests/fuzz/fuzz_checkpoint.c $(filter-out %/jv_checkpoint.o,$(FUZZ_RUNTIME_O)) $(FUZZ_DIR)/obj/runtime/jv_checkpoint_nocrc.o
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Iruntime $^ $(BLAS_LIBS) -o $@
+
+fuzz: ## run every libFuzzer harness for FUZZ_SECONDS each (installs clang first)
+	@sh .ci/install-deps fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
+	@sh tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # ------------------------------------------------------------- install --
 install: all ## install jmvaec, the runtime and its headers under $(DESTDIR)$(PREFIX)

@@ -20,29 +20,44 @@ int stage_known(const char *stage)
     return 0;
 }
 
-/* IR, gradient, plan and C: the stages after the checks. */
-static int run_back_end(ctx *c, const sem_model *m, const driver_options *opt)
+/* The stages after the checks, up to the one the command line names:
+ * lowering, differentiation, tasks, planning. NULL after an internal error
+ * (reported). */
+static program *back_end(ctx *c, const sem_model *m, const char *stage)
 {
     program *p = lower_model(c, m);
-    const char *stage = opt->mode == MODE_EMIT ? opt->emit : "c";
-    if (strcmp(stage, "ir") == 0) {
-        for (int i = 0; i < p->n_graphs; i++)
-            ir_dump(stdout, p, p->graphs[i], 0);
-        return 0;
-    }
+    if (strcmp(stage, "ir") == 0)
+        return p;
     differentiate(c, p, p->graphs[0]);
-    if (strcmp(stage, "grad") == 0) {
-        ir_dump(stdout, p, p->graphs[0], 1);
-        return 0;
-    }
+    if (strcmp(stage, "grad") == 0)
+        return p;
     schedule_graph(c, p, p->graphs[0]);
     plan_program(p);
     if (schedule_check_regions(p, p->graphs[0]) != 0) {
         fprintf(stderr, "jmvaec: internal error: the gradient regions of %s do not cover its parameters once each\n",
                 m->name);
-        return 2;
+        return NULL;
     }
     schedule_param_reads(c, p, p->graphs[0]);
+    return p;
+}
+
+/* IR, gradient, tasks, plan and C: the stages after the checks. */
+static int run_back_end(ctx *c, const sem_model *m, const driver_options *opt)
+{
+    const char *stage = opt->mode == MODE_EMIT ? opt->emit : "c";
+    program *p = back_end(c, m, stage);
+    if (!p)
+        return 2;
+    if (strcmp(stage, "ir") == 0) {
+        for (int i = 0; i < p->n_graphs; i++)
+            ir_dump(stdout, p, p->graphs[i], 0);
+        return 0;
+    }
+    if (strcmp(stage, "grad") == 0) {
+        ir_dump(stdout, p, p->graphs[0], 1);
+        return 0;
+    }
     if (strcmp(stage, "tasks") == 0) {
         tasks_dump(stdout, p, p->graphs[0]);
         return 0;
@@ -56,6 +71,29 @@ static int run_back_end(ctx *c, const sem_model *m, const driver_options *opt)
         return 0;
     }
     return emit_program(c, p, opt->out_dir);
+}
+
+int compile_text(const char *name, const char *text, size_t len, FILE *diag, FILE *out)
+{
+    ctx c;
+    ctx_init(&c, name, diag);
+    ctx_set_source(&c, text, len);
+    parse_spec(&c);
+    int status = c.n_errors ? 1 : 0;
+    if (!status) {
+        sem_model *m = check_spec(&c);
+        if (!m) {
+            status = 1;
+        } else {
+            program *p = back_end(&c, m, "c");
+            if (!p)
+                status = 2;
+            else if (out)
+                emit_all_to(&c, p, out);
+        }
+    }
+    ctx_free(&c);
+    return status;
 }
 
 int run_driver(const driver_options *opt)

@@ -2,6 +2,9 @@
 #ifndef JMVAEC_DRIVER_H
 #define JMVAEC_DRIVER_H
 
+#include <stddef.h>
+#include <stdio.h>
+
 typedef enum { MODE_COMPILE, MODE_CHECK, MODE_EMIT, MODE_FMT } driver_mode;
 
 typedef struct {
@@ -14,6 +17,10 @@ typedef struct {
 
 int stage_known(const char *stage);
 int run_driver(const driver_options *opt);
+/* The whole compilation of a spec held in memory, its files written one
+ * after another to `out` (when not NULL), diagnostics to `diag`: 0, 1 for
+ * errors in the spec, 2 for an internal error. */
+int compile_text(const char *name, const char *text, size_t len, FILE *diag, FILE *out);
 /* --cflags, --libs, --deps: where this jmvaec finds its runtime. */
 typedef enum { QUERY_CFLAGS, QUERY_LIBS, QUERY_DEPS } build_query;
 int print_build_flags(const char *argv0, build_query query);

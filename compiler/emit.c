@@ -1141,7 +1141,7 @@ static void emit_init(emitter *e)
     put(e, "        const jv_tensor_info *info = &%s_model.tensors[t];\n", e->prefix);
     put(e, "        size_t n = (size_t)info->rows * (size_t)info->cols;\n");
     put(e, "        jv_real *w = params + info->offset;\n");
-    put(e, "        if (info->rows == 1) { /* a bias */\n");
+    put(e, "        if (info->is_bias) {\n");
     put(e, "            memset(w, 0, sizeof(jv_real) * n);\n            continue;\n        }\n");
     put(e, "        double a = sqrt(6.0 / (info->rows + info->cols));\n");
     put(e, "        for (size_t i = 0; i < n; i++)\n");
@@ -1171,8 +1171,8 @@ static void emit_descriptor(emitter *e)
         put(e, "    {%s, %d},\n", c_string(e, m->latents[i].name), m->latents[i].size);
     put(e, "};\n\nstatic const jv_tensor_info %s_tensors[] = {\n", pre);
     for (int t = 0; t < p->n_tensors; t++)
-        put(e, "    {%s, %d, %d, %ld},\n", c_string(e, p->tensors[t].name), p->tensors[t].rows, p->tensors[t].cols,
-            p->tensors[t].offset);
+        put(e, "    {%s, %d, %d, %ld, %d},\n", c_string(e, p->tensors[t].name), p->tensors[t].rows, p->tensors[t].cols,
+            p->tensors[t].offset, p->tensors[t].is_bias);
     put(e, "};\n\n");
     if (m->n_hypers) {
         put(e, "static const jv_hyper_info %s_hypers[] = {\n", pre);
@@ -1368,6 +1368,18 @@ int emit_program(ctx *c, const program *p, const char *dir)
         if (write_file(&e, dir, files[i].name, files[i].writer) != 0)
             return 2;
     return 0;
+}
+
+/* Every file emit_program writes, one after another on one stream (the
+ * fuzzing harness compiles specs without touching the disk). */
+void emit_all_to(ctx *c, const program *p, FILE *out)
+{
+    const char *base = strrchr(c->path, '/');
+    emitter e = {out, c, p, p->m->name, NULL, base ? base + 1 : c->path, NULL, "B", NULL, NULL};
+    e.upper = upper(&e, p->m->name);
+    const file_writer writers[] = {emit_header, emit_source, emit_f64, emit_main, emit_makefile};
+    for (size_t i = 0; i < sizeof writers / sizeof *writers; i++)
+        writers[i](&e);
 }
 
 /* `--emit=c`: the model's C source on stdout. */

@@ -158,6 +158,7 @@ void ir_dump(FILE *out, const program *p, const graph *g, int with_backward);
 void plan_dump(FILE *out, const program *p, int batch);
 int emit_program(ctx *c, const program *p, const char *dir);
 void emit_source_to(ctx *c, const program *p, FILE *out);
+void emit_all_to(ctx *c, const program *p, FILE *out);
 
 /* graph building, shared by lower.c and grad.c */
 int graph_value(ctx *c, graph *g, value_kind kind, int width, int index, const char *name);

@@ -69,7 +69,11 @@ static void adam_base(const adam_consts *k, float *params, const float *grads, f
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define AVX2_TARGET __attribute__((target("avx2")))
+#ifdef __clang__
+#define AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
+#else /* GCC would otherwise keep to 256-bit vectors */
 #define AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")))
+#endif
 
 AVX2_TARGET static double sumsq_avx2(const float *x, size_t n)
 {

@@ -401,6 +401,9 @@ static int check_crc(ck_reader *c, size_t tail_len, jv_error *err)
         return -1;
     crc = crc32(crc, c->tail, (uInt)tail_len);
     c->stored_crc = jv_get_le32(stored);
+#ifdef JV_FUZZ_SKIP_CRC /* the fuzzing harness's build: reach the structure behind the checksum */
+    c->stored_crc = (uint32_t)crc;
+#endif
     if ((uint32_t)crc != c->stored_crc) {
         jv_error_set(err, "%s: checksum mismatch (file damaged)", c->in.path);
         return -1;

@@ -354,9 +354,10 @@ typedef struct {
 
 /* One parameter tensor in the parameter block. */
 typedef struct {
-    const char *name;  /* e.g. "q_xw.l1.weight" */
-    int rows, cols;    /* a bias has rows == 1 */
+    const char *name;  /* e.g. "q_xw.h1.weight" */
+    int rows, cols;    /* a weight is [fan_in x fan_out]; a bias [1 x n] */
     size_t offset;     /* in jv_real elements from the start of the block */
+    int is_bias;       /* biases start at 0; weights are Glorot-uniform (even of fan-in 1) */
 } jv_tensor_info;
 
 /* A weight of the objective: the value used is

@@ -192,6 +192,10 @@ static int read_gz_whole(const char *path, size_t disk_size, unsigned char **dat
         return 1;
     }
     size_t isize = jv_get_le32(in + disk_size - 4); /* the length mod 2^32: exact below 4 GiB */
+    if (isize / 1032 > disk_size) { /* deflate expands at most 1032-fold: the footer lies */
+        free(in);
+        return 1;
+    }
     unsigned char *out = jv_alloc_large(isize + 1, 0);
     struct libdeflate_decompressor *d = out ? libdeflate_alloc_decompressor() : NULL;
     size_t in_used = 0, out_len = 0;

@@ -16,7 +16,7 @@ void jmvae_init(jv_real *params, uint64_t seed)
         const jv_tensor_info *info = &jmvae_model.tensors[t];
         size_t n = (size_t)info->rows * (size_t)info->cols;
         jv_real *w = params + info->offset;
-        if (info->rows == 1) { /* a bias */
+        if (info->is_bias) {
             memset(w, 0, sizeof(jv_real) * n);
             continue;
         }
@@ -1629,26 +1629,26 @@ static const jv_latent_info jmvae_latents[] = {
 };
 
 static const jv_tensor_info jmvae_tensors[] = {
-    {"enc_x.h1.weight", 784, 512, 0},
-    {"enc_x.h1.bias", 1, 512, 401408},
-    {"enc_w.h1.weight", 10, 512, 401920},
-    {"enc_w.h1.bias", 1, 512, 407040},
-    {"q_xw.h1.weight", 1024, 512, 407552},
-    {"q_xw.h1.bias", 1, 512, 931840},
-    {"q_xw.head.weight", 512, 128, 932352},
-    {"q_xw.head.bias", 1, 128, 997888},
-    {"p_x.h1.weight", 64, 512, 998016},
-    {"p_x.h1.bias", 1, 512, 1030784},
-    {"p_x.h2.weight", 512, 512, 1031296},
-    {"p_x.h2.bias", 1, 512, 1293440},
-    {"p_x.head.weight", 512, 784, 1293952},
-    {"p_x.head.bias", 1, 784, 1695360},
-    {"p_w.h1.weight", 64, 512, 1696144},
-    {"p_w.h1.bias", 1, 512, 1728912},
-    {"p_w.h2.weight", 512, 512, 1729424},
-    {"p_w.h2.bias", 1, 512, 1991568},
-    {"p_w.head.weight", 512, 10, 1992080},
-    {"p_w.head.bias", 1, 10, 1997200},
+    {"enc_x.h1.weight", 784, 512, 0, 0},
+    {"enc_x.h1.bias", 1, 512, 401408, 1},
+    {"enc_w.h1.weight", 10, 512, 401920, 0},
+    {"enc_w.h1.bias", 1, 512, 407040, 1},
+    {"q_xw.h1.weight", 1024, 512, 407552, 0},
+    {"q_xw.h1.bias", 1, 512, 931840, 1},
+    {"q_xw.head.weight", 512, 128, 932352, 0},
+    {"q_xw.head.bias", 1, 128, 997888, 1},
+    {"p_x.h1.weight", 64, 512, 998016, 0},
+    {"p_x.h1.bias", 1, 512, 1030784, 1},
+    {"p_x.h2.weight", 512, 512, 1031296, 0},
+    {"p_x.h2.bias", 1, 512, 1293440, 1},
+    {"p_x.head.weight", 512, 784, 1293952, 0},
+    {"p_x.head.bias", 1, 784, 1695360, 1},
+    {"p_w.h1.weight", 64, 512, 1696144, 0},
+    {"p_w.h1.bias", 1, 512, 1728912, 1},
+    {"p_w.h2.weight", 512, 512, 1729424, 0},
+    {"p_w.h2.bias", 1, 512, 1991568, 1},
+    {"p_w.head.weight", 512, 10, 1992080, 0},
+    {"p_w.head.bias", 1, 10, 1997200, 1},
 };
 
 static const char *const jmvae_term_names[] = {"rec_x", "rec_w", "kl"};

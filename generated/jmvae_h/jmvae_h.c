@@ -16,7 +16,7 @@ void jmvae_h_init(jv_real *params, uint64_t seed)
         const jv_tensor_info *info = &jmvae_h_model.tensors[t];
         size_t n = (size_t)info->rows * (size_t)info->cols;
         jv_real *w = params + info->offset;
-        if (info->rows == 1) { /* a bias */
+        if (info->is_bias) {
             memset(w, 0, sizeof(jv_real) * n);
             continue;
         }
@@ -2447,36 +2447,36 @@ static const jv_latent_info jmvae_h_latents[] = {
 };
 
 static const jv_tensor_info jmvae_h_tensors[] = {
-    {"enc_x.h1.weight", 784, 512, 0},
-    {"enc_x.h1.bias", 1, 512, 401408},
-    {"enc_w.h1.weight", 10, 512, 401920},
-    {"enc_w.h1.bias", 1, 512, 407040},
-    {"h1.h1.weight", 1024, 512, 407552},
-    {"h1.h1.bias", 1, 512, 931840},
-    {"q_z1.head.weight", 512, 128, 932352},
-    {"q_z1.head.bias", 1, 128, 997888},
-    {"q_z2.h1.weight", 512, 512, 998016},
-    {"q_z2.h1.bias", 1, 512, 1260160},
-    {"q_z2.head.weight", 512, 64, 1260672},
-    {"q_z2.head.bias", 1, 64, 1293440},
-    {"p_z1.h1.weight", 32, 512, 1293504},
-    {"p_z1.h1.bias", 1, 512, 1309888},
-    {"p_z1.h2.weight", 512, 512, 1310400},
-    {"p_z1.h2.bias", 1, 512, 1572544},
-    {"p_z1.head.weight", 512, 128, 1573056},
-    {"p_z1.head.bias", 1, 128, 1638592},
-    {"p_x.h1.weight", 64, 512, 1638720},
-    {"p_x.h1.bias", 1, 512, 1671488},
-    {"p_x.h2.weight", 512, 512, 1672000},
-    {"p_x.h2.bias", 1, 512, 1934144},
-    {"p_x.head.weight", 512, 784, 1934656},
-    {"p_x.head.bias", 1, 784, 2336064},
-    {"p_w.h1.weight", 64, 512, 2336848},
-    {"p_w.h1.bias", 1, 512, 2369616},
-    {"p_w.h2.weight", 512, 512, 2370128},
-    {"p_w.h2.bias", 1, 512, 2632272},
-    {"p_w.head.weight", 512, 10, 2632784},
-    {"p_w.head.bias", 1, 10, 2637904},
+    {"enc_x.h1.weight", 784, 512, 0, 0},
+    {"enc_x.h1.bias", 1, 512, 401408, 1},
+    {"enc_w.h1.weight", 10, 512, 401920, 0},
+    {"enc_w.h1.bias", 1, 512, 407040, 1},
+    {"h1.h1.weight", 1024, 512, 407552, 0},
+    {"h1.h1.bias", 1, 512, 931840, 1},
+    {"q_z1.head.weight", 512, 128, 932352, 0},
+    {"q_z1.head.bias", 1, 128, 997888, 1},
+    {"q_z2.h1.weight", 512, 512, 998016, 0},
+    {"q_z2.h1.bias", 1, 512, 1260160, 1},
+    {"q_z2.head.weight", 512, 64, 1260672, 0},
+    {"q_z2.head.bias", 1, 64, 1293440, 1},
+    {"p_z1.h1.weight", 32, 512, 1293504, 0},
+    {"p_z1.h1.bias", 1, 512, 1309888, 1},
+    {"p_z1.h2.weight", 512, 512, 1310400, 0},
+    {"p_z1.h2.bias", 1, 512, 1572544, 1},
+    {"p_z1.head.weight", 512, 128, 1573056, 0},
+    {"p_z1.head.bias", 1, 128, 1638592, 1},
+    {"p_x.h1.weight", 64, 512, 1638720, 0},
+    {"p_x.h1.bias", 1, 512, 1671488, 1},
+    {"p_x.h2.weight", 512, 512, 1672000, 0},
+    {"p_x.h2.bias", 1, 512, 1934144, 1},
+    {"p_x.head.weight", 512, 784, 1934656, 0},
+    {"p_x.head.bias", 1, 784, 2336064, 1},
+    {"p_w.h1.weight", 64, 512, 2336848, 0},
+    {"p_w.h1.bias", 1, 512, 2369616, 1},
+    {"p_w.h2.weight", 512, 512, 2370128, 0},
+    {"p_w.h2.bias", 1, 512, 2632272, 1},
+    {"p_w.head.weight", 512, 10, 2632784, 0},
+    {"p_w.head.bias", 1, 10, 2637904, 1},
 };
 
 static const char *const jmvae_h_term_names[] = {"rec_x", "rec_w", "kl_z1", "kl_z2"};

@@ -16,7 +16,7 @@ void jmvae_kl_init(jv_real *params, uint64_t seed)
         const jv_tensor_info *info = &jmvae_kl_model.tensors[t];
         size_t n = (size_t)info->rows * (size_t)info->cols;
         jv_real *w = params + info->offset;
-        if (info->rows == 1) { /* a bias */
+        if (info->is_bias) {
             memset(w, 0, sizeof(jv_real) * n);
             continue;
         }
@@ -2552,38 +2552,38 @@ static const jv_latent_info jmvae_kl_latents[] = {
 };
 
 static const jv_tensor_info jmvae_kl_tensors[] = {
-    {"enc_x.h1.weight", 784, 512, 0},
-    {"enc_x.h1.bias", 1, 512, 401408},
-    {"enc_w.h1.weight", 10, 512, 401920},
-    {"enc_w.h1.bias", 1, 512, 407040},
-    {"q_xw.h1.weight", 1024, 512, 407552},
-    {"q_xw.h1.bias", 1, 512, 931840},
-    {"q_xw.head.weight", 512, 128, 932352},
-    {"q_xw.head.bias", 1, 128, 997888},
-    {"q_x.h1.weight", 784, 512, 998016},
-    {"q_x.h1.bias", 1, 512, 1399424},
-    {"q_x.h2.weight", 512, 512, 1399936},
-    {"q_x.h2.bias", 1, 512, 1662080},
-    {"q_x.head.weight", 512, 128, 1662592},
-    {"q_x.head.bias", 1, 128, 1728128},
-    {"q_w.h1.weight", 10, 512, 1728256},
-    {"q_w.h1.bias", 1, 512, 1733376},
-    {"q_w.h2.weight", 512, 512, 1733888},
-    {"q_w.h2.bias", 1, 512, 1996032},
-    {"q_w.head.weight", 512, 128, 1996544},
-    {"q_w.head.bias", 1, 128, 2062080},
-    {"p_x.h1.weight", 64, 512, 2062208},
-    {"p_x.h1.bias", 1, 512, 2094976},
-    {"p_x.h2.weight", 512, 512, 2095488},
-    {"p_x.h2.bias", 1, 512, 2357632},
-    {"p_x.head.weight", 512, 784, 2358144},
-    {"p_x.head.bias", 1, 784, 2759552},
-    {"p_w.h1.weight", 64, 512, 2760336},
-    {"p_w.h1.bias", 1, 512, 2793104},
-    {"p_w.h2.weight", 512, 512, 2793616},
-    {"p_w.h2.bias", 1, 512, 3055760},
-    {"p_w.head.weight", 512, 10, 3056272},
-    {"p_w.head.bias", 1, 10, 3061392},
+    {"enc_x.h1.weight", 784, 512, 0, 0},
+    {"enc_x.h1.bias", 1, 512, 401408, 1},
+    {"enc_w.h1.weight", 10, 512, 401920, 0},
+    {"enc_w.h1.bias", 1, 512, 407040, 1},
+    {"q_xw.h1.weight", 1024, 512, 407552, 0},
+    {"q_xw.h1.bias", 1, 512, 931840, 1},
+    {"q_xw.head.weight", 512, 128, 932352, 0},
+    {"q_xw.head.bias", 1, 128, 997888, 1},
+    {"q_x.h1.weight", 784, 512, 998016, 0},
+    {"q_x.h1.bias", 1, 512, 1399424, 1},
+    {"q_x.h2.weight", 512, 512, 1399936, 0},
+    {"q_x.h2.bias", 1, 512, 1662080, 1},
+    {"q_x.head.weight", 512, 128, 1662592, 0},
+    {"q_x.head.bias", 1, 128, 1728128, 1},
+    {"q_w.h1.weight", 10, 512, 1728256, 0},
+    {"q_w.h1.bias", 1, 512, 1733376, 1},
+    {"q_w.h2.weight", 512, 512, 1733888, 0},
+    {"q_w.h2.bias", 1, 512, 1996032, 1},
+    {"q_w.head.weight", 512, 128, 1996544, 0},
+    {"q_w.head.bias", 1, 128, 2062080, 1},
+    {"p_x.h1.weight", 64, 512, 2062208, 0},
+    {"p_x.h1.bias", 1, 512, 2094976, 1},
+    {"p_x.h2.weight", 512, 512, 2095488, 0},
+    {"p_x.h2.bias", 1, 512, 2357632, 1},
+    {"p_x.head.weight", 512, 784, 2358144, 0},
+    {"p_x.head.bias", 1, 784, 2759552, 1},
+    {"p_w.h1.weight", 64, 512, 2760336, 0},
+    {"p_w.h1.bias", 1, 512, 2793104, 1},
+    {"p_w.h2.weight", 512, 512, 2793616, 0},
+    {"p_w.h2.bias", 1, 512, 3055760, 1},
+    {"p_w.head.weight", 512, 10, 3056272, 0},
+    {"p_w.head.bias", 1, 10, 3061392, 1},
 };
 
 static const jv_hyper_info jmvae_kl_hypers[] = {

@@ -1,0 +1,227 @@
+/* specgen.h: valid specs from arbitrary bytes, for the structure-aware
+ * fuzzing harness (fuzz_specgen.c) and the test that builds generated
+ * specs and checks their gradients (test_codegen.c).
+ *
+ * Every byte is a choice (how many modalities, which likelihood, which
+ * latent a decoder reads, which modalities an encoder conditions on, layer
+ * widths and activations, weights, hypers and warm-ups, KL or KLsample,
+ * extra posterior families and the terms between them); when the bytes run
+ * out every choice takes its first option. The result always follows the
+ * rules of grammar/README.md: a latent hierarchy whose priors are normal or
+ * conditional on a higher latent, posteriors that read modalities (directly,
+ * through feature networks or concatenations) and condition on exactly what
+ * they read, one training sample per latent, and KL terms between Gaussians
+ * of one latent, so lowering, differentiation, planning and emission meet
+ * shapes nobody wrote by hand. Sizes stay small, so a generated model
+ * compiles and passes gradcheck in seconds.
+ */
+#ifndef TESTS_FUZZ_SPECGEN_H
+#define TESTS_FUZZ_SPECGEN_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const uint8_t *bytes;
+    size_t n, pos;
+    char *out;
+    size_t cap, len;
+} specgen;
+
+/* The next choice among k options. */
+static inline unsigned gen_pick(specgen *g, unsigned k)
+{
+    if (k <= 1)
+        return 0;
+    unsigned b = g->pos < g->n ? g->bytes[g->pos] : 0;
+    g->pos++;
+    return b % k;
+}
+
+static inline void gen_put(specgen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline void gen_put(specgen *g, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(g->out + g->len, g->len < g->cap ? g->cap - g->len : 0, fmt, ap);
+    va_end(ap);
+    if (k > 0)
+        g->len = g->len + (size_t)k < g->cap ? g->len + (size_t)k : g->cap;
+}
+
+enum { GEN_MAX_MOD = 4, GEN_MAX_LAT = 3 };
+
+static const char *const gen_likelihoods[] = {"bernoulli", "categorical", "gaussian", "gaussian(learned)"};
+static const char *const gen_activations[] = {"relu", "linear", "leaky_relu", "elu", "softplus", "tanh", "sigmoid", "silu"};
+
+/* Hidden layers: 0 to 2 of them, small widths. */
+static inline void gen_layers(specgen *g, int at_least_one)
+{
+    int n = (int)gen_pick(g, 3);
+    if (at_least_one && n == 0)
+        n = 1;
+    for (int i = 0; i < n; i++)
+        gen_put(g, " -> %s(%u)", gen_activations[gen_pick(g, 8)], 1 + gen_pick(g, 9));
+}
+
+static inline const char *gen_var(specgen *g)
+{
+    return gen_pick(g, 3) == 2 ? " var=logvar" : "";
+}
+
+/* A set of modalities as a bit mask, never empty. */
+static inline unsigned gen_subset(specgen *g, int n_mod)
+{
+    unsigned all = (1u << n_mod) - 1, s = 1u + gen_pick(g, all);
+    return s & all ? s & all : 1u;
+}
+
+static inline void gen_names(specgen *g, unsigned mask, const char *prefix)
+{
+    int first = 1;
+    for (int m = 0; m < GEN_MAX_MOD; m++)
+        if (mask >> m & 1u) {
+            gen_put(g, "%s%s%d", first ? "" : ", ", prefix, m);
+            first = 0;
+        }
+}
+
+/* Writes a spec into out (NUL-terminated, truncated to cap); its length. */
+static inline size_t specgen_write(const uint8_t *bytes, size_t n, char *out, size_t cap)
+{
+    specgen g = {bytes, n, 0, out, cap, 0};
+    int n_mod = 1 + (int)gen_pick(&g, GEN_MAX_MOD), n_lat = 1 + (int)gen_pick(&g, GEN_MAX_LAT);
+    int lik[GEN_MAX_MOD], parent[GEN_MAX_LAT], reads_lat[GEN_MAX_MOD];
+    gen_put(&g, "model g%u\n", gen_pick(&g, 100));
+    for (int m = 0; m < n_mod; m++) {
+        lik[m] = (int)gen_pick(&g, 4);
+        unsigned size = (lik[m] == 1 ? 2 : 1) + gen_pick(&g, 7);
+        if (gen_pick(&g, 4) == 0 && lik[m] != 1)
+            gen_put(&g, "modality x%d[2, %u] ~ %s\n", m, 1 + gen_pick(&g, 3), gen_likelihoods[lik[m]]);
+        else
+            gen_put(&g, "modality x%d[%u] ~ %s\n", m, size, gen_likelihoods[lik[m]]);
+    }
+    /* latent 0 is the top; latent l > 0 has a normal prior or one conditioned on a higher latent */
+    for (int l = 0; l < n_lat; l++) {
+        parent[l] = l > 0 && gen_pick(&g, 2) ? (int)gen_pick(&g, (unsigned)l) : -1;
+        if (parent[l] < 0)
+            gen_put(&g, "latent z%d[%u] ~ normal\n", l, 1 + gen_pick(&g, 5));
+        else
+            gen_put(&g, "latent z%d[%u] ~ p(z%d | z%d)\n", l, 1 + gen_pick(&g, 5), l, parent[l]);
+    }
+    /* feature networks over modalities, read by posteriors */
+    unsigned feat_mask[2] = {0, 0};
+    int n_feat = (int)gen_pick(&g, 3);
+    for (int f = 0; f < n_feat; f++) {
+        feat_mask[f] = gen_subset(&g, n_mod);
+        gen_put(&g, "net f%d = ", f);
+        if (__builtin_popcount(feat_mask[f]) > 1) {
+            gen_put(&g, "concat(");
+            gen_names(&g, feat_mask[f], "x");
+            gen_put(&g, ")");
+        } else {
+            gen_names(&g, feat_mask[f], "x");
+        }
+        gen_layers(&g, 1);
+        gen_put(&g, "\n");
+    }
+    /* posteriors: one or two families per latent */
+    unsigned post[GEN_MAX_LAT][2];
+    int n_post[GEN_MAX_LAT];
+    for (int l = 0; l < n_lat; l++) {
+        n_post[l] = 1 + (int)gen_pick(&g, 2);
+        for (int k = 0; k < n_post[l]; k++) {
+            unsigned reads = gen_subset(&g, n_mod);
+            int feature = n_feat > 0 && gen_pick(&g, 2) ? (int)gen_pick(&g, (unsigned)n_feat) : -1;
+            unsigned cond = reads | (feature >= 0 ? feat_mask[feature] : 0);
+            if (k == 1 && cond == post[l][0]) { /* a second family must differ from the first */
+                n_post[l] = 1;
+                break;
+            }
+            post[l][k] = cond;
+            gen_put(&g, "net q%d_%d = ", l, k);
+            int inputs = __builtin_popcount(reads) + (feature >= 0);
+            if (inputs > 1)
+                gen_put(&g, "concat(");
+            gen_names(&g, reads, "x");
+            if (feature >= 0)
+                gen_put(&g, "%sf%d", reads ? ", " : "", feature);
+            if (inputs > 1)
+                gen_put(&g, ")");
+            gen_layers(&g, 0);
+            gen_put(&g, " -> q(z%d | ", l);
+            gen_names(&g, cond, "x");
+            gen_put(&g, ")%s\n", gen_var(&g));
+        }
+    }
+    /* conditional priors */
+    for (int l = 0; l < n_lat; l++)
+        if (parent[l] >= 0) {
+            gen_put(&g, "net p%d = z%d", l, parent[l]);
+            gen_layers(&g, 1);
+            gen_put(&g, " -> p(z%d | z%d)%s\n", l, parent[l], gen_var(&g));
+        }
+    /* decoders: each modality from one latent, or none (then nothing reconstructs it) */
+    for (int m = 0; m < n_mod; m++) {
+        reads_lat[m] = m == 0 || gen_pick(&g, 5) ? (int)gen_pick(&g, (unsigned)n_lat) : -1;
+        if (reads_lat[m] < 0)
+            continue;
+        gen_put(&g, "net d%d = z%d", m, reads_lat[m]);
+        gen_layers(&g, 0);
+        gen_put(&g, " -> p(x%d | z%d)%s\n", m, reads_lat[m], lik[m] == 3 ? gen_var(&g) : "");
+    }
+    int hyper = (int)gen_pick(&g, 3);
+    if (hyper == 1)
+        gen_put(&g, "hyper h = 0.%u\n", 1 + gen_pick(&g, 9));
+    else if (hyper == 2)
+        gen_put(&g, "hyper h = 1 warmup from 0 over %u epochs\n", 1 + gen_pick(&g, 3));
+    gen_put(&g, "\nloss {\n");
+    int sampled[GEN_MAX_LAT];
+    for (int l = 0; l < n_lat; l++) {
+        sampled[l] = (int)gen_pick(&g, (unsigned)n_post[l]);
+        gen_put(&g, "  z%d ~ q(z%d | ", l, l);
+        gen_names(&g, post[l][sampled[l]], "x");
+        gen_put(&g, ")\n");
+    }
+    int terms = 0;
+    for (int m = 0; m < n_mod; m++) {
+        if (reads_lat[m] < 0)
+            continue;
+        const char *w = hyper && gen_pick(&g, 4) == 0 ? "h * " : gen_pick(&g, 4) == 0 ? "0.5 * " : "";
+        gen_put(&g, "  rec%d = %s-log p(x%d | z%d)\n", m, w, m, reads_lat[m]);
+        terms++;
+    }
+    for (int l = 0; l < n_lat; l++) {
+        const char *w = hyper && gen_pick(&g, 3) == 0 ? "h * " : "";
+        /* KL to the prior: analytic, or a Monte Carlo estimate at the sample */
+        const char *kind = gen_pick(&g, 4) == 0 ? "KLsample" : "KL";
+        gen_put(&g, "  kl%d = %s%s(q(z%d | ", l, w, kind, l);
+        gen_names(&g, post[l][sampled[l]], "x");
+        if (parent[l] < 0)
+            gen_put(&g, ") || p(z%d))\n", l);
+        else
+            gen_put(&g, ") || p(z%d | z%d))\n", l, parent[l]);
+        terms++;
+        if (n_post[l] == 2) { /* the JMVAE-kl term between the two families */
+            gen_put(&g, "  pull%d = 0.%u * KL(q(z%d | ", l, 1 + gen_pick(&g, 9), l);
+            gen_names(&g, post[l][sampled[l]], "x");
+            gen_put(&g, ") || q(z%d | ", l);
+            gen_names(&g, post[l][1 - sampled[l]], "x");
+            gen_put(&g, "))\n");
+            terms++;
+        }
+    }
+    gen_put(&g, "}\n\ntrain {\n  batch = %u\n  epochs = 1\n", 1 + gen_pick(&g, 6));
+    if (gen_pick(&g, 2))
+        gen_put(&g, "  clip = %u\n", 1 + gen_pick(&g, 9));
+    gen_put(&g, "  seed = %u\n}\n", gen_pick(&g, 256));
+    (void)terms;
+    if (cap)
+        out[g.len < cap ? g.len : cap - 1] = 0;
+    return g.len;
+}
+
+#endif
