@@ -91,13 +91,15 @@ static void check_modality(checker *k, const modality_node *node, sem_modality *
     out->name = node->name.text;
     out->node = node;
     long size = 1;
-    for (int i = 0; i < node->dims.n; i++)
+    for (int i = 0; i < node->dims.n; i++) { /* each factor at most MAX_SIZE: the product saturates, never overflows */
         size *= check_size(k, node->dims.items[i], "size");
+        size = size > MAX_SIZE ? (long)MAX_SIZE + 1 : size;
+    }
     if (node->dims.n > 2)
         diag_error(k->c, node->at, "modality '%s' has %d dimensions; write [size] or [height, width]",
                    node->name.text, node->dims.n);
     if (size > MAX_SIZE) {
-        diag_error(k->c, node->at, "modality '%s' has %ld values; at most %d", node->name.text, size, MAX_SIZE);
+        diag_error(k->c, node->at, "modality '%s' has more than %d values", node->name.text, MAX_SIZE);
         size = 1;
     }
     out->size = (int)size;
@@ -275,18 +277,17 @@ static void given_sets(checker *k, const dist_ref *d, unsigned *mods, unsigned *
     }
 }
 
-static void mask_names(const sem_model *m, unsigned mods, unsigned lats, char *buf, size_t cap)
+/* "x, w, z": the modalities and latents of two sets, for messages (any length). */
+static const char *mask_names(ctx *c, const sem_model *m, unsigned mods, unsigned lats)
 {
-    size_t len = 0;
-    buf[0] = 0;
+    const char *s = "";
     for (int i = 0; i < m->n_modalities; i++)
         if (mods & (1u << i))
-            len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%s%s", len ? ", " : "", m->modalities[i].name);
+            s = arena_printf(&c->mem, "%s%s%s", s, *s ? ", " : "", m->modalities[i].name);
     for (int i = 0; i < m->n_latents; i++)
         if (lats & (1u << i))
-            len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%s%s", len ? ", " : "", m->latents[i].name);
-    if (len == 0)
-        snprintf(buf, cap, "nothing");
+            s = arena_printf(&c->mem, "%s%s%s", s, *s ? ", " : "", m->latents[i].name);
+    return *s ? s : "nothing";
 }
 
 static void check_head(checker *k, sem_net *n)
@@ -318,13 +319,11 @@ static void check_head(checker *k, sem_net *n)
     if (n->head != HEAD_POSTERIOR && n->modalities_read)
         diag_error(k->c, h->at, "p(%s | ...) is part of the generative model and may read latents only, but network '%s' reads modalities",
                    h->target.text, n->name);
-    if (n->broken || ((n->head != HEAD_POSTERIOR || mods == n->modalities_read) && lats == n->latents_read)) {
+    if (n->broken || (mods == n->modalities_read && lats == n->latents_read)) {
         /* the head names exactly what the net reads */
     } else {
-        char said[256], reads[256];
-        mask_names(m, mods, lats, said, sizeof said);
-        mask_names(m, n->modalities_read, n->latents_read, reads, sizeof reads);
-        diag_error(k->c, h->at, "the head conditions on %s, but network '%s' reads %s", said, n->name, reads);
+        diag_error(k->c, h->at, "the head conditions on %s, but network '%s' reads %s", mask_names(k->c, m, mods, lats),
+                   n->name, mask_names(k->c, m, n->modalities_read, n->latents_read));
     }
     if (n->head == HEAD_PRIOR && (lats & (1u << n->target)))
         diag_error(k->c, h->at, "p(%s | ...) is conditioned on %s itself", h->target.text, h->target.text);
@@ -353,8 +352,7 @@ static int find_head(const sem_model *m, head_kind head, int target, unsigned mo
 {
     for (int i = 0; i < m->n_nets; i++) {
         const sem_net *n = &m->nets[i];
-        if (n->head == head && n->target == target && n->latents_read == lats &&
-            (head != HEAD_POSTERIOR || n->modalities_read == mods))
+        if (n->head == head && n->target == target && n->latents_read == lats && n->modalities_read == mods)
             return i;
     }
     /* a net whose inputs did not resolve may be the one meant: no second error */
@@ -587,6 +585,11 @@ static void check_kl_term(checker *k, sem_term *t)
                    m->latents[t->b.latent].size);
         return;
     }
+    if (t->a.latent != t->b.latent) {
+        diag_error(k->c, node->at, "a KL term compares two distributions over one latent, but these are over %s and %s",
+                   m->latents[t->a.latent].name, m->latents[t->b.latent].name);
+        return;
+    }
     int z = t->a.latent;
     if (same_dist(&t->a, &t->b)) {
         diag_error(k->c, node->at, "the KL of a distribution with itself is 0; this term does nothing");
@@ -725,10 +728,9 @@ static void apply_setting(checker *k, const setting_node *s, const setting_rule 
             *r->int_out = (long)v;
         return;
     }
-    char list[256] = "";
-    size_t len = 0;
+    const char *list = "";
     for (int i = 0; i < n_rules; i++)
-        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", rules[i].key);
+        list = arena_printf(&k->c->mem, "%s%s%s", list, i ? ", " : "", rules[i].key);
     diag_error(k->c, s->key.at, "unknown setting '%s' in %s; expecting one of %s", s->key.text, where, list);
 }
 
@@ -817,6 +819,19 @@ static void check_usage(checker *k)
     for (int i = 0; i < m->n_hypers; i++)
         if (!m->hypers[i].used)
             diag_warning(k->c, m->hypers[i].node->at, "hyperparameter '%s' is not used by the loss", m->hypers[i].name);
+    /* a sample that no used network reads and no KLsample term estimates at */
+    for (int l = 0; l < m->n_latents; l++) {
+        int read = 0;
+        for (int i = 0; i < m->n_nets; i++)
+            read |= m->nets[i].used && (m->nets[i].latents_read & (1u << l));
+        for (int t = 0; t < m->n_terms; t++)
+            read |= m->terms[t].kind == TERM_KL_SAMPLE && m->terms[t].a.latent == l;
+        if (!read && m->latents[l].sample)
+            diag_warning(k->c, m->latents[l].sample->at,
+                         "the sample of '%s' is read by nothing: no decoder, prior or posterior reads it, and no "
+                         "KLsample term estimates at it",
+                         m->latents[l].name);
+    }
 }
 
 /* ------------------------------------------------------------------ size -- */
@@ -881,6 +896,81 @@ static unsigned long long fingerprint_model(const sem_model *m)
         h = fnv_int(fnv_int(fnv_int(fnv_int(h, n->head), n->target), n->variance), n->head_size);
     }
     return h;
+}
+
+/* --------------------------------------------------------------- families -- */
+
+/* The posterior net for latent l conditioned on exactly `mods`, preferring
+ * the one the objective samples from; -1 when there is none. */
+static int family_net(const sem_model *m, int l, unsigned mods)
+{
+    if (m->nets[m->latents[l].sample_net].modalities_read == mods)
+        return m->latents[l].sample_net;
+    for (int i = 0; i < m->n_nets; i++)
+        if (m->nets[i].head == HEAD_POSTERIOR && m->nets[i].target == l && m->nets[i].modalities_read == mods)
+            return i;
+    return -1;
+}
+
+/* Orders latents so that each posterior's latent inputs come first. */
+static int order_family(const sem_model *m, const int *nets, int *order)
+{
+    unsigned done = 0;
+    int placed = 0;
+    for (int progress = 1; progress && placed < m->n_latents;) {
+        progress = 0;
+        for (int l = 0; l < m->n_latents; l++)
+            if (!(done & (1u << l)) && (m->nets[nets[l]].latents_read & ~done) == 0) {
+                done |= 1u << l;
+                order[placed++] = l;
+                progress = 1;
+            }
+    }
+    return placed == m->n_latents;
+}
+
+/* Every set of modalities some posterior conditions on for which each
+ * latent has a posterior: a family; and the objective's own samples. */
+static void find_families(checker *k)
+{
+    sem_model *m = k->m;
+    m->families = arena_alloc(&k->c->mem, sizeof(sem_family) * (size_t)(m->n_nets + 2));
+    m->training_family = -1;
+    for (int i = 0; i < m->n_nets; i++) {
+        if (m->nets[i].head != HEAD_POSTERIOR)
+            continue;
+        unsigned mods = m->nets[i].modalities_read;
+        int dup = 0;
+        for (int f = 0; f < m->n_families; f++)
+            dup |= m->families[f].condition == mods;
+        if (dup)
+            continue;
+        sem_family *fam = &m->families[m->n_families];
+        int complete = 1;
+        for (int l = 0; l < m->n_latents; l++)
+            complete &= (fam->nets[l] = family_net(m, l, mods)) >= 0;
+        if (!complete || !order_family(m, fam->nets, fam->order))
+            continue;
+        fam->condition = mods;
+        fam->name = family_suffix(k->c, m, mods);
+        int is_training = 1;
+        for (int l = 0; l < m->n_latents; l++)
+            is_training &= fam->nets[l] == m->latents[l].sample_net;
+        if (is_training)
+            m->training_family = m->n_families;
+        m->n_families++;
+    }
+    if (m->training_family < 0) {
+        sem_family *fam = &m->families[m->n_families];
+        fam->condition = 0;
+        for (int l = 0; l < m->n_latents; l++) {
+            fam->nets[l] = m->latents[l].sample_net;
+            fam->condition |= m->nets[fam->nets[l]].modalities_read;
+            fam->order[l] = m->latent_order[l];
+        }
+        fam->name = "train";
+        m->training_family = m->n_families++;
+    }
 }
 
 /* ------------------------------------------------------------------ check -- */
@@ -951,6 +1041,8 @@ sem_model *check_spec(ctx *c)
     if (c->n_errors == 0) {
         check_parameter_count(&k);
         check_usage(&k);
+        find_families(&k);
+        check_emitted_names(c, m);
     }
     if (c->n_errors)
         return NULL;

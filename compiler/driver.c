@@ -106,7 +106,13 @@ int run_driver(const driver_options *opt)
     }
     int status = 0;
     parse_spec(&c);
-    if (c.n_errors) {
+    if (opt->mode == MODE_EMIT && strcmp(opt->emit, "ast") == 0) {
+        /* the tree as parsed, before any check: also of a spec the checker refuses
+         * (and, after a syntax error, what the parser recovered) */
+        if (c.spec)
+            ast_dump(stdout, c.spec, 1);
+        status = c.n_errors ? 1 : 0;
+    } else if (c.n_errors) {
         status = 1;
     } else if (opt->mode == MODE_FMT) {
         ast_format(stdout, &c);
@@ -114,8 +120,6 @@ int run_driver(const driver_options *opt)
         sem_model *m = check_spec(&c);
         if (!m) {
             status = 1;
-        } else if (opt->mode == MODE_EMIT && strcmp(opt->emit, "ast") == 0) {
-            ast_dump(stdout, c.spec, 1);
         } else if (opt->mode == MODE_EMIT && strcmp(opt->emit, "model") == 0) {
             model_dump(stdout, m);
         } else if (opt->mode != MODE_CHECK) {

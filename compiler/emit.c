@@ -368,7 +368,7 @@ static void emit_loss(emitter *e, const op *o)
         put(e, "        for (int b = 0; b < B; b++)\n            mean += %s[b];\n", N(e, o->in[t]));
         put(e, "        mean /= (jv_real)B;\n");
         put(e, "        if (jv_s->terms)\n            jv_s->terms[%d] = mean; /* %s */\n", t, m->terms[t].name);
-        put(e, "        total += (term_scale ? term_scale[%d] : 1) * %s * mean;\n", t, term_weight(e, t));
+        put(e, "        total += (jv_term_scale ? jv_term_scale[%d] : 1) * %s * mean;\n", t, term_weight(e, t));
         put(e, "    }\n");
     }
     put(e, "    if (jv_s->loss)\n        *jv_s->loss = total;\n");
@@ -406,7 +406,7 @@ static void emit_seed(emitter *e, const op *o)
     const sem_model *m = e->p->m;
     put(e, "\n    /* %s:%d  %s */\n", e->spec_name, o->line, o->what);
     for (int t = 0; t < m->n_terms; t++)
-        put(e, "    const jv_real seed_%s = (term_scale ? term_scale[%d] : 1) * %s / (jv_real)B;\n", m->terms[t].name, t,
+        put(e, "    const jv_real jv_seed_%s = (jv_term_scale ? jv_term_scale[%d] : 1) * %s / (jv_real)B;\n", m->terms[t].name, t,
             term_weight(e, t));
 }
 
@@ -499,7 +499,7 @@ static void emit_sample_grad(emitter *e, const op *o)
 /* Opens the loop of a per-example op's backward; g is d loss / d its value. */
 static void per_example_grad_open(emitter *e, const op *o)
 {
-    put(e, "    {\n        const jv_real g = %sseed_%s;\n", o->sign < 0 ? "-" : "", e->p->m->terms[o->term].name);
+    put(e, "    {\n        const jv_real g = %sjv_seed_%s;\n", o->sign < 0 ? "-" : "", e->p->m->terms[o->term].name);
     put(e, "        for (int b = 0; b < B; b++) {\n");
 }
 
@@ -714,12 +714,12 @@ static const char *signature(emitter *e, const graph *g, int backward)
     if (g->has_backward && !backward)
         return arena_printf(&e->c->mem,
                             "jv_real %s_forward(%s,\n    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,\n"
-                            "    const jv_real *term_scale, jv_real *terms)", p, sig_params);
+                            "    const jv_real *jv_term_scale, jv_real *terms)", p, sig_params);
     if (g->has_backward)
         return arena_printf(&e->c->mem,
                             "void %s_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,\n"
                             "    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,\n"
-                            "    const jv_real *term_scale)", p);
+                            "    const jv_real *jv_term_scale)", p);
     if (is_posterior(g) && backward == 2)
         return arena_printf(&e->c->mem,
                             "void %s_%s(%s,\n    const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,\n"
@@ -743,7 +743,7 @@ static const char *signature(emitter *e, const graph *g, int backward)
 static void silence_unused(emitter *e, const graph *g)
 {
     if (g->has_backward) {
-        put(e, "    (void)hyper;\n    (void)term_scale;\n    (void)noise;\n    (void)data;\n");
+        put(e, "    (void)hyper;\n    (void)jv_term_scale;\n    (void)noise;\n    (void)data;\n");
     } else if (is_posterior(g)) {
         put(e, "    (void)noise;\n");
     } else if (strcmp(g->name, "log_joint") == 0) {
@@ -985,11 +985,11 @@ static void emit_task(emitter *e, const graph *g, int k)
     if (need.hyper)
         put(e, "    const jv_real *const hyper = jv_s->hyper;\n");
     if (need.term_scale)
-        put(e, "    const jv_real *const term_scale = jv_s->term_scale;\n");
+        put(e, "    const jv_real *const jv_term_scale = jv_s->term_scale;\n");
     declare_values(e, i, i + 1);
     if (need.seed) {
         const sem_term *term = &e->p->m->terms[o->term];
-        put(e, "    const jv_real seed_%s = (term_scale ? term_scale[%d] : 1) * %s / (jv_real)B; /* d loss / d %s, per example */\n",
+        put(e, "    const jv_real jv_seed_%s = (jv_term_scale ? jv_term_scale[%d] : 1) * %s / (jv_real)B; /* d loss / d %s, per example */\n",
             term->name, o->term, term_weight(e, o->term), term->name);
     }
     emit_op(e, o, 0);
@@ -1063,10 +1063,10 @@ static void emit_tasks(emitter *e, const graph *g)
            "    %s_train_reads};\n", pre, t->n, t->n_forward, pre, pre, t->n_slots, pre, pre);
     put(e, "\n/* %s */\n%s\n{\n", g->purpose, signature(e, g, 0));
     put(e, "    jv_real jv_loss = 0;\n");
-    put(e, "    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &jv_loss, NULL};\n");
+    put(e, "    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL};\n");
     put(e, "    jv_run_tasks(&%s_train_graph, &jv_s, 0, %d);\n    return jv_loss;\n}\n", pre, t->n_forward);
     put(e, "\n/* %s (backward; run after forward with the same arguments) */\n%s\n{\n", g->purpose, signature(e, g, 1));
-    put(e, "    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};\n");
+    put(e, "    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL};\n");
     put(e, "    jv_run_tasks(&%s_train_graph, &jv_s, %d, %d);\n}\n", pre, t->n_forward, t->n);
 }
 
@@ -1164,8 +1164,9 @@ static void emit_descriptor(emitter *e)
     put(e, "\n/* ------------------------------------------------------- descriptor -- */\n\n");
     put(e, "static const jv_modality_info %s_modalities[] = {\n", pre);
     for (int i = 0; i < m->n_modalities; i++)
-        put(e, "    {%s, %d, %s, %d, %d},\n", c_string(e, m->modalities[i].name), m->modalities[i].size,
-            lik[m->modalities[i].likelihood], m->modalities[i].height, m->modalities[i].width);
+        put(e, "    {%s, %d, %s, %d, %d, %d},\n", c_string(e, m->modalities[i].name), m->modalities[i].size,
+            lik[m->modalities[i].likelihood], m->modalities[i].height, m->modalities[i].width,
+            p->likelihood_net[i] >= 0);
     put(e, "};\n\nstatic const jv_latent_info %s_latents[] = {\n", pre);
     for (int i = 0; i < m->n_latents; i++)
         put(e, "    {%s, %d},\n", c_string(e, m->latents[i].name), m->latents[i].size);
@@ -1187,11 +1188,10 @@ static void emit_descriptor(emitter *e)
     put(e, "};\n\nstatic const jv_family_info %s_families[] = {\n", pre);
     for (int f = 0; f < p->n_families; f++) {
         const graph *g = p->families[f];
-        char names[512] = "";
-        size_t len = 0;
+        const char *names = ""; /* "x,w", of any length */
         for (int i = 0; i < m->n_modalities; i++)
             if (g->family_condition & (1u << i))
-                len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", len ? "," : "", m->modalities[i].name);
+                names = arena_printf(&e->c->mem, "%s%s%s", names, *names ? "," : "", m->modalities[i].name);
         put(e, "    {%s, 0x%xu, %s_%s, %s_%s_repeated},\n", c_string(e, names), g->family_condition, pre, g->name, pre,
             g->name);
     }

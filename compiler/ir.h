@@ -61,7 +61,7 @@ enum { MAX_OP_INPUTS = 40 };
 
 typedef struct {
     op_kind kind;
-    int in[MAX_OP_INPUTS];
+    int *in;             /* room for MAX_OP_INPUTS; the loss's for every term (graph_op_inputs) */
     int n_in;
     int out[4];
     int n_out;
@@ -163,5 +163,7 @@ void emit_all_to(ctx *c, const program *p, FILE *out);
 /* graph building, shared by lower.c and grad.c */
 int graph_value(ctx *c, graph *g, value_kind kind, int width, int index, const char *name);
 op *graph_op(ctx *c, graph *g, op_kind kind, int line);
+/* Gives op o room for n inputs (at least MAX_OP_INPUTS). */
+void graph_op_inputs(ctx *c, op *o, int n);
 
 #endif

@@ -47,11 +47,20 @@ op *graph_op(ctx *c, graph *g, op_kind kind, int line)
     }
     op *o = &g->ops[g->n_ops++];
     memset(o, 0, sizeof *o);
+    graph_op_inputs(c, o, MAX_OP_INPUTS);
     o->kind = kind;
     o->line = line;
     o->tensor = o->bias = o->term = o->net = -1;
     o->sign = 1;
     return o;
+}
+
+void graph_op_inputs(ctx *c, op *o, int n)
+{
+    int *in = arena_alloc(&c->mem, sizeof(int) * (size_t)(n > MAX_OP_INPUTS ? n : MAX_OP_INPUTS));
+    if (o->in && o->n_in)
+        memcpy(in, o->in, sizeof(int) * (size_t)o->n_in);
+    o->in = in;
 }
 
 static graph *new_graph(ctx *c, program *p, const char *name, const char *purpose)
@@ -298,12 +307,12 @@ static void lower_training(ctx *c, program *p)
         int l = m->latent_order[k];
         sample_latent(c, p, g, e, l, m->latents[l].sample_net, V_ARENA, m->latents[l].sample->at.line);
     }
-    op loss = {0};
+    int *loss_in = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_terms + 1)); /* one per term, however many */
     for (int t = 0; t < m->n_terms; t++) {
         const sem_term *term = &m->terms[t];
         int line = term->node->at.line;
         int out = graph_value(c, g, V_ARENA, 1, 0, arena_printf(&c->mem, "term_%s", term->name));
-        loss.in[loss.n_in++] = out;
+        loss_in[t] = out;
         int first = g->n_ops;
         if (term->kind == TERM_NLL) {
             nll(c, p, g, e, term->a.net, term->a.modality, out, 1, line);
@@ -330,39 +339,11 @@ static void lower_training(ctx *c, program *p)
                 g->ops[i].term = t;
     }
     op *o = graph_op(c, g, OP_LOSS, m->terms[0].node->at.line);
-    memcpy(o->in, loss.in, sizeof(int) * (size_t)loss.n_in);
-    o->n_in = loss.n_in;
+    graph_op_inputs(c, o, m->n_terms);
+    memcpy(o->in, loss_in, sizeof(int) * (size_t)m->n_terms);
+    o->n_in = m->n_terms;
     g->n_forward = g->n_ops;
     g->has_backward = 1;
-}
-
-/* The posterior net for latent l conditioned on exactly `mods`, preferring
- * the one the objective samples from; -1 when there is none. */
-static int family_net(const sem_model *m, int l, unsigned mods)
-{
-    if (m->nets[m->latents[l].sample_net].modalities_read == mods)
-        return m->latents[l].sample_net;
-    for (int i = 0; i < m->n_nets; i++)
-        if (m->nets[i].head == HEAD_POSTERIOR && m->nets[i].target == l && m->nets[i].modalities_read == mods)
-            return i;
-    return -1;
-}
-
-/* Orders latents so that each posterior's latent inputs come first. */
-static int order_family(const sem_model *m, const int *nets, int *order)
-{
-    unsigned done = 0;
-    int placed = 0;
-    for (int progress = 1; progress && placed < m->n_latents;) {
-        progress = 0;
-        for (int l = 0; l < m->n_latents; l++)
-            if (!(done & (1u << l)) && (m->nets[nets[l]].latents_read & ~done) == 0) {
-                done |= 1u << l;
-                order[placed++] = l;
-                progress = 1;
-            }
-    }
-    return placed == m->n_latents;
 }
 
 static void lower_posterior(ctx *c, program *p, const int *nets, const int *order, unsigned mods, const char *name)
@@ -386,47 +367,11 @@ static void lower_posterior(ctx *c, program *p, const int *nets, const int *orde
 static void lower_families(ctx *c, program *p)
 {
     const sem_model *m = p->m;
-    int nets[MAX_LATENTS], order[MAX_LATENTS];
-    unsigned seen[256];
-    int n_seen = 0;
-    p->families = arena_alloc(&c->mem, sizeof(graph *) * (size_t)(m->n_nets + 2));
-    p->training_family = -1;
-    for (int i = 0; i < m->n_nets; i++) {
-        if (m->nets[i].head != HEAD_POSTERIOR)
-            continue;
-        unsigned mods = m->nets[i].modalities_read;
-        int dup = 0;
-        for (int s = 0; s < n_seen; s++)
-            dup |= seen[s] == mods;
-        if (dup)
-            continue;
-        seen[n_seen++] = mods;
-        int complete = 1;
-        for (int l = 0; l < m->n_latents; l++)
-            complete &= (nets[l] = family_net(m, l, mods)) >= 0;
-        if (!complete || !order_family(m, nets, order))
-            continue;
-        char name[512] = "";
-        size_t len = 0;
-        for (int j = 0; j < m->n_modalities; j++)
-            if (mods & (1u << j))
-                len += (size_t)snprintf(name + len, sizeof name - len, "%s%s", len ? "_" : "", m->modalities[j].name);
-        int is_training = 1;
-        for (int l = 0; l < m->n_latents; l++)
-            is_training &= nets[l] == m->latents[l].sample_net;
-        if (is_training)
-            p->training_family = p->n_families;
-        lower_posterior(c, p, nets, order, mods, name);
-    }
-    if (p->training_family < 0) {
-        unsigned mods = 0;
-        for (int l = 0; l < m->n_latents; l++) {
-            nets[l] = m->latents[l].sample_net;
-            mods |= m->nets[nets[l]].modalities_read;
-        }
-        p->training_family = p->n_families;
-        lower_posterior(c, p, nets, m->latent_order, mods, "train");
-    }
+    p->families = arena_alloc(&c->mem, sizeof(graph *) * (size_t)(m->n_families + 1));
+    for (int f = 0; f < m->n_families; f++)
+        lower_posterior(c, p, m->families[f].nets, m->families[f].order, m->families[f].condition,
+                        m->families[f].name);
+    p->training_family = m->training_family;
 }
 
 static void bind_latents(ctx *c, program *p, graph *g, lowering_env *e, value_kind kind)

@@ -92,6 +92,16 @@ typedef struct {
     long batch, epochs, seed;
 } sem_train;
 
+/* A family of posteriors: for every latent, one posterior net conditioned on
+ * the same modalities (eval's proposal for that set), or the nets the
+ * objective samples from when no family holds them ("train"). */
+typedef struct {
+    unsigned condition;     /* the modalities read */
+    int nets[MAX_LATENTS];  /* per latent */
+    int order[MAX_LATENTS]; /* latents in an order where each posterior's latent inputs come first */
+    const char *name;       /* the C suffix: the modalities joined by '_', or "train" */
+} sem_family;
+
 typedef struct {
     const char *name;
     int n_modalities, n_latents, n_nets, n_terms, n_hypers;
@@ -104,12 +114,20 @@ typedef struct {
     int *net_order;      /* nets in an order where every net follows what it reads */
     int *latent_order;   /* latents in the order the objective samples them */
     int *prior_order;    /* latents top-down: every latent after those its prior reads */
+    int n_families;
+    sem_family *families;
+    int training_family; /* the family the objective samples from */
     unsigned long long fingerprint;
 } sem_model;
 
 /* Checks c->spec; returns NULL (with diagnostics) when it has errors. */
 sem_model *check_spec(ctx *c);
 void model_dump(FILE *out, const sem_model *m);
+
+/* names.c: the C suffix of a family, and the check that every identifier
+ * the emitted files define is spelled well and defined once. */
+const char *family_suffix(ctx *c, const sem_model *m, unsigned condition);
+void check_emitted_names(ctx *c, const sem_model *m);
 
 extern const char *const activation_names[];
 extern const char *const likelihood_names[];

@@ -346,7 +346,7 @@ static const char *token_name(yysymbol_kind_t sym, char *buf, size_t cap)
 static int yyreport_syntax_error(const yypcontext_t *pctx, yyscan_t scanner, ctx *c)
 {
     (void)scanner;
-    enum { MAX_EXPECTED = 6 };
+    enum { MAX_EXPECTED = 16 }; /* bison gives none at all when they do not fit */
     yysymbol_kind_t expected[MAX_EXPECTED];
     int n = yypcontext_expected_tokens(pctx, expected, MAX_EXPECTED);
     yysymbol_kind_t got = yypcontext_token(pctx);

@@ -345,6 +345,7 @@ typedef struct {
     int size;
     jv_likelihood likelihood;
     int height, width;  /* an image of height x width (size == height * width); 0 otherwise */
+    int decoded;        /* a network gives p(m | latents): log_joint and decode compute it */
 } jv_modality_info;
 
 typedef struct {

@@ -60,7 +60,7 @@ static void grid_put(image *im, const jv_modality_info *mod, int row, int col, c
 static int find_image_modality(const jv_model *m)
 {
     for (int k = 0; k < m->n_modalities; k++)
-        if (m->modalities[k].height > 0 && m->modalities[k].width > 0)
+        if (m->modalities[k].height > 0 && m->modalities[k].width > 0 && m->modalities[k].decoded)
             return k;
     return -1;
 }
@@ -168,7 +168,8 @@ static int check_sample_mode(sampler *s)
     const sample_opts *o = &s->o;
     int reconstruct = strcmp(o->mode, "reconstruct") == 0;
     if ((s->img = find_image_modality(s->m)) < 0)
-        return jv_fail("sample: model %s has no image modality (one with a height and width)", s->m->name);
+        return jv_fail("sample: model %s has no image modality with a decoder (one with a height and width, and "
+                       "a network giving p(image | latents))", s->m->name);
     if (o->given.n && strcmp(o->mode, "conditional") != 0)
         return jv_fail("sample: --given only applies to --mode conditional");
     if (o->data.n && !reconstruct)

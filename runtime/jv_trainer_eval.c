@@ -146,20 +146,34 @@ static int find_subset(const evaluator *e, unsigned mask)
     return -1;
 }
 
-/* The joint, every single modality and, beyond two modalities, every pair. */
+/* The modalities a network decodes: only their likelihoods can be estimated. */
+static unsigned decoded_set(const jv_model *m)
+{
+    unsigned set = 0;
+    for (int k = 0; k < m->n_modalities; k++)
+        set |= m->modalities[k].decoded ? 1u << k : 0u;
+    return set;
+}
+
+/* The joint, every single modality and, beyond two modalities, every pair,
+ * among the modalities with a decoder. */
 static int make_subsets(evaluator *e)
 {
     int n = e->m->n_modalities;
-    unsigned all = n == 32 ? ~0u : (1u << n) - 1;
+    unsigned dec = decoded_set(e->m);
     e->subsets = calloc((size_t)(1 + n + n * (n - 1) / 2), sizeof *e->subsets);
     if (!e->subsets)
         return jv_fail("out of memory");
-    int rc = add_subset(e, all);
+    if (!dec)
+        return jv_fail("eval: model %s decodes no modality: there is no likelihood to estimate", e->m->name);
+    int rc = add_subset(e, dec);
     for (int a = 0; a < n && rc == 0; a++)
-        rc = add_subset(e, 1u << a);
+        if (dec >> a & 1u)
+            rc = add_subset(e, 1u << a);
     for (int a = 0; a < n && rc == 0; a++)
         for (int b = a + 1; b < n && rc == 0; b++)
-            rc = add_subset(e, 1u << a | 1u << b);
+            if ((dec >> a & 1u) && (dec >> b & 1u))
+                rc = add_subset(e, 1u << a | 1u << b);
     return rc;
 }
 
@@ -170,7 +184,7 @@ static int make_predictions(evaluator *e)
     if (!e->predictions)
         return jv_fail("out of memory");
     for (int c = 0; c < n; c++) {
-        if (e->m->modalities[c].likelihood != JV_CATEGORICAL)
+        if (e->m->modalities[c].likelihood != JV_CATEGORICAL || !e->m->modalities[c].decoded)
             continue;
         for (int b = 0; b < n; b++)
             if (b != c)
@@ -436,9 +450,11 @@ static void for_each_conditional(evaluator *e, pair_fn visit, void *ctx)
 {
     int n = e->m->n_modalities;
     for (int a = 0; a < n; a++)
-        for (int b = 0; b < n; b++)
-            if (a != b)
-                visit(e, a, b, find_subset(e, 1u << a | 1u << b), find_subset(e, 1u << b), ctx);
+        for (int b = 0; b < n; b++) {
+            int joint = find_subset(e, 1u << a | 1u << b), given = find_subset(e, 1u << b);
+            if (a != b && joint >= 0 && given >= 0) /* both estimated: a and b have decoders */
+                visit(e, a, b, joint, given, ctx);
+        }
 }
 
 /* The statistic of log p(a|b) = log p(a,b) - log p(b), example by example. */
@@ -485,6 +501,10 @@ static void print_conditional(evaluator *e, int a, int b, int joint, int given, 
 
 static void print_notes(const evaluator *e)
 {
+    for (int k = 0; k < e->m->n_modalities; k++)
+        if (!e->m->modalities[k].decoded)
+            printf("* %s has no decoder (no network gives p(%s | ...)): no likelihood or accuracy involves it\n",
+                   e->m->modalities[k].name, e->m->modalities[k].name);
     const jv_family_info *train = &e->m->families[e->m->training_family];
     for (int s = 0; s < e->n_subsets; s++) {
         if (e->subsets[s].exact && !zero_imputed(e, s))

@@ -1409,9 +1409,17 @@ Test(blas, the_description_names_the_kernel)
     cr_assert_not_null(strstr(jv_blas_describe(), openblas_get_corename()), "%s", jv_blas_describe());
 }
 
-Test(files, set_threads_accepts_any_count)
+int openblas_get_num_threads(void);
+
+/* OpenBLAS's own threads: a count below 1 means 1. */
+Test(files, set_threads_sets_openblas_and_clamps)
 {
-    jv_set_threads(1);
-    jv_set_threads(0);
     jv_set_threads(2);
+    cr_expect_eq(openblas_get_num_threads(), 2);
+    jv_set_threads(0);
+    cr_expect_eq(openblas_get_num_threads(), 1);
+    jv_set_threads(-5);
+    cr_expect_eq(openblas_get_num_threads(), 1);
+    jv_set_threads(1);
+    cr_expect_eq(openblas_get_num_threads(), 1);
 }

@@ -289,8 +289,8 @@ static void fixture_init(jv_real *params, uint64_t seed)
 }
 
 static const jv_modality_info fixture_modalities[] = {
-    {"x", FX_X, JV_GAUSSIAN, 2, 2},
-    {"w", FX_W, JV_CATEGORICAL, 0, 0},
+    {"x", FX_X, JV_GAUSSIAN, 2, 2, 1},
+    {"w", FX_W, JV_CATEGORICAL, 0, 0, 1},
 };
 static const jv_latent_info fixture_latents[] = {{"z", FX_Z}};
 static const jv_hyper_info fixture_hypers[] = {{"beta", 1, 0, 2}, {"alpha", 0.1, 0, 0}};

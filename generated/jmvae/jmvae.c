@@ -379,7 +379,7 @@ JV_TASK static void t15_loss(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
-    const jv_real *const term_scale = jv_s->term_scale;
+    const jv_real *const jv_term_scale = jv_s->term_scale;
     jv_real *const term_rec_x = arena + (size_t)B * 3664; /* [B x 1] */
     jv_real *const term_rec_w = arena + (size_t)B * 4699; /* [B x 1] */
     jv_real *const term_kl = arena + (size_t)B * 4700; /* [B x 1] */
@@ -393,7 +393,7 @@ JV_TASK static void t15_loss(const jv_step *jv_s)
         mean /= (jv_real)B;
         if (jv_s->terms)
             jv_s->terms[0] = mean; /* rec_x */
-        total += (term_scale ? term_scale[0] : 1) * (jv_real)1 * mean;
+        total += (jv_term_scale ? jv_term_scale[0] : 1) * (jv_real)1 * mean;
     }
     {
         jv_real mean = 0;
@@ -402,7 +402,7 @@ JV_TASK static void t15_loss(const jv_step *jv_s)
         mean /= (jv_real)B;
         if (jv_s->terms)
             jv_s->terms[1] = mean; /* rec_w */
-        total += (term_scale ? term_scale[1] : 1) * (jv_real)1 * mean;
+        total += (jv_term_scale ? jv_term_scale[1] : 1) * (jv_real)1 * mean;
     }
     {
         jv_real mean = 0;
@@ -411,7 +411,7 @@ JV_TASK static void t15_loss(const jv_step *jv_s)
         mean /= (jv_real)B;
         if (jv_s->terms)
             jv_s->terms[2] = mean; /* kl */
-        total += (term_scale ? term_scale[2] : 1) * (jv_real)1 * mean;
+        total += (jv_term_scale ? jv_term_scale[2] : 1) * (jv_real)1 * mean;
     }
     if (jv_s->loss)
         *jv_s->loss = total;
@@ -421,17 +421,17 @@ JV_TASK static void t16_kl_grad_d_q_xw_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
-    const jv_real *const term_scale = jv_s->term_scale;
+    const jv_real *const jv_term_scale = jv_s->term_scale;
     jv_real *const q_xw_mean = arena + (size_t)B * 1664; /* [B x 64] */
     jv_real *const q_xw_logvar = arena + (size_t)B * 1728; /* [B x 64] */
     jv_real *const d_q_xw_mean = arena + (size_t)B * 4701; /* [B x 64] */
     jv_real *const d_q_xw_logvar = arena + (size_t)B * 4765; /* [B x 64] */
-    const jv_real seed_kl = (term_scale ? term_scale[2] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d kl, per example */
+    const jv_real jv_seed_kl = (jv_term_scale ? jv_term_scale[2] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d kl, per example */
 
     /* jmvae.spec:25  kl = KL(q(z | x, w) || p(z))
        backward of the KL term */
     {
-        const jv_real g = seed_kl;
+        const jv_real g = jv_seed_kl;
         for (int b = 0; b < B; b++) {
             const jv_real *restrict mq = q_xw_mean + (size_t)b * 64;
             const jv_real *restrict lq = q_xw_logvar + (size_t)b * 64;
@@ -452,16 +452,16 @@ JV_TASK static void t17_nll_grad_d_p_w_logits(const jv_step *jv_s)
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
     const jv_real *const *const data = jv_s->data;
-    const jv_real *const term_scale = jv_s->term_scale;
+    const jv_real *const jv_term_scale = jv_s->term_scale;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const p_w_logits = arena + (size_t)B * 4689; /* [B x 10] */
     jv_real *const d_p_w_logits = arena + (size_t)B * 4829; /* [B x 10] */
-    const jv_real seed_rec_w = (term_scale ? term_scale[1] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_w, per example */
+    const jv_real jv_seed_rec_w = (jv_term_scale ? jv_term_scale[1] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_w, per example */
 
     /* jmvae.spec:24  rec_w = -log p(w | z)
        backward of -log p: d p_w_logits */
     {
-        const jv_real g = seed_rec_w;
+        const jv_real g = jv_seed_rec_w;
         for (int b = 0; b < B; b++) {
             const jv_real *restrict l = p_w_logits + (size_t)b * 10;
             const jv_real *restrict t = in_w + (size_t)b * 10;
@@ -644,16 +644,16 @@ JV_TASK static void t27_nll_grad_d_p_x_logits(const jv_step *jv_s)
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
     const jv_real *const *const data = jv_s->data;
-    const jv_real *const term_scale = jv_s->term_scale;
+    const jv_real *const jv_term_scale = jv_s->term_scale;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
     jv_real *const d_p_x_logits = arena + (size_t)B * 5927; /* [B x 784] */
-    const jv_real seed_rec_x = (term_scale ? term_scale[0] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_x, per example */
+    const jv_real jv_seed_rec_x = (jv_term_scale ? jv_term_scale[0] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_x, per example */
 
     /* jmvae.spec:23  rec_x = -log p(x | z)
        backward of -log p: d p_x_logits */
     {
-        const jv_real g = seed_rec_x;
+        const jv_real g = jv_seed_rec_x;
         for (int b = 0; b < B; b++) {
             const jv_real *restrict l = p_x_logits + (size_t)b * 784;
             const jv_real *restrict t = in_x + (size_t)b * 784;
@@ -1177,10 +1177,10 @@ static const jv_task_graph jmvae_train_graph = {51, 16, jmvae_train_tasks, jmvae
 /* one training step: the loss and its gradient */
 jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
-    const jv_real *term_scale, jv_real *terms)
+    const jv_real *jv_term_scale, jv_real *terms)
 {
     jv_real jv_loss = 0;
-    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &jv_loss, NULL};
+    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL};
     jv_run_tasks(&jmvae_train_graph, &jv_s, 0, 16);
     return jv_loss;
 }
@@ -1188,9 +1188,9 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
 /* one training step: the loss and its gradient (backward; run after forward with the same arguments) */
 void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
-    const jv_real *term_scale)
+    const jv_real *jv_term_scale)
 {
-    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};
+    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL};
     jv_run_tasks(&jmvae_train_graph, &jv_s, 16, 51);
 }
 
@@ -1620,8 +1620,8 @@ JV_TASK void jmvae_sample_prior(const jv_real *params, jv_real *arena, int batch
 /* ------------------------------------------------------- descriptor -- */
 
 static const jv_modality_info jmvae_modalities[] = {
-    {"x", 784, JV_BERNOULLI, 28, 28},
-    {"w", 10, JV_CATEGORICAL, 0, 0},
+    {"x", 784, JV_BERNOULLI, 28, 28, 1},
+    {"w", 10, JV_CATEGORICAL, 0, 0, 1},
 };
 
 static const jv_latent_info jmvae_latents[] = {

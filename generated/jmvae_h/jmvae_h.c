@@ -575,7 +575,7 @@ JV_TASK static void t24_loss(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
-    const jv_real *const term_scale = jv_s->term_scale;
+    const jv_real *const jv_term_scale = jv_s->term_scale;
     jv_real *const term_rec_x = arena + (size_t)B * 4336; /* [B x 1] */
     jv_real *const term_rec_w = arena + (size_t)B * 5371; /* [B x 1] */
     jv_real *const term_kl_z1 = arena + (size_t)B * 6652; /* [B x 1] */
@@ -590,7 +590,7 @@ JV_TASK static void t24_loss(const jv_step *jv_s)
         mean /= (jv_real)B;
         if (jv_s->terms)
             jv_s->terms[0] = mean; /* rec_x */
-        total += (term_scale ? term_scale[0] : 1) * (jv_real)1 * mean;
+        total += (jv_term_scale ? jv_term_scale[0] : 1) * (jv_real)1 * mean;
     }
     {
         jv_real mean = 0;
@@ -599,7 +599,7 @@ JV_TASK static void t24_loss(const jv_step *jv_s)
         mean /= (jv_real)B;
         if (jv_s->terms)
             jv_s->terms[1] = mean; /* rec_w */
-        total += (term_scale ? term_scale[1] : 1) * (jv_real)1 * mean;
+        total += (jv_term_scale ? jv_term_scale[1] : 1) * (jv_real)1 * mean;
     }
     {
         jv_real mean = 0;
@@ -608,7 +608,7 @@ JV_TASK static void t24_loss(const jv_step *jv_s)
         mean /= (jv_real)B;
         if (jv_s->terms)
             jv_s->terms[2] = mean; /* kl_z1 */
-        total += (term_scale ? term_scale[2] : 1) * (jv_real)1 * mean;
+        total += (jv_term_scale ? jv_term_scale[2] : 1) * (jv_real)1 * mean;
     }
     {
         jv_real mean = 0;
@@ -617,7 +617,7 @@ JV_TASK static void t24_loss(const jv_step *jv_s)
         mean /= (jv_real)B;
         if (jv_s->terms)
             jv_s->terms[3] = mean; /* kl_z2 */
-        total += (term_scale ? term_scale[3] : 1) * (jv_real)1 * mean;
+        total += (jv_term_scale ? jv_term_scale[3] : 1) * (jv_real)1 * mean;
     }
     if (jv_s->loss)
         *jv_s->loss = total;
@@ -627,17 +627,17 @@ JV_TASK static void t25_kl_grad_d_q_z2_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
-    const jv_real *const term_scale = jv_s->term_scale;
+    const jv_real *const jv_term_scale = jv_s->term_scale;
     jv_real *const q_z2_mean = arena + (size_t)B * 2112; /* [B x 32] */
     jv_real *const q_z2_logvar = arena + (size_t)B * 2144; /* [B x 32] */
     jv_real *const d_q_z2_mean = arena + (size_t)B * 6654; /* [B x 32] */
     jv_real *const d_q_z2_logvar = arena + (size_t)B * 6686; /* [B x 32] */
-    const jv_real seed_kl_z2 = (term_scale ? term_scale[3] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d kl_z2, per example */
+    const jv_real jv_seed_kl_z2 = (jv_term_scale ? jv_term_scale[3] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d kl_z2, per example */
 
     /* jmvae_h.spec:33  kl_z2 = KL(q(z2 | x, w) || p(z2))
        backward of the KL term */
     {
-        const jv_real g = seed_kl_z2;
+        const jv_real g = jv_seed_kl_z2;
         for (int b = 0; b < B; b++) {
             const jv_real *restrict mq = q_z2_mean + (size_t)b * 32;
             const jv_real *restrict lq = q_z2_logvar + (size_t)b * 32;
@@ -657,7 +657,7 @@ JV_TASK static void t26_kl_grad_d_q_z1_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
-    const jv_real *const term_scale = jv_s->term_scale;
+    const jv_real *const jv_term_scale = jv_s->term_scale;
     jv_real *const q_z1_mean = arena + (size_t)B * 2336; /* [B x 64] */
     jv_real *const q_z1_logvar = arena + (size_t)B * 2400; /* [B x 64] */
     jv_real *const p_z1_mean = arena + (size_t)B * 6524; /* [B x 64] */
@@ -666,12 +666,12 @@ JV_TASK static void t26_kl_grad_d_q_z1_mean(const jv_step *jv_s)
     jv_real *const d_q_z1_logvar = arena + (size_t)B * 6782; /* [B x 64] */
     jv_real *const d_p_z1_mean = arena + (size_t)B * 6846; /* [B x 64] */
     jv_real *const d_p_z1_logvar = arena + (size_t)B * 6910; /* [B x 64] */
-    const jv_real seed_kl_z1 = (term_scale ? term_scale[2] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d kl_z1, per example */
+    const jv_real jv_seed_kl_z1 = (jv_term_scale ? jv_term_scale[2] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d kl_z1, per example */
 
     /* jmvae_h.spec:32  kl_z1 = KL(q(z1 | x, w) || p(z1 | z2))
        backward of the KL term */
     {
-        const jv_real g = seed_kl_z1;
+        const jv_real g = jv_seed_kl_z1;
         for (int b = 0; b < B; b++) {
             const jv_real *restrict mq = q_z1_mean + (size_t)b * 64;
             const jv_real *restrict lq = q_z1_logvar + (size_t)b * 64;
@@ -880,16 +880,16 @@ JV_TASK static void t37_nll_grad_d_p_w_logits(const jv_step *jv_s)
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
     const jv_real *const *const data = jv_s->data;
-    const jv_real *const term_scale = jv_s->term_scale;
+    const jv_real *const jv_term_scale = jv_s->term_scale;
     const jv_real *const in_w = data[1]; /* [B x 10] */
     jv_real *const p_w_logits = arena + (size_t)B * 5361; /* [B x 10] */
     jv_real *const d_p_w_logits = arena + (size_t)B * 8126; /* [B x 10] */
-    const jv_real seed_rec_w = (term_scale ? term_scale[1] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_w, per example */
+    const jv_real jv_seed_rec_w = (jv_term_scale ? jv_term_scale[1] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_w, per example */
 
     /* jmvae_h.spec:31  rec_w = -log p(w | z1)
        backward of -log p: d p_w_logits */
     {
-        const jv_real g = seed_rec_w;
+        const jv_real g = jv_seed_rec_w;
         for (int b = 0; b < B; b++) {
             const jv_real *restrict l = p_w_logits + (size_t)b * 10;
             const jv_real *restrict t = in_w + (size_t)b * 10;
@@ -1072,16 +1072,16 @@ JV_TASK static void t47_nll_grad_d_p_x_logits(const jv_step *jv_s)
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
     const jv_real *const *const data = jv_s->data;
-    const jv_real *const term_scale = jv_s->term_scale;
+    const jv_real *const jv_term_scale = jv_s->term_scale;
     const jv_real *const in_x = data[0]; /* [B x 784] */
     jv_real *const p_x_logits = arena + (size_t)B * 3552; /* [B x 784] */
     jv_real *const d_p_x_logits = arena + (size_t)B * 9224; /* [B x 784] */
-    const jv_real seed_rec_x = (term_scale ? term_scale[0] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_x, per example */
+    const jv_real jv_seed_rec_x = (jv_term_scale ? jv_term_scale[0] : 1) * (jv_real)1 / (jv_real)B; /* d loss / d rec_x, per example */
 
     /* jmvae_h.spec:30  rec_x = -log p(x | z1)
        backward of -log p: d p_x_logits */
     {
-        const jv_real g = seed_rec_x;
+        const jv_real g = jv_seed_rec_x;
         for (int b = 0; b < B; b++) {
             const jv_real *restrict l = p_x_logits + (size_t)b * 784;
             const jv_real *restrict t = in_x + (size_t)b * 784;
@@ -1791,10 +1791,10 @@ static const jv_task_graph jmvae_h_train_graph = {79, 25, jmvae_h_train_tasks, j
 /* one training step: the loss and its gradient */
 jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
-    const jv_real *term_scale, jv_real *terms)
+    const jv_real *jv_term_scale, jv_real *terms)
 {
     jv_real jv_loss = 0;
-    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, term_scale, terms, &jv_loss, NULL};
+    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL};
     jv_run_tasks(&jmvae_h_train_graph, &jv_s, 0, 25);
     return jv_loss;
 }
@@ -1802,9 +1802,9 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 /* one training step: the loss and its gradient (backward; run after forward with the same arguments) */
 void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
-    const jv_real *term_scale)
+    const jv_real *jv_term_scale)
 {
-    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, term_scale, NULL, NULL, NULL};
+    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL};
     jv_run_tasks(&jmvae_h_train_graph, &jv_s, 25, 79);
 }
 
@@ -2437,8 +2437,8 @@ JV_TASK void jmvae_h_sample_prior(const jv_real *params, jv_real *arena, int bat
 /* ------------------------------------------------------- descriptor -- */
 
 static const jv_modality_info jmvae_h_modalities[] = {
-    {"x", 784, JV_BERNOULLI, 28, 28},
-    {"w", 10, JV_CATEGORICAL, 0, 0},
+    {"x", 784, JV_BERNOULLI, 28, 28, 1},
+    {"w", 10, JV_CATEGORICAL, 0, 0, 1},
 };
 
 static const jv_latent_info jmvae_h_latents[] = {

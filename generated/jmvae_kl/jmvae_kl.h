@@ -73,11 +73,11 @@ void jmvae_kl_init(jv_real *params, uint64_t seed);
 /* one training step: the loss and its gradient */
 jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
-    const jv_real *term_scale, jv_real *terms);
+    const jv_real *jv_term_scale, jv_real *terms);
 /* the gradient of the loss forward returns, written to grads */
 void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
-    const jv_real *term_scale);
+    const jv_real *jv_term_scale);
 /* samples every latent from one family of posteriors, with log q of the sample */
 void jmvae_kl_posterior_x_w_repeated(const jv_real *params, jv_real *arena, int batch, int copies,
     const jv_real *const *data, const jv_real *const *noise,
