@@ -962,7 +962,8 @@ static void emit_task(emitter *e, const graph *g, int k)
     const op *o = &g->ops[i];
     task_needs need = needs_of(e, o, t->slot[k]);
     put(e, "\nJV_TASK static void %s(const jv_step *jv_s)\n{\n", task_name(e, g, k));
-    put(e, "    const int B = jv_s->batch;\n");
+    if (o->kind != OP_ZERO_GRAD) /* the one block that does not depend on the batch */
+        put(e, "    const int B = jv_s->batch;\n");
     int arena_used = 0, data_used = 0, noise_used = 0;
     for (int j = 0; j < o->n_in + o->n_out; j++) {
         int v = j < o->n_in ? o->in[j] : o->out[j - o->n_in];

@@ -15,7 +15,12 @@
  *   |a - n| <= 1e-9                           (a tiny gradient), or
  *   |a - n| <= 4 * (finite-difference noise)  estimated as the larger of
  *     |n(h) - n(2h)| and eps |f| / h: the difference cannot be told from
- *     rounding or a kink; such entries are counted and reported.
+ *     rounding; such entries are counted and reported; or
+ *   the objective has a kink there (an activation such as relu exactly at
+ *     0: the one-sided differences (f(p+h) - f(p)) / h and (f(p) - f(p-h)) / h
+ *     disagree) and a agrees with one of them to 1e-4; such entries are
+ *     counted and reported too (a central difference at a kink is the
+ *     average of two slopes, which no gradient is).
  * The table shows, per tensor and objective, the largest relative error
  * of the entries compared relatively.
  */
@@ -45,7 +50,7 @@ typedef struct {
     jv_real *params, *grads, *arena, *scale, *terms;
     jv_real **data, **noise;
     int objective;             /* -1: the whole objective; else that term alone */
-    long checked, noisy, failed;
+    long checked, noisy, kinked, failed;
     double worst;              /* the largest relative error of any entry */
 } jv_gc;
 
@@ -177,8 +182,27 @@ static inline double jv_gc_numeric(jv_gc *g, size_t i, double h)
     return (up - down) / step;
 }
 
+/* One-sided differences along parameter i: forward and backward, step h. */
+static inline void jv_gc_one_sided(jv_gc *g, size_t i, double h, double f0, double *fwd, double *bwd)
+{
+    jv_real p = g->params[i];
+    g->params[i] = (jv_real)(p + h);
+    double up = jv_gc_loss(g), hu = (double)g->params[i] - (double)p;
+    g->params[i] = (jv_real)(p - h);
+    double down = jv_gc_loss(g), hd = (double)p - (double)g->params[i];
+    g->params[i] = p;
+    *fwd = (up - f0) / hu;
+    *bwd = (f0 - down) / hd;
+}
+
+static inline int jv_gc_close(double a, double b, double tol)
+{
+    double scale = fabs(a) > fabs(b) ? fabs(a) : fabs(b);
+    return fabs(a - b) <= tol * scale || fabs(a - b) <= 1e-9;
+}
+
 /* Checks one entry; returns its relative error, or -1 when it was compared
- * absolutely (tiny) or excused as finite-difference noise. */
+ * absolutely (tiny) or excused as finite-difference noise or a kink. */
 static inline double jv_gc_entry(jv_gc *g, size_t i, double f0, int *ok)
 {
     double p = fabs((double)g->params[i]), h = 1e-6 * (p > 1 ? p : 1);
@@ -189,8 +213,19 @@ static inline double jv_gc_entry(jv_gc *g, size_t i, double f0, int *ok)
     double rel = scale > 1e-7 ? diff / scale : -1;
     int pass = rel >= 0 ? rel <= g->o.tol : diff <= 1e-9;
     *ok = pass || diff <= 4 * noise;
+    int kink = 0;
+    if (!*ok) {
+        double fwd, bwd;
+        jv_gc_one_sided(g, i, h, f0, &fwd, &bwd);
+        kink = !jv_gc_close(fwd, bwd, 1e-2) && (jv_gc_close(a, fwd, 1e-4) || jv_gc_close(a, bwd, 1e-4));
+        *ok = kink;
+    }
     g->checked++;
     g->failed += !*ok;
+    if (kink) {
+        g->kinked++;
+        return -1;
+    }
     if (!pass && *ok) {
         g->noisy++;
         return -1;
@@ -363,12 +398,15 @@ static inline int jv_gradcheck_run(const jv_model *m, int argc, char **argv)
     }
     jv_gc_free(&g);
     int pass = rc == 0 && g.failed == 0;
-    if (rc == 0)
-        printf("gradcheck: %s (%ld entries, %ld failed, %ld within finite-difference noise; largest other "
-               "relative error %.2e)\n",
-               pass ? "PASS" : "FAIL", g.checked, g.failed, g.noisy, g.worst > 0 ? g.worst : 0.0);
-    else
+    if (rc == 0) {
+        printf("gradcheck: %s (%ld entries, %ld failed, %ld within finite-difference noise", pass ? "PASS" : "FAIL",
+               g.checked, g.failed, g.noisy);
+        if (g.kinked)
+            printf(", %ld at a kink of an activation (matching a one-sided difference)", g.kinked);
+        printf("; largest other relative error %.2e)\n", g.worst > 0 ? g.worst : 0.0);
+    } else {
         printf("gradcheck: FAIL\n");
+    }
     return pass ? 0 : 1;
 }
 

@@ -3,12 +3,16 @@
  * spec in specs/ and examples/ compiles, builds and passes its gradient
  * check in double precision; usage and I/O errors exit with status 2. */
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "frontend_util.h"
 #include "shell_util.h"
+#include "fuzz/specgen.h"
 
 typedef void (*spec_visitor)(const char *path, const char *name);
 
@@ -129,6 +133,151 @@ static void gradcheck_spec(const char *path, const char *name)
 Test(gradcheck, reference_specs, .timeout = 900) { cr_expect_eq(each_spec("specs", gradcheck_spec), 3); }
 Test(gradcheck, examples, .timeout = 900) { cr_expect_geq(each_spec("examples", gradcheck_spec), 5); }
 Test(gradcheck, batch_of_one, .timeout = 300) { build_and_gradcheck("examples/three_levels.spec", "ladder", "--batch 1"); }
+
+/* Writes a spec into a fresh temporary file; its path (malloc'd). */
+static char *spec_file(const char *text)
+{
+    char *dir = temp_folder("spec");
+    cr_assert(dir);
+    char *path = malloc(strlen(dir) + 16);
+    sprintf(path, "%s/s.spec", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs(text, f);
+    fclose(f);
+    free(dir);
+    return path;
+}
+
+/* Appends to a growing text. */
+static void addf(char **text, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void addf(char **text, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char piece[4096];
+    vsnprintf(piece, sizeof piece, fmt, ap);
+    va_end(ap);
+    size_t n = *text ? strlen(*text) : 0;
+    *text = realloc(*text, n + strlen(piece) + 1);
+    strcpy(*text + n, piece);
+}
+
+/* 60 loss terms (the loss once held at most 40: 41 built and failed the
+ * check, 49 crashed the compiler): 6 latents, each with three posterior
+ * families over x and y and a decoder of each; every pair of families
+ * pulled together. */
+Test(gradcheck, sixty_terms, .timeout = 300)
+{
+    char *t = NULL;
+    addf(&t, "model many\nmodality x[3] ~ bernoulli\nmodality y[2] ~ categorical\n");
+    const char *sets[] = {"x", "y", "x, y"}, *inputs[] = {"x", "y", "concat(x, y)"};
+    for (int l = 0; l < 6; l++)
+        addf(&t, "latent z%d[1] ~ normal\n", l);
+    for (int l = 0; l < 6; l++) {
+        for (int f = 0; f < 3; f++)
+            addf(&t, "net q%d_%d = %s -> relu(2) -> q(z%d | %s)\n", l, f, inputs[f], l, sets[f]);
+        addf(&t, "net dx%d = z%d -> p(x | z%d)\nnet dy%d = z%d -> p(y | z%d)\n", l, l, l, l, l, l);
+    }
+    addf(&t, "loss {\n");
+    int terms = 0;
+    for (int l = 0; l < 6; l++) {
+        addf(&t, "  z%d ~ q(z%d | x, y)\n  rx%d = -log p(x | z%d)\n  ry%d = -log p(y | z%d)\n", l, l, l, l, l, l);
+        terms += 2;
+        for (int a = 0; a < 3; a++) {
+            addf(&t, "  prior%d_%d = KL(q(z%d | %s) || p(z%d))\n", l, a, l, sets[a], l);
+            terms++;
+            for (int b = 0; b < 3; b++)
+                if (a != b) {
+                    addf(&t, "  pull%d_%d%d = 0.1 * KL(q(z%d | %s) || q(z%d | %s))\n", l, a, b, l, sets[a], l, sets[b]);
+                    terms++;
+                }
+        }
+    }
+    addf(&t, "}\ntrain {\n  batch = 3\n}\n");
+    cr_assert_geq(terms, 49);
+    char *path = spec_file(t);
+    build_and_gradcheck(path, "many", "--quiet");
+    free(path);
+    free(t);
+}
+
+/* Names of 200 characters (the longest the language takes) in conditioning
+ * sets and family names, and 16 modalities of 40: buffers of 512 bytes
+ * overflowed on them. */
+Test(gradcheck, long_names, .timeout = 300)
+{
+    char *t = NULL, names[4][201];
+    for (int i = 0; i < 4; i++) {
+        memset(names[i], 'a' + i, 200);
+        names[i][200] = 0;
+    }
+    addf(&t, "model long\n");
+    for (int i = 0; i < 4; i++)
+        addf(&t, "modality %s[2] ~ bernoulli\n", names[i]);
+    char mods16[16][41];
+    for (int i = 0; i < 12; i++) {
+        snprintf(mods16[i], sizeof mods16[i], "m%02d_%036d", i, 0);
+        addf(&t, "modality %s[1] ~ bernoulli\n", mods16[i]);
+    }
+    addf(&t, "latent z[2] ~ normal\nnet enc = concat(");
+    for (int i = 0; i < 4; i++)
+        addf(&t, "%s%s", i ? ", " : "", names[i]);
+    for (int i = 0; i < 12; i++)
+        addf(&t, ", %s", mods16[i]);
+    addf(&t, ") -> relu(3) -> q(z | ");
+    for (int i = 0; i < 4; i++)
+        addf(&t, "%s%s", i ? ", " : "", names[i]);
+    for (int i = 0; i < 12; i++)
+        addf(&t, ", %s", mods16[i]);
+    addf(&t, ")\n");
+    for (int i = 0; i < 4; i++)
+        addf(&t, "net d%d = z -> p(%s | z)\n", i, names[i]);
+    addf(&t, "loss {\n  z ~ q(z | ");
+    for (int i = 0; i < 4; i++)
+        addf(&t, "%s%s", i ? ", " : "", names[i]);
+    for (int i = 0; i < 12; i++)
+        addf(&t, ", %s", mods16[i]);
+    addf(&t, ")\n");
+    for (int i = 0; i < 4; i++)
+        addf(&t, "  r%d = -log p(%s | z)\n", i, names[i]);
+    addf(&t, "}\ntrain {\n  batch = 2\n}\n");
+    char *path = spec_file(t);
+    build_and_gradcheck(path, "long", "--quiet");
+    free(path);
+    free(t);
+}
+
+/* C keywords as spec names: they never appear alone in the emitted code. */
+Test(gradcheck, keywords_as_names, .timeout = 300)
+{
+    char *path = spec_file("model int\nmodality for[4] ~ bernoulli\nlatent while[2] ~ normal\n"
+                           "net static = for -> relu(3) -> q(while | for)\nnet return = while -> p(for | while)\n"
+                           "loss {\n  while ~ q(while | for)\n  if = -log p(for | while)\n"
+                           "  scale = KL(q(while | for) || p(while))\n}\ntrain {\n  batch = 3\n}\n");
+    build_and_gradcheck(path, "int", "--quiet");
+    free(path);
+}
+
+/* Specs from the fuzzing generator (tests/fuzz/specgen.h), from fixed
+ * bytes: each is accepted, builds, and passes the gradient check. */
+Test(gradcheck, generated_specs, .timeout = 900)
+{
+    uint64_t state = 0x9E3779B97F4A7C15ull;
+    for (int k = 0; k < 8; k++) {
+        uint8_t bytes[96];
+        for (size_t i = 0; i < sizeof bytes; i++) {
+            state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+            bytes[i] = (uint8_t)(state >> 24);
+        }
+        char text[1 << 14];
+        specgen_write(bytes, sizeof bytes, text, sizeof text);
+        char *path = spec_file(text);
+        cr_log_info("generated spec %d:\n%s", k, text);
+        build_and_gradcheck(path, "generated", "--quiet");
+        free(path);
+    }
+}
 
 /* ------------------------------------------------------------- the CLI -- */
 

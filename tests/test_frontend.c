@@ -379,3 +379,81 @@ Test(checker, too_many_parameters)
 {
     expect(BASE_SPEC "net big = x -> relu(1000000) -> relu(1000000)\n" BASE_LOSS, 1, "the model has 1000006000056 parameters; at most 1000000000");
 }
+
+/* ------------------------------------------------ hardening (issue 8) -- */
+
+Test(scanner, integers_up_to_2_to_the_53)
+{
+    expect(BASE_SPEC BASE_LOSS "train {\n  seed = 4294967295\n}\n", 0, NULL);
+    expect(BASE_SPEC BASE_LOSS "train {\n  seed = 4294967296\n}\n", 1, "seed = 4294967296 is out of range");
+    expect(BASE_SPEC "net r = x -> relu(9007199254740993)\n" BASE_LOSS, 1, "is out of range");
+    expect(BASE_SPEC "net r = x -> relu(4294967296)\n" BASE_LOSS, 1, "layer width 4294967296 is out of range");
+}
+
+Test(parser, expecting_list_at_the_top_level)
+{
+    expect("model m\nfoo bar\n", 1,
+           "unexpected name, expecting end of file, 'modality', 'latent', 'net', 'hyper', 'loss' or 'train'");
+}
+
+Test(checker, emitted_names_clash)
+{
+    expect(BASE_SPEC "latent X[2] ~ normal\nnet qx = x -> q(X | x)\n"
+                     "loss {\n  z ~ q(z | x)\n  X ~ q(X | x)\n  rec = -log p(x | z)\n  kl = KL(q(z | x) || p(z))\n}\n",
+           1, "latent 'X' would be emitted as 'M_X_SIZE', which modality 'x' (line 2) already is");
+    expect("model m\nmodality x[4] ~ bernoulli\nmodality x_size[2] ~ bernoulli\nlatent z[2] ~ normal\n"
+           "net enc = concat(x, x_size) -> q(z | x, x_size)\nnet p_x = z -> p(x | z)\nnet p_s = z -> p(x_size | z)\n"
+           "loss {\n  z ~ q(z | x, x_size)\n  term_x = -log p(x | z)\n  x_size_ = -log p(x_size | z)\n}\n",
+           0, NULL);
+    expect("model m\nmodality a[2] ~ bernoulli\nmodality b[2] ~ bernoulli\nmodality a_b[2] ~ bernoulli\nlatent z[2] ~ normal\n"
+           "net e1 = concat(a, b) -> q(z | a, b)\nnet e2 = a_b -> q(z | a_b)\nnet e3 = concat(a, b, a_b) -> q(z | a, b, a_b)\n"
+           "net da = z -> p(a | z)\nnet db = z -> p(b | z)\nnet dab = z -> p(a_b | z)\n"
+           "loss {\n  z ~ q(z | a, b, a_b)\n  ra = -log p(a | z)\n  rb = -log p(b | z)\n  rab = -log p(a_b | z)\n"
+           "  k1 = KL(q(z | a, b, a_b) || q(z | a, b))\n  k2 = KL(q(z | a, b, a_b) || q(z | a_b))\n}\n",
+           1, "would be emitted as 'm_posterior_a_b', which the family of posteriors q(... | a, b) (line 6) already is");
+}
+
+Test(checker, reserved_names)
+{
+    expect("model jv\nmodality x[4] ~ bernoulli\nlatent z[2] ~ normal\nnet enc = x -> q(z | x)\nnet p_x = z -> p(x | z)\n" BASE_LOSS,
+           1, "model 'jv' begins with 'jv'");
+    expect(BASE_SPEC "net Jv_net = x -> relu(2)\n" BASE_LOSS, 1, "network 'Jv_net' begins with 'jv'");
+    expect(BASE_SPEC "hyper _h = 1\n" BASE_LOSS, 1, "hyperparameter '_h' begins with '_'");
+    /* C keywords are fine: a spec name never appears alone in the emitted code */
+    expect("model int\nmodality for[4] ~ bernoulli\nlatent while[2] ~ normal\nnet static = for -> q(while | for)\n"
+           "net return = while -> p(for | while)\nloss {\n  while ~ q(while | for)\n  if = -log p(for | while)\n}\n",
+           0, NULL);
+}
+
+Test(checker, heads_condition_on_what_they_read)
+{
+    expect("model m\nmodality x[4] ~ bernoulli\nlatent z2[2] ~ normal\nlatent z1[2] ~ p(z1 | z2)\n"
+           "net q1 = x -> q(z1 | x)\nnet q2 = x -> q(z2 | x)\nnet p1 = z2 -> relu(3) -> p(z1 | z2, x)\nnet d = z1 -> p(x | z1)\n"
+           "loss {\n  z1 ~ q(z1 | x)\n  z2 ~ q(z2 | x)\n  rec = -log p(x | z1)\n}\n",
+           1, "the head conditions on x, z2, but network 'p1' reads z2");
+    expect(BASE_SPEC "modality w[3] ~ categorical\nnet p_w = z -> p(w | z, x)\n" BASE_LOSS, 1,
+           "the head conditions on x, z, but network 'p_w' reads z");
+    expect(BASE_SPEC "loss {\n  z ~ q(z | x)\n  rec = -log p(x | z, x)\n}\n", 1,
+           "no network has this distribution as its head");
+}
+
+Test(checker, kl_over_two_latents)
+{
+    expect(BASE_SPEC "latent y[2] ~ normal\nnet qy = x -> q(y | x)\n"
+                     "loss {\n  z ~ q(z | x)\n  y ~ q(y | x)\n  rec = -log p(x | z)\n  mixed = KL(q(z | x) || q(y | x))\n}\n",
+           1, "a KL term compares two distributions over one latent, but these are over z and y");
+}
+
+Test(checker, a_sample_read_by_nothing)
+{
+    expect_warning(BASE_SPEC "latent y[2] ~ normal\nnet qy = x -> q(y | x)\n"
+                             "loss {\n  z ~ q(z | x)\n  y ~ q(y | x)\n  rec = -log p(x | z)\n  kl = KL(q(y | x) || p(y))\n}\n",
+                   "the sample of 'y' is read by nothing");
+}
+
+Test(checker, product_of_sizes_does_not_overflow)
+{
+    expect("model m\nmodality x[1000000, 1000000, 1000000, 1000000] ~ bernoulli\nlatent z[2] ~ normal\n"
+           "net enc = x -> q(z | x)\nnet p_x = z -> p(x | z)\n" BASE_LOSS,
+           2, "modality 'x' has more than 1000000 values");
+}
