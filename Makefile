@@ -230,10 +230,10 @@ $(FUZZ_DIR)/obj/runtime/jv_checkpoint_nocrc.o: runtime/jv_checkpoint.c $(RUNTIME
 
 $(FUZZ_DIR)/fuzz_spec $(FUZZ_DIR)/fuzz_specgen: $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/specgen.h $(FUZZ_COMPILER_O)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Icompiler -I$(BUILD)/gen -Itests/fuzz $< $(FUZZ_COMPILER_O) -o $@
-$(FUZZ_DIR)/fuzz_data: tests/fuzz/fuzz_data.c $(FUZZ_RUNTIME_O)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Iruntime $< $(FUZZ_RUNTIME_O) $(BLAS_LIBS) -o $@
-$(FUZZ_DIR)/fuzz_checkpoint: tests/fuzz/fuzz_checkpoint.c $(filter-out %/jv_checkpoint.o,$(FUZZ_RUNTIME_O)) $(FUZZ_DIR)/obj/runtime/jv_checkpoint_nocrc.o
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Iruntime $^ $(BLAS_LIBS) -o $@
+$(FUZZ_DIR)/fuzz_data: tests/fuzz/fuzz_data.c tests/fuzz/fuzz_util.h $(FUZZ_RUNTIME_O)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Iruntime -Itests/fuzz $< $(FUZZ_RUNTIME_O) $(BLAS_LIBS) -o $@
+$(FUZZ_DIR)/fuzz_checkpoint: tests/fuzz/fuzz_checkpoint.c tests/fuzz/fuzz_util.h $(filter-out %/jv_checkpoint.o,$(FUZZ_RUNTIME_O)) $(FUZZ_DIR)/obj/runtime/jv_checkpoint_nocrc.o
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Iruntime -Itests/fuzz $(filter-out %.h,$^) $(BLAS_LIBS) -o $@
 
 fuzz: ## run every libFuzzer harness for FUZZ_SECONDS each (installs clang first)
 	@sh .ci/install-deps fuzz

@@ -113,22 +113,29 @@ static inline jv_real jv_log1p_unit(jv_real e)
  * branch-free so that loops calling them vectorise. Relative error about
  * 1e-7, float's own.
  *
- * e^x for x <= 0: x = n ln 2 + r with |r| <= ln 2 / 2, e^r by its Taylor
- * series to r^7, 2^n built in the exponent bits. Below -87 the result is 0
- * or the smallest normal's neighbourhood; callers add it to 1. */
-static inline float jv_exp_nonpositive(float x)
+ * e^c for c in [-87.34, 88.73]: c = n ln 2 + r with |r| <= ln 2 / 2, e^r by
+ * its Taylor series to r^7, 2^n built in the exponent bits (2^128 as
+ * 2 * 2^127). */
+static inline float jv_exp_reduced(float c)
 {
-    x = x < -87.0f ? -87.0f : x;
     const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float t = x * 1.44269504f + shift;
+    float t = c * 1.44269504f + shift;
     float n = t - shift;
-    float r = x - n * 0.693145752f - n * 1.42860677e-06f; /* ln 2 in two parts */
+    float r = c - n * 0.693145752f - n * 1.42860677e-06f; /* ln 2 in two parts */
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666667e-2f +
               r * (8.3333333e-3f + r * (1.3888889e-3f + r * 1.9841270e-4f))))));
+    int top = n > 127.0f;
     union { float f; uint32_t u; } bits;
-    bits.f = t;
-    bits.u = (bits.u - 0x4B400000u + 127u) << 23; /* 2^n */
-    return p * bits.f;
+    bits.f = top ? t - 1.0f : t;
+    bits.u = (bits.u - 0x4B400000u + 127u) << 23; /* 2^n for n in [-126, 127] */
+    return p * bits.f * (top ? 2.0f : 1.0f);
+}
+
+/* e^x for x <= 0. Below -87 the result is the smallest normal's
+ * neighbourhood, not 0: callers add it to 1. */
+static inline float jv_exp_nonpositive(float x)
+{
+    return jv_exp_reduced(x < -87.0f ? -87.0f : x);
 }
 
 /* log(1 + e) for e in [0, 1]: 2 atanh(s), s = e / (2 + e) <= 1/3. */
@@ -146,18 +153,7 @@ static inline float jv_log1p_unit(float e)
  * gives 0; above 88.72, infinity. */
 static inline float jv_exp(float x)
 {
-    float c = x < -87.3365479f ? -87.3365479f : x > 88.7228394f ? 88.7228394f : x;
-    const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float t = c * 1.44269504f + shift;
-    float n = t - shift;
-    float r = c - n * 0.693145752f - n * 1.42860677e-06f; /* ln 2 in two parts */
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666667e-2f +
-              r * (8.3333333e-3f + r * (1.3888889e-3f + r * 1.9841270e-4f))))));
-    int top = n > 127.0f; /* 2^128 is 2 * 2^127 */
-    union { float f; uint32_t u; } bits;
-    bits.f = top ? t - 1.0f : t;
-    bits.u = (bits.u - 0x4B400000u + 127u) << 23; /* 2^n for n in [-126, 127] */
-    float y = p * bits.f * (top ? 2.0f : 1.0f);
+    float y = jv_exp_reduced(x < -87.3365479f ? -87.3365479f : x > 88.7228394f ? 88.7228394f : x);
     y = x < -87.3365479f ? 0.0f : y;
     y = x > 88.7228394f ? INFINITY : y;
     return x != x ? x : y;

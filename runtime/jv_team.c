@@ -50,6 +50,25 @@ static double now_seconds(void)
 /* How long a waiting thread spins before it sleeps or yields. */
 #define SPIN_SECONDS 2e-3
 
+/* A spin that knows how long it has lasted: call spin_on each turn; it
+ * returns 1 once the spin has gone on for SPIN_SECONDS (it reads the clock
+ * every 1024 turns only). */
+typedef struct {
+    unsigned turns;
+    double start;
+} spin;
+
+static int spin_on(spin *s)
+{
+    cpu_relax();
+    if ((++s->turns & 1023) != 0)
+        return 0;
+    double now = now_seconds();
+    if (s->start == 0)
+        s->start = now;
+    return now - s->start > SPIN_SECONDS;
+}
+
 struct jv_team {
     int n;
     pthread_t *threads;
@@ -71,20 +90,13 @@ typedef struct {
 /* Waits until the team's generation differs from seen; 0 on stop. */
 static int wait_for_job(jv_team *t, unsigned seen)
 {
-    double start = 0;
-    for (unsigned spins = 0;; spins++) {
-        if (atomic_load(&t->generation) != seen)
-            return 1;
-        cpu_relax();
-        if ((spins & 1023) != 1023)
-            continue;
-        double now = now_seconds();
-        if (start == 0)
-            start = now;
-        else if (now - start > SPIN_SECONDS)
-            break;
-    }
-    pthread_mutex_lock(&t->lock);
+    spin sp = {0, 0};
+    int spun_out = 0;
+    while (!spun_out && atomic_load(&t->generation) == seen)
+        spun_out = spin_on(&sp);
+    if (!spun_out)
+        return 1;
+    pthread_mutex_lock(&t->lock); /* spun long enough: sleep until the next job */
     atomic_fetch_add(&t->sleepers, 1);
     while (atomic_load(&t->generation) == seen && !t->stop)
         pthread_cond_wait(&t->wake, &t->lock);
@@ -181,17 +193,9 @@ void jv_team_run(jv_team *t, jv_team_fn fn, void *arg)
         pthread_mutex_unlock(&t->lock);
     }
     fn(arg, 0, t->n);
-    double start = 0;
-    for (unsigned spins = 0; atomic_load(&t->running) > 0; spins++) {
-        cpu_relax();
-        if ((spins & 1023) != 1023)
-            continue;
-        double now = now_seconds();
-        if (start == 0)
-            start = now;
-        else if (now - start > SPIN_SECONDS)
+    for (spin sp = {0, 0}; atomic_load(&t->running) > 0;)
+        if (spin_on(&sp))
             sched_yield(); /* more threads than cores: let the others finish */
-    }
 }
 
 void jv_split_range(size_t n, size_t align, int id, int parts, size_t *begin, size_t *end)

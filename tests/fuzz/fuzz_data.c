@@ -12,11 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_util.h"
 #include "jv_runtime.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static char path[64];
 
 static void check_loaded(const jv_matrix *m, const jv_modality_info *mod)
 {
@@ -35,16 +34,9 @@ static void check_loaded(const jv_matrix *m, const jv_modality_info *mod)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!path[0])
-        snprintf(path, sizeof path, "/tmp/jmvaec-fuzz-data-%ld", (long)getpid());
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        abort();
-    if (size && fwrite(data, 1, size, f) != size)
-        abort();
-    fclose(f);
+    const char *path = bytes_to_file("data", data, size);
     static const jv_modality_info mods[] = {
-        {"x", 4, JV_BERNOULLI, 2, 2}, {"w", 3, JV_CATEGORICAL, 0, 0}, {"g", 2, JV_GAUSSIAN, 0, 0}};
+        {"x", 4, JV_BERNOULLI, 2, 2, 1}, {"w", 3, JV_CATEGORICAL, 0, 0, 1}, {"g", 2, JV_GAUSSIAN, 0, 0, 1}};
     jv_matrix m;
     jv_error err;
     err.msg[0] = 0;
