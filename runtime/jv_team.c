@@ -355,6 +355,7 @@ static void graph_member(void *arg, int id, int n)
     (void)n;
     jv_graph_runner *r = arg;
     int lowest = 0; /* every node before this place in by_rank is taken */
+    spin sp = {0, 0};
     while (atomic_load(&r->finished) < r->goal) {
         int pick = -1;
         for (int i = lowest; i < r->n_nodes; i++) {
@@ -369,9 +370,11 @@ static void graph_member(void *arg, int id, int n)
             }
         }
         if (pick < 0) {
-            cpu_relax();
+            if (spin_on(&sp))
+                sched_yield(); /* more threads than cores: let the one with work run */
             continue;
         }
+        sp = (spin){0, 0};
         run_node(r, pick);
         for (int s = 0; s < r->succ_n[pick]; s++)
             atomic_fetch_sub(&r->pending[r->succ[r->succ_first[pick] + s]], 1);

@@ -529,7 +529,8 @@ static void print_table(evaluator *e)
     char label[256], name[200];
     printf("model %s, %s: %zu examples, %d importance samples each (seed %llu)\n", m->name, e->o.checkpoint,
            e->ds.n, e->o.samples, (unsigned long long)e->o.seed);
-    printf("threads %d of %d cores; %s\n\n", e->o.threads, jv_cpu_count(), jv_blas_describe());
+    printf("threads %d of %d cores%s; %s\n\n", e->o.threads, jv_cpu_count(),
+           e->o.threads > jv_cpu_count() ? " (more threads than cores: slower, same numbers)" : "", jv_blas_describe());
     printf("  %-28s %14s %10s\n", "quantity", "mean", "s.e.");
     print_row("ELBO", &e->elbo, "");
     print_row("loss (objective)", &e->loss, "");

@@ -793,7 +793,8 @@ static int run_training(trainer *t)
     if (t->ck.batches > 0)
         printf("resuming epoch %lld after %lld batches (step %lld)\n", (long long)t->ck.epoch + 1,
                (long long)t->ck.batches, (long long)t->ck.step);
-    printf("threads %d of %d cores; %s; optimiser %s\n", t->o.threads, jv_cpu_count(), jv_blas_describe(),
+    printf("threads %d of %d cores%s; %s; optimiser %s\n", t->o.threads, jv_cpu_count(),
+           t->o.threads > jv_cpu_count() ? " (more threads than cores: slower, same results)" : "", jv_blas_describe(),
            jv_simd_describe());
     jv_progress_init(&t->bar);
     t->run_start = t->last_save = jv_now();
