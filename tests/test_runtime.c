@@ -794,7 +794,7 @@ static void write_labels(const char *path, int type, const unsigned char *labels
 
 Test(data, modality_class_indices_become_one_hot)
 {
-    jv_modality_info w = {"w", 10, JV_CATEGORICAL, 0, 0};
+    jv_modality_info w = {"w", 10, JV_CATEGORICAL, 0, 0, 1};
     jv_matrix m;
     jv_error err;
     write_labels(tpath("labels.idx"), 0x0C, (const unsigned char[]){3, 0, 9}, 3);
@@ -808,7 +808,7 @@ Test(data, modality_class_indices_become_one_hot)
 
 Test(data, modality_bad_label_names_row_and_value)
 {
-    jv_modality_info w = {"w", 10, JV_CATEGORICAL, 0, 0};
+    jv_modality_info w = {"w", 10, JV_CATEGORICAL, 0, 0, 1};
     jv_matrix m;
     jv_error err;
     unsigned char labels[20] = {0};
@@ -831,7 +831,7 @@ Test(data, modality_bad_label_names_row_and_value)
 
 Test(data, modality_fashion_mnist)
 {
-    jv_modality_info x = {"x", 784, JV_BERNOULLI, 28, 28}, w = {"w", 10, JV_CATEGORICAL, 0, 0};
+    jv_modality_info x = {"x", 784, JV_BERNOULLI, 28, 28, 1}, w = {"w", 10, JV_CATEGORICAL, 0, 0, 1};
     jv_matrix images, labels;
     jv_error err;
     cr_assert_eq(jv_load_modality(FASHION_DIR "t10k-images-idx3-ubyte.gz", &x, &images, &err), 0, "%s",
@@ -859,8 +859,8 @@ Test(data, modality_fashion_mnist)
 
 Test(data, modality_size_and_range_checks)
 {
-    jv_modality_info g = {"x", 5, JV_GAUSSIAN, 0, 0}, b = {"x", 2, JV_BERNOULLI, 0, 0};
-    jv_modality_info w = {"w", 3, JV_CATEGORICAL, 0, 0};
+    jv_modality_info g = {"x", 5, JV_GAUSSIAN, 0, 0, 1}, b = {"x", 2, JV_BERNOULLI, 0, 0, 1};
+    jv_modality_info w = {"w", 3, JV_CATEGORICAL, 0, 0, 1};
     jv_matrix m;
     jv_error err;
     write_text(tpath("four.csv"), "1,2,3,4\n");
@@ -882,7 +882,7 @@ Test(data, modality_size_and_range_checks)
     assert_refused(jv_load_modality(tpath("sum.csv"), &w, &m, &err), &err, tpath("sum.csv"),
                    "example 0 sums to 0.6");
 
-    jv_modality_info g2 = {"y", 2, JV_GAUSSIAN_LEARNED, 0, 0};
+    jv_modality_info g2 = {"y", 2, JV_GAUSSIAN_LEARNED, 0, 0, 1};
     write_text(tpath("g.csv"), "-3,100\n");
     cr_assert_eq(jv_load_modality(tpath("g.csv"), &g2, &m, &err), 0, "%s", err.msg);
     jv_matrix_free(&m);
