@@ -361,14 +361,19 @@ static void emit_nll(emitter *e, const op *o)
 static void emit_loss(emitter *e, const op *o)
 {
     const sem_model *m = e->p->m;
-    put(e, "\n    /* %s:%d  the loss: each term's mean over the batch, and their weighted sum */\n", e->spec_name, o->line);
+    put(e, "\n    /* %s:%d  the loss: each term as the spec names it (its weight times its mean over\n"
+           "       the batch), and their sum */\n", e->spec_name, o->line);
     put(e, "    jv_real total = 0;\n");
     for (int t = 0; t < o->n_in; t++) {
         put(e, "    {\n        jv_real mean = 0;\n");
         put(e, "        for (int b = 0; b < B; b++)\n            mean += %s[b];\n", N(e, o->in[t]));
         put(e, "        mean /= (jv_real)B;\n");
-        put(e, "        if (jv_s->terms)\n            jv_s->terms[%d] = mean; /* %s */\n", t, m->terms[t].name);
-        put(e, "        total += (jv_term_scale ? jv_term_scale[%d] : 1) * %s * mean;\n", t, term_weight(e, t));
+        if (m->terms[t].hyper < 0 && m->terms[t].weight == 1)
+            put(e, "        const jv_real term = mean; /* %s */\n", m->terms[t].name);
+        else
+            put(e, "        const jv_real term = %s * mean; /* %s */\n", term_weight(e, t), m->terms[t].name);
+        put(e, "        if (jv_s->terms)\n            jv_s->terms[%d] = term;\n", t);
+        put(e, "        total += (jv_term_scale ? jv_term_scale[%d] : 1) * term;\n", t);
         put(e, "    }\n");
     }
     put(e, "    if (jv_s->loss)\n        *jv_s->loss = total;\n");
@@ -1186,6 +1191,11 @@ static void emit_descriptor(emitter *e)
     put(e, "static const char *const %s_term_names[] = {", pre);
     for (int t = 0; t < m->n_terms; t++)
         put(e, "%s%s", t ? ", " : "", c_string(e, m->terms[t].name));
+    put(e, "};\n\n/* each term's weight: a hyper (its index) or a number */\n");
+    put(e, "static const jv_term_weight %s_term_weights[] = {\n", pre);
+    for (int t = 0; t < m->n_terms; t++)
+        put(e, "    {%d, %.17g}, /* %s */\n", m->terms[t].hyper,
+            m->terms[t].hyper >= 0 ? m->hypers[m->terms[t].hyper].value : m->terms[t].weight, m->terms[t].name);
     put(e, "};\n\nstatic const jv_family_info %s_families[] = {\n", pre);
     for (int f = 0; f < p->n_families; f++) {
         const graph *g = p->families[f];
@@ -1206,7 +1216,8 @@ static void emit_descriptor(emitter *e)
     put(e, "    .n_tensors = %d,\n    .tensors = %s_tensors,\n", p->n_tensors, pre);
     put(e, "    .n_params = %ld,\n", p->n_params);
     put(e, "    .n_hypers = %d,\n    .hypers = %s,\n", m->n_hypers, m->n_hypers ? arena_printf(&e->c->mem, "%s_hypers", pre) : "NULL");
-    put(e, "    .n_terms = %d,\n    .term_names = %s_term_names,\n", m->n_terms, pre);
+    put(e, "    .n_terms = %d,\n    .term_names = %s_term_names,\n    .term_weights = %s_term_weights,\n", m->n_terms,
+        pre, pre);
     put(e, "    .defaults = {%.17g, %.17g, %.17g, %.17g, %.17g, %ld, %ld, %ld},\n", t->lr, t->beta1, t->beta2, t->eps,
         t->clip, t->batch, t->epochs, t->seed);
     put(e, "    .arena_per_example = %ld,\n", p->arena_per_example);

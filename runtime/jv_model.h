@@ -357,6 +357,13 @@ typedef struct {
     int is_bias;       /* biases start at 0; weights are Glorot-uniform (even of fan-in 1) */
 } jv_tensor_info;
 
+/* The weight a term of the loss carries: hyper `hyper` (value: the hyper's
+ * spec value, before any warm-up) or, when hyper < 0, the number `value`. */
+typedef struct {
+    int hyper;
+    double value;
+} jv_term_weight;
+
 /* A weight of the objective: the value used is
  *   warmup_epochs > 0 ? from + (value - from) * min(1, epoch_progress / warmup_epochs) : value */
 typedef struct {
@@ -406,6 +413,7 @@ typedef struct jv_model {
     const jv_hyper_info *hypers;
     int n_terms;
     const char *const *term_names;
+    const jv_term_weight *term_weights; /* [n_terms] */
     jv_train_defaults defaults;
     size_t arena_per_example;      /* arena elements per example of the batch */
     int n_families;
@@ -416,8 +424,9 @@ typedef struct jv_model {
     void (*init)(jv_real *params, uint64_t seed);
     /* One training step's forward pass. hyper: current value of each hyper
      * (NULL: the spec's values); term_scale: a factor per term (NULL: all 1).
-     * terms[t] receives the batch mean of term t before weighting; returns
-     * sum_t scale_t * weight_t * terms[t]. */
+     * terms[t] receives term t as the spec names it, weight_t times its
+     * batch mean (kl_x = alpha * KL(...) receives alpha * KL); returns
+     * sum_t scale_t * terms[t]. */
     jv_real (*forward)(const jv_real *params, jv_real *arena, int batch,
                        const jv_real *const *data, const jv_real *const *noise,
                        const jv_real *hyper, const jv_real *term_scale, jv_real *terms);

@@ -38,7 +38,9 @@ enum {
     JV_TAG_EVAL_FORWARD, /* index: example */
     JV_TAG_EVAL_IS,      /* index: subset << 32 | example */
     JV_TAG_EVAL_ACCURACY,/* index: pair << 32 */
-    JV_TAG_SAMPLE        /* index: grid row */
+    JV_TAG_SAMPLE,       /* index: grid row */
+    JV_TAG_EVAL_CLASS,   /* index: modality summed over << 32 | example; position: class * samples */
+    JV_TAG_EVAL_PRIOR    /* index: modality; position: sample */
 };
 
 uint64_t jv_stream_id(unsigned tag, unsigned sub, uint64_t index);

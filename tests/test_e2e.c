@@ -610,6 +610,15 @@ Test(e2e, eval_reports_every_quantity_and_the_bound_holds)
     cr_expect(pw < 0 && pw > -log(CLASSES) - 2, "log p(w) %g", pw);
     cr_expect_float_eq(json_mean(json, "log_p_cond", "x|w"), joint - pw, 1e-6);
     cr_expect_float_eq(json_mean(json, "log_p_cond", "w|x"), joint - px, 1e-6);
+    /* log p(x) sums the classes of w, so it is never below the joint */
+    cr_expect_geq(px, joint, "log p(x) %g < log p(x,w) %g", px, joint);
+    /* the terms are the spec's (kl_x = alpha * KL) and add up to the objective */
+    double sum = 0;
+    for (int i = 0; i < 5; i++)
+        sum += json_mean(json, "terms", terms[i]);
+    cr_expect(fabs(sum - loss) <= 1e-5 * fabs(loss), "terms add up to %.7g, the loss is %.7g", sum, loss);
+    cr_expect_float_eq(json_mean(json, "terms_raw", "kl_x") * 0.1, json_mean(json, "terms", "kl_x"),
+                       1e-6 * fabs(json_mean(json, "terms", "kl_x")) + 1e-9);
     double acc = json_mean(json, "accuracy", "w|x"); /* a fraction of the 40 examples */
     cr_expect(acc >= 0 && acc <= 1 && fabs(acc * 40 - round(acc * 40)) < 1e-6, "accuracy %g", acc);
     cr_expect(loss > 0 && -loss < elbo + 50, "loss %g, ELBO %g", loss, elbo);

@@ -139,8 +139,8 @@ static jv_real fixture_forward(const jv_real *params, jv_real *arena, int batch,
     }
     jv_real weight[4] = {1, 1, fx_weight(hyper, 0), fx_weight(hyper, 1)}, loss = 0;
     for (int t = 0; t < 4; t++) {
-        terms[t] = sum[t] / batch;
-        loss += (term_scale ? term_scale[t] : 1) * weight[t] * terms[t];
+        terms[t] = weight[t] * (sum[t] / batch); /* the term as the spec would name it */
+        loss += (term_scale ? term_scale[t] : 1) * terms[t];
     }
     if (fixture_nan_at > 0 && ++fixture_forward_calls == fixture_nan_at)
         terms[0] = (jv_real)NAN;
@@ -295,6 +295,7 @@ static const jv_modality_info fixture_modalities[] = {
 static const jv_latent_info fixture_latents[] = {{"z", FX_Z}};
 static const jv_hyper_info fixture_hypers[] = {{"beta", 1, 0, 2}, {"alpha", 0.1, 0, 0}};
 static const char *const fixture_terms[] = {"rec_x", "rec_w", "kl", "kl_x"};
+static const jv_term_weight fixture_term_weights[] = {{-1, 1}, {-1, 1}, {0, 1}, {1, 0.1}};
 static const jv_family_info fixture_families[] = {
     {"x,w", 3u, fixture_posterior_xw, NULL}, /* no repeated form: eval falls back on the plain one */
     {"x", 1u, fixture_posterior_x, NULL},
@@ -337,6 +338,7 @@ static const jv_model fixture_model = {
     .hypers = fixture_hypers,
     .n_terms = 4,
     .term_names = fixture_terms,
+    .term_weights = fixture_term_weights,
     .defaults = {.lr = 0.02, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .clip = 5, .batch = 8, .epochs = 3,
                  .seed = 1},
     .arena_per_example = FX_ARENA,

@@ -384,34 +384,38 @@ JV_TASK static void t15_loss(const jv_step *jv_s)
     jv_real *const term_rec_w = arena + (size_t)B * 4699; /* [B x 1] */
     jv_real *const term_kl = arena + (size_t)B * 4700; /* [B x 1] */
 
-    /* jmvae.spec:23  the loss: each term's mean over the batch, and their weighted sum */
+    /* jmvae.spec:23  the loss: each term as the spec names it (its weight times its mean over
+       the batch), and their sum */
     jv_real total = 0;
     {
         jv_real mean = 0;
         for (int b = 0; b < B; b++)
             mean += term_rec_x[b];
         mean /= (jv_real)B;
+        const jv_real term = mean; /* rec_x */
         if (jv_s->terms)
-            jv_s->terms[0] = mean; /* rec_x */
-        total += (jv_term_scale ? jv_term_scale[0] : 1) * (jv_real)1 * mean;
+            jv_s->terms[0] = term;
+        total += (jv_term_scale ? jv_term_scale[0] : 1) * term;
     }
     {
         jv_real mean = 0;
         for (int b = 0; b < B; b++)
             mean += term_rec_w[b];
         mean /= (jv_real)B;
+        const jv_real term = mean; /* rec_w */
         if (jv_s->terms)
-            jv_s->terms[1] = mean; /* rec_w */
-        total += (jv_term_scale ? jv_term_scale[1] : 1) * (jv_real)1 * mean;
+            jv_s->terms[1] = term;
+        total += (jv_term_scale ? jv_term_scale[1] : 1) * term;
     }
     {
         jv_real mean = 0;
         for (int b = 0; b < B; b++)
             mean += term_kl[b];
         mean /= (jv_real)B;
+        const jv_real term = mean; /* kl */
         if (jv_s->terms)
-            jv_s->terms[2] = mean; /* kl */
-        total += (jv_term_scale ? jv_term_scale[2] : 1) * (jv_real)1 * mean;
+            jv_s->terms[2] = term;
+        total += (jv_term_scale ? jv_term_scale[2] : 1) * term;
     }
     if (jv_s->loss)
         *jv_s->loss = total;
@@ -1653,6 +1657,13 @@ static const jv_tensor_info jmvae_tensors[] = {
 
 static const char *const jmvae_term_names[] = {"rec_x", "rec_w", "kl"};
 
+/* each term's weight: a hyper (its index) or a number */
+static const jv_term_weight jmvae_term_weights[] = {
+    {-1, 1}, /* rec_x */
+    {-1, 1}, /* rec_w */
+    {-1, 1}, /* kl */
+};
+
 static const jv_family_info jmvae_families[] = {
     {"x,w", 0x3u, jmvae_posterior_x_w, jmvae_posterior_x_w_repeated},
 };
@@ -1671,6 +1682,7 @@ const jv_model jmvae_model = {
     .hypers = NULL,
     .n_terms = 3,
     .term_names = jmvae_term_names,
+    .term_weights = jmvae_term_weights,
     .defaults = {0.001, 0.90000000000000002, 0.999, 1e-08, 5, 100, 100, 1},
     .arena_per_example = 9399,
     .n_families = 1,

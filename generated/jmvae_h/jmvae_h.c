@@ -581,43 +581,48 @@ JV_TASK static void t24_loss(const jv_step *jv_s)
     jv_real *const term_kl_z1 = arena + (size_t)B * 6652; /* [B x 1] */
     jv_real *const term_kl_z2 = arena + (size_t)B * 6653; /* [B x 1] */
 
-    /* jmvae_h.spec:30  the loss: each term's mean over the batch, and their weighted sum */
+    /* jmvae_h.spec:30  the loss: each term as the spec names it (its weight times its mean over
+       the batch), and their sum */
     jv_real total = 0;
     {
         jv_real mean = 0;
         for (int b = 0; b < B; b++)
             mean += term_rec_x[b];
         mean /= (jv_real)B;
+        const jv_real term = mean; /* rec_x */
         if (jv_s->terms)
-            jv_s->terms[0] = mean; /* rec_x */
-        total += (jv_term_scale ? jv_term_scale[0] : 1) * (jv_real)1 * mean;
+            jv_s->terms[0] = term;
+        total += (jv_term_scale ? jv_term_scale[0] : 1) * term;
     }
     {
         jv_real mean = 0;
         for (int b = 0; b < B; b++)
             mean += term_rec_w[b];
         mean /= (jv_real)B;
+        const jv_real term = mean; /* rec_w */
         if (jv_s->terms)
-            jv_s->terms[1] = mean; /* rec_w */
-        total += (jv_term_scale ? jv_term_scale[1] : 1) * (jv_real)1 * mean;
+            jv_s->terms[1] = term;
+        total += (jv_term_scale ? jv_term_scale[1] : 1) * term;
     }
     {
         jv_real mean = 0;
         for (int b = 0; b < B; b++)
             mean += term_kl_z1[b];
         mean /= (jv_real)B;
+        const jv_real term = mean; /* kl_z1 */
         if (jv_s->terms)
-            jv_s->terms[2] = mean; /* kl_z1 */
-        total += (jv_term_scale ? jv_term_scale[2] : 1) * (jv_real)1 * mean;
+            jv_s->terms[2] = term;
+        total += (jv_term_scale ? jv_term_scale[2] : 1) * term;
     }
     {
         jv_real mean = 0;
         for (int b = 0; b < B; b++)
             mean += term_kl_z2[b];
         mean /= (jv_real)B;
+        const jv_real term = mean; /* kl_z2 */
         if (jv_s->terms)
-            jv_s->terms[3] = mean; /* kl_z2 */
-        total += (jv_term_scale ? jv_term_scale[3] : 1) * (jv_real)1 * mean;
+            jv_s->terms[3] = term;
+        total += (jv_term_scale ? jv_term_scale[3] : 1) * term;
     }
     if (jv_s->loss)
         *jv_s->loss = total;
@@ -2481,6 +2486,14 @@ static const jv_tensor_info jmvae_h_tensors[] = {
 
 static const char *const jmvae_h_term_names[] = {"rec_x", "rec_w", "kl_z1", "kl_z2"};
 
+/* each term's weight: a hyper (its index) or a number */
+static const jv_term_weight jmvae_h_term_weights[] = {
+    {-1, 1}, /* rec_x */
+    {-1, 1}, /* rec_w */
+    {-1, 1}, /* kl_z1 */
+    {-1, 1}, /* kl_z2 */
+};
+
 static const jv_family_info jmvae_h_families[] = {
     {"x,w", 0x3u, jmvae_h_posterior_x_w, jmvae_h_posterior_x_w_repeated},
 };
@@ -2499,6 +2512,7 @@ const jv_model jmvae_h_model = {
     .hypers = NULL,
     .n_terms = 4,
     .term_names = jmvae_h_term_names,
+    .term_weights = jmvae_h_term_weights,
     .defaults = {0.001, 0.90000000000000002, 0.999, 1e-08, 5, 100, 100, 1},
     .arena_per_example = 13208,
     .n_families = 1,

@@ -617,52 +617,58 @@ JV_TASK static void t25_loss(const jv_step *jv_s)
     jv_real *const term_kl_x = arena + (size_t)B * 5981; /* [B x 1] */
     jv_real *const term_kl_w = arena + (size_t)B * 7262; /* [B x 1] */
 
-    /* jmvae_kl.spec:28  the loss: each term's mean over the batch, and their weighted sum */
+    /* jmvae_kl.spec:28  the loss: each term as the spec names it (its weight times its mean over
+       the batch), and their sum */
     jv_real total = 0;
     {
         jv_real mean = 0;
         for (int b = 0; b < B; b++)
             mean += term_rec_x[b];
         mean /= (jv_real)B;
+        const jv_real term = mean; /* rec_x */
         if (jv_s->terms)
-            jv_s->terms[0] = mean; /* rec_x */
-        total += (jv_term_scale ? jv_term_scale[0] : 1) * (jv_real)1 * mean;
+            jv_s->terms[0] = term;
+        total += (jv_term_scale ? jv_term_scale[0] : 1) * term;
     }
     {
         jv_real mean = 0;
         for (int b = 0; b < B; b++)
             mean += term_rec_w[b];
         mean /= (jv_real)B;
+        const jv_real term = mean; /* rec_w */
         if (jv_s->terms)
-            jv_s->terms[1] = mean; /* rec_w */
-        total += (jv_term_scale ? jv_term_scale[1] : 1) * (jv_real)1 * mean;
+            jv_s->terms[1] = term;
+        total += (jv_term_scale ? jv_term_scale[1] : 1) * term;
     }
     {
         jv_real mean = 0;
         for (int b = 0; b < B; b++)
             mean += term_kl[b];
         mean /= (jv_real)B;
+        const jv_real term = mean; /* kl */
         if (jv_s->terms)
-            jv_s->terms[2] = mean; /* kl */
-        total += (jv_term_scale ? jv_term_scale[2] : 1) * (jv_real)1 * mean;
+            jv_s->terms[2] = term;
+        total += (jv_term_scale ? jv_term_scale[2] : 1) * term;
     }
     {
         jv_real mean = 0;
         for (int b = 0; b < B; b++)
             mean += term_kl_x[b];
         mean /= (jv_real)B;
+        const jv_real term = (hyper ? hyper[0] : (jv_real)0.10000000000000001) * mean; /* kl_x */
         if (jv_s->terms)
-            jv_s->terms[3] = mean; /* kl_x */
-        total += (jv_term_scale ? jv_term_scale[3] : 1) * (hyper ? hyper[0] : (jv_real)0.10000000000000001) * mean;
+            jv_s->terms[3] = term;
+        total += (jv_term_scale ? jv_term_scale[3] : 1) * term;
     }
     {
         jv_real mean = 0;
         for (int b = 0; b < B; b++)
             mean += term_kl_w[b];
         mean /= (jv_real)B;
+        const jv_real term = (hyper ? hyper[0] : (jv_real)0.10000000000000001) * mean; /* kl_w */
         if (jv_s->terms)
-            jv_s->terms[4] = mean; /* kl_w */
-        total += (jv_term_scale ? jv_term_scale[4] : 1) * (hyper ? hyper[0] : (jv_real)0.10000000000000001) * mean;
+            jv_s->terms[4] = term;
+        total += (jv_term_scale ? jv_term_scale[4] : 1) * term;
     }
     if (jv_s->loss)
         *jv_s->loss = total;
@@ -2592,6 +2598,15 @@ static const jv_hyper_info jmvae_kl_hypers[] = {
 
 static const char *const jmvae_kl_term_names[] = {"rec_x", "rec_w", "kl", "kl_x", "kl_w"};
 
+/* each term's weight: a hyper (its index) or a number */
+static const jv_term_weight jmvae_kl_term_weights[] = {
+    {-1, 1}, /* rec_x */
+    {-1, 1}, /* rec_w */
+    {-1, 1}, /* kl */
+    {0, 0.10000000000000001}, /* kl_x */
+    {0, 0.10000000000000001}, /* kl_w */
+};
+
 static const jv_family_info jmvae_kl_families[] = {
     {"x,w", 0x3u, jmvae_kl_posterior_x_w, jmvae_kl_posterior_x_w_repeated},
     {"x", 0x1u, jmvae_kl_posterior_x, jmvae_kl_posterior_x_repeated},
@@ -2612,6 +2627,7 @@ const jv_model jmvae_kl_model = {
     .hypers = jmvae_kl_hypers,
     .n_terms = 5,
     .term_names = jmvae_kl_term_names,
+    .term_weights = jmvae_kl_term_weights,
     .defaults = {0.001, 0.90000000000000002, 0.999, 1e-08, 5, 100, 100, 1},
     .arena_per_example = 14521,
     .n_families = 3,
