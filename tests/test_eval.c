@@ -278,18 +278,44 @@ static void expect_near(const char *what, double got, double want, double tol)
 
 /* ------------------------------------------------------------- tests -- */
 
+/* A trained model, eval's output on the test examples and the exact means. */
+typedef struct {
+    fixture f;
+    checkpoint ck;
+    char *json, *out;
+    exact e;
+} evaluation;
+
+static void train(evaluation *v, const char *spec)
+{
+    setup(&v->f, spec);
+    read_checkpoint(&v->f, &v->ck);
+}
+
+static void evaluate(evaluation *v, const char *spec, const char *ckpt)
+{
+    v->out = run_eval(&v->f, spec, ckpt, "", &v->json);
+    decoders m = read_decoders(&v->ck);
+    v->e = exact_means(&v->f, &m);
+}
+
+static void finish(evaluation *v)
+{
+    free(v->ck.bytes);
+    free(v->json);
+    free(v->out);
+    teardown(&v->f);
+}
+
 /* Only a joint posterior: log p(x) is the sum over w's classes, log p(w)
  * comes from the prior; the JMVAE-zero estimates are reported beside them. */
 Test(eval, the_estimates_agree_with_the_closed_form, .timeout = 300)
 {
-    fixture f;
-    checkpoint ck;
-    char *json;
-    setup(&f, "linear");
-    char *out = run_eval(&f, "linear", "run/last.ckpt", "", &json);
-    read_checkpoint(&f, &ck);
-    decoders m = read_decoders(&ck);
-    exact e = exact_means(&f, &m);
+    evaluation v;
+    train(&v, "linear");
+    evaluate(&v, "linear", "run/last.ckpt");
+    const char *json = v.json, *out = v.out;
+    exact e = v.e;
     expect_near("log p(x,w)", json_mean(json, "log_p", "x,w"), e.joint, TOLERANCE);
     expect_near("log p(x)", json_mean(json, "log_p", "x"), e.x, TOLERANCE);
     expect_near("log p(w)", json_mean(json, "log_p", "w"), e.w, TOLERANCE);
@@ -301,24 +327,18 @@ Test(eval, the_estimates_agree_with_the_closed_form, .timeout = 300)
     cr_expect_not_null(strstr(out, "JMVAE-zero protocol"), "%s", out);
     cr_expect_not_null(strstr(out, "the prior p(z)"), "%s", out);
     cr_expect_not_null(strstr(out, "the sum over the 3 classes c of w"), "%s", out);
-    free(ck.bytes);
-    free(json);
-    free(out);
-    teardown(&f);
+    finish(&v);
 }
 
 /* Posteriors for each modality alone: the discrete estimators still come
  * first, each family's own estimate beneath; the terms are the spec's. */
 Test(eval, families_of_their_own_and_weighted_terms, .timeout = 300)
 {
-    fixture f;
-    checkpoint ck;
-    char *json;
-    setup(&f, "linear_kl");
-    char *out = run_eval(&f, "linear_kl", "run/last.ckpt", "", &json);
-    read_checkpoint(&f, &ck);
-    decoders m = read_decoders(&ck);
-    exact e = exact_means(&f, &m);
+    evaluation v;
+    train(&v, "linear_kl");
+    evaluate(&v, "linear_kl", "run/last.ckpt");
+    const char *json = v.json, *out = v.out;
+    exact e = v.e;
     expect_near("log p(x,w)", json_mean(json, "log_p", "x,w"), e.joint, TOLERANCE);
     expect_near("log p(x)", json_mean(json, "log_p", "x"), e.x, TOLERANCE);
     expect_near("log p(w)", json_mean(json, "log_p", "w"), e.w, TOLERANCE);
@@ -337,10 +357,7 @@ Test(eval, families_of_their_own_and_weighted_terms, .timeout = 300)
     cr_expect(fabs(json_mean(json, "terms_raw", "kl_w") * 0.25 - kl_w) <= 1e-6 * fabs(kl_w) + 1e-9, "kl_w raw");
     cr_expect_not_null(strstr(out, "(kl_x / alpha)"), "%s", out);
     cr_expect_not_null(strstr(out, "(kl_w / 0.25)"), "%s", out);
-    free(ck.bytes);
-    free(json);
-    free(out);
-    teardown(&f);
+    finish(&v);
 }
 
 /* q(z|x) moved far from every posterior: its estimate of log p(x) falls
@@ -349,16 +366,13 @@ Test(eval, families_of_their_own_and_weighted_terms, .timeout = 300)
  * estimate (the sum over the classes) is unharmed. */
 Test(eval, an_impossible_estimate_is_named_not_printed, .timeout = 300)
 {
-    fixture f;
-    checkpoint ck;
-    char *json;
-    setup(&f, "linear_kl");
-    read_checkpoint(&f, &ck);
-    tensor(&ck, "q_x.head.bias")[0] += 12; /* the mean of q(z|x) */
-    write_checkpoint(&f, &ck, "moved.ckpt");
-    char *out = run_eval(&f, "linear_kl", "moved.ckpt", "", &json);
-    decoders m = read_decoders(&ck);
-    exact e = exact_means(&f, &m);
+    evaluation v;
+    train(&v, "linear_kl");
+    tensor(&v.ck, "q_x.head.bias")[0] += 12; /* the mean of q(z|x) */
+    write_checkpoint(&v.f, &v.ck, "moved.ckpt");
+    evaluate(&v, "linear_kl", "moved.ckpt");
+    const char *json = v.json, *out = v.out;
+    exact e = v.e;
     expect_near("log p(x)", json_mean(json, "log_p", "x"), e.x, TOLERANCE);
     expect_near("log p(w|x)", json_mean(json, "log_p_cond", "w|x"), e.w_given_x, TOLERANCE);
     const char *alt = strstr(json, "\"log_p_family_rule\": {");
@@ -372,8 +386,5 @@ Test(eval, an_impossible_estimate_is_named_not_printed, .timeout = 300)
     const char *cond = strstr(json, "\"log_p_cond_family_rule\": {");
     cr_assert_not_null(cond);
     cr_expect_not_null(strstr(cond, "\"w|x\": {\"mean\": null"), "%s", json);
-    free(ck.bytes);
-    free(json);
-    free(out);
-    teardown(&f);
+    finish(&v);
 }
