@@ -88,7 +88,7 @@ static void note_zero_rule(const jv_model *m, unsigned subset, unsigned zeroed)
 /* ------------------------------------------------------------- sample -- */
 
 typedef struct {
-    const char *checkpoint, *png, *mode;
+    const char *checkpoint, *png, *mode, *csv, *csv_labels;
     jv_opt_list given, data;
     int n;
     uint64_t seed;
@@ -104,6 +104,7 @@ typedef struct {
     jv_real *params;
     jv_work w;
     image grid;
+    jv_buf csv, labels; /* --csv: one image a line; --csv-labels: its class */
 } sampler;
 
 static const char SAMPLE_ABOUT[] =
@@ -112,7 +113,10 @@ static const char SAMPLE_ABOUT[] =
     "              N images generated from the label alone (or one row for --given);\n"
     "  prior:      N x N images decoded from the prior;\n"
     "  reconstruct: the first N examples of --data, each original above its\n"
-    "              reconstruction from the posterior mean.";
+    "              reconstruction from the posterior mean.\n"
+    "--csv writes the same images as CSV, one a line in the grid's order (and\n"
+    "--csv-labels, in conditional mode, the class each was generated from), for\n"
+    "rows of more than the 100 images a PNG holds.";
 
 static int parse_sample_options(sampler *s, int argc, char **argv)
 {
@@ -120,10 +124,13 @@ static int parse_sample_options(sampler *s, int argc, char **argv)
     *o = (sample_opts){.n = 10, .seed = s->m->defaults.seed};
     jv_option opts[] = {
         {"checkpoint", JV_OPT_STRING, &o->checkpoint, 0, 0, "CKPT", "the trained model (required)", 0},
-        {"png", JV_OPT_STRING, &o->png, 0, 0, "FILE", "the PNG to write (required)", 0},
+        {"png", JV_OPT_STRING, &o->png, 0, 0, "FILE", "the PNG to write (this or --csv is required)", 0},
+        {"csv", JV_OPT_STRING, &o->csv, 0, 0, "FILE", "also (or only) write the images' values as CSV", 0},
+        {"csv-labels", JV_OPT_STRING, &o->csv_labels, 0, 0, "FILE",
+         "conditional mode: write each CSV image's class, one a line", 0},
         {"mode", JV_OPT_STRING, &o->mode, 0, 0, "MODE", "prior, conditional or reconstruct", 0},
         {"given", JV_OPT_LIST, &o->given, 0, 0, "NAME=CLASS", "fix a categorical modality's class", 0},
-        {"n", JV_OPT_INT, &o->n, 1, 100, "N", "images per row (prior: rows too)", 0},
+        {"n", JV_OPT_INT, &o->n, 1, 1000, "N", "images per row (prior: rows too; at most 100 in a PNG)", 0},
         {"seed", JV_OPT_U64, &o->seed, 0, 1.8446744073709552e19, "S", "seed of the samples", 0},
         {"data", JV_OPT_LIST, &o->data, 0, 0, "NAME=FILE", "examples to reconstruct", 0},
     };
@@ -131,13 +138,21 @@ static int parse_sample_options(sampler *s, int argc, char **argv)
                               (int)(sizeof opts / sizeof opts[0]), argc, argv);
     if (rc != 0)
         return rc;
-    if (!o->checkpoint || !o->png)
-        return jv_fail("sample: missing --%s", o->checkpoint ? "png FILE" : "checkpoint CKPT");
+    if (!o->checkpoint || (!o->png && !o->csv))
+        return jv_fail("sample: missing --%s", o->checkpoint ? "png FILE (or --csv FILE)" : "checkpoint CKPT");
     if (!o->mode)
         o->mode = find_categorical(s->m, ~0u) >= 0 ? "conditional" : "prior";
     if (strcmp(o->mode, "prior") && strcmp(o->mode, "conditional") && strcmp(o->mode, "reconstruct"))
         return jv_fail("sample: --mode must be prior, conditional or reconstruct, got '%s'", o->mode);
-    return jv_check_output_path("sample", "png", o->png);
+    if (o->png && o->n > 100)
+        return jv_fail("sample: --n %d: a PNG row holds at most 100 images (use --csv alone for more)", o->n);
+    if (o->csv_labels && (!o->csv || strcmp(o->mode, "conditional") != 0))
+        return jv_fail("sample: --csv-labels goes with --csv in conditional mode");
+    if (o->png && jv_check_output_path("sample", "png", o->png) != 0)
+        return 1;
+    if (o->csv && jv_check_output_path("sample", "csv", o->csv) != 0)
+        return 1;
+    return o->csv_labels ? jv_check_output_path("sample", "csv-labels", o->csv_labels) : 0;
 }
 
 /* One --given NAME=CLASS. */
@@ -189,6 +204,19 @@ static int check_sample_mode(sampler *s)
     return 0;
 }
 
+/* One image into grid row `row`, column `col`, and a line of the CSV. */
+static void put_image(sampler *s, int row, int col, const jv_real *values)
+{
+    const jv_modality_info *mod = &s->m->modalities[s->img];
+    if (s->o.png)
+        grid_put(&s->grid, mod, row, col, values);
+    if (s->o.csv) {
+        for (int j = 0; j < mod->size; j++)
+            jv_buf_printf(&s->csv, "%s%.6g", j ? "," : "", (double)values[j]);
+        jv_buf_printf(&s->csv, "\n");
+    }
+}
+
 /* Decodes the work latents and draws the image of each into a grid row. */
 static void decode_row(sampler *s, int batch, int row)
 {
@@ -196,14 +224,19 @@ static void decode_row(sampler *s, int batch, int row)
     const jv_modality_info *mod = &s->m->modalities[s->img];
     s->m->decode(s->params, w->arena, batch, JV_CONST_ROWS(w->latents), w->out);
     for (int b = 0; b < batch; b++)
-        grid_put(&s->grid, mod, row, b, w->out[s->img] + (size_t)b * (size_t)mod->size);
+        put_image(s, row, b, w->out[s->img] + (size_t)b * (size_t)mod->size);
+}
+
+static int grid_open(sampler *s, int rows, int cols)
+{
+    return s->o.png ? grid_alloc(&s->grid, &s->m->modalities[s->img], rows, cols) : 0;
 }
 
 /* Row r holds N decodings of prior samples drawn from stream (SAMPLE, r). */
 static int sample_prior(sampler *s)
 {
     int n = s->o.n;
-    if (grid_alloc(&s->grid, &s->m->modalities[s->img], n, n) != 0)
+    if (grid_open(s, n, n) != 0)
         return 1;
     for (int r = 0; r < n; r++) {
         jv_work_fill_noise(s->m, &s->w, n, s->o.seed, JV_TAG_SAMPLE, (uint64_t)r, 0);
@@ -232,7 +265,7 @@ static int sample_conditional(sampler *s)
     const jv_family_info *f = &m->families[jv_pick_family(m, cond, &zeroed)];
     int rows = vary >= 0 ? m->modalities[vary].size : 1;
     note_zero_rule(m, cond, zeroed);
-    if (grid_alloc(&s->grid, &m->modalities[s->img], rows, s->o.n) != 0)
+    if (grid_open(s, rows, s->o.n) != 0)
         return 1;
     for (int r = 0; r < rows; r++) {
         if (vary >= 0)
@@ -243,6 +276,8 @@ static int sample_conditional(sampler *s)
         f->posterior(s->params, s->w.arena, s->o.n, JV_CONST_ROWS(s->w.input), JV_CONST_ROWS(s->w.noise),
                      s->w.latents, s->w.log_q);
         decode_row(s, s->o.n, r);
+        for (int b = 0; s->o.csv_labels && b < s->o.n; b++)
+            jv_buf_printf(&s->labels, "%d\n", vary >= 0 ? r : s->given[find_categorical(m, s->given_mask)]);
     }
     return 0;
 }
@@ -255,7 +290,7 @@ static int sample_reconstruct(sampler *s)
     unsigned zeroed;
     const jv_family_info *f = &m->families[jv_pick_family(m, s->ds.present, &zeroed)];
     note_zero_rule(m, s->ds.present, zeroed);
-    if (grid_alloc(&s->grid, &m->modalities[s->img], 2 * pairs, cols) != 0)
+    if (grid_open(s, 2 * pairs, cols) != 0)
         return 1;
     size_t *rows = malloc((size_t)n * sizeof *rows);
     if (!rows)
@@ -269,8 +304,9 @@ static int sample_reconstruct(sampler *s)
     s->m->decode(s->params, s->w.arena, n, JV_CONST_ROWS(s->w.latents), s->w.out);
     const jv_modality_info *mod = &m->modalities[s->img];
     for (int i = 0; i < n; i++) {
-        grid_put(&s->grid, mod, 2 * (i / cols), i % cols, s->w.data[s->img] + (size_t)i * (size_t)mod->size);
-        grid_put(&s->grid, mod, 2 * (i / cols) + 1, i % cols, s->w.out[s->img] + (size_t)i * (size_t)mod->size);
+        if (s->o.png) /* the CSV holds the reconstructions alone */
+            grid_put(&s->grid, mod, 2 * (i / cols), i % cols, s->w.data[s->img] + (size_t)i * (size_t)mod->size);
+        put_image(s, 2 * (i / cols) + 1, i % cols, s->w.out[s->img] + (size_t)i * (size_t)mod->size);
     }
     return 0;
 }
@@ -284,10 +320,16 @@ static int run_sampler(sampler *s)
         rc = sample_conditional(s);
     else
         rc = sample_reconstruct(s);
-    if (rc == 0)
+    const char *files[3] = {s->o.png, s->o.csv, s->o.csv_labels};
+    if (rc == 0 && s->o.png)
         rc = image_save(&s->grid, s->o.png);
-    if (rc == 0)
-        printf("wrote %s\n", s->o.png);
+    if (rc == 0 && s->o.csv)
+        rc = jv_buf_save(&s->csv, s->o.csv);
+    if (rc == 0 && s->o.csv_labels)
+        rc = jv_buf_save(&s->labels, s->o.csv_labels);
+    for (int i = 0; rc == 0 && i < 3; i++)
+        if (files[i])
+            printf("wrote %s\n", files[i]);
     return rc;
 }
 
@@ -309,6 +351,8 @@ int jv_cmd_sample(const jv_model *m, int argc, char **argv)
     free(s.grid.px);
     free(s.given);
     free(s.params);
+    jv_buf_free(&s.csv);
+    jv_buf_free(&s.labels);
     jv_work_free(&s.w);
     jv_dataset_free(m, &s.ds);
     return rc;
