@@ -696,6 +696,25 @@ Test(e2e, sample_and_encode_write_what_they_promise)
     expect_png(&s, "prior.png", 4 * 29 + 1, 4 * 29 + 1, 1);
     ok(&s, "sample --checkpoint run/last.ckpt --png rec.png --mode reconstruct --data x=tx.idx --n 12");
     expect_png(&s, "rec.png", 10 * 29 + 1, 4 * 29 + 1, 1);
+    /* the same images as CSV, beyond a PNG's 100 a row, with the class of each */
+    ok(&s, "sample --checkpoint run/last.ckpt --csv gen.csv --csv-labels gen_labels.csv --n 150");
+    char *gen = (char *)work_file(&s, "gen.csv", NULL), *labels = (char *)work_file(&s, "gen_labels.csv", NULL);
+    cr_assert(gen && labels);
+    cr_expect_eq(count_lines(gen), 1500);
+    cr_expect_eq(count_lines(labels), 1500);
+    const char *first_line_end = strchr(gen, '\n');
+    int commas = 0;
+    for (const char *c = gen; c < first_line_end; c++)
+        commas += *c == ',';
+    cr_expect_eq(commas, IMAGE_SIZE - 1, "a CSV line holds %d values", commas + 1);
+    cr_expect_eq(strncmp(labels, "0\n", 2), 0);
+    cr_expect_not_null(strstr(labels, "\n9\n"));
+    free(gen);
+    free(labels);
+    refused(&s, TRAINER, "sample --checkpoint run/last.ckpt --png big.png --n 150",
+            "a PNG row holds at most 100 images");
+    refused(&s, TRAINER, "sample --checkpoint run/last.ckpt --mode prior --csv p.csv --csv-labels l.csv",
+            "--csv-labels goes with --csv in conditional mode");
     ok(&s, "encode --checkpoint run/last.ckpt " TEST_DATA " --csv z.csv --limit 30");
     char *csv = (char *)work_file(&s, "z.csv", NULL);
     cr_assert_not_null(csv);

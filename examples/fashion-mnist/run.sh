@@ -27,7 +27,8 @@
 #
 # Variables (for tests): FASHION_MNIST (the IDX folder), EXAMPLE_TRAIN_LIMIT,
 # EXAMPLE_TEST_LIMIT, EXAMPLE_SAMPLES, EXAMPLE_EPOCHS_2D, EXAMPLE_PER_CLASS,
-# EXAMPLE_CLASSIFIER_EPOCHS, EXAMPLE_THREADS.
+# EXAMPLE_CLASSIFIER_EPOCHS, EXAMPLE_PRIOR_SAMPLES, EXAMPLE_VALID, EXAMPLE_THREADS;
+# CFLAGS and LDFLAGS for the trainers' and the classifier's builds.
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -44,7 +45,7 @@ while [ $# -gt 0 ]; do
               EPOCHS=$2; shift ;;
     --out) [ $# -ge 2 ] || { echo "run.sh: --out needs a folder" >&2; exit 2; }
            OUT=$2; shift ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -eu$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -56,8 +57,10 @@ if [ $MODE = quick ]; then
     TRAIN_LIMIT=${EXAMPLE_TRAIN_LIMIT:-3000} TEST_LIMIT=${EXAMPLE_TEST_LIMIT:-200} SAMPLES=${EXAMPLE_SAMPLES:-50}
     EPOCHS_2D=${EXAMPLE_EPOCHS_2D:-2} PER_CLASS=${EXAMPLE_PER_CLASS:-50}
     CLASSIFIER_EPOCHS=${EXAMPLE_CLASSIFIER_EPOCHS:-2} VALID=${EXAMPLE_VALID:-100}
+    PRIOR_SAMPLES=${EXAMPLE_PRIOR_SAMPLES:-10000}
 else
     TRAIN_LIMIT=0 TEST_LIMIT=0 SAMPLES=1000 EPOCHS_2D=20 PER_CLASS=1000 CLASSIFIER_EPOCHS=10 VALID=1000
+    PRIOR_SAMPLES=100000
 fi
 THREADS=${EXAMPLE_THREADS:+--threads $EXAMPLE_THREADS}
 MODELS="jmvae jmvae_kl jmvae_h"
@@ -92,8 +95,9 @@ for m in $MODELS; do
         make -s -C "$OUT/gen/$s" JMVAEC="$ROOT/jmvaec"
     done
 done
-cc -O2 -std=c11 $("$ROOT/jmvaec" --cflags) "$ROOT/examples/tools/classifier.c" $("$ROOT/jmvaec" --libs) \
-    -o "$OUT/classifier"
+# (CFLAGS and LDFLAGS, if set, build the trainers and the classifier: the tests pass the sanitizers' flags)
+cc -std=c11 ${CFLAGS:--O2} $("$ROOT/jmvaec" --cflags) "$ROOT/examples/tools/classifier.c" $("$ROOT/jmvaec" --libs) \
+    ${LDFLAGS:-} -o "$OUT/classifier"
 
 # A run folder trained to `epochs`, resumed where it stopped.
 train() { # model out epochs
@@ -129,10 +133,11 @@ for m in $MODELS; do
     echo $(( $(now) - t )) >> "$d/train_seconds"
 
     say "$m: evaluate (K = $SAMPLES)"
-    stamp="$EPOCHS $SAMPLES $TEST_LIMIT $(cksum < "$d/run/last.ckpt")"
+    stamp="$EPOCHS $SAMPLES $PRIOR_SAMPLES $TEST_LIMIT $(cksum < "$d/run/last.ckpt")"
     if [ ! -f "$d/eval.json" ] || [ "$(cat "$d/eval.stamp" 2>/dev/null)" != "$stamp" ]; then
         t=$(now)
-        "$OUT/gen/$m/$m" eval --checkpoint "$d/run/last.ckpt" $TEST --samples "$SAMPLES" $THREADS \
+        "$OUT/gen/$m/$m" eval --checkpoint "$d/run/last.ckpt" $TEST --samples "$SAMPLES" \
+            --prior-samples "$PRIOR_SAMPLES" $THREADS \
             --json "$d/eval.json" > "$d/eval.txt"
         echo $(( $(now) - t )) > "$d/eval_seconds"
         echo "$stamp" > "$d/eval.stamp"
@@ -313,13 +318,13 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     for m in $MODELS; do echo "![learning curves of $m]($m/curves.png)"; echo; done
     echo "## Commands"
     echo
-    echo "    sh examples/fashion-mnist/run.sh$([ $MODE = quick ] && echo ' --quick')$([ "$EPOCHS" != 100 ] && [ $MODE = full ] && echo " --epochs $EPOCHS")"
+    echo "    sh examples/fashion-mnist/run.sh$([ $MODE = quick ] && echo ' --quick') --epochs $EPOCHS"
     echo
     echo "which runs, for each model M (output in out/M/):"
     echo
     echo "    jmvaec specs/M.spec -o gen/M && make -C gen/M"
     echo "    gen/M/M train $TRAIN --valid $VALID --epochs $EPOCHS --out M/run"
-    echo "    gen/M/M eval --checkpoint M/run/last.ckpt $TEST --samples $SAMPLES --json M/eval.json"
+    echo "    gen/M/M eval --checkpoint M/run/last.ckpt $TEST --samples $SAMPLES --prior-samples $PRIOR_SAMPLES --json M/eval.json"
     echo "    gen/M/M sample --checkpoint M/run/last.ckpt --mode conditional --n $PER_CLASS --csv M/generated.csv --csv-labels M/generated_labels.csv"
     echo "    classifier test --model classifier.bin --images M/generated.csv --labels M/generated_labels.csv"
 } > "$OUT/RESULTS.md"

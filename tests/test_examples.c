@@ -1,0 +1,157 @@
+/* test_examples.c: each example's quick mode on a small slice of its data
+ * (seconds of training, not minutes) produces its table and its pictures;
+ * the examples' classifier refuses what it must. The full runs are not
+ * part of the tests: their numbers are in each example's RESULTS.md.
+ */
+#define _DEFAULT_SOURCE /* mkdtemp */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shell_util.h"
+
+/* A tiny slice: the chain, not the numbers. */
+#define SLICE                                                                                                    \
+    "EXAMPLE_TRAIN_LIMIT=400 EXAMPLE_TEST_LIMIT=40 EXAMPLE_SAMPLES=8 EXAMPLE_PER_CLASS=8 "                      \
+    "EXAMPLE_CLASSIFIER_EPOCHS=1 EXAMPLE_EPOCHS_2D=1 EXAMPLE_VALID=40 EXAMPLE_PRIOR_SAMPLES=2000 EXAMPLE_THREADS=2"
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = calloc((size_t)n + 1, 1);
+    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return buf;
+}
+
+/* A PNG at root/name: its signature and a width and height of at least min. */
+static void expect_picture(const char *root, const char *name, unsigned min)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", root, name);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "no picture %s", path);
+    unsigned char head[24];
+    cr_assert_eq(fread(head, 1, 24, f), 24, "%s is too short", path);
+    fclose(f);
+    cr_expect_eq(memcmp(head, "\x89PNG\r\n\x1a\n", 8), 0, "%s is not a PNG", path);
+    unsigned w = (unsigned)head[16] << 24 | (unsigned)head[17] << 16 | (unsigned)head[18] << 8 | head[19];
+    unsigned h = (unsigned)head[20] << 24 | (unsigned)head[21] << 16 | (unsigned)head[22] << 8 | head[23];
+    cr_expect(w >= min && h >= min, "%s is %u x %u", path, w, h);
+}
+
+Test(examples, fashion_mnist_quick_mode_writes_its_table_and_figures, .timeout = 900)
+{
+    char *root = temp_folder("example"), cmd[2048], *out = NULL, path[1024];
+    cr_assert_not_null(root);
+    char flags[512];
+    snprintf(cmd, sizeof cmd, SLICE " %s sh examples/fashion-mnist/run.sh --quick --epochs 1 --out %s/out",
+             sanitize_make_flags(flags, sizeof flags), root);
+    int rc = run_command(cmd, &out);
+    cr_assert_eq(rc, 0, "%s\n%s", cmd, out);
+    snprintf(path, sizeof path, "%s/out/RESULTS.md", root);
+    char *results = slurp(path);
+    cr_assert_not_null(results, "no RESULTS.md:\n%s", out);
+    const char *rows[] = {"| JMVAE |", "| JMVAE-zero (papers' protocol) |", "| JMVAE-kl |", "| JMVAE-h |",
+                          "−232.63", "QUICK MODE", "coherence", "its own test accuracy"};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        cr_expect_not_null(strstr(results, rows[i]), "no '%s' in RESULTS.md:\n%s", rows[i], results);
+    /* every cell of the four models' rows holds a number (or says why not) */
+    for (int i = 0; i < 4; i++) {
+        const char *line = strstr(results, rows[i]), *end = line ? strchr(line, '\n') : NULL;
+        cr_assert(line && end);
+        char text[512];
+        snprintf(text, sizeof text, "%.*s", (int)(end - line), line);
+        cr_expect_null(strstr(text, "| |"), "an empty cell: %s", text);
+        cr_expect_eq(strstr(text, " ± ") != NULL, 1, "no value ± s.e.: %s", text);
+    }
+    cr_expect_null(strstr(results, "nan"), "%s", results);
+    snprintf(path, sizeof path, "%s/out", root);
+    expect_picture(path, "conditional.png", 300);
+    expect_picture(path, "reconstruct.png", 300);
+    expect_picture(path, "latent2d.png", 300);
+    const char *models[] = {"jmvae", "jmvae_kl", "jmvae_h"};
+    for (int m = 0; m < 3; m++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s/curves.png", models[m]);
+        expect_picture(path, name, 300);
+    }
+    /* a second run finds everything done and redoes nothing it need not */
+    free(out);
+    rc = run_command(cmd, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_expect_not_null(strstr(out, "nothing to do"), "%s", out);
+    free(results);
+    free(out);
+    remove_folder(root);
+    free(root);
+}
+
+Test(examples, the_classifier_refuses_bad_input_and_keeps_other_files)
+{
+    char *root = temp_folder("classifier"), cmd[4096], *out = NULL;
+    cr_assert_not_null(root);
+    const char *cflags = "$(./jmvaec --cflags)", *libs = "$(./jmvaec --libs)";
+    snprintf(cmd, sizeof cmd, "cc -O2 -std=c11 %s examples/tools/classifier.c %s -o %s/classifier", cflags, libs, root);
+    cr_assert_eq(run_command(cmd, &out), 0, "%s", out);
+    free(out);
+    const char *D = "/usr/share/datasets/fashion-mnist";
+    /* a file that is not a model is never replaced */
+    snprintf(cmd, sizeof cmd,
+             "cd %s && echo precious > notes.txt && ./classifier train --images %s/t10k-images-idx3-ubyte.gz "
+             "--labels %s/t10k-labels-idx1-ubyte.gz --limit 200 --epochs 1 --out notes.txt",
+             root, D, D);
+    cr_expect_eq(run_command(cmd, &out), 1, "%s", out);
+    cr_expect_not_null(strstr(out, "exists and is not a classifier model: not replaced"), "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "cat %s/notes.txt", root);
+    cr_expect_eq(run_command(cmd, &out), 0);
+    cr_expect_str_eq(out, "precious\n");
+    free(out);
+    /* a model, then damaged: refused with the reason */
+    snprintf(cmd, sizeof cmd,
+             "cd %s && ./classifier train --images %s/t10k-images-idx3-ubyte.gz --labels %s/t10k-labels-idx1-ubyte.gz "
+             "--limit 300 --epochs 2 --out m.bin && ./classifier test --model m.bin --images "
+             "%s/t10k-images-idx3-ubyte.gz --labels %s/t10k-labels-idx1-ubyte.gz --limit 300 --json a.json && "
+             "grep -q '\"accuracy\": {\"mean\": ' a.json",
+             root, D, D, D, D);
+    cr_assert_eq(run_command(cmd, &out), 0, "%s", out);
+    free(out);
+    struct {
+        const char *damage, *message;
+    } cases[] = {
+        {"printf 'x' | dd of=m.bin bs=1 seek=100 conv=notrunc 2>/dev/null", "damaged (bad CRC)"},
+        {"head -c 1000 m.bin > t && mv t m.bin", "truncated or too long"},
+        {"printf 'JVCLASS2xxxxxxxxxxxx' > m.bin", "not a classifier model"},
+    };
+    for (int i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "cd %s && cp m.bin keep.bin && %s && ./classifier test --model m.bin --images "
+                 "%s/t10k-images-idx3-ubyte.gz --labels %s/t10k-labels-idx1-ubyte.gz --limit 300; rc=$?; "
+                 "mv keep.bin m.bin; exit $rc",
+                 root, cases[i].damage, D, D);
+        cr_expect_eq(run_command(cmd, &out), 1, "%s", out);
+        cr_expect_not_null(strstr(out, cases[i].message), "expected '%s' in: %s", cases[i].message, out);
+        free(out);
+    }
+    /* labels that do not match the images, a bad flag */
+    snprintf(cmd, sizeof cmd,
+             "cd %s && ./classifier test --model m.bin --images %s/t10k-images-idx3-ubyte.gz --labels "
+             "%s/train-labels-idx1-ubyte.gz",
+             root, D, D);
+    cr_expect_eq(run_command(cmd, &out), 1, "%s", out);
+    cr_expect_not_null(strstr(out, "the images hold 10000 examples, the labels 60000"), "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "cd %s && ./classifier test --model m.bin --epochs", root);
+    cr_expect_eq(run_command(cmd, &out), 2, "%s", out);
+    cr_expect_not_null(strstr(out, "--epochs needs a value"), "%s", out);
+    free(out);
+    remove_folder(root);
+    free(root);
+}
