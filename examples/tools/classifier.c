@@ -5,6 +5,7 @@
  *
  *   classifier train --images FILE --labels FILE --out MODEL [--epochs N] [--limit N] [--seed S]
  *   classifier test  --model MODEL --images FILE --labels FILE [--json FILE]
+ *   classifier labels --labels FILE [--limit N]     (each example's class, one a line)
  *
  * The network: the image (any size, values in [0,1]) -> 512 ReLU -> 512
  * ReLU -> one logit per class, trained with Adam (learning rate 1e-3,
@@ -453,16 +454,41 @@ static int test(const options *o)
     return rc;
 }
 
+/* ----------------------------------------------------------- labels -- */
+
+static int labels(const options *o)
+{
+    if (!o->labels)
+        return fail("labels needs --labels%s%s", "", "");
+    int classes = 0;
+    dataset d = {0};
+    jv_modality_info lab = {"label", 0, JV_CATEGORICAL, 0, 0, 1};
+    jv_error err;
+    if (count_classes(o->labels, &classes) != 0)
+        return 1;
+    lab.size = classes;
+    if (jv_load_modality(o->labels, &lab, &d.y, &err) != 0)
+        return fail("%s%s", err.msg, "");
+    size_t n = o->limit > 0 && (size_t)o->limit < d.y.n ? (size_t)o->limit : d.y.n;
+    for (size_t i = 0; i < n; i++)
+        printf("%d\n", label_of(&d, i));
+    jv_matrix_free(&d.y);
+    return fflush(stdout) == 0 ? 0 : fail("cannot write the labels%s%s", "", "");
+}
+
 int main(int argc, char **argv)
 {
     options o;
-    if (argc < 2 || (strcmp(argv[1], "train") && strcmp(argv[1], "test"))) {
+    if (argc < 2 || (strcmp(argv[1], "train") && strcmp(argv[1], "test") && strcmp(argv[1], "labels"))) {
         fprintf(stderr, "usage: classifier train --images FILE --labels FILE --out MODEL [--epochs N] [--limit N] "
-                        "[--seed S]\n       classifier test --model MODEL --images FILE --labels FILE [--json FILE]\n");
+                        "[--seed S]\n       classifier test --model MODEL --images FILE --labels FILE [--json FILE]\n"
+                        "       classifier labels --labels FILE [--limit N]\n");
         return 2;
     }
     if (parse(argc, argv, &o) != 0)
         return 2;
     jv_set_threads(jv_cpu_count());
+    if (strcmp(argv[1], "labels") == 0)
+        return labels(&o);
     return strcmp(argv[1], "train") == 0 ? train(&o) : test(&o);
 }

@@ -1,0 +1,318 @@
+# examples/lib/experiment.sh: the papers' experiments on one dataset, for the
+# examples' run.sh scripts, which set, before sourcing it:
+#   HERE, ROOT        the example's folder and the repository
+#   TITLE             the dataset's name, for RESULTS.md
+#   CLASSES           the ten class names (no spaces in a name)
+#   TRAIN_X, TRAIN_W, TEST_X, TEST_W   the data files (any format the trainers read)
+#   TRAIN_TEXT, TEST_TEXT              "all 60,000 training images", ...
+#   TARGETS_TEXT      how the pixels are used ("grey levels as Bernoulli targets")
+#   PUBLISHED_ROW     the published figures as a row of the table
+#   NOTE              a paragraph for RESULTS.md (may be empty)
+#   and a function prepare_data, run once the packages are installed.
+# What it does, its options (--quick, --epochs N, --out DIR) and its
+# variables are described in examples/fashion-mnist/run.sh.
+MODE=full
+EPOCHS=100
+OUT=$HERE/out
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quick) MODE=quick ;;
+    --epochs) [ $# -ge 2 ] || { echo "run.sh: --epochs needs a number" >&2; exit 2; }
+              EPOCHS=$2; shift ;;
+    --out) [ $# -ge 2 ] || { echo "run.sh: --out needs a folder" >&2; exit 2; }
+           OUT=$2; shift ;;
+    -h|--help) sed -n '2,/^set -eu$/s/^# \{0,1\}//p' "$HERE/run.sh"; exit 0 ;;
+    *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+case $EPOCHS in ''|*[!0-9]*) echo "run.sh: --epochs '$EPOCHS' is not a number" >&2; exit 2 ;; esac
+
+if [ $MODE = quick ]; then
+    [ "$EPOCHS" = 100 ] && EPOCHS=2
+    TRAIN_LIMIT=${EXAMPLE_TRAIN_LIMIT:-3000} TEST_LIMIT=${EXAMPLE_TEST_LIMIT:-200} SAMPLES=${EXAMPLE_SAMPLES:-50}
+    EPOCHS_2D=${EXAMPLE_EPOCHS_2D:-2} PER_CLASS=${EXAMPLE_PER_CLASS:-50}
+    CLASSIFIER_EPOCHS=${EXAMPLE_CLASSIFIER_EPOCHS:-2} VALID=${EXAMPLE_VALID:-100}
+    PRIOR_SAMPLES=${EXAMPLE_PRIOR_SAMPLES:-10000}
+else
+    TRAIN_LIMIT=0 TEST_LIMIT=0 SAMPLES=1000 EPOCHS_2D=20 PER_CLASS=1000 CLASSIFIER_EPOCHS=10 VALID=1000
+    PRIOR_SAMPLES=100000
+fi
+THREADS=${EXAMPLE_THREADS:+--threads $EXAMPLE_THREADS}
+MODELS="jmvae jmvae_kl jmvae_h"
+
+say() { printf '\n== %s\n' "$*"; }
+now() { date +%s; }
+start=$(now)
+
+# ------------------------------------------------------------ set up --
+say "packages, the compiler and the runtime"
+sh "$ROOT/.ci/install-deps"
+make -s -C "$ROOT" all
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+prepare_data
+for f in "$TRAIN_X" "$TRAIN_W" "$TEST_X" "$TEST_W"; do
+    [ -f "$f" ] || { echo "run.sh: $f is missing" >&2; exit 1; }
+done
+TRAIN="--data x=$TRAIN_X --data w=$TRAIN_W --limit $TRAIN_LIMIT"
+TEST="--data x=$TEST_X --data w=$TEST_W --limit $TEST_LIMIT"
+
+say "compile the specs and their 2-D latent variants"
+mkdir -p "$OUT/specs" "$OUT/gen"
+for m in $MODELS; do
+    sed -e 's/^model \([a-z_]*\)/model \1_2d/' -e 's/^latent z\[64\]/latent z[2]/' \
+        -e 's/^latent z1\[64\]/latent z1[2]/' -e 's/^latent z2\[32\]/latent z2[2]/' \
+        "$ROOT/specs/$m.spec" > "$OUT/specs/${m}_2d.spec"
+    cp "$ROOT/specs/$m.spec" "$OUT/specs/$m.spec"
+    for s in $m ${m}_2d; do
+        "$ROOT/jmvaec" "$OUT/specs/$s.spec" -o "$OUT/gen/$s" > /dev/null
+        make -s -C "$OUT/gen/$s" JMVAEC="$ROOT/jmvaec"
+    done
+done
+# (CFLAGS and LDFLAGS, if set, build the trainers and the classifier: the tests pass the sanitizers' flags)
+cc -std=c11 ${CFLAGS:--O2} $("$ROOT/jmvaec" --cflags) "$ROOT/examples/tools/classifier.c" $("$ROOT/jmvaec" --libs) \
+    ${LDFLAGS:-} -o "$OUT/classifier"
+
+# A run folder trained to `epochs`, resumed where it stopped.
+train() { # model out epochs
+    if [ -f "$2/last.ckpt" ]; then
+        "$OUT/gen/$1/$1" train $TRAIN --valid "$VALID" --epochs "$3" $THREADS --resume "$2/last.ckpt"
+    else
+        rm -rf "$2"
+        "$OUT/gen/$1/$1" train $TRAIN --valid "$VALID" --epochs "$3" $THREADS --out "$2"
+    fi
+}
+
+# The epochs a run folder holds (the last line of its train.csv).
+epochs_done() { [ -f "$1/train.csv" ] && tail -n 1 "$1/train.csv" | cut -d, -f1 | grep -E '^[0-9]+$' || echo 0; }
+
+# ----------------------------------------------------------- classifier --
+say "the independent classifier: an MLP on the training images, $CLASSIFIER_EPOCHS epochs"
+if [ ! -f "$OUT/classifier.json" ]; then
+    rm -f "$OUT/classifier.bin"
+    "$OUT/classifier" train --images "$TRAIN_X" --labels "$TRAIN_W" \
+        --epochs "$CLASSIFIER_EPOCHS" --limit "$TRAIN_LIMIT" --out "$OUT/classifier.bin"
+    "$OUT/classifier" test --model "$OUT/classifier.bin" --images "$TEST_X" \
+        --labels "$TEST_W" --limit "$TEST_LIMIT" --json "$OUT/classifier.json.tmp"
+    mv "$OUT/classifier.json.tmp" "$OUT/classifier.json"
+fi
+
+# --------------------------------------------------------------- models --
+for m in $MODELS; do
+    d=$OUT/$m
+    mkdir -p "$d"
+    say "$m: train to $EPOCHS epochs"
+    t=$(now)
+    train "$m" "$d/run" "$EPOCHS"
+    echo $(( $(now) - t )) >> "$d/train_seconds"
+
+    say "$m: evaluate (K = $SAMPLES)"
+    stamp="$EPOCHS $SAMPLES $PRIOR_SAMPLES $TEST_LIMIT $(cksum < "$d/run/last.ckpt")"
+    if [ ! -f "$d/eval.json" ] || [ "$(cat "$d/eval.stamp" 2>/dev/null)" != "$stamp" ]; then
+        t=$(now)
+        "$OUT/gen/$m/$m" eval --checkpoint "$d/run/last.ckpt" $TEST --samples "$SAMPLES" \
+            --prior-samples "$PRIOR_SAMPLES" $THREADS \
+            --json "$d/eval.json" > "$d/eval.txt"
+        echo $(( $(now) - t )) > "$d/eval_seconds"
+        echo "$stamp" > "$d/eval.stamp"
+    fi
+    cat "$d/eval.txt"
+
+    say "$m: coherence of x generated from w ($PER_CLASS images a class), and the pictures"
+    "$OUT/gen/$m/$m" sample --checkpoint "$d/run/last.ckpt" --mode conditional --n "$PER_CLASS" \
+        --csv "$d/generated.csv" --csv-labels "$d/generated_labels.csv" > /dev/null
+    "$OUT/classifier" test --model "$OUT/classifier.bin" --images "$d/generated.csv" \
+        --labels "$d/generated_labels.csv" --json "$d/coherence.json"
+    rm -f "$d/generated.csv"
+    "$OUT/gen/$m/$m" sample --checkpoint "$d/run/last.ckpt" --mode conditional --n 10 --png "$d/conditional.png"
+    "$OUT/gen/$m/$m" sample --checkpoint "$d/run/last.ckpt" --mode reconstruct --n 20 --data "x=$TEST_X" \
+        --png "$d/reconstruct.png"
+
+    say "$m: the 2-D latent variant, $EPOCHS_2D epochs"
+    train "${m}_2d" "$d/run_2d" "$EPOCHS_2D"
+    "$OUT/gen/${m}_2d/${m}_2d" encode --checkpoint "$d/run_2d/last.ckpt" --data "x=$TEST_X" --limit "$TEST_LIMIT" \
+        --csv "$d/z2d.csv"
+done
+"$OUT/classifier" labels --labels "$TEST_W" --limit "$TEST_LIMIT" > "$OUT/test_labels.txt"
+
+# -------------------------------------------------------------- figures --
+say "figures (gnuplot)"
+names() { i=0; for c in $CLASSES; do printf '%s"%s" %s' "$([ $i -gt 0 ] && echo ', ')" "$c" "$1"; i=$((i + 1)); done; }
+label_of() { case $1 in jmvae) echo "JMVAE-zero: q(z|x,w=0)" ;; jmvae_kl) echo "JMVAE-kl: q(z|w)" ;;
+             jmvae_h) echo "JMVAE-h: q(z|w)" ;; esac; }
+# row r's centre of a 10-row grid of 29-pixel rows, counted from the top (gnuplot's y grows upwards)
+ytics=$(i=0; for c in $CLASSES; do printf '%s"%s" %d' "$([ $i -gt 0 ] && echo ', ')" "$c" $((291 - 29 * i - 15)); i=$((i + 1)); done)
+{
+    echo "reset; set terminal pngcairo noenhanced size 1500,560 font 'sans,11'; set output '$OUT/conditional.png'"
+    echo "set multiplot layout 1,3 title 'x generated from the label alone, 10 samples per class (one row per class)'"
+    echo "unset xtics; set ytics ($ytics) scale 0; set size ratio -1; unset key; set border 0"
+    for m in $MODELS; do
+        echo "set title '$(label_of $m)'; plot '$OUT/$m/conditional.png' binary filetype=png with rgbimage"
+    done
+    echo "unset multiplot"
+    echo "reset; set terminal pngcairo noenhanced size 1500,420 font 'sans,11'; set output '$OUT/reconstruct.png'"
+    echo "unset xtics; set size ratio -1; unset key; set border 0"
+    echo "set multiplot layout 1,3 title 'test images (rows 1 and 3) and their reconstructions from x alone (rows 2 and 4)'"
+    echo "unset ytics"
+    for m in $MODELS; do
+        path=$([ $m = jmvae ] && echo 'q(z|x,w=0)' || echo 'q(z|x)')
+        echo "set title '${m} (through $path)'; plot '$OUT/$m/reconstruct.png' binary filetype=png with rgbimage"
+    done
+    echo "unset multiplot"
+} > "$OUT/figures.gp"
+for m in $MODELS; do
+    terms=$(head -n 1 "$OUT/$m/run/train.csv" | tr ',' '\n' | sed -n 's/^train_//p' | tr '\n' ' ')
+    n=$(echo $terms | wc -w)
+    {
+        echo "reset; set terminal pngcairo noenhanced size $((330 * n)),330 font 'sans,10'; set output '$OUT/$m/curves.png'"
+        echo "set datafile separator ','; set key top right; set xlabel 'epoch'; set grid"
+        echo "set multiplot layout 1,$n title '$m: each term of the loss per epoch, training and validation ($VALID held-out images)'"
+        for t in $terms; do
+            echo "set title '$t'; plot '$OUT/$m/run/train.csv' using 'epoch':'train_$t' with linespoints lw 2 pt 7 ps 0.4 title 'train', \
+'' using 'epoch':'valid_$t' with linespoints lw 2 pt 7 ps 0.4 title 'validation'"
+        done
+        echo "unset multiplot"
+    } >> "$OUT/figures.gp"
+    paste -d, "$OUT/$m/z2d.csv" "$OUT/test_labels.txt" | sed '1s/[^,]*$/label/' | head -n "$(wc -l < "$OUT/$m/z2d.csv")" \
+        > "$OUT/$m/z2d_labelled.csv"
+done
+{
+    echo "reset; set terminal pngcairo noenhanced size 1500,520 font 'sans,11'; set output '$OUT/latent2d.png'"
+    echo "set datafile separator ','; set size square"
+    echo "set multiplot layout 1,3 margins 0.04,0.88,0.12,0.86 spacing 0.07 title 'test images encoded from x alone: posterior means of a 2-D latent, coloured by class'"
+    for m in $MODELS; do
+        path=$([ $m = jmvae ] && echo 'q(z|x,w=0)' || echo 'q(z|x)')
+        [ $m = jmvae_h ] && path="$path, z1"
+        key=$([ $m = jmvae_h ] && echo "set key at screen 0.995,0.8 right top" || echo "unset key")
+        latent=$([ $m = jmvae_h ] && echo z1 || echo z)
+        # the columns of the latent's two coordinates, and of the label
+        cx=$(head -n 1 "$OUT/$m/z2d.csv" | tr ',' '\n' | grep -n "^${latent}_0\$" | cut -d: -f1)
+        cl=$(head -n 1 "$OUT/$m/z2d.csv" | tr ',' '\n' | wc -l | awk '{print $1 + 1}')
+        echo "$key; set title '${m} ($path)'; set xlabel '${latent}_0'; set ylabel '${latent}_1'"
+        printf "plot "
+        i=0
+        for c in $CLASSES; do
+            printf "%s'%s' using %d:(\$%d==%d ? \$%d : NaN) every ::1 with points pt 7 ps 0.5 title '%s'" \
+                "$([ $i -gt 0 ] && echo ', ')" "$OUT/$m/z2d_labelled.csv" "$cx" "$cl" $i $((cx + 1)) "$c"
+            i=$((i + 1))
+        done
+        echo
+    done
+    echo "unset multiplot"
+} >> "$OUT/figures.gp"
+gnuplot "$OUT/figures.gp"
+
+# -------------------------------------------------------------- results --
+say "RESULTS.md"
+# mean and s.e. of "key" in group (or top level) of a JSON file: "m s" ("- -" for null)
+jget() { # file group key
+    sed -n "/\"$2\": {/,/^  }/p" "$1" | grep -m1 "\"$3\": {\"mean\"" |
+        sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\).*/\1 \2/' | sed 's/null/-/g'
+}
+top() { grep -m1 "\"$2\": {" "$1" | sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\).*/\1 \2/'; }
+fmt() { echo "$1" | awk '{ if ($1 == "-" || $1 == "") print "impossible"; else printf "%.2f ± %.2f", $1, $2 }'; }
+pct() { echo "$1" | awk '{ printf "%.3f ± %.3f", $1, $2 }'; }
+diff_se() { # "m1 s1" "m2 s2": m1 - m2 and its s.e. (independent), and how many s.e. that is
+    echo "$1 $2" | awk '{ d = $1 - $3; s = sqrt($2 * $2 + $4 * $4); printf "%+.3f ± %.3f (%.1f s.e.)", d, s, (s > 0 ? d / s : 0) }'
+}
+coh() { top "$OUT/$1/coherence.json" accuracy; }
+row() { # label model group-suffix
+    e=$OUT/$2/eval.json
+    printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(fmt "$(jget "$e" "log_p$3" x)")" \
+        "$(fmt "$(jget "$e" log_p x,w)")" "$(fmt "$(jget "$e" "log_p_cond$3" 'x|w')")" \
+        "$(pct "$(coh "$2")")" "$(pct "$(jget "$e" accuracy 'w|x')")"
+}
+minutes() { awk '{ s += $1 } END { printf "%.0f", s / 60 }' "$1"; }
+classifier_acc=$(top "$OUT/classifier.json" accuracy)
+{
+    echo "# $TITLE: JMVAE, JMVAE-zero, JMVAE-kl and JMVAE-h"
+    echo
+    echo "Written by \`examples/$(basename "$HERE")/run.sh$([ $MODE = quick ] && echo ' --quick')$([ $MODE = full ] && [ "$EPOCHS" != 100 ] && echo " --epochs $EPOCHS")\` on $(date -u +%Y-%m-%d),"
+    echo "jmvaec $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '(no git)'), $(sed -n 's/^threads.*; \(OpenBLAS.*\)$/\1/p' "$OUT/jmvae/eval.txt" | head -n 1)."
+    echo
+    if [ $MODE = quick ]; then
+        echo "**QUICK MODE: $EPOCHS epochs on $TRAIN_LIMIT training images, $TEST_LIMIT test images, K = $SAMPLES.**"
+        echo "These numbers only show that the chain works; the full mode is what the project reports."
+        echo
+    fi
+    echo "Training: $EPOCHS epochs of each spec in specs/ (batch 100, Adam 1e-3, clipping 5),"
+    echo "$([ "$TRAIN_LIMIT" = 0 ] && echo "$TRAIN_TEXT less $VALID held out" || echo "the first $TRAIN_LIMIT training images less $VALID held out") for the validation curves,"
+    echo "$TARGETS_TEXT. Evaluation: $([ "$TEST_LIMIT" = 0 ] && echo "$TEST_TEXT" || echo "the first $TEST_LIMIT test images"), K = $SAMPLES importance samples"
+    echo "(the proposals are named in each model's eval.txt). Coherence: $PER_CLASS images generated"
+    echo "from each label alone, classified by an independent MLP trained on the training images"
+    echo "(its own test accuracy: $(pct "$classifier_acc")); accuracy w|x: argmax p(w|z), z ~ q(z|x)."
+    echo "Each value is a mean over the test examples ± its standard error."
+    echo
+    echo "| model | log p(x) | log p(x,w) | log p(x\\|w) | coherence x\\|w | accuracy w\\|x |"
+    echo "|---|---|---|---|---|---|"
+    row "JMVAE" jmvae ""
+    row "JMVAE-zero (papers' protocol)" jmvae "_family_rule"
+    row "JMVAE-kl" jmvae_kl ""
+    row "JMVAE-h" jmvae_h ""
+    echo "$PUBLISHED_ROW"
+    echo
+    [ -n "$NOTE" ] && { echo "$NOTE"; echo; }
+    echo "JMVAE and JMVAE-zero are one trained model. The JMVAE row uses sound estimators:"
+    echo "log p(x) sums p(x, w = c) over the ten classes, log p(w) averages p(w | z) over"
+    echo "100,000 prior samples. The JMVAE-zero row uses the zero-fed joint encoder as the"
+    echo "proposal for a missing modality, as the papers do; JMVAE has no other path from w"
+    echo "alone, so its coherence and accuracy are JMVAE-zero's."
+    echo
+    echo "Differences (a - b ± the standard error of the difference, the two taken as independent):"
+    echo
+    for m in jmvae_kl jmvae_h; do
+        echo "- $m − JMVAE-zero: coherence $(diff_se "$(coh $m)" "$(coh jmvae)");" \
+            "log p(x|w) $(diff_se "$(jget "$OUT/$m/eval.json" log_p_cond 'x|w')" "$(jget "$OUT/jmvae/eval.json" log_p_cond 'x|w')")" \
+            "(against the papers' protocol: $(diff_se "$(jget "$OUT/$m/eval.json" log_p_cond 'x|w')" "$(jget "$OUT/jmvae/eval.json" log_p_cond_family_rule 'x|w')"));" \
+            "log p(x,w) $(diff_se "$(jget "$OUT/$m/eval.json" log_p x,w)" "$(jget "$OUT/jmvae/eval.json" log_p x,w)")"
+    done
+    echo
+    echo "Coherence per class (the fraction of images generated from a label that the classifier gives that label):"
+    echo
+    echo "| model | $(echo $CLASSES | sed 's/ / | /g') |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    for m in $MODELS; do
+        echo "| $m | $(sed -n 's/.*"per_class": \[\(.*\)\].*/\1/p' "$OUT/$m/coherence.json" | tr -d ' ' | tr ',' '\n' |
+            awk '{ printf "%s%.2f", (NR > 1 ? " | " : ""), $1 }') |"
+    done
+    echo
+    echo "Time on this machine (2 cores): training $(for m in $MODELS; do printf '%s %s min, ' $m "$(minutes "$OUT/$m/train_seconds")"; done)"
+    echo "evaluation $(for m in $MODELS; do printf '%s %s min, ' $m "$(minutes "$OUT/$m/eval_seconds")"; done | sed 's/, $//')."
+    echo "The whole script: $(( ($(now) - start) / 60 )) min in its last invocation."
+    echo
+    echo "## Figures"
+    echo
+    echo "![x generated from each label](conditional.png)"
+    echo
+    echo "![reconstructions](reconstruct.png)"
+    echo
+    echo "![the 2-D latent space of the test set](latent2d.png)"
+    echo
+    echo "2-D variants: the same specs with 2-D latents, trained $EPOCHS_2D epochs."
+    echo
+    for m in $MODELS; do echo "![learning curves of $m]($m/curves.png)"; echo; done
+    echo "## Commands"
+    echo
+    echo "    sh examples/$(basename "$HERE")/run.sh$([ $MODE = quick ] && echo ' --quick') --epochs $EPOCHS"
+    echo
+    echo "which runs, for each model M (output in out/M/):"
+    echo
+    echo "    jmvaec specs/M.spec -o gen/M && make -C gen/M"
+    echo "    gen/M/M train $TRAIN --valid $VALID --epochs $EPOCHS --out M/run"
+    echo "    gen/M/M eval --checkpoint M/run/last.ckpt $TEST --samples $SAMPLES --prior-samples $PRIOR_SAMPLES --json M/eval.json"
+    echo "    gen/M/M sample --checkpoint M/run/last.ckpt --mode conditional --n $PER_CLASS --csv M/generated.csv --csv-labels M/generated_labels.csv"
+    echo "    classifier test --model classifier.bin --images M/generated.csv --labels M/generated_labels.csv"
+} > "$OUT/RESULTS.md"
+[ $MODE = full ] && [ "$OUT" = "$HERE/out" ] && {
+    sed -e "s|$OUT/||g" "$OUT/RESULTS.md" > "$HERE/RESULTS.md"
+    mkdir -p "$HERE/figures" "$HERE/figures/curves"
+    cp "$OUT/conditional.png" "$OUT/reconstruct.png" "$OUT/latent2d.png" "$HERE/figures/"
+    for m in $MODELS; do cp "$OUT/$m/curves.png" "$HERE/figures/curves/$m.png"; done
+    sed -i -e 's|](conditional.png)|](figures/conditional.png)|' -e 's|](reconstruct.png)|](figures/reconstruct.png)|' \
+        -e 's|](latent2d.png)|](figures/latent2d.png)|' -e 's|](\([a-z_]*\)/curves.png)|](figures/curves/\1.png)|' \
+        "$HERE/RESULTS.md"
+}
+cat "$OUT/RESULTS.md"
+say "done in $(( $(now) - start )) s; everything is in $OUT"
