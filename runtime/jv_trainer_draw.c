@@ -88,7 +88,7 @@ static void note_zero_rule(const jv_model *m, unsigned subset, unsigned zeroed)
 /* ------------------------------------------------------------- sample -- */
 
 typedef struct {
-    const char *checkpoint, *png, *mode, *csv, *csv_labels;
+    const char *checkpoint, *png, *mode, *csv, *csv_labels, *draw;
     jv_opt_list given, data;
     int n;
     uint64_t seed;
@@ -113,7 +113,8 @@ static const char SAMPLE_ABOUT[] =
     "              N images generated from the label alone (or one row for --given);\n"
     "  prior:      N x N images decoded from the prior;\n"
     "  reconstruct: the first N examples of --data, each original above its\n"
-    "              reconstruction from the posterior mean.\n"
+    "              reconstruction from the posterior mean (given the modalities in\n"
+    "              --data: with --draw another one, it is generated from them).\n"
     "--csv writes the same images as CSV, one a line in the grid's order (and\n"
     "--csv-labels, in conditional mode, the class each was generated from), for\n"
     "rows of more than the 100 images a PNG holds.";
@@ -128,6 +129,7 @@ static int parse_sample_options(sampler *s, int argc, char **argv)
         {"csv", JV_OPT_STRING, &o->csv, 0, 0, "FILE", "also (or only) write the images' values as CSV", 0},
         {"csv-labels", JV_OPT_STRING, &o->csv_labels, 0, 0, "FILE",
          "conditional mode: write each CSV image's class, one a line", 0},
+        {"draw", JV_OPT_STRING, &o->draw, 0, 0, "NAME", "the image modality to draw (default: the first)", 0},
         {"mode", JV_OPT_STRING, &o->mode, 0, 0, "MODE", "prior, conditional or reconstruct", 0},
         {"given", JV_OPT_LIST, &o->given, 0, 0, "NAME=CLASS", "fix a categorical modality's class", 0},
         {"n", JV_OPT_INT, &o->n, 1, 1000, "N", "images per row (prior: rows too; at most 100 in a PNG)", 0},
@@ -182,9 +184,16 @@ static int check_sample_mode(sampler *s)
 {
     const sample_opts *o = &s->o;
     int reconstruct = strcmp(o->mode, "reconstruct") == 0;
-    if ((s->img = find_image_modality(s->m)) < 0)
+    if (o->draw) {
+        s->img = jv_find_modality(s->m, o->draw, strlen(o->draw));
+        const jv_modality_info *mod = s->img >= 0 ? &s->m->modalities[s->img] : NULL;
+        if (!mod || mod->height <= 0 || mod->width <= 0 || !mod->decoded)
+            return jv_fail("sample: --draw %s: model %s has no image modality of that name with a decoder", o->draw,
+                           s->m->name);
+    } else if ((s->img = find_image_modality(s->m)) < 0) {
         return jv_fail("sample: model %s has no image modality with a decoder (one with a height and width, and "
                        "a network giving p(image | latents))", s->m->name);
+    }
     if (o->given.n && strcmp(o->mode, "conditional") != 0)
         return jv_fail("sample: --given only applies to --mode conditional");
     if (o->data.n && !reconstruct)
@@ -341,7 +350,7 @@ int jv_cmd_sample(const jv_model *m, int argc, char **argv)
         rc = check_sample_mode(&s);
     int reconstruct = rc == 0 && strcmp(s.o.mode, "reconstruct") == 0;
     if (reconstruct)
-        rc = jv_dataset_load(m, "sample", &s.o.data, 1u << s.img, s.o.n, &s.ds);
+        rc = jv_dataset_load(m, "sample", &s.o.data, s.o.draw ? 0u : 1u << s.img, s.o.n, &s.ds);
     if (rc == 0)
         rc = (s.params = jv_params_read(m, s.o.checkpoint)) == NULL;
     if (rc == 0)

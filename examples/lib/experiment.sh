@@ -46,6 +46,8 @@ say() { printf '\n== %s\n' "$*"; }
 now() { date +%s; }
 start=$(now)
 
+. "$ROOT/examples/lib/plots.sh"
+
 # ------------------------------------------------------------ set up --
 say "packages, the compiler and the runtime"
 sh "$ROOT/.ci/install-deps"
@@ -163,18 +165,7 @@ ytics=$(i=0; for c in $CLASSES; do printf '%s"%s" %d' "$([ $i -gt 0 ] && echo ',
     echo "unset multiplot"
 } > "$OUT/figures.gp"
 for m in $MODELS; do
-    terms=$(head -n 1 "$OUT/$m/run/train.csv" | tr ',' '\n' | sed -n 's/^train_//p' | tr '\n' ' ')
-    n=$(echo $terms | wc -w)
-    {
-        echo "reset; set terminal pngcairo noenhanced size $((330 * n)),330 font 'sans,10'; set output '$OUT/$m/curves.png'"
-        echo "set datafile separator ','; set key top right; set xlabel 'epoch'; set grid"
-        echo "set multiplot layout 1,$n title '$m: each term of the loss per epoch, training and validation ($VALID held-out images)'"
-        for t in $terms; do
-            echo "set title '$t'; plot '$OUT/$m/run/train.csv' using 'epoch':'train_$t' with linespoints lw 2 pt 7 ps 0.4 title 'train', \
-'' using 'epoch':'valid_$t' with linespoints lw 2 pt 7 ps 0.4 title 'validation'"
-        done
-        echo "unset multiplot"
-    } >> "$OUT/figures.gp"
+    curves_gp "$m" "$OUT/$m/run/train.csv" "$OUT/$m/curves.png" "$VALID" >> "$OUT/figures.gp"
     paste -d, "$OUT/$m/z2d.csv" "$OUT/test_labels.txt" | sed '1s/[^,]*$/label/' | head -n "$(wc -l < "$OUT/$m/z2d.csv")" \
         > "$OUT/$m/z2d_labelled.csv"
 done

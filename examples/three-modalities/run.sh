@@ -1,0 +1,223 @@
+#!/bin/sh
+# examples/three-modalities/run.sh: a spec with three modalities trained end
+# to end on real data, and each modality generated from each other one.
+#
+#   sh examples/three-modalities/run.sh [--quick] [--epochs N] [--out DIR]
+#
+# The modalities (halves.spec): the top half of a Fashion-MNIST image, its
+# bottom half and its label; a joint encoder, an encoder per modality with a
+# KL term pulling it towards the joint one (alpha = 0.1, as JMVAE-kl), a
+# decoder per modality. convert.js splits the images into halves. The
+# script trains the spec (default 100 epochs; 1,000 training images held
+# out for the validation curves), evaluates it (K = 1000 on the first 2,000
+# test images: every subset of the modalities and every conditional), and
+# generates:
+#   - both halves from the label alone (the same z ~ q(z|w) for both), whole
+#     garments whose class an independent classifier (examples/tools/
+#     classifier.c, trained on the whole training images) checks: coherence;
+#   - the bottom half from the top half (z ~ q(z|top)) and the top from the
+#     bottom, completing test images, classified the same way against the
+#     test labels;
+#   - the label from each half: eval's accuracy w|top and w|bottom.
+# It writes RESULTS.md and the figures (default output
+# examples/three-modalities/out; RESULTS.md and the figures are copied
+# beside this script in the full mode). --quick: 2 epochs on 3,000 images,
+# 200 test images, K = 50. An interrupted run resumes from its checkpoint.
+#
+# Variables (for tests): FASHION_MNIST, EXAMPLE_TRAIN_LIMIT, EXAMPLE_TEST_LIMIT,
+# EXAMPLE_SAMPLES, EXAMPLE_PER_CLASS, EXAMPLE_CLASSIFIER_EPOCHS,
+# EXAMPLE_PRIOR_SAMPLES, EXAMPLE_VALID, EXAMPLE_THREADS; CFLAGS and LDFLAGS.
+set -eu
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+DATA=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
+MODE=full
+EPOCHS=100
+OUT=$HERE/out
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quick) MODE=quick ;;
+    --epochs) [ $# -ge 2 ] || { echo "run.sh: --epochs needs a number" >&2; exit 2; }
+              EPOCHS=$2; shift ;;
+    --out) [ $# -ge 2 ] || { echo "run.sh: --out needs a folder" >&2; exit 2; }
+           OUT=$2; shift ;;
+    -h|--help) sed -n '2,/^set -eu$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+case $EPOCHS in ''|*[!0-9]*) echo "run.sh: --epochs '$EPOCHS' is not a number" >&2; exit 2 ;; esac
+if [ $MODE = quick ]; then
+    [ "$EPOCHS" = 100 ] && EPOCHS=2
+    TRAIN_LIMIT=${EXAMPLE_TRAIN_LIMIT:-3000} TEST_LIMIT=${EXAMPLE_TEST_LIMIT:-200} SAMPLES=${EXAMPLE_SAMPLES:-50}
+    PER_CLASS=${EXAMPLE_PER_CLASS:-50} CLASSIFIER_EPOCHS=${EXAMPLE_CLASSIFIER_EPOCHS:-2}
+    VALID=${EXAMPLE_VALID:-100} PRIOR_SAMPLES=${EXAMPLE_PRIOR_SAMPLES:-10000}
+else
+    TRAIN_LIMIT=0 TEST_LIMIT=2000 SAMPLES=1000 PER_CLASS=1000 CLASSIFIER_EPOCHS=10 VALID=1000 PRIOR_SAMPLES=100000
+fi
+COMPLETE=$([ "$TEST_LIMIT" -gt 0 ] && [ "$TEST_LIMIT" -lt 1000 ] && echo "$TEST_LIMIT" || echo 1000)
+THREADS=${EXAMPLE_THREADS:+--threads $EXAMPLE_THREADS}
+CLASSES="T-shirt/top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag Ankle-boot"
+. "$ROOT/examples/lib/plots.sh"
+say() { printf '\n== %s\n' "$*"; }
+now() { date +%s; }
+start=$(now)
+
+say "packages, the compiler and the runtime, the data split into halves"
+sh "$ROOT/.ci/install-deps"
+make -s -C "$ROOT" all
+command -v node > /dev/null || { echo "run.sh: node (Node.js) is needed to split the images" >&2; exit 1; }
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+[ -f "$OUT/data/test_bottom_first.csv" ] && [ "$(wc -l < "$OUT/data/test_bottom_first.csv")" = "$COMPLETE" ] ||
+    node "$HERE/convert.js" "$DATA" "$OUT/data" "$COMPLETE"
+H=$OUT/data
+TRAIN="--data top=$H/train_top.npy --data bottom=$H/train_bottom.npy --data w=$DATA/train-labels-idx1-ubyte.gz"
+TRAIN="$TRAIN --limit $TRAIN_LIMIT"
+TEST="--data top=$H/test_top.npy --data bottom=$H/test_bottom.npy --data w=$DATA/t10k-labels-idx1-ubyte.gz"
+TEST="$TEST --limit $TEST_LIMIT"
+
+say "compile halves.spec, build the trainer and the classifier"
+"$ROOT/jmvaec" "$HERE/halves.spec" -o "$OUT/gen" > /dev/null
+make -s -C "$OUT/gen" JMVAEC="$ROOT/jmvaec"
+T=$OUT/gen/halves
+cc -std=c11 ${CFLAGS:--O2} $("$ROOT/jmvaec" --cflags) "$ROOT/examples/tools/classifier.c" $("$ROOT/jmvaec" --libs) \
+    ${LDFLAGS:-} -o "$OUT/classifier"
+if [ ! -f "$OUT/classifier.json" ]; then
+    rm -f "$OUT/classifier.bin"
+    "$OUT/classifier" train --images "$DATA/train-images-idx3-ubyte.gz" --labels "$DATA/train-labels-idx1-ubyte.gz" \
+        --epochs "$CLASSIFIER_EPOCHS" --limit "$TRAIN_LIMIT" --out "$OUT/classifier.bin"
+    "$OUT/classifier" test --model "$OUT/classifier.bin" --images "$DATA/t10k-images-idx3-ubyte.gz" \
+        --labels "$DATA/t10k-labels-idx1-ubyte.gz" --limit "$TEST_LIMIT" --json "$OUT/classifier.json.tmp"
+    mv "$OUT/classifier.json.tmp" "$OUT/classifier.json"
+fi
+
+say "train to $EPOCHS epochs"
+t=$(now)
+if [ -f "$OUT/run/last.ckpt" ]; then
+    "$T" train $TRAIN --valid "$VALID" --epochs "$EPOCHS" $THREADS --resume "$OUT/run/last.ckpt"
+else
+    rm -rf "$OUT/run"
+    "$T" train $TRAIN --valid "$VALID" --epochs "$EPOCHS" $THREADS --out "$OUT/run"
+fi
+echo $(( $(now) - t )) >> "$OUT/train_seconds"
+CK=$OUT/run/last.ckpt
+
+say "evaluate (K = $SAMPLES)"
+stamp="$EPOCHS $SAMPLES $PRIOR_SAMPLES $TEST_LIMIT $(cksum < "$CK")"
+if [ ! -f "$OUT/eval.json" ] || [ "$(cat "$OUT/eval.stamp" 2>/dev/null)" != "$stamp" ]; then
+    t=$(now)
+    "$T" eval --checkpoint "$CK" $TEST --samples "$SAMPLES" --prior-samples "$PRIOR_SAMPLES" $THREADS \
+        --json "$OUT/eval.json" > "$OUT/eval.txt"
+    echo $(( $(now) - t )) > "$OUT/eval_seconds"
+    echo "$stamp" > "$OUT/eval.stamp"
+fi
+cat "$OUT/eval.txt"
+
+say "generate each modality from each other one"
+# both halves from the label, the same z for both (the same seed and rows)
+for half in top bottom; do
+    "$T" sample --checkpoint "$CK" --mode conditional --draw $half --n "$PER_CLASS" --csv "$OUT/${half}_from_w.csv" \
+        --csv-labels "$OUT/from_w_labels.csv" > /dev/null
+    "$T" sample --checkpoint "$CK" --mode conditional --draw $half --n 10 --csv "$OUT/${half}_from_w_10.csv" > /dev/null
+done
+paste -d, "$OUT/top_from_w.csv" "$OUT/bottom_from_w.csv" > "$OUT/garments_from_w.csv"
+"$OUT/classifier" test --model "$OUT/classifier.bin" --images "$OUT/garments_from_w.csv" \
+    --labels "$OUT/from_w_labels.csv" --json "$OUT/coherence_from_w.json"
+# one half from the other, for the first test images, classified against their labels
+"$OUT/classifier" labels --labels "$DATA/t10k-labels-idx1-ubyte.gz" --limit "$COMPLETE" > "$OUT/completed_labels.csv"
+"$T" sample --checkpoint "$CK" --mode reconstruct --data "top=$H/test_top.npy" --draw bottom --n "$COMPLETE" \
+    --csv "$OUT/bottom_from_top.csv" > /dev/null
+"$T" sample --checkpoint "$CK" --mode reconstruct --data "bottom=$H/test_bottom.npy" --draw top --n "$COMPLETE" \
+    --csv "$OUT/top_from_bottom.csv" > /dev/null
+paste -d, "$H/test_top_first.csv" "$OUT/bottom_from_top.csv" > "$OUT/completed_from_top.csv"
+paste -d, "$OUT/top_from_bottom.csv" "$H/test_bottom_first.csv" > "$OUT/completed_from_bottom.csv"
+for from in top bottom; do
+    "$OUT/classifier" test --model "$OUT/classifier.bin" --images "$OUT/completed_from_$from.csv" \
+        --labels "$OUT/completed_labels.csv" --json "$OUT/completed_from_$from.json"
+done
+
+say "figures (gnuplot)"
+paste -d, "$OUT/top_from_w_10.csv" "$OUT/bottom_from_w_10.csv" | csv_grid 10 28 28 > "$OUT/from_w.matrix"
+{ paste -d, "$H/test_top_first.csv" "$H/test_bottom_first.csv" | head -n 10
+  head -n 10 "$OUT/completed_from_top.csv"; head -n 10 "$OUT/completed_from_bottom.csv"; } |
+    csv_grid 10 28 28 > "$OUT/completed.matrix"
+ytics=$(i=0; for c in $CLASSES; do printf '%s"%s" %d' "$([ $i -gt 0 ] && echo ', ')" "$c" $((29 * i + 15)); i=$((i + 1)); done)
+{
+    echo "reset; set terminal pngcairo noenhanced size 640,600 font 'sans,11'; set output '$OUT/from_w.png'"
+    echo "set palette grey; unset colorbox; set size ratio -1; unset xtics; set yrange [*:*] reverse; set border 0"
+    echo "set ytics ($ytics) scale 0"
+    echo "set title 'from the label alone, 10 a class (both halves from one z ~ q(z|w))'"
+    echo "plot '$OUT/from_w.matrix' matrix with image notitle"
+    echo "reset; set terminal pngcairo noenhanced size 900,380 font 'sans,11'; set output '$OUT/completed.png'"
+    echo "set palette grey; unset colorbox; set size ratio -1; unset xtics; set yrange [*:*] reverse; set border 0"
+    echo "set ytics ('test image' 15, 'top given, bottom generated' 44, 'bottom given, top generated' 73) scale 0"
+    echo "set title 'one half generated from the other: z ~ q(z|top) or q(z|bottom)'"
+    echo "plot '$OUT/completed.matrix' matrix with image notitle"
+    curves_gp halves "$OUT/run/train.csv" "$OUT/curves.png" "$VALID"
+} > "$OUT/figures.gp"
+gnuplot "$OUT/figures.gp"
+
+say "RESULTS.md"
+acc() { grep -m1 '"accuracy": {' "$1" | sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\).*/\1 \2/' |
+        awk '{ printf "%.3f ± %.3f", $1, $2 }'; }
+{
+    echo "# Three modalities: the top half, the bottom half and the label of Fashion-MNIST images"
+    echo
+    echo "Written by \`examples/three-modalities/run.sh$([ $MODE = quick ] && echo ' --quick') --epochs $EPOCHS\` on $(date -u +%Y-%m-%d),"
+    echo "jmvaec $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '(no git)'); the spec is [halves.spec](halves.spec)."
+    echo
+    if [ $MODE = quick ]; then
+        echo "**QUICK MODE: $EPOCHS epochs on $TRAIN_LIMIT training images, $TEST_LIMIT test images, K = $SAMPLES.**"
+        echo "These numbers only show that the chain works; the full mode is what the project reports."
+        echo
+    fi
+    echo "Training: $EPOCHS epochs (batch 100, Adam 1e-3, clipping 5), $([ "$TRAIN_LIMIT" = 0 ] && echo "the 60,000 training images" || echo "the first $TRAIN_LIMIT training images") less $VALID held out"
+    echo "for the validation curves, grey levels as Bernoulli targets, in $(awk '{ s += $1 } END { printf "%.0f", s / 60 }' "$OUT/train_seconds") min."
+    echo "Evaluation: $([ "$TEST_LIMIT" = 0 ] && echo "all test images" || echo "the first $TEST_LIMIT test images"), K = $SAMPLES, in $(awk '{ printf "%.0f", $1 / 60 }' "$OUT/eval_seconds") min."
+    echo
+    echo "| generated | from | measure | value |"
+    echo "|---|---|---|---|"
+    echo "| top and bottom (one garment) | w | coherence: the classifier gives w ($PER_CLASS a class) | $(acc "$OUT/coherence_from_w.json") |"
+    echo "| bottom | top | the completed image's class is the test label ($COMPLETE images) | $(acc "$OUT/completed_from_top.json") |"
+    echo "| top | bottom | the completed image's class is the test label ($COMPLETE images) | $(acc "$OUT/completed_from_bottom.json") |"
+    for from in top bottom; do
+        echo "| w | $from | accuracy of argmax p(w\\|z), z ~ q(z\\|$from) | $(sed -n '/"accuracy": {/,/^  }/p' "$OUT/eval.json" |
+            grep -m1 "\"w|$from\": {" |
+            sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\).*/\1 \2/' | awk '{ printf "%.3f ± %.3f", $1, $2 }') |"
+    done
+    echo "| (the classifier on real test images) | | accuracy | $(acc "$OUT/classifier.json") |"
+    echo
+    echo "Each value ± its standard error. The classifier is examples/tools/classifier.c, trained on the whole"
+    echo "training images; a completed image is the given half above (or below) the generated one."
+    echo
+    echo "eval's table (every subset of the modalities, every conditional, the proposals):"
+    echo
+    sed 's/^/    /' "$OUT/eval.txt"
+    echo
+    echo "## Figures"
+    echo
+    echo "![both halves generated from the label](from_w.png)"
+    echo
+    echo "![one half generated from the other](completed.png)"
+    echo
+    echo "![learning curves](curves.png)"
+    echo
+    echo "## Commands"
+    echo
+    echo "    node examples/three-modalities/convert.js $DATA out/data $COMPLETE"
+    echo "    jmvaec examples/three-modalities/halves.spec -o gen && make -C gen"
+    echo "    gen/halves train $TRAIN --valid $VALID --epochs $EPOCHS --out run" | sed "s|$H|out/data|g"
+    echo "    gen/halves eval --checkpoint run/last.ckpt $TEST --samples $SAMPLES --json eval.json" | sed "s|$H|out/data|g"
+    echo "    gen/halves sample --checkpoint run/last.ckpt --mode conditional --draw top --n $PER_CLASS --csv top_from_w.csv --csv-labels from_w_labels.csv"
+    echo "    gen/halves sample --checkpoint run/last.ckpt --mode reconstruct --data top=out/data/test_top.npy --draw bottom --n $COMPLETE --csv bottom_from_top.csv"
+} > "$OUT/RESULTS.md"
+[ $MODE = full ] && [ "$OUT" = "$HERE/out" ] && {
+    mkdir -p "$HERE/figures"
+    cp "$OUT/from_w.png" "$OUT/completed.png" "$OUT/curves.png" "$HERE/figures/"
+    sed -e 's|](from_w.png)|](figures/from_w.png)|' -e 's|](completed.png)|](figures/completed.png)|' \
+        -e 's|](curves.png)|](figures/curves.png)|' "$OUT/RESULTS.md" > "$HERE/RESULTS.md"
+}
+cat "$OUT/RESULTS.md"
+say "done in $(( $(now) - start )) s; everything is in $OUT"
