@@ -37,6 +37,25 @@ static inline int run_command(const char *cmd, char **output)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
+/* A whole file as a NUL-terminated string (malloc'd), or NULL if unreadable. */
+static inline char *read_text_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, len = 0, got;
+    char *buf = malloc(cap);
+    while (buf && (got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (cap - len < 2)
+            buf = realloc(buf, cap *= 2);
+    }
+    fclose(f);
+    if (buf)
+        buf[len] = 0;
+    return buf;
+}
+
 /* A fresh temporary folder (malloc'd path). */
 static inline char *temp_folder(const char *tag)
 {

