@@ -276,6 +276,14 @@ static void expect_near(const char *what, double got, double want, double tol)
     cr_log_info("%s: eval %.5f, exact %.5f", what, got, want);
 }
 
+/* The reported log p(x,w), log p(x) and log p(w) against the exact ones. */
+static void expect_marginals(const char *json, const exact *e)
+{
+    expect_near("log p(x,w)", json_mean(json, "log_p", "x,w"), e->joint, TOLERANCE);
+    expect_near("log p(x)", json_mean(json, "log_p", "x"), e->x, TOLERANCE);
+    expect_near("log p(w)", json_mean(json, "log_p", "w"), e->w, TOLERANCE);
+}
+
 /* ------------------------------------------------------------- tests -- */
 
 /* A trained model, eval's output on the test examples and the exact means. */
@@ -316,9 +324,7 @@ Test(eval, the_estimates_agree_with_the_closed_form, .timeout = 300)
     evaluate(&v, "linear", "run/last.ckpt");
     const char *json = v.json, *out = v.out;
     exact e = v.e;
-    expect_near("log p(x,w)", json_mean(json, "log_p", "x,w"), e.joint, TOLERANCE);
-    expect_near("log p(x)", json_mean(json, "log_p", "x"), e.x, TOLERANCE);
-    expect_near("log p(w)", json_mean(json, "log_p", "w"), e.w, TOLERANCE);
+    expect_marginals(json, &e);
     expect_near("log p(x|w)", json_mean(json, "log_p_cond", "x|w"), e.x_given_w, TOLERANCE);
     expect_near("log p(w|x)", json_mean(json, "log_p_cond", "w|x"), e.w_given_x, TOLERANCE);
     /* the papers' protocol stays available, labelled */
@@ -339,9 +345,7 @@ Test(eval, families_of_their_own_and_weighted_terms, .timeout = 300)
     evaluate(&v, "linear_kl", "run/last.ckpt");
     const char *json = v.json, *out = v.out;
     exact e = v.e;
-    expect_near("log p(x,w)", json_mean(json, "log_p", "x,w"), e.joint, TOLERANCE);
-    expect_near("log p(x)", json_mean(json, "log_p", "x"), e.x, TOLERANCE);
-    expect_near("log p(w)", json_mean(json, "log_p", "w"), e.w, TOLERANCE);
+    expect_marginals(json, &e);
     /* q(z|x) can be the exact posterior here: its own estimate is good too */
     expect_near("log p(x) with q(z|x)", json_mean(json, "log_p_family_rule", "x"), e.x, 5 * TOLERANCE);
     cr_expect_not_null(strstr(out, "with its own family"), "%s", out);

@@ -129,6 +129,15 @@ Test(examples, three_modalities_quick_mode_writes_its_table_and_figures, .timeou
     done_with(root, results);
 }
 
+/* cmd exits with `code` and says `message`. */
+static void expect_refusal(const char *cmd, int code, const char *message)
+{
+    char *out = NULL;
+    cr_expect_eq(run_command(cmd, &out), code, "%s: %s", cmd, out);
+    cr_expect_not_null(strstr(out, message), "expected '%s' in: %s", message, out);
+    free(out);
+}
+
 Test(examples, the_classifier_refuses_bad_input_and_keeps_other_files)
 {
     char *root = temp_folder("classifier"), cmd[4096], *out = NULL;
@@ -143,9 +152,7 @@ Test(examples, the_classifier_refuses_bad_input_and_keeps_other_files)
              "cd %s && echo precious > notes.txt && ./classifier train --images %s/t10k-images-idx3-ubyte.gz "
              "--labels %s/t10k-labels-idx1-ubyte.gz --limit 200 --epochs 1 --out notes.txt",
              root, D, D);
-    cr_expect_eq(run_command(cmd, &out), 1, "%s", out);
-    cr_expect_not_null(strstr(out, "exists and is not a classifier model: not replaced"), "%s", out);
-    free(out);
+    expect_refusal(cmd, 1, "exists and is not a classifier model: not replaced");
     snprintf(cmd, sizeof cmd, "cat %s/notes.txt", root);
     cr_expect_eq(run_command(cmd, &out), 0);
     cr_expect_str_eq(out, "precious\n");
@@ -172,22 +179,16 @@ Test(examples, the_classifier_refuses_bad_input_and_keeps_other_files)
                  "%s/t10k-images-idx3-ubyte.gz --labels %s/t10k-labels-idx1-ubyte.gz --limit 300; rc=$?; "
                  "mv keep.bin m.bin; exit $rc",
                  root, cases[i].damage, D, D);
-        cr_expect_eq(run_command(cmd, &out), 1, "%s", out);
-        cr_expect_not_null(strstr(out, cases[i].message), "expected '%s' in: %s", cases[i].message, out);
-        free(out);
+        expect_refusal(cmd, 1, cases[i].message);
     }
     /* labels that do not match the images, a bad flag */
     snprintf(cmd, sizeof cmd,
              "cd %s && ./classifier test --model m.bin --images %s/t10k-images-idx3-ubyte.gz --labels "
              "%s/train-labels-idx1-ubyte.gz",
              root, D, D);
-    cr_expect_eq(run_command(cmd, &out), 1, "%s", out);
-    cr_expect_not_null(strstr(out, "the images hold 10000 examples, the labels 60000"), "%s", out);
-    free(out);
+    expect_refusal(cmd, 1, "the images hold 10000 examples, the labels 60000");
     snprintf(cmd, sizeof cmd, "cd %s && ./classifier test --model m.bin --epochs", root);
-    cr_expect_eq(run_command(cmd, &out), 2, "%s", out);
-    cr_expect_not_null(strstr(out, "--epochs needs a value"), "%s", out);
-    free(out);
+    expect_refusal(cmd, 2, "--epochs needs a value");
     remove_folder(root);
     free(root);
 }
