@@ -179,13 +179,31 @@ static void read_checkpoint(const fixture *f, checkpoint *ck)
     ck->floats = o + 8;
 }
 
-static float *tensor(checkpoint *ck, const char *name)
+/* Where tensor `name` starts in the checkpoint's bytes (the floats of the
+ * file are not aligned in memory: they are read and written with memcpy). */
+static unsigned char *tensor(checkpoint *ck, const char *name)
 {
     for (int t = 0; t < ck->n; t++)
         if (strcmp(ck->names[t], name) == 0)
-            return (float *)(ck->bytes + ck->floats) + ck->offset[t];
+            return ck->bytes + ck->floats + 4 * ck->offset[t];
     cr_assert_fail("no tensor %s in the checkpoint", name);
     return NULL;
+}
+
+static double value(checkpoint *ck, const char *name, int i)
+{
+    float x;
+    memcpy(&x, tensor(ck, name) + 4 * i, 4);
+    return x;
+}
+
+static void add_to(checkpoint *ck, const char *name, int i, float delta)
+{
+    unsigned char *at = tensor(ck, name) + 4 * i;
+    float x;
+    memcpy(&x, at, 4);
+    x += delta;
+    memcpy(at, &x, 4);
 }
 
 /* Writes the (changed) checkpoint to ROOT/NAME with its CRC made good again. */
@@ -212,12 +230,10 @@ typedef struct {
 static decoders read_decoders(checkpoint *ck)
 {
     decoders m;
-    const float *a = tensor(ck, "p_x.head.weight"), *b = tensor(ck, "p_x.head.bias");
-    const float *c = tensor(ck, "p_w.head.weight"), *d = tensor(ck, "p_w.head.bias");
     for (int j = 0; j < 2; j++)
-        m.a[j] = a[j], m.b[j] = b[j];
+        m.a[j] = value(ck, "p_x.head.weight", j), m.b[j] = value(ck, "p_x.head.bias", j);
     for (int k = 0; k < CLASSES; k++)
-        m.c[k] = c[k], m.d[k] = d[k];
+        m.c[k] = value(ck, "p_w.head.weight", k), m.d[k] = value(ck, "p_w.head.bias", k);
     return m;
 }
 
@@ -372,7 +388,7 @@ Test(eval, an_impossible_estimate_is_named_not_printed, .timeout = 300)
 {
     evaluation v;
     train(&v, "linear_kl");
-    tensor(&v.ck, "q_x.head.bias")[0] += 12; /* the mean of q(z|x) */
+    add_to(&v.ck, "q_x.head.bias", 0, 12); /* the mean of q(z|x) */
     write_checkpoint(&v.f, &v.ck, "moved.ckpt");
     evaluate(&v, "linear_kl", "moved.ckpt");
     const char *json = v.json, *out = v.out;
