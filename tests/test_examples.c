@@ -142,8 +142,12 @@ Test(examples, the_classifier_refuses_bad_input_and_keeps_other_files)
 {
     char *root = temp_folder("classifier"), cmd[4096], *out = NULL;
     cr_assert_not_null(root);
-    const char *cflags = "$(./jmvaec --cflags)", *libs = "$(./jmvaec --libs)";
-    snprintf(cmd, sizeof cmd, "cc -O2 -std=c11 %s examples/tools/classifier.c %s -o %s/classifier", cflags, libs, root);
+    const char *cflags = "$(./jmvaec --cflags)", *libs = "$(./jmvaec --libs)", *sanitize = getenv("SANITIZE");
+    char san[256] = ""; /* built as the runtime library was */
+    if (sanitize && *sanitize)
+        snprintf(san, sizeof san, "-fsanitize=%s -fno-omit-frame-pointer", sanitize);
+    snprintf(cmd, sizeof cmd, "cc -O2 -std=c11 -Wall -Wextra -Werror %s %s examples/tools/classifier.c %s %s -o %s/classifier",
+             san, cflags, libs, san, root);
     cr_assert_eq(run_command(cmd, &out), 0, "%s", out);
     free(out);
     const char *D = "/usr/share/datasets/fashion-mnist";

@@ -15,6 +15,8 @@
 . "$ROOT/examples/lib/common.sh"
 example_options "$@"
 MODELS="jmvae jmvae_kl jmvae_h"
+# ten distinguishable colours, one a class (matplotlib's tab10)
+PALETTE="#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f #bcbd22 #17becf"
 
 start=$(now)
 
@@ -124,7 +126,7 @@ ytics=$(i=0; for c in $CLASSES; do printf '%s"%s" %d' "$([ $i -gt 0 ] && echo ',
 } > "$OUT/figures.gp"
 for m in $MODELS; do
     curves_gp "$m" "$OUT/$m/run/train.csv" "$OUT/$m/curves.png" "$VALID" >> "$OUT/figures.gp"
-    paste -d, "$OUT/$m/z2d.csv" "$OUT/test_labels.txt" | sed '1s/[^,]*$/label/' | head -n "$(wc -l < "$OUT/$m/z2d.csv")" \
+    { echo label; cat "$OUT/test_labels.txt"; } | paste -d, "$OUT/$m/z2d.csv" - | head -n "$(wc -l < "$OUT/$m/z2d.csv")" \
         > "$OUT/$m/z2d_labelled.csv"
 done
 {
@@ -143,8 +145,9 @@ done
         printf "plot "
         i=0
         for c in $CLASSES; do
-            printf "%s'%s' using %d:(\$%d==%d ? \$%d : NaN) every ::1 with points pt 7 ps 0.5 title '%s'" \
-                "$([ $i -gt 0 ] && echo ', ')" "$OUT/$m/z2d_labelled.csv" "$cx" "$cl" $i $((cx + 1)) "$c"
+            printf "%s'%s' using %d:(\$%d==%d ? \$%d : NaN) every ::1 with points pt 7 ps 0.5 lc rgb '%s' title '%s'" \
+                "$([ $i -gt 0 ] && echo ', ')" "$OUT/$m/z2d_labelled.csv" "$cx" "$cl" $i $((cx + 1)) \
+                "$(echo $PALETTE | cut -d' ' -f$((i + 1)))" "$c"
             i=$((i + 1))
         done
         echo
