@@ -101,9 +101,12 @@ done
 
 # -------------------------------------------------------------- figures --
 say "figures (gnuplot)"
-names() { i=0; for c in $CLASSES; do printf '%s"%s" %s' "$([ $i -gt 0 ] && echo ', ')" "$c" "$1"; i=$((i + 1)); done; }
-label_of() { case $1 in jmvae) echo "JMVAE-zero: q(z|x,w=0)" ;; jmvae_kl) echo "JMVAE-kl: q(z|w)" ;;
-             jmvae_h) echo "JMVAE-h: q(z|w)" ;; esac; }
+# The posterior a model generates from w alone, and encodes x alone with: its
+# own family, or the joint one with the other fed as zeros (eval's JSON says which).
+from_w() { grep -q '"proposal": "q(z|x,w) with x fed as zeros' "$OUT/$1/eval.json" && echo 'q(z|x=0,w)' || echo 'q(z|w)'; }
+from_x() { grep -q '"proposal": "q(z|x,w) with w fed as zeros' "$OUT/$1/eval.json" && echo 'q(z|x,w=0)' || echo 'q(z|x)'; }
+label_of() { case $1 in jmvae) echo "JMVAE-zero: $(from_w $1)" ;; jmvae_kl) echo "JMVAE-kl: $(from_w $1)" ;;
+             jmvae_h) echo "JMVAE-h: $(from_w $1)" ;; esac; }
 # row r's centre of a 10-row grid of 29-pixel rows, counted from the top (gnuplot's y grows upwards)
 ytics=$(i=0; for c in $CLASSES; do printf '%s"%s" %d' "$([ $i -gt 0 ] && echo ', ')" "$c" $((291 - 29 * i - 15)); i=$((i + 1)); done)
 {
@@ -119,7 +122,7 @@ ytics=$(i=0; for c in $CLASSES; do printf '%s"%s" %d' "$([ $i -gt 0 ] && echo ',
     echo "set multiplot layout 1,3 title 'test images (rows 1 and 3) and their reconstructions from x alone (rows 2 and 4)'"
     echo "unset ytics"
     for m in $MODELS; do
-        path=$([ $m = jmvae ] && echo 'q(z|x,w=0)' || echo 'q(z|x)')
+        path=$(from_x $m)
         echo "set title '${m} (through $path)'; plot '$OUT/$m/reconstruct.png' binary filetype=png with rgbimage"
     done
     echo "unset multiplot"
@@ -134,7 +137,7 @@ done
     echo "set datafile separator ','; set size square"
     echo "set multiplot layout 1,3 margins 0.04,0.88,0.12,0.86 spacing 0.07 title 'test images encoded from x alone: posterior means of a 2-D latent, coloured by class'"
     for m in $MODELS; do
-        path=$([ $m = jmvae ] && echo 'q(z|x,w=0)' || echo 'q(z|x)')
+        path=$(from_x $m)
         [ $m = jmvae_h ] && path="$path, z1"
         key=$([ $m = jmvae_h ] && echo "set key at screen 0.995,0.8 right top" || echo "unset key")
         latent=$([ $m = jmvae_h ] && echo z1 || echo z)
