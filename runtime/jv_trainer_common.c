@@ -209,7 +209,7 @@ static size_t *role_sizes(const jv_model *m, size_t *ones, size_t *mods, size_t 
     return ones;
 }
 
-static size_t largest_modality(const jv_model *m)
+size_t jv_largest_modality(const jv_model *m)
 {
     size_t big = 1;
     for (int i = 0; i < m->n_modalities; i++)
@@ -250,7 +250,7 @@ int jv_work_alloc(const jv_model *m, int cap, jv_work *w)
         w->latents = alloc_rows(m->n_latents, sizes + 2 * nm, c);
         w->log_q = alloc_reals(1, c);
         w->log_prior = alloc_reals(1, c);
-        w->zeros = alloc_reals(largest_modality(m), c);
+        w->zeros = alloc_reals(jv_largest_modality(m), c);
         w->terms = alloc_reals((size_t)m->n_terms, 1);
         w->hyper = alloc_reals((size_t)m->n_hypers, 1);
     }

@@ -306,14 +306,6 @@ static int make_predictions(evaluator *e)
     return 0;
 }
 
-static int largest_size(const jv_model *m)
-{
-    int big = 1;
-    for (int k = 0; k < m->n_modalities; k++)
-        big = m->modalities[k].size > big ? m->modalities[k].size : big;
-    return big;
-}
-
 static int alloc_evaluator(evaluator *e)
 {
     int cap = e->o.batch, n = e->o.threads;
@@ -323,7 +315,7 @@ static int alloc_evaluator(evaluator *e)
     e->ex_loss = calloc(ex, sizeof *e->ex_loss);
     e->ex_elbo = calloc(ex, sizeof *e->ex_elbo);
     e->ex_terms = calloc(ex * ((size_t)e->m->n_terms + 1), sizeof *e->ex_terms);
-    e->prior_sums = calloc(chunks * 2 * (size_t)largest_size(e->m), sizeof *e->prior_sums);
+    e->prior_sums = calloc(chunks * 2 * jv_largest_modality(e->m), sizeof *e->prior_sums);
     if (!e->members || !e->terms || !e->ex_loss || !e->ex_elbo || !e->ex_terms || !e->prior_sums)
         return jv_fail("out of memory");
     for (int i = 0; i < n; i++) {

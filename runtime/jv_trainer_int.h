@@ -90,6 +90,8 @@ typedef struct {
     jv_real *hyper;     /* [n_hypers] */
 } jv_work;
 
+/* The size of the model's largest modality (at least 1). */
+size_t jv_largest_modality(const jv_model *m);
 /* Prints the error and returns 1 when memory runs out. */
 int jv_work_alloc(const jv_model *m, int cap, jv_work *w);
 void jv_work_free(jv_work *w);
