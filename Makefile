@@ -37,12 +37,17 @@ TEST_BIN    := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
 
 COMPILER_LIB := $(BUILD)/libjmvaecc.a
 RUNTIME_LIB  := $(BUILD)/libjmvaec.a
+# The runtime's MPI part (runtime/mpi/), built when Open MPI's mpicc is there:
+# trainers built with MPI=1 link it before libjmvaec.a.
+MPICC        ?= mpicc
+HAVE_MPI     := $(shell command -v $(MPICC) >/dev/null 2>&1 && echo 1)
+RUNTIME_MPI_LIB := $(if $(HAVE_MPI),$(BUILD)/libjmvaec_mpi.a)
 
 
 .PHONY: all help deps test generated-trainers check-specs demo bench bench-epoch bench-torch fuzz install uninstall clean update-golden
 .DEFAULT_GOAL := all
 
-all: jmvaec $(RUNTIME_LIB) ## build the compiler (./jmvaec) and the runtime library
+all: jmvaec $(RUNTIME_LIB) $(RUNTIME_MPI_LIB) ## build the compiler (./jmvaec) and the runtime library
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -88,6 +93,13 @@ $(BUILD)/runtime/%.o: runtime/%.c $(RUNTIME_H)
 $(BUILD)/runtime/jv_adam.o: CFLAGS_ALL += -O3
 
 $(RUNTIME_LIB): $(RUNTIME_O)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/runtime/mpi/%.o: runtime/mpi/%.c $(RUNTIME_H)
+	@mkdir -p $(@D)
+	$(MPICC) $(CFLAGS_ALL) -Iruntime -c $< -o $@
+
+$(BUILD)/libjmvaec_mpi.a: $(BUILD)/runtime/mpi/jv_comm_mpi.o
 	rm -f $@ && ar rcs $@ $^
 
 # ---------------------------------------------------------------- tests --
@@ -247,11 +259,12 @@ install: all ## install jmvaec, the runtime and its headers under $(DESTDIR)$(PR
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/jmvaec
 	install -m 755 $(BUILD)/jmvaec $(DESTDIR)$(PREFIX)/bin/jmvaec
 	install -m 644 $(RUNTIME_LIB) $(DESTDIR)$(PREFIX)/lib/libjmvaec.a
+	$(if $(RUNTIME_MPI_LIB),install -m 644 $(RUNTIME_MPI_LIB) $(DESTDIR)$(PREFIX)/lib/libjmvaec_mpi.a)
 	install -m 644 $(PUBLIC_H) $(DESTDIR)$(PREFIX)/include/jmvaec/
 	sed -e 's|@PREFIX@|$(PREFIX)|' runtime/jmvaec.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/jmvaec.pc
 
 uninstall: ## remove what install put in place
-	rm -f $(DESTDIR)$(PREFIX)/bin/jmvaec $(DESTDIR)$(PREFIX)/lib/libjmvaec.a \
+	rm -f $(DESTDIR)$(PREFIX)/bin/jmvaec $(DESTDIR)$(PREFIX)/lib/libjmvaec.a $(DESTDIR)$(PREFIX)/lib/libjmvaec_mpi.a \
 	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/jmvaec.pc
 	rm -rf $(DESTDIR)$(PREFIX)/include/jmvaec
 

@@ -166,12 +166,19 @@ int print_build_flags(const char *argv0, build_query query)
                 JMVAEC_SOURCE_DIR);
         return 1;
     }
+    int mpi = query == QUERY_MPI_LIBS || query == QUERY_MPI_DEPS;
+    snprintf(probe, sizeof probe, "%s/libjmvaec_mpi.a", lib);
+    if (mpi && !is_file(probe)) {
+        fprintf(stderr, "jmvaec: this runtime was built without MPI (no %s): install Open MPI "
+                        "(apt-get install libopenmpi-dev openmpi-bin), then build jmvaec again\n", probe);
+        return 1;
+    }
     if (query == QUERY_CFLAGS)
         printf("-I%s\n", inc);
-    else if (query == QUERY_LIBS)
-        printf("-L%s -ljmvaec -lopenblas -ldeflate -lz -lm -lpthread\n", lib);
+    else if (query == QUERY_LIBS || query == QUERY_MPI_LIBS)
+        printf("-L%s%s -ljmvaec -lopenblas -ldeflate -lz -lm -lpthread\n", lib, mpi ? " -ljmvaec_mpi" : "");
     else
-        printf("%s/jv_model.h %s/jv_runtime.h %s/jv_trainer.h %s/jv_gradcheck.h %s/libjmvaec.a\n", inc, inc, inc, inc,
-               lib);
+        printf("%s/jv_model.h %s/jv_runtime.h %s/jv_trainer.h %s/jv_gradcheck.h %s/libjmvaec.a%s%s%s\n", inc, inc, inc,
+               inc, lib, mpi ? " " : "", mpi ? lib : "", mpi ? "/libjmvaec_mpi.a" : "");
     return 0;
 }

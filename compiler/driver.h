@@ -22,7 +22,7 @@ int run_driver(const driver_options *opt);
  * errors in the spec, 2 for an internal error. */
 int compile_text(const char *name, const char *text, size_t len, FILE *diag, FILE *out);
 /* --cflags, --libs, --deps: where this jmvaec finds its runtime. */
-typedef enum { QUERY_CFLAGS, QUERY_LIBS, QUERY_DEPS } build_query;
+typedef enum { QUERY_CFLAGS, QUERY_LIBS, QUERY_DEPS, QUERY_MPI_LIBS, QUERY_MPI_DEPS } build_query;
 int print_build_flags(const char *argv0, build_query query);
 
 #endif

@@ -1290,17 +1290,24 @@ static void emit_makefile(emitter *e)
     put(e, "    if [ -x \"$$d/jmvaec\" ] && [ -f \"$$d/runtime/jv_model.h\" ]; then echo \"$$d/jmvaec\"; exit 0; fi; \\\n");
     put(e, "    d=$$(dirname \"$$d\"); done; echo jmvaec)\n");
     put(e, "CC ?= cc\nCFLAGS ?= -O2\n");
-    put(e, "JV_CFLAGS := $(shell $(JMVAEC) --cflags)\nJV_LIBS := $(shell $(JMVAEC) --libs)\n");
+    put(e, "# MPI=1 links the trainer with the runtime's MPI part, through Open MPI's mpicc\n");
+    put(e, "# (`mpirun -np N ./%s train ...`); the model's objects are the same. The choice\n", pre);
+    put(e, "# is remembered in .build-mpi: changing it relinks.\n");
+    put(e, "MPI ?= 0\nMPICC ?= mpicc\n");
+    put(e, "ifeq ($(MPI),1)\nJV_QUERY := --mpi-\nLINK := $(MPICC)\nelse\nJV_QUERY := --\nLINK := $(CC)\nendif\n");
+    put(e, "JV_CFLAGS := $(shell $(JMVAEC) --cflags)\nJV_LIBS := $(shell $(JMVAEC) $(JV_QUERY)libs)\n");
+    put(e, "ifeq ($(JV_LIBS),)\n$(error $(JMVAEC) gave no runtime to link (see its message above))\nendif\n");
     put(e, "# the runtime's headers and library: a new runtime rebuilds the trainer\n");
-    put(e, "JV_DEPS := $(shell $(JMVAEC) --deps)\n");
-    put(e, "OBJECTS := %s_main.o %s.o %s_f64.o\n\n", pre, pre, pre);
-    put(e, "%s: $(OBJECTS) $(filter %%.a,$(JV_DEPS))\n\t$(CC) $(LDFLAGS) $(OBJECTS) $(JV_LIBS) -o $@\n\n", pre);
+    put(e, "JV_DEPS := $(shell $(JMVAEC) $(JV_QUERY)deps)\n");
+    put(e, "OBJECTS := %s_main.o %s.o %s_f64.o\n", pre, pre, pre);
+    put(e, "$(shell [ \"$$(cat .build-mpi 2>/dev/null)\" = \"$(MPI)\" ] || echo \"$(MPI)\" > .build-mpi)\n\n");
+    put(e, "%s: $(OBJECTS) .build-mpi $(filter %%.a,$(JV_DEPS))\n\t$(LINK) $(LDFLAGS) $(OBJECTS) $(JV_LIBS) -o $@\n\n", pre);
     put(e, "# No errno from math functions and no trapping floating point: results do not\n");
     put(e, "# change, and the elementwise loops vectorise. No fused multiply-add either: the\n");
     put(e, "# AVX-512, AVX2 and baseline builds of each function (JV_TASK) give the same bits.\n");
     put(e, "%%.o: %%.c %s.h %s.c $(filter %%.h,$(JV_DEPS))\n"
            "\t$(CC) -std=c11 -fno-math-errno -fno-trapping-math -ffp-contract=off $(CFLAGS) $(JV_CFLAGS) -c $< -o $@\n\n", pre, pre);
-    put(e, "clean:\n\trm -f %s $(OBJECTS)\n\n.PHONY: clean\n", pre);
+    put(e, "clean:\n\trm -f %s $(OBJECTS) .build-mpi\n\n.PHONY: clean\n", pre);
 }
 
 /* -------------------------------------------------------------------- files -- */

@@ -19,6 +19,7 @@ static const char usage[] =
     "       jmvaec fmt SPEC             print SPEC in canonical layout\n"
     "       jmvaec --cflags | --libs    flags to build generated code against this jmvaec's runtime\n"
     "       jmvaec --deps               the runtime's headers and library, for make dependencies\n"
+    "       jmvaec --mpi-libs | --mpi-deps  the same for a trainer built on MPI (its Makefile's MPI=1)\n"
     "       jmvaec --help | --version\n"
     "options: --batch N (with --emit=plan: the batch size the totals are given for; default the spec's)\n"
     "exit status: 0 success, 1 errors in the spec, 2 usage or I/O errors\n";
@@ -34,6 +35,16 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
     return 2;
 }
 
+/* The build query an option names, or -1. */
+static int build_query_named(const char *a)
+{
+    static const char *const names[] = {"--cflags", "--libs", "--deps", "--mpi-libs", "--mpi-deps"};
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (strcmp(a, names[i]) == 0)
+            return i;
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     driver_options opt = {0};
@@ -46,9 +57,8 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--version") == 0) {
             puts("jmvaec " JMVAEC_VERSION);
             return 0;
-        } else if (strcmp(a, "--cflags") == 0 || strcmp(a, "--libs") == 0 || strcmp(a, "--deps") == 0) {
-            build_query q = a[2] == 'c' ? QUERY_CFLAGS : a[2] == 'l' ? QUERY_LIBS : QUERY_DEPS;
-            return print_build_flags(argv[0], q) ? 2 : 0;
+        } else if (build_query_named(a) >= 0) {
+            return print_build_flags(argv[0], (build_query)build_query_named(a)) ? 2 : 0;
         } else if (strcmp(a, "--check") == 0) {
             opt.mode = MODE_CHECK;
         } else if (strncmp(a, "--emit=", 7) == 0) {

@@ -3,8 +3,10 @@
  * encode in their own files; gradcheck in the generated code) and prints
  * the usage with a summary of the model.
  */
+#include <stdio.h>
 #include <string.h>
 
+#include "jv_comm.h"
 #include "jv_trainer_int.h"
 
 static const char *prog_name = "jmvaec-model";
@@ -104,14 +106,20 @@ static command_fn find_command(const char *name)
     return NULL;
 }
 
-int jv_main(const jv_model *model, int (*gradcheck)(int argc, char **argv), int argc, char **argv)
+/* The commands that run on several processes; the others run on one. */
+static int runs_on_processes(const char *cmd)
 {
-    if (argc > 0 && argv[0] && *argv[0]) {
-        const char *slash = strrchr(argv[0], '/');
-        prog_name = slash ? slash + 1 : argv[0];
+    return strcmp(cmd, "train") == 0 || strcmp(cmd, "eval") == 0;
+}
+
+static int run_command(const jv_model *model, int (*gradcheck)(int argc, char **argv), int argc, char **argv)
+{
+    if (jv_comm_size() > 1 && argc > 1 && !runs_on_processes(argv[1])) {
+        if (jv_comm_rank() == 0)
+            fprintf(stderr, "%s: '%s' runs in one process; start it without mpirun (train and eval run on "
+                            "several)\n", prog_name, argv[1]);
+        return 1;
     }
-    if (argc > 1 && argv[argc] == NULL)
-        jv_blas_auto(argv); /* may start the program again with a better BLAS kernel */
     if (check_model(model) != 0)
         return 1;
     if (argc < 2)
@@ -133,4 +141,21 @@ int jv_main(const jv_model *model, int (*gradcheck)(int argc, char **argv), int 
     int rc = run(model, argc - 1, argv + 1);
     fflush(stdout);
     return rc == 2 ? 0 : rc;
+}
+
+int jv_main(const jv_model *model, int (*gradcheck)(int argc, char **argv), int argc, char **argv)
+{
+    if (argc > 0 && argv[0] && *argv[0]) {
+        const char *slash = strrchr(argv[0], '/');
+        prog_name = slash ? slash + 1 : argv[0];
+    }
+    if (argc > 1 && argv[argc] == NULL)
+        jv_blas_auto(argv); /* may start the program again with a better BLAS kernel (before MPI starts) */
+    if (jv_comm_init(&argc, &argv) != 0)
+        return 1;
+    int rc = run_command(model, gradcheck, argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    jv_comm_finalize();
+    return rc;
 }

@@ -110,6 +110,41 @@ void jv_work_fill_noise(const jv_model *m, jv_work *w, int batch, uint64_t seed,
 void jv_work_fill_noise_at(const jv_model *m, jv_work *w, int row, int batch, uint64_t seed, unsigned tag,
                            uint64_t index, uint64_t first);
 
+/* ---------------------------------------------- chunks and processes -- */
+
+/* The gradient's norm is summed in blocks of this many reals (the blocks'
+ * sums of squares added in block order), and the processes' segments of
+ * the block are cut at multiples of it (jv_trainer_chunks.c). */
+#define JV_NORM_BLOCK ((size_t)16384)
+
+/* Writes the gradient of part `chunk` of the batch into grads (overwritten). */
+typedef void (*jv_chunk_fn)(void *ctx, int chunk, jv_real *grads);
+
+typedef struct {
+    size_t n;                 /* reals in the gradient block */
+    int chunks, rank, ranks;
+    int fast;                 /* reduce-scatter by recursive doubling (see the file) */
+    int levels, depth;        /* log2 of ranks and of chunks, rounded up */
+    int *first_of;            /* [ranks + 1]: process p computes parts [first_of[p], first_of[p + 1]) */
+    size_t *seg_lo, *seg_hi;  /* per process: the reals of the summed gradient it ends with */
+    size_t *blk_lo, *blk_hi;  /* the same in JV_NORM_BLOCK blocks */
+    size_t n_blocks;
+    jv_real **pool;           /* gradient buffers, allocated when first needed */
+    unsigned char *pool_free;
+    int n_pool;
+    jv_real *result;          /* the last run's sum (a pool buffer) */
+} jv_reducer;
+
+/* Prints the error and returns 1 when memory runs out. */
+int jv_reducer_init(jv_reducer *r, size_t n, int chunks, int rank, int ranks);
+void jv_reducer_free(jv_reducer *r);
+/* The process that computes part `chunk`. */
+int jv_chunk_owner(const jv_reducer *r, int chunk);
+/* Runs fn on this process's parts and sums all parts' gradients along the
+ * tree; returns a buffer whose reals [seg_lo[rank], seg_hi[rank]) hold the
+ * sum (valid until the next run). Every process must call it. */
+jv_real *jv_reducer_run(jv_reducer *r, jv_chunk_fn fn, void *ctx);
+
 /* ------------------------------------------------------------ families -- */
 
 /* The family that conditions on exactly `subset`, else the training family

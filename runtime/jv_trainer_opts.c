@@ -11,13 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jv_comm.h"
 #include "jv_trainer.h"
 
 int jv_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", jv_prog_name());
+    if (jv_comm_size() > 1) /* under MPI every message names its process */
+        fprintf(stderr, "%s (rank %d of %d): ", jv_prog_name(), jv_comm_rank(), jv_comm_size());
+    else
+        fprintf(stderr, "%s: ", jv_prog_name());
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);

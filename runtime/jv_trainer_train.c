@@ -17,13 +17,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "jv_comm.h"
 #include "jv_trainer_int.h"
 
 enum { BIN_NONE, BIN_THRESHOLD, BIN_RESAMPLE };
 
 typedef struct {
     jv_opt_list data, binarize, hyper;
-    int epochs, batch, threads, valid, ckpt_every, limit;
+    int epochs, batch, threads, valid, ckpt_every, limit, chunks;
     double lr, clip, ckpt_minutes;
     uint64_t seed;
     const char *out, *resume;
@@ -62,6 +63,19 @@ typedef struct {
     double step_seconds;    /* in the steps (batch, forward, backward, Adam), this invocation */
     double ckpt_seconds;    /* writing checkpoints */
     int64_t first_epoch;    /* the first epoch this invocation runs */
+    /* processes and chunks (jv_trainer_chunks.c); with one process and one
+     * chunk none of this is used and the step is the plain graph */
+    int rank, ranks, lead;  /* lead: rank 0, which writes files and prints */
+    int chunked;            /* --chunks above 1, or more than one process */
+    jv_reducer red;
+    jv_real *chunk_scale;   /* [n_terms]: the part's share of the batch */
+    const jv_real **cdata, **cnoise; /* a part's rows of the batch */
+    double *rec;            /* every process's record of a step: its parts' loss and terms, */
+    size_t *rec_bytes, *rec_displs; /* its stop and save flags, its blocks' sums of squares */
+    double *block_sumsq;    /* [n_blocks], in block order */
+    size_t *seg_bytes, *seg_displs; /* each process's segment of the parameter block */
+    int step_batch;         /* the batch of the step in progress */
+    int agreed_stop, agreed_save; /* what every process decided after the last step */
 } trainer;
 
 /* Where one batch's random draws come from. */
@@ -107,6 +121,9 @@ static int parse_train_options(trainer *t, int argc, char **argv)
          "set an objective weight (NAME.from=X and NAME.warmup=EPOCHS set its warm-up)", 0},
         {"clip", JV_OPT_REAL, &o->clip, 0, 1e30, "X", "clip the gradient's total norm at X, 0 for off", 0},
         {"limit", JV_OPT_INT, &o->limit, 0, INT_MAX, "N", "use only the first N examples, 0 for all", 0},
+        {"chunks", JV_OPT_INT, &o->chunks, 0, 1024, "C",
+         "sum each batch's gradient over C fixed parts (default 1, or the number of MPI processes); "
+         "the results are the same for any number of processes up to C", 0},
     };
     int rc = jv_parse_options("train", "--data NAME=FILE ... [options]", TRAIN_ABOUT, opts,
                               (int)(sizeof opts / sizeof opts[0]), argc, argv);
@@ -245,13 +262,46 @@ static int load_state(trainer *t)
     return 0;
 }
 
+/* The parts of a batch, the tree that sums their gradients, and the
+ * layout of the record every process sends after a step. */
+static int alloc_chunks(trainer *t)
+{
+    const jv_model *m = t->m;
+    jv_reducer *r = &t->red;
+    if (jv_reducer_init(r, m->n_params, t->o.chunks, t->rank, t->ranks) != 0)
+        return 1;
+    size_t P = (size_t)t->ranks, per_part = 1 + (size_t)m->n_terms, total = 0;
+    t->chunk_scale = calloc((size_t)m->n_terms + 1, sizeof *t->chunk_scale);
+    t->cdata = calloc((size_t)m->n_modalities, sizeof *t->cdata);
+    t->cnoise = calloc((size_t)m->n_latents, sizeof *t->cnoise);
+    t->rec_bytes = calloc(P, sizeof *t->rec_bytes);
+    t->rec_displs = calloc(P, sizeof *t->rec_displs);
+    t->seg_bytes = calloc(P, sizeof *t->seg_bytes);
+    t->seg_displs = calloc(P, sizeof *t->seg_displs);
+    t->block_sumsq = calloc(r->n_blocks + 1, sizeof *t->block_sumsq);
+    if (!t->chunk_scale || !t->cdata || !t->cnoise || !t->rec_bytes || !t->rec_displs || !t->seg_bytes ||
+        !t->seg_displs || !t->block_sumsq)
+        return jv_fail("out of memory");
+    for (int p = 0; p < t->ranks; p++) {
+        size_t parts = (size_t)(r->first_of[p + 1] - r->first_of[p]);
+        size_t n = parts * per_part + 2 + (r->blk_hi[p] - r->blk_lo[p]);
+        t->rec_displs[p] = total * sizeof(double);
+        t->rec_bytes[p] = n * sizeof(double);
+        total += n;
+        t->seg_displs[p] = r->seg_lo[p] * sizeof(jv_real);
+        t->seg_bytes[p] = (r->seg_hi[p] - r->seg_lo[p]) * sizeof(jv_real);
+    }
+    t->rec = calloc(total, sizeof *t->rec);
+    return t->rec ? 0 : jv_fail("out of memory");
+}
+
 static int alloc_buffers(trainer *t)
 {
     int cap = (size_t)t->o.batch < t->ds.n ? t->o.batch : (int)t->ds.n;
     if (jv_work_alloc(t->m, cap, &t->w) != 0)
         return 1;
     t->grads = jv_alloc_large((t->m->n_params ? t->m->n_params : 1) * sizeof *t->grads, 1);
-    t->sums = calloc(2 * ((size_t)t->m->n_terms + 1), sizeof *t->sums);
+    t->sums = calloc(3 * ((size_t)t->m->n_terms + 1), sizeof *t->sums); /* train, valid, scratch */
     t->sumsq = calloc((size_t)t->m->train->n_slots + 1, sizeof *t->sumsq);
     if (!t->grads || !t->sums || !t->sumsq)
         return jv_fail("out of memory for %zu gradients", t->m->n_params);
@@ -261,7 +311,7 @@ static int alloc_buffers(trainer *t)
         return jv_fail("%s", err.msg);
     const jv_train_defaults *d = &t->m->defaults;
     t->adam = (jv_adam_config){t->o.lr, d->beta1, d->beta2, d->eps, t->o.clip};
-    return 0;
+    return t->chunked ? alloc_chunks(t) : 0;
 }
 
 static void free_trainer(trainer *t)
@@ -280,6 +330,16 @@ static void free_trainer(trainer *t)
     free(t->sumsq);
     jv_graph_runner_free(t->runner);
     jv_team_free(t->team);
+    jv_reducer_free(&t->red);
+    free(t->chunk_scale);
+    free(t->cdata);
+    free(t->cnoise);
+    free(t->rec);
+    free(t->rec_bytes);
+    free(t->rec_displs);
+    free(t->block_sumsq);
+    free(t->seg_bytes);
+    free(t->seg_displs);
 }
 
 /* ------------------------------------------------------------- run dir -- */
@@ -410,28 +470,41 @@ static void remove_stale_temporaries(const trainer *t)
 static int save_csv(trainer *t)
 {
     char path[4096];
-    return run_path(t, "train.csv", path, sizeof path) != 0 ? 1 : jv_buf_save(&t->csv, path);
+    int rc = !t->lead ? 0 : run_path(t, "train.csv", path, sizeof path) != 0 ? 1 : jv_buf_save(&t->csv, path);
+    return jv_comm_max(rc);
 }
 
+/* Written by process 0, after the moments of every segment have come to
+ * it; every process returns its result. */
 static int save_checkpoint(trainer *t, const char *name)
 {
     char path[4096];
     jv_error err;
-    if (run_path(t, name, path, sizeof path) != 0)
-        return 1;
     double start = jv_now();
-    int rc = jv_checkpoint_save(path, t->m, &t->ck, &err);
+    if (t->ranks > 1) {
+        jv_comm_gather0(t->ck.m, t->seg_bytes, t->seg_displs);
+        jv_comm_gather0(t->ck.v, t->seg_bytes, t->seg_displs);
+    }
+    int rc = 0;
+    if (t->lead && run_path(t, name, path, sizeof path) != 0)
+        rc = 1;
+    else if (t->lead && jv_checkpoint_save(path, t->m, &t->ck, &err) != 0)
+        rc = jv_fail("%s", err.msg);
+    rc = jv_comm_max(rc);
     t->ckpt_seconds += jv_now() - start;
-    return rc != 0 ? jv_fail("%s", err.msg) : 0;
+    return rc;
 }
 
 /* --------------------------------------------------------------- steps -- */
+
+/* Set by SIGINT or SIGTERM (see catch_stop_signals). */
+static volatile sig_atomic_t stop_signal;
 
 /* One batch's data and noise, rows split among the team. */
 typedef struct {
     trainer *t;
     const size_t *idx;
-    int batch;
+    int from, to;           /* the rows to prepare (this process's parts of the batch) */
     batch_key key;
 } batch_job;
 
@@ -441,7 +514,9 @@ static void prepare_rows(void *arg, int id, int n)
     trainer *t = j->t;
     const jv_model *m = t->m;
     size_t lo, hi;
-    jv_split_range((size_t)j->batch, 1, id, n, &lo, &hi);
+    jv_split_range((size_t)(j->to - j->from), 1, id, n, &lo, &hi);
+    lo += (size_t)j->from;
+    hi += (size_t)j->from;
     if (lo == hi)
         return;
     jv_work_gather_rows(m, &t->w, &t->ds, j->idx, (int)lo, (int)hi);
@@ -460,13 +535,14 @@ static void prepare_rows(void *arg, int id, int n)
     jv_work_fill_noise_at(m, &t->w, (int)lo, (int)(hi - lo), t->o.seed, j->key.noise_tag, j->key.index, lo);
 }
 
-/* Gathers a batch, draws its randomness and sets the weights; returns the step's arguments. */
-static jv_step prepare_batch(trainer *t, const size_t *idx, int batch, batch_key key, double progress,
-                             jv_real *loss)
+/* Gathers rows [from, to) of a batch, draws their randomness and sets the
+ * weights; returns the step's arguments for the whole batch. */
+static jv_step prepare_rows_of(trainer *t, const size_t *idx, int batch, int from, int to, batch_key key,
+                               double progress, jv_real *loss)
 {
     const jv_model *m = t->m;
     jv_work *w = &t->w;
-    batch_job job = {t, idx, batch, key};
+    batch_job job = {t, idx, from, to, key};
     jv_team_run(t->team, prepare_rows, &job);
     jv_work_zero_inputs(m, w, 0);
     for (int i = 0; i < m->n_hypers; i++)
@@ -474,6 +550,12 @@ static jv_step prepare_batch(trainer *t, const size_t *idx, int batch, batch_key
     *loss = 0;
     return (jv_step){t->ck.params, t->grads, w->arena, batch, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->noise),
                      w->hyper, NULL, w->terms, loss, t->sumsq};
+}
+
+static jv_step prepare_batch(trainer *t, const size_t *idx, int batch, batch_key key, double progress,
+                             jv_real *loss)
+{
+    return prepare_rows_of(t, idx, batch, 0, batch, key, progress, loss);
 }
 
 static const char *nonfinite_word(double x)
@@ -510,6 +592,8 @@ typedef struct {
     trainer *t;
     long step;
     double scale;
+    const jv_real *grads;
+    size_t first, end;      /* the parameters to update */
 } adam_job;
 
 static void adam_rows(void *arg, int id, int n)
@@ -517,9 +601,10 @@ static void adam_rows(void *arg, int id, int n)
     const adam_job *j = arg;
     trainer *t = j->t;
     size_t lo, hi;
-    jv_split_range(t->m->n_params, 16, id, n, &lo, &hi);
+    jv_split_range(j->end - j->first, 16, id, n, &lo, &hi);
     if (lo < hi)
-        jv_adam_update(&t->adam, t->ck.params, t->grads, t->ck.m, t->ck.v, lo, hi, j->step, j->scale);
+        jv_adam_update(&t->adam, t->ck.params, j->grads, t->ck.m, t->ck.v, j->first + lo, j->first + hi, j->step,
+                       j->scale);
 }
 
 /* Applies the last step's Adam update, if it is still pending. */
@@ -527,7 +612,7 @@ static void flush_adam(trainer *t)
 {
     if (!t->adam_pending)
         return;
-    adam_job job = {t, t->pending_step, t->pending_scale};
+    adam_job job = {t, t->pending_step, t->pending_scale, t->grads, 0, t->m->n_params};
     jv_team_run(t->team, adam_rows, &job);
     t->adam_pending = 0;
 }
@@ -563,6 +648,116 @@ static int train_step(trainer *t, const size_t *idx, int batch, double progress)
     t->pending_scale = jv_clip_factor(t->adam.clip, norm);
     t->ck.step = step;
     add_to_sums(t->sums, loss, t->w.terms, m->n_terms, batch);
+    return 0;
+}
+
+/* ------------------------------------------------------ steps in parts -- */
+
+typedef struct {
+    trainer *t;
+    int batch;
+} chunk_job;
+
+/* This process's record of the step in progress. */
+static double *my_record(const trainer *t)
+{
+    return t->rec + t->rec_displs[t->rank] / sizeof(double);
+}
+
+/* Part c's gradient: its rows alone through the step graph, every term
+ * weighted by the part's share of the batch; its loss and terms go to
+ * this process's record. An empty part (a batch of fewer rows than parts)
+ * gives zeros. */
+static void run_chunk(void *arg, int c, jv_real *grads)
+{
+    const chunk_job *j = arg;
+    trainer *t = j->t;
+    const jv_model *m = t->m;
+    size_t lo, hi, per_part = 1 + (size_t)m->n_terms;
+    jv_split_range((size_t)j->batch, 1, c, t->red.chunks, &lo, &hi);
+    double *rec = my_record(t) + (size_t)(c - t->red.first_of[t->rank]) * per_part;
+    if (lo == hi) {
+        memset(grads, 0, m->n_params * sizeof *grads);
+        memset(rec, 0, per_part * sizeof *rec);
+        return;
+    }
+    double share = (double)(hi - lo) / (double)j->batch;
+    for (int i = 0; i < m->n_terms; i++)
+        t->chunk_scale[i] = (jv_real)share;
+    for (int k = 0; k < m->n_modalities; k++)
+        t->cdata[k] = t->w.data[k] + lo * (size_t)m->modalities[k].size;
+    for (int l = 0; l < m->n_latents; l++)
+        t->cnoise[l] = t->w.noise[l] + lo * (size_t)m->latents[l].size;
+    jv_real loss = 0;
+    jv_step s = {t->ck.params, grads, t->w.arena, (int)(hi - lo), t->cdata, t->cnoise, t->w.hyper,
+                 t->chunk_scale, t->w.terms, &loss, NULL};
+    jv_team_run_graph(t->team, t->runner, &s, 0, NULL);
+    rec[0] = (double)loss;
+    for (int i = 0; i < m->n_terms; i++)
+        rec[1 + i] = share * (double)t->w.terms[i];
+}
+
+/* A step in parts, on every process: the parts' gradients summed along the
+ * tree, the records exchanged (loss and terms summed in part order, the
+ * norm in block order, the stop and save decisions), Adam on this
+ * process's segment, and the segments' parameters exchanged. */
+static int train_step_chunked(trainer *t, const size_t *idx, int batch, double progress)
+{
+    const jv_model *m = t->m;
+    jv_reducer *r = &t->red;
+    int64_t step = t->ck.step + 1;
+    batch_key key = {JV_TAG_NOISE, JV_TAG_BINARIZE, (uint64_t)step};
+    int p0 = r->first_of[t->rank], p1 = r->first_of[t->rank + 1];
+    size_t lo, hi, lo_last, hi_last;
+    jv_split_range((size_t)batch, 1, p0, r->chunks, &lo, &hi);
+    jv_split_range((size_t)batch, 1, p1 - 1, r->chunks, &lo_last, &hi_last);
+    jv_real unused;
+    prepare_rows_of(t, idx, batch, (int)lo, (int)hi_last, key, progress, &unused);
+    chunk_job job = {t, batch};
+    jv_real *g = jv_reducer_run(r, run_chunk, &job);
+    size_t per_part = 1 + (size_t)m->n_terms;
+    double *rec = my_record(t) + (size_t)(p1 - p0) * per_part;
+    rec[0] = (double)stop_signal;
+    rec[1] = t->lead && t->o.ckpt_minutes > 0 && jv_now() - t->last_save > 60 * t->o.ckpt_minutes;
+    for (size_t b = r->blk_lo[t->rank]; b < r->blk_hi[t->rank]; b++) {
+        size_t first = b * JV_NORM_BLOCK, n = m->n_params - first < JV_NORM_BLOCK ? m->n_params - first : JV_NORM_BLOCK;
+        rec[2 + b - r->blk_lo[t->rank]] = jv_sumsq(g + first, n);
+    }
+    jv_comm_allgatherv(t->rec, t->rec_bytes, t->rec_displs);
+    double loss = 0, sumsq = 0, *terms = t->sums + 2 * ((size_t)m->n_terms + 1); /* scratch after the sums */
+    memset(terms, 0, (size_t)m->n_terms * sizeof *terms);
+    t->agreed_stop = 0;
+    for (int p = 0; p < t->ranks; p++) { /* in part order */
+        const double *q = t->rec + t->rec_displs[p] / sizeof(double);
+        int parts = r->first_of[p + 1] - r->first_of[p];
+        for (int c = 0; c < parts; c++, q += per_part) {
+            loss += q[0];
+            for (int i = 0; i < m->n_terms; i++)
+                terms[i] += q[1 + i];
+        }
+        t->agreed_stop = q[0] > t->agreed_stop ? (int)q[0] : t->agreed_stop;
+        if (p == 0)
+            t->agreed_save = q[1] != 0;
+        memcpy(t->block_sumsq + r->blk_lo[p], q + 2, (r->blk_hi[p] - r->blk_lo[p]) * sizeof(double));
+    }
+    for (size_t b = 0; b < r->n_blocks; b++) /* in block order */
+        sumsq += t->block_sumsq[b];
+    for (int i = 0; i < m->n_terms; i++)
+        t->w.terms[i] = (jv_real)terms[i];
+    if (check_finite(t, step, (jv_real)loss) != 0)
+        return 1;
+    double norm = sqrt(sumsq);
+    if (!isfinite(norm)) {
+        jv_progress_clear(&t->bar);
+        return jv_fail("step %lld: the gradient norm is %s; stopping, last checkpoint kept", (long long)step,
+                       nonfinite_word(norm));
+    }
+    adam_job adam = {t, (long)step, jv_clip_factor(t->adam.clip, norm), g, r->seg_lo[t->rank], r->seg_hi[t->rank]};
+    if (adam.first < adam.end)
+        jv_team_run(t->team, adam_rows, &adam);
+    jv_comm_allgatherv(t->ck.params, t->seg_bytes, t->seg_displs);
+    t->ck.step = step;
+    add_to_sums(t->sums, (jv_real)loss, t->w.terms, m->n_terms, batch);
     return 0;
 }
 
@@ -647,8 +842,6 @@ static void log_epoch(trainer *t, int64_t epoch, const double *valid, double sec
 /* SIGINT or SIGTERM asks the run to stop after the current step. The
  * handlers are reset when they fire, so a second signal ends the program
  * at once (the checkpoint on disk is then the previous one, still whole). */
-static volatile sig_atomic_t stop_signal;
-
 static void on_stop_signal(int sig)
 {
     stop_signal = sig;
@@ -730,33 +923,41 @@ static int run_epoch(trainer *t, int64_t epoch, size_t from)
         int batch = (int)(t->n_train - first < cap ? t->n_train - first : cap);
         double progress = (double)(epoch - 1) + (double)b / (double)n_batches;
         double began = jv_now();
-        int rc = train_step(t, t->order + first, batch, progress);
+        int rc = t->chunked ? train_step_chunked(t, t->order + first, batch, progress)
+                            : train_step(t, t->order + first, batch, progress);
         t->step_seconds += jv_now() - began;
         if (rc != 0)
             return 1;
         draw_bar(t, epoch, first + (size_t)batch);
         int more = b + 1 < n_batches;
-        if (more && stop_signal) {
+        /* every process decides the same: from the step's records when there are parts */
+        int sig = t->chunked ? t->agreed_stop : stop_signal;
+        int due = t->chunked ? t->agreed_save
+                             : t->o.ckpt_minutes > 0 && jv_now() - t->last_save > 60 * t->o.ckpt_minutes;
+        if (more && sig) {
             jv_progress_clear(&t->bar);
             rc = save_last(t, epoch, b + 1);
-            printf("stopped by %s in epoch %lld after %zu of %zu batches (step %lld); %s/last.ckpt holds it\n",
-                   stop_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)epoch, b + 1, n_batches,
-                   (long long)t->ck.step, t->run_dir);
-            fflush(stdout);
-            if (rc == 0)
+            if (t->lead) {
+                printf("stopped by %s in epoch %lld after %zu of %zu batches (step %lld); %s/last.ckpt holds it\n",
+                       sig == SIGINT ? "SIGINT" : "SIGTERM", (long long)epoch, b + 1, n_batches,
+                       (long long)t->ck.step, t->run_dir);
+                fflush(stdout);
+            }
+            if (rc == 0 && t->lead)
                 say_how_to_continue(t);
-            return rc != 0 ? 1 : 128 + stop_signal;
+            return rc != 0 ? 1 : 128 + sig;
         }
-        if (more && t->o.ckpt_minutes > 0 && jv_now() - t->last_save > 60 * t->o.ckpt_minutes &&
-            save_last(t, epoch, b + 1) != 0)
+        if (more && due && save_last(t, epoch, b + 1) != 0)
             return 1;
     }
     double began = jv_now();
     flush_adam(t); /* before anything reads the parameters */
     t->step_seconds += jv_now() - began;
-    validate(t, epoch, valid);
+    if (t->lead) /* only process 0 logs */
+        validate(t, epoch, valid);
     t->ck.epoch = epoch;
-    log_epoch(t, epoch, valid, jv_now() - start);
+    if (t->lead)
+        log_epoch(t, epoch, valid, jv_now() - start);
     int rc = save_csv(t);
     if (rc == 0)
         rc = save_last(t, epoch, 0);
@@ -765,12 +966,15 @@ static int run_epoch(trainer *t, int64_t epoch, size_t from)
         snprintf(name, sizeof name, "epoch-%lld.ckpt", (long long)epoch);
         rc = save_checkpoint(t, name);
     }
-    if (rc == 0 && stop_signal && epoch < t->o.epochs) {
-        printf("stopped by %s at the end of epoch %lld (step %lld); %s/last.ckpt holds it\n",
-               stop_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)epoch, (long long)t->ck.step, t->run_dir);
-        fflush(stdout);
-        say_how_to_continue(t);
-        return 128 + stop_signal;
+    int sig = jv_comm_max(stop_signal);
+    if (rc == 0 && sig && epoch < t->o.epochs) {
+        if (t->lead) {
+            printf("stopped by %s at the end of epoch %lld (step %lld); %s/last.ckpt holds it\n",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM", (long long)epoch, (long long)t->ck.step, t->run_dir);
+            fflush(stdout);
+            say_how_to_continue(t);
+        }
+        return 128 + sig;
     }
     return rc;
 }
@@ -778,34 +982,46 @@ static int run_epoch(trainer *t, int64_t epoch, size_t from)
 static int run_training(trainer *t)
 {
     jv_error err;
-    if (jv_make_dir(t->run_dir, &err) != 0)
-        return jv_fail("%s", err.msg);
-    remove_stale_temporaries(t);
-    if (save_csv(t) != 0)
+    int rc = 0;
+    if (t->lead && jv_make_dir(t->run_dir, &err) != 0)
+        rc = jv_fail("%s", err.msg);
+    if (t->lead && rc == 0)
+        remove_stale_temporaries(t);
+    if (jv_comm_max(rc) != 0 || save_csv(t) != 0)
         return 1;
     jv_set_threads(1);
     t->team = jv_team_new(t->o.threads, &err);
     if (!t->team)
-        return jv_fail("train: %s", err.msg);
-    printf("training %s on %zu examples (%zu validation), batch %d, epochs %lld..%d, seed %llu, into %s/\n",
-           t->m->name, t->n_train, t->n_valid, t->w.cap, (long long)t->ck.epoch + 1, t->o.epochs,
-           (unsigned long long)t->o.seed, t->run_dir);
-    if (t->ck.batches > 0)
-        printf("resuming epoch %lld after %lld batches (step %lld)\n", (long long)t->ck.epoch + 1,
-               (long long)t->ck.batches, (long long)t->ck.step);
-    printf("threads %d of %d cores%s; %s; optimiser %s\n", t->o.threads, jv_cpu_count(),
-           t->o.threads > jv_cpu_count() ? " (more threads than cores: slower, same results)" : "", jv_blas_describe(),
-           jv_simd_describe());
+        rc = jv_fail("train: %s", err.msg);
+    if (jv_comm_max(rc) != 0)
+        return 1;
+    if (t->lead) {
+        printf("training %s on %zu examples (%zu validation), batch %d, epochs %lld..%d, seed %llu, into %s/\n",
+               t->m->name, t->n_train, t->n_valid, t->w.cap, (long long)t->ck.epoch + 1, t->o.epochs,
+               (unsigned long long)t->o.seed, t->run_dir);
+        if (t->ck.batches > 0)
+            printf("resuming epoch %lld after %lld batches (step %lld)\n", (long long)t->ck.epoch + 1,
+                   (long long)t->ck.batches, (long long)t->ck.step);
+        if (t->chunked)
+            printf("each batch's gradient summed over %d parts (%s); %s\n", t->red.chunks,
+                   t->ranks == 1 ? "the same results as any number of processes up to that"
+                   : t->red.fast ? "each process a share of the parts and a segment of the block"
+                                 : "process 0 sums the block (the fast exchange needs powers of two)",
+                   jv_comm_describe());
+        printf("threads %d of %d cores%s; %s; optimiser %s\n", t->o.threads, jv_cpu_count(),
+               t->o.threads > jv_cpu_count() ? " (more threads than cores: slower, same results)" : "",
+               jv_blas_describe(), jv_simd_describe());
+    }
     jv_progress_init(&t->bar);
+    t->bar.tty = t->bar.tty && t->lead;
     t->run_start = t->last_save = jv_now();
     t->first_epoch = t->ck.epoch + 1;
     saved_handlers saved;
     catch_stop_signals(&saved);
-    int rc = 0;
     for (int64_t e = t->first_epoch; e <= t->o.epochs && rc == 0; e++)
         rc = run_epoch(t, e, e == t->first_epoch ? (size_t)t->ck.batches : 0);
     restore_signals(&saved);
-    if (rc != 0)
+    if (rc != 0 || !t->lead)
         return rc;
     double total = jv_now() - t->run_start;
     printf("done: %lld epoch%s in %.2f s: steps %.2f s, checkpoints %.2f s, the rest %.2f s "
@@ -830,12 +1046,26 @@ static int check_progress(trainer *t)
     return 0;
 }
 
+/* The processes, and the parts of a batch (see jv_trainer_chunks.c). */
+static int check_chunks(trainer *t)
+{
+    if (t->o.chunks == 0)
+        t->o.chunks = t->ranks;
+    if (t->o.chunks < t->ranks)
+        return jv_fail("train: --chunks %d: fewer parts than the %d processes (each needs one at least)",
+                       t->o.chunks, t->ranks);
+    t->chunked = t->o.chunks > 1 || t->ranks > 1;
+    return 0;
+}
+
 /* Everything that can fail before a file is written. */
 static int prepare(trainer *t, int argc, char **argv)
 {
     int rc = parse_train_options(t, argc, argv);
     if (rc != 0)
         return rc;
+    if (check_chunks(t) != 0)
+        return 1;
     unsigned all = t->m->n_modalities == 32 ? ~0u : (1u << t->m->n_modalities) - 1;
     if (parse_binarize(t) != 0 || parse_hypers(t) != 0)
         return 1;
@@ -844,19 +1074,24 @@ static int prepare(trainer *t, int argc, char **argv)
         return 1;
     t->load_seconds = jv_now() - start;
     binarize_thresholds(t);
-    if (load_state(t) != 0 || make_split(t) != 0 || prepare_run_dir(t) != 0 || alloc_buffers(t) != 0 ||
-        check_progress(t) != 0)
+    if (load_state(t) != 0 || make_split(t) != 0 || (t->lead ? prepare_run_dir(t) : choose_run_dir(t)) != 0 ||
+        alloc_buffers(t) != 0 || check_progress(t) != 0)
         return 1;
     return 0;
 }
 
+
 int jv_cmd_train(const jv_model *m, int argc, char **argv)
 {
-    trainer t = {.m = m, .argv = argv, .argc = argc};
+    trainer t = {.m = m, .argv = argv, .argc = argc, .rank = jv_comm_rank(), .ranks = jv_comm_size()};
+    t.lead = t.rank == 0;
     int rc = prepare(&t, argc, argv);
-    if (rc == 0 && t.ck.epoch == t.o.epochs)
+    int agreed = jv_comm_max(rc == 1); /* a process that failed has said why; all stop */
+    if (agreed && rc == 0)
+        rc = 1;
+    if (rc == 0 && t.ck.epoch == t.o.epochs && t.lead)
         printf("%s is already at epoch %d; nothing to do\n", t.o.resume, t.o.epochs);
-    else if (rc == 0)
+    else if (rc == 0 && t.ck.epoch != t.o.epochs)
         rc = run_training(&t);
     free_trainer(&t);
     return rc;
