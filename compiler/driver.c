@@ -176,7 +176,9 @@ int print_build_flags(const char *argv0, build_query query)
     if (query == QUERY_CFLAGS)
         printf("-I%s\n", inc);
     else if (query == QUERY_LIBS || query == QUERY_MPI_LIBS)
-        printf("-L%s%s -ljmvaec -lopenblas -ldeflate -lz -lm -lpthread\n", lib, mpi ? " -ljmvaec_mpi" : "");
+        /* the MPI part whole, so that its definitions win over libjmvaec.a's one-process ones */
+        printf("-L%s%s -ljmvaec -lopenblas -ldeflate -lz -lm -lpthread\n", lib,
+               mpi ? " -Wl,--whole-archive -ljmvaec_mpi -Wl,--no-whole-archive" : "");
     else
         printf("%s/jv_model.h %s/jv_runtime.h %s/jv_trainer.h %s/jv_gradcheck.h %s/libjmvaec.a%s%s%s\n", inc, inc, inc,
                inc, lib, mpi ? " " : "", mpi ? lib : "", mpi ? "/libjmvaec_mpi.a" : "");
