@@ -35,7 +35,7 @@ void jv_comm_sendrecv(const void *send, size_t send_bytes, int dest, void *recv,
 void jv_comm_send(const void *buf, size_t bytes, int dest);
 void jv_comm_recv(void *buf, size_t bytes, int src);
 /* In place: process p's bytes [displs[p], displs[p] + bytes[p]) of buf go to
- * every process (to process 0 only for gather0). Sizes are multiples of 4. */
+ * every process (to process 0 only for gather0). */
 void jv_comm_allgatherv(void *buf, const size_t *bytes, const size_t *displs);
 void jv_comm_gather0(void *buf, const size_t *bytes, const size_t *displs);
 void jv_comm_bcast(void *buf, size_t bytes, int root);

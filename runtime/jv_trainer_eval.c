@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jv_comm.h"
 #include "jv_trainer_int.h"
 
 typedef struct {
@@ -110,6 +111,11 @@ typedef struct {
     atomic_size_t done;      /* examples finished, for the progress line */
     double start;
     jv_progress bar;
+    /* Under MPI each process takes a contiguous share of the groups (and of
+     * the prediction batches), cut where one process would cut them, and
+     * process 0 gathers the per-example results and reports them. */
+    int rank, ranks;
+    size_t unit_lo, unit_hi;  /* this process's groups or batches in the phase in progress */
 } evaluator;
 
 static const char EVAL_ABOUT[] =
@@ -632,8 +638,8 @@ static void likelihood_member(void *arg, int id, int n)
     int k_total = e->o.samples, cap = mb->w.cap;
     size_t per = k_total <= cap ? (size_t)(cap / k_total) : 1; /* examples a group */
     for (;;) {
-        size_t i0 = atomic_fetch_add(&e->next, 1) * per;
-        if (i0 >= e->ds.n)
+        size_t g = atomic_fetch_add(&e->next, 1), i0 = g * per;
+        if (g >= e->unit_hi || i0 >= e->ds.n)
             break;
         int group = e->ds.n - i0 < per ? (int)(e->ds.n - i0) : (int)per;
         int rows = k_total <= cap ? group * k_total : cap;
@@ -653,7 +659,7 @@ static void likelihood_member(void *arg, int id, int n)
                     estimate_class_sum(e, mb, s, i0 + (size_t)j);
         size_t done = atomic_fetch_add(&e->done, (size_t)group) + (size_t)group;
         if (id == 0)
-            draw_progress(e, "log-likelihoods", done, e->ds.n);
+            draw_progress(e, "log-likelihoods", done, (e->unit_hi - e->unit_lo) * per);
     }
 }
 
@@ -723,16 +729,68 @@ static void why_impossible(const evaluator *e, int s, const estimate *est, jv_bu
                   est->stat.mean, more, e->subsets[est->versus].est[0].stat.mean);
 }
 
+/* Splits `units` pieces of work of `per` examples among the processes:
+ * this one's pieces into unit_lo, unit_hi; every process's examples into
+ * first[p], end[p]. */
+static void share_units(evaluator *e, size_t units, size_t per, size_t *first, size_t *end)
+{
+    for (int p = 0; p < e->ranks; p++) {
+        size_t lo, hi;
+        jv_split_range(units, 1, p, e->ranks, &lo, &hi);
+        if (p == e->rank) {
+            e->unit_lo = lo;
+            e->unit_hi = hi;
+        }
+        first[p] = lo * per < e->ds.n ? lo * per : e->ds.n;
+        end[p] = hi * per < e->ds.n ? hi * per : e->ds.n;
+    }
+}
+
+/* Every process's examples [first[p], end[p]) of a per-example array of
+ * `elem`-byte values to process 0. */
+static void gather_examples(const evaluator *e, void *array, size_t elem, const size_t *first, const size_t *end)
+{
+    if (e->ranks == 1)
+        return;
+    size_t *bytes = malloc(2 * (size_t)e->ranks * sizeof *bytes), *displs = bytes + e->ranks;
+    if (!bytes) {
+        jv_fail("out of memory");
+        jv_comm_abort(1);
+    }
+    for (int p = 0; p < e->ranks; p++) {
+        bytes[p] = (end[p] - first[p]) * elem;
+        displs[p] = first[p] * elem;
+    }
+    jv_comm_gather0(array, bytes, displs);
+    free(bytes);
+}
+
 static int estimate_likelihoods(evaluator *e)
 {
     for (int s = 0; s < e->n_subsets; s++)
         if (e->subsets[s].est[0].kind == PROP_PRIOR && estimate_prior(e, s) != 0)
             return 1;
     e->start = jv_now();
-    atomic_store(&e->next, 0);
+    int k_total = e->o.samples, cap = e->members[0].w.cap;
+    size_t per = k_total <= cap ? (size_t)(cap / k_total) : 1, groups = (e->ds.n + per - 1) / per;
+    size_t *first = calloc(2 * (size_t)e->ranks, sizeof *first), *end = first + e->ranks;
+    if (!first)
+        return jv_fail("out of memory");
+    share_units(e, groups, per, first, end);
+    atomic_store(&e->next, e->unit_lo);
     atomic_store(&e->done, 0);
     jv_team_run(e->team, likelihood_member, e);
     jv_progress_clear(&e->bar);
+    gather_examples(e, e->ex_loss, sizeof(double), first, end);
+    gather_examples(e, e->ex_elbo, sizeof(double), first, end);
+    for (int t = 0; t < e->m->n_terms; t++)
+        gather_examples(e, e->ex_terms + (size_t)t * e->ds.n, sizeof(double), first, end);
+    for (int s = 0; s < e->n_subsets; s++)
+        for (int k = 0; k < e->subsets[s].n_est; k++) {
+            gather_examples(e, e->subsets[s].est[k].log_p, sizeof(double), first, end);
+            gather_examples(e, e->subsets[s].est[k].log_sq, sizeof(double), first, end);
+        }
+    free(first);
     /* the statistics in example order: the same for any number of threads */
     for (size_t i = 0; i < e->ds.n; i++) {
         jv_stat_add(&e->loss, e->ex_loss[i]);
@@ -784,19 +842,27 @@ static void prediction_member(void *arg, int id, int n)
     (void)n;
     evaluator *e = arg;
     eval_member *mb = &e->members[id];
-    size_t cap = (size_t)mb->w.cap, batches = (e->ds.n + cap - 1) / cap;
+    size_t cap = (size_t)mb->w.cap, batches = e->unit_hi - e->unit_lo;
     for (;;) {
         size_t job = atomic_fetch_add(&e->next, 1);
         if (job >= batches * (size_t)e->n_predictions)
             break;
-        predict_batch(e, mb, (int)(job / batches), job % batches * cap);
+        predict_batch(e, mb, (int)(job / batches), (e->unit_lo + job % batches) * cap);
     }
 }
 
-static void estimate_predictions(evaluator *e)
+static int estimate_predictions(evaluator *e)
 {
+    size_t cap = (size_t)e->members[0].w.cap, batches = (e->ds.n + cap - 1) / cap;
+    size_t *first = calloc(2 * (size_t)e->ranks, sizeof *first), *end = first + e->ranks;
+    if (!first)
+        return jv_fail("out of memory");
+    share_units(e, batches, cap, first, end);
     atomic_store(&e->next, 0);
     jv_team_run(e->team, prediction_member, e);
+    for (int p = 0; p < e->n_predictions; p++)
+        gather_examples(e, e->predictions[p].correct, 1, first, end);
+    free(first);
     for (int p = 0; p < e->n_predictions; p++) {
         prediction *pr = &e->predictions[p];
         unsigned zeroed;
@@ -805,6 +871,7 @@ static void estimate_predictions(evaluator *e)
         for (size_t i = 0; i < e->ds.n; i++)
             jv_stat_add(&pr->stat, pr->correct[i]);
     }
+    return 0;
 }
 
 /* ------------------------------------------------------------- report -- */
@@ -1057,8 +1124,9 @@ static void print_table(evaluator *e)
     legend legend_ = {0}, *l = &legend_;
     printf("model %s, %s: %zu examples, %d importance samples each (seed %llu)\n", m->name, e->o.checkpoint,
            e->ds.n, e->o.samples, (unsigned long long)e->o.seed);
-    printf("threads %d of %d cores%s; %s\n\n", e->o.threads, jv_cpu_count(),
-           e->o.threads > jv_cpu_count() ? " (more threads than cores: slower, same numbers)" : "", jv_blas_describe());
+    printf("threads %d of %d cores%s; %s%s%s\n\n", e->o.threads, jv_cpu_count(),
+           e->o.threads > jv_cpu_count() ? " (more threads than cores: slower, same numbers)" : "", jv_blas_describe(),
+           e->ranks > 1 ? "; " : "", e->ranks > 1 ? jv_comm_describe() : "");
     printf("  %-30s %14s %10s %9s  %s\n", "quantity", "mean", "s.e.", "ESS", "proposal");
     print_value("ELBO", &e->elbo, NAN, "");
     print_value("loss (objective)", &e->loss, NAN, "the sum of the terms below");
@@ -1261,7 +1329,7 @@ static int write_json(evaluator *e)
 
 int jv_cmd_eval(const jv_model *m, int argc, char **argv)
 {
-    evaluator e = {.m = m};
+    evaluator e = {.m = m, .rank = jv_comm_rank(), .ranks = jv_comm_size()};
     unsigned all = m->n_modalities == 32 ? ~0u : (1u << m->n_modalities) - 1;
     int rc = parse_eval_options(&e, argc, argv);
     if (rc == 0)
@@ -1270,16 +1338,21 @@ int jv_cmd_eval(const jv_model *m, int argc, char **argv)
         rc = (e.params = jv_params_read(m, e.o.checkpoint)) == NULL;
     if (rc == 0)
         rc = alloc_evaluator(&e);
+    if (jv_comm_max(rc == 1) && rc == 0) /* a process that failed has said why; all stop */
+        rc = 1;
     if (rc == 0) {
         jv_progress_init(&e.bar);
+        e.bar.tty = e.bar.tty && e.rank == 0;
         rc = estimate_likelihoods(&e);
     }
-    if (rc == 0) {
-        estimate_predictions(&e);
+    if (rc == 0)
+        rc = estimate_predictions(&e);
+    if (rc == 0 && e.rank == 0) { /* process 0 holds every example's results */
         print_table(&e);
         if (e.o.json)
             rc = write_json(&e);
     }
+    rc = rc == 2 ? 2 : jv_comm_max(rc);
     free_evaluator(&e);
     return rc;
 }

@@ -2,7 +2,8 @@
  * which a trainer built with MPI=1 links before libjmvaec.a).
  *
  * Bytes move as 4-byte words (MPI_UINT32_T: no conversion, NaNs and
- * signed zeros kept), so a message of up to 8 GiB fits MPI's int counts.
+ * signed zeros kept), so a message of up to 8 GiB fits MPI's int counts
+ * (gathers of sizes that are not multiples of 4 move bytes).
  * Only point-to-point exchanges, gathers and broadcasts are used, never an
  * MPI reduction: the trainer sums in its own fixed order. Errors keep MPI's
  * default handler, which ends the whole job.
@@ -86,13 +87,24 @@ void jv_comm_recv(void *buf, size_t bytes, int src)
     MPI_Recv(buf, words(bytes), MPI_UINT32_T, src, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
 }
 
-/* counts and displacements in words, for every process */
-static void word_layout(const size_t *bytes, const size_t *displs, int *counts, int *offsets)
+/* Counts and displacements for every process: in 4-byte words when every
+ * size is a multiple of 4, else in bytes; the type to use. */
+static MPI_Datatype layout(const size_t *bytes, const size_t *displs, int *counts, int *offsets)
 {
+    int whole = 1;
+    for (int p = 0; p < size_; p++)
+        whole = whole && bytes[p] % 4 == 0 && displs[p] % 4 == 0;
     for (int p = 0; p < size_; p++) {
-        counts[p] = words(bytes[p]);
-        offsets[p] = words(displs[p]);
+        size_t n = whole ? bytes[p] / 4 : bytes[p], at = whole ? displs[p] / 4 : displs[p];
+        if (n > (size_t)INT_MAX || at > (size_t)INT_MAX) {
+            fprintf(stderr, "rank %d: a gather of %zu bytes at %zu: too large for MPI's counts\n", rank_, bytes[p],
+                    displs[p]);
+            MPI_Abort(MPI_COMM_WORLD, 70);
+        }
+        counts[p] = (int)n;
+        offsets[p] = (int)at;
     }
+    return whole ? MPI_UINT32_T : MPI_BYTE;
 }
 
 void jv_comm_allgatherv(void *buf, const size_t *bytes, const size_t *displs)
@@ -102,8 +114,8 @@ void jv_comm_allgatherv(void *buf, const size_t *bytes, const size_t *displs)
     int *counts = malloc(2 * (size_t)size_ * sizeof *counts);
     if (!counts)
         MPI_Abort(MPI_COMM_WORLD, 71);
-    word_layout(bytes, displs, counts, counts + size_);
-    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, counts + size_, MPI_UINT32_T, MPI_COMM_WORLD);
+    MPI_Datatype type = layout(bytes, displs, counts, counts + size_);
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, counts + size_, type, MPI_COMM_WORLD);
     free(counts);
 }
 
@@ -114,13 +126,11 @@ void jv_comm_gather0(void *buf, const size_t *bytes, const size_t *displs)
     int *counts = malloc(2 * (size_t)size_ * sizeof *counts);
     if (!counts)
         MPI_Abort(MPI_COMM_WORLD, 71);
-    word_layout(bytes, displs, counts, counts + size_);
+    MPI_Datatype type = layout(bytes, displs, counts, counts + size_);
     if (rank_ == 0)
-        MPI_Gatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, counts + size_, MPI_UINT32_T, 0,
-                    MPI_COMM_WORLD);
+        MPI_Gatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, counts + size_, type, 0, MPI_COMM_WORLD);
     else
-        MPI_Gatherv((char *)buf + displs[rank_], counts[rank_], MPI_UINT32_T, NULL, NULL, NULL, MPI_UINT32_T, 0,
-                    MPI_COMM_WORLD);
+        MPI_Gatherv((char *)buf + displs[rank_], counts[rank_], type, NULL, NULL, NULL, type, 0, MPI_COMM_WORLD);
     free(counts);
 }
 
