@@ -132,7 +132,8 @@ $(BUILD)/tests/blas_kernel: tests/blas_kernel.c $(RUNTIME_LIB)
 # Criterion's own leaks are not ours (tests/lsan.supp names them).
 LSAN_ENV := $(if $(SANITIZE),LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0)
 NUMERIC_TESTS := test_values: test_step: test_codegen:gradcheck/* test_gradcheck: \
-                 test_e2e:e2e/runs_are_deterministic* test_e2e:e2e/resuming* test_e2e:e2e/eval_gives*
+                 test_e2e:e2e/runs_are_deterministic* test_e2e:e2e/resuming* test_e2e:e2e/eval_gives* \
+                 test_mpi:mpi/checkpoints_are*
 test: deps all generated-trainers $(TEST_BIN) $(BUILD)/tests/blas_kernel ## install what is missing, build, run every test
 	@set -e; kernel=$${OPENBLAS_CORETYPE:-$$($(BUILD)/tests/blas_kernel)}; \
 	for t in $(TEST_BIN); do echo "== $$t (BLAS kernel $$kernel)"; \
