@@ -44,7 +44,7 @@ HAVE_MPI     := $(shell command -v $(MPICC) >/dev/null 2>&1 && echo 1)
 RUNTIME_MPI_LIB := $(if $(HAVE_MPI),$(BUILD)/libjmvaec_mpi.a)
 
 
-.PHONY: all help deps test generated-trainers check-specs demo bench bench-epoch bench-torch fuzz install uninstall clean update-golden
+.PHONY: all help deps test generated-trainers check-specs demo bench bench-epoch bench-torch bench-mpi fuzz install uninstall clean update-golden
 .DEFAULT_GOAL := all
 
 all: jmvaec $(RUNTIME_LIB) $(RUNTIME_MPI_LIB) ## build the compiler (./jmvaec) and the runtime library
@@ -211,6 +211,19 @@ bench-torch: deps all generated-trainers $(BUILD)/tests/blas_kernel ## the same 
 	@/usr/bin/python3 -c 'import torch' 2>/dev/null || { echo "bench-torch: needs PyTorch from Debian: apt-get install python3-torch" >&2; exit 1; }
 	@mkdir -p $(BENCH_DIR)
 	/usr/bin/python3 tests/bench_epoch.py --torch --kernel $$($(BUILD)/tests/blas_kernel) --out $(BENCH_DIR)/torch.txt $(BENCH_EPOCH_ARGS)
+
+# make bench-mpi: the reference trainers on 2 MPI processes against one
+# (tests/bench_mpi.py: epochs, the block's exchange, the scaling model).
+# BENCH_MPI_ARGS go to it (--reps R, --models jmvae,..., --limit N).
+bench-mpi: deps all generated-trainers $(BUILD)/tests/blas_kernel $(BENCH_DIR)/bench_exchange ## the trainers on 2 MPI processes against one, the exchange's time, the scaling model
+	@command -v mpirun >/dev/null || { echo "bench-mpi: needs Open MPI: apt-get install libopenmpi-dev openmpi-bin" >&2; exit 1; }
+	$(PYTHON) tests/bench_mpi.py --out $(BENCH_DIR)/mpi.txt $(BENCH_MPI_ARGS)
+
+$(BENCH_DIR)/bench_exchange: tests/bench_exchange.c $(RUNTIME_LIB) $(RUNTIME_MPI_LIB)
+	@mkdir -p $(@D)
+	$(if $(HAVE_MPI),,@echo "bench_exchange: needs Open MPI's mpicc" >&2; exit 1)
+	$(MPICC) $(CFLAGS_ALL) -Iruntime $< -Wl,--whole-archive $(RUNTIME_MPI_LIB) -Wl,--no-whole-archive \
+	    $(RUNTIME_LIB) $(LDFLAGS_ALL) $(BLAS_LIBS) -o $@
 
 FORCE:
 

@@ -27,6 +27,9 @@ int jv_comm_init(int *argc, char ***argv);
 void jv_comm_finalize(void);
 int jv_comm_rank(void);
 int jv_comm_size(void);
+/* 1 in a trainer built with MPI. mpirun gives its processes a terminal
+ * even when its own output goes to a file, so these print no progress line. */
+int jv_comm_is_mpi(void);
 /* "one process (built without MPI)", "MPI: 2 processes (Open MPI v4.1.4)" */
 const char *jv_comm_describe(void);
 

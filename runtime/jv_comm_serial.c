@@ -27,6 +27,11 @@ int jv_comm_size(void)
     return 1;
 }
 
+int jv_comm_is_mpi(void)
+{
+    return 0;
+}
+
 const char *jv_comm_describe(void)
 {
     return "one process (built without MPI)";

@@ -1342,7 +1342,7 @@ int jv_cmd_eval(const jv_model *m, int argc, char **argv)
         rc = 1;
     if (rc == 0) {
         jv_progress_init(&e.bar);
-        e.bar.tty = e.bar.tty && e.rank == 0;
+        e.bar.tty = e.bar.tty && !jv_comm_is_mpi();
         rc = estimate_likelihoods(&e);
     }
     if (rc == 0)

@@ -1013,7 +1013,7 @@ static int run_training(trainer *t)
                jv_blas_describe(), jv_simd_describe());
     }
     jv_progress_init(&t->bar);
-    t->bar.tty = t->bar.tty && t->lead;
+    t->bar.tty = t->bar.tty && !jv_comm_is_mpi();
     t->run_start = t->last_save = jv_now();
     t->first_epoch = t->ck.epoch + 1;
     saved_handlers saved;

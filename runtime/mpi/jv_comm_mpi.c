@@ -56,6 +56,11 @@ int jv_comm_size(void)
     return size_;
 }
 
+int jv_comm_is_mpi(void)
+{
+    return 1;
+}
+
 const char *jv_comm_describe(void)
 {
     return describe_[0] ? describe_ : "MPI, not started";
