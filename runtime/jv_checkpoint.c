@@ -17,12 +17,18 @@
 #include "jv_runtime.h"
 
 #define CK_MAGIC "JMVAECK1"
-#define CK_VERSION 2u /* version 1 lacks the progress within an epoch */
+#define CK_VERSION 3u /* version 1 lacks the progress within an epoch, version 2 the run's parts */
 
 /* The bytes between the floats and the checksum: the generator and the
- * progress (TAIL_FIXED), then, in version 2, the progress within an epoch
- * (PROGRESS_FIXED, and 8 bytes for each of its sums). */
-enum { TAIL_FIXED = 4 * 8, PROGRESS_FIXED = 3 * 8 + 4 };
+ * progress (TAIL_FIXED), then, from version 2 on, the progress within an
+ * epoch (progress_fixed: three counts, in version 3 the run's parts, the
+ * count of sums; then 8 bytes for each sum). */
+enum { TAIL_FIXED = 4 * 8, PROGRESS_FIXED_MAX = 4 * 8 + 4 };
+
+static size_t progress_fixed(uint32_t version)
+{
+    return version >= 3 ? 4 * 8 + 4 : 3 * 8 + 4;
+}
 
 /* ------------------------------------------------------------- saving -- */
 
@@ -119,6 +125,7 @@ int jv_checkpoint_save(const char *path, const jv_model *model, const jv_checkpo
         jv_buf_put_le64(&b, (uint64_t)ck->batches);
         jv_buf_put_le64(&b, (uint64_t)ck->batch_size);
         jv_buf_put_le64(&b, (uint64_t)ck->n_train);
+        jv_buf_put_le64(&b, (uint64_t)ck->chunks);
         int k = ck->n_sums > 0 && ck->n_sums <= JV_CK_MAX_SUMS ? ck->n_sums : 0;
         jv_buf_put_le32(&b, (uint32_t)k);
         for (int i = 0; i < k; i++) {
@@ -206,7 +213,7 @@ static int check_magic_and_version(jv_reader *r, uint32_t *version_out, jv_error
     if (jv_take(r, 8, "magic", &magic, err) != 0 || take_u32(r, "version", &version, err) != 0 ||
         take_u32(r, "reserved field", &reserved, err) != 0)
         return -1;
-    if (version != 1 && version != CK_VERSION) {
+    if (version < 1 || version > CK_VERSION) {
         jv_error_set(err, "%s: checkpoint format version %" PRIu32 ", but this build reads versions 1 to %u",
                      r->path, version, CK_VERSION);
         return -1;
@@ -342,7 +349,7 @@ typedef struct {
     unsigned char *block; /* BLOCK bytes */
     ck_layout layout;
     uint32_t stored_crc;
-    unsigned char tail[TAIL_FIXED + PROGRESS_FIXED + 8 * JV_CK_MAX_SUMS];
+    unsigned char tail[TAIL_FIXED + PROGRESS_FIXED_MAX + 8 * JV_CK_MAX_SUMS];
 } ck_reader;
 
 enum { BLOCK = 1 << 16 };
@@ -408,8 +415,9 @@ static int check_crc(ck_reader *c, size_t tail_len, jv_error *err)
         jv_error_set(err, "%s: checksum mismatch (file damaged)", c->in.path);
         return -1;
     }
-    if (tail_len > TAIL_FIXED && jv_get_le32(c->tail + TAIL_FIXED + PROGRESS_FIXED - 4) !=
-                                     (uint32_t)((tail_len - TAIL_FIXED - PROGRESS_FIXED) / 8)) {
+    size_t fixed = progress_fixed(c->layout.version);
+    if (tail_len > TAIL_FIXED && jv_get_le32(c->tail + TAIL_FIXED + fixed - 4) !=
+                                     (uint32_t)((tail_len - TAIL_FIXED - fixed) / 8)) {
         jv_error_set(err, "%s: the progress at its end is damaged (its count of sums)", c->in.path);
         return -1;
     }
@@ -436,16 +444,19 @@ static int read_state(ck_reader *c, size_t n, size_t tail_len, jv_checkpoint *ou
     out->rng_position = jv_get_le64(tail + 8);
     out->epoch = (int64_t)jv_get_le64(tail + 16);
     out->step = (int64_t)jv_get_le64(tail + 24);
-    out->batches = out->batch_size = out->n_train = 0;
+    out->batches = out->batch_size = out->n_train = out->chunks = 0;
     out->n_sums = 0;
     if (tail_len > TAIL_FIXED) {
         const unsigned char *p = tail + TAIL_FIXED;
+        size_t fixed = progress_fixed(c->layout.version);
         out->batches = (int64_t)jv_get_le64(p);
         out->batch_size = (int64_t)jv_get_le64(p + 8);
         out->n_train = (int64_t)jv_get_le64(p + 16);
-        out->n_sums = (int)((tail_len - TAIL_FIXED - PROGRESS_FIXED) / 8);
+        if (c->layout.version >= 3)
+            out->chunks = (int64_t)jv_get_le64(p + 24);
+        out->n_sums = (int)((tail_len - TAIL_FIXED - fixed) / 8);
         for (int i = 0; i < out->n_sums; i++) {
-            uint64_t bits = jv_get_le64(p + PROGRESS_FIXED + 8 * (size_t)i);
+            uint64_t bits = jv_get_le64(p + fixed + 8 * (size_t)i);
             memcpy(&out->sums[i], &bits, sizeof bits);
         }
     }
@@ -463,9 +474,9 @@ static int tail_length(const char *path, const ck_layout *ck, size_t body, size_
         return 0;
     }
     uint64_t floats = ck->n_params > UINT64_MAX / 12 ? UINT64_MAX : ck->n_params * 12;
-    size_t fixed = TAIL_FIXED + PROGRESS_FIXED + 4;
+    size_t progress = progress_fixed(ck->version), fixed = TAIL_FIXED + progress + 4;
     if (floats > body || body - floats < fixed) {
-        *tail = TAIL_FIXED + PROGRESS_FIXED; /* check_body_size reports the truncation */
+        *tail = TAIL_FIXED + progress; /* check_body_size reports the truncation */
         return 0;
     }
     size_t rest = body - (size_t)floats - fixed;
@@ -473,7 +484,7 @@ static int tail_length(const char *path, const ck_layout *ck, size_t body, size_
         jv_error_set(err, "%s: the progress at its end is damaged (%zu bytes of sums)", path, rest);
         return -1;
     }
-    *tail = TAIL_FIXED + PROGRESS_FIXED + rest;
+    *tail = TAIL_FIXED + progress + rest;
     return 0;
 }
 

@@ -33,7 +33,7 @@ typedef struct {
 typedef struct {
     const jv_model *m;
     train_opts o;
-    int seed_given;
+    int seed_given, chunks_given;
     jv_dataset ds;
     char *binarize;         /* per modality: BIN_* */
     jv_hyper_info *hypers;  /* the spec's schedule with --hyper applied */
@@ -128,6 +128,7 @@ static int parse_train_options(trainer *t, int argc, char **argv)
     int rc = jv_parse_options("train", "--data NAME=FILE ... [options]", TRAIN_ABOUT, opts,
                               (int)(sizeof opts / sizeof opts[0]), argc, argv);
     t->seed_given = opts[4].given;
+    t->chunks_given = opts[(sizeof opts / sizeof opts[0]) - 1].given;
     return rc;
 }
 
@@ -1046,15 +1047,28 @@ static int check_progress(trainer *t)
     return 0;
 }
 
-/* The processes, and the parts of a batch (see jv_trainer_chunks.c). */
+/* The processes, and the parts of a batch (see jv_trainer_chunks.c): by
+ * default those of the --resume checkpoint, so that a run goes on with its
+ * own sums on any number of processes; else one, or one a process. */
 static int check_chunks(trainer *t)
 {
+    if (!t->chunks_given && t->o.resume && t->ck.chunks > 0 && t->ck.chunks <= 1024)
+        t->o.chunks = (int)t->ck.chunks;
     if (t->o.chunks == 0)
         t->o.chunks = t->ranks;
+    if (t->chunks_given && t->o.resume && t->ck.chunks > 0 && t->ck.chunks != t->o.chunks && t->lead)
+        printf("note: --chunks %d, where %s was trained in %lld parts: the run goes on with other sums than "
+               "its own (the same for any number of processes up to %d)\n",
+               t->o.chunks, t->o.resume, (long long)t->ck.chunks, t->o.chunks);
+    if (t->o.chunks < t->ranks && !t->chunks_given)
+        return jv_fail("train: %s was trained in %d parts, fewer than the %d processes; give --chunks "
+                       "(a multiple of %d is fastest), knowing that other parts make other sums",
+                       t->o.resume, t->o.chunks, t->ranks, t->ranks);
     if (t->o.chunks < t->ranks)
         return jv_fail("train: --chunks %d: fewer parts than the %d processes (each needs one at least)",
                        t->o.chunks, t->ranks);
     t->chunked = t->o.chunks > 1 || t->ranks > 1;
+    t->ck.chunks = t->o.chunks; /* recorded in every checkpoint */
     return 0;
 }
 
@@ -1064,8 +1078,6 @@ static int prepare(trainer *t, int argc, char **argv)
     int rc = parse_train_options(t, argc, argv);
     if (rc != 0)
         return rc;
-    if (check_chunks(t) != 0)
-        return 1;
     unsigned all = t->m->n_modalities == 32 ? ~0u : (1u << t->m->n_modalities) - 1;
     if (parse_binarize(t) != 0 || parse_hypers(t) != 0)
         return 1;
@@ -1074,7 +1086,7 @@ static int prepare(trainer *t, int argc, char **argv)
         return 1;
     t->load_seconds = jv_now() - start;
     binarize_thresholds(t);
-    if (load_state(t) != 0 || make_split(t) != 0 || (t->lead ? prepare_run_dir(t) : choose_run_dir(t)) != 0 ||
+    if (load_state(t) != 0 || check_chunks(t) != 0 || make_split(t) != 0 || (t->lead ? prepare_run_dir(t) : choose_run_dir(t)) != 0 ||
         alloc_buffers(t) != 0 || check_progress(t) != 0)
         return 1;
     return 0;

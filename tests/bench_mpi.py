@@ -44,7 +44,6 @@ def run(cmd, env, cwd=None):
 def epoch(cmd, env, out_dir):
     out = run(cmd + ["--out", out_dir], env)
     m = re.search(r"^epoch 1/1 .* ([0-9.]+) s$", out, re.M)
-    params = re.search(r"^model \S+ .*?([0-9]+) parameters", out, re.M)
     if not m:
         sys.exit("bench-mpi: no epoch time in:\n" + out)
     return float(m.group(1))
@@ -98,13 +97,13 @@ def main():
             t = {"plain": [], "one": [], "two": []}
             same = True
             for r in range(a.reps):
-                t["plain"].append(epoch([plain_bin] + common, env, os.path.join(work, "p%d" % r)))
+                t["plain"].append(epoch([plain_bin] + common, env, os.path.join(work, "%s-p%d" % (m, r))))
                 t["one"].append(epoch(["mpirun", "-np", "1", mpi_bin] + common + ["--chunks", "2"], env,
-                                      os.path.join(work, "o%d" % r)))
+                                      os.path.join(work, "%s-o%d" % (m, r))))
                 t["two"].append(epoch(["mpirun", "-np", "2", mpi_bin] + common + ["--chunks", "2"], env,
-                                      os.path.join(work, "t%d" % r)))
-                a_ck = open(os.path.join(work, "o%d" % r, "last.ckpt"), "rb").read()
-                b_ck = open(os.path.join(work, "t%d" % r, "last.ckpt"), "rb").read()
+                                      os.path.join(work, "%s-t%d" % (m, r))))
+                a_ck = open(os.path.join(work, "%s-o%d" % (m, r), "last.ckpt"), "rb").read()
+                b_ck = open(os.path.join(work, "%s-t%d" % (m, r), "last.ckpt"), "rb").read()
                 same = same and a_ck == b_ck
             med = {k: statistics.median(v) for k, v in t.items()}
             n_ex = a.limit if a.limit else 60000

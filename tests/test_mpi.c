@@ -143,9 +143,16 @@ Test(mpi, a_run_resumes_on_another_number_of_processes)
 {
     ok("uninterrupted", "%s " TRAIN " --epochs 3 --chunks 4 --out whole", serial);
     ok("epoch 1 on 4", MPIRUN " -np 4 %s " TRAIN " --epochs 1 --chunks 4 --out cut", mpi);
-    ok("epoch 2 on 2", MPIRUN " -np 2 %s " TRAIN " --epochs 2 --chunks 4 --resume cut/last.ckpt", mpi);
-    ok("epoch 3 on 1", "%s " TRAIN " --epochs 3 --chunks 4 --resume cut/last.ckpt", serial);
+    /* the checkpoint records its 4 parts: resumed without --chunks, the run keeps them */
+    ok("epoch 2 on 2", MPIRUN " -np 2 %s " TRAIN " --epochs 2 --resume cut/last.ckpt", mpi);
+    ok("epoch 3 on 1", "%s " TRAIN " --epochs 3 --resume cut/last.ckpt", serial);
     same_file("whole/last.ckpt", "cut/last.ckpt");
+    /* other parts are allowed, and said */
+    char *out = NULL;
+    int rc = run_in(&out, "%s " TRAIN " --epochs 4 --chunks 2 --resume cut/last.ckpt", serial);
+    cr_expect_eq(rc, 0, "%s", out);
+    cr_expect(strstr(out, "note: --chunks 2, where cut/last.ckpt was trained in 4 parts"), "%s", out);
+    free(out);
 }
 
 Test(mpi, eval_gives_the_numbers_of_one_process)

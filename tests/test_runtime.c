@@ -1076,10 +1076,10 @@ Test(checkpoint, layout_is_as_documented)
     save_a(tpath("last.ckpt"), 2);
     unsigned char *f = read_bytes(tpath("last.ckpt"), &n);
     size_t names = strlen("jmvae") + strlen("enc.l1.weight") + strlen("enc.l1.bias");
-    /* ... the generator and progress (4 x 8), the progress within an epoch (3 x 8 + 4, no sums), the CRC */
-    cr_assert_eq(n, 8 + 4 + 4 + 8 + 4 + 4 + 2 * (4 + 4 + 4 + 8) + names + 8 + 3 * 4 * NP + 4 * 8 + 3 * 8 + 4 + 4);
+    /* ... the generator and progress (4 x 8), the progress within an epoch (4 x 8 + 4, no sums), the CRC */
+    cr_assert_eq(n, 8 + 4 + 4 + 8 + 4 + 4 + 2 * (4 + 4 + 4 + 8) + names + 8 + 3 * 4 * NP + 4 * 8 + 4 * 8 + 4 + 4);
     cr_assert_eq(memcmp(f, "JMVAECK1", 8), 0);
-    cr_assert(f[8] == 2 && f[9] == 0 && f[12] == 0);            /* version 2, reserved 0, little-endian */
+    cr_assert(f[8] == 3 && f[9] == 0 && f[12] == 0);            /* version 3, reserved 0, little-endian */
     cr_assert(f[16] == 0x00 && f[17] == 0xef && f[23] == 0x12); /* fingerprint */
     cr_assert(f[24] == 5 && memcmp(f + 28, "jmvae", 5) == 0);
     cr_assert_eq(f[33], 2); /* tensor count */
@@ -1155,7 +1155,7 @@ Test(checkpoint, other_version_refused)
     size_t n;
     save_a(tpath("v.ckpt"), 1);
     unsigned char *f = read_bytes(tpath("v.ckpt"), &n);
-    f[8] = 3;
+    f[8] = 4;
     uint32_t crc = (uint32_t)crc32(0, f, (uInt)(n - 4));
     for (int i = 0; i < 4; i++)
         f[n - 4 + i] = (unsigned char)(crc >> (8 * i));
@@ -1163,7 +1163,7 @@ Test(checkpoint, other_version_refused)
     state s;
     jv_error err;
     assert_refused(load_a(tpath("v.ckpt"), &s, &err), &err, tpath("v.ckpt"),
-                   "checkpoint format version 3, but this build reads versions 1 to 2");
+                   "checkpoint format version 4, but this build reads versions 1 to 3");
     free(f);
 }
 
@@ -1174,7 +1174,7 @@ Test(checkpoint, version_1_still_loads)
     size_t n;
     save_a(tpath("v2.ckpt"), 1);
     unsigned char *f = read_bytes(tpath("v2.ckpt"), &n);
-    size_t progress = 3 * 8 + 4; /* no sums at an epoch's end */
+    size_t progress = 4 * 8 + 4; /* no sums at an epoch's end */
     memmove(f + n - 4 - progress, f + n - 4, 4);
     n -= progress;
     f[8] = 1;
@@ -1190,6 +1190,28 @@ Test(checkpoint, version_1_still_loads)
     free(f);
 }
 
+/* Version 2 (no record of the run's parts) still loads, with chunks 0:
+ * the same file less the 8 bytes before the count of sums. */
+Test(checkpoint, version_2_still_loads)
+{
+    size_t n;
+    save_a(tpath("v3.ckpt"), 1);
+    unsigned char *f = read_bytes(tpath("v3.ckpt"), &n);
+    memmove(f + n - 4 - 4 - 8, f + n - 4 - 4, 8); /* the count and the CRC over the parts */
+    n -= 8;
+    f[8] = 2;
+    uint32_t crc = (uint32_t)crc32(0, f, (uInt)(n - 4));
+    for (int i = 0; i < 4; i++)
+        f[n - 4 + i] = (unsigned char)(crc >> (8 * i));
+    write_bytes(tpath("v2.ckpt"), f, n);
+    state s;
+    jv_error err;
+    cr_assert_eq(load_a(tpath("v2.ckpt"), &s, &err), 0, "%s", err.msg);
+    assert_state_equals(&s, 1);
+    cr_assert_eq(s.ck.chunks, 0);
+    free(f);
+}
+
 /* The progress within an epoch goes through a save and a load. */
 Test(checkpoint, progress_within_an_epoch_round_trips)
 {
@@ -1200,6 +1222,7 @@ Test(checkpoint, progress_within_an_epoch_round_trips)
     s.ck.batches = 17;
     s.ck.batch_size = 100;
     s.ck.n_train = 60000;
+    s.ck.chunks = 4;
     s.ck.n_sums = 4;
     for (int i = 0; i < 4; i++)
         s.ck.sums[i] = 1000.5 * (i + 1) + 1.0 / 3;
@@ -1207,7 +1230,8 @@ Test(checkpoint, progress_within_an_epoch_round_trips)
     state t;
     cr_assert_eq(load_a(tpath("p.ckpt"), &t, &err), 0, "%s", err.msg);
     assert_state_equals(&t, 2);
-    cr_assert(t.ck.batches == 17 && t.ck.batch_size == 100 && t.ck.n_train == 60000 && t.ck.n_sums == 4);
+    cr_assert(t.ck.batches == 17 && t.ck.batch_size == 100 && t.ck.n_train == 60000 && t.ck.n_sums == 4 &&
+              t.ck.chunks == 4);
     for (int i = 0; i < 4; i++)
         cr_assert(memcmp(&t.ck.sums[i], &s.ck.sums[i], sizeof(double)) == 0);
 }
