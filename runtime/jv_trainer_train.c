@@ -891,7 +891,10 @@ static int save_last(trainer *t, int64_t epoch, size_t b)
 /* The line that says how to continue: this command with --resume in place of --out and --resume. */
 static void say_how_to_continue(const trainer *t)
 {
-    fprintf(stderr, "%s: to continue:  %s train", jv_prog_name(), jv_prog_name());
+    if (t->ranks > 1)
+        fprintf(stderr, "%s: to continue:  mpirun -np %d %s train", jv_prog_name(), t->ranks, jv_prog_name());
+    else
+        fprintf(stderr, "%s: to continue:  %s train", jv_prog_name(), jv_prog_name());
     for (int i = 1; i < t->argc; i++) {
         const char *a = t->argv[i];
         if (strcmp(a, "--out") == 0 || strcmp(a, "--resume") == 0) {
