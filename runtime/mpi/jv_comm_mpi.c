@@ -112,14 +112,24 @@ static MPI_Datatype layout(const size_t *bytes, const size_t *displs, int *count
     return whole ? MPI_UINT32_T : MPI_BYTE;
 }
 
+/* The layout of a gather for MPI: counts then offsets, malloc'd (freed by the caller). */
+static int *gather_layout(const size_t *bytes, const size_t *displs, MPI_Datatype *type)
+{
+    int *counts = malloc(2 * (size_t)size_ * sizeof *counts);
+    if (!counts) {
+        fprintf(stderr, "rank %d: out of memory\n", rank_);
+        MPI_Abort(MPI_COMM_WORLD, 71);
+    }
+    *type = layout(bytes, displs, counts, counts + size_);
+    return counts;
+}
+
 void jv_comm_allgatherv(void *buf, const size_t *bytes, const size_t *displs)
 {
     if (size_ == 1)
         return;
-    int *counts = malloc(2 * (size_t)size_ * sizeof *counts);
-    if (!counts)
-        MPI_Abort(MPI_COMM_WORLD, 71);
-    MPI_Datatype type = layout(bytes, displs, counts, counts + size_);
+    MPI_Datatype type;
+    int *counts = gather_layout(bytes, displs, &type);
     MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, counts + size_, type, MPI_COMM_WORLD);
     free(counts);
 }
@@ -128,10 +138,8 @@ void jv_comm_gather0(void *buf, const size_t *bytes, const size_t *displs)
 {
     if (size_ == 1)
         return;
-    int *counts = malloc(2 * (size_t)size_ * sizeof *counts);
-    if (!counts)
-        MPI_Abort(MPI_COMM_WORLD, 71);
-    MPI_Datatype type = layout(bytes, displs, counts, counts + size_);
+    MPI_Datatype type;
+    int *counts = gather_layout(bytes, displs, &type);
     if (rank_ == 0)
         MPI_Gatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, counts + size_, type, 0, MPI_COMM_WORLD);
     else
