@@ -92,6 +92,32 @@ Test(golden, generated_matches_compiler, .timeout = 60)
     cr_expect_eq(each_spec("specs", compare_generated), 3);
 }
 
+/* Each stage's text for the reference specs (tests/golden/<model>.<stage>,
+ * written by make update-golden): a change to one stage shows in its own. */
+static const char *const stages[] = {"ir", "grad", "tasks", "plan"};
+
+static void compare_stages(const char *path, const char *name)
+{
+    for (size_t i = 0; i < sizeof stages / sizeof *stages; i++) {
+        char cmd[1200], golden_path[512];
+        snprintf(cmd, sizeof cmd, "./jmvaec --emit=%s %s", stages[i], path);
+        snprintf(golden_path, sizeof golden_path, "tests/golden/%s.%s", name, stages[i]);
+        char *out = NULL;
+        cr_assert_eq(run_command(cmd, &out), 0, "%s", out);
+        char *golden = read_text(golden_path);
+        cr_assert(golden, "missing %s: run make update-golden", golden_path);
+        cr_expect(strcmp(out, golden) == 0, "%s differs from jmvaec --emit=%s; if intended, run make update-golden",
+                  golden_path, stages[i]);
+        free(out);
+        free(golden);
+    }
+}
+
+Test(golden, each_stage_matches_its_golden_text, .timeout = 60)
+{
+    cr_expect_eq(each_spec("specs", compare_stages), 3);
+}
+
 Test(golden, output_does_not_depend_on_folder)
 {
     char *dir = temp_folder("det");

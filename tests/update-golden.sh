@@ -1,16 +1,24 @@
 #!/bin/sh
 # Rewrites the golden files on purpose: generated/ (what jmvaec emits for
-# each spec in specs/) and tests/bad/*.expected (transcripts of jmvaec on bad
-# specs). Review `git diff` afterwards: every change must be intended.
+# each spec in specs/), tests/golden/<model>.<stage> (the text of each
+# compiler stage for those specs: ir, grad, tasks, plan, so that a change to
+# one stage shows as a short diff of its own) and tests/bad/*.expected
+# (transcripts of jmvaec on bad specs). Review `git diff` afterwards: every
+# change must be intended.
 set -eu
 cd "$(dirname "$0")/.."
+STAGES="ir grad tasks plan" # tests/test_codegen.c names the same
 for spec in specs/*.spec; do
     model=$(basename "$spec" .spec)
     mkdir -p "generated/$model"
     rm -f "generated/$model"/*.c "generated/$model"/*.h "generated/$model/Makefile"
     ./jmvaec "$spec" -o "generated/$model"
+    mkdir -p tests/golden
+    for stage in $STAGES; do
+        ./jmvaec --emit="$stage" "$spec" > "tests/golden/$model.$stage"
+    done
 done
 for spec in tests/bad/*.spec; do
     sh tests/transcript.sh "$spec" > "${spec%.spec}.expected"
 done
-echo "golden files rewritten; review them with: git diff generated tests/bad"
+echo "golden files rewritten; review them with: git diff generated tests/golden tests/bad"
