@@ -441,6 +441,39 @@ int jv_buf_save(jv_buf *b, const char *path)
     return 0;
 }
 
+void jv_buf_put_f32(jv_buf *b, float x)
+{
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    jv_buf_put_le32(b, bits);
+}
+
+/* NPY format 1.0: magic, version, header length, then a Python dict literal
+ * padded with spaces to a multiple of 64 bytes and ended by a newline. */
+int jv_npy_save(const char *path, size_t rows, size_t cols, jv_buf *body)
+{
+    char dict[160];
+    int n = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }", rows, cols);
+    size_t head = 10 + (size_t)n + 1, padded = (head + 63) / 64 * 64;
+    jv_buf b = {0};
+    jv_buf_put(&b, "\x93NUMPY\x01\x00", 8);
+    unsigned char len[2] = {(unsigned char)((padded - 10) & 0xff), (unsigned char)((padded - 10) >> 8)};
+    jv_buf_put(&b, len, 2);
+    jv_buf_put(&b, dict, (size_t)n);
+    for (size_t i = head; i < padded; i++)
+        jv_buf_put(&b, " ", 1);
+    jv_buf_put(&b, "\n", 1);
+    if (body->failed)
+        b.failed = 1;
+    else
+        jv_buf_put(&b, body->data, body->len);
+    int rc = body->len != rows * cols * 4 ? jv_fail("%s: internal error: %zu bytes for %zu x %zu floats", path,
+                                                     body->len, rows, cols)
+                                          : jv_buf_save(&b, path);
+    jv_buf_free(&b);
+    return rc;
+}
+
 int jv_check_output_path(const char *cmd, const char *opt, const char *path)
 {
     size_t len = strlen(path);

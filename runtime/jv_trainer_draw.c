@@ -88,7 +88,7 @@ static void note_zero_rule(const jv_model *m, unsigned subset, unsigned zeroed)
 /* ------------------------------------------------------------- sample -- */
 
 typedef struct {
-    const char *checkpoint, *png, *mode, *csv, *csv_labels, *draw;
+    const char *checkpoint, *png, *mode, *csv, *csv_labels, *draw, *npy;
     jv_opt_list given, data;
     int n;
     uint64_t seed;
@@ -105,6 +105,8 @@ typedef struct {
     jv_work w;
     image grid;
     jv_buf csv, labels; /* --csv: one image a line; --csv-labels: its class */
+    jv_buf npy;         /* --npy: the same values as float32 */
+    size_t images;      /* drawn so far */
 } sampler;
 
 static const char SAMPLE_ABOUT[] =
@@ -127,6 +129,8 @@ static int parse_sample_options(sampler *s, int argc, char **argv)
         {"checkpoint", JV_OPT_STRING, &o->checkpoint, 0, 0, "CKPT", "the trained model (required)", 0},
         {"png", JV_OPT_STRING, &o->png, 0, 0, "FILE", "the PNG to write (this or --csv is required)", 0},
         {"csv", JV_OPT_STRING, &o->csv, 0, 0, "FILE", "also (or only) write the images' values as CSV", 0},
+        {"npy", JV_OPT_STRING, &o->npy, 0, 0, "FILE",
+         "also (or only) write them as a NumPy array [images x size] of float32", 0},
         {"csv-labels", JV_OPT_STRING, &o->csv_labels, 0, 0, "FILE",
          "conditional mode: write each CSV image's class, one a line", 0},
         {"draw", JV_OPT_STRING, &o->draw, 0, 0, "NAME", "the image modality to draw (default: the first)", 0},
@@ -140,8 +144,8 @@ static int parse_sample_options(sampler *s, int argc, char **argv)
                               (int)(sizeof opts / sizeof opts[0]), argc, argv);
     if (rc != 0)
         return rc;
-    if (!o->checkpoint || (!o->png && !o->csv))
-        return jv_fail("sample: missing --%s", o->checkpoint ? "png FILE (or --csv FILE)" : "checkpoint CKPT");
+    if (!o->checkpoint || (!o->png && !o->csv && !o->npy))
+        return jv_fail("sample: missing --%s", o->checkpoint ? "png FILE (or --csv FILE, --npy FILE)" : "checkpoint CKPT");
     if (!o->mode)
         o->mode = find_categorical(s->m, ~0u) >= 0 ? "conditional" : "prior";
     if (strcmp(o->mode, "prior") && strcmp(o->mode, "conditional") && strcmp(o->mode, "reconstruct"))
@@ -151,6 +155,8 @@ static int parse_sample_options(sampler *s, int argc, char **argv)
     if (o->csv_labels && (!o->csv || strcmp(o->mode, "conditional") != 0))
         return jv_fail("sample: --csv-labels goes with --csv in conditional mode");
     if (o->png && jv_check_output_path("sample", "png", o->png) != 0)
+        return 1;
+    if (o->npy && jv_check_output_path("sample", "npy", o->npy) != 0)
         return 1;
     if (o->csv && jv_check_output_path("sample", "csv", o->csv) != 0)
         return 1;
@@ -224,6 +230,9 @@ static void put_image(sampler *s, int row, int col, const jv_real *values)
             jv_buf_printf(&s->csv, "%s%.6g", j ? "," : "", (double)values[j]);
         jv_buf_printf(&s->csv, "\n");
     }
+    for (int j = 0; s->o.npy && j < mod->size; j++)
+        jv_buf_put_f32(&s->npy, values[j]);
+    s->images++;
 }
 
 /* Decodes the work latents and draws the image of each into a grid row. */
@@ -329,14 +338,16 @@ static int run_sampler(sampler *s)
         rc = sample_conditional(s);
     else
         rc = sample_reconstruct(s);
-    const char *files[3] = {s->o.png, s->o.csv, s->o.csv_labels};
+    const char *files[4] = {s->o.png, s->o.csv, s->o.csv_labels, s->o.npy};
     if (rc == 0 && s->o.png)
         rc = image_save(&s->grid, s->o.png);
     if (rc == 0 && s->o.csv)
         rc = jv_buf_save(&s->csv, s->o.csv);
     if (rc == 0 && s->o.csv_labels)
         rc = jv_buf_save(&s->labels, s->o.csv_labels);
-    for (int i = 0; rc == 0 && i < 3; i++)
+    if (rc == 0 && s->o.npy)
+        rc = jv_npy_save(s->o.npy, s->images, (size_t)s->m->modalities[s->img].size, &s->npy);
+    for (int i = 0; rc == 0 && i < 4; i++)
         if (files[i])
             printf("wrote %s\n", files[i]);
     return rc;
@@ -361,6 +372,7 @@ int jv_cmd_sample(const jv_model *m, int argc, char **argv)
     free(s.given);
     free(s.params);
     jv_buf_free(&s.csv);
+    jv_buf_free(&s.npy);
     jv_buf_free(&s.labels);
     jv_work_free(&s.w);
     jv_dataset_free(m, &s.ds);
@@ -370,7 +382,7 @@ int jv_cmd_sample(const jv_model *m, int argc, char **argv)
 /* ------------------------------------------------------------- encode -- */
 
 typedef struct {
-    const char *checkpoint, *csv, *png, *family;
+    const char *checkpoint, *csv, *png, *family, *npy;
     jv_opt_list data;
     int batch, limit;
 } encode_opts;
@@ -386,7 +398,7 @@ typedef struct {
     int plane, color;  /* the 2-D latent and the categorical modality, or -1 */
     float *points;     /* [n x 2] means of the 2-D latent */
     int *classes;      /* [n] */
-    jv_buf csv;
+    jv_buf csv, npy;        /* --npy: the means as float32, [examples x latent sizes] */
 } encoder;
 
 static const char ENCODE_ABOUT[] =
@@ -402,7 +414,9 @@ static int parse_encode_options(encoder *e, int argc, char **argv)
     jv_option opts[] = {
         {"checkpoint", JV_OPT_STRING, &o->checkpoint, 0, 0, "CKPT", "the trained model (required)", 0},
         {"data", JV_OPT_LIST, &o->data, 0, 0, "NAME=FILE", "the data of a modality to encode", 0},
-        {"csv", JV_OPT_STRING, &o->csv, 0, 0, "FILE", "the CSV to write (required)", 0},
+        {"csv", JV_OPT_STRING, &o->csv, 0, 0, "FILE", "the CSV to write (this or --npy is required)", 0},
+        {"npy", JV_OPT_STRING, &o->npy, 0, 0, "FILE",
+         "also (or only) write the means as a NumPy array [examples x latent sizes] of float32", 0},
         {"png", JV_OPT_STRING, &o->png, 0, 0, "FILE", "also draw a scatter PNG of the 2-D latent", 0},
         {"family", JV_OPT_STRING, &o->family, 0, 0, "NAME", "the posterior family to use, e.g. x,w", 0},
         {"batch", JV_OPT_INT, &o->batch, 1, INT_MAX, "B", "examples per model call", 0},
@@ -412,9 +426,11 @@ static int parse_encode_options(encoder *e, int argc, char **argv)
                               ENCODE_ABOUT, opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
     if (rc != 0)
         return rc;
-    if (!o->checkpoint || !o->csv)
-        return jv_fail("encode: missing --%s", o->checkpoint ? "csv FILE" : "checkpoint CKPT");
-    if (jv_check_output_path("encode", "csv", o->csv) != 0)
+    if (!o->checkpoint || (!o->csv && !o->npy))
+        return jv_fail("encode: missing --%s", o->checkpoint ? "csv FILE (or --npy FILE)" : "checkpoint CKPT");
+    if (o->npy && jv_check_output_path("encode", "npy", o->npy) != 0)
+        return 1;
+    if (o->csv && jv_check_output_path("encode", "csv", o->csv) != 0)
         return 1;
     return o->png ? jv_check_output_path("encode", "png", o->png) : 0;
 }
@@ -461,8 +477,11 @@ static void record_batch(encoder *e, size_t first, int batch)
     for (int b = 0; b < batch; b++) {
         for (int l = 0; l < m->n_latents; l++) {
             const jv_real *z = e->w.latents[l] + (size_t)b * (size_t)m->latents[l].size;
-            for (int i = 0; i < m->latents[l].size; i++)
+            for (int i = 0; i < m->latents[l].size; i++) {
                 jv_buf_printf(&e->csv, "%s%.9g", l || i ? "," : "", (double)z[i]);
+                if (e->o.npy)
+                    jv_buf_put_f32(&e->npy, z[i]);
+            }
         }
         jv_buf_printf(&e->csv, "\n");
         if (e->plane < 0)
@@ -577,13 +596,22 @@ int jv_cmd_encode(const jv_model *m, int argc, char **argv)
         note_zero_rule(m, e.ds.present, e.zeroed);
         rc = encode_all(&e);
     }
-    if (rc == 0)
+    if (rc == 0 && e.o.csv)
         rc = jv_buf_save(&e.csv, e.o.csv);
+    if (rc == 0 && e.o.npy) {
+        size_t cols = 0;
+        for (int l = 0; l < m->n_latents; l++)
+            cols += (size_t)m->latents[l].size;
+        rc = jv_npy_save(e.o.npy, e.ds.n, cols, &e.npy);
+    }
     if (rc == 0 && e.o.png)
         rc = draw_scatter(&e);
-    if (rc == 0)
-        printf("wrote %s%s%s\n", e.o.csv, e.o.png ? " and " : "", e.o.png ? e.o.png : "");
+    const char *files[3] = {e.o.csv, e.o.npy, e.o.png};
+    for (int i = 0; rc == 0 && i < 3; i++)
+        if (files[i])
+            printf("wrote %s\n", files[i]);
     jv_buf_free(&e.csv);
+    jv_buf_free(&e.npy);
     free(e.points);
     free(e.classes);
     free(e.params);

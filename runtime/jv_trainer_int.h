@@ -191,6 +191,11 @@ void jv_buf_printf(jv_buf *b, const char *fmt, ...)
 /* Writes a finished buffer atomically; prints the error and returns 1 on
  * failure (including a failed allocation while it was built). */
 int jv_buf_save(jv_buf *b, const char *path);
+/* A float as 4 little-endian bytes. */
+void jv_buf_put_f32(jv_buf *b, float x);
+/* Writes rows x cols float32 values (body, row-major) as a NumPy .npy file
+ * (np.load reads it), atomically; prints the error and returns 1 on failure. */
+int jv_npy_save(const char *path, size_t rows, size_t cols, jv_buf *body);
 /* Refuses (printing why) an output path whose folder does not exist. */
 int jv_check_output_path(const char *cmd, const char *opt, const char *path);
 

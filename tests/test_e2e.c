@@ -723,6 +723,36 @@ Test(e2e, sample_and_encode_write_what_they_promise)
     cr_assert_not_null(strstr(csv, ",z_63\n"));
     cr_assert_null(strstr(csv, ",z_64"));
     free(csv);
+    /* the same means as a NumPy array: its header, then the CSV's values as float32 */
+    ok(&s, "encode --checkpoint run/last.ckpt " TEST_DATA " --csv z.csv --npy z.npy --limit 30");
+    csv = (char *)work_file(&s, "z.csv", NULL);
+    size_t npy_size = 0;
+    unsigned char *npy = work_file(&s, "z.npy", &npy_size);
+    cr_assert(csv && npy);
+    const char *want = "{'descr': '<f4', 'fortran_order': False, 'shape': (30, 64), }";
+    size_t head = 10 + (size_t)npy[8] + 256 * (size_t)npy[9];
+    cr_assert_eq(memcmp(npy, "\x93NUMPY\x01\x00", 8), 0);
+    cr_assert_eq(head % 64, 0);
+    cr_assert_eq(memcmp(npy + 10, want, strlen(want)), 0, "%.*s", (int)(head - 10), (const char *)npy + 10);
+    cr_assert_eq(npy[head - 1], '\n');
+    cr_assert_eq(npy_size, head + 30 * 64 * 4);
+    const char *at = strchr(csv, '\n') + 1;
+    for (size_t i = 0; i < 30 * 64; i++) {
+        float f;
+        memcpy(&f, npy + head + 4 * i, 4);
+        char *end;
+        float c = strtof(at, &end);
+        cr_assert_eq(f, c, "value %zu: %.9g in the .npy, %.9g in the CSV", i, (double)f, (double)c);
+        at = end + 1;
+    }
+    free(csv);
+    free(npy);
+    ok(&s, "sample --checkpoint run/last.ckpt --mode prior --n 3 --npy p.npy");
+    npy = work_file(&s, "p.npy", &npy_size);
+    cr_assert_not_null(npy);
+    cr_expect_eq(npy_size, 10 + (size_t)npy[8] + 256 * (size_t)npy[9] + 9 * IMAGE_SIZE * 4);
+    cr_expect_not_null(strstr((const char *)npy + 10, "'shape': (9, 784)"));
+    free(npy);
     /* a scatter needs a 2-D latent */
     refused(&s, TRAINER, "encode --checkpoint run/last.ckpt " TEST_DATA " --csv z2.csv --png z.png",
             "needs a latent of size 2");
