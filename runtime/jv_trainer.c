@@ -70,6 +70,7 @@ static void print_usage(const jv_model *m)
            "  eval       test ELBO, importance-sampled log-likelihoods, accuracies\n"
            "  sample     draw generated or reconstructed images into a PNG grid\n"
            "  encode     write posterior means as CSV (and a scatter PNG of a 2-D latent)\n"
+           "  export     write a checkpoint's tensors as a NumPy .npz archive, under their spec names\n"
            "  gradcheck  compare the analytic gradient with finite differences\n"
            "  help       show this help\n\n"
            "'%s <command> --help' lists a command's options.\n\n",
@@ -99,7 +100,8 @@ static command_fn find_command(const char *name)
         const char *name;
         command_fn run;
     } commands[] = {
-        {"train", jv_cmd_train}, {"eval", jv_cmd_eval}, {"sample", jv_cmd_sample}, {"encode", jv_cmd_encode}};
+        {"train", jv_cmd_train},   {"eval", jv_cmd_eval},        {"sample", jv_cmd_sample},
+        {"encode", jv_cmd_encode}, {"export", jv_cmd_export}};
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(commands[i].name, name) == 0)
             return commands[i].run;

@@ -450,26 +450,37 @@ void jv_buf_put_f32(jv_buf *b, float x)
 
 /* NPY format 1.0: magic, version, header length, then a Python dict literal
  * padded with spaces to a multiple of 64 bytes and ended by a newline. */
+void jv_npy_header(jv_buf *b, const size_t *shape, int ndim)
+{
+    char dict[200];
+    int n = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    for (int d = 0; d < ndim && n < 150; d++)
+        n += snprintf(dict + n, sizeof dict - (size_t)n, "%zu,%s", shape[d], d + 1 < ndim ? " " : "");
+    if (ndim > 1)
+        n--; /* (rows, cols) but (n,) */
+    n += snprintf(dict + n, sizeof dict - (size_t)n, "), }");
+    size_t head = 10 + (size_t)n + 1, padded = (head + 63) / 64 * 64;
+    jv_buf_put(b, "\x93NUMPY\x01\x00", 8);
+    unsigned char len[2] = {(unsigned char)((padded - 10) & 0xff), (unsigned char)((padded - 10) >> 8)};
+    jv_buf_put(b, len, 2);
+    jv_buf_put(b, dict, (size_t)n);
+    for (size_t i = head; i < padded; i++)
+        jv_buf_put(b, " ", 1);
+    jv_buf_put(b, "\n", 1);
+}
+
 int jv_npy_save(const char *path, size_t rows, size_t cols, jv_buf *body)
 {
-    char dict[160];
-    int n = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }", rows, cols);
-    size_t head = 10 + (size_t)n + 1, padded = (head + 63) / 64 * 64;
+    if (body->len != rows * cols * 4)
+        return jv_fail("%s: internal error: %zu bytes for %zu x %zu floats", path, body->len, rows, cols);
     jv_buf b = {0};
-    jv_buf_put(&b, "\x93NUMPY\x01\x00", 8);
-    unsigned char len[2] = {(unsigned char)((padded - 10) & 0xff), (unsigned char)((padded - 10) >> 8)};
-    jv_buf_put(&b, len, 2);
-    jv_buf_put(&b, dict, (size_t)n);
-    for (size_t i = head; i < padded; i++)
-        jv_buf_put(&b, " ", 1);
-    jv_buf_put(&b, "\n", 1);
+    size_t shape[2] = {rows, cols};
+    jv_npy_header(&b, shape, 2);
     if (body->failed)
         b.failed = 1;
     else
         jv_buf_put(&b, body->data, body->len);
-    int rc = body->len != rows * cols * 4 ? jv_fail("%s: internal error: %zu bytes for %zu x %zu floats", path,
-                                                     body->len, rows, cols)
-                                          : jv_buf_save(&b, path);
+    int rc = jv_buf_save(&b, path);
     jv_buf_free(&b);
     return rc;
 }

@@ -22,6 +22,7 @@ int jv_cmd_train(const jv_model *m, int argc, char **argv);
 int jv_cmd_eval(const jv_model *m, int argc, char **argv);
 int jv_cmd_sample(const jv_model *m, int argc, char **argv);
 int jv_cmd_encode(const jv_model *m, int argc, char **argv);
+int jv_cmd_export(const jv_model *m, int argc, char **argv);
 
 /* ------------------------------------------------------------ streams -- */
 
@@ -193,6 +194,8 @@ void jv_buf_printf(jv_buf *b, const char *fmt, ...)
 int jv_buf_save(jv_buf *b, const char *path);
 /* A float as 4 little-endian bytes. */
 void jv_buf_put_f32(jv_buf *b, float x);
+/* The header of a NumPy .npy file of float32 values of this shape. */
+void jv_npy_header(jv_buf *b, const size_t *shape, int ndim);
 /* Writes rows x cols float32 values (body, row-major) as a NumPy .npy file
  * (np.load reads it), atomically; prints the error and returns 1 on failure. */
 int jv_npy_save(const char *path, size_t rows, size_t cols, jv_buf *body);

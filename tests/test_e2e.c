@@ -682,6 +682,70 @@ Test(e2e, the_trainer_restarts_on_the_blas_kernel_the_cpu_runs)
 
 /* ------------------------------------------------------ sample, encode -- */
 
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* export --npz: every tensor a member "<name>.npy" of a ZIP, in layout
+ * order; their floats, end to end, are the checkpoint's parameter block
+ * (the layout has no gaps). */
+Test(e2e, export_writes_every_tensor_under_its_name)
+{
+    scratch s;
+    setup(&s);
+    ok(&s, TRAIN " --epochs 1 --out run");
+    ok(&s, "export --checkpoint run/last.ckpt --npz w.npz");
+    size_t zsize = 0, csize = 0;
+    unsigned char *z = work_file(&s, "w.npz", &zsize), *ck = work_file(&s, "run/last.ckpt", &csize);
+    cr_assert(z && ck);
+    unsigned char *floats = malloc(zsize);
+    size_t n_bytes = 0, at = 0;
+    int members = 0, saw_bias = 0;
+    while (at + 30 <= zsize && le32(z + at) == 0x04034b50u) {
+        size_t size = le32(z + at + 18), name_len = (size_t)z[at + 26] | (size_t)z[at + 27] << 8;
+        const unsigned char *name = z + at + 30, *data = name + name_len;
+        cr_assert_eq(le32(z + at + 14), (uint32_t)crc32(0, data, (uInt)size), "member %d: CRC", members);
+        cr_assert_eq(memcmp(data, "\x93NUMPY", 6), 0);
+        size_t head = 10 + (size_t)data[8] + 256 * (size_t)data[9];
+        if (members == 0)
+            cr_expect_eq(strncmp((const char *)name, "enc_x.h1.weight.npy", name_len), 0, "%.*s", (int)name_len, name);
+        if (strncmp((const char *)name, "enc_x.h1.bias.npy", name_len) == 0) {
+            saw_bias = 1;
+            cr_expect_not_null(strstr((const char *)data + 10, "'shape': (512,)"), "%.*s", (int)head, data);
+        }
+        memcpy(floats + n_bytes, data + head, size - head);
+        n_bytes += size - head;
+        at = (size_t)(data - z) + size;
+        members++;
+    }
+    cr_expect(saw_bias);
+    cr_expect_eq(members, 32);
+    size_t n = n_bytes / 4, tail = 4 * 8 + 4 * 8 + 4; /* format 3 at an epoch's end, no sums */
+    cr_assert_gt(csize, 12 * n + tail + 4);
+    cr_expect_eq(memcmp(floats, ck + csize - 4 - tail - 12 * n, n_bytes), 0, "the arrays are not the parameters");
+    const char *mark = "written by jmvaec export: model jmvae_kl";
+    int marked = 0;
+    for (size_t i = 0; !marked && i + strlen(mark) <= zsize; i++)
+        marked = memcmp(z + i, mark, strlen(mark)) == 0;
+    cr_expect(marked, "the archive's comment does not say who wrote it");
+    free(floats);
+    free(z);
+    free(ck);
+    /* the same bytes again, over its own file; never over someone else's */
+    ok(&s, "export --checkpoint run/last.ckpt --npz w2.npz");
+    same_files(&s, "w.npz", "w2.npz");
+    ok(&s, "export --checkpoint run/last.ckpt --npz w.npz");
+    write_work_file(&s, "mine.npz", "mine", 4);
+    refused(&s, TRAINER, "export --checkpoint run/last.ckpt --npz mine.npz",
+            "mine.npz exists and was not written by jmvaec export");
+    char *mine = (char *)work_file(&s, "mine.npz", NULL);
+    cr_expect(mine && strncmp(mine, "mine", 4) == 0);
+    free(mine);
+    refused(&s, TRAINER, "export --checkpoint w.npz --npz x.npz", "w.npz");
+    drop_scratch(&s);
+}
+
 Test(e2e, sample_and_encode_write_what_they_promise)
 {
     scratch s;
