@@ -690,11 +690,14 @@ static void declare_values(emitter *e, int from, int to)
         case V_LATENT_OUT:
             put(e, "    jv_real *const %s = latents[%d]; %s\n", val->name, val->index, shape_comment);
             break;
-        case V_ROW_OUT:
-            put(e, "    jv_real *const %s = %s; /* [B] */\n", val->name,
-                strcmp(val->name, "sum_log_q") == 0 ? "log_q"
-                : strcmp(val->name, "sum_log_prior") == 0 ? "log_prior"
-                : arena_printf(&e->c->mem, "log_lik[%d]", val->index));
+        case V_LOG_Q:
+            put(e, "    jv_real *const %s = log_q; /* [B] */\n", val->name);
+            break;
+        case V_LOG_PRIOR:
+            put(e, "    jv_real *const %s = log_prior; /* [B] */\n", val->name);
+            break;
+        case V_LOG_LIK:
+            put(e, "    jv_real *const %s = log_lik[%d]; /* [B] */\n", val->name, val->index);
             break;
         case V_OUT:
             put(e, "    jv_real *const %s = out[%d]; %s\n", val->name, val->index, shape_comment);
@@ -708,7 +711,7 @@ static const char *const sig_params = "const jv_real *params, jv_real *arena, in
 
 static int is_posterior(const graph *g)
 {
-    return strncmp(g->name, "posterior_", 10) == 0;
+    return g->kind == G_POSTERIOR;
 }
 
 /* backward: 0 the forward (for a posterior, its _repeated form), 1 the
@@ -733,11 +736,11 @@ static const char *signature(emitter *e, const graph *g, int backward)
         return arena_printf(&e->c->mem,
                             "void %s_%s_repeated(%s, int copies,\n    const jv_real *const *data, const jv_real *const *noise,\n"
                             "    jv_real *const *latents, jv_real *log_q)", p, g->name, sig_params);
-    if (strcmp(g->name, "log_joint") == 0)
+    if (g->kind == G_LOG_JOINT)
         return arena_printf(&e->c->mem,
                             "void %s_log_joint(%s,\n    const jv_real *const *data, const jv_real *const *latents,\n"
                             "    jv_real *log_prior, jv_real *const *log_lik, unsigned which)", p, sig_params);
-    if (strcmp(g->name, "decode") == 0)
+    if (g->kind == G_DECODE)
         return arena_printf(&e->c->mem, "void %s_decode(%s,\n    const jv_real *const *latents, jv_real *const *out)", p,
                             sig_params);
     return arena_printf(&e->c->mem, "void %s_sample_prior(%s,\n    const jv_real *const *noise, jv_real *const *latents)", p,
@@ -751,9 +754,9 @@ static void silence_unused(emitter *e, const graph *g)
         put(e, "    (void)hyper;\n    (void)jv_term_scale;\n    (void)noise;\n    (void)data;\n");
     } else if (is_posterior(g)) {
         put(e, "    (void)noise;\n");
-    } else if (strcmp(g->name, "log_joint") == 0) {
+    } else if (g->kind == G_LOG_JOINT) {
         put(e, "    (void)data;\n    (void)log_lik;\n    (void)which;\n");
-    } else if (strcmp(g->name, "decode") == 0) {
+    } else if (g->kind == G_DECODE) {
         put(e, "    (void)out;\n");
     }
 }
@@ -822,8 +825,10 @@ static unsigned *wanted_by(emitter *e, const graph *g)
             if (v < 0)
                 continue;
             const value *val = &g->values[v];
-            if (val->kind == V_ROW_OUT)
-                w[i] |= strcmp(val->name, "sum_log_prior") == 0 ? PRIOR_BIT : 1u << val->index;
+            if (val->kind == V_LOG_PRIOR)
+                w[i] |= PRIOR_BIT;
+            else if (val->kind == V_LOG_LIK)
+                w[i] |= 1u << val->index;
             w[i] |= value_wanted[v];
         }
         if (w[i] & PRIOR_BIT)
@@ -887,7 +892,7 @@ static void emit_function(emitter *e, const graph *g, int backward)
     declare_values(e, from, to);
     silence_unused(e, g);
     unsigned *wanted = NULL;
-    if (strcmp(g->name, "log_joint") == 0) {
+    if (g->kind == G_LOG_JOINT) {
         for (int m = 0; m < e->p->m->n_modalities; m++)
             if (e->p->likelihood_net[m] < 0)
                 put(e, "    if (which & 0x%xu)\n        memset(log_lik[%d], 0, sizeof(jv_real) * (size_t)B); /* %s has no decoder */\n",

@@ -15,9 +15,21 @@ typedef enum {
     V_NOISE,     /* the caller's noise[index] */
     V_LATENT_IN, /* the caller's latents[index], read */
     V_LATENT_OUT,/* the caller's latents[index], written */
-    V_ROW_OUT,   /* a caller's per-example vector (log_q, log_prior, log_lik[index]) */
+    V_LOG_Q,     /* the caller's per-example log_q */
+    V_LOG_PRIOR, /* the caller's per-example log_prior */
+    V_LOG_LIK,   /* the caller's per-example log_lik[index] */
     V_OUT        /* the caller's out[index] */
 } value_kind;
+
+/* What a graph computes: the function it becomes and that function's
+ * signature (emit.c dispatches on this, never on names). */
+typedef enum {
+    G_TRAIN,        /* the loss, with its backward pass: forward, backward, the step's tasks */
+    G_POSTERIOR,    /* one family: latents and log q from the data */
+    G_LOG_JOINT,    /* log p(z) and log p(m | z) */
+    G_DECODE,       /* each modality's expected value */
+    G_SAMPLE_PRIOR  /* ancestral sampling */
+} graph_kind;
 
 typedef struct {
     value_kind kind;
@@ -109,6 +121,7 @@ typedef struct {
 } task_graph;
 
 typedef struct {
+    graph_kind kind;
     const char *name;      /* the C function's suffix: train, posterior_x_w, ... */
     const char *purpose;
     op *ops;

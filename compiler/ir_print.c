@@ -12,7 +12,7 @@ const char *op_kind_name(op_kind k)
     return op_names[k];
 }
 
-static const char *const kind_names[] = {"", "data", "noise", "latent in", "latent out", "out", "out"};
+static const char *const kind_names[] = {"", "data", "noise", "latent in", "latent out", "out", "out", "out", "out"};
 
 static void print_value(FILE *out, const graph *g, int v)
 {

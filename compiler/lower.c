@@ -63,9 +63,10 @@ void graph_op_inputs(ctx *c, op *o, int n)
     o->in = in;
 }
 
-static graph *new_graph(ctx *c, program *p, const char *name, const char *purpose)
+static graph *new_graph(ctx *c, program *p, graph_kind kind, const char *name, const char *purpose)
 {
     graph *g = arena_alloc(&c->mem, sizeof *g);
+    g->kind = kind;
     g->name = name;
     g->purpose = purpose;
     p->graphs[p->n_graphs++] = g;
@@ -300,7 +301,7 @@ static void bind_data(ctx *c, program *p, graph *g, lowering_env *e)
 static void lower_training(ctx *c, program *p)
 {
     const sem_model *m = p->m;
-    graph *g = new_graph(c, p, "train", "one training step: the loss and its gradient");
+    graph *g = new_graph(c, p, G_TRAIN, "train", "one training step: the loss and its gradient");
     lowering_env *e = new_env(c, m);
     bind_data(c, p, g, e);
     for (int k = 0; k < m->n_latents; k++) {
@@ -349,12 +350,12 @@ static void lower_training(ctx *c, program *p)
 static void lower_posterior(ctx *c, program *p, const int *nets, const int *order, unsigned mods, const char *name)
 {
     const sem_model *m = p->m;
-    graph *g = new_graph(c, p, arena_printf(&c->mem, "posterior_%s", name),
+    graph *g = new_graph(c, p, G_POSTERIOR, arena_printf(&c->mem, "posterior_%s", name),
                          "samples every latent from one family of posteriors, with log q of the sample");
     g->family_condition = mods;
     lowering_env *e = new_env(c, m);
     bind_data(c, p, g, e);
-    int log_q = graph_value(c, g, V_ROW_OUT, 1, 0, "sum_log_q");
+    int log_q = graph_value(c, g, V_LOG_Q, 1, 0, "sum_log_q");
     for (int k = 0; k < m->n_latents; k++) {
         int l = order[k];
         int line = m->nets[nets[l]].node->head->at.line;
@@ -384,11 +385,11 @@ static void bind_latents(ctx *c, program *p, graph *g, lowering_env *e, value_ki
 static void lower_log_joint(ctx *c, program *p)
 {
     const sem_model *m = p->m;
-    graph *g = new_graph(c, p, "log_joint", "log p(z) under the prior and log p(m | z) for every modality");
+    graph *g = new_graph(c, p, G_LOG_JOINT, "log_joint", "log p(z) under the prior and log p(m | z) for every modality");
     lowering_env *e = new_env(c, m);
     bind_data(c, p, g, e);
     bind_latents(c, p, g, e, V_LATENT_IN);
-    int log_prior = graph_value(c, g, V_ROW_OUT, 1, 0, "sum_log_prior");
+    int log_prior = graph_value(c, g, V_LOG_PRIOR, 1, 0, "sum_log_prior");
     for (int k = 0; k < m->n_latents; k++) {
         int l = m->prior_order[k];
         const sem_latent *lat = &m->latents[l];
@@ -399,7 +400,7 @@ static void lower_log_joint(ctx *c, program *p)
     }
     for (int i = 0; i < m->n_modalities; i++) {
         int net = p->likelihood_net[i];
-        int out = graph_value(c, g, V_ROW_OUT, 1, i, arena_printf(&c->mem, "log_lik_%s", m->modalities[i].name));
+        int out = graph_value(c, g, V_LOG_LIK, 1, i, arena_printf(&c->mem, "log_lik_%s", m->modalities[i].name));
         if (net >= 0)
             nll(c, p, g, e, net, i, out, -1, m->nets[net].node->head->at.line);
     }
@@ -408,7 +409,7 @@ static void lower_log_joint(ctx *c, program *p)
 static void lower_decode(ctx *c, program *p)
 {
     const sem_model *m = p->m;
-    graph *g = new_graph(c, p, "decode", "the expected value of every modality given the latents");
+    graph *g = new_graph(c, p, G_DECODE, "decode", "the expected value of every modality given the latents");
     lowering_env *e = new_env(c, m);
     bind_latents(c, p, g, e, V_LATENT_IN);
     for (int i = 0; i < m->n_modalities; i++) {
@@ -427,7 +428,7 @@ static void lower_decode(ctx *c, program *p)
 static void lower_sample_prior(ctx *c, program *p)
 {
     const sem_model *m = p->m;
-    graph *g = new_graph(c, p, "sample_prior", "ancestral sampling from the prior, top-down");
+    graph *g = new_graph(c, p, G_SAMPLE_PRIOR, "sample_prior", "ancestral sampling from the prior, top-down");
     lowering_env *e = new_env(c, m);
     for (int k = 0; k < m->n_latents; k++) {
         int l = m->prior_order[k];
