@@ -89,11 +89,12 @@ int jv_reducer_init(jv_reducer *r, size_t n, int chunks, int rank, int ranks)
     r->pool_free = calloc((size_t)r->n_pool, 1);
     if (!r->first_of || !r->seg_lo || !r->seg_hi || !r->blk_lo || !r->blk_hi || !r->pool || !r->pool_free)
         return jv_fail("out of memory");
-    for (int p = 0; p <= ranks; p++) {
+    for (int p = 0; p < ranks; p++) {
         size_t lo, hi;
-        jv_split_range((size_t)chunks, 1, p < ranks ? p : ranks - 1, ranks, &lo, &hi);
-        r->first_of[p] = p < ranks ? (int)lo : chunks;
+        jv_split_range((size_t)chunks, 1, p, ranks, &lo, &hi);
+        r->first_of[p] = (int)lo;
     }
+    r->first_of[ranks] = chunks;
     for (int p = 0; p < ranks; p++) {
         size_t lo = 0, hi = p == 0 ? r->n_blocks : 0;
         if (r->fast)

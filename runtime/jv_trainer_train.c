@@ -74,8 +74,8 @@ typedef struct {
     size_t *rec_bytes, *rec_displs; /* its stop and save flags, its blocks' sums of squares */
     double *block_sumsq;    /* [n_blocks], in block order */
     size_t *seg_bytes, *seg_displs; /* each process's segment of the parameter block */
-    int step_batch;         /* the batch of the step in progress */
     int agreed_stop, agreed_save; /* what every process decided after the last step */
+    int64_t moments_at;     /* the step whose moments process 0 last gathered, or -1 */
 } trainer;
 
 /* Where one batch's random draws come from. */
@@ -482,9 +482,10 @@ static int save_checkpoint(trainer *t, const char *name)
     char path[4096];
     jv_error err;
     double start = jv_now();
-    if (t->ranks > 1) {
+    if (t->ranks > 1 && t->moments_at != t->ck.step) { /* last.ckpt and epoch-N.ckpt of one step: once */
         jv_comm_gather0(t->ck.m, t->seg_bytes, t->seg_displs);
         jv_comm_gather0(t->ck.v, t->seg_bytes, t->seg_displs);
+        t->moments_at = t->ck.step;
     }
     int rc = 0;
     if (t->lead && run_path(t, name, path, sizeof path) != 0)
@@ -618,6 +619,20 @@ static void flush_adam(trainer *t)
     t->adam_pending = 0;
 }
 
+/* Stops the run on a NaN or infinite loss, term or gradient norm (the
+ * square root of sumsq, into *norm). */
+static int check_step(trainer *t, int64_t step, jv_real loss, double sumsq, double *norm)
+{
+    if (check_finite(t, step, loss) != 0)
+        return 1;
+    *norm = sqrt(sumsq);
+    if (isfinite(*norm))
+        return 0;
+    jv_progress_clear(&t->bar);
+    return jv_fail("step %lld: the gradient norm is %s; stopping, last checkpoint kept", (long long)step,
+                   nonfinite_word(*norm));
+}
+
 /* One step: the previous step's Adam update runs inside this step's graph,
  * each region just before the tasks that need it, which fills the threads'
  * idle moments and finds the parameters in cache; the result is the same
@@ -633,17 +648,11 @@ static int train_step(trainer *t, const size_t *idx, int batch, double progress)
     jv_adam_pass pending = {&t->adam, t->ck.params, t->grads, t->ck.m, t->ck.v, t->pending_step, t->pending_scale};
     jv_team_run_graph(t->team, t->runner, &s, 0, t->adam_pending ? &pending : NULL);
     t->adam_pending = 0;
-    if (check_finite(t, step, loss) != 0)
-        return 1;
-    double sumsq = 0; /* in the emitted order of the regions: the same for every thread count */
+    double sumsq = 0, norm; /* in the emitted order of the regions: the same for every thread count */
     for (int k = 0; k < m->train->n_slots; k++)
         sumsq += t->sumsq[k];
-    double norm = sqrt(sumsq);
-    if (!isfinite(norm)) {
-        jv_progress_clear(&t->bar);
-        return jv_fail("step %lld: the gradient norm is %s; stopping, last checkpoint kept", (long long)step,
-                       nonfinite_word(norm));
-    }
+    if (check_step(t, step, loss, sumsq, &norm) != 0)
+        return 1;
     t->adam_pending = 1;
     t->pending_step = (long)step;
     t->pending_scale = jv_clip_factor(t->adam.clip, norm);
@@ -709,11 +718,11 @@ static int train_step_chunked(trainer *t, const size_t *idx, int batch, double p
     int64_t step = t->ck.step + 1;
     batch_key key = {JV_TAG_NOISE, JV_TAG_BINARIZE, (uint64_t)step};
     int p0 = r->first_of[t->rank], p1 = r->first_of[t->rank + 1];
-    size_t lo, hi, lo_last, hi_last;
-    jv_split_range((size_t)batch, 1, p0, r->chunks, &lo, &hi);
-    jv_split_range((size_t)batch, 1, p1 - 1, r->chunks, &lo_last, &hi_last);
+    size_t from, end, unused_end, unused_from; /* the rows of this process's parts */
+    jv_split_range((size_t)batch, 1, p0, r->chunks, &from, &unused_end);
+    jv_split_range((size_t)batch, 1, p1 - 1, r->chunks, &unused_from, &end);
     jv_real unused;
-    prepare_rows_of(t, idx, batch, (int)lo, (int)hi_last, key, progress, &unused);
+    prepare_rows_of(t, idx, batch, (int)from, (int)end, key, progress, &unused);
     chunk_job job = {t, batch};
     jv_real *g = jv_reducer_run(r, run_chunk, &job);
     size_t per_part = 1 + (size_t)m->n_terms;
@@ -745,14 +754,9 @@ static int train_step_chunked(trainer *t, const size_t *idx, int batch, double p
         sumsq += t->block_sumsq[b];
     for (int i = 0; i < m->n_terms; i++)
         t->w.terms[i] = (jv_real)terms[i];
-    if (check_finite(t, step, (jv_real)loss) != 0)
+    double norm;
+    if (check_step(t, step, (jv_real)loss, sumsq, &norm) != 0)
         return 1;
-    double norm = sqrt(sumsq);
-    if (!isfinite(norm)) {
-        jv_progress_clear(&t->bar);
-        return jv_fail("step %lld: the gradient norm is %s; stopping, last checkpoint kept", (long long)step,
-                       nonfinite_word(norm));
-    }
     adam_job adam = {t, (long)step, jv_clip_factor(t->adam.clip, norm), g, r->seg_lo[t->rank], r->seg_hi[t->rank]};
     if (adam.first < adam.end)
         jv_team_run(t->team, adam_rows, &adam);
@@ -1089,16 +1093,15 @@ static int prepare(trainer *t, int argc, char **argv)
         return 1;
     t->load_seconds = jv_now() - start;
     binarize_thresholds(t);
-    if (load_state(t) != 0 || check_chunks(t) != 0 || make_split(t) != 0 || (t->lead ? prepare_run_dir(t) : choose_run_dir(t)) != 0 ||
-        alloc_buffers(t) != 0 || check_progress(t) != 0)
+    if (load_state(t) != 0 || check_chunks(t) != 0 || make_split(t) != 0 ||
+        (t->lead ? prepare_run_dir(t) : choose_run_dir(t)) != 0 || alloc_buffers(t) != 0 || check_progress(t) != 0)
         return 1;
     return 0;
 }
 
-
 int jv_cmd_train(const jv_model *m, int argc, char **argv)
 {
-    trainer t = {.m = m, .argv = argv, .argc = argc, .rank = jv_comm_rank(), .ranks = jv_comm_size()};
+    trainer t = {.m = m, .argv = argv, .argc = argc, .rank = jv_comm_rank(), .ranks = jv_comm_size(), .moments_at = -1};
     t.lead = t.rank == 0;
     int rc = prepare(&t, argc, argv);
     int agreed = jv_comm_max(rc == 1); /* a process that failed has said why; all stop */
