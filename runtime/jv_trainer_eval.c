@@ -116,6 +116,7 @@ typedef struct {
      * process 0 gathers the per-example results and reports them. */
     int rank, ranks;
     size_t unit_lo, unit_hi;  /* this process's groups or batches in the phase in progress */
+    size_t per_group;         /* examples a group (as many as a batch holds K samples of) */
 } evaluator;
 
 static const char EVAL_ABOUT[] =
@@ -636,7 +637,7 @@ static void likelihood_member(void *arg, int id, int n)
     evaluator *e = arg;
     eval_member *mb = &e->members[id];
     int k_total = e->o.samples, cap = mb->w.cap;
-    size_t per = k_total <= cap ? (size_t)(cap / k_total) : 1; /* examples a group */
+    size_t per = e->per_group;
     for (;;) {
         size_t g = atomic_fetch_add(&e->next, 1), i0 = g * per;
         if (g >= e->unit_hi || i0 >= e->ds.n)
@@ -772,7 +773,7 @@ static int estimate_likelihoods(evaluator *e)
             return 1;
     e->start = jv_now();
     int k_total = e->o.samples, cap = e->members[0].w.cap;
-    size_t per = k_total <= cap ? (size_t)(cap / k_total) : 1, groups = (e->ds.n + per - 1) / per;
+    size_t per = e->per_group = k_total <= cap ? (size_t)(cap / k_total) : 1, groups = (e->ds.n + per - 1) / per;
     size_t *first = calloc(2 * (size_t)e->ranks, sizeof *first), *end = first + e->ranks;
     if (!first)
         return jv_fail("out of memory");
@@ -791,6 +792,8 @@ static int estimate_likelihoods(evaluator *e)
             gather_examples(e, e->subsets[s].est[k].log_sq, sizeof(double), first, end);
         }
     free(first);
+    if (e->rank != 0) /* process 0 alone holds every example's numbers, and reports them */
+        return 0;
     /* the statistics in example order: the same for any number of threads */
     for (size_t i = 0; i < e->ds.n; i++) {
         jv_stat_add(&e->loss, e->ex_loss[i]);
@@ -863,7 +866,7 @@ static int estimate_predictions(evaluator *e)
     for (int p = 0; p < e->n_predictions; p++)
         gather_examples(e, e->predictions[p].correct, 1, first, end);
     free(first);
-    for (int p = 0; p < e->n_predictions; p++) {
+    for (int p = 0; e->rank == 0 && p < e->n_predictions; p++) {
         prediction *pr = &e->predictions[p];
         unsigned zeroed;
         jv_pick_family(e->m, 1u << pr->from, &zeroed);
