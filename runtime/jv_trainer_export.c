@@ -70,6 +70,23 @@ typedef struct {
     int too_big;
 } npz_writer;
 
+/* What a member's local header and its directory entry share, from the
+ * version needed on: stored, no flags, 1980-01-01 00:00, the CRC and the
+ * sizes, the name's length, no extra field. */
+static void put_member_fields(jv_buf *b, uint32_t crc, size_t size, size_t name_len)
+{
+    put_le16(b, 20);
+    put_le16(b, 0);
+    put_le16(b, 0);
+    put_le16(b, 0);
+    put_le16(b, 0x21);
+    jv_buf_put_le32(b, crc);
+    jv_buf_put_le32(b, (uint32_t)size);
+    jv_buf_put_le32(b, (uint32_t)size);
+    put_le16(b, (unsigned)name_len);
+    put_le16(b, 0);
+}
+
 static void add_array(npz_writer *w, const char *name, const float *x, const size_t *shape, int ndim)
 {
     size_t count = 1;
@@ -88,34 +105,14 @@ static void add_array(npz_writer *w, const char *name, const float *x, const siz
         return;
     }
     uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), member.data, (uInt)member.len);
-    /* local header: stored, no flags, 1980-01-01 00:00 */
-    jv_buf_put_le32(&w->zip, 0x04034b50u);
-    put_le16(&w->zip, 20);
-    put_le16(&w->zip, 0);
-    put_le16(&w->zip, 0);
-    put_le16(&w->zip, 0);
-    put_le16(&w->zip, 0x21);
-    jv_buf_put_le32(&w->zip, crc);
-    jv_buf_put_le32(&w->zip, (uint32_t)member.len);
-    jv_buf_put_le32(&w->zip, (uint32_t)member.len);
-    put_le16(&w->zip, (unsigned)n);
-    put_le16(&w->zip, 0);
+    jv_buf_put_le32(&w->zip, 0x04034b50u); /* the local header, the member */
+    put_member_fields(&w->zip, crc, member.len, (size_t)n);
     jv_buf_put(&w->zip, file, (size_t)n);
     jv_buf_put(&w->zip, member.data, member.len);
-    /* its central directory entry */
-    jv_buf_put_le32(&w->dir, 0x02014b50u);
+    jv_buf_put_le32(&w->dir, 0x02014b50u); /* its directory entry: made by version 2.0 */
     put_le16(&w->dir, 20);
-    put_le16(&w->dir, 20);
-    put_le16(&w->dir, 0);
-    put_le16(&w->dir, 0);
-    put_le16(&w->dir, 0);
-    put_le16(&w->dir, 0x21);
-    jv_buf_put_le32(&w->dir, crc);
-    jv_buf_put_le32(&w->dir, (uint32_t)member.len);
-    jv_buf_put_le32(&w->dir, (uint32_t)member.len);
-    put_le16(&w->dir, (unsigned)n);
-    put_le16(&w->dir, 0);
-    put_le16(&w->dir, 0);
+    put_member_fields(&w->dir, crc, member.len, (size_t)n);
+    put_le16(&w->dir, 0); /* no comment, disk 0, no attributes */
     put_le16(&w->dir, 0);
     put_le16(&w->dir, 0);
     jv_buf_put_le32(&w->dir, 0);
