@@ -21,6 +21,7 @@ scaling model the README gives.
    assumptions printed beside it.
 """
 import argparse
+import math
 import os
 import re
 import shutil
@@ -120,13 +121,8 @@ def main():
     ex = run(["mpirun", "-np", "2", os.path.join(ROOT, "build", "bench", "bench_exchange"), "--reps", "40"], env)
     say("The exchange of a block between two processes on this machine (bench_exchange, medians of 40):")
     say()
-    rows = []
     for l in ex.splitlines():
         say("    " + l)
-        f = l.split()
-        if f and not l.startswith("#"):
-            rows.append((float(f[0].rstrip("M")) * 1e6, float(f[3]) / 1e3))
-    # the loopback bandwidth the exchange reached (bytes a process receives / time), at the largest block
     say()
     model(say, per_example, n_params)
     if a.out:
@@ -148,7 +144,6 @@ def model(say, per_example, n_params):
     say("  efficiency = (t_ex B + t_opt P) / (N * step time); '-': more processes than rows in a batch")
     say()
     say("    model      P       t_ex ms  batch   N   10 Gbit/s  100 Gbit/s")
-    import math
     for m, t_ex in per_example.items():
         P = n_params[m]
         for B in (100, 1000, 10000):

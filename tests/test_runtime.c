@@ -1150,15 +1150,21 @@ Test(checkpoint, random_files_refused)
     }
 }
 
+/* A checkpoint's last 4 bytes: the CRC-32 of the bytes before them. */
+static void put_crc(unsigned char *f, size_t n)
+{
+    uint32_t crc = (uint32_t)crc32(0, f, (uInt)(n - 4));
+    for (int i = 0; i < 4; i++)
+        f[n - 4 + i] = (unsigned char)(crc >> (8 * i));
+}
+
 Test(checkpoint, other_version_refused)
 {
     size_t n;
     save_a(tpath("v.ckpt"), 1);
     unsigned char *f = read_bytes(tpath("v.ckpt"), &n);
     f[8] = 4;
-    uint32_t crc = (uint32_t)crc32(0, f, (uInt)(n - 4));
-    for (int i = 0; i < 4; i++)
-        f[n - 4 + i] = (unsigned char)(crc >> (8 * i));
+    put_crc(f, n);
     write_bytes(tpath("v.ckpt"), f, n);
     state s;
     jv_error err;
@@ -1178,9 +1184,7 @@ Test(checkpoint, version_1_still_loads)
     memmove(f + n - 4 - progress, f + n - 4, 4);
     n -= progress;
     f[8] = 1;
-    uint32_t crc = (uint32_t)crc32(0, f, (uInt)(n - 4));
-    for (int i = 0; i < 4; i++)
-        f[n - 4 + i] = (unsigned char)(crc >> (8 * i));
+    put_crc(f, n);
     write_bytes(tpath("v1.ckpt"), f, n);
     state s;
     jv_error err;
@@ -1200,9 +1204,7 @@ Test(checkpoint, version_2_still_loads)
     memmove(f + n - 4 - 4 - 8, f + n - 4 - 4, 8); /* the count and the CRC over the parts */
     n -= 8;
     f[8] = 2;
-    uint32_t crc = (uint32_t)crc32(0, f, (uInt)(n - 4));
-    for (int i = 0; i < 4; i++)
-        f[n - 4 + i] = (unsigned char)(crc >> (8 * i));
+    put_crc(f, n);
     write_bytes(tpath("v2.ckpt"), f, n);
     state s;
     jv_error err;
