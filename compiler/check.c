@@ -7,9 +7,7 @@
 #include <string.h>
 
 #include "model.h"
-
-const char *const activation_names[] = {"linear", "relu", "leaky_relu", "elu", "softplus", "tanh", "sigmoid", "silu"};
-const char *const likelihood_names[] = {"bernoulli", "categorical", "gaussian", "gaussian(learned)"};
+#include "ops.h"
 
 enum { MAX_SIZE = 1000000, MAX_NETS = 256 };
 
@@ -67,12 +65,23 @@ static int resolve(checker *k, ident id, name_kind want, const char *role)
     return e->index;
 }
 
-static int find_word(const char *text, const char *const *words, int n)
+/* "a, b or c": the n words, each once, for "expecting ..." messages. */
+static const char *word_list(ctx *c, const char *const *words, int n)
 {
-    for (int i = 0; i < n; i++)
-        if (strcmp(text, words[i]) == 0)
-            return i;
-    return -1;
+    const char *list = "", *last = NULL;
+    int count = 0;
+    for (int i = 0; i < n; i++) {
+        int seen = 0;
+        for (int j = 0; j < i; j++)
+            seen |= strcmp(words[j], words[i]) == 0;
+        if (seen)
+            continue;
+        if (last)
+            list = arena_printf(&c->mem, "%s%s%s", list, count > 1 ? ", " : "", last);
+        last = words[i];
+        count++;
+    }
+    return count > 1 ? arena_printf(&c->mem, "%s or %s", list, last) : last ? last : "";
 }
 
 static int check_size(checker *k, const number *n, const char *what)
@@ -107,21 +116,28 @@ static void check_modality(checker *k, const modality_node *node, sem_modality *
         out->height = (int)((number *)node->dims.items[0])->value;
         out->width = (int)((number *)node->dims.items[1])->value;
     }
-    static const char *const words[] = {"bernoulli", "categorical", "gaussian"};
-    int lik = find_word(node->likelihood.text, words, 3);
-    if (lik < 0) {
-        diag_error(k->c, node->likelihood.at,
-                   "unknown likelihood '%s'; expecting bernoulli, categorical or gaussian", node->likelihood.text);
-        lik = 0;
+    const char *words[N_LIKELIHOODS], *with_arg[N_LIKELIHOODS];
+    int n_with_arg = 0;
+    for (int i = 0; i < N_LIKELIHOODS; i++) {
+        words[i] = likelihood_table[i].word;
+        if (likelihood_table[i].arg)
+            with_arg[n_with_arg++] = likelihood_table[i].name;
     }
-    out->likelihood = (likelihood_kind)lik;
+    int lik = find_likelihood(node->likelihood.text, NULL), known = 0;
+    for (int i = 0; i < N_LIKELIHOODS; i++)
+        known |= strcmp(words[i], node->likelihood.text) == 0;
+    if (!known)
+        diag_error(k->c, node->likelihood.at, "unknown likelihood '%s'; expecting %s", node->likelihood.text,
+                   word_list(k->c, words, N_LIKELIHOODS));
     if (node->likelihood_arg.text) {
-        if (lik == LIK_GAUSSIAN && strcmp(node->likelihood_arg.text, "learned") == 0)
-            out->likelihood = LIK_GAUSSIAN_LEARNED;
-        else
-            diag_error(k->c, node->likelihood_arg.at, "'%s(%s)' is not a likelihood; only gaussian(learned) takes an argument",
-                       node->likelihood.text, node->likelihood_arg.text);
+        int with = find_likelihood(node->likelihood.text, node->likelihood_arg.text);
+        if (with >= 0)
+            lik = with;
+        else if (known)
+            diag_error(k->c, node->likelihood_arg.at, "'%s(%s)' is not a likelihood; only %s takes an argument",
+                       node->likelihood.text, node->likelihood_arg.text, word_list(k->c, with_arg, n_with_arg));
     }
+    out->likelihood = (likelihood_kind)(lik < 0 ? 0 : lik);
     if (out->likelihood == LIK_CATEGORICAL && out->size < 2)
         diag_error(k->c, node->at, "categorical modality '%s' needs at least 2 classes", out->name);
 }
@@ -134,11 +150,13 @@ static void check_layers(checker *k, const net_node *node, sem_net *net)
     net->layers = arena_alloc(&k->c->mem, sizeof(sem_layer) * (size_t)(node->layers.n + 1));
     for (int i = 0; i < node->layers.n; i++) {
         const layer_node *l = node->layers.items[i];
-        int act = find_word(l->activation.text, activation_names, 8);
+        int act = find_activation(l->activation.text);
         if (act < 0) {
-            diag_error(k->c, l->activation.at,
-                       "unknown activation '%s'; expecting linear, relu, leaky_relu, elu, softplus, tanh, sigmoid or silu",
-                       l->activation.text);
+            const char *words[N_ACTIVATIONS];
+            for (int a = 0; a < N_ACTIVATIONS; a++)
+                words[a] = activation_table[a].name;
+            diag_error(k->c, l->activation.at, "unknown activation '%s'; expecting %s", l->activation.text,
+                       word_list(k->c, words, N_ACTIVATIONS));
             act = 0;
         }
         int width = (int)l->width;
@@ -330,18 +348,21 @@ static void check_head(checker *k, sem_net *n)
     if (n->head == HEAD_POSTERIOR && (n->latents_read & (1u << n->target)))
         diag_error(k->c, h->at, "q(%s | ...) reads the sample of %s itself", h->target.text, h->target.text);
 
-    int gaussian = n->head != HEAD_LIKELIHOOD || m->modalities[n->target].likelihood == LIK_GAUSSIAN_LEARNED;
+    int gaussian = n->head != HEAD_LIKELIHOOD || likelihood_table[m->modalities[n->target].likelihood].has_logvar;
     int size = n->head == HEAD_LIKELIHOOD ? m->modalities[n->target].size : m->latents[n->target].size;
     n->head_size = gaussian ? 2 * size : size;
     n->variance = VAR_SOFTPLUS;
     if (n->node->variance.text) {
-        static const char *const words[] = {"softplus", "logvar"};
-        int v = find_word(n->node->variance.text, words, 2);
+        int v = find_variance(n->node->variance.text);
+        const char *words[N_VARIANCES];
+        for (int i = 0; i < N_VARIANCES; i++)
+            words[i] = variance_table[i].name;
         if (!gaussian)
             diag_error(k->c, n->node->variance.at, "this head has no variance: %s has a %s likelihood",
-                       h->target.text, likelihood_names[m->modalities[n->target].likelihood]);
+                       h->target.text, likelihood_table[m->modalities[n->target].likelihood].name);
         else if (v < 0)
-            diag_error(k->c, n->node->variance.at, "unknown variance '%s'; expecting softplus or logvar", n->node->variance.text);
+            diag_error(k->c, n->node->variance.at, "unknown variance '%s'; expecting %s", n->node->variance.text,
+                       word_list(k->c, words, N_VARIANCES));
         else
             n->variance = (variance_kind)v;
     }
@@ -1057,7 +1078,7 @@ void model_dump(FILE *out, const sem_model *m)
     fprintf(out, "model %s (fingerprint %016llx)\n", m->name, m->fingerprint);
     for (int i = 0; i < m->n_modalities; i++)
         fprintf(out, "  modality %d %s: %d values, %s\n", i, m->modalities[i].name, m->modalities[i].size,
-                likelihood_names[m->modalities[i].likelihood]);
+                likelihood_table[m->modalities[i].likelihood].name);
     for (int i = 0; i < m->n_latents; i++)
         fprintf(out, "  latent %d %s: %d, prior %s, sampled from %s\n", i, m->latents[i].name, m->latents[i].size,
                 m->latents[i].prior_net < 0 ? "normal" : m->nets[m->latents[i].prior_net].name,
@@ -1066,7 +1087,7 @@ void model_dump(FILE *out, const sem_model *m)
         const sem_net *n = &m->nets[m->net_order[o]];
         fprintf(out, "  net %s: reads %d values", n->name, n->input_size);
         for (int j = 0; j < n->n_layers; j++)
-            fprintf(out, " -> %s(%d)", activation_names[n->layers[j].activation], n->layers[j].width);
+            fprintf(out, " -> %s(%d)", activation_table[n->layers[j].activation].name, n->layers[j].width);
         if (n->head != HEAD_NONE)
             fprintf(out, " -> head of %d outputs", n->head_size);
         fputc('\n', out);

@@ -16,7 +16,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "formula.h"
 #include "ir.h"
+#include "ops.h"
 
 typedef struct {
     FILE *out;
@@ -87,37 +89,27 @@ static const char *tensor_at(emitter *e, int t, long extra)
 
 /* ------------------------------------------------------------ expressions -- */
 
-/* act(v) for the forward pass. */
-static const char *act_expr(activation_kind a)
+/* A formula of the operation table (ops.c) in C, each operand as the text
+ * bound to it. */
+static const char *c_formula(emitter *e, const char *f, const binding *vars, int n)
 {
-    switch (a) {
-    case ACT_LINEAR: return "v";
-    case ACT_RELU: return "v > 0 ? v : 0";
-    case ACT_LEAKY_RELU: return "v > 0 ? v : (jv_real)0.01 * v";
-    case ACT_ELU: return "v > 0 ? v : JV_EXP(v) - 1";
-    case ACT_SOFTPLUS: return "jv_softplus(v)";
-    case ACT_TANH: return "JV_TANH(v)";
-    case ACT_SIGMOID: return "jv_sigmoid(v)";
-    case ACT_SILU: return "v * jv_sigmoid(v)";
-    }
-    return "v";
+    return formula_print(&e->c->mem, LANG_C, f, vars, n);
 }
 
-/* The gradient through the activation, g[j] * act'(.), from the output y (or
- * the pre-activation x for silu); a select where act' is 0 or 1. */
-static const char *act_grad_expr(activation_kind a)
+/* The formula's temporaries declared at `depth` levels of indentation, as
+ * `jv_real d = ..., vq = ...;` (nothing when it has none); each is then
+ * bound to its own name, after the n bindings of vars (room for MAX_LETS
+ * more). Returns the new count of bindings. */
+static int c_lets(emitter *e, int depth, const let_def *lets, binding *vars, int n)
 {
-    switch (a) {
-    case ACT_LINEAR: return "g[j]";
-    case ACT_RELU: return "y > 0 ? g[j] : 0";
-    case ACT_LEAKY_RELU: return "y > 0 ? g[j] : (jv_real)0.01 * g[j]";
-    case ACT_ELU: return "y > 0 ? g[j] : g[j] * (y + 1)";
-    case ACT_SOFTPLUS: return "g[j] * (1 - JV_EXP(-y))";
-    case ACT_TANH: return "g[j] * (1 - y * y)";
-    case ACT_SIGMOID: return "g[j] * y * (1 - y)";
-    case ACT_SILU: return "g[j] * jv_sigmoid(x) * (1 + x * (1 - jv_sigmoid(x)))";
+    for (int i = 0; i < MAX_LETS && lets[i].name; i++) {
+        put(e, "%s%s = %s", i ? ", " : arena_printf(&e->c->mem, "%*sjv_real ", 4 * depth, ""), lets[i].name,
+            c_formula(e, lets[i].expr, vars, n));
+        vars[n++] = (binding){lets[i].name, lets[i].name};
+        if (i + 1 == MAX_LETS || !lets[i + 1].name)
+            put(e, ";\n");
     }
-    return "g[j]";
+    return n;
 }
 
 static const char *assign(int accumulate)
@@ -160,7 +152,7 @@ static void emit_affine(emitter *e, const op *o)
     int y = o->out[0], z = o->n_out > 1 ? o->out[1] : o->out[0];
     int n = W(e, y);
     block_comment(e, o, arena_printf(&e->c->mem, "%s: %s = %s(x W + b), [B x %d] -> [B x %d]", layer_name(e, o), N(e, y),
-                                     activation_names[o->act], wt->rows, n));
+                                     activation_table[o->act].name, wt->rows, n));
     int row = 0;
     for (int i = 0; i < o->n_in; i++) {
         int k = W(e, o->in[i]);
@@ -172,19 +164,19 @@ static void emit_affine(emitter *e, const op *o)
     }
     put(e, "    for (int b = 0; b < %s; b++) {\n", e->rows);
     put(e, "        const jv_real *restrict bias = params + %s;\n", tensor_at(e, o->bias, 0));
-    if (o->act == ACT_SILU) {
+    if (activation_table[o->act].reads == READS_INPUT) { /* the pre-activation is kept for the backward pass */
         put(e, "        jv_real *restrict pre = %s + (size_t)b * %d, *restrict dst = %s + (size_t)b * %d;\n", N(e, z), n, N(e, y), n);
         put(e, "        JV_IVDEP\n");
         put(e, "        for (int j = 0; j < %d; j++) {\n", n);
         put(e, "            jv_real v = pre[j] + bias[j];\n");
         put(e, "            pre[j] = v;\n");
-        put(e, "            dst[j] = %s;\n", act_expr(o->act));
+        put(e, "            dst[j] = %s;\n", c_formula(e, activation_table[o->act].forward, &(binding){"v", "v"}, 1));
     } else {
         put(e, "        jv_real *restrict row = %s + (size_t)b * %d;\n", N(e, y), n);
         put(e, "        JV_IVDEP\n");
         put(e, "        for (int j = 0; j < %d; j++) {\n", n);
         put(e, "            jv_real v = row[j] + bias[j];\n");
-        put(e, "            row[j] = %s;\n", act_expr(o->act));
+        put(e, "            row[j] = %s;\n", c_formula(e, activation_table[o->act].forward, &(binding){"v", "v"}, 1));
     }
     put(e, "        }\n    }\n");
 }
@@ -211,10 +203,8 @@ static void emit_gauss_head(emitter *e, const op *o)
     put(e, "        JV_IVDEP\n");
     put(e, "        for (int j = 0; j < %d; j++) {\n", n);
     put(e, "            mean[j] = raw[j];\n");
-    if (o->variance == VAR_SOFTPLUS)
-        put(e, "            logvar[j] = JV_LOG(jv_softplus(raw[%d + j]));\n", n);
-    else
-        put(e, "            logvar[j] = raw[%d + j];\n", n);
+    binding a = {"a", arena_printf(&e->c->mem, "raw[%d + j]", n)};
+    put(e, "            logvar[j] = %s;\n", c_formula(e, variance_table[o->variance].logvar, &a, 1));
     put(e, "        }\n    }\n");
 }
 
@@ -224,12 +214,15 @@ static void emit_sample(emitter *e, const op *o, int noise_optional)
     const char *z = N(e, o->out[0]), *m = N(e, o->in[0]), *lv = N(e, o->in[1]), *eps = N(e, o->in[2]);
     block_comment(e, o, arena_printf(&e->c->mem, "%s = mean + exp(logvar / 2) * %s, [B x %d]%s", z, eps, n,
                                      noise_optional ? " (the mean where noise is NULL)" : ""));
+    binding vars[] = {{"m", arena_printf(&e->c->mem, "%s[i]", m)}, {"lv", arena_printf(&e->c->mem, "%s[i]", lv)},
+                      {"eps", arena_printf(&e->c->mem, "%s[i]", eps)}};
+    const char *sample = c_formula(e, sample_formula.value, vars, 3);
     put(e, "    JV_IVDEP\n");
     put(e, "    for (size_t i = 0; i < (size_t)B * %d; i++)\n", n);
     if (noise_optional)
-        put(e, "        %s[i] = %s ? %s[i] + JV_EXP((jv_real)0.5 * %s[i]) * %s[i] : %s[i];\n", z, eps, m, lv, eps, m);
+        put(e, "        %s[i] = %s ? %s : %s[i];\n", z, eps, sample, m);
     else
-        put(e, "        %s[i] = %s[i] + JV_EXP((jv_real)0.5 * %s[i]) * %s[i];\n", z, m, lv, eps);
+        put(e, "        %s[i] = %s;\n", z, sample);
 }
 
 static void emit_std_sample(emitter *e, const op *o)
@@ -261,6 +254,26 @@ static void declare_row(emitter *e, int depth, int writable, const char *name, i
             N(e, v), W(e, v));
 }
 
+/* Binds the first n operand names whose values exist (values[k] >= 0) to
+ * their row's element, `name[j]` (the rows declare_row declared under those
+ * names); returns the count of bindings. */
+static int bind_elements(emitter *e, binding *vars, const char *const *names, const int *values, int n)
+{
+    int count = 0;
+    for (int k = 0; k < n; k++)
+        if (values[k] >= 0)
+            vars[count++] = (binding){names[k], arena_printf(&e->c->mem, "%s[j]", names[k])};
+    return count;
+}
+
+/* `s op= value;` of a per-element formula inside the loop over j, after its
+ * temporaries (the loop is at depth 2). */
+static void emit_elementwise_sum(emitter *e, const formula_def *f, const char *update, binding *vars, int n)
+{
+    n = c_lets(e, 3, f->lets, vars, n);
+    put(e, "            s %s %s;\n", update, c_formula(e, f->value, vars, n));
+}
+
 /* "N(mean, e^logvar)", or "N(0, I)" for the standard normal (mean < 0). */
 static const char *gaussian_name(emitter *e, int mean, int logvar)
 {
@@ -279,12 +292,9 @@ static void emit_kl(emitter *e, const op *o)
     declare_row(e, 2, 0, "lp", o->in[3]);
     put(e, "        JV_IVDEP\n");
     put(e, "        for (int j = 0; j < %d; j++) {\n", n);
-    if (o->in[2] < 0) {
-        put(e, "            s += (jv_real)0.5 * (JV_EXP(lq[j]) + mq[j] * mq[j] - 1 - lq[j]);\n");
-    } else {
-        put(e, "            jv_real d = mq[j] - mp[j];\n");
-        put(e, "            s += (jv_real)0.5 * (lp[j] - lq[j] + (JV_EXP(lq[j]) + d * d) * JV_EXP(-lp[j]) - 1);\n");
-    }
+    binding vars[4 + MAX_LETS];
+    int n_vars = bind_elements(e, vars, kl_operands, o->in, 4);
+    emit_elementwise_sum(e, &kl_formula[o->in[2] < 0 ? GAUSS_STANDARD : GAUSS_GENERAL], "+=", vars, n_vars);
     put(e, "        }\n");
     per_example_close(e, o);
 }
@@ -301,12 +311,9 @@ static void emit_logpdf(emitter *e, const op *o)
     declare_row(e, 2, 0, "lv", o->in[2]);
     put(e, "        JV_IVDEP\n");
     put(e, "        for (int j = 0; j < %d; j++) {\n", n);
-    if (o->in[1] < 0) {
-        put(e, "            s -= (jv_real)0.5 * (JV_LOG_2PI + z[j] * z[j]);\n");
-    } else {
-        put(e, "            jv_real d = z[j] - m[j];\n");
-        put(e, "            s -= (jv_real)0.5 * (JV_LOG_2PI + lv[j] + d * d * JV_EXP(-lv[j]));\n");
-    }
+    binding vars[3 + MAX_LETS];
+    int n_vars = bind_elements(e, vars, normal_operands, o->in, 3);
+    emit_elementwise_sum(e, &neg_log_normal_formula[o->in[1] < 0 ? GAUSS_STANDARD : GAUSS_GENERAL], "-=", vars, n_vars);
     put(e, "        }\n");
     per_example_close(e, o);
 }
@@ -316,23 +323,12 @@ static void emit_nll(emitter *e, const op *o)
     int n = W(e, o->in[0]);
     block_comment(e, o, arena_printf(&e->c->mem, "%s %s %slog p(%s | %s), %s over %d values", N(e, o->out[0]),
                                      assign(o->accumulate), o->sign < 0 ? "" : "-", N(e, o->in[1]), N(e, o->in[0]),
-                                     likelihood_names[o->likelihood], n));
+                                     likelihood_table[o->likelihood].name, n));
     per_example_open(e);
     declare_row(e, 2, 0, "l", o->in[0]);
     declare_row(e, 2, 0, "t", o->in[1]);
-    switch (o->likelihood) {
-    case LIK_BERNOULLI:
-        if (n <= 4096) { /* the terms in a row first, so that loop vectorises; then their sum */
-            put(e, "        jv_real v[%d];\n        JV_IVDEP\n", n);
-            put(e, "        for (int j = 0; j < %d; j++)\n", n);
-            put(e, "            v[j] = jv_softplus(l[j]) - t[j] * l[j];\n");
-            put(e, "        for (int j = 0; j < %d; j++)\n            s += v[j];\n", n);
-        } else {
-            put(e, "        for (int j = 0; j < %d; j++)\n", n);
-            put(e, "            s += jv_softplus(l[j]) - t[j] * l[j];\n");
-        }
-        break;
-    case LIK_CATEGORICAL:
+    const likelihood_def *lik = &likelihood_table[o->likelihood];
+    if (lik->normalised) { /* -log softmax(l)[t] = logsumexp(l) - t . l, for any mass of t */
         put(e, "        jv_real top = l[0], total = 0, mass = 0;\n");
         put(e, "        for (int j = 1; j < %d; j++)\n            top = l[j] > top ? l[j] : top;\n", n);
         put(e, "        JV_IVDEP\n");
@@ -342,18 +338,25 @@ static void emit_nll(emitter *e, const op *o)
         put(e, "            s -= t[j] * l[j];\n");
         put(e, "        }\n");
         put(e, "        s += mass * (top + JV_LOG(total));\n");
-        break;
-    case LIK_GAUSSIAN:
-        put(e, "        JV_IVDEP\n");
-        put(e, "        for (int j = 0; j < %d; j++)\n", n);
-        put(e, "            s += (jv_real)0.5 * (JV_LOG_2PI + (t[j] - l[j]) * (t[j] - l[j]));\n");
-        break;
-    case LIK_GAUSSIAN_LEARNED:
+        per_example_close(e, o);
+        return;
+    }
+    if (lik->has_logvar)
         declare_row(e, 2, 0, "lv", o->in[2]);
+    binding vars[3 + MAX_LETS];
+    int n_vars = bind_elements(e, vars, likelihood_operands, o->in, 3);
+    int braces = lik->nll.lets[0].name != NULL;
+    if (n <= 4096) { /* the terms in a row first, so that loop vectorises; then their sum */
+        put(e, "        jv_real v[%d];\n        JV_IVDEP\n", n);
+        put(e, "        for (int j = 0; j < %d; j++)%s\n", n, braces ? " {" : "");
+        n_vars = c_lets(e, 3, lik->nll.lets, vars, n_vars);
+        put(e, "            v[j] = %s;\n", c_formula(e, lik->nll.value, vars, n_vars));
+        put(e, "%s        for (int j = 0; j < %d; j++)\n            s += v[j];\n", braces ? "        }\n" : "", n);
+    } else {
         put(e, "        JV_IVDEP\n");
-        put(e, "        for (int j = 0; j < %d; j++)\n", n);
-        put(e, "            s += (jv_real)0.5 * (JV_LOG_2PI + lv[j] + (t[j] - l[j]) * (t[j] - l[j]) * JV_EXP(-lv[j]));\n");
-        break;
+        put(e, "        for (int j = 0; j < %d; j++)%s\n", n, braces ? " {" : "");
+        n_vars = c_lets(e, 3, lik->nll.lets, vars, n_vars);
+        put(e, "            s += %s;\n%s", c_formula(e, lik->nll.value, vars, n_vars), braces ? "        }\n" : "");
     }
     per_example_close(e, o);
 }
@@ -382,24 +385,22 @@ static void emit_loss(emitter *e, const op *o)
 static void emit_decode_mean(emitter *e, const op *o)
 {
     int n = W(e, o->out[0]);
-    static const char *const what[] = {"probabilities: sigmoid of the logits", "probabilities: softmax of the logits",
-                                       "the mean", "the mean"};
-    block_comment(e, o, arena_printf(&e->c->mem, "%s = %s, [B x %d]", N(e, o->out[0]), what[o->likelihood], n));
+    const likelihood_def *lik = &likelihood_table[o->likelihood];
+    block_comment(e, o, arena_printf(&e->c->mem, "%s = %s, [B x %d]", N(e, o->out[0]), lik->mean_what, n));
     put(e, "    for (int b = 0; b < B; b++) {\n");
     declare_row(e, 2, 0, "l", o->in[0]);
     put(e, "        jv_real *restrict dst = %s + (size_t)b * %d;\n", N(e, o->out[0]), n);
-    if (o->likelihood == LIK_BERNOULLI) {
+    if (!lik->normalised) {
         put(e, "        JV_IVDEP\n");
-        put(e, "        for (int j = 0; j < %d; j++)\n            dst[j] = jv_sigmoid(l[j]);\n", n);
-    } else if (o->likelihood == LIK_CATEGORICAL) {
+        put(e, "        for (int j = 0; j < %d; j++)\n            dst[j] = %s;\n", n,
+            c_formula(e, lik->mean, &(binding){"l", "l[j]"}, 1));
+    } else { /* softmax */
         put(e, "        jv_real top = l[0], total = 0;\n");
         put(e, "        for (int j = 1; j < %d; j++)\n            top = l[j] > top ? l[j] : top;\n", n);
         put(e, "        JV_IVDEP\n");
         put(e, "        for (int j = 0; j < %d; j++)\n            total += dst[j] = JV_EXP(l[j] - top);\n", n);
         put(e, "        JV_IVDEP\n");
         put(e, "        for (int j = 0; j < %d; j++)\n            dst[j] /= total;\n", n);
-    } else {
-        put(e, "        memcpy(dst, l, sizeof(jv_real) * %d);\n", n);
     }
     put(e, "    }\n");
 }
@@ -426,17 +427,18 @@ static void emit_act_grad(emitter *e, const op *o)
     put(e, "    for (int b = 0; b < B; b++) {\n");
     put(e, "        jv_real *restrict gbias = grads + %s;\n", tensor_at(e, o->bias, 0));
     put(e, "        jv_real *restrict g = %s + (size_t)b * %d;\n", N(e, dy), n);
-    if (o->act != ACT_LINEAR)
-        put(e, "        const jv_real *restrict %s = %s + (size_t)b * %d;\n", o->act == ACT_SILU ? "pre" : "yrow",
-            N(e, o->act == ACT_SILU ? pre : y), n);
+    /* the derivative reads the output (y) or the pre-activation (x), or neither: then act' = 1 */
+    derivative_reads reads = activation_table[o->act].reads;
+    if (reads != READS_NOTHING)
+        put(e, "        const jv_real *restrict %s = %s + (size_t)b * %d;\n", reads == READS_INPUT ? "pre" : "yrow",
+            N(e, reads == READS_INPUT ? pre : y), n);
     put(e, "        JV_IVDEP\n");
     put(e, "        for (int j = 0; j < %d; j++) {\n", n);
-    if (o->act == ACT_SILU)
-        put(e, "            jv_real x = pre[j];\n");
-    else if (o->act != ACT_LINEAR)
-        put(e, "            jv_real y = yrow[j];\n");
-    if (o->act != ACT_LINEAR)
-        put(e, "            g[j] = %s;\n", act_grad_expr(o->act));
+    if (reads != READS_NOTHING) {
+        put(e, "            jv_real %s;\n", reads == READS_INPUT ? "x = pre[j]" : "y = yrow[j]");
+        binding vars[] = {{"g", "g[j]"}, {"x", "x"}, {"y", "y"}};
+        put(e, "            g[j] = %s;\n", c_formula(e, activation_table[o->act].backward, vars, 3));
+    }
     put(e, "            gbias[j] += g[j];\n");
     put(e, "        }\n    }\n");
 }
@@ -478,11 +480,10 @@ static void emit_gauss_head_grad(emitter *e, const op *o)
     put(e, "            g[j] %s %s;\n", assign(o->acc[0]), d_mean >= 0 ? "dm[j]" : "0");
     if (d_lv < 0)
         put(e, "            g[%d + j] %s 0;\n", n, assign(o->acc[0]));
-    else if (o->variance == VAR_SOFTPLUS)
-        put(e, "            g[%d + j] %s dl[j] * jv_sigmoid(raw[%d + j]) / jv_softplus(raw[%d + j]);\n", n,
-            assign(o->acc[0]), n, n);
-    else
-        put(e, "            g[%d + j] %s dl[j];\n", n, assign(o->acc[0]));
+    else {
+        binding vars[] = {{"dl", "dl[j]"}, {"a", arena_printf(&e->c->mem, "raw[%d + j]", n)}};
+        put(e, "            g[%d + j] %s %s;\n", n, assign(o->acc[0]), c_formula(e, variance_table[o->variance].backward, vars, 2));
+    }
     put(e, "        }\n    }\n");
 }
 
@@ -493,12 +494,33 @@ static void emit_sample_grad(emitter *e, const op *o)
     block_comment(e, o, arena_printf(&e->c->mem, "backward of the sample: %s to its mean and log-variance", N(e, dz)));
     put(e, "    JV_IVDEP\n");
     put(e, "    for (size_t i = 0; i < (size_t)B * %d; i++) {\n", n);
-    if (o->out[0] >= 0)
-        put(e, "        %s[i] %s %s[i];\n", N(e, o->out[0]), assign(o->acc[0]), N(e, dz));
-    if (o->out[1] >= 0)
-        put(e, "        %s[i] %s (jv_real)0.5 * %s[i] * %s[i] * JV_EXP((jv_real)0.5 * %s[i]);\n", N(e, o->out[1]),
-            assign(o->acc[1]), N(e, dz), N(e, eps), N(e, lv));
+    binding vars[] = {{"g", arena_printf(&e->c->mem, "%s[i]", N(e, dz))}, {"lv", arena_printf(&e->c->mem, "%s[i]", N(e, lv))},
+                      {"eps", arena_printf(&e->c->mem, "%s[i]", N(e, eps))}};
+    for (int k = 0; k < 2; k++)
+        if (o->out[k] >= 0)
+            put(e, "        %s[i] %s %s;\n", N(e, o->out[k]), assign(o->acc[k]), c_formula(e, sample_gradient.d[k], vars, 3));
     put(e, "    }\n");
+}
+
+/* The loop over j of a per-example op's backward (at depth 3): the
+ * gradient's temporaries, then `out_k[j] (+)= d_k` for each output k that
+ * exists, out_k the row declared under out_names[k]; braces when it is more
+ * than one statement. vars binds the operands (room for MAX_LETS more). */
+static void emit_gradient_loop(emitter *e, int n, const gradient_def *gd, binding *vars, int n_vars,
+                               const char *const *out_names, const op *o)
+{
+    int lines = 0;
+    for (int k = 0; k < o->n_out; k++)
+        lines += o->out[k] >= 0 && gd->d[k];
+    int braces = gd->lets[0].name || lines > 1;
+    put(e, "            JV_IVDEP\n");
+    put(e, "            for (int j = 0; j < %d; j++)%s\n", n, braces ? " {" : "");
+    n_vars = c_lets(e, 4, gd->lets, vars, n_vars);
+    for (int k = 0; k < o->n_out; k++)
+        if (o->out[k] >= 0 && gd->d[k])
+            put(e, "                %s[j] %s %s;\n", out_names[k], assign(o->acc[k]), c_formula(e, gd->d[k], vars, n_vars));
+    if (braces)
+        put(e, "            }\n");
 }
 
 /* Opens the loop of a per-example op's backward; g is d loss / d its value. */
@@ -521,18 +543,10 @@ static void emit_kl_grad(emitter *e, const op *o)
     static const char *const names[] = {"dmq", "dlq", "dmp", "dlp"};
     for (int j = 0; j < 4; j++)
         declare_row(e, 3, 1, names[j], o->out[j]);
-    put(e, "            JV_IVDEP\n");
-    put(e, "            for (int j = 0; j < %d; j++) {\n", n);
-    put(e, "                jv_real d = mq[j]%s, vq = JV_EXP(lq[j]), ip = %s;\n", std ? "" : " - mp[j]", std ? "1" : "JV_EXP(-lp[j])");
-    if (o->out[0] >= 0)
-        put(e, "                dmq[j] %s g * d * ip;\n", assign(o->acc[0]));
-    if (o->out[1] >= 0)
-        put(e, "                dlq[j] %s g * (jv_real)0.5 * (vq * ip - 1);\n", assign(o->acc[1]));
-    if (o->out[2] >= 0)
-        put(e, "                dmp[j] %s -g * d * ip;\n", assign(o->acc[2]));
-    if (o->out[3] >= 0)
-        put(e, "                dlp[j] %s g * (jv_real)0.5 * (1 - (vq + d * d) * ip);\n", assign(o->acc[3]));
-    put(e, "            }\n        }\n    }\n");
+    binding vars[5 + MAX_LETS] = {{"g", "g"}};
+    int n_vars = 1 + bind_elements(e, vars + 1, kl_operands, o->in, 4);
+    emit_gradient_loop(e, n, &kl_gradient[std ? GAUSS_STANDARD : GAUSS_GENERAL], vars, n_vars, names, o);
+    put(e, "        }\n    }\n");
 }
 
 static void emit_logpdf_grad(emitter *e, const op *o)
@@ -544,19 +558,13 @@ static void emit_logpdf_grad(emitter *e, const op *o)
     declare_row(e, 3, 0, "z", o->in[0]);
     declare_row(e, 3, 0, "m", o->in[1]);
     declare_row(e, 3, 0, "lv", o->in[2]);
-    declare_row(e, 3, 1, "dz", o->out[0]);
-    declare_row(e, 3, 1, "dm", o->out[1]);
-    declare_row(e, 3, 1, "dlv", o->out[2]);
-    put(e, "            JV_IVDEP\n");
-    put(e, "            for (int j = 0; j < %d; j++) {\n", n);
-    put(e, "                jv_real d = z[j]%s, r = d * %s;\n", std ? "" : " - m[j]", std ? "1" : "JV_EXP(-lv[j])");
-    if (o->out[0] >= 0)
-        put(e, "                dz[j] %s -g * r;\n", assign(o->acc[0]));
-    if (o->out[1] >= 0)
-        put(e, "                dm[j] %s g * r;\n", assign(o->acc[1]));
-    if (o->out[2] >= 0)
-        put(e, "                dlv[j] %s g * (jv_real)0.5 * (r * d - 1);\n", assign(o->acc[2]));
-    put(e, "            }\n        }\n    }\n");
+    static const char *const names[] = {"dz", "dm", "dlv"};
+    for (int j = 0; j < 3; j++)
+        declare_row(e, 3, 1, names[j], o->out[j]);
+    binding vars[4 + MAX_LETS] = {{"g", "g"}};
+    int n_vars = 1 + bind_elements(e, vars + 1, normal_operands, o->in, 3);
+    emit_gradient_loop(e, n, &log_normal_gradient[std ? GAUSS_STANDARD : GAUSS_GENERAL], vars, n_vars, names, o);
+    put(e, "        }\n    }\n");
 }
 
 static void emit_nll_grad(emitter *e, const op *o)
@@ -571,14 +579,7 @@ static void emit_nll_grad(emitter *e, const op *o)
     declare_row(e, 3, 0, "lv", o->in[2]);
     declare_row(e, 3, 1, "dl", o->out[0]);
     declare_row(e, 3, 1, "dlv", o->out[1]);
-    const char *a0 = assign(o->acc[0]);
-    switch (o->likelihood) {
-    case LIK_BERNOULLI:
-        put(e, "            JV_IVDEP\n");
-        put(e, "            for (int j = 0; j < %d; j++)\n", n);
-        put(e, "                dl[j] %s g * (jv_sigmoid(l[j]) - t[j]);\n", a0);
-        break;
-    case LIK_CATEGORICAL:
+    if (likelihood_table[o->likelihood].normalised) { /* softmax: d l = g (mass softmax(l) - t) */
         put(e, "            jv_real top = l[0], total = 0, mass = 0;\n");
         put(e, "            for (int j = 1; j < %d; j++)\n                top = l[j] > top ? l[j] : top;\n", n);
         put(e, "            JV_IVDEP\n");
@@ -586,23 +587,12 @@ static void emit_nll_grad(emitter *e, const op *o)
         put(e, "                total += JV_EXP(l[j] - top);\n                mass += t[j];\n            }\n");
         put(e, "            JV_IVDEP\n");
         put(e, "            for (int j = 0; j < %d; j++)\n", n);
-        put(e, "                dl[j] %s g * (mass * JV_EXP(l[j] - top) / total - t[j]);\n", a0);
-        break;
-    case LIK_GAUSSIAN:
-        put(e, "            JV_IVDEP\n");
-        put(e, "            for (int j = 0; j < %d; j++)\n", n);
-        put(e, "                dl[j] %s g * (l[j] - t[j]);\n", a0);
-        break;
-    case LIK_GAUSSIAN_LEARNED:
-        put(e, "            JV_IVDEP\n");
-        put(e, "            for (int j = 0; j < %d; j++) {\n", n);
-        put(e, "                jv_real d = l[j] - t[j], iv = JV_EXP(-lv[j]);\n");
-        if (o->out[0] >= 0)
-            put(e, "                dl[j] %s g * d * iv;\n", a0);
-        if (o->out[1] >= 0)
-            put(e, "                dlv[j] %s g * (jv_real)0.5 * (1 - d * d * iv);\n", assign(o->acc[1]));
-        put(e, "            }\n");
-        break;
+        put(e, "                dl[j] %s g * (mass * JV_EXP(l[j] - top) / total - t[j]);\n", assign(o->acc[0]));
+    } else {
+        static const char *const names[] = {"dl", "dlv"};
+        binding vars[4 + MAX_LETS] = {{"g", "g"}};
+        int n_vars = 1 + bind_elements(e, vars + 1, likelihood_operands, o->in, 3);
+        emit_gradient_loop(e, n, &likelihood_table[o->likelihood].nll_grad, vars, n_vars, names, o);
     }
     put(e, "        }\n    }\n");
 }
@@ -1106,7 +1096,7 @@ static void emit_header(emitter *e)
     put(e, "#define %s_N_MODALITIES %d\n", P, m->n_modalities);
     for (int i = 0; i < m->n_modalities; i++)
         put(e, "#define %s_%s_SIZE %d /* modality %d, %s */\n", P, upper(e, m->modalities[i].name), m->modalities[i].size, i,
-            likelihood_names[m->modalities[i].likelihood]);
+            likelihood_table[m->modalities[i].likelihood].name);
     put(e, "#define %s_N_LATENTS %d\n", P, m->n_latents);
     for (int i = 0; i < m->n_latents; i++)
         put(e, "#define %s_%s_SIZE %d /* latent %d */\n", P, upper(e, m->latents[i].name), m->latents[i].size, i);

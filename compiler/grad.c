@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ir.h"
+#include "ops.h"
 
 typedef struct {
     ctx *c;
@@ -88,9 +89,9 @@ static void affine_grad(grad_state *s, const op *fwd)
     if (!s->written[out])
         return; /* nothing downstream depends on it */
     int d_out = s->g->values[out].grad;
-    /* act' needs the output, or silu's pre-activation; a linear layer neither */
-    int needs_out = fwd->act != ACT_LINEAR && fwd->act != ACT_SILU;
-    int reads[3] = {d_out, needs_out ? out : -1, fwd->act == ACT_SILU ? fwd->out[1] : -1};
+    /* act' reads the output, or the pre-activation (silu), or neither (linear) */
+    derivative_reads what = activation_table[fwd->act].reads;
+    int reads[3] = {d_out, what == READS_OUTPUT ? out : -1, what == READS_INPUT ? fwd->out[1] : -1};
     op *a = grad_op(s, OP_ACT_GRAD, fwd, NULL, 0, reads, 3);
     a->what = "through the activation, and the bias gradient";
     s->tensor_done[fwd->bias] = 1;
@@ -147,9 +148,9 @@ static void backward_op(grad_state *s, int i)
         if (!any_out_written)
             break;
         int d_lv = s->written[fwd.out[1]] ? s->g->values[fwd.out[1]].grad : -1;
-        /* softplus's derivative needs the raw output; a log-variance head does not */
+        /* the variance's derivative may need the raw output (softplus), or not (logvar) */
         int reads[3] = {s->written[fwd.out[0]] ? s->g->values[fwd.out[0]].grad : -1, d_lv,
-                        fwd.variance == VAR_SOFTPLUS && d_lv >= 0 ? fwd.in[0] : -1};
+                        variance_table[fwd.variance].reads_raw && d_lv >= 0 ? fwd.in[0] : -1};
         grad_op(s, OP_GAUSS_HEAD_GRAD, &fwd, fwd.in, 1, reads, 3);
         break;
     }

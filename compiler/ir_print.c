@@ -1,5 +1,6 @@
 /* ir_print.c: `--emit=ir` and `--emit=grad`: the graphs as text. */
 #include "ir.h"
+#include "ops.h"
 
 static const char *const op_names[] = {
     "affine", "add", "gauss_head", "sample", "std_sample", "kl", "logpdf", "nll", "loss", "decode_mean",
@@ -39,13 +40,13 @@ static void print_op(FILE *out, const program *p, const graph *g, const op *o)
         print_value(out, g, o->in[j]);
     }
     if (o->kind == OP_AFFINE || o->kind == OP_ACT_GRAD)
-        fprintf(out, "  %s", activation_names[o->act]);
+        fprintf(out, "  %s", activation_table[o->act].name);
     if (o->tensor >= 0)
         fprintf(out, "  W=%s", p->tensors[o->tensor].name);
     if (o->kind == OP_GEMM_DX || o->kind == OP_GEMM_DW)
         fprintf(out, " rows %d..", o->row_offset);
     if (o->kind == OP_NLL || o->kind == OP_NLL_GRAD || o->kind == OP_DECODE_MEAN)
-        fprintf(out, "  %s", likelihood_names[o->likelihood]);
+        fprintf(out, "  %s", likelihood_table[o->likelihood].name);
     if (o->term >= 0)
         fprintf(out, "  term %s", p->m->terms[o->term].name);
     if (o->sign < 0)

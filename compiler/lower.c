@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ir.h"
+#include "ops.h"
 
 /* ------------------------------------------------------- graph building -- */
 
@@ -140,7 +141,7 @@ static lowering_env *new_env(ctx *c, const sem_model *m)
 static int head_is_gaussian(const sem_model *m, const sem_net *n)
 {
     return n->head == HEAD_POSTERIOR || n->head == HEAD_PRIOR ||
-           (n->head == HEAD_LIKELIHOOD && m->modalities[n->target].likelihood == LIK_GAUSSIAN_LEARNED);
+           (n->head == HEAD_LIKELIHOOD && likelihood_table[m->modalities[n->target].likelihood].has_logvar);
 }
 
 static void lower_net(ctx *c, program *p, graph *g, lowering_env *e, int ni);
@@ -186,7 +187,7 @@ static int affine(ctx *c, graph *g, const int *in, int n_in, int tensor_index, a
     o->act = act;
     o->net = net;
     o->hidden = hidden;
-    if (act == ACT_SILU) /* silu's derivative needs the pre-activation */
+    if (activation_table[act].reads == READS_INPUT) /* its derivative needs the pre-activation */
         o->out[o->n_out++] = graph_value(c, g, V_ARENA, width, 0, arena_printf(&c->mem, "%s_pre", name));
     return out;
 }
@@ -215,7 +216,7 @@ static void lower_net(ctx *c, program *p, graph *g, lowering_env *e, int ni)
     if (!head_is_gaussian(m, n)) {
         e->head_a[ni] = affine(c, g, in, n_in, tensor_index, ACT_LINEAR, n->head_size,
                                arena_printf(&c->mem, "%s_%s", n->name,
-                                            m->modalities[n->target].likelihood == LIK_GAUSSIAN ? "mean" : "logits"),
+                                            likelihood_table[m->modalities[n->target].likelihood].param),
                                line, ni, 0);
         return;
     }
@@ -230,7 +231,7 @@ static void lower_net(ctx *c, program *p, graph *g, lowering_env *e, int ni)
     o->out[o->n_out++] = e->head_b[ni];
     o->variance = n->variance;
     o->net = ni;
-    o->what = n->variance == VAR_SOFTPLUS ? "mean, and variance = softplus(raw)" : "mean, and log-variance = raw";
+    o->what = variance_table[n->variance].what;
 }
 
 /* -------------------------------------------------------- per-example ops -- */

@@ -8,9 +8,13 @@
 
 enum { MAX_MODALITIES = 16, MAX_LATENTS = 16 };
 
-typedef enum { LIK_BERNOULLI, LIK_CATEGORICAL, LIK_GAUSSIAN, LIK_GAUSSIAN_LEARNED } likelihood_kind;
-typedef enum { ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_SOFTPLUS, ACT_TANH, ACT_SIGMOID, ACT_SILU } activation_kind;
-typedef enum { VAR_SOFTPLUS, VAR_LOGVAR } variance_kind;
+/* Each likelihood, activation and variance is a row of the operation table
+ * (ops.c), in this order; the last value counts them. */
+typedef enum { LIK_BERNOULLI, LIK_CATEGORICAL, LIK_GAUSSIAN, LIK_GAUSSIAN_LEARNED, N_LIKELIHOODS } likelihood_kind;
+typedef enum {
+    ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_SOFTPLUS, ACT_TANH, ACT_SIGMOID, ACT_SILU, N_ACTIVATIONS
+} activation_kind;
+typedef enum { VAR_SOFTPLUS, VAR_LOGVAR, N_VARIANCES } variance_kind;
 typedef enum { HEAD_NONE, HEAD_POSTERIOR, HEAD_PRIOR, HEAD_LIKELIHOOD } head_kind;
 typedef enum { SRC_MODALITY, SRC_LATENT, SRC_NET } source_kind;
 
@@ -129,7 +133,5 @@ void model_dump(FILE *out, const sem_model *m);
 const char *family_suffix(ctx *c, const sem_model *m, unsigned condition);
 void check_emitted_names(ctx *c, const sem_model *m);
 
-extern const char *const activation_names[];
-extern const char *const likelihood_names[];
 
 #endif

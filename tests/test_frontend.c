@@ -457,3 +457,112 @@ Test(checker, product_of_sizes_does_not_overflow)
            "net enc = x -> q(z | x)\nnet p_x = z -> p(x | z)\n" BASE_LOSS,
            2, "modality 'x' has more than 1000000 values");
 }
+
+/* ------------------------------------------------------ operation table -- */
+
+#include "formula.h"
+#include "ops.h"
+
+static void expect_formula(const char *what, const char *f, const char *const *names)
+{
+    int n = 0;
+    while (names[n])
+        n++;
+    char why[512] = "";
+    cr_expect_eq(formula_check(f, names, n, why, sizeof why), 0, "%s: %s", what, why);
+}
+
+static void expect_lets(const char *what, const let_def *lets, const char *const *operands, const char **names)
+{
+    int n = 0;
+    while (operands[n])
+        names[n] = operands[n], n++;
+    for (int i = 0; i < MAX_LETS && lets[i].name; i++) {
+        names[n] = NULL;
+        expect_formula(what, lets[i].expr, names); /* a temporary may use the ones before it */
+        names[n++] = lets[i].name;
+    }
+    names[n] = NULL;
+}
+
+static void expect_gradient(const char *what, const gradient_def *g, const char *const *operands)
+{
+    const char *names[16];
+    expect_lets(what, g->lets, operands, names);
+    for (int k = 0; k < MAX_GRADS; k++)
+        if (g->d[k])
+            expect_formula(what, g->d[k], names);
+}
+
+static void expect_value(const char *what, const formula_def *f, const char *const *operands)
+{
+    const char *names[16];
+    expect_lets(what, f->lets, operands, names);
+    expect_formula(what, f->value, names);
+}
+
+Test(ops, every_formula_parses_and_names_only_its_operands)
+{
+    for (int a = 0; a < N_ACTIVATIONS; a++) {
+        const activation_def *d = &activation_table[a];
+        cr_assert(d->name && d->torch, "activation %d has no row", a);
+        expect_formula(d->name, d->forward, (const char *const[]){"v", NULL});
+        const char *reads = d->reads == READS_INPUT ? "x" : d->reads == READS_OUTPUT ? "y" : NULL;
+        expect_formula(d->name, d->backward, (const char *const[]){"g", reads, NULL});
+        cr_expect_eq(find_activation(d->name), a);
+    }
+    for (int v = 0; v < N_VARIANCES; v++) {
+        const variance_def *d = &variance_table[v];
+        expect_formula(d->name, d->logvar, (const char *const[]){"a", NULL});
+        expect_formula(d->name, d->backward, (const char *const[]){"dl", d->reads_raw ? "a" : NULL, NULL});
+        cr_expect_eq(find_variance(d->name), v);
+    }
+    for (int l = 0; l < N_LIKELIHOODS; l++) {
+        const likelihood_def *d = &likelihood_table[l];
+        cr_expect_eq(find_likelihood(d->word, d->arg), l);
+        if (d->normalised)
+            continue; /* the printers write the softmax's sums */
+        const char *const ops_lv[] = {"l", "t", "lv", NULL}, *const ops[] = {"l", "t", NULL};
+        const char *const grad_lv[] = {"l", "t", "lv", "g", NULL}, *const grad[] = {"l", "t", "g", NULL};
+        expect_value(d->name, &d->nll, d->has_logvar ? ops_lv : ops);
+        expect_gradient(d->name, &d->nll_grad, d->has_logvar ? grad_lv : grad);
+        cr_expect((d->nll_grad.d[1] != NULL) == d->has_logvar, "%s: d lv exactly when it has a log-variance", d->name);
+        expect_formula(d->name, d->mean, (const char *const[]){"l", NULL});
+    }
+    const char *const kl_std[] = {"mq", "lq", NULL}, *const normal_std[] = {"z", NULL};
+    expect_value("KL, standard", &kl_formula[GAUSS_STANDARD], kl_std);
+    expect_value("KL", &kl_formula[GAUSS_GENERAL], (const char *const[]){"mq", "lq", "mp", "lp", NULL});
+    expect_gradient("KL, standard", &kl_gradient[GAUSS_STANDARD], (const char *const[]){"mq", "lq", "g", NULL});
+    expect_gradient("KL", &kl_gradient[GAUSS_GENERAL], kl_operands);
+    expect_value("log N, standard", &neg_log_normal_formula[GAUSS_STANDARD], normal_std);
+    expect_value("log N", &neg_log_normal_formula[GAUSS_GENERAL], (const char *const[]){"z", "m", "lv", NULL});
+    expect_gradient("log N, standard", &log_normal_gradient[GAUSS_STANDARD], (const char *const[]){"z", "g", NULL});
+    expect_gradient("log N", &log_normal_gradient[GAUSS_GENERAL], normal_operands);
+    expect_value("sample", &sample_formula, (const char *const[]){"m", "lv", "eps", NULL});
+    expect_gradient("sample", &sample_gradient, sample_operands);
+}
+
+Test(ops, formulas_print_in_both_languages)
+{
+    arena a = {0};
+    binding vars[] = {{"mq", "mq[j]"}, {"lq", "lq[j]"}};
+    cr_expect_str_eq(formula_print(&a, LANG_C, kl_formula[GAUSS_STANDARD].value, vars, 2),
+                     "(jv_real)0.5 * (JV_EXP(lq[j]) + mq[j] * mq[j] - 1 - lq[j])");
+    binding py[] = {{"mq", "q_mean"}, {"lq", "q_logvar"}};
+    cr_expect_str_eq(formula_print(&a, LANG_TORCH, kl_formula[GAUSS_STANDARD].value, py, 2),
+                     "0.5 * (torch.exp(q_logvar) + q_mean * q_mean - 1 - q_logvar)");
+    /* precedence: the parentheses the structure needs, and no others */
+    binding xy[] = {{"a", "a"}, {"b", "b"}, {"c", "c"}};
+    cr_expect_str_eq(formula_print(&a, LANG_C, "a - (b - c) + -a * (b + c) / (a * b)", xy, 3),
+                     "a - (b - c) + -a * (b + c) / (a * b)");
+    cr_expect_str_eq(formula_print(&a, LANG_C, "((a - b)) - c * (b * c)", xy, 3), "a - b - c * (b * c)");
+    cr_expect_str_eq(formula_print(&a, LANG_TORCH, "a > 0 ? b : 0.01 * c", xy, 3), "torch.where(a > 0, b, 0.01 * c)");
+    cr_expect_str_eq(formula_print(&a, LANG_C, "a > 0 ? b : 0.01 * c", xy, 3), "a > 0 ? b : (jv_real)0.01 * c");
+    cr_expect_str_eq(formula_print(&a, LANG_C, "LOG_2PI + log(softplus(a))", xy, 3), "JV_LOG_2PI + JV_LOG(jv_softplus(a))");
+    char why[256];
+    cr_expect_eq(formula_check("a +", (const char *const[]){"a"}, 1, why, sizeof why), -1);
+    cr_expect_eq(formula_check("cosh(a)", (const char *const[]){"a"}, 1, why, sizeof why), -1);
+    cr_expect_eq(formula_check("a * q", (const char *const[]){"a"}, 1, why, sizeof why), -1);
+    cr_expect(strstr(why, "'q'") != NULL, "%s", why);
+    arena_free(&a);
+}
