@@ -31,7 +31,7 @@ SPECS       := $(wildcard specs/*.spec)
 
 GEN_PARSER  := $(BUILD)/gen/parser.c $(BUILD)/gen/parser.h
 GEN_LEXER   := $(BUILD)/gen/lexer.c $(BUILD)/gen/lexer.h
-COMPILER_O  := $(COMPILER_C:%.c=$(BUILD)/%.o) $(BUILD)/gen/parser.o $(BUILD)/gen/lexer.o
+COMPILER_O  := $(COMPILER_C:%.c=$(BUILD)/%.o) $(BUILD)/gen/parser.o $(BUILD)/gen/lexer.o $(BUILD)/gen/torch_runtime.o
 RUNTIME_O   := $(RUNTIME_C:%.c=$(BUILD)/%.o)
 TEST_BIN    := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
 
@@ -63,6 +63,14 @@ $(BUILD)/gen/parser.c $(BUILD)/gen/parser.h: $(GRAMMAR_Y)
 $(BUILD)/gen/lexer.c $(BUILD)/gen/lexer.h: $(GRAMMAR_L) $(BUILD)/gen/parser.h
 	@mkdir -p $(@D)
 	flex --header-file=$(BUILD)/gen/lexer.h -o $(BUILD)/gen/lexer.c $<
+
+# The PyTorch back end's runtime (runtime/jv_torch.py), which emit_torch.c
+# copies into every module it writes, as one C string.
+$(BUILD)/gen/torch_runtime.c: runtime/jv_torch.py
+	@mkdir -p $(@D)
+	{ echo '/* generated from runtime/jv_torch.py by the Makefile */'; echo 'const char jv_torch_runtime[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; echo '    ;'; } > $@.tmp
+	mv $@.tmp $@
 
 # Generated scanner/parser: our warnings apply, less those flex's skeleton trips.
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c $(BUILD)/gen/parser.h $(BUILD)/gen/lexer.h
@@ -240,13 +248,14 @@ FUZZ_TARGETS ?= spec specgen data checkpoint
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
-FUZZ_COMPILER_O := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(COMPILER_C)) $(FUZZ_DIR)/obj/gen/parser.o $(FUZZ_DIR)/obj/gen/lexer.o
+FUZZ_COMPILER_O := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(COMPILER_C)) $(FUZZ_DIR)/obj/gen/parser.o $(FUZZ_DIR)/obj/gen/lexer.o \
+                   $(FUZZ_DIR)/obj/gen/torch_runtime.o
 FUZZ_RUNTIME_O  := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(RUNTIME_C))
 
 $(FUZZ_DIR)/obj/compiler/%.o: compiler/%.c $(wildcard compiler/*.h) $(GEN_PARSER) $(GEN_LEXER)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icompiler -I$(BUILD)/gen -DJMVAEC_SOURCE_DIR='"$(CURDIR)"' -DJMVAEC_BUILD_DIR='"$(abspath $(BUILD))"' -c $< -o $@
-$(FUZZ_DIR)/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_PARSER) $(GEN_LEXER)
+$(FUZZ_DIR)/obj/gen/%.o: $(BUILD)/gen/%.c $(GEN_PARSER) $(GEN_LEXER) $(BUILD)/gen/torch_runtime.c
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icompiler -I$(BUILD)/gen -c $< -o $@
 $(FUZZ_DIR)/obj/runtime/%.o: runtime/%.c $(RUNTIME_H)

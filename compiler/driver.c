@@ -8,9 +8,9 @@
 #include <unistd.h>
 
 #include "driver.h"
-#include "ir.h"
+#include "backend.h"
 
-static const char *const stages[] = {"ast", "model", "ir", "grad", "tasks", "plan", "c"};
+static const char *const stages[] = {"ast", "model", "ir", "grad", "tasks", "plan", "c", "torch"};
 
 int stage_known(const char *stage)
 {
@@ -26,7 +26,7 @@ int stage_known(const char *stage)
 static program *back_end(ctx *c, const sem_model *m, const char *stage)
 {
     program *p = lower_model(c, m);
-    if (strcmp(stage, "ir") == 0)
+    if (strcmp(stage, "ir") == 0 || strcmp(stage, "torch") == 0) /* PyTorch differentiates for itself */
         return p;
     differentiate(c, p, p->graphs[0]);
     if (strcmp(stage, "grad") == 0)
@@ -64,6 +64,12 @@ static int run_back_end(ctx *c, const sem_model *m, const driver_options *opt)
     }
     if (strcmp(stage, "plan") == 0) {
         plan_dump(stdout, p, opt->plan_batch > 0 ? opt->plan_batch : (int)m->train.batch);
+        return 0;
+    }
+    if (strcmp(stage, "torch") == 0) {
+        if (opt->out_dir)
+            return emit_torch_program(c, p, opt->out_dir);
+        emit_torch_to(c, p, stdout);
         return 0;
     }
     if (opt->mode == MODE_EMIT) {

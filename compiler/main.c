@@ -16,6 +16,7 @@ static const char usage[] =
     "usage: jmvaec SPEC -o DIR          compile SPEC into C in DIR (DIR/<model>.h, .c, Makefile)\n"
     "       jmvaec --check SPEC         check SPEC only (errors and warnings)\n"
     "       jmvaec --emit=STAGE SPEC    print one stage: ast, model, ir, grad, tasks, plan or c\n"
+    "       jmvaec --emit=torch SPEC -o DIR   the model as a PyTorch module, DIR/<model>.py (stdout without -o)\n"
     "       jmvaec fmt SPEC             print SPEC in canonical layout\n"
     "       jmvaec --cflags | --libs    flags to build generated code against this jmvaec's runtime\n"
     "       jmvaec --deps               the runtime's headers and library, for make dependencies\n"
@@ -65,7 +66,7 @@ int main(int argc, char **argv)
             opt.mode = MODE_EMIT;
             opt.emit = a + 7;
             if (!stage_known(opt.emit))
-                return usage_error("unknown stage '%s' for --emit (ast, model, ir, grad, plan or c)", opt.emit);
+                return usage_error("unknown stage '%s' for --emit (ast, model, ir, grad, tasks, plan, c or torch)", opt.emit);
         } else if (strcmp(a, "-o") == 0) {
             if (++i == argc)
                 return usage_error("%s needs a folder", "-o");
