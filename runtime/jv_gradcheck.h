@@ -42,6 +42,7 @@ typedef struct {
     uint64_t seed;
     int batch, entries, quiet, threads;
     double tol;
+    const char *checkpoint, *dump;
 } jv_gc_options;
 
 typedef struct {
@@ -68,10 +69,20 @@ static inline int jv_gc_parse(jv_gc *g, int argc, char **argv)
         {"tol", JV_OPT_REAL, &o->tol, 0, 1, "X", "largest relative error that passes", 0},
         {"threads", JV_OPT_INT, &o->threads, 1, 1024, "T", "BLAS threads", 0},
         {"quiet", JV_OPT_FLAG, &o->quiet, 0, 0, NULL, "print only the verdict", 0},
+        {"checkpoint", JV_OPT_STRING, &o->checkpoint, 0, 0, "CKPT", "the parameters of CKPT instead of fresh ones", 0},
+        {"dump", JV_OPT_STRING, &o->dump, 0, 0, "FILE",
+         "also write the check's batch and what the model computes on it, in double precision, as a NumPy .npz", 0},
     };
     return jv_parse_options("gradcheck", "[options]",
                             "Compares the analytic gradient of the objective, and of each term alone,\n"
-                            "with central finite differences, in double precision.",
+                            "with central finite differences, in double precision, at fresh parameters\n"
+                            "(init with --seed) or a checkpoint's. --dump FILE writes, as float64\n"
+                            "arrays: params/<tensor>, data/<modality>, noise/<latent> (the random batch),\n"
+                            "loss, terms (as the spec names them, in order) and grad/<tensor> of the\n"
+                            "objective; posterior/<family>/<latent> and posterior/<family>/log_q of each\n"
+                            "family of posteriors with that noise (<family> its modalities: x,w);\n"
+                            "log_joint/log_prior and log_joint/<modality> and decode/<modality> at the\n"
+                            "training family's sample; sample_prior/<latent> from the noise.",
                             opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
 }
 
@@ -147,6 +158,30 @@ static inline void jv_gc_fill_modality(jv_gc *g, int k)
             row[i] = (jv_real)(mod->likelihood == JV_BERNOULLI ? jv_uniform_at(g->o.seed, stream, base + (uint64_t)i)
                                                                : jv_normal_at(g->o.seed, stream, base + (uint64_t)i));
     }
+}
+
+/* The parameters of --checkpoint, as doubles. (The loader reads only the
+ * descriptor's name, fingerprint and tensor table, which this double
+ * precision descriptor shares with the float one.) */
+static inline int jv_gc_load(jv_gc *g)
+{
+    size_t n = g->m->n_params;
+    jv_checkpoint ck = {0};
+    ck.params = malloc(n * sizeof(float) + 1);
+    ck.m = malloc(n * sizeof(float) + 1);
+    ck.v = malloc(n * sizeof(float) + 1);
+    jv_error err;
+    int rc = 0;
+    if (!ck.params || !ck.m || !ck.v)
+        rc = jv_fail("gradcheck: out of memory");
+    else if (jv_checkpoint_load(g->o.checkpoint, g->m, &ck, &err) != 0)
+        rc = jv_fail("%s", err.msg);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        g->params[i] = (jv_real)ck.params[i];
+    free(ck.params);
+    free(ck.m);
+    free(ck.v);
+    return rc;
 }
 
 static inline void jv_gc_fill_inputs(jv_gc *g)
@@ -381,6 +416,114 @@ static inline long jv_gc_check_repeated(jv_gc *g)
     return bad;
 }
 
+/* ---------------------------------------------------------------- dump -- */
+
+/* n rows of `width` reals as array `name` ([rows x width], or [rows] when width is 0). */
+static inline void jv_gc_add(jv_npz *z, const char *name, const jv_real *x, size_t rows, size_t width)
+{
+    size_t shape[2] = {rows, width};
+    jv_npz_add(z, name, x, sizeof(jv_real) == sizeof(double), shape, width ? 2 : 1);
+}
+
+static inline jv_real **jv_gc_latent_rows(const jv_model *m, int batch)
+{
+    jv_real **rows = calloc((size_t)m->n_latents + 1, sizeof *rows);
+    for (int l = 0; rows && l < m->n_latents; l++)
+        rows[l] = jv_gc_reals((size_t)batch * (size_t)m->latents[l].size);
+    if (jv_gc_rows_ok(rows, m->n_latents))
+        return rows;
+    jv_gc_free_rows(rows, m->n_latents);
+    return NULL;
+}
+
+/* --dump: the batch, and what every entry point of the model computes on
+ * it at the base point (see jv_gc_parse's help). */
+static inline int jv_gc_dump(jv_gc *g)
+{
+    const jv_model *m = g->m;
+    size_t b = (size_t)g->o.batch;
+    const jv_real *const *data = (const jv_real *const *)g->data, *const *noise = (const jv_real *const *)g->noise;
+    char name[512];
+    g->objective = -1;
+    double loss;
+    if (jv_gc_gradient(g, &loss) != 0)
+        return 1;
+    jv_real loss_real = (jv_real)loss;
+    jv_npz *z = jv_npz_new();
+    for (int t = 0; t < m->n_tensors; t++) {
+        const jv_tensor_info *ti = &m->tensors[t];
+        snprintf(name, sizeof name, "params/%s", ti->name);
+        jv_gc_add(z, name, g->params + ti->offset, ti->is_bias ? (size_t)ti->cols : (size_t)ti->rows,
+                  ti->is_bias ? 0 : (size_t)ti->cols);
+        snprintf(name, sizeof name, "grad/%s", ti->name);
+        jv_gc_add(z, name, g->grads + ti->offset, ti->is_bias ? (size_t)ti->cols : (size_t)ti->rows,
+                  ti->is_bias ? 0 : (size_t)ti->cols);
+    }
+    for (int k = 0; k < m->n_modalities; k++) {
+        snprintf(name, sizeof name, "data/%s", m->modalities[k].name);
+        jv_gc_add(z, name, g->data[k], b, (size_t)m->modalities[k].size);
+    }
+    for (int l = 0; l < m->n_latents; l++) {
+        snprintf(name, sizeof name, "noise/%s", m->latents[l].name);
+        jv_gc_add(z, name, g->noise[l], b, (size_t)m->latents[l].size);
+    }
+    jv_gc_add(z, "loss", &loss_real, 1, 0);
+    jv_gc_add(z, "terms", g->terms, (size_t)m->n_terms, 0);
+    jv_real **lat = jv_gc_latent_rows(m, g->o.batch), **train_lat = jv_gc_latent_rows(m, g->o.batch);
+    jv_real **rows = calloc((size_t)m->n_modalities + 1, sizeof *rows), *log_q = jv_gc_reals(b), *log_prior = jv_gc_reals(b);
+    int rc = lat && train_lat && rows && log_q && log_prior ? 0 : jv_fail("gradcheck: out of memory");
+    for (int k = 0; rc == 0 && k < m->n_modalities; k++)
+        rc = (rows[k] = jv_gc_reals(b * (size_t)m->modalities[k].size)) ? 0 : jv_fail("gradcheck: out of memory");
+    for (int f = 0; rc == 0 && f < m->n_families; f++) {
+        m->families[f].posterior(g->params, g->arena, g->o.batch, data, noise, f == m->training_family ? train_lat : lat,
+                                 log_q);
+        for (int l = 0; l < m->n_latents; l++) {
+            snprintf(name, sizeof name, "posterior/%s/%s", m->families[f].name, m->latents[l].name);
+            jv_gc_add(z, name, (f == m->training_family ? train_lat : lat)[l], b, (size_t)m->latents[l].size);
+        }
+        snprintf(name, sizeof name, "posterior/%s/log_q", m->families[f].name);
+        jv_gc_add(z, name, log_q, b, 0);
+    }
+    if (rc == 0) { /* at the training family's sample, every decoded modality */
+        unsigned which = 0;
+        for (int k = 0; k < m->n_modalities; k++)
+            which |= m->modalities[k].decoded ? 1u << k : 0;
+        m->log_joint(g->params, g->arena, g->o.batch, data, (const jv_real *const *)train_lat, log_prior, rows, which);
+        jv_gc_add(z, "log_joint/log_prior", log_prior, b, 0);
+        for (int k = 0; k < m->n_modalities; k++) {
+            snprintf(name, sizeof name, "log_joint/%s", m->modalities[k].name);
+            if (m->modalities[k].decoded)
+                jv_gc_add(z, name, rows[k], b, 0);
+        }
+        m->decode(g->params, g->arena, g->o.batch, (const jv_real *const *)train_lat, rows);
+        for (int k = 0; k < m->n_modalities; k++) {
+            snprintf(name, sizeof name, "decode/%s", m->modalities[k].name);
+            if (m->modalities[k].decoded)
+                jv_gc_add(z, name, rows[k], b, (size_t)m->modalities[k].size);
+        }
+        m->sample_prior(g->params, g->arena, g->o.batch, noise, lat);
+        for (int l = 0; l < m->n_latents; l++) {
+            snprintf(name, sizeof name, "sample_prior/%s", m->latents[l].name);
+            jv_gc_add(z, name, lat[l], b, (size_t)m->latents[l].size);
+        }
+        char comment[300];
+        snprintf(comment, sizeof comment, "gradcheck: model %s, batch %d, seed %llu%s%s", m->name, g->o.batch,
+                 (unsigned long long)g->o.seed, g->o.checkpoint ? ", parameters of " : "",
+                 g->o.checkpoint ? g->o.checkpoint : "");
+        rc = jv_npz_save(z, g->o.dump, comment, "gradcheck");
+        z = NULL;
+        if (rc == 0 && !g->o.quiet)
+            printf("gradcheck: wrote %s\n", g->o.dump);
+    }
+    jv_npz_free(z); /* when not saved */
+    jv_gc_free_rows(lat, m->n_latents);
+    jv_gc_free_rows(train_lat, m->n_latents);
+    jv_gc_free_rows(rows, m->n_modalities);
+    free(log_q);
+    free(log_prior);
+    return rc;
+}
+
 static inline int jv_gradcheck_run(const jv_model *m, int argc, char **argv)
 {
     jv_gc g = {.m = m};
@@ -390,6 +533,10 @@ static inline int jv_gradcheck_run(const jv_model *m, int argc, char **argv)
     if (jv_gc_alloc(&g) == 0) {
         jv_set_threads(g.o.threads);
         jv_gc_fill_inputs(&g);
+        if ((g.o.checkpoint && jv_gc_load(&g) != 0) || (g.o.dump && jv_gc_dump(&g) != 0)) {
+            jv_gc_free(&g);
+            return 1; /* said why */
+        }
         rc = jv_gc_run_all(&g);
         if (rc == 0)
             g.failed += jv_gc_check_repeated(&g);

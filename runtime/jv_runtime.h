@@ -218,6 +218,22 @@ int jv_checkpoint_save(const char *path, const jv_model *model, const jv_checkpo
 /* Refuses a damaged file, another version, or a checkpoint of another spec. */
 int jv_checkpoint_load(const char *path, const jv_model *model, jv_checkpoint *ck, jv_error *err);
 
+/* ---------------------------------------------------- NumPy archives -- */
+
+/* A NumPy .npz archive (np.load reads it), built in memory: stored members
+ * with fixed dates, so the same arrays always give the same bytes. */
+typedef struct jv_npz jv_npz;
+jv_npz *jv_npz_new(void); /* NULL when out of memory (then add ignores it and save fails) */
+/* Adds array `name` of shape[0] x ... x shape[ndim - 1] values in C order:
+ * float32 (f64 = 0, values are floats) or float64 (f64 = 1, doubles). */
+void jv_npz_add(jv_npz *z, const char *name, const void *values, int f64, const size_t *shape, int ndim);
+/* Writes the archive atomically, its comment "written by jmvaec <comment>",
+ * and frees it. An existing file is replaced only if jmvaec wrote it
+ * (jv_npz_ours). Returns 0, or 1 after one line "<prog>: <cmd>: ...". */
+int jv_npz_save(jv_npz *z, const char *path, const char *comment, const char *cmd);
+void jv_npz_free(jv_npz *z); /* an archive not saved */
+int jv_npz_ours(const char *path);
+
 /* ------------------------------------------------------------- files -- */
 
 /* Writes bytes atomically (temporary file, fsync, rename). */

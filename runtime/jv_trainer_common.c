@@ -452,8 +452,13 @@ void jv_buf_put_f32(jv_buf *b, float x)
  * padded with spaces to a multiple of 64 bytes and ended by a newline. */
 void jv_npy_header(jv_buf *b, const size_t *shape, int ndim)
 {
+    jv_npy_header_of(b, "<f4", shape, ndim);
+}
+
+void jv_npy_header_of(jv_buf *b, const char *descr, const size_t *shape, int ndim)
+{
     char dict[200];
-    int n = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     for (int d = 0; d < ndim && n < 150; d++)
         n += snprintf(dict + n, sizeof dict - (size_t)n, "%zu,%s", shape[d], d + 1 < ndim ? " " : "");
     if (ndim > 1)

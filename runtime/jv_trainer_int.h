@@ -196,6 +196,8 @@ int jv_buf_save(jv_buf *b, const char *path);
 void jv_buf_put_f32(jv_buf *b, float x);
 /* The header of a NumPy .npy file of float32 values of this shape. */
 void jv_npy_header(jv_buf *b, const size_t *shape, int ndim);
+/* The same for values of NumPy type descr ("<f4", "<f8"). */
+void jv_npy_header_of(jv_buf *b, const char *descr, const size_t *shape, int ndim);
 /* Writes rows x cols float32 values (body, row-major) as a NumPy .npy file
  * (np.load reads it), atomically; prints the error and returns 1 on failure. */
 int jv_npy_save(const char *path, size_t rows, size_t cols, jv_buf *body);
