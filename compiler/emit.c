@@ -1112,12 +1112,11 @@ static void emit_descriptor(emitter *e)
     const program *p = e->p;
     const sem_model *m = p->m;
     const char *pre = e->prefix;
-    static const char *const lik[] = {"JV_BERNOULLI", "JV_CATEGORICAL", "JV_GAUSSIAN", "JV_GAUSSIAN_LEARNED"};
     put(e, "\n/* ------------------------------------------------------- descriptor -- */\n\n");
     put(e, "static const jv_modality_info %s_modalities[] = {\n", pre);
     for (int i = 0; i < m->n_modalities; i++)
         put(e, "    {%s, %d, %s, %d, %d, %d},\n", c_string(e, m->modalities[i].name), m->modalities[i].size,
-            lik[m->modalities[i].likelihood], m->modalities[i].height, m->modalities[i].width,
+            likelihood_table[m->modalities[i].likelihood].runtime, m->modalities[i].height, m->modalities[i].width,
             p->likelihood_net[i] >= 0);
     put(e, "};\n\nstatic const jv_latent_info %s_latents[] = {\n", pre);
     for (int i = 0; i < m->n_latents; i++)

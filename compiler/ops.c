@@ -37,19 +37,19 @@ const likelihood_def likelihood_table[N_LIKELIHOODS] = {
     [LIK_BERNOULLI] = {"bernoulli", NULL, "bernoulli", "logits", 0, 0,
                        {{{0}}, "softplus(l) - t * l"},
                        {{{0}}, {"g * (sigmoid(l) - t)", NULL}},
-                       "sigmoid(l)", "probabilities: sigmoid of the logits"},
+                       "sigmoid(l)", "probabilities: sigmoid of the logits", "JV_BERNOULLI"},
     [LIK_CATEGORICAL] = {"categorical", NULL, "categorical", "logits", 1, 0,
                          {{{0}}, NULL},
                          {{{0}}, {NULL, NULL}},
-                         NULL, "probabilities: softmax of the logits"},
+                         NULL, "probabilities: softmax of the logits", "JV_CATEGORICAL"},
     [LIK_GAUSSIAN] = {"gaussian", NULL, "gaussian", "mean", 0, 0,
                       {{{0}}, "0.5 * (LOG_2PI + (t - l) * (t - l))"},
                       {{{0}}, {"g * (l - t)", NULL}},
-                      "l", "the mean"},
+                      "l", "the mean", "JV_GAUSSIAN"},
     [LIK_GAUSSIAN_LEARNED] = {"gaussian", "learned", "gaussian(learned)", "mean", 0, 1,
                               {{{0}}, "0.5 * (LOG_2PI + lv + (t - l) * (t - l) * exp(-lv))"},
                               {{{"d", "l - t"}, {"iv", "exp(-lv)"}}, {"g * d * iv", "g * 0.5 * (1 - d * d * iv)"}},
-                              "l", "the mean"},
+                              "l", "the mean", "JV_GAUSSIAN_LEARNED"},
 };
 
 const formula_def kl_formula[2] = {

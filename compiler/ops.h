@@ -90,6 +90,7 @@ typedef struct {
     gradient_def nll_grad;     /* d[0]: d l, d[1]: d lv */
     const char *mean;          /* the expected value of a value given l (not normalised) */
     const char *mean_what;     /* for comments */
+    const char *runtime;       /* the runtime's jv_likelihood (jv_model.h), for the descriptor */
 } likelihood_def;
 
 extern const likelihood_def likelihood_table[N_LIKELIHOODS]; /* indexed by likelihood_kind */

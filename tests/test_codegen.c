@@ -61,14 +61,14 @@ Test(golden, bad_spec_transcripts, .timeout = 60)
 
 /* ------------------------------------------------------------ generated/ -- */
 
-static const char *const emitted[] = {".h", ".c", "_f64.c", "_main.c", "Makefile"};
+static const char *const emitted[] = {".h", ".c", "_f64.c", "_main.c", "Makefile", ".py"};
 
 static void compare_generated(const char *path, const char *name)
 {
     char *dir = temp_folder("gen");
     cr_assert(dir);
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "./jmvaec %s -o %s/out", path, dir);
+    snprintf(cmd, sizeof cmd, "./jmvaec %s -o %s/out && ./jmvaec --emit=torch %s -o %s/out", path, dir, path, dir);
     char *out = NULL;
     cr_assert_eq(run_command(cmd, &out), 0, "%s", out);
     free(out);

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Rewrites the golden files on purpose: generated/ (what jmvaec emits for
-# each spec in specs/), tests/golden/<model>.<stage> (the text of each
+# each spec in specs/: the C trainer's files and the PyTorch module), tests/golden/<model>.<stage> (the text of each
 # compiler stage for those specs: ir, grad, tasks, plan, so that a change to
 # one stage shows as a short diff of its own) and tests/bad/*.expected
 # (transcripts of jmvaec on bad specs). Review `git diff` afterwards: every
@@ -11,8 +11,9 @@ STAGES="ir grad tasks plan" # tests/test_codegen.c names the same
 for spec in specs/*.spec; do
     model=$(basename "$spec" .spec)
     mkdir -p "generated/$model"
-    rm -f "generated/$model"/*.c "generated/$model"/*.h "generated/$model/Makefile"
+    rm -f "generated/$model"/*.c "generated/$model"/*.h "generated/$model"/*.py "generated/$model/Makefile"
     ./jmvaec "$spec" -o "generated/$model"
+    ./jmvaec --emit=torch "$spec" -o "generated/$model"
     mkdir -p tests/golden
     for stage in $STAGES; do
         ./jmvaec --emit="$stage" "$spec" > "tests/golden/$model.$stage"
