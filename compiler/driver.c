@@ -94,8 +94,10 @@ int compile_text(const char *name, const char *text, size_t len, FILE *diag, FIL
             program *p = back_end(&c, m, "c");
             if (!p)
                 status = 2;
-            else if (out)
+            else if (out) {
                 emit_all_to(&c, p, out);
+                emit_torch_to(&c, p, out);
+            }
         }
     }
     ctx_free(&c);

@@ -17,9 +17,10 @@ typedef struct {
 
 int stage_known(const char *stage);
 int run_driver(const driver_options *opt);
-/* The whole compilation of a spec held in memory, its files written one
- * after another to `out` (when not NULL), diagnostics to `diag`: 0, 1 for
- * errors in the spec, 2 for an internal error. */
+/* The whole compilation of a spec held in memory, its files (the C back
+ * end's, then the PyTorch module) written one after another to `out` (when
+ * not NULL), diagnostics to `diag`: 0, 1 for errors in the spec, 2 for an
+ * internal error. */
 int compile_text(const char *name, const char *text, size_t len, FILE *diag, FILE *out);
 /* --cflags, --libs, --deps: where this jmvaec finds its runtime. */
 typedef enum { QUERY_CFLAGS, QUERY_LIBS, QUERY_DEPS, QUERY_MPI_LIBS, QUERY_MPI_DEPS } build_query;
