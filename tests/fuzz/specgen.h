@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ops.h"
+
 typedef struct {
     const uint8_t *bytes;
     size_t n, pos;
@@ -54,8 +56,8 @@ static inline void gen_put(specgen *g, const char *fmt, ...)
 
 enum { GEN_MAX_MOD = 4, GEN_MAX_LAT = 3 };
 
-static const char *const gen_likelihoods[] = {"bernoulli", "categorical", "gaussian", "gaussian(learned)"};
-static const char *const gen_activations[] = {"relu", "linear", "leaky_relu", "elu", "softplus", "tanh", "sigmoid", "silu"};
+/* Every likelihood and activation of the compiler's operation table (ops.c):
+ * a row added there is generated here too. */
 
 /* Hidden layers: 0 to 2 of them, small widths. */
 static inline void gen_layers(specgen *g, int at_least_one)
@@ -64,7 +66,7 @@ static inline void gen_layers(specgen *g, int at_least_one)
     if (at_least_one && n == 0)
         n = 1;
     for (int i = 0; i < n; i++)
-        gen_put(g, " -> %s(%u)", gen_activations[gen_pick(g, 8)], 1 + gen_pick(g, 9));
+        gen_put(g, " -> %s(%u)", activation_table[gen_pick(g, N_ACTIVATIONS)].name, 1 + gen_pick(g, 9));
 }
 
 static inline const char *gen_var(specgen *g)
@@ -97,12 +99,13 @@ static inline size_t specgen_write(const uint8_t *bytes, size_t n, char *out, si
     int lik[GEN_MAX_MOD], parent[GEN_MAX_LAT], reads_lat[GEN_MAX_MOD];
     gen_put(&g, "model g%u\n", gen_pick(&g, 100));
     for (int m = 0; m < n_mod; m++) {
-        lik[m] = (int)gen_pick(&g, 4);
-        unsigned size = (lik[m] == 1 ? 2 : 1) + gen_pick(&g, 7);
-        if (gen_pick(&g, 4) == 0 && lik[m] != 1)
-            gen_put(&g, "modality x%d[2, %u] ~ %s\n", m, 1 + gen_pick(&g, 3), gen_likelihoods[lik[m]]);
+        lik[m] = (int)gen_pick(&g, N_LIKELIHOODS);
+        int softmax = likelihood_table[lik[m]].normalised; /* at least 2 values, and no image */
+        unsigned size = (softmax ? 2 : 1) + gen_pick(&g, 7);
+        if (gen_pick(&g, 4) == 0 && !softmax)
+            gen_put(&g, "modality x%d[2, %u] ~ %s\n", m, 1 + gen_pick(&g, 3), likelihood_table[lik[m]].name);
         else
-            gen_put(&g, "modality x%d[%u] ~ %s\n", m, size, gen_likelihoods[lik[m]]);
+            gen_put(&g, "modality x%d[%u] ~ %s\n", m, size, likelihood_table[lik[m]].name);
     }
     /* latent 0 is the top; latent l > 0 has a normal prior or one conditioned on a higher latent */
     for (int l = 0; l < n_lat; l++) {
@@ -171,7 +174,7 @@ static inline size_t specgen_write(const uint8_t *bytes, size_t n, char *out, si
             continue;
         gen_put(&g, "net d%d = z%d", m, reads_lat[m]);
         gen_layers(&g, 0);
-        gen_put(&g, " -> p(x%d | z%d)%s\n", m, reads_lat[m], lik[m] == 3 ? gen_var(&g) : "");
+        gen_put(&g, " -> p(x%d | z%d)%s\n", m, reads_lat[m], likelihood_table[lik[m]].has_logvar ? gen_var(&g) : "");
     }
     int hyper = (int)gen_pick(&g, 3);
     if (hyper == 1)
