@@ -14,7 +14,10 @@
 # parses them.
 . "$ROOT/examples/lib/common.sh"
 example_options "$@"
-MODELS="jmvae jmvae_kl jmvae_h"
+# the three reference specs, and JMVAE-h with unimodal encoders (examples/)
+MODELS="jmvae jmvae_kl jmvae_h jmvae_h_kl"
+N_MODELS=4
+spec_of() { [ -f "$ROOT/specs/$1.spec" ] && echo "$ROOT/specs/$1.spec" || echo "$ROOT/examples/$1.spec"; }
 # ten distinguishable colours, one a class (matplotlib's tab10)
 PALETTE="#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f #bcbd22 #17becf"
 
@@ -38,8 +41,8 @@ mkdir -p "$OUT/specs" "$OUT/gen"
 for m in $MODELS; do
     sed -e 's/^model \([a-z_]*\)/model \1_2d/' -e 's/^latent z\[64\]/latent z[2]/' \
         -e 's/^latent z1\[64\]/latent z1[2]/' -e 's/^latent z2\[32\]/latent z2[2]/' \
-        "$ROOT/specs/$m.spec" > "$OUT/specs/${m}_2d.spec"
-    cp "$ROOT/specs/$m.spec" "$OUT/specs/$m.spec"
+        "$(spec_of $m)" > "$OUT/specs/${m}_2d.spec"
+    cp "$(spec_of $m)" "$OUT/specs/$m.spec"
     for s in $m ${m}_2d; do
         "$ROOT/jmvaec" "$OUT/specs/$s.spec" -o "$OUT/gen/$s" > /dev/null
         make -s -C "$OUT/gen/$s" JMVAEC="$ROOT/jmvaec"
@@ -106,20 +109,22 @@ say "figures (gnuplot)"
 from_w() { grep -q '"proposal": "q(z|x,w) with x fed as zeros' "$OUT/$1/eval.json" && echo 'q(z|x=0,w)' || echo 'q(z|w)'; }
 from_x() { grep -q '"proposal": "q(z|x,w) with w fed as zeros' "$OUT/$1/eval.json" && echo 'q(z|x,w=0)' || echo 'q(z|x)'; }
 label_of() { case $1 in jmvae) echo "JMVAE-zero: $(from_w $1)" ;; jmvae_kl) echo "JMVAE-kl: $(from_w $1)" ;;
-             jmvae_h) echo "JMVAE-h: $(from_w $1)" ;; esac; }
+             jmvae_h) echo "JMVAE-h: $(from_w $1)" ;; jmvae_h_kl) echo "JMVAE-h-kl: $(from_w $1)" ;; esac; }
+# the width of a figure of one panel per model
+panels() { echo $((500 * N_MODELS)); }
 # row r's centre of a 10-row grid of 29-pixel rows, counted from the top (gnuplot's y grows upwards)
 ytics=$(i=0; for c in $CLASSES; do printf '%s"%s" %d' "$([ $i -gt 0 ] && echo ', ')" "$c" $((291 - 29 * i - 15)); i=$((i + 1)); done)
 {
-    echo "reset; set terminal pngcairo noenhanced size 1500,560 font 'sans,11'; set output '$OUT/conditional.png'"
-    echo "set multiplot layout 1,3 title 'x generated from the label alone, 10 samples per class (one row per class)'"
+    echo "reset; set terminal pngcairo noenhanced size $(panels),560 font 'sans,11'; set output '$OUT/conditional.png'"
+    echo "set multiplot layout 1,$N_MODELS title 'x generated from the label alone, 10 samples per class (one row per class)'"
     echo "unset xtics; set ytics ($ytics) scale 0; set size ratio -1; unset key; set border 0"
     for m in $MODELS; do
         echo "set title '$(label_of $m)'; plot '$OUT/$m/conditional.png' binary filetype=png with rgbimage"
     done
     echo "unset multiplot"
-    echo "reset; set terminal pngcairo noenhanced size 1500,420 font 'sans,11'; set output '$OUT/reconstruct.png'"
+    echo "reset; set terminal pngcairo noenhanced size $(panels),420 font 'sans,11'; set output '$OUT/reconstruct.png'"
     echo "unset xtics; set size ratio -1; unset key; set border 0"
-    echo "set multiplot layout 1,3 title 'test images (rows 1 and 3) and their reconstructions from x alone (rows 2 and 4)'"
+    echo "set multiplot layout 1,$N_MODELS title 'test images (rows 1 and 3) and their reconstructions from x alone (rows 2 and 4)'"
     echo "unset ytics"
     for m in $MODELS; do
         path=$(from_x $m)
@@ -133,14 +138,13 @@ for m in $MODELS; do
         > "$OUT/$m/z2d_labelled.csv"
 done
 {
-    echo "reset; set terminal pngcairo noenhanced size 1500,520 font 'sans,11'; set output '$OUT/latent2d.png'"
+    echo "reset; set terminal pngcairo noenhanced size $(panels),520 font 'sans,11'; set output '$OUT/latent2d.png'"
     echo "set datafile separator ','; set size square"
-    echo "set multiplot layout 1,3 margins 0.04,0.88,0.12,0.86 spacing 0.07 title 'test images encoded from x alone: posterior means of a 2-D latent, coloured by class'"
+    echo "set multiplot layout 1,$N_MODELS margins 0.04,0.9,0.12,0.86 spacing 0.05 title 'test images encoded from x alone: posterior means of a 2-D latent, coloured by class'"
     for m in $MODELS; do
         path=$(from_x $m)
-        [ $m = jmvae_h ] && path="$path, z1"
-        key=$([ $m = jmvae_h ] && echo "set key at screen 0.995,0.8 right top" || echo "unset key")
-        latent=$([ $m = jmvae_h ] && echo z1 || echo z)
+        case $m in jmvae_h*) path="$path, z1" latent=z1 ;; *) latent=z ;; esac
+        key=$([ $m = "${MODELS##* }" ] && echo "set key at screen 0.998,0.8 right top" || echo "unset key")
         # the columns of the latent's two coordinates, and of the label
         cx=$(head -n 1 "$OUT/$m/z2d.csv" | tr ',' '\n' | grep -n "^${latent}_0\$" | cut -d: -f1)
         cl=$(head -n 1 "$OUT/$m/z2d.csv" | tr ',' '\n' | wc -l | awk '{print $1 + 1}')
@@ -192,7 +196,7 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
         echo "These numbers only show that the chain works; the full mode is what the project reports."
         echo
     fi
-    echo "Training: $EPOCHS epochs of each spec in specs/ (batch 100, Adam 1e-3, clipping 5),"
+    echo "Training: $EPOCHS epochs of each spec in specs/ and of examples/jmvae_h_kl.spec (batch 100, Adam 1e-3, clipping 5),"
     echo "$([ "$TRAIN_LIMIT" = 0 ] && echo "$TRAIN_TEXT less $VALID held out" || echo "the first $TRAIN_LIMIT training images less $VALID held out") for the validation curves,"
     echo "$TARGETS_TEXT. Evaluation: $([ "$TEST_LIMIT" = 0 ] && echo "$TEST_TEXT" || echo "the first $TEST_LIMIT test images"), K = $SAMPLES importance samples"
     echo "(the proposals are named in each model's eval.txt). Coherence: $PER_CLASS images generated"
@@ -206,6 +210,7 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     row "JMVAE-zero (papers' protocol)" jmvae "_family_rule"
     row "JMVAE-kl" jmvae_kl ""
     row "JMVAE-h" jmvae_h ""
+    row "JMVAE-h-kl (JMVAE-h with unimodal encoders)" jmvae_h_kl ""
     echo "$PUBLISHED_ROW"
     echo
     [ -n "$NOTE" ] && { echo "$NOTE"; echo; }
@@ -217,7 +222,7 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     echo
     echo "Differences (a - b ± the standard error of the difference, the two taken as independent):"
     echo
-    for m in jmvae_kl jmvae_h; do
+    for m in jmvae_kl jmvae_h jmvae_h_kl; do
         echo "- $m − JMVAE-zero: coherence $(diff_se "$(coh $m)" "$(coh jmvae)");" \
             "log p(x|w) $(diff_se "$(jget "$OUT/$m/eval.json" log_p_cond 'x|w')" "$(jget "$OUT/jmvae/eval.json" log_p_cond 'x|w')")" \
             "(against the papers' protocol: $(diff_se "$(jget "$OUT/$m/eval.json" log_p_cond 'x|w')" "$(jget "$OUT/jmvae/eval.json" log_p_cond_family_rule 'x|w')"));" \
@@ -254,7 +259,7 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     echo
     echo "which runs, for each model M (output in out/M/):"
     echo
-    echo "    jmvaec specs/M.spec -o gen/M && make -C gen/M"
+    echo "    jmvaec specs/M.spec -o gen/M && make -C gen/M         # examples/jmvae_h_kl.spec for jmvae_h_kl"
     echo "    gen/M/M train $TRAIN --valid $VALID --epochs $EPOCHS --out M/run"
     echo "    gen/M/M eval --checkpoint M/run/last.ckpt $TEST --samples $SAMPLES --prior-samples $PRIOR_SAMPLES --json M/eval.json"
     echo "    gen/M/M sample --checkpoint M/run/last.ckpt --mode conditional --n $PER_CLASS --csv M/generated.csv --csv-labels M/generated_labels.csv"
