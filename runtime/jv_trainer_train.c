@@ -8,6 +8,7 @@
  * the run after the current step with last.ckpt written. Nothing is
  * written before every input has been checked.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -23,7 +24,7 @@
 enum { BIN_NONE, BIN_THRESHOLD, BIN_RESAMPLE };
 
 typedef struct {
-    jv_opt_list data, binarize, hyper;
+    jv_opt_list data, binarize, hyper, lr_after;
     int epochs, batch, threads, valid, ckpt_every, limit, chunks;
     double lr, clip, ckpt_minutes;
     uint64_t seed;
@@ -37,6 +38,8 @@ typedef struct {
     jv_dataset ds;
     char *binarize;         /* per modality: BIN_* */
     jv_hyper_info *hypers;  /* the spec's schedule with --hyper applied */
+    struct lr_change { int after; double lr; } *lr_after; /* --lr-after, by epoch */
+    int n_lr_after;
     size_t *split;          /* all examples permuted: training first, then validation */
     size_t n_train, n_valid;
     size_t *order;          /* this epoch's order of the training examples */
@@ -104,6 +107,8 @@ static int parse_train_options(trainer *t, int argc, char **argv)
         {"epochs", JV_OPT_INT, &o->epochs, 1, INT_MAX, "N", "train until N epochs are complete", 0},
         {"batch", JV_OPT_INT, &o->batch, 1, INT_MAX, "B", "examples per step", 0},
         {"lr", JV_OPT_REAL, &o->lr, 0, 1e6, "X", "Adam's learning rate", 0},
+        {"lr-after", JV_OPT_LIST, &o->lr_after, 0, 0, "N=X",
+         "after N epochs, Adam's learning rate becomes X (repeatable: a step schedule)", 0},
         {"seed", JV_OPT_U64, &o->seed, 0, 1.8446744073709552e19, "S", "seed of every random draw", 0},
         {"threads", JV_OPT_INT, &o->threads, 1, 1024, "T",
          "threads (default: the cores this process may use); the results are the same for every T", 0},
@@ -127,7 +132,7 @@ static int parse_train_options(trainer *t, int argc, char **argv)
     };
     int rc = jv_parse_options("train", "--data NAME=FILE ... [options]", TRAIN_ABOUT, opts,
                               (int)(sizeof opts / sizeof opts[0]), argc, argv);
-    t->seed_given = opts[4].given;
+    t->seed_given = opts[5].given;
     t->chunks_given = opts[(sizeof opts / sizeof opts[0]) - 1].given;
     return rc;
 }
@@ -187,6 +192,53 @@ static int apply_hyper(trainer *t, const char *item)
     }
     return jv_fail("train: --hyper %s: model %s has no such weight (see '%s help')", item, t->m->name,
                    jv_prog_name());
+}
+
+/* Parses --lr-after N=X items into a schedule ordered by N. */
+static int parse_lr_schedule(trainer *t)
+{
+    int n = t->o.lr_after.n;
+    t->lr_after = malloc((size_t)(n ? n : 1) * sizeof *t->lr_after);
+    if (!t->lr_after)
+        return jv_fail("out of memory");
+    for (int i = 0; i < n; i++) {
+        const char *item = t->o.lr_after.item[i], *text = NULL;
+        size_t len = 0;
+        if (!strchr(item, '='))
+            return jv_fail("train: --lr-after expects N=X (after N epochs, the learning rate X), got '%s'", item);
+        if (jv_split_assignment("train", "lr-after", item, &len, &text) != 0)
+            return 1;
+        char *end;
+        errno = 0;
+        long after = strtol(item, &end, 10);
+        if (end != item + len || !isdigit((unsigned char)item[0]) || errno == ERANGE || after > INT_MAX)
+            return jv_fail("train: --lr-after %s: '%.*s' is not a number of epochs (0 or more)", item, (int)len,
+                           item);
+        errno = 0;
+        double lr = strtod(text, &end);
+        if (!*text || *end || errno == ERANGE || !(lr >= 0 && lr <= 1e6))
+            return jv_fail("train: --lr-after %s: '%s' is not a learning rate (a number from 0 to 1e6)", item, text);
+        int k = t->n_lr_after;
+        while (k > 0 && t->lr_after[k - 1].after > after) {
+            t->lr_after[k] = t->lr_after[k - 1];
+            k--;
+        }
+        if (k > 0 && t->lr_after[k - 1].after == after)
+            return jv_fail("train: --lr-after %s: epoch %ld is given twice", item, after);
+        t->lr_after[k] = (struct lr_change){(int)after, lr};
+        t->n_lr_after++;
+    }
+    return 0;
+}
+
+/* Adam's learning rate in epoch `epoch` (1 for the first): --lr, then the
+ * last --lr-after whose epoch count is behind it. */
+static double lr_in_epoch(const trainer *t, int64_t epoch)
+{
+    double lr = t->o.lr;
+    for (int i = 0; i < t->n_lr_after && epoch > t->lr_after[i].after; i++)
+        lr = t->lr_after[i].lr;
+    return lr;
 }
 
 static int parse_hypers(trainer *t)
@@ -323,6 +375,7 @@ static void free_trainer(trainer *t)
     jv_buf_free(&t->csv);
     free(t->binarize);
     free(t->hypers);
+    free(t->lr_after);
     free(t->split);
     free(t->order);
     free(t->grads);
@@ -918,6 +971,16 @@ static void say_how_to_continue(const trainer *t)
 static int run_epoch(trainer *t, int64_t epoch, size_t from)
 {
     double start = jv_now();
+    double lr = lr_in_epoch(t, epoch);
+    if (lr != t->adam.lr) {
+        flush_adam(t); /* the last step's update at the rate it was taken with */
+        t->adam.lr = lr;
+        if (t->lead && epoch > t->first_epoch) {
+            jv_progress_clear(&t->bar);
+            printf("epoch %lld on: learning rate %g (--lr-after)\n", (long long)epoch, lr);
+            fflush(stdout);
+        }
+    }
     size_t cap = (size_t)t->w.cap, n_batches = (t->n_train + cap - 1) / cap;
     memcpy(t->order, t->split, t->n_train * sizeof *t->order);
     jv_rng rng = {t->o.seed, jv_stream_id(JV_TAG_SHUFFLE, 0, (uint64_t)epoch), 0};
@@ -1007,6 +1070,12 @@ static int run_training(trainer *t)
         printf("training %s on %zu examples (%zu validation), batch %d, epochs %lld..%d, seed %llu, into %s/\n",
                t->m->name, t->n_train, t->n_valid, t->w.cap, (long long)t->ck.epoch + 1, t->o.epochs,
                (unsigned long long)t->o.seed, t->run_dir);
+        if (t->n_lr_after > 0) {
+            printf("learning rate %g", t->o.lr);
+            for (int i = 0; i < t->n_lr_after; i++)
+                printf(", %g after epoch %d", t->lr_after[i].lr, t->lr_after[i].after);
+            printf("; epoch %lld starts at %g\n", (long long)t->ck.epoch + 1, lr_in_epoch(t, t->ck.epoch + 1));
+        }
         if (t->ck.batches > 0)
             printf("resuming epoch %lld after %lld batches (step %lld)\n", (long long)t->ck.epoch + 1,
                    (long long)t->ck.batches, (long long)t->ck.step);
@@ -1086,7 +1155,7 @@ static int prepare(trainer *t, int argc, char **argv)
     if (rc != 0)
         return rc;
     unsigned all = t->m->n_modalities == 32 ? ~0u : (1u << t->m->n_modalities) - 1;
-    if (parse_binarize(t) != 0 || parse_hypers(t) != 0)
+    if (parse_binarize(t) != 0 || parse_hypers(t) != 0 || parse_lr_schedule(t) != 0)
         return 1;
     double start = jv_now();
     if (jv_dataset_load(t->m, "train", &t->o.data, all, t->o.limit, &t->ds) != 0)

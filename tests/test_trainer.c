@@ -373,6 +373,39 @@ Test(train, hyper_overrides_and_warmup_change_the_run)
     remove_tree(s.root);
 }
 
+/* A step schedule of the learning rate: in force only after its epoch, the
+ * same whatever the order it is given in, and resumed exactly. */
+Test(train, lr_after_sets_a_step_schedule_that_resumes_exactly)
+{
+    scratch s;
+    result r;
+    setup_data(&s);
+    train_ok(&s, "--epochs 3 --out plain");
+    train_ok(&s, "--epochs 3 --out late --lr-after 3=0.5");
+    same_files(&s, "plain/last.ckpt", "late/last.ckpt"); /* after the last epoch: no effect */
+    train_ok(&s, "--epochs 1 --out one --lr-after 1=0.0001");
+    train_ok(&s, "--epochs 1 --out one_plain");
+    same_files(&s, "one/last.ckpt", "one_plain/last.ckpt"); /* not yet in the first epoch */
+    run_main(&s, &r, "train " DATA " --epochs 3 --out full --lr-after 2=0.00001 --lr-after 1=0.0001");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, ", 0.0001 after epoch 1, 1e-05 after epoch 2; epoch 1 starts at"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "epoch 2 on: learning rate 0.0001"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "epoch 3 on: learning rate 1e-05"), "%s", r.out);
+    size_t na, nb;
+    char *a = work_file(&s, "plain/last.ckpt", &na), *b = work_file(&s, "full/last.ckpt", &nb);
+    cr_assert(na == nb && memcmp(a, b, na) != 0, "the schedule did not change the run");
+    free(a);
+    free(b);
+    train_ok(&s, "--epochs 3 --out sorted --lr-after 1=0.0001 --lr-after 2=0.00001");
+    same_files(&s, "full/last.ckpt", "sorted/last.ckpt");
+    train_ok(&s, "--epochs 2 --out part --lr-after 1=0.0001 --lr-after 2=0.00001");
+    run_main(&s, &r, "train " DATA " --epochs 3 --resume part/last.ckpt --lr-after 1=0.0001 --lr-after 2=0.00001");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "epoch 3 starts at 1e-05"), "%s", r.out);
+    same_files(&s, "full/last.ckpt", "part/last.ckpt");
+    remove_tree(s.root);
+}
+
 Test(train, stops_on_a_nan_term_and_keeps_the_last_checkpoint)
 {
     scratch s;
@@ -415,6 +448,12 @@ Test(bad_input, train_refuses_without_writing)
     expect_refusal(&s, "train " DATA " --binarize x=threshold", "no bernoulli modality");
     expect_refusal(&s, "train " DATA " --hyper gamma=1", "no such weight");
     expect_refusal(&s, "train " DATA " --hyper beta=abc", "not a number");
+    expect_refusal(&s, "train " DATA " --lr-after 10", "--lr-after expects N=X");
+    expect_refusal(&s, "train " DATA " --lr-after -1=0.1", "'-1' is not a number of epochs");
+    expect_refusal(&s, "train " DATA " --lr-after 1x=0.1", "'1x' is not a number of epochs");
+    expect_refusal(&s, "train " DATA " --lr-after 1=fast", "'fast' is not a learning rate");
+    expect_refusal(&s, "train " DATA " --lr-after 1=-0.1", "is not a learning rate");
+    expect_refusal(&s, "train " DATA " --lr-after 2=0.1 --lr-after 2=0.01", "epoch 2 is given twice");
     expect_refusal(&s, "train " DATA " --valid 60", "leaves no training examples");
     expect_refusal(&s, "train " DATA " --resume junk.ckpt --out r", "junk.ckpt");
     expect_refusal(&s, "train " DATA " --resume none.ckpt --out r", "none.ckpt");
