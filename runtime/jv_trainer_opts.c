@@ -105,9 +105,12 @@ static int store_value(const char *cmd, jv_option *o, const char *text)
 
 /* --------------------------------------------------------------- help -- */
 
+/* The default after the help text, unless the text says it in words. */
 static void format_default(const jv_option *o, char *buf, size_t size)
 {
     buf[0] = '\0';
+    if (strstr(o->help, "(default"))
+        return;
     if (o->type == JV_OPT_INT)
         snprintf(buf, size, " (default %d)", *(const int *)o->dest);
     else if (o->type == JV_OPT_U64)
