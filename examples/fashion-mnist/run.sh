@@ -27,6 +27,7 @@
 # with the same options; finished steps are not redone.
 #
 # The work itself is examples/lib/experiment.sh, shared with examples/mnist.
+# longer.sh, beside this script, trains JMVAE further (LONGER_RUNS.md).
 #
 # Variables (for tests): FASHION_MNIST (the IDX folder), EXAMPLE_TRAIN_LIMIT,
 # EXAMPLE_TEST_LIMIT, EXAMPLE_SAMPLES, EXAMPLE_EPOCHS_2D, EXAMPLE_PER_CLASS,

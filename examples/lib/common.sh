@@ -1,4 +1,4 @@
-# examples/lib/common.sh: what the examples' run.sh scripts share (sourced
+# examples/lib/common.sh: what the examples' scripts share (sourced
 # after HERE and ROOT are set): their options, the sizes of the quick and
 # the full modes, the classifier, the gnuplot helpers.
 
@@ -15,16 +15,16 @@ example_options() {
     while [ $# -gt 0 ]; do
         case $1 in
         --quick) MODE=quick ;;
-        --epochs) [ $# -ge 2 ] || { echo "run.sh: --epochs needs a number" >&2; exit 2; }
+        --epochs) [ $# -ge 2 ] || { echo "${SCRIPT:-run.sh}: --epochs needs a number" >&2; exit 2; }
                   EPOCHS=$2; shift ;;
-        --out) [ $# -ge 2 ] || { echo "run.sh: --out needs a folder" >&2; exit 2; }
+        --out) [ $# -ge 2 ] || { echo "${SCRIPT:-run.sh}: --out needs a folder" >&2; exit 2; }
                OUT=$2; shift ;;
-        -h|--help) sed -n '2,/^set -eu$/s/^# \{0,1\}//p' "$HERE/run.sh"; exit 0 ;;
-        *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+        -h|--help) sed -n '2,/^set -eu$/s/^# \{0,1\}//p' "$HERE/${SCRIPT:-run.sh}"; exit 0 ;;
+        *) echo "${SCRIPT:-run.sh}: unknown option '$1' (see --help)" >&2; exit 2 ;;
         esac
         shift
     done
-    case $EPOCHS in ''|*[!0-9]*) echo "run.sh: --epochs '$EPOCHS' is not a number" >&2; exit 2 ;; esac
+    case $EPOCHS in ''|*[!0-9]*) echo "${SCRIPT:-run.sh}: --epochs '$EPOCHS' is not a number" >&2; exit 2 ;; esac
     if [ $MODE = quick ]; then
         [ "$EPOCHS" = 100 ] && EPOCHS=2
         TRAIN_LIMIT=${EXAMPLE_TRAIN_LIMIT:-3000} TEST_LIMIT=${EXAMPLE_TEST_LIMIT:-200} SAMPLES=${EXAMPLE_SAMPLES:-50}

@@ -213,7 +213,7 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     row "JMVAE-h-kl (JMVAE-h with unimodal encoders)" jmvae_h_kl ""
     echo "$PUBLISHED_ROW"
     echo
-    [ -f "$HERE/LONGER_RUNS.md" ] && { echo "Longer runs, by hand (not by this script): [LONGER_RUNS.md](LONGER_RUNS.md)."; echo; }
+    [ -f "$HERE/LONGER_RUNS.md" ] && { echo "Longer runs of JMVAE (written by longer.sh): [LONGER_RUNS.md](LONGER_RUNS.md)."; echo; }
     [ -n "$NOTE" ] && { echo "$NOTE"; echo; }
     echo "JMVAE and JMVAE-zero are one trained model. The JMVAE row uses sound estimators:"
     echo "log p(x) sums p(x, w = c) over the ten classes, log p(w) averages p(w | z) over"
