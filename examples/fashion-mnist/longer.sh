@@ -56,10 +56,7 @@ LR_AFTER="--lr-after $DROP=0.0001"
 start=$(now)
 
 say "packages, the compiler and the runtime"
-sh "$ROOT/.ci/install-deps"
-make -s -C "$ROOT" all
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
+example_setup
 for f in "$TRAIN_X" "$TRAIN_W" "$TEST_X" "$TEST_W"; do
     [ -f "$f" ] || { echo "$SCRIPT: $f is missing" >&2; exit 1; }
 done
@@ -137,13 +134,6 @@ gnuplot "$OUT/longer_curves.gp"
 
 # ------------------------------------------------------------ results --
 say "LONGER_RUNS.md"
-# mean and s.e. of "key" in group (or top level) of eval's JSON: "m s" ("- -" for null)
-jget() { # file group key
-    sed -n "/\"$2\": {/,/^  }/p" "$1" | grep -m1 "\"$3\": {\"mean\"" |
-        sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\).*/\1 \2/' | sed 's/null/- -/g'
-}
-fmt() { echo "$1" | awk '{ if ($1 == "-" || $1 == "") print "impossible"; else printf "%.2f ± %.2f", $1, $2 }'; }
-pct() { echo "$1" | awk '{ printf "%.3f ± %.3f", $1, $2 }'; }
 row() { # label dir epoch
     e=$2/eval-$3.json
     printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$3" "$(fmt "$(jget "$e" log_p x)")" "$(fmt "$(jget "$e" log_p x,w)")" \
@@ -156,7 +146,6 @@ at() { awk -F, -v e="$2" -v c="$3" 'NR == 1 { for (i = 1; i <= NF; i++) k[$i] = 
 lowest() { awk -F, -v e="$2" 'NR == 1 { for (i = 1; i <= NF; i++) k[$i] = i; next }
            $1 <= e && (b == "" || $k["valid_loss"] < b) { b = $k["valid_loss"]; at = $1 }
            END { printf "%.2f at epoch %d", b, at }' "$1"; }
-minutes() { awk '{ s += $1 } END { printf "%.0f", s / 60 }' "$1"; }
 # the minutes a run's epochs took (train.csv's seconds column)
 train_minutes() { awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) k[$i] = i; next } { s += $k["seconds"] }
                   END { printf "%.0f", s / 60 }' "$1"; }

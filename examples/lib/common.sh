@@ -5,6 +5,29 @@
 say() { printf '\n== %s\n' "$*"; }
 now() { date +%s; }
 
+# example_setup: the packages, the compiler and the runtime; OUT made and
+# made absolute.
+example_setup() {
+    sh "$ROOT/.ci/install-deps"
+    make -s -C "$ROOT" all
+    mkdir -p "$OUT"
+    OUT=$(cd "$OUT" && pwd)
+}
+
+# Numbers from eval's JSON, for the results' tables:
+# jget FILE GROUP KEY: mean and s.e. of KEY in GROUP, "m s" ("- s" for a null mean)
+jget() {
+    sed -n "/\"$2\": {/,/^  }/p" "$1" | grep -m1 "\"$3\": {\"mean\"" |
+        sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\).*/\1 \2/' | sed 's/null/-/g'
+}
+# top FILE KEY: mean and s.e. of a top-level KEY
+top() { grep -m1 "\"$2\": {" "$1" | sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\).*/\1 \2/'; }
+# fmt "m s": a log-likelihood's cell; pct "m s": a fraction's
+fmt() { echo "$1" | awk '{ if ($1 == "-" || $1 == "") print "impossible"; else printf "%.2f ± %.2f", $1, $2 }'; }
+pct() { echo "$1" | awk '{ printf "%.3f ± %.3f", $1, $2 }'; }
+# minutes FILE: the sum of a file of seconds, one a line, in minutes
+minutes() { awk '{ s += $1 } END { printf "%.0f", s / 60 }' "$1"; }
+
 # example_options "$@": MODE (quick|full), EPOCHS (default 100; 2 when quick)
 # and OUT (default $HERE/out), then the sizes of the mode, which the
 # EXAMPLE_* variables override in the quick mode:

@@ -25,10 +25,7 @@ start=$(now)
 
 # ------------------------------------------------------------ set up --
 say "packages, the compiler and the runtime"
-sh "$ROOT/.ci/install-deps"
-make -s -C "$ROOT" all
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
+example_setup
 prepare_data
 for f in "$TRAIN_X" "$TRAIN_W" "$TEST_X" "$TEST_W"; do
     [ -f "$f" ] || { echo "run.sh: $f is missing" >&2; exit 1; }
@@ -165,14 +162,6 @@ gnuplot "$OUT/figures.gp"
 
 # -------------------------------------------------------------- results --
 say "RESULTS.md"
-# mean and s.e. of "key" in group (or top level) of a JSON file: "m s" ("- -" for null)
-jget() { # file group key
-    sed -n "/\"$2\": {/,/^  }/p" "$1" | grep -m1 "\"$3\": {\"mean\"" |
-        sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\).*/\1 \2/' | sed 's/null/-/g'
-}
-top() { grep -m1 "\"$2\": {" "$1" | sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\).*/\1 \2/'; }
-fmt() { echo "$1" | awk '{ if ($1 == "-" || $1 == "") print "impossible"; else printf "%.2f ± %.2f", $1, $2 }'; }
-pct() { echo "$1" | awk '{ printf "%.3f ± %.3f", $1, $2 }'; }
 diff_se() { # "m1 s1" "m2 s2": m1 - m2 and its s.e. (independent), and how many s.e. that is
     echo "$1 $2" | awk '{ d = $1 - $3; s = sqrt($2 * $2 + $4 * $4); printf "%+.3f ± %.3f (%.1f s.e.)", d, s, (s > 0 ? d / s : 0) }'
 }
@@ -183,7 +172,6 @@ row() { # label model group-suffix
         "$(fmt "$(jget "$e" log_p x,w)")" "$(fmt "$(jget "$e" "log_p_cond$3" 'x|w')")" \
         "$(pct "$(coh "$2")")" "$(pct "$(jget "$e" accuracy 'w|x')")"
 }
-minutes() { awk '{ s += $1 } END { printf "%.0f", s / 60 }' "$1"; }
 classifier_acc=$(top "$OUT/classifier.json" accuracy)
 {
     echo "# $TITLE: JMVAE, JMVAE-zero, JMVAE-kl, JMVAE-h and JMVAE-h-kl"

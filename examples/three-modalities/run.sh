@@ -40,11 +40,8 @@ CLASSES="T-shirt/top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag Ankle-
 start=$(now)
 
 say "packages, the compiler and the runtime, the data split into halves"
-sh "$ROOT/.ci/install-deps"
-make -s -C "$ROOT" all
+example_setup
 command -v node > /dev/null || { echo "run.sh: node (Node.js) is needed to split the images" >&2; exit 1; }
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
 [ -f "$OUT/data/test_bottom_first.csv" ] && [ "$(wc -l < "$OUT/data/test_bottom_first.csv")" = "$COMPLETE" ] ||
     node "$HERE/convert.js" "$DATA" "$OUT/data" "$COMPLETE"
 H=$OUT/data
