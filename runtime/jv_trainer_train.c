@@ -91,7 +91,8 @@ static const char TRAIN_ABOUT[] =
     "Fits the model to the data with Adam. Every modality needs --data; all files must\n"
     "hold the same examples. Writes RUNDIR/train.csv, RUNDIR/epoch-<N>.ckpt and\n"
     "RUNDIR/last.ckpt. --resume continues a run up to --epochs, reproducing an\n"
-    "uninterrupted run exactly (same data, --valid and --batch).";
+    "uninterrupted run exactly when given the same data and the same --valid, --batch,\n"
+    "--lr, --lr-after and --hyper.";
 
 /* ------------------------------------------------------------ options -- */
 
