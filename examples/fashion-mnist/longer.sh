@@ -51,6 +51,8 @@ fi
 [ "$DROP" -ge 1 ] || { echo "$SCRIPT: --epochs $LONG leaves no epoch before the drop of the learning rate" >&2; exit 2; }
 # the warm run's evaluated epochs: the early ones before the drop, the drop, the end
 EARLY_FIRST=${EARLY%% *}
+# the epochs of the warm-up, as examples/jmvae_warm.spec says them
+WARMUP=$(sed -n 's/^hyper beta = .* over \([0-9]*\) epochs.*/\1/p' "$ROOT/examples/jmvae_warm.spec")
 AT=$(for e in $EARLY; do [ "$e" -lt "$DROP" ] && echo "$e"; done; echo "$DROP $LONG")
 LR_AFTER="--lr-after $DROP=0.0001"
 start=$(now)
@@ -115,11 +117,12 @@ for e in $AT; do evaluate jmvae_warm "$OUT/warm" "$e"; done
 
 # ------------------------------------------------------------- figure --
 say "figure (gnuplot)"
-# the loss axis: from just below the lowest training loss, 16 nats high
-lo=$(for r in plain warm; do tail -n +2 "$OUT/$r/run/train.csv"; done | cut -d, -f3 | sort -g | head -n 1 |
-    awk '{ printf "%d", $1 - 1 }')
+# the loss axis: from just below the lowest training loss after the warm-up
+# (during it the KL weight is below 1), 12 nats high
+lo=$(for r in plain warm; do tail -n +2 "$OUT/$r/run/train.csv"; done | awk -F, -v w="$WARMUP" '$1 > w' |
+    cut -d, -f3 | sort -g | head -n 1 | awk '{ printf "%d", $1 - 1 }')
 # the full mode's window shows the plateau (the first epochs are far above it)
-yrange=$([ $MODE = full ] && echo "set yrange [$lo:$((lo + 16))]" || echo "set autoscale y")
+yrange=$([ $MODE = full ] && [ -n "$lo" ] && echo "set yrange [$lo:$((lo + 12))]" || echo "set autoscale y")
 from=$((DROP > 40 ? DROP - 40 : 1))
 plot_runs="plot '$OUT/plain/run/train.csv' using 'epoch':'train_loss' with lines lw 2 lc rgb '#1f77b4' title 'plain, training', \\
      '' using 'epoch':'valid_loss' with lines lw 2 dt 2 lc rgb '#1f77b4' title 'plain, validation', \\
@@ -127,12 +130,12 @@ plot_runs="plot '$OUT/plain/run/train.csv' using 'epoch':'train_loss' with lines
      '' using 'epoch':'valid_loss' with lines lw 2 dt 2 lc rgb '#d62728' title 'warm, validation'"
 cat > "$OUT/longer_curves.gp" <<EOF
 reset; set terminal pngcairo noenhanced size 1300,520 font 'sans,11'; set output '$OUT/longer_curves.png'
-set datafile separator ','; set grid; set key top right; set xlabel 'epoch'; set ylabel 'loss (nats an image)'
+set datafile separator ','; set grid; set key bottom left; set xlabel 'epoch'; set ylabel 'loss (nats an image)'
 set multiplot layout 1,2 title 'JMVAE on Fashion-MNIST: the loss per epoch, training and validation ($VALID held-out images)'
 $yrange
 set arrow 1 from $DROP, graph 0 to $DROP, graph 1 nohead dt 2 lc rgb '#555555'
-set label 1 'warm: learning rate 1e-3 -> 1e-4' at $DROP, graph 0.05 right offset -1,0
-set title 'every epoch'
+set label 1 'warm: learning rate 1e-3 -> 1e-4' at $DROP, graph 0.95 right offset -1,0
+set title 'every epoch'; set xrange [1:$LONG]
 $plot_runs
 set title 'epochs $from to $LONG'; set xrange [$from:$LONG]; set autoscale y
 $plot_runs
@@ -150,9 +153,9 @@ row() { # label dir epoch
 # a column of train.csv at an epoch
 at() { awk -F, -v e="$2" -v c="$3" 'NR == 1 { for (i = 1; i <= NF; i++) k[$i] = i; next }
        $1 == e { printf "%.2f", $k[c] }' "$1"; }
-# the lowest validation loss of a run up to an epoch, and its epoch
-lowest() { awk -F, -v e="$2" 'NR == 1 { for (i = 1; i <= NF; i++) k[$i] = i; next }
-           $1 <= e && (b == "" || $k["valid_loss"] < b) { b = $k["valid_loss"]; at = $1 }
+# the lowest validation loss of a run over epochs FROM to TO, and its epoch
+lowest() { awk -F, -v f="$2" -v e="$3" 'NR == 1 { for (i = 1; i <= NF; i++) k[$i] = i; next }
+           $1 >= f && $1 <= e && (b == "" || $k["valid_loss"] < b) { b = $k["valid_loss"]; at = $1 }
            END { printf "%.2f at epoch %d", b, at }' "$1"; }
 # the minutes a run's epochs took (train.csv's seconds column)
 train_minutes() { awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) k[$i] = i; next } { s += $k["seconds"] }
@@ -196,17 +199,23 @@ pcsv=$OUT/plain/run/train.csv wcsv=$OUT/warm/run/train.csv
     echo "JMVAE's log p(x) after $LONG epochs is $(fmt "$best"), $verdict."
     echo
     echo "The loss per epoch (the figure below), from train.csv: the plain run's validation loss is lowest"
-    echo "($(lowest "$pcsv" "$PLAIN")) and $(at "$pcsv" "$PLAIN" valid_loss) at epoch $PLAIN, its training loss"
-    echo "$(at "$pcsv" "$EARLY_FIRST" train_loss) at epoch $EARLY_FIRST and $(at "$pcsv" "$PLAIN" train_loss) at $PLAIN; the warm run's validation loss is lowest"
-    echo "($(lowest "$wcsv" "$DROP")) before the drop and $(at "$wcsv" "$DROP" valid_loss) at epoch $DROP."
-    if [ "$(awk -v a="$(at "$wcsv" "$LONG" valid_loss)" -v b="$(lowest "$wcsv" "$DROP" | cut -d' ' -f1)" \
-            'BEGIN { print (a < b) }')" = 1 ]; then
-        echo "At a tenth of the rate it falls to $(at "$wcsv" "$LONG" valid_loss) by epoch $LONG, below anything the constant"
-        echo "rate reached (the training loss from $(at "$wcsv" "$DROP" train_loss) to $(at "$wcsv" "$LONG" train_loss)): what one expects when Adam's steps"
-        echo "at 1e-3 are too large for the weights to settle."
+    echo "($(lowest "$pcsv" 1 "$PLAIN")) and $(at "$pcsv" "$PLAIN" valid_loss) at epoch $PLAIN, its training loss"
+    echo "$(at "$pcsv" "$EARLY_FIRST" train_loss) at epoch $EARLY_FIRST and $(at "$pcsv" "$PLAIN" train_loss) at $PLAIN."
+    if [ "$DROP" -gt "$WARMUP" ]; then
+        # during the warm-up the KL weight is below 1 and the loss not comparable
+        before=$(lowest "$wcsv" $((WARMUP + 1)) "$DROP")
+        echo "The warm run's validation loss, once its KL weight has reached 1 (after epoch $WARMUP), is lowest"
+        echo "($before) before the drop and $(at "$wcsv" "$DROP" valid_loss) at epoch $DROP."
+        if [ "$(awk -v a="$(at "$wcsv" "$LONG" valid_loss)" -v b="${before%% *}" 'BEGIN { print (a < b) }')" = 1 ]; then
+            echo "At a tenth of the rate it falls to $(at "$wcsv" "$LONG" valid_loss) by epoch $LONG, below anything the constant"
+            echo "rate reached (the training loss from $(at "$wcsv" "$DROP" train_loss) to $(at "$wcsv" "$LONG" train_loss)): what one expects when Adam's steps"
+            echo "at 1e-3 are too large for the weights to settle."
+        else
+            echo "At a tenth of the rate it is $(at "$wcsv" "$LONG" valid_loss) at epoch $LONG, no lower than the constant rate"
+            echo "reached (the training loss from $(at "$wcsv" "$DROP" train_loss) to $(at "$wcsv" "$LONG" train_loss))."
+        fi
     else
-        echo "At a tenth of the rate it is $(at "$wcsv" "$LONG" valid_loss) at epoch $LONG, no lower than the constant rate"
-        echo "reached (the training loss from $(at "$wcsv" "$DROP" train_loss) to $(at "$wcsv" "$LONG" train_loss))."
+        echo "The warm run is inside its $WARMUP-epoch warm-up throughout, its loss not comparable across epochs."
     fi
     echo
     echo "For comparison: Wu & Goodman's public code (github.com/mhw32/multimodal-vae-public, folder"
