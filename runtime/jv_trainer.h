@@ -58,6 +58,10 @@ typedef struct {
  * help's first line after "<prog> <cmd> ", `about` a paragraph below it. */
 int jv_parse_options(const char *cmd, const char *usage, const char *about, jv_option *opts, int n,
                      int argc, char **argv);
+/* Parses text as those options parse a value: JV_OPT_INT or JV_OPT_U64 a
+ * whole number, JV_OPT_REAL a finite real, within [min, max]. Returns 0, or
+ * -1 and prints nothing (the caller names the value in its message). */
+int jv_parse_value(const char *text, jv_opt_type type, double min, double max, double *out);
 
 /* Prints "<prog>: " + the message + a newline to stderr; returns 1. */
 int jv_fail(const char *fmt, ...)

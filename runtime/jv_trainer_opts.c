@@ -72,6 +72,12 @@ static int parse_number(const char *text, const jv_option *o, double *out)
     return 0;
 }
 
+int jv_parse_value(const char *text, jv_opt_type type, double min, double max, double *out)
+{
+    jv_option o = {.type = type, .min = min, .max = max};
+    return parse_number(text, &o, out);
+}
+
 static int store_value(const char *cmd, jv_option *o, const char *text)
 {
     double v = 0;

@@ -8,8 +8,8 @@
  * the run after the current step with last.ckpt written. Nothing is
  * written before every input has been checked.
  */
-#include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <dirent.h>
@@ -171,10 +171,8 @@ static int apply_hyper(trainer *t, const char *item)
     const char *text = NULL;
     if (jv_split_assignment("train", "hyper", item, &len, &text) != 0)
         return 1;
-    char *end;
-    errno = 0;
-    double value = strtod(text, &end);
-    if (!*text || *end || errno == ERANGE || !isfinite(value))
+    double value;
+    if (jv_parse_value(text, JV_OPT_REAL, -DBL_MAX, DBL_MAX, &value) != 0)
         return jv_fail("train: --hyper %s: '%s' is not a number", item, text);
     for (int i = 0; i < t->m->n_hypers; i++) {
         jv_hyper_info *h = &t->hypers[i];
@@ -203,29 +201,25 @@ static int parse_lr_schedule(trainer *t)
     if (!t->lr_after)
         return jv_fail("out of memory");
     for (int i = 0; i < n; i++) {
-        const char *item = t->o.lr_after.item[i], *text = NULL;
-        size_t len = 0;
-        if (!strchr(item, '='))
+        const char *item = t->o.lr_after.item[i], *eq = strchr(item, '=');
+        if (!eq)
             return jv_fail("train: --lr-after expects N=X (after N epochs, the learning rate X), got '%s'", item);
-        if (jv_split_assignment("train", "lr-after", item, &len, &text) != 0)
-            return 1;
-        char *end;
-        errno = 0;
-        long after = strtol(item, &end, 10);
-        if (end != item + len || !isdigit((unsigned char)item[0]) || errno == ERANGE || after > INT_MAX)
-            return jv_fail("train: --lr-after %s: '%.*s' is not a number of epochs (0 or more)", item, (int)len,
-                           item);
-        errno = 0;
-        double lr = strtod(text, &end);
-        if (!*text || *end || errno == ERANGE || !(lr >= 0 && lr <= 1e6))
-            return jv_fail("train: --lr-after %s: '%s' is not a learning rate (a number from 0 to 1e6)", item, text);
+        char epochs[32];
+        snprintf(epochs, sizeof epochs, "%.*s", (int)(eq - item), item);
+        double after, lr;
+        if ((size_t)(eq - item) >= sizeof epochs || jv_parse_value(epochs, JV_OPT_INT, 0, INT_MAX, &after) != 0)
+            return jv_fail("train: --lr-after %s: '%.*s' is not a number of epochs (0 or more)", item,
+                           (int)(eq - item), item);
+        /* the range of --lr */
+        if (jv_parse_value(eq + 1, JV_OPT_REAL, 0, 1e6, &lr) != 0)
+            return jv_fail("train: --lr-after %s: '%s' is not a learning rate (a number from 0 to 1e6)", item, eq + 1);
         int k = t->n_lr_after;
         while (k > 0 && t->lr_after[k - 1].after > after) {
             t->lr_after[k] = t->lr_after[k - 1];
             k--;
         }
         if (k > 0 && t->lr_after[k - 1].after == after)
-            return jv_fail("train: --lr-after %s: epoch %ld is given twice", item, after);
+            return jv_fail("train: --lr-after %s: epoch %.0f is given twice", item, after);
         t->lr_after[k] = (struct lr_change){(int)after, lr};
         t->n_lr_after++;
     }
