@@ -9,7 +9,7 @@
 # clipping at 5, each evaluated as run.sh evaluates (all 10,000 test images,
 # K = 1000 importance samples, 100,000 prior samples):
 #
-#   plain  specs/jmvae.spec, run.sh's run continued to 300 epochs;
+#   plain  specs/jmvae.spec, 300 epochs (its first 100 are run.sh's run);
 #   warm   examples/jmvae_warm.spec (the prior KL weight rising from 0 to 1
 #          over the first 25 epochs, an option of the authors' setup), N
 #          epochs (default 520): Adam's 1e-3 until 20 epochs before the end,
@@ -39,8 +39,6 @@ TRAIN_X=$DATA/train-images-idx3-ubyte.gz TRAIN_W=$DATA/train-labels-idx1-ubyte.g
 TEST_X=$DATA/t10k-images-idx3-ubyte.gz TEST_W=$DATA/t10k-labels-idx1-ubyte.gz
 PUBLISHED=-232.63
 . "$ROOT/examples/lib/common.sh"
-EPOCHS_GIVEN=
-for a in "$@"; do [ "$a" = --epochs ] && EPOCHS_GIVEN=1; done
 example_options "$@"
 [ "$OUT" = "$HERE/out" ] && OUT=$HERE/out-longer
 if [ $MODE = quick ]; then
@@ -185,7 +183,7 @@ pcsv=$OUT/plain/run/train.csv wcsv=$OUT/warm/run/train.csv
     echo
     echo "- plain: specs/jmvae.spec, $PLAIN epochs at 1e-3 (for its first 100 epochs the same run as run.sh's);"
     echo "- warm: examples/jmvae_warm.spec, JMVAE with the prior KL weight rising from 0 to 1 over the"
-    echo "  first 25 epochs (an option of the authors' setup), $DROP epochs at 1e-3, then $((LONG - DROP)) at 1e-4"
+    echo "  first $WARMUP epochs (an option of the authors' setup), $DROP epochs at 1e-3, then $((LONG - DROP)) at 1e-4"
     echo "  (\`--lr-after $DROP=0.0001\`), evaluated on the way."
     echo
     echo "| run | epochs | log p(x) | log p(x,w) | log p(x\\|w) | accuracy w\\|x |"

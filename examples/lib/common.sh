@@ -28,18 +28,18 @@ pct() { echo "$1" | awk '{ printf "%.3f ± %.3f", $1, $2 }'; }
 # minutes FILE: the sum of a file of seconds, one a line, in minutes
 minutes() { awk '{ s += $1 } END { printf "%.0f", s / 60 }' "$1"; }
 
-# example_options "$@": MODE (quick|full), EPOCHS (default 100; 2 when quick)
-# and OUT (default $HERE/out), then the sizes of the mode, which the
+# example_options "$@": MODE (quick|full), EPOCHS (default 100; 2 when quick;
+# EPOCHS_GIVEN is 1 when --epochs was given) and OUT (default $HERE/out), then the sizes of the mode, which the
 # EXAMPLE_* variables override in the quick mode:
 #   TRAIN_LIMIT TEST_LIMIT SAMPLES EPOCHS_2D PER_CLASS CLASSIFIER_EPOCHS VALID
 #   PRIOR_SAMPLES, and THREADS (--threads T when EXAMPLE_THREADS is set).
 example_options() {
-    MODE=full EPOCHS=100 OUT=$HERE/out
+    MODE=full EPOCHS=100 EPOCHS_GIVEN= OUT=$HERE/out
     while [ $# -gt 0 ]; do
         case $1 in
         --quick) MODE=quick ;;
         --epochs) [ $# -ge 2 ] || { echo "${SCRIPT:-run.sh}: --epochs needs a number" >&2; exit 2; }
-                  EPOCHS=$2; shift ;;
+                  EPOCHS=$2 EPOCHS_GIVEN=1; shift ;;
         --out) [ $# -ge 2 ] || { echo "${SCRIPT:-run.sh}: --out needs a folder" >&2; exit 2; }
                OUT=$2; shift ;;
         -h|--help) sed -n '2,/^set -eu$/s/^# \{0,1\}//p' "$HERE/${SCRIPT:-run.sh}"; exit 0 ;;
