@@ -14,6 +14,13 @@ example_setup() {
     OUT=$(cd "$OUT" && pwd)
 }
 
+# require_files FILE...: each data file there, or one message and exit 1.
+require_files() {
+    for f in "$@"; do
+        [ -f "$f" ] || { echo "${SCRIPT:-run.sh}: $f is missing" >&2; exit 1; }
+    done
+}
+
 # Numbers from eval's JSON, for the results' tables:
 # jget FILE GROUP KEY: mean and s.e. of KEY in GROUP, "m s" ("- s" for a null mean)
 jget() {

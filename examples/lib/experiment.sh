@@ -27,9 +27,7 @@ start=$(now)
 say "packages, the compiler and the runtime"
 example_setup
 prepare_data
-for f in "$TRAIN_X" "$TRAIN_W" "$TEST_X" "$TEST_W"; do
-    [ -f "$f" ] || { echo "run.sh: $f is missing" >&2; exit 1; }
-done
+require_files "$TRAIN_X" "$TRAIN_W" "$TEST_X" "$TEST_W"
 TRAIN="--data x=$TRAIN_X --data w=$TRAIN_W --limit $TRAIN_LIMIT"
 TEST="--data x=$TEST_X --data w=$TEST_W --limit $TEST_LIMIT"
 
