@@ -73,7 +73,7 @@ $(BUILD)/gen/torch_runtime.c: runtime/jv_torch.py
 	mv $@.tmp $@
 
 # Generated scanner/parser: our warnings apply, less those flex's skeleton trips.
-$(BUILD)/gen/%.o: $(BUILD)/gen/%.c $(BUILD)/gen/parser.h $(BUILD)/gen/lexer.h
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c $(BUILD)/gen/parser.h $(BUILD)/gen/lexer.h $(wildcard compiler/*.h)
 	$(CC) $(CFLAGS_ALL) -Wno-unused-function -Wno-missing-prototypes -Wno-sign-compare -Icompiler -I$(BUILD)/gen -c $< -o $@
 
 # The compiler answers --cflags/--libs from the tree it was built in.

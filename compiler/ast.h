@@ -42,9 +42,11 @@ typedef struct {
 
 /* ------------------------------------------------------------------ nodes -- */
 
-/* q(target | given...) or p(target | given...) */
+/* q(target | given...) or p(target | given...), or a distribution bound
+ * by a loop of the loss (`z ~ q_s` in `mean over q_s in components(...)`):
+ * then family is 0 and target names the loop's variable. */
 typedef struct {
-    char family; /* 'q' (a posterior) or 'p' (a prior or a likelihood) */
+    char family; /* 'q' (a posterior), 'p' (a prior or a likelihood), or 0 (a loop's variable) */
     ident target;
     vec given; /* of ident* */
     loc at;
@@ -99,6 +101,30 @@ typedef struct {
     loc at;
 } hyper_node;
 
+/* q(z | x, w) = poe(p(z), q(z | x), q(z | w)): a posterior defined from
+ * other posteriors of its latent (the experts) by a rule of ops.c's table. */
+typedef struct {
+    dist_ref *target;
+    ident rule;
+    vec experts; /* of dist_ref* */
+    loc at;
+} rule_node;
+
+/* mean over S in subsets(x, w) { ... }, sum over S in (x, w), (x), (w) { ... },
+ * mean over q_s in components(q(z | x, w)) { ... }: the samples and terms
+ * of the body, once for each set (or mixture component). */
+typedef enum { LOOP_SETS, LOOP_SUBSETS, LOOP_COMPONENTS } loop_kind;
+
+typedef struct {
+    ident combine;  /* "mean" or "sum" */
+    ident var;
+    loop_kind kind;
+    ident func;     /* LOOP_SUBSETS, LOOP_COMPONENTS: the word before '(' */
+    vec sets;       /* LOOP_SETS: of vec* (each of ident*); LOOP_SUBSETS: one vec, the names */
+    dist_ref *of;   /* LOOP_COMPONENTS: the mixture */
+    loc at, end;    /* at: the combine word; end: the closing brace */
+} loop_node;
+
 typedef enum { TERM_NLL, TERM_KL, TERM_KL_SAMPLE } term_kind;
 
 typedef struct {
@@ -108,12 +134,16 @@ typedef struct {
     term_kind kind;
     dist_ref *a; /* the likelihood for NLL; the first distribution for KL */
     dist_ref *b; /* the second distribution for KL */
+    const loop_node *loop; /* the loop it is in, or NULL */
+    ident guard;           /* `if x in S`: the modality (text NULL without a guard) */
+    ident guard_set;       /* and the loop's variable */
     loc at;
 } term_node;
 
 typedef struct {
     ident latent;
     dist_ref *from;
+    const loop_node *loop; /* the loop it is in, or NULL */
     loc at;
 } sample_node;
 
@@ -132,6 +162,8 @@ typedef struct {
     vec latents;    /* of latent_node* */
     vec nets;       /* of net_node* */
     vec hypers;     /* of hyper_node* */
+    vec rules;      /* of rule_node* */
+    vec loops;      /* of loop_node*, in source order */
     vec samples;    /* of sample_node* */
     vec terms;      /* of term_node* */
     vec settings;   /* of setting_node* */
@@ -157,6 +189,8 @@ typedef struct {
     int max_errors;
     loc comment_start; /* of the block comment being scanned */
     vec comments;      /* of comment*, in source order, kept for fmt */
+    loop_node *loop;   /* the parser's: the loop whose body it is in, or NULL */
+    vec diagnostics;   /* of char*: every diagnostic given, so that none is given twice */
     size_t comment_offset, token_offset, scan_offset; /* byte offsets kept by the scanner */
 } ctx;
 

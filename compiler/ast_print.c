@@ -16,6 +16,10 @@ static void print_names(FILE *out, const vec *names)
 
 void print_dist(FILE *out, const dist_ref *d)
 {
+    if (!d->family) { /* a loop's variable */
+        fputs(d->target.text, out);
+        return;
+    }
     fprintf(out, "%c(%s", d->family, d->target.text);
     if (d->given.n) {
         fputs(" | ", out);
@@ -68,6 +72,45 @@ static void print_term(FILE *out, const term_node *t)
     fputs(" || ", out);
     print_dist(out, t->b);
     fputc(')', out);
+}
+
+/* A term, with its guard when it has one. */
+static void print_term_line(FILE *out, const term_node *t)
+{
+    print_term(out, t);
+    if (t->guard.text)
+        fprintf(out, " if %s in %s", t->guard.text, t->guard_set.text);
+}
+
+static void print_rule(FILE *out, const rule_node *r)
+{
+    print_dist(out, r->target);
+    fprintf(out, " = %s(", r->rule.text);
+    for (int i = 0; i < r->experts.n; i++) {
+        if (i)
+            fputs(", ", out);
+        print_dist(out, r->experts.items[i]);
+    }
+    fputc(')', out);
+}
+
+/* "mean over S in subsets(x, w)", without the brace. */
+static void print_loop_head(FILE *out, const loop_node *l)
+{
+    fprintf(out, "%s over %s in ", l->combine.text, l->var.text);
+    if (l->kind == LOOP_COMPONENTS) {
+        fprintf(out, "%s(", l->func.text);
+        print_dist(out, l->of);
+        fputc(')', out);
+        return;
+    }
+    if (l->kind == LOOP_SUBSETS)
+        fprintf(out, "%s", l->func.text);
+    for (int i = 0; i < l->sets.n; i++) {
+        fputs(i ? ", (" : "(", out);
+        print_names(out, l->sets.items[i]);
+        fputc(')', out);
+    }
 }
 
 static void print_setting(FILE *out, const setting_node *s)
@@ -161,20 +204,35 @@ void ast_dump(FILE *out, const spec_node *s, int with_locations)
         print_hyper(out, s->hypers.items[i]);
         dump_loc(out, ((hyper_node *)s->hypers.items[i])->at, with_locations);
     }
+    for (int i = 0; i < s->rules.n; i++) {
+        fputs("  Rule ", out);
+        print_rule(out, s->rules.items[i]);
+        dump_loc(out, ((rule_node *)s->rules.items[i])->at, with_locations);
+    }
     if (s->n_loss_blocks) {
         fputs("  Loss", out);
         dump_loc(out, s->loss_at, with_locations);
+    }
+    for (int i = 0; i < s->loops.n; i++) {
+        fputs("    Loop ", out);
+        print_loop_head(out, s->loops.items[i]);
+        dump_loc(out, ((loop_node *)s->loops.items[i])->at, with_locations);
     }
     for (int i = 0; i < s->samples.n; i++) {
         const sample_node *m = s->samples.items[i];
         fprintf(out, "    Sample %s ~ ", m->latent.text);
         print_dist(out, m->from);
+        if (m->loop)
+            fprintf(out, " (loop over %s)", m->loop->var.text);
         dump_loc(out, m->at, with_locations);
     }
     for (int i = 0; i < s->terms.n; i++) {
+        const term_node *t = s->terms.items[i];
         fputs("    Term ", out);
-        print_term(out, s->terms.items[i]);
-        dump_loc(out, ((term_node *)s->terms.items[i])->at, with_locations);
+        print_term_line(out, t);
+        if (t->loop)
+            fprintf(out, " (loop over %s)", t->loop->var.text);
+        dump_loc(out, t->at, with_locations);
     }
     if (s->n_train_blocks) {
         fputs("  Train", out);
@@ -189,7 +247,9 @@ void ast_dump(FILE *out, const spec_node *s, int with_locations)
 
 /* ----------------------------------------------------------------- format -- */
 
-typedef enum { IT_MODALITY, IT_LATENT, IT_NET, IT_HYPER, IT_LOSS, IT_TRAIN, IT_SAMPLE, IT_TERM, IT_SETTING } item_kind;
+typedef enum {
+    IT_MODALITY, IT_LATENT, IT_NET, IT_RULE, IT_HYPER, IT_LOSS, IT_TRAIN, IT_SAMPLE, IT_TERM, IT_SETTING, IT_LOOP
+} item_kind;
 
 typedef struct {
     item_kind kind;
@@ -284,21 +344,60 @@ static void print_item(FILE *out, const item *it)
         fprintf(out, "%s ~ ", ((const sample_node *)it->node)->latent.text);
         print_dist(out, ((const sample_node *)it->node)->from);
         break;
-    case IT_TERM: print_term(out, it->node); break;
+    case IT_TERM: print_term_line(out, it->node); break;
     case IT_SETTING: print_setting(out, it->node); break;
+    case IT_RULE: print_rule(out, it->node); break;
+    case IT_LOOP:
     case IT_LOSS:
     case IT_TRAIN: break;
     }
 }
 
-static void add_items(item *items, int *n, const vec *v, item_kind kind, size_t loc_offset)
+/* The nodes of v (those in `loop`, when loop_offset >= 0: each node's loop
+ * pointer is at that offset) as items. */
+static void add_items_in(item *items, int *n, const vec *v, item_kind kind, size_t loc_offset, long loop_offset,
+                         const loop_node *loop)
 {
     for (int i = 0; i < v->n; i++) {
+        if (loop_offset >= 0) {
+            const loop_node *in;
+            memcpy(&in, (const char *)v->items[i] + loop_offset, sizeof in);
+            if (in != loop)
+                continue;
+        }
         items[*n].kind = kind;
         items[*n].node = v->items[i];
         memcpy(&items[*n].at, (const char *)v->items[i] + loc_offset, sizeof(loc));
         (*n)++;
     }
+}
+
+static void add_items(item *items, int *n, const vec *v, item_kind kind, size_t loc_offset)
+{
+    add_items_in(items, n, v, kind, loc_offset, -1, NULL);
+}
+
+static void print_items(layout *lo, item *items, int n, loc block_end, const char *indent);
+
+/* A loop of the loss: its head, its body one level deeper, its brace. */
+static void print_loop(layout *lo, const loop_node *l, loc next)
+{
+    const spec_node *s = lo->c->spec;
+    int cap = s->samples.n + s->terms.n + 1, m = 0;
+    item *body = calloc((size_t)cap, sizeof *body);
+    if (!body)
+        return;
+    add_items_in(body, &m, &s->samples, IT_SAMPLE, offsetof(sample_node, at), offsetof(sample_node, loop), l);
+    add_items_in(body, &m, &s->terms, IT_TERM, offsetof(term_node, at), offsetof(term_node, loop), l);
+    print_loop_head(lo->out, l);
+    fputs(" {", lo->out);
+    end_line(lo, l->at, m ? body[0].at : l->end);
+    print_items(lo, body, m, l->end, "    ");
+    flush_comments_before(lo, l->end, "    ");
+    fputs("  }", lo->out);
+    lo->last_line = l->end.line;
+    end_line(lo, l->end, next);
+    free(body);
 }
 
 /* Prints the items of a block (or the top level) in source order. */
@@ -309,6 +408,10 @@ static void print_items(layout *lo, item *items, int n, loc block_end, const cha
         flush_comments_before(lo, items[i].at, indent);
         keep_paragraph(lo, items[i].at.line);
         fputs(indent, lo->out);
+        if (items[i].kind == IT_LOOP) {
+            print_loop(lo, items[i].node, i + 1 < n ? items[i + 1].at : block_end);
+            continue;
+        }
         print_item(lo->out, &items[i]);
         end_line(lo, items[i].at, i + 1 < n ? items[i + 1].at : block_end);
     }
@@ -329,8 +432,8 @@ void ast_format(FILE *out, const ctx *c)
 {
     const spec_node *s = c->spec;
     layout lo = {out, c, 0, 0};
-    int cap = s->modalities.n + s->latents.n + s->nets.n + s->hypers.n + 2;
-    int inner_cap = s->samples.n + s->terms.n + s->settings.n + 1;
+    int cap = s->modalities.n + s->latents.n + s->nets.n + s->rules.n + s->hypers.n + 2;
+    int inner_cap = s->samples.n + s->terms.n + s->settings.n + s->loops.n + 1;
     item *items = calloc((size_t)cap, sizeof *items);
     item *inner = calloc((size_t)inner_cap, sizeof *inner);
     if (!items || !inner) {
@@ -342,6 +445,7 @@ void ast_format(FILE *out, const ctx *c)
     add_items(items, &n, &s->modalities, IT_MODALITY, offsetof(modality_node, at));
     add_items(items, &n, &s->latents, IT_LATENT, offsetof(latent_node, at));
     add_items(items, &n, &s->nets, IT_NET, offsetof(net_node, at));
+    add_items(items, &n, &s->rules, IT_RULE, offsetof(rule_node, at));
     add_items(items, &n, &s->hypers, IT_HYPER, offsetof(hyper_node, at));
     if (s->n_loss_blocks)
         items[n++] = (item){IT_LOSS, NULL, s->loss_at};
@@ -358,8 +462,9 @@ void ast_format(FILE *out, const ctx *c)
         if (items[i].kind == IT_LOSS || items[i].kind == IT_TRAIN) {
             int m = 0;
             if (items[i].kind == IT_LOSS) {
-                add_items(inner, &m, &s->samples, IT_SAMPLE, offsetof(sample_node, at));
-                add_items(inner, &m, &s->terms, IT_TERM, offsetof(term_node, at));
+                add_items_in(inner, &m, &s->samples, IT_SAMPLE, offsetof(sample_node, at), offsetof(sample_node, loop), NULL);
+                add_items_in(inner, &m, &s->terms, IT_TERM, offsetof(term_node, at), offsetof(term_node, loop), NULL);
+                add_items(inner, &m, &s->loops, IT_LOOP, offsetof(loop_node, at));
             } else {
                 add_items(inner, &m, &s->settings, IT_SETTING, offsetof(setting_node, at));
             }

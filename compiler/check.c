@@ -6,31 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
+#include "check.h"
 #include "ops.h"
 
-enum { MAX_SIZE = 1000000, MAX_NETS = 256 };
-
-typedef enum { NAME_MODALITY, NAME_LATENT, NAME_NET, NAME_HYPER } name_kind;
-static const char *const kind_names[] = {"a modality", "a latent", "a network", "a hyperparameter"};
-
-typedef struct {
-    const char *text;
-    name_kind kind;
-    int index;
-    loc at;
-} name_entry;
-
-typedef struct {
-    ctx *c;
-    sem_model *m;
-    name_entry *names;
-    int n_names;
-} checker;
+const char *const kind_names[] = {"a modality", "a latent", "a network", "a hyperparameter"};
 
 /* ---------------------------------------------------------------- names -- */
 
-static const name_entry *lookup(const checker *k, const char *text)
+const name_entry *lookup(const checker *k, const char *text)
 {
     for (int i = 0; i < k->n_names; i++)
         if (strcmp(k->names[i].text, text) == 0)
@@ -49,8 +32,7 @@ static void declare(checker *k, ident id, name_kind kind, int index)
     k->names[k->n_names++] = (name_entry){id.text, kind, index, id.at};
 }
 
-/* Resolves a name that must be of one kind; -1 (reported) otherwise. */
-static int resolve(checker *k, ident id, name_kind want, const char *role)
+int resolve(checker *k, ident id, name_kind want, const char *role)
 {
     const name_entry *e = lookup(k, id.text);
     if (!e) {
@@ -65,8 +47,7 @@ static int resolve(checker *k, ident id, name_kind want, const char *role)
     return e->index;
 }
 
-/* "a, b or c": the n words, each once, for "expecting ..." messages. */
-static const char *word_list(ctx *c, const char *const *words, int n)
+const char *word_list(ctx *c, const char *const *words, int n)
 {
     const char *list = "", *last = NULL;
     int count = 0;
@@ -274,14 +255,20 @@ static void size_nets(checker *k)
     }
 }
 
-/* The modalities and latents named after '|'. */
-static void given_sets(checker *k, const dist_ref *d, unsigned *mods, unsigned *lats)
+void given_sets(checker *k, const dist_ref *d, unsigned *mods, unsigned *lats)
 {
     *mods = *lats = 0;
     for (int i = 0; i < d->given.n; i++) {
         const ident *id = d->given.items[i];
         const name_entry *e = lookup(k, id->text);
-        if (!e) {
+        if (k->loop_var && strcmp(id->text, k->loop_var) == 0) {
+            if (k->loop_component >= 0)
+                diag_error(k->c, id->at, "'%s' stands for a distribution, one component of a mixture; write %s where "
+                           "the distribution goes, not q(... | %s)", id->text, id->text, id->text);
+            else if (*mods & k->loop_set)
+                diag_error(k->c, id->at, "'%s' repeats a modality named beside it", id->text);
+            *mods |= k->loop_set;
+        } else if (!e) {
             diag_error(k->c, id->at, "'%s' is not declared; a distribution is conditioned on modalities or latents", id->text);
         } else if (e->kind == NAME_MODALITY || e->kind == NAME_LATENT) {
             unsigned *set = e->kind == NAME_MODALITY ? mods : lats;
@@ -295,8 +282,7 @@ static void given_sets(checker *k, const dist_ref *d, unsigned *mods, unsigned *
     }
 }
 
-/* "x, w, z": the modalities and latents of two sets, for messages (any length). */
-static const char *mask_names(ctx *c, const sem_model *m, unsigned mods, unsigned lats)
+const char *mask_names(ctx *c, const sem_model *m, unsigned mods, unsigned lats)
 {
     const char *s = "";
     for (int i = 0; i < m->n_modalities; i++)
@@ -368,8 +354,7 @@ static void check_head(checker *k, sem_net *n)
     }
 }
 
-/* The net whose head is exactly this distribution; -1 when none. */
-static int find_head(const sem_model *m, head_kind head, int target, unsigned mods, unsigned lats)
+int find_head(const sem_model *m, head_kind head, int target, unsigned mods, unsigned lats)
 {
     for (int i = 0; i < m->n_nets; i++) {
         const sem_net *n = &m->nets[i];
@@ -398,13 +383,28 @@ static void check_duplicate_heads(checker *k)
 
 /* ------------------------------------------------------- distributions -- */
 
-/* Resolves q(...)/p(...) in the loss or a latent's prior. */
-static int resolve_dist(checker *k, const dist_ref *d, sem_dist *out)
+int resolve_dist(checker *k, const dist_ref *d, sem_dist *out)
 {
     const sem_model *m = k->m;
     const name_entry *e = lookup(k, d->target.text);
     out->net = -1;
-    out->latent = out->modality = -1;
+    out->latent = out->modality = out->post = -1;
+    if (!d->family) { /* a loop's variable */
+        if (k->loop_var && strcmp(d->target.text, k->loop_var) == 0 && k->loop_component >= 0) {
+            out->kind = DIST_POSTERIOR;
+            out->post = k->loop_component;
+            out->latent = m->posteriors[out->post].latent;
+            out->net = m->posteriors[out->post].net;
+            return 0;
+        }
+        if (k->loop_var && strcmp(d->target.text, k->loop_var) == 0)
+            diag_error(k->c, d->at, "'%s' stands for a set of modalities here; a distribution is written q(... | %s)",
+                       d->target.text, d->target.text);
+        else
+            diag_error(k->c, d->at, "'%s' is not a distribution; write q(...) or p(...)%s", d->target.text,
+                       k->loop_var ? ", or the variable of a loop over components" : "");
+        return -1;
+    }
     if (!e || (e->kind != NAME_LATENT && e->kind != NAME_MODALITY)) {
         diag_error(k->c, d->target.at, "'%s' is %s; a distribution is over a latent or a modality", d->target.text,
                    e ? kind_names[e->kind] : "not declared");
@@ -426,7 +426,14 @@ static int resolve_dist(checker *k, const dist_ref *d, sem_dist *out)
     } else if (d->family == 'q') {
         out->kind = DIST_POSTERIOR;
         out->latent = e->index;
-        out->net = find_head(m, HEAD_POSTERIOR, e->index, mods, lats);
+        out->post = posterior_for(k, e->index, mods, lats);
+        if (out->post < 0) {
+            diag_error(k->c, d->at, "no network has this distribution as its head%s",
+                       m->latents[e->index].rule >= 0 ? ", and the experts of its rule do not make it" : "");
+            return -1;
+        }
+        out->net = m->posteriors[out->post].net;
+        return 0;
     } else {
         out->latent = e->index;
         const sem_latent *l = &m->latents[e->index];
@@ -504,196 +511,6 @@ static void check_latent_priors(checker *k)
         }
 }
 
-/* Each latent is sampled once, from one of its posteriors, in an order where
- * every posterior's inputs are sampled first. */
-static void check_samples(checker *k)
-{
-    sem_model *m = k->m;
-    const spec_node *s = k->c->spec;
-    for (int i = 0; i < m->n_latents; i++)
-        m->latents[i].sample_net = -1;
-    for (int i = 0; i < s->samples.n; i++) {
-        const sample_node *sn = s->samples.items[i];
-        int l = resolve(k, sn->latent, NAME_LATENT, "what is sampled");
-        if (l < 0)
-            continue;
-        if (m->latents[l].sample) {
-            diag_error(k->c, sn->at, "'%s' is already sampled at line %d", sn->latent.text, m->latents[l].sample->at.line);
-            continue;
-        }
-        m->latents[l].sample = sn;
-        sem_dist d;
-        if (resolve_dist(k, sn->from, &d) != 0)
-            continue;
-        if (d.kind != DIST_POSTERIOR || d.latent != l) {
-            diag_error(k->c, sn->from->at, "'%s' must be sampled from one of its posteriors q(%s | ...)", sn->latent.text,
-                       sn->latent.text);
-            continue;
-        }
-        m->latents[l].sample_net = d.net;
-    }
-    int ok = 1;
-    for (int i = 0; i < m->n_latents; i++)
-        if (m->latents[i].sample_net < 0 && !m->latents[i].sample && k->c->spec->n_loss_blocks) {
-            diag_error(k->c, m->latents[i].node->at, "latent '%s' is never sampled; add '%s ~ q(%s | ...)' to the loss",
-                       m->latents[i].name, m->latents[i].name, m->latents[i].name);
-            ok = 0;
-        } else if (m->latents[i].sample_net < 0) {
-            ok = 0;
-        }
-    if (!ok)
-        return;
-    unsigned done = 0;
-    int placed = 0, progress = 1;
-    while (progress && placed < m->n_latents) {
-        progress = 0;
-        for (int i = 0; i < m->n_latents; i++)
-            if (!(done & (1u << i)) && (m->nets[m->latents[i].sample_net].latents_read & ~done) == 0) {
-                done |= 1u << i;
-                m->latent_order[placed++] = i;
-                progress = 1;
-            }
-    }
-    if (placed < m->n_latents)
-        for (int i = 0; i < m->n_latents; i++)
-            if (!(done & (1u << i))) {
-                diag_error(k->c, m->latents[i].sample->at, "the sample of '%s' depends on itself through other samples",
-                           m->latents[i].name);
-                break;
-            }
-}
-
-/* The latents whose training samples depend, through posteriors, on the sample of `l`. */
-static unsigned samples_depending_on(const sem_model *m, int l)
-{
-    unsigned dep = 1u << l;
-    for (int changed = 1; changed;) {
-        changed = 0;
-        for (int i = 0; i < m->n_latents; i++) {
-            int net = m->latents[i].sample_net;
-            if (net >= 0 && !(dep & (1u << i)) && (m->nets[net].latents_read & dep)) {
-                dep |= 1u << i;
-                changed = 1;
-            }
-        }
-    }
-    return dep & ~(1u << l);
-}
-
-/* ------------------------------------------------------------------ terms -- */
-
-static int same_dist(const sem_dist *a, const sem_dist *b)
-{
-    return a->kind == b->kind && a->net == b->net && a->latent == b->latent && a->modality == b->modality;
-}
-
-static int is_gaussian_over_latent(const sem_dist *d)
-{
-    return d->kind == DIST_POSTERIOR || d->kind == DIST_PRIOR_NET || d->kind == DIST_STANDARD_NORMAL;
-}
-
-static void check_kl_term(checker *k, sem_term *t)
-{
-    const sem_model *m = k->m;
-    const term_node *node = t->node;
-    if (!is_gaussian_over_latent(&t->a) || !is_gaussian_over_latent(&t->b)) {
-        diag_error(k->c, node->at, "KL terms are between Gaussians over latents; a modality's likelihood is not one");
-        return;
-    }
-    if (m->latents[t->a.latent].size != m->latents[t->b.latent].size) {
-        diag_error(k->c, node->at, "KL between Gaussians of different sizes: %s has %d, %s has %d",
-                   m->latents[t->a.latent].name, m->latents[t->a.latent].size, m->latents[t->b.latent].name,
-                   m->latents[t->b.latent].size);
-        return;
-    }
-    if (t->a.latent != t->b.latent) {
-        diag_error(k->c, node->at, "a KL term compares two distributions over one latent, but these are over %s and %s",
-                   m->latents[t->a.latent].name, m->latents[t->b.latent].name);
-        return;
-    }
-    int z = t->a.latent;
-    if (same_dist(&t->a, &t->b)) {
-        diag_error(k->c, node->at, "the KL of a distribution with itself is 0; this term does nothing");
-        return;
-    }
-    if (t->kind == TERM_KL_SAMPLE) {
-        if (t->a.kind != DIST_POSTERIOR || m->latents[z].sample_net != t->a.net || t->b.latent != z)
-            diag_error(k->c, node->at, "KLsample(q || p) estimates log q - log p at the sample of %s, so its first "
-                       "distribution must be the posterior %s is sampled from", m->latents[z].name, m->latents[z].name);
-        return;
-    }
-    /* Analytic KL is exact only if what the two distributions are conditioned
-     * on does not itself depend on the sample of z. */
-    unsigned cond = (t->a.net >= 0 ? m->nets[t->a.net].latents_read : 0) |
-                    (t->b.net >= 0 ? m->nets[t->b.net].latents_read : 0);
-    unsigned bad = cond & samples_depending_on(m, z);
-    for (int i = 0; i < m->n_latents; i++)
-        if (bad & (1u << i)) {
-            diag_error(k->c, node->at,
-                       "the analytic KL over %s is not exact here: it is conditioned on the sample of %s, which is "
-                       "drawn from a posterior that reads the sample of %s; write KLsample(...) for the Monte Carlo "
-                       "estimate log q - log p at the sample",
-                       m->latents[z].name, m->latents[i].name, m->latents[z].name);
-            return;
-        }
-}
-
-static void check_terms(checker *k)
-{
-    sem_model *m = k->m;
-    const spec_node *s = k->c->spec;
-    m->terms = arena_alloc(&k->c->mem, sizeof(sem_term) * (size_t)(s->terms.n + 1));
-    for (int i = 0; i < s->terms.n; i++) {
-        const term_node *node = s->terms.items[i];
-        sem_term *t = &m->terms[m->n_terms];
-        t->name = node->name.text;
-        t->kind = node->kind;
-        t->node = node;
-        t->hyper = -1;
-        t->weight = 1;
-        for (int j = 0; j < m->n_terms; j++)
-            if (strcmp(m->terms[j].name, t->name) == 0)
-                diag_error(k->c, node->name.at, "a term named '%s' is already defined at line %d", t->name,
-                           m->terms[j].node->at.line);
-        if (node->weight_const) {
-            t->weight = node->weight_const->value;
-            if (!(t->weight >= 0))
-                diag_error(k->c, node->weight_const->at, "weight %s must not be negative", node->weight_const->text);
-        } else if (node->weight_hyper.text) {
-            t->hyper = resolve(k, node->weight_hyper, NAME_HYPER, "a weight");
-            if (t->hyper >= 0)
-                m->hypers[t->hyper].used = 1;
-        }
-        int bad = resolve_dist(k, node->a, &t->a) != 0;
-        if (node->kind == TERM_NLL) {
-            if (!bad && t->a.kind != DIST_LIKELIHOOD) {
-                diag_error(k->c, node->a->at, "-log p(...) is a reconstruction term over a modality; '%s' is a latent",
-                           node->a->target.text);
-                bad = 1;
-            }
-        } else {
-            bad |= resolve_dist(k, node->b, &t->b) != 0;
-            if (!bad)
-                check_kl_term(k, t);
-        }
-        if (bad) {
-            m->n_terms++;
-            continue;
-        }
-        for (int j = 0; j < m->n_terms; j++) {
-            const sem_term *o = &m->terms[j];
-            if (o->kind == t->kind && same_dist(&o->a, &t->a) && (t->kind == TERM_NLL || same_dist(&o->b, &t->b)))
-                diag_error(k->c, node->at, "this term repeats '%s' (line %d); merge them into one with a weight",
-                           o->name, o->node->at.line);
-        }
-        m->n_terms++;
-    }
-    if (!s->n_loss_blocks)
-        diag_error(k->c, (loc){s->name.at.line, s->name.at.col}, "the spec has no 'loss { ... }' block");
-    else if (s->terms.n == 0)
-        diag_error(k->c, s->loss_at, "the loss has no terms");
-}
-
 /* ------------------------------------------------------------------ hypers -- */
 
 static void check_hypers(checker *k)
@@ -731,7 +548,7 @@ static void apply_setting(checker *k, const setting_node *s, const setting_rule 
 {
     for (int i = 0; i < n_rules; i++) {
         const setting_rule *r = &rules[i];
-        if (strcmp(s->key.text, r->key) != 0)
+        if (strcmp(s->key.text, r->key) != 0 || (!r->real_out && !r->int_out))
             continue;
         if (!s->value) {
             diag_error(k->c, s->at, "'%s' takes a number", s->key.text);
@@ -770,14 +587,18 @@ static void check_duplicate_keys(checker *k, const vec *settings)
 static void check_train(checker *k)
 {
     sem_train *t = &k->m->train;
-    *t = (sem_train){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .clip = 0, .batch = 100, .epochs = 100, .seed = 1};
+    *t = (sem_train){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .clip = 0, .batch = 100, .epochs = 100,
+                     .seed = 1, .samples = 1, .gradient = GRADIENT_REPARAM};
     const setting_rule top[] = {
         {"batch", 1, 1000000, 0, 1, NULL, &t->batch},
         {"epochs", 0, 1000000, 0, 1, NULL, &t->epochs},
         {"clip", 0, 1e30, 0, 0, &t->clip, NULL},
         {"seed", 0, 4294967295.0, 0, 1, NULL, &t->seed},
+        {"samples", 1, MAX_IW_SAMPLES, 0, 1, NULL, &t->samples},
         {"optimizer", 0, 0, 0, 0, NULL, NULL},
+        {"gradient", 0, 0, 0, 0, NULL, NULL},
     };
+    static const char *const gradients[] = {"reparam", "dreg"};
     const setting_rule adam[] = {
         {"lr", 0, 10, 1, 0, &t->lr, NULL},
         {"beta1", 0, 0.999999, 0, 0, &t->beta1, NULL},
@@ -788,8 +609,22 @@ static void check_train(checker *k)
     check_duplicate_keys(k, settings);
     for (int i = 0; i < settings->n; i++) {
         const setting_node *s = settings->items[i];
+        if (strcmp(s->key.text, "gradient") == 0) {
+            int g = -1;
+            for (int j = 0; j < 2 && s->word.text && !s->has_call; j++)
+                if (strcmp(s->word.text, gradients[j]) == 0)
+                    g = j;
+            if (g < 0)
+                diag_error(k->c, s->value ? s->value->at : s->word.at, "unknown gradient; expecting reparam (the "
+                           "reparameterised gradient) or dreg (doubly reparameterised, for samples > 1)");
+            else
+                t->gradient = (gradient_kind)g;
+            continue;
+        }
+        if (strcmp(s->key.text, "samples") == 0)
+            t->samples_at = s->at;
         if (strcmp(s->key.text, "optimizer") != 0) {
-            apply_setting(k, s, top, 5, "train");
+            apply_setting(k, s, top, 7, "train");
             continue;
         }
         if (!s->word.text || strcmp(s->word.text, "adam") != 0) {
@@ -817,14 +652,18 @@ static void mark_used(sem_model *m, int net)
 static void check_usage(checker *k)
 {
     sem_model *m = k->m;
-    for (int i = 0; i < m->n_latents; i++) {
+    for (int i = 0; i < m->n_latents; i++)
         mark_used(m, m->latents[i].prior_net);
-        mark_used(m, m->latents[i].sample_net);
-    }
+    for (int d = 0; d < m->n_draws; d++)
+        mark_posterior_used(m, m->draws[d].post, mark_used);
     for (int i = 0; i < m->n_terms; i++) {
-        mark_used(m, m->terms[i].a.net);
-        if (m->terms[i].kind != TERM_NLL)
-            mark_used(m, m->terms[i].b.net);
+        const sem_term *t = &m->terms[i];
+        mark_used(m, t->a.net);
+        mark_posterior_used(m, t->a.post, mark_used);
+        if (t->kind != TERM_NLL) {
+            mark_used(m, t->b.net);
+            mark_posterior_used(m, t->b.post, mark_used);
+        }
     }
     for (int i = 0; i < m->n_nets; i++)
         if (!m->nets[i].used)
@@ -921,27 +760,15 @@ static unsigned long long fingerprint_model(const sem_model *m)
 
 /* --------------------------------------------------------------- families -- */
 
-/* The posterior net for latent l conditioned on exactly `mods`, preferring
- * the one the objective samples from; -1 when there is none. */
-static int family_net(const sem_model *m, int l, unsigned mods)
-{
-    if (m->nets[m->latents[l].sample_net].modalities_read == mods)
-        return m->latents[l].sample_net;
-    for (int i = 0; i < m->n_nets; i++)
-        if (m->nets[i].head == HEAD_POSTERIOR && m->nets[i].target == l && m->nets[i].modalities_read == mods)
-            return i;
-    return -1;
-}
-
 /* Orders latents so that each posterior's latent inputs come first. */
-static int order_family(const sem_model *m, const int *nets, int *order)
+static int order_family(const sem_model *m, const int *posts, int *order)
 {
     unsigned done = 0;
     int placed = 0;
     for (int progress = 1; progress && placed < m->n_latents;) {
         progress = 0;
         for (int l = 0; l < m->n_latents; l++)
-            if (!(done & (1u << l)) && (m->nets[nets[l]].latents_read & ~done) == 0) {
+            if (!(done & (1u << l)) && (m->posteriors[posts[l]].latents_read & ~done) == 0) {
                 done |= 1u << l;
                 order[placed++] = l;
                 progress = 1;
@@ -950,47 +777,105 @@ static int order_family(const sem_model *m, const int *nets, int *order)
     return placed == m->n_latents;
 }
 
-/* Every set of modalities some posterior conditions on for which each
- * latent has a posterior: a family; and the objective's own samples. */
+/* The family of these posteriors (made if new), or -1 when their samples
+ * cannot be ordered. */
+static int add_family(checker *k, unsigned condition, const int *posts, int given, const char *name)
+{
+    sem_model *m = k->m;
+    for (int f = 0; f < m->n_families; f++) {
+        int same = m->families[f].given == given;
+        for (int l = 0; l < m->n_latents && same; l++)
+            same = m->families[f].posts[l] == posts[l];
+        if (same)
+            return f;
+    }
+    sem_family *fam = &m->families[m->n_families];
+    *fam = (sem_family){0};
+    memcpy(fam->posts, posts, sizeof(int) * (size_t)m->n_latents);
+    if (!order_family(m, posts, fam->order))
+        return -1;
+    for (int l = 0; l < m->n_latents; l++)
+        fam->nets[l] = m->posteriors[posts[l]].net;
+    fam->condition = condition;
+    fam->given = given;
+    fam->name = name ? name : family_suffix(k->c, m, condition);
+    fam->at = m->posteriors[posts[0]].at;
+    return m->n_families++;
+}
+
+/* The posterior of latent l given exactly `mods` for a family, preferring
+ * the one the objective samples from; -1 when there is none. */
+static int family_post(checker *k, int l, unsigned mods)
+{
+    const sem_model *m = k->m;
+    int sp = m->latents[l].sample_post;
+    if (sp >= 0 && m->posteriors[sp].condition == mods)
+        return sp;
+    if (m->latents[l].rule >= 0) {
+        const sem_rule *r = &m->rules[m->latents[l].rule];
+        unsigned read = 0;
+        for (int i = 0; i < r->n_experts; i++)
+            read |= m->posteriors[r->experts[i]].latents_read;
+        return posterior_for(k, l, mods, read);
+    }
+    for (int i = 0; i < m->n_posteriors; i++)
+        if (m->posteriors[i].kind == POST_NET && m->posteriors[i].latent == l && m->posteriors[i].condition == mods)
+            return i;
+    return -1;
+}
+
+/* Every set of modalities some posterior head conditions on for which each
+ * latent has a posterior: a family; when every latent's posteriors come
+ * from a rule, one family for every subset (`given`); and the objective's
+ * own samples. */
 static void find_families(checker *k)
 {
     sem_model *m = k->m;
-    m->families = arena_alloc(&k->c->mem, sizeof(sem_family) * (size_t)(m->n_nets + 2));
+    int n_heads = m->n_posteriors;
+    m->families = arena_alloc(&k->c->mem, sizeof(sem_family) * (size_t)(n_heads + m->n_nets + 3));
     m->training_family = -1;
-    for (int i = 0; i < m->n_nets; i++) {
-        if (m->nets[i].head != HEAD_POSTERIOR)
+    int posts[MAX_LATENTS];
+    int all_rules = 1;
+    unsigned cond = 0;
+    for (int l = 0; l < m->n_latents; l++) {
+        all_rules &= m->latents[l].rule >= 0;
+        if (m->latents[l].rule >= 0)
+            cond |= m->rules[m->latents[l].rule].condition;
+    }
+    if (all_rules) {
+        for (int l = 0; l < m->n_latents; l++)
+            posts[l] = family_post(k, l, m->rules[m->latents[l].rule].condition);
+        m->training_family = add_family(k, cond, posts, 1, "given");
+        return;
+    }
+    for (int i = 0; i < n_heads; i++) {
+        if (m->posteriors[i].kind != POST_NET)
             continue;
-        unsigned mods = m->nets[i].modalities_read;
-        int dup = 0;
+        unsigned mods = m->posteriors[i].condition;
+        int dup = 0, complete = 1;
         for (int f = 0; f < m->n_families; f++)
             dup |= m->families[f].condition == mods;
-        if (dup)
+        for (int l = 0; l < m->n_latents && !dup && complete; l++)
+            complete = (posts[l] = family_post(k, l, mods)) >= 0;
+        if (dup || !complete)
             continue;
-        sem_family *fam = &m->families[m->n_families];
-        int complete = 1;
-        for (int l = 0; l < m->n_latents; l++)
-            complete &= (fam->nets[l] = family_net(m, l, mods)) >= 0;
-        if (!complete || !order_family(m, fam->nets, fam->order))
-            continue;
-        fam->condition = mods;
-        fam->name = family_suffix(k->c, m, mods);
-        int is_training = 1;
-        for (int l = 0; l < m->n_latents; l++)
-            is_training &= fam->nets[l] == m->latents[l].sample_net;
+        int f = add_family(k, mods, posts, 0, NULL);
+        int is_training = f >= 0;
+        for (int l = 0; l < m->n_latents && is_training; l++)
+            is_training = posts[l] == m->latents[l].sample_post;
         if (is_training)
-            m->training_family = m->n_families;
-        m->n_families++;
+            m->training_family = f;
     }
-    if (m->training_family < 0) {
-        sem_family *fam = &m->families[m->n_families];
-        fam->condition = 0;
+    if (m->training_family < 0) { /* the objective's samples (the first of each latent) */
+        cond = 0;
         for (int l = 0; l < m->n_latents; l++) {
-            fam->nets[l] = m->latents[l].sample_net;
-            fam->condition |= m->nets[fam->nets[l]].modalities_read;
-            fam->order[l] = m->latent_order[l];
+            posts[l] = m->latents[l].sample_post;
+            for (int d = 0; d < m->n_draws && posts[l] < 0; d++)
+                if (m->draws[d].latent == l)
+                    posts[l] = m->draws[d].post;
+            cond |= m->posteriors[posts[l]].condition;
         }
-        fam->name = "train";
-        m->training_family = m->n_families++;
+        m->training_family = add_family(k, cond, posts, 0, "train");
     }
 }
 
@@ -999,7 +884,7 @@ static void find_families(checker *k)
 sem_model *check_spec(ctx *c)
 {
     const spec_node *s = c->spec;
-    checker k = {c, arena_alloc(&c->mem, sizeof(sem_model)), NULL, 0};
+    checker k = {c, arena_alloc(&c->mem, sizeof(sem_model)), NULL, 0, NULL, NULL, 0, -1};
     sem_model *m = k.m;
     int total = s->modalities.n + s->latents.n + s->nets.n + s->hypers.n;
     k.names = arena_alloc(&c->mem, sizeof(name_entry) * (size_t)(total + 1));
@@ -1033,7 +918,7 @@ sem_model *check_spec(ctx *c)
     for (int i = 0; i < m->n_latents; i++) {
         const latent_node *node = s->latents.items[i];
         declare(&k, node->name, NAME_LATENT, i);
-        m->latents[i] = (sem_latent){node->name.text, check_size(&k, node->size, "size"), -1, -1, node, NULL};
+        m->latents[i] = (sem_latent){node->name.text, check_size(&k, node->size, "size"), -1, -1, -1, node, NULL, -1};
     }
     for (int i = 0; i < m->n_nets; i++) {
         const net_node *node = s->nets.items[i];
@@ -1048,21 +933,27 @@ sem_model *check_spec(ctx *c)
         check_net_inputs(&k, m->nets[i].node, &m->nets[i], i);
         check_layers(&k, m->nets[i].node, &m->nets[i]);
     }
-    if (order_nets(&k)) {
+    int ordered = order_nets(&k);
+    if (ordered) {
         size_nets(&k);
         for (int i = 0; i < m->n_nets; i++)
             check_head(&k, &m->nets[i]);
         check_duplicate_heads(&k);
+        make_head_posteriors(&k);
         check_latent_priors(&k);
+        check_rules(&k);
         check_hypers(&k);
-        check_samples(&k);
-        check_terms(&k);
+        check_loss(&k);
     }
     check_train(&k);
+    if (ordered)
+        check_importance_weighted(&k);
     if (c->n_errors == 0) {
         check_parameter_count(&k);
         check_usage(&k);
         find_families(&k);
+        if (m->training_family < 0)
+            diag_error(c, s->loss_at, "the samples of the loss cannot be drawn in any order: each depends on another");
         check_emitted_names(c, m);
     }
     if (c->n_errors)
@@ -1075,14 +966,21 @@ sem_model *check_spec(ctx *c)
 
 void model_dump(FILE *out, const sem_model *m)
 {
+    ctx scratch; /* for the names of posteriors */
+    ctx_init(&scratch, "", out);
     fprintf(out, "model %s (fingerprint %016llx)\n", m->name, m->fingerprint);
     for (int i = 0; i < m->n_modalities; i++)
         fprintf(out, "  modality %d %s: %d values, %s\n", i, m->modalities[i].name, m->modalities[i].size,
                 likelihood_table[m->modalities[i].likelihood].name);
-    for (int i = 0; i < m->n_latents; i++)
-        fprintf(out, "  latent %d %s: %d, prior %s, sampled from %s\n", i, m->latents[i].name, m->latents[i].size,
-                m->latents[i].prior_net < 0 ? "normal" : m->nets[m->latents[i].prior_net].name,
-                m->nets[m->latents[i].sample_net].name);
+    for (int i = 0; i < m->n_latents; i++) {
+        fprintf(out, "  latent %d %s: %d, prior %s", i, m->latents[i].name, m->latents[i].size,
+                m->latents[i].prior_net < 0 ? "normal" : m->nets[m->latents[i].prior_net].name);
+        if (m->latents[i].sample_post >= 0)
+            fprintf(out, ", sampled from %s", posterior_name(&scratch, m, m->latents[i].sample_post));
+        if (m->latents[i].rule >= 0)
+            fprintf(out, ", posteriors by %s", rule_table[m->rules[m->latents[i].rule].kind].word);
+        fputc('\n', out);
+    }
     for (int o = 0; o < m->n_nets; o++) {
         const sem_net *n = &m->nets[m->net_order[o]];
         fprintf(out, "  net %s: reads %d values", n->name, n->input_size);
@@ -1092,11 +990,42 @@ void model_dump(FILE *out, const sem_model *m)
             fprintf(out, " -> head of %d outputs", n->head_size);
         fputc('\n', out);
     }
-    for (int i = 0; i < m->n_terms; i++) {
-        fprintf(out, "  term %s: weight ", m->terms[i].name);
-        if (m->terms[i].hyper >= 0)
-            fprintf(out, "%s\n", m->hypers[m->terms[i].hyper].name);
-        else
-            fprintf(out, "%g\n", m->terms[i].weight);
+    static const char *const kinds[] = {"head", "product", "mixture"};
+    for (int i = 0; i < m->n_posteriors; i++) {
+        const sem_posterior *p = &m->posteriors[i];
+        fprintf(out, "  posterior %d %s: %s", i, posterior_name(&scratch, m, i), kinds[p->kind]);
+        if (p->kind == POST_NET)
+            fprintf(out, " of %s", m->nets[p->net].name);
+        if (p->kind == POST_PRODUCT)
+            fprintf(out, " of experts 0x%x%s", p->experts, p->prior ? " and the prior" : "");
+        for (int c = 0; c < p->n_components; c++)
+            fprintf(out, "%s%d", c ? ", " : " of posteriors ", p->components[c]);
+        fputc('\n', out);
     }
+    for (int g = 0; g < m->n_groups; g++) {
+        const sem_group *grp = &m->groups[g];
+        fprintf(out, "  group %d%s%s: scale %g, draws", g, grp->suffix ? " " : " (top level)", grp->suffix ? grp->suffix : "",
+                grp->scale);
+        for (int l = 0; l < m->n_latents; l++)
+            if (grp->draw[l] >= 0)
+                fprintf(out, " %s=%d%s", m->latents[l].name, grp->draw[l], grp->own & (1u << l) ? "" : " (top)");
+        fputc('\n', out);
+    }
+    for (int d = 0; d < m->n_draws; d++)
+        fprintf(out, "  draw %d: %s ~ %s (group %d)\n", d, m->latents[m->draws[d].latent].name,
+                posterior_name(&scratch, m, m->draws[d].post), m->draws[d].group);
+    for (int i = 0; i < m->n_terms; i++) {
+        fprintf(out, "  term %s (group %d): weight ", m->terms[i].name, m->terms[i].group);
+        if (m->terms[i].hyper >= 0)
+            fprintf(out, "%s", m->hypers[m->terms[i].hyper].name);
+        else
+            fprintf(out, "%g", m->terms[i].weight);
+        if (m->terms[i].scale != 1)
+            fprintf(out, ", scale %g", m->terms[i].scale);
+        fputc('\n', out);
+    }
+    for (int f = 0; f < m->n_families; f++)
+        fprintf(out, "  family %s%s%s\n", m->families[f].name, m->families[f].given ? " (any subset)" : "",
+                f == m->training_family ? " (training)" : "");
+    ctx_free(&scratch);
 }

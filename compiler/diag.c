@@ -108,43 +108,70 @@ static void print_excerpt(const ctx *c, loc at)
     fputs("^\n", out);
 }
 
-static void report(ctx *c, const char *kind, loc at, const char *fmt, va_list ap)
+/* The diagnostic as "kind line:col message", or NULL when the same one was
+ * already given (a loop's body is checked once for each instance: what is
+ * wrong in all of them is said once). */
+static const char *first_time(ctx *c, const char *kind, loc at, const char *fmt, va_list ap)
+{
+    va_list copy;
+    va_copy(copy, ap);
+    int n = vsnprintf(NULL, 0, fmt, copy);
+    va_end(copy);
+    char *msg = arena_alloc(&c->mem, (size_t)(n > 0 ? n : 0) + 1);
+    vsnprintf(msg, (size_t)(n > 0 ? n : 0) + 1, fmt, ap);
+    char *key = arena_printf(&c->mem, "%s %d:%d %s", kind, at.line, at.col, msg);
+    for (int i = 0; i < c->diagnostics.n; i++)
+        if (strcmp(c->diagnostics.items[i], key) == 0)
+            return NULL;
+    vec_push(&c->mem, &c->diagnostics, key);
+    return msg;
+}
+
+static void report(ctx *c, const char *kind, loc at, const char *msg)
 {
     if (at.line > 0)
         fprintf(c->diag_out, "%s:%d:%d: %s: ", c->path, at.line, at.col, kind);
     else
         fprintf(c->diag_out, "%s: %s: ", c->path, kind);
-    vfprintf(c->diag_out, fmt, ap);
+    fputs(msg, c->diag_out);
     fputc('\n', c->diag_out);
     print_excerpt(c, at);
 }
 
 void diag_error(ctx *c, loc at, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    const char *msg = first_time(c, "error", at, fmt, ap);
+    va_end(ap);
+    if (!msg)
+        return;
     c->n_errors++;
     if (c->n_errors > c->max_errors)
         return;
-    va_list ap;
-    va_start(ap, fmt);
-    report(c, "error", at, fmt, ap);
-    va_end(ap);
+    report(c, "error", at, msg);
     if (c->n_errors == c->max_errors)
         fprintf(c->diag_out, "%s: too many errors; stopping\n", c->path);
 }
 
 void diag_warning(ctx *c, loc at, const char *fmt, ...)
 {
-    c->n_warnings++;
     va_list ap;
     va_start(ap, fmt);
-    report(c, "warning", at, fmt, ap);
+    const char *msg = first_time(c, "warning", at, fmt, ap);
     va_end(ap);
+    if (!msg)
+        return;
+    c->n_warnings++;
+    report(c, "warning", at, msg);
 }
 
 void diag_note(ctx *c, loc at, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    report(c, "note", at, fmt, ap);
+    const char *msg = first_time(c, "note", at, fmt, ap);
     va_end(ap);
+    if (msg)
+        report(c, "note", at, msg);
 }

@@ -103,10 +103,11 @@ static const char *assign(int accumulate)
 static const char *term_weight(emitter *e, int t)
 {
     const sem_term *term = &e->p->m->terms[t];
+    const char *scale = term->scale != 1 ? arena_printf(&e->c->mem, "(jv_real)%.17g * ", term->scale) : "";
     if (term->hyper >= 0)
-        return arena_printf(&e->c->mem, "(hyper ? hyper[%d] : (jv_real)%.17g)", term->hyper,
+        return arena_printf(&e->c->mem, "%s(hyper ? hyper[%d] : (jv_real)%.17g)", scale, term->hyper,
                             e->p->m->hypers[term->hyper].value);
-    return arena_printf(&e->c->mem, "(jv_real)%.17g", term->weight);
+    return arena_printf(&e->c->mem, "(jv_real)%.17g", term->scale * term->weight);
 }
 
 /* --------------------------------------------------------------- comments -- */
@@ -353,7 +354,7 @@ static void emit_loss(emitter *e, const op *o)
         put(e, "    {\n        jv_real mean = 0;\n");
         put(e, "        for (int b = 0; b < B; b++)\n            mean += %s[b];\n", N(e, o->in[t]));
         put(e, "        mean /= (jv_real)B;\n");
-        if (m->terms[t].hyper < 0 && m->terms[t].weight == 1)
+        if (m->terms[t].hyper < 0 && m->terms[t].weight * m->terms[t].scale == 1)
             put(e, "        const jv_real term = mean; /* %s */\n", m->terms[t].name);
         else
             put(e, "        const jv_real term = %s * mean; /* %s */\n", term_weight(e, t), m->terms[t].name);
@@ -394,7 +395,7 @@ static void emit_seed(emitter *e, const op *o)
     const sem_model *m = e->p->m;
     put(e, "\n    /* %s:%d  %s */\n", e->spec_name, o->line, o->what);
     for (int t = 0; t < m->n_terms; t++)
-        put(e, "    const jv_real jv_seed_%s = (jv_term_scale ? jv_term_scale[%d] : 1) * %s / (jv_real)B;\n", m->terms[t].name, t,
+        put(e, "    const jv_real jv_seed_%s = (jv_term_scale ? jv_term_scale[%d] : 1) * %s / (jv_real)B;\n", m->terms[t].cname, t,
             term_weight(e, t));
 }
 
@@ -405,7 +406,8 @@ static void emit_act_grad(emitter *e, const op *o)
     const tensor *b = &e->p->tensors[o->bias];
     block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s becomes d(pre-activation); %s = column sums",
                                      layer_name(e, o), N(e, dy), b->name));
-    put(e, "    memset(grads + %s, 0, sizeof(jv_real) * %d);\n", tensor_at(e, o->bias, 0), n);
+    if (!o->accumulate) /* else added to the other instances' */
+        put(e, "    memset(grads + %s, 0, sizeof(jv_real) * %d);\n", tensor_at(e, o->bias, 0), n);
     put(e, "    for (int b = 0; b < B; b++) {\n");
     put(e, "        jv_real *restrict gbias = grads + %s;\n", tensor_at(e, o->bias, 0));
     put(e, "        jv_real *restrict g = %s + (size_t)b * %d;\n", N(e, dy), n);
@@ -432,8 +434,9 @@ static void emit_gemm_dw(emitter *e, const op *o)
     int n = W(e, dz), k = W(e, x);
     block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: d %s rows %d..%d = %s^T %s, [%d x %d]", layer_name(e, o),
                                      wt->name, o->row_offset, o->row_offset + k - 1, N(e, x), N(e, dz), k, n));
-    put(e, "    jv_gemm(1, 0, %d, %d, B, 1, %s, %d, %s, %d, 0, grads + %s, %d);\n", k, n, N(e, x), k, N(e, dz), n,
-        tensor_at(e, o->tensor, (long)o->row_offset * n), n);
+    put(e, "    jv_gemm(1, 0, %d, %d, B, 1, %s, %d, %s, %d, %d, grads + %s, %d);%s\n", k, n, N(e, x), k, N(e, dz), n,
+        o->accumulate, tensor_at(e, o->tensor, (long)o->row_offset * n), n,
+        o->accumulate ? " /* added to the other instances' */" : "");
 }
 
 static void emit_gemm_dx(emitter *e, const op *o)
@@ -508,7 +511,7 @@ static void emit_gradient_loop(emitter *e, int n, const gradient_def *gd, bindin
 /* Opens the loop of a per-example op's backward; g is d loss / d its value. */
 static void per_example_grad_open(emitter *e, const op *o)
 {
-    put(e, "    {\n        const jv_real g = %sjv_seed_%s;\n", o->sign < 0 ? "-" : "", e->p->m->terms[o->term].name);
+    put(e, "    {\n        const jv_real g = %sjv_seed_%s;\n", o->sign < 0 ? "-" : "", e->p->m->terms[o->term].cname);
     put(e, "        for (int b = 0; b < B; b++) {\n");
 }
 
@@ -590,6 +593,183 @@ static void emit_add_grad(emitter *e, const op *o)
         assign(o->acc[0]), N(e, o->in[0]));
 }
 
+/* ------------------------------------------------------- experts, mixtures -- */
+
+/* `(given & 0x3u) == 0x3u`: the subset holds every modality of `bits`. */
+static const char *given_holds(emitter *e, unsigned bits)
+{
+    return arena_printf(&e->c->mem, "(given & 0x%xu) == 0x%xu", bits, bits);
+}
+
+/* The product of Gaussian experts, per element: the precisions and the
+ * precision-weighted means summed expert by expert (into the outputs), then
+ * the product's mean and log-variance (the table's poe_* formulas). Given a
+ * subset, an expert counts only when the subset holds its modalities. */
+static void emit_poe(emitter *e, const op *o)
+{
+    int n = W(e, o->out[0]), k = o->n_in / 2;
+    const char *mo = N(e, o->out[0]), *lvo = N(e, o->out[1]);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s, %s: %s%s, [B x %d]", mo, lvo, o->what,
+                                     o->prior ? " and the prior N(0, I)" : "", n));
+    put(e, "    for (int b = 0; b < %s; b++) {\n", e->rows);
+    put(e, "        jv_real *restrict t = %s + (size_t)b * %d, *restrict s = %s + (size_t)b * %d;\n", lvo, n, mo, n);
+    put(e, "        JV_IVDEP\n        for (int j = 0; j < %d; j++) {\n", n);
+    put(e, "            t[j] = %d; /* the precision %s */\n            s[j] = 0;\n        }\n", o->prior,
+        o->prior ? "of the prior" : "");
+    binding vars[] = {{"m", "m[j]"}, {"lv", "lv[j]"}, {"t", "t[j]"}, {"s", "s[j]"}};
+    for (int i = 0; i < k; i++) {
+        int depth = 2;
+        if (o->conds) {
+            put(e, "        if (%s) {\n", given_holds(e, o->conds[i]));
+            depth = 3;
+        }
+        put(e, "%*s{\n", 4 * depth, "");
+        put(e, "%*sconst jv_real *restrict m = %s + (size_t)b * %d, *restrict lv = %s + (size_t)b * %d;\n", 4 * depth + 4,
+            "", N(e, o->in[2 * i]), n, N(e, o->in[2 * i + 1]), n);
+        put(e, "%*sJV_IVDEP\n%*sfor (int j = 0; j < %d; j++) {\n", 4 * depth + 4, "", 4 * depth + 4, "", n);
+        put(e, "%*st[j] += %s;\n", 4 * depth + 8, "", c_formula(e, poe_precision.value, vars, 4));
+        put(e, "%*ss[j] += %s;\n", 4 * depth + 8, "", c_formula(e, poe_weighted.value, vars, 4));
+        put(e, "%*s}\n%*s}\n", 4 * depth + 4, "", 4 * depth, "");
+        if (o->conds)
+            put(e, "        }\n");
+    }
+    put(e, "        JV_IVDEP\n        for (int j = 0; j < %d; j++) {\n", n);
+    put(e, "            s[j] = %s;\n", c_formula(e, poe_mean.value, vars, 4));
+    put(e, "            t[j] = %s;\n        }\n    }\n", c_formula(e, poe_logvar.value, vars, 4));
+}
+
+static void emit_poe_grad(emitter *e, const op *o)
+{
+    int n = W(e, o->in[0]);
+    if (o->out[0] < 0 && o->out[1] < 0)
+        return;
+    block_comment(e, o, arena_printf(&e->c->mem, "backward of the product: %s, %s from %s's share", o->out[0] >= 0 ?
+                                     N(e, o->out[0]) : "-", o->out[1] >= 0 ? N(e, o->out[1]) : "-", N(e, o->in[0])));
+    put(e, "    for (int b = 0; b < B; b++) {\n");
+    static const char *const rows[] = {"m", "lv", "mo", "lvo", "gm", "glv"};
+    for (int j = 0; j < 6; j++)
+        declare_row(e, 2, 0, rows[j], o->in[j]);
+    static const char *const names[] = {"dm", "dlv"};
+    for (int j = 0; j < 2; j++)
+        declare_row(e, 2, 1, names[j], o->out[j]);
+    binding vars[6 + MAX_LETS];
+    int n_vars = 0;
+    for (int j = 0; j < 6; j++)
+        vars[n_vars++] = (binding){rows[j], o->in[j] >= 0 ? arena_printf(&e->c->mem, "%s[j]", rows[j]) : "0"};
+    /* at depth 2 (emit_gradient_loop writes at depth 3): one level less */
+    int lines = (o->out[0] >= 0) + (o->out[1] >= 0);
+    put(e, "        JV_IVDEP\n        for (int j = 0; j < %d; j++)%s\n", n, " {");
+    n_vars = c_lets(e, 3, poe_gradient.lets, vars, n_vars);
+    for (int k = 0; k < 2; k++)
+        if (o->out[k] >= 0)
+            put(e, "            %s[j] %s %s;\n", names[k], assign(o->acc[k]), c_formula(e, poe_gradient.d[k], vars, n_vars));
+    (void)lines;
+    put(e, "        }\n    }\n");
+}
+
+/* The log-density of a uniform mixture at z: each component's Gaussian
+ * log-density, then their log-mean-exp (the table's logmeanexp steps); the
+ * responsibilities are kept for the backward when out[1] exists. Given a
+ * subset, only the components whose modalities it holds count. */
+static void emit_mix_logpdf(emitter *e, const op *o)
+{
+    int n = W(e, o->in[0]), C = o->n_components;
+    block_comment(e, o, arena_printf(&e->c->mem, "%s %s %slog of the mean of %d Gaussian densities at %s (a uniform "
+                                     "mixture), summed over %d dimensions", N(e, o->out[0]), assign(o->accumulate),
+                                     o->sign < 0 ? "-" : "", C, N(e, o->in[0]), n));
+    put(e, "    for (int b = 0; b < %s; b++) {\n", e->rows);
+    declare_row(e, 2, 0, "z", o->in[0]);
+    put(e, "        jv_real l[%d], n = 0, top = -INFINITY, total = 0;\n", C);
+    binding vars[8 + MAX_LETS];
+    for (int c = 0; c < C; c++) {
+        int depth = 2;
+        if (o->conds) {
+            put(e, "        l[%d] = -INFINITY;\n        if (%s) {\n", c, given_holds(e, o->conds[c]));
+            depth = 3;
+        }
+        put(e, "%*s{\n", 4 * depth, "");
+        put(e, "%*sconst jv_real *restrict m = %s + (size_t)b * %d, *restrict lv = %s + (size_t)b * %d;\n", 4 * depth + 4,
+            "", N(e, o->in[1 + 2 * c]), n, N(e, o->in[2 + 2 * c]), n);
+        put(e, "%*sjv_real s = 0;\n%*sJV_IVDEP\n%*sfor (int j = 0; j < %d; j++) {\n", 4 * depth + 4, "", 4 * depth + 4, "",
+            4 * depth + 4, "", n);
+        int nv = 0;
+        vars[nv++] = (binding){"z", "z[j]"};
+        vars[nv++] = (binding){"m", "m[j]"};
+        vars[nv++] = (binding){"lv", "lv[j]"};
+        nv = c_lets(e, depth + 2, neg_log_normal_formula[GAUSS_GENERAL].lets, vars, nv);
+        put(e, "%*ss -= %s;\n", 4 * depth + 8, "", c_formula(e, neg_log_normal_formula[GAUSS_GENERAL].value, vars, nv));
+        put(e, "%*s}\n%*sl[%d] = s;\n%*sn += 1;\n%*s}\n", 4 * depth + 4, "", 4 * depth + 4, "", c, 4 * depth + 4, "",
+            4 * depth, "");
+        if (o->conds)
+            put(e, "        }\n");
+    }
+    binding lv[] = {{"x", "l[c]"}, {"top", "top"}, {"total", "total"}, {"n", "n"}, {"result", "result"}};
+    put(e, "        for (int c = 0; c < %d; c++)\n            top = %s;\n", C, c_formula(e, logmeanexp.larger, lv, 5));
+    put(e, "        for (int c = 0; c < %d; c++)\n            total += %s;\n", C, c_formula(e, logmeanexp.term, lv, 5));
+    put(e, "        const jv_real result = %s;\n", c_formula(e, logmeanexp.result, lv, 5));
+    put(e, "        %s[b] %s %sresult;\n", N(e, o->out[0]), assign(o->accumulate), o->sign < 0 ? "-" : "");
+    if (o->out[1] >= 0) {
+        put(e, "        jv_real *restrict resp = %s + (size_t)b * %d;\n", N(e, o->out[1]), C);
+        put(e, "        for (int c = 0; c < %d; c++)\n            resp[c] = %s;\n", C, c_formula(e, logmeanexp.weight, lv, 5));
+    }
+    put(e, "    }\n");
+}
+
+/* Component `component`'s share of the mixture's gradient: its Gaussian's,
+ * weighted by its responsibility. */
+static void emit_mix_logpdf_grad(emitter *e, const op *o)
+{
+    int n = W(e, o->in[0]);
+    if (o->out[0] < 0 && o->out[1] < 0 && o->out[2] < 0)
+        return;
+    block_comment(e, o, arena_printf(&e->c->mem, "backward of the mixture's log-density: component %d of %d%s", o->component,
+                                     o->n_components, o->detach ? ", to the sample only (its parameters are held)" : ""));
+    put(e, "    {\n        const jv_real g0 = %sjv_seed_%s;\n", o->sign < 0 ? "-" : "", e->p->m->terms[o->term].cname);
+    put(e, "        for (int b = 0; b < B; b++) {\n");
+    put(e, "            const jv_real g = g0 * %s[(size_t)b * %d + %d];\n", N(e, o->in[3]), o->n_components, o->component);
+    declare_row(e, 3, 0, "z", o->in[0]);
+    declare_row(e, 3, 0, "m", o->in[1]);
+    declare_row(e, 3, 0, "lv", o->in[2]);
+    static const char *const names[] = {"dz", "dm", "dlv"};
+    for (int j = 0; j < 3; j++)
+        declare_row(e, 3, 1, names[j], o->out[j]);
+    binding vars[4 + MAX_LETS] = {{"g", "g"}};
+    int n_vars = 1 + bind_elements(e, vars + 1, normal_operands, o->in, 3);
+    emit_gradient_loop(e, n, &log_normal_gradient[GAUSS_GENERAL], vars, n_vars, names, o);
+    put(e, "        }\n    }\n");
+}
+
+/* A sample of a uniform mixture: the component chosen by the choice's
+ * noise (a standard normal, through its distribution function), then its
+ * reparameterised sample; the mean of the components' means without noise. */
+static void emit_mix_sample(emitter *e, const op *o)
+{
+    int n = W(e, o->out[0]), C = o->n_components;
+    const char *z = N(e, o->out[0]), *eps = N(e, o->in[0]), *choice = N(e, o->in[1]);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s: a sample of the uniform mixture of %d Gaussians, the component "
+                                     "chosen by %s (the mixture's mean where noise is NULL), [B x %d]", z, C, choice, n));
+    put(e, "    for (int b = 0; b < B; b++) {\n");
+    put(e, "        const jv_real *restrict m[%d], *restrict lv[%d];\n", C, C);
+    put(e, "        int n = 0;\n");
+    for (int c = 0; c < C; c++) {
+        const char *cond = o->conds ? arena_printf(&e->c->mem, "if (%s) ", given_holds(e, o->conds[c])) : "";
+        put(e, "        %s{\n            m[n] = %s + (size_t)b * %d;\n            lv[n++] = %s + (size_t)b * %d;\n        }\n",
+            cond, N(e, o->in[2 + 2 * c]), n, N(e, o->in[3 + 2 * c]), n);
+    }
+    put(e, "        jv_real *restrict dst = %s + (size_t)b * %d;\n", z, n);
+    put(e, "        if (!%s) {\n", eps);
+    put(e, "            for (int j = 0; j < %d; j++) {\n                jv_real s = 0;\n", n);
+    put(e, "                for (int c = 0; c < n; c++)\n                    s += m[c][j];\n");
+    put(e, "                dst[j] = s / (jv_real)n;\n            }\n            continue;\n        }\n");
+    put(e, "        /* the normal's distribution function makes it uniform in (0, 1) */\n");
+    put(e, "        int c = (int)(0.5 * erfc(-(double)%s[b] * 0.70710678118654752) * n);\n", choice);
+    put(e, "        c = c < n ? c : n - 1;\n");
+    put(e, "        const jv_real *restrict noise_row = %s + (size_t)b * %d;\n", eps, n);
+    binding vars[] = {{"m", "m[c][j]"}, {"lv", "lv[c][j]"}, {"eps", "noise_row[j]"}};
+    put(e, "        JV_IVDEP\n        for (int j = 0; j < %d; j++)\n            dst[j] = %s;\n    }\n", n,
+        c_formula(e, sample_formula.value, vars, 3));
+}
+
 static void emit_zero_grad(emitter *e, const op *o)
 {
     const tensor *t = &e->p->tensors[o->tensor];
@@ -621,6 +801,11 @@ static void emit_op(emitter *e, const op *o, int noise_optional)
     case OP_NLL_GRAD: emit_nll_grad(e, o); break;
     case OP_ADD_GRAD: emit_add_grad(e, o); break;
     case OP_ZERO_GRAD: emit_zero_grad(e, o); break;
+    case OP_POE: emit_poe(e, o); break;
+    case OP_POE_GRAD: emit_poe_grad(e, o); break;
+    case OP_MIX_LOGPDF: emit_mix_logpdf(e, o); break;
+    case OP_MIX_LOGPDF_GRAD: emit_mix_logpdf_grad(e, o); break;
+    case OP_MIX_SAMPLE: emit_mix_sample(e, o); break;
     }
 }
 
@@ -700,14 +885,15 @@ static const char *signature(emitter *e, const graph *g, int backward)
                             "void %s_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,\n"
                             "    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,\n"
                             "    const jv_real *jv_term_scale)", p);
+    const char *given = g->given ? " unsigned given," : "";
     if (is_posterior(g) && backward == 2)
         return arena_printf(&e->c->mem,
-                            "void %s_%s(%s,\n    const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,\n"
-                            "    jv_real *log_q)", p, g->name, sig_params);
+                            "void %s_%s(%s,%s\n    const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,\n"
+                            "    jv_real *log_q)", p, g->name, sig_params, given);
     if (is_posterior(g))
         return arena_printf(&e->c->mem,
-                            "void %s_%s_repeated(%s, int copies,\n    const jv_real *const *data, const jv_real *const *noise,\n"
-                            "    jv_real *const *latents, jv_real *log_q)", p, g->name, sig_params);
+                            "void %s_%s_repeated(%s, int copies,%s\n    const jv_real *const *data, const jv_real *const *noise,\n"
+                            "    jv_real *const *latents, jv_real *log_q)", p, g->name, sig_params, given);
     if (g->kind == G_LOG_JOINT)
         return arena_printf(&e->c->mem,
                             "void %s_log_joint(%s,\n    const jv_real *const *data, const jv_real *const *latents,\n"
@@ -726,6 +912,8 @@ static void silence_unused(emitter *e, const graph *g)
         put(e, "    (void)hyper;\n    (void)jv_term_scale;\n    (void)noise;\n    (void)data;\n");
     } else if (is_posterior(g)) {
         put(e, "    (void)noise;\n");
+        if (g->given)
+            put(e, "    (void)given;\n");
     } else if (g->kind == G_LOG_JOINT) {
         put(e, "    (void)data;\n    (void)log_lik;\n    (void)which;\n");
     } else if (g->kind == G_DECODE) {
@@ -757,7 +945,8 @@ static void mark_compact(emitter *e, const graph *g)
         memset(compact_value, 0, (size_t)g->n_values);
         for (int i = 0; i < g->n_ops; i++) {
             const op *o = &g->ops[i];
-            int ok = !demoted[i] && (o->kind == OP_AFFINE || o->kind == OP_ADD || o->kind == OP_GAUSS_HEAD);
+            int ok = !demoted[i] && (o->kind == OP_AFFINE || o->kind == OP_ADD || o->kind == OP_GAUSS_HEAD ||
+                                     o->kind == OP_POE);
             for (int j = 0; j < o->n_in && ok; j++)
                 ok = o->in[j] >= 0 && (g->values[o->in[j]].kind == V_DATA || compact_value[o->in[j]]);
             e->compact[i] = (char)ok;
@@ -781,16 +970,19 @@ static void mark_compact(emitter *e, const graph *g)
                 e->expand[v] = 1;
 }
 
-/* An op's block inside `if (which & bits) { ... }`, one level deeper. */
+/* An op's block inside `if (test) { ... }`, one level deeper: `which &
+ * bits` (log_joint: any of the modalities asked for), or, in a posterior
+ * given a subset, the subset holds all of bits. */
 static void emit_op_guarded(emitter *e, const op *o, unsigned bits)
 {
+    const char *test = e->g->given ? given_holds(e, bits) : arena_printf(&e->c->mem, "which & 0x%xu", bits);
     char *text = NULL;
     size_t len = 0;
     FILE *saved = e->out;
     e->out = open_memstream(&text, &len);
     if (!e->out) {
         e->out = saved;
-        put(e, "    if (which & 0x%xu) {\n", bits);
+        put(e, "    if (%s) {\n", test);
         emit_op(e, o, 1);
         put(e, "    }\n");
         return;
@@ -801,7 +993,7 @@ static void emit_op_guarded(emitter *e, const op *o, unsigned bits)
     const char *p = text;
     while (*p == '\n')
         p++;
-    put(e, "\n    if (which & 0x%xu) { /*", bits);
+    put(e, "\n    if (%s) { /*", test);
     for (int m = 0; m < e->p->m->n_modalities; m++)
         if (bits & (1u << m))
             put(e, " %s", e->p->m->modalities[m].name);
@@ -845,6 +1037,8 @@ static void emit_function(emitter *e, const graph *g, int backward)
         e->rows = repeated && e->compact[i] ? "U" : "B";
         if (wanted && wanted[i] != WANTED_BY_PRIOR)
             emit_op_guarded(e, o, wanted[i]);
+        else if (o->guard)
+            emit_op_guarded(e, o, o->guard);
         else
             emit_op(e, o, !g->has_backward);
         for (int j = 0; repeated && e->compact[i] && j < o->n_out; j++)
@@ -856,7 +1050,8 @@ static void emit_function(emitter *e, const graph *g, int backward)
     e->rows = "B";
     if (repeated) { /* the plain entry point: every row its own example */
         put(e, "\n/* %s */\n%s\n{\n", g->purpose, signature(e, g, 2));
-        put(e, "    %s_%s_repeated(params, arena, batch, 1, data, noise, latents, log_q);\n}\n", e->prefix, g->name);
+        put(e, "    %s_%s_repeated(params, arena, batch, 1,%s data, noise, latents, log_q);\n}\n", e->prefix, g->name,
+            g->given ? " given," : "");
     }
 }
 
@@ -869,7 +1064,8 @@ typedef struct {
 
 static int per_example_grad(const op *o)
 {
-    return (o->kind == OP_KL_GRAD || o->kind == OP_LOGPDF_GRAD || o->kind == OP_NLL_GRAD) && o->term >= 0;
+    return (o->kind == OP_KL_GRAD || o->kind == OP_LOGPDF_GRAD || o->kind == OP_NLL_GRAD ||
+            o->kind == OP_MIX_LOGPDF_GRAD) && o->term >= 0;
 }
 
 static task_needs needs_of(emitter *e, const op *o, int slot)
@@ -877,7 +1073,7 @@ static task_needs needs_of(emitter *e, const op *o, int slot)
     const sem_model *m = e->p->m;
     task_needs n = {0};
     n.params = o->kind == OP_AFFINE || o->kind == OP_GEMM_DX;
-    n.grads = slot >= 0;
+    n.grads = slot >= 0 || o->kind == OP_ACT_GRAD || o->kind == OP_GEMM_DW || o->kind == OP_ZERO_GRAD;
     n.seed = per_example_grad(o);
     n.term_scale = o->kind == OP_LOSS || n.seed;
     if (o->kind == OP_LOSS)
@@ -942,7 +1138,7 @@ static void emit_task(emitter *e, const graph *g, int k)
     if (need.seed) {
         const sem_term *term = &e->p->m->terms[o->term];
         put(e, "    const jv_real jv_seed_%s = (jv_term_scale ? jv_term_scale[%d] : 1) * %s / (jv_real)B; /* d loss / d %s, per example */\n",
-            term->name, o->term, term_weight(e, o->term), term->name);
+            term->cname, o->term, term_weight(e, o->term), term->name);
     }
     emit_op(e, o, 0);
     long first, count;
@@ -1053,7 +1249,7 @@ static void emit_header(emitter *e)
         put(e, "#define %s_%s_SIZE %d /* latent %d */\n", P, upper(e, m->latents[i].name), m->latents[i].size, i);
     put(e, "#define %s_N_TERMS %d\n", P, m->n_terms);
     for (int i = 0; i < m->n_terms; i++)
-        put(e, "#define %s_TERM_%s %d\n", P, upper(e, m->terms[i].name), i);
+        put(e, "#define %s_TERM_%s %d\n", P, upper(e, m->terms[i].cname), i);
     put(e, "#define %s_N_HYPERS %d\n", P, m->n_hypers);
     put(e, "/* the activation arena: reals per example of the batch, and in all */\n");
     put(e, "#define %s_ARENA_PER_EXAMPLE %ld\n", P, p->arena_per_example);
@@ -1076,6 +1272,9 @@ static void emit_header(emitter *e)
         put(e, "/* %s */\n%s;\n", g->purpose, signature(e, g, 0));
         if (is_posterior(g))
             put(e, "/* the same, every row its own example */\n%s;\n", signature(e, g, 2));
+        if (g->given)
+            put(e, "/* whether it has q(latent | given) for every latent */\nint %s_%s_covers(unsigned given);\n",
+                pre, g->name);
         if (g->has_backward)
             put(e, "/* the gradient of the loss forward returns, written to grads */\n%s;\n", signature(e, g, 1));
     }
@@ -1107,6 +1306,30 @@ static const char *c_string(emitter *e, const char *s)
     return arena_printf(&e->c->mem, "\"%s\"", s); /* spec names are identifiers: nothing to escape */
 }
 
+/* Whether a family given a subset has a posterior of every latent for
+ * `given`: the subset must be a union of the modalities of each rule's
+ * experts. */
+static void emit_covers(emitter *e, const graph *g)
+{
+    const sem_model *m = e->p->m;
+    put(e, "\n/* 1 when %s_%s has q(latent | given) for every latent: `given` is, for each\n"
+           " * latent, a union of its experts' modalities */\n", e->prefix, g->name);
+    put(e, "int %s_%s_covers(unsigned given)\n{\n    unsigned made;\n", e->prefix, g->name);
+    put(e, "    if (given == 0 || (given & ~0x%xu) != 0)\n        return 0;\n", g->family_condition);
+    for (int l = 0; l < m->n_latents; l++) {
+        if (m->latents[l].rule < 0)
+            continue;
+        const sem_rule *r = &m->rules[m->latents[l].rule];
+        put(e, "    made = 0; /* %s */\n", m->latents[l].name);
+        for (int i = 0; i < r->n_experts; i++) {
+            unsigned bits = m->posteriors[r->experts[i]].condition;
+            put(e, "    if (%s)\n        made |= 0x%xu;\n", given_holds(e, bits), bits);
+        }
+        put(e, "    if (made != given)\n        return 0;\n");
+    }
+    put(e, "    return 1;\n}\n");
+}
+
 static void emit_descriptor(emitter *e)
 {
     const program *p = e->p;
@@ -1118,9 +1341,15 @@ static void emit_descriptor(emitter *e)
         put(e, "    {%s, %d, %s, %d, %d, %d},\n", c_string(e, m->modalities[i].name), m->modalities[i].size,
             likelihood_table[m->modalities[i].likelihood].runtime, m->modalities[i].height, m->modalities[i].width,
             p->likelihood_net[i] >= 0);
-    put(e, "};\n\nstatic const jv_latent_info %s_latents[] = {\n", pre);
-    for (int i = 0; i < m->n_latents; i++)
-        put(e, "    {%s, %d},\n", c_string(e, m->latents[i].name), m->latents[i].size);
+    put(e, "};\n\n/* {name, size, whether a posterior of it is a mixture (its sample then reads\n"
+           " * noise[n_latents + latent], one normal a row, to choose the component)} */\n");
+    put(e, "static const jv_latent_info %s_latents[] = {\n", pre);
+    for (int i = 0; i < m->n_latents; i++) {
+        int mixture = 0;
+        for (int f = 0; f < m->n_families; f++)
+            mixture |= !posterior_is_gaussian(m, m->families[f].posts[i]);
+        put(e, "    {%s, %d, %d},\n", c_string(e, m->latents[i].name), m->latents[i].size, mixture);
+    }
     put(e, "};\n\nstatic const jv_tensor_info %s_tensors[] = {\n", pre);
     for (int t = 0; t < p->n_tensors; t++)
         put(e, "    {%s, %d, %d, %ld, %d},\n", c_string(e, p->tensors[t].name), p->tensors[t].rows, p->tensors[t].cols,
@@ -1136,11 +1365,13 @@ static void emit_descriptor(emitter *e)
     put(e, "static const char *const %s_term_names[] = {", pre);
     for (int t = 0; t < m->n_terms; t++)
         put(e, "%s%s", t ? ", " : "", c_string(e, m->terms[t].name));
-    put(e, "};\n\n/* each term's weight: a hyper (its index) or a number */\n");
+    put(e, "};\n\n/* each term's weight: a hyper (its index) or a number, and the scale of its\n"
+           " * loop (1 / its instances in a `mean` loop) */\n");
     put(e, "static const jv_term_weight %s_term_weights[] = {\n", pre);
     for (int t = 0; t < m->n_terms; t++)
-        put(e, "    {%d, %.17g}, /* %s */\n", m->terms[t].hyper,
-            m->terms[t].hyper >= 0 ? m->hypers[m->terms[t].hyper].value : m->terms[t].weight, m->terms[t].name);
+        put(e, "    {%d, %.17g, %.17g}, /* %s */\n", m->terms[t].hyper,
+            m->terms[t].hyper >= 0 ? m->hypers[m->terms[t].hyper].value : m->terms[t].weight, m->terms[t].scale,
+            m->terms[t].name);
     put(e, "};\n\nstatic const jv_family_info %s_families[] = {\n", pre);
     for (int f = 0; f < p->n_families; f++) {
         const graph *g = p->families[f];
@@ -1148,9 +1379,18 @@ static void emit_descriptor(emitter *e)
         for (int i = 0; i < m->n_modalities; i++)
             if (g->family_condition & (1u << i))
                 names = arena_printf(&e->c->mem, "%s%s%s", names, *names ? "," : "", m->modalities[i].name);
-        put(e, "    {%s, 0x%xu, %s_%s, %s_%s_repeated},\n", c_string(e, names), g->family_condition, pre, g->name, pre,
-            g->name);
+        if (g->given)
+            put(e, "    {%s, 0x%xu, NULL, NULL, %s_%s_covers, %s_%s_repeated},\n", c_string(e, names), g->family_condition,
+                pre, g->name, pre, g->name);
+        else
+            put(e, "    {%s, 0x%xu, %s_%s, %s_%s_repeated, NULL, NULL},\n", c_string(e, names), g->family_condition, pre,
+                g->name, pre, g->name);
     }
+    put(e, "};\n\n");
+    put(e, "/* the training step's noise: noise[d] is [batch x the size of latent draw_latents[d]] */\n");
+    put(e, "static const int %s_draw_latents[] = {", pre);
+    for (int d = 0; d < m->n_draws; d++)
+        put(e, "%s%d", d ? ", " : "", m->draws[d].latent);
     put(e, "};\n\n");
     const sem_train *t = &m->train;
     put(e, "const jv_model %s_model = {\n", pre);
@@ -1168,6 +1408,7 @@ static void emit_descriptor(emitter *e)
     put(e, "    .arena_per_example = %ld,\n", p->arena_per_example);
     put(e, "    .n_families = %d,\n    .families = %s_families,\n", p->n_families, pre);
     put(e, "    .training_family = %d,\n", p->training_family);
+    put(e, "    .n_draws = %d,\n    .draw_latents = %s_draw_latents,\n", m->n_draws, pre);
     put(e, "    .init = %s_init,\n    .forward = %s_forward,\n    .train = &%s_train_graph,\n    .backward = %s_backward,\n",
         pre, pre, pre, pre);
     put(e, "    .log_joint = %s_log_joint,\n    .decode = %s_decode,\n    .sample_prior = %s_sample_prior,\n", pre, pre, pre);
@@ -1189,6 +1430,8 @@ static void emit_source(emitter *e)
             emit_tasks(e, p->graphs[i]);
         else
             emit_function(e, p->graphs[i], 0);
+        if (p->graphs[i]->given)
+            emit_covers(e, p->graphs[i]);
     }
     emit_descriptor(e);
 }
@@ -1207,6 +1450,8 @@ static void emit_f64(emitter *e)
         put(e, "#define %s_%s %s_f64_%s\n", pre, name, pre, name);
         if (is_posterior(p->graphs[i]))
             put(e, "#define %s_%s_repeated %s_f64_%s_repeated\n", pre, name, pre, name);
+        if (p->graphs[i]->given)
+            put(e, "#define %s_%s_covers %s_f64_%s_covers\n", pre, name, pre, name);
         if (p->graphs[i]->has_backward)
             put(e, "#define %s_backward %s_f64_backward\n", pre, pre);
     }

@@ -16,7 +16,23 @@ typedef struct {
     graph *g;
     char *written;  /* per value: its gradient has had a contribution */
     char *tensor_done;
+    long *region_first, *region_count; /* the parameter gradients written so far */
+    int n_regions;
 } grad_state;
+
+/* A network used by several instances of a loop (a decoder of each draw)
+ * has one backward per instance; the first writes its parameters' gradient
+ * and the others add to it. Marks the region written; returns 1 if it was
+ * already (the op must accumulate). */
+static int region_written(grad_state *s, long first, long count)
+{
+    for (int i = 0; i < s->n_regions; i++)
+        if (s->region_first[i] == first && s->region_count[i] == count)
+            return 1;
+    s->region_first[s->n_regions] = first;
+    s->region_count[s->n_regions++] = count;
+    return 0;
+}
 
 static int grad_of(grad_state *s, int v)
 {
@@ -94,6 +110,8 @@ static void affine_grad(grad_state *s, const op *fwd)
     int reads[3] = {d_out, what == READS_OUTPUT ? out : -1, what == READS_INPUT ? fwd->out[1] : -1};
     op *a = grad_op(s, OP_ACT_GRAD, fwd, NULL, 0, reads, 3);
     a->what = "through the activation, and the bias gradient";
+    const tensor *bias = &s->p->tensors[fwd->bias];
+    a->accumulate = region_written(s, bias->offset, (long)bias->rows * bias->cols);
     s->tensor_done[fwd->bias] = 1;
     int row = 0;
     for (int i = 0; i < fwd->n_in; i++) {
@@ -102,6 +120,8 @@ static void affine_grad(grad_state *s, const op *fwd)
         op *w = grad_op(s, OP_GEMM_DW, fwd, NULL, 0, rd, 2);
         w->block = i;
         w->row_offset = row;
+        const tensor *t = &s->p->tensors[fwd->tensor];
+        w->accumulate = region_written(s, t->offset + (long)row * t->cols, (long)s->g->values[x].width * t->cols);
         if (wants(s, x)) {
             int of[1] = {x};
             int r[1] = {d_out};
@@ -134,9 +154,36 @@ static void backward_op(grad_state *s, int i)
     case OP_KL:
         grad_op(s, OP_KL_GRAD, &fwd, fwd.in, 4, fwd.in, 4);
         break;
-    case OP_LOGPDF:
-        grad_op(s, OP_LOGPDF_GRAD, &fwd, fwd.in, 3, fwd.in, 3);
+    case OP_LOGPDF: {
+        int of[3] = {fwd.in[0], fwd.detach ? -1 : fwd.in[1], fwd.detach ? -1 : fwd.in[2]};
+        grad_op(s, OP_LOGPDF_GRAD, &fwd, of, 3, fwd.in, 3)->detach = fwd.detach;
         break;
+    }
+    case OP_MIX_LOGPDF:
+        /* each component's share, weighted by its responsibility */
+        for (int k = 0; k < fwd.n_components; k++) {
+            int m = fwd.in[1 + 2 * k], lv = fwd.in[2 + 2 * k];
+            int of[3] = {fwd.in[0], fwd.detach ? -1 : m, fwd.detach ? -1 : lv};
+            int reads[4] = {fwd.in[0], m, lv, fwd.out[1]};
+            op *o = grad_op(s, OP_MIX_LOGPDF_GRAD, &fwd, of, 3, reads, 4);
+            o->component = k;
+            o->n_components = fwd.n_components;
+            o->detach = fwd.detach;
+        }
+        break;
+    case OP_POE: {
+        if (!any_out_written)
+            break;
+        int d_mean = s->written[fwd.out[0]] ? s->g->values[fwd.out[0]].grad : -1;
+        int d_lv = s->written[fwd.out[1]] ? s->g->values[fwd.out[1]].grad : -1;
+        for (int k = 0; k < fwd.n_in / 2; k++) {
+            int of[2] = {fwd.in[2 * k], fwd.in[2 * k + 1]};
+            int reads[6] = {fwd.in[2 * k], fwd.in[2 * k + 1], fwd.out[0], fwd.out[1], d_mean, d_lv};
+            op *o = grad_op(s, OP_POE_GRAD, &fwd, of, 2, reads, 6);
+            o->what = "one expert's share of the product's gradient";
+        }
+        break;
+    }
     case OP_SAMPLE: {
         if (!any_out_written)
             break;
@@ -174,11 +221,14 @@ static void backward_op(grad_state *s, int i)
 
 void differentiate(ctx *c, program *p, graph *g)
 {
-    grad_state s = {c, p, g, NULL, NULL};
+    grad_state s = {c, p, g, NULL, NULL, NULL, NULL, 0};
     mark_needs_grad(g);
     /* gradient values are appended as they are needed; room for one per value */
     s.written = arena_alloc(&c->mem, (size_t)(2 * g->n_values + 1));
     s.tensor_done = arena_alloc(&c->mem, (size_t)(p->n_tensors + 1));
+    int regions = 2 * g->n_ops + 1; /* at most a bias and a row block per op */
+    s.region_first = arena_alloc(&c->mem, sizeof(long) * (size_t)regions);
+    s.region_count = arena_alloc(&c->mem, sizeof(long) * (size_t)regions);
     for (int i = g->n_forward - 1; i >= 0; i--)
         backward_op(&s, i);
     for (int t = 0; t < p->n_tensors; t++)

@@ -55,6 +55,12 @@ typedef enum {
     OP_NLL,         /* per-example -log p(target in[1] | params in[0] [, log-variance in[2]]) */
     OP_LOSS,        /* terms[t] = mean over the batch of in[t]; returns the weighted sum */
     OP_DECODE_MEAN, /* out = the expected value of a likelihood given its parameters in[0] */
+    OP_POE,         /* the product of Gaussian experts: in[2i], in[2i+1] expert i's mean and log-variance
+                       (and the prior expert when `prior`) -> out[0] mean, out[1] log-variance */
+    OP_MIX_LOGPDF,  /* per-example log of a uniform mixture's density at in[0]: components (in[1+2c], in[2+2c]);
+                       out[1] (or -1): each component's responsibility [B x C], for the backward */
+    OP_MIX_SAMPLE,  /* out[0] = a sample of a uniform mixture: in[0] noise, in[1] the choice's noise [B x 1],
+                       components (in[2+2c], in[3+2c]); the mixture's mean where noise is NULL */
     /* backward */
     OP_SEED,        /* the loss's seeds: d total / d term value per example */
     OP_ACT_GRAD,    /* in[0] (dY) becomes dZ = dY * act'(Z) in place; bias gradient out[0] = column sums */
@@ -66,7 +72,11 @@ typedef enum {
     OP_LOGPDF_GRAD,
     OP_NLL_GRAD,
     OP_ADD_GRAD,
-    OP_ZERO_GRAD    /* a parameter tensor that no path reaches: its gradient is 0 */
+    OP_ZERO_GRAD,   /* a parameter tensor that no path reaches: its gradient is 0 */
+    OP_POE_GRAD,    /* one expert's out[0] d mean, out[1] d log-variance from in: its mean, log-variance, the
+                       product's mean, log-variance and their gradients */
+    OP_MIX_LOGPDF_GRAD /* component `component`'s share: out[0] d z, out[1] d mean, out[2] d log-variance from
+                          in: z, its mean, log-variance, the responsibilities */
 } op_kind;
 
 enum { MAX_OP_INPUTS = 40 };
@@ -92,6 +102,12 @@ typedef struct {
     int net;             /* the net it comes from, or -1 */
     int line;            /* the spec line it comes from */
     const char *what;    /* a few words for the comment */
+    int prior;           /* POE: the prior N(0, I) is one more expert */
+    int component;       /* MIX_LOGPDF_GRAD: which component */
+    int n_components;    /* MIX_LOGPDF(_GRAD), MIX_SAMPLE */
+    int detach;          /* log-densities: no gradient to the distribution's parameters (DReG) */
+    unsigned guard;      /* a posterior given a subset: runs only when the subset holds these modalities */
+    unsigned *conds;     /* POE, MIX_*: per expert or component, the modalities it needs (given subsets) */
 } op;
 
 typedef struct {
@@ -131,6 +147,7 @@ typedef struct {
     int n_values, cap_values;
     long arena_per_example;/* planned */
     unsigned family_condition;
+    int given;             /* a posterior given the subset `given` at run time */
     int has_backward;
     task_graph *tasks;     /* the training graph's, after scheduling; NULL for the others */
 } graph;

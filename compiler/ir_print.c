@@ -4,8 +4,9 @@
 
 static const char *const op_names[] = {
     "affine", "add", "gauss_head", "sample", "std_sample", "kl", "logpdf", "nll", "loss", "decode_mean",
+    "poe", "mix_logpdf", "mix_sample",
     "seed", "act_grad", "gemm_dx", "gemm_dw", "gauss_head_grad", "sample_grad", "kl_grad", "logpdf_grad",
-    "nll_grad", "add_grad", "zero_grad",
+    "nll_grad", "add_grad", "zero_grad", "poe_grad", "mix_logpdf_grad",
 };
 
 const char *op_kind_name(op_kind k)
@@ -53,6 +54,16 @@ static void print_op(FILE *out, const program *p, const graph *g, const op *o)
         fputs("  negated", out);
     if (o->accumulate)
         fputs("  accumulate", out);
+    if (o->prior)
+        fputs("  with the prior", out);
+    if (o->kind == OP_MIX_LOGPDF_GRAD)
+        fprintf(out, "  component %d of %d", o->component, o->n_components);
+    if (o->detach)
+        fputs("  detached", out);
+    if (o->guard)
+        fprintf(out, "  if given 0x%x", o->guard);
+    for (int j = 0; o->conds && j < (o->kind == OP_POE ? o->n_in / 2 : o->n_components); j++)
+        fprintf(out, "%s0x%x", j ? "," : "  needs ", o->conds[j]);
     fprintf(out, "  (line %d)\n", o->line);
 }
 

@@ -115,27 +115,56 @@ static void lay_out_parameters(ctx *c, program *p)
 
 /* ------------------------------------------------------------- networks -- */
 
-typedef struct {
+/* What a graph has computed so far. A loop instance of the training graph
+ * has an environment of its own whose parent is the loss's top level: what
+ * does not depend on the instance's own samples (the encoders, the experts)
+ * is computed once, in the parent, and shared. */
+typedef struct lowering_env {
+    struct lowering_env *parent;
+    unsigned own;        /* the latents sampled in this environment itself (a loop instance) */
+    const char *suffix;  /* appended to the names of the values made here, or NULL */
+    unsigned guard;      /* ops made now run only when the given subset holds these modalities */
+    int masked;          /* a posterior given a subset at run time: experts count only when given */
     int modality[MAX_MODALITIES];
     int latent[MAX_LATENTS];
     int *feature;  /* per net: its last hidden layer's value, or -1 */
     int *head_a;   /* per net: mean or logits */
     int *head_b;   /* per net: log-variance, or -1 */
+    int *post_mean, *post_lv; /* per Gaussian posterior record */
 } lowering_env;
 
-static lowering_env *new_env(ctx *c, const sem_model *m)
+static lowering_env *new_env(ctx *c, const sem_model *m, lowering_env *parent)
 {
     lowering_env *e = arena_alloc(&c->mem, sizeof *e);
+    e->parent = parent;
     e->feature = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_nets + 1));
     e->head_a = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_nets + 1));
     e->head_b = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_nets + 1));
+    e->post_mean = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_posteriors + 1));
+    e->post_lv = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_posteriors + 1));
     for (int i = 0; i < m->n_nets; i++)
         e->feature[i] = e->head_a[i] = e->head_b[i] = -1;
+    for (int i = 0; i < m->n_posteriors; i++)
+        e->post_mean[i] = e->post_lv[i] = -1;
     for (int i = 0; i < MAX_MODALITIES; i++)
-        e->modality[i] = -1;
+        e->modality[i] = parent ? parent->modality[i] : -1;
     for (int i = 0; i < MAX_LATENTS; i++)
-        e->latent[i] = -1;
+        e->latent[i] = parent ? parent->latent[i] : -1;
     return e;
+}
+
+/* A value's name, with the environment's suffix. */
+static const char *vname(ctx *c, const lowering_env *e, const char *name)
+{
+    return e->suffix ? arena_printf(&c->mem, "%s_%s", name, e->suffix) : name;
+}
+
+/* Appends an op that runs under the environment's guard. */
+static op *env_op(ctx *c, graph *g, const lowering_env *e, op_kind kind, int line)
+{
+    op *o = graph_op(c, g, kind, line);
+    o->guard = e->guard;
+    return o;
 }
 
 static int head_is_gaussian(const sem_model *m, const sem_net *n)
@@ -162,8 +191,8 @@ static int net_inputs(ctx *c, program *p, graph *g, lowering_env *e, const sem_n
         }
     }
     if (n->combine == COMBINE_SUM && count > 1) {
-        int sum = graph_value(c, g, V_ARENA, n->input_size, 0, arena_printf(&c->mem, "%s_sum", n->name));
-        op *o = graph_op(c, g, OP_ADD, n->node->at.line);
+        int sum = graph_value(c, g, V_ARENA, n->input_size, 0, vname(c, e, arena_printf(&c->mem, "%s_sum", n->name)));
+        op *o = env_op(c, g, e, OP_ADD, n->node->at.line);
         memcpy(o->in, in, sizeof(int) * (size_t)count);
         o->n_in = count;
         o->out[o->n_out++] = sum;
@@ -174,11 +203,11 @@ static int net_inputs(ctx *c, program *p, graph *g, lowering_env *e, const sem_n
     return count;
 }
 
-static int affine(ctx *c, graph *g, const int *in, int n_in, int tensor_index, activation_kind act, int width,
-                  const char *name, int line, int net, int hidden)
+static int affine(ctx *c, graph *g, const lowering_env *e, const int *in, int n_in, int tensor_index,
+                  activation_kind act, int width, const char *name, int line, int net, int hidden)
 {
     int out = graph_value(c, g, V_ARENA, width, 0, name);
-    op *o = graph_op(c, g, OP_AFFINE, line);
+    op *o = env_op(c, g, e, OP_AFFINE, line);
     memcpy(o->in, in, sizeof(int) * (size_t)n_in);
     o->n_in = n_in;
     o->out[o->n_out++] = out;
@@ -198,13 +227,20 @@ static void lower_net(ctx *c, program *p, graph *g, lowering_env *e, int ni)
     const sem_net *n = &m->nets[ni];
     if (e->feature[ni] >= 0 || e->head_a[ni] >= 0)
         return;
+    if (e->parent && !(n->latents_read & e->own)) { /* the same in every instance: computed once, shared */
+        lower_net(c, p, g, e->parent, ni);
+        e->feature[ni] = e->parent->feature[ni];
+        e->head_a[ni] = e->parent->head_a[ni];
+        e->head_b[ni] = e->parent->head_b[ni];
+        return;
+    }
     int in[MAX_OP_INPUTS];
     int n_in = net_inputs(c, p, g, e, n, in);
     int tensor_index = p->net_weight[ni];
     for (int l = 0; l < n->n_layers; l++) {
         const sem_layer *layer = &n->layers[l];
-        in[0] = affine(c, g, in, n_in, tensor_index, layer->activation, layer->width,
-                       arena_printf(&c->mem, "%s_h%d", n->name, l + 1), layer->node->at.line, ni, l + 1);
+        in[0] = affine(c, g, e, in, n_in, tensor_index, layer->activation, layer->width,
+                       vname(c, e, arena_printf(&c->mem, "%s_h%d", n->name, l + 1)), layer->node->at.line, ni, l + 1);
         n_in = 1;
         tensor_index += 2;
     }
@@ -214,18 +250,18 @@ static void lower_net(ctx *c, program *p, graph *g, lowering_env *e, int ni)
         return;
     int line = n->node->head->at.line;
     if (!head_is_gaussian(m, n)) {
-        e->head_a[ni] = affine(c, g, in, n_in, tensor_index, ACT_LINEAR, n->head_size,
-                               arena_printf(&c->mem, "%s_%s", n->name,
-                                            likelihood_table[m->modalities[n->target].likelihood].param),
+        e->head_a[ni] = affine(c, g, e, in, n_in, tensor_index, ACT_LINEAR, n->head_size,
+                               vname(c, e, arena_printf(&c->mem, "%s_%s", n->name,
+                                                        likelihood_table[m->modalities[n->target].likelihood].param)),
                                line, ni, 0);
         return;
     }
-    int raw = affine(c, g, in, n_in, tensor_index, ACT_LINEAR, n->head_size, arena_printf(&c->mem, "%s_out", n->name),
-                     line, ni, 0);
+    int raw = affine(c, g, e, in, n_in, tensor_index, ACT_LINEAR, n->head_size,
+                     vname(c, e, arena_printf(&c->mem, "%s_out", n->name)), line, ni, 0);
     int half = n->head_size / 2;
-    e->head_a[ni] = graph_value(c, g, V_ARENA, half, 0, arena_printf(&c->mem, "%s_mean", n->name));
-    e->head_b[ni] = graph_value(c, g, V_ARENA, half, 0, arena_printf(&c->mem, "%s_logvar", n->name));
-    op *o = graph_op(c, g, OP_GAUSS_HEAD, line);
+    e->head_a[ni] = graph_value(c, g, V_ARENA, half, 0, vname(c, e, arena_printf(&c->mem, "%s_mean", n->name)));
+    e->head_b[ni] = graph_value(c, g, V_ARENA, half, 0, vname(c, e, arena_printf(&c->mem, "%s_logvar", n->name)));
+    op *o = env_op(c, g, e, OP_GAUSS_HEAD, line);
     o->in[o->n_in++] = raw;
     o->out[o->n_out++] = e->head_a[ni];
     o->out[o->n_out++] = e->head_b[ni];
@@ -234,10 +270,87 @@ static void lower_net(ctx *c, program *p, graph *g, lowering_env *e, int ni)
     o->what = variance_table[n->variance].what;
 }
 
+/* ------------------------------------------------------------- posteriors -- */
+
+/* "z_x_w": a posterior's latent and the modalities it is given, for names. */
+static const char *post_label(ctx *c, const sem_model *m, const sem_posterior *r)
+{
+    const char *s = m->latents[r->latent].name;
+    for (int i = 0; i < m->n_modalities; i++)
+        if (r->condition & (1u << i))
+            s = arena_printf(&c->mem, "%s_%s", s, m->modalities[i].name);
+    return s;
+}
+
+/* The mean and log-variance of a Gaussian posterior record: a network's
+ * head, or the product of its experts (each lowered under the guard of the
+ * modalities it reads, in a posterior given a subset). */
+static void lower_post(ctx *c, program *p, graph *g, lowering_env *e, int post, int *mean, int *logvar)
+{
+    const sem_model *m = p->m;
+    const sem_posterior *r = &m->posteriors[post];
+    if (e->post_mean[post] < 0 && e->parent && !(r->latents_read & e->own)) {
+        lower_post(c, p, g, e->parent, post, &e->post_mean[post], &e->post_lv[post]);
+    } else if (e->post_mean[post] < 0 && r->kind == POST_NET) {
+        unsigned saved = e->guard;
+        if (e->masked)
+            e->guard = r->condition;
+        lower_net(c, p, g, e, r->net);
+        e->guard = saved;
+        e->post_mean[post] = e->head_a[r->net];
+        e->post_lv[post] = e->head_b[r->net];
+    } else if (e->post_mean[post] < 0 && r->kind == POST_PRODUCT) {
+        const sem_rule *rule = &m->rules[r->rule];
+        int in[2 * MAX_MODALITIES];
+        unsigned conds[MAX_MODALITIES];
+        int n = 0;
+        for (int i = 0; i < rule->n_experts; i++)
+            if (r->experts & (1u << i)) {
+                conds[n] = m->posteriors[rule->experts[i]].condition;
+                lower_post(c, p, g, e, rule->experts[i], &in[2 * n], &in[2 * n + 1]);
+                n++;
+            }
+        const char *label = vname(c, e, post_label(c, m, r));
+        int size = m->latents[r->latent].size;
+        e->post_mean[post] = graph_value(c, g, V_ARENA, size, 0, arena_printf(&c->mem, "poe_%s_mean", label));
+        e->post_lv[post] = graph_value(c, g, V_ARENA, size, 0, arena_printf(&c->mem, "poe_%s_logvar", label));
+        unsigned saved = e->guard;
+        if (e->masked && rule_table[rule->kind].mixture)
+            e->guard = r->condition; /* a component of a mixture: only when all its experts are given */
+        op *o = env_op(c, g, e, OP_POE, r->at.line);
+        e->guard = saved;
+        graph_op_inputs(c, o, 2 * n);
+        memcpy(o->in, in, sizeof(int) * (size_t)(2 * n));
+        o->n_in = 2 * n;
+        o->out[o->n_out++] = e->post_mean[post];
+        o->out[o->n_out++] = e->post_lv[post];
+        o->prior = r->prior;
+        if (e->masked) {
+            o->conds = arena_alloc(&c->mem, sizeof(unsigned) * (size_t)n);
+            memcpy(o->conds, conds, sizeof(unsigned) * (size_t)n);
+        }
+        o->what = rule_table[rule->kind].what;
+    }
+    *mean = e->post_mean[post];
+    *logvar = e->post_lv[post];
+}
+
+/* The components of a mixture record as (mean, log-variance) pairs in `in`,
+ * and the modalities each needs in `conds`; their count. */
+static int lower_components(ctx *c, program *p, graph *g, lowering_env *e, int post, int *in, unsigned *conds)
+{
+    const sem_posterior *r = &p->m->posteriors[post];
+    for (int k = 0; k < r->n_components; k++) {
+        lower_post(c, p, g, e, r->components[k], &in[2 * k], &in[2 * k + 1]);
+        conds[k] = p->m->posteriors[r->components[k]].condition;
+    }
+    return r->n_components;
+}
+
 /* -------------------------------------------------------- per-example ops -- */
 
 /* out (+)= sign * log N(z; mean, e^logvar), or N(0, I) when mean < 0. */
-static void logpdf(ctx *c, graph *g, int z, int mean, int logvar, int out, int sign, int accumulate, int line)
+static op *logpdf(ctx *c, graph *g, int z, int mean, int logvar, int out, int sign, int accumulate, int line)
 {
     op *o = graph_op(c, g, OP_LOGPDF, line);
     o->in[0] = z;
@@ -247,6 +360,40 @@ static void logpdf(ctx *c, graph *g, int z, int mean, int logvar, int out, int s
     o->out[o->n_out++] = out;
     o->sign = sign;
     o->accumulate = accumulate;
+    return o;
+}
+
+/* out (+)= sign * log q(z) of a posterior record: a Gaussian's, or a
+ * mixture's (with its responsibilities kept when `keep` for the backward). */
+static op *post_logpdf(ctx *c, program *p, graph *g, lowering_env *e, int post, int z, int out, int sign,
+                       int accumulate, int line, int keep)
+{
+    if (posterior_is_gaussian(p->m, post)) {
+        int mean, lv;
+        lower_post(c, p, g, e, post, &mean, &lv);
+        return logpdf(c, g, z, mean, lv, out, sign, accumulate, line);
+    }
+    const sem_posterior *r = &p->m->posteriors[post];
+    int in[2 * MAX_SUBSETS + 1];
+    unsigned conds[MAX_SUBSETS + 1];
+    int n = lower_components(c, p, g, e, post, in + 1, conds);
+    in[0] = z;
+    op *o = graph_op(c, g, OP_MIX_LOGPDF, line);
+    graph_op_inputs(c, o, 2 * n + 1);
+    memcpy(o->in, in, sizeof(int) * (size_t)(2 * n + 1));
+    o->n_in = 2 * n + 1;
+    o->n_components = n;
+    o->out[o->n_out++] = out;
+    o->out[o->n_out++] = keep ? graph_value(c, g, V_ARENA, n, 0, vname(c, e, arena_printf(&c->mem, "resp_%s",
+                                                                                          post_label(c, p->m, r))))
+                              : -1;
+    o->sign = sign;
+    o->accumulate = accumulate;
+    if (e->masked) {
+        o->conds = arena_alloc(&c->mem, sizeof(unsigned) * (size_t)n);
+        memcpy(o->conds, conds, sizeof(unsigned) * (size_t)n);
+    }
+    return o;
 }
 
 /* The mean and log-variance of a Gaussian over a latent (-1 for N(0, I)). */
@@ -255,6 +402,10 @@ static void lower_gaussian(ctx *c, program *p, graph *g, lowering_env *e, const 
     *mean = *logvar = -1;
     if (d->kind == DIST_STANDARD_NORMAL)
         return;
+    if (d->kind == DIST_POSTERIOR) {
+        lower_post(c, p, g, e, d->post, mean, logvar);
+        return;
+    }
     lower_net(c, p, g, e, d->net);
     *mean = e->head_a[d->net];
     *logvar = e->head_b[d->net];
@@ -273,21 +424,29 @@ static void nll(ctx *c, program *p, graph *g, lowering_env *e, int net, int moda
     o->sign = sign;
 }
 
-/* z = mean + sd * eps for the latent's posterior or conditional prior. */
-static int sample_latent(ctx *c, program *p, graph *g, lowering_env *e, int l, int net, value_kind kind, int line)
+/* z = mean + sd * eps from a Gaussian (a network's head, or mean and
+ * log-variance given), with noise[noise_index]. */
+static int sample_gaussian(ctx *c, graph *g, lowering_env *e, int l, int mean, int logvar, int noise_index,
+                           value_kind kind, int line, const sem_model *m)
 {
-    const sem_latent *lat = &p->m->latents[l];
-    lower_net(c, p, g, e, net);
-    int eps = graph_value(c, g, V_NOISE, lat->size, l, arena_printf(&c->mem, "eps_%s", lat->name));
-    int z = graph_value(c, g, kind, lat->size, l, arena_printf(&c->mem, "%s_sample", lat->name));
+    const sem_latent *lat = &m->latents[l];
+    int eps = graph_value(c, g, V_NOISE, lat->size, noise_index, vname(c, e, arena_printf(&c->mem, "eps_%s", lat->name)));
+    int z = graph_value(c, g, kind, lat->size, l, vname(c, e, arena_printf(&c->mem, "%s_sample", lat->name)));
     op *o = graph_op(c, g, OP_SAMPLE, line);
-    o->in[0] = e->head_a[net];
-    o->in[1] = e->head_b[net];
+    o->in[0] = mean;
+    o->in[1] = logvar;
     o->in[2] = eps;
     o->n_in = 3;
     o->out[o->n_out++] = z;
     e->latent[l] = z;
     return z;
+}
+
+/* z = mean + sd * eps for the latent's conditional prior. */
+static int sample_latent(ctx *c, program *p, graph *g, lowering_env *e, int l, int net, value_kind kind, int line)
+{
+    lower_net(c, p, g, e, net);
+    return sample_gaussian(c, g, e, l, e->head_a[net], e->head_b[net], l, kind, line, p->m);
 }
 
 /* ---------------------------------------------------------------- graphs -- */
@@ -299,46 +458,76 @@ static void bind_data(ctx *c, program *p, graph *g, lowering_env *e)
                                      arena_printf(&c->mem, "in_%s", p->m->modalities[i].name));
 }
 
+/* One term of the loss, in its group's environment. */
+static void lower_term(ctx *c, program *p, graph *g, lowering_env *e, int t, int out)
+{
+    const sem_model *m = p->m;
+    const sem_term *term = &m->terms[t];
+    int line = term->node->at.line;
+    if (term->kind == TERM_NLL) {
+        nll(c, p, g, e, term->a.net, term->a.modality, out, 1, line);
+    } else if (term->kind == TERM_KL) {
+        int ma, la, mb, lb;
+        lower_gaussian(c, p, g, e, &term->a, &ma, &la);
+        lower_gaussian(c, p, g, e, &term->b, &mb, &lb);
+        op *o = graph_op(c, g, OP_KL, line);
+        o->in[0] = ma;
+        o->in[1] = la;
+        o->in[2] = mb;
+        o->in[3] = lb;
+        o->n_in = 4;
+        o->out[o->n_out++] = out;
+    } else {
+        int z = e->latent[term->a.latent];
+        const sem_dist *d[2] = {&term->a, &term->b};
+        for (int k = 0; k < 2; k++) {
+            int sign = k ? -1 : 1;
+            if (d[k]->kind == DIST_POSTERIOR) {
+                op *o = post_logpdf(c, p, g, e, d[k]->post, z, out, sign, k, line, 1);
+                o->detach = k == 0 && m->train.gradient == GRADIENT_DREG;
+            } else {
+                int mean, lv;
+                lower_gaussian(c, p, g, e, d[k], &mean, &lv);
+                logpdf(c, g, z, mean, lv, out, sign, k, line);
+            }
+        }
+    }
+}
+
 static void lower_training(ctx *c, program *p)
 {
     const sem_model *m = p->m;
     graph *g = new_graph(c, p, G_TRAIN, "train", "one training step: the loss and its gradient");
-    lowering_env *e = new_env(c, m);
-    bind_data(c, p, g, e);
-    for (int k = 0; k < m->n_latents; k++) {
-        int l = m->latent_order[k];
-        sample_latent(c, p, g, e, l, m->latents[l].sample_net, V_ARENA, m->latents[l].sample->at.line);
-    }
+    lowering_env *top = new_env(c, m, NULL);
+    bind_data(c, p, g, top);
     int *loss_in = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_terms + 1)); /* one per term, however many */
-    for (int t = 0; t < m->n_terms; t++) {
-        const sem_term *term = &m->terms[t];
-        int line = term->node->at.line;
-        int out = graph_value(c, g, V_ARENA, 1, 0, arena_printf(&c->mem, "term_%s", term->name));
-        loss_in[t] = out;
-        int first = g->n_ops;
-        if (term->kind == TERM_NLL) {
-            nll(c, p, g, e, term->a.net, term->a.modality, out, 1, line);
-        } else {
-            int ma, la, mb, lb;
-            lower_gaussian(c, p, g, e, &term->a, &ma, &la);
-            lower_gaussian(c, p, g, e, &term->b, &mb, &lb);
-            if (term->kind == TERM_KL) {
-                op *o = graph_op(c, g, OP_KL, line);
-                o->in[0] = ma;
-                o->in[1] = la;
-                o->in[2] = mb;
-                o->in[3] = lb;
-                o->n_in = 4;
-                o->out[o->n_out++] = out;
-            } else {
-                int z = e->latent[term->a.latent];
-                logpdf(c, g, z, ma, la, out, 1, 0, line);
-                logpdf(c, g, z, mb, lb, out, -1, 1, line);
-            }
+    for (int gi = 0; gi < m->n_groups; gi++) {
+        const sem_group *grp = &m->groups[gi];
+        lowering_env *e = top;
+        if (gi > 0) {
+            e = new_env(c, m, top);
+            e->own = grp->own;
+            e->suffix = grp->csuffix;
         }
-        for (int i = first; i < g->n_ops; i++)
-            if (g->ops[i].out[0] == out)
-                g->ops[i].term = t;
+        for (int k = 0; k < grp->n_order; k++) { /* the group's own samples, each after those it reads */
+            int l = grp->order[k];
+            const sem_draw *d = &m->draws[grp->draw[l]];
+            int mean, lv;
+            lower_post(c, p, g, e, d->post, &mean, &lv);
+            sample_gaussian(c, g, e, l, mean, lv, grp->draw[l], V_ARENA, d->node ? d->node->at.line : 0, m);
+        }
+        for (int t = 0; t < m->n_terms; t++) {
+            const sem_term *term = &m->terms[t];
+            if (term->group != gi)
+                continue;
+            int out = graph_value(c, g, V_ARENA, 1, 0, arena_printf(&c->mem, "term_%s", term->cname));
+            loss_in[t] = out;
+            int first = g->n_ops;
+            lower_term(c, p, g, e, t, out);
+            for (int i = first; i < g->n_ops; i++)
+                if (g->ops[i].out[0] == out)
+                    g->ops[i].term = t;
+        }
     }
     op *o = graph_op(c, g, OP_LOSS, m->terms[0].node->at.line);
     graph_op_inputs(c, o, m->n_terms);
@@ -348,20 +537,49 @@ static void lower_training(ctx *c, program *p)
     g->has_backward = 1;
 }
 
-static void lower_posterior(ctx *c, program *p, const int *nets, const int *order, unsigned mods, const char *name)
+static void lower_posterior(ctx *c, program *p, const sem_family *fam)
 {
     const sem_model *m = p->m;
-    graph *g = new_graph(c, p, G_POSTERIOR, arena_printf(&c->mem, "posterior_%s", name),
-                         "samples every latent from one family of posteriors, with log q of the sample");
-    g->family_condition = mods;
-    lowering_env *e = new_env(c, m);
+    graph *g = new_graph(c, p, G_POSTERIOR, arena_printf(&c->mem, "posterior_%s", fam->name),
+                         fam->given ? "samples every latent from its posterior given the subset `given`, with log q "
+                                      "of the sample"
+                                    : "samples every latent from one family of posteriors, with log q of the sample");
+    g->family_condition = fam->condition;
+    g->given = fam->given;
+    lowering_env *e = new_env(c, m, NULL);
+    e->masked = fam->given;
     bind_data(c, p, g, e);
     int log_q = graph_value(c, g, V_LOG_Q, 1, 0, "sum_log_q");
     for (int k = 0; k < m->n_latents; k++) {
-        int l = order[k];
-        int line = m->nets[nets[l]].node->head->at.line;
-        int z = sample_latent(c, p, g, e, l, nets[l], V_LATENT_OUT, line);
-        logpdf(c, g, z, e->head_a[nets[l]], e->head_b[nets[l]], log_q, 1, k > 0, line);
+        int l = fam->order[k];
+        int post = fam->posts[l];
+        int line = m->posteriors[post].at.line;
+        if (posterior_is_gaussian(m, post)) {
+            int mean, lv;
+            lower_post(c, p, g, e, post, &mean, &lv);
+            int z = sample_gaussian(c, g, e, l, mean, lv, l, V_LATENT_OUT, line, m);
+            logpdf(c, g, z, mean, lv, log_q, 1, k > 0, line);
+            continue;
+        }
+        const sem_latent *lat = &m->latents[l];
+        int in[2 * MAX_SUBSETS + 2];
+        unsigned conds[MAX_SUBSETS + 1];
+        int n = lower_components(c, p, g, e, post, in + 2, conds);
+        in[0] = graph_value(c, g, V_NOISE, lat->size, l, arena_printf(&c->mem, "eps_%s", lat->name));
+        in[1] = graph_value(c, g, V_NOISE, 1, m->n_latents + l, arena_printf(&c->mem, "choice_%s", lat->name));
+        int z = graph_value(c, g, V_LATENT_OUT, lat->size, l, arena_printf(&c->mem, "%s_sample", lat->name));
+        op *o = graph_op(c, g, OP_MIX_SAMPLE, line);
+        graph_op_inputs(c, o, 2 * n + 2);
+        memcpy(o->in, in, sizeof(int) * (size_t)(2 * n + 2));
+        o->n_in = 2 * n + 2;
+        o->n_components = n;
+        o->out[o->n_out++] = z;
+        if (e->masked) {
+            o->conds = arena_alloc(&c->mem, sizeof(unsigned) * (size_t)n);
+            memcpy(o->conds, conds, sizeof(unsigned) * (size_t)n);
+        }
+        e->latent[l] = z;
+        post_logpdf(c, p, g, e, post, z, log_q, 1, k > 0, line, 0);
     }
     p->families[p->n_families++] = g;
 }
@@ -371,8 +589,7 @@ static void lower_families(ctx *c, program *p)
     const sem_model *m = p->m;
     p->families = arena_alloc(&c->mem, sizeof(graph *) * (size_t)(m->n_families + 1));
     for (int f = 0; f < m->n_families; f++)
-        lower_posterior(c, p, m->families[f].nets, m->families[f].order, m->families[f].condition,
-                        m->families[f].name);
+        lower_posterior(c, p, &m->families[f]);
     p->training_family = m->training_family;
 }
 
@@ -387,14 +604,14 @@ static void lower_log_joint(ctx *c, program *p)
 {
     const sem_model *m = p->m;
     graph *g = new_graph(c, p, G_LOG_JOINT, "log_joint", "log p(z) under the prior and log p(m | z) for every modality");
-    lowering_env *e = new_env(c, m);
+    lowering_env *e = new_env(c, m, NULL);
     bind_data(c, p, g, e);
     bind_latents(c, p, g, e, V_LATENT_IN);
     int log_prior = graph_value(c, g, V_LOG_PRIOR, 1, 0, "sum_log_prior");
     for (int k = 0; k < m->n_latents; k++) {
         int l = m->prior_order[k];
         const sem_latent *lat = &m->latents[l];
-        sem_dist d = {lat->prior_net < 0 ? DIST_STANDARD_NORMAL : DIST_PRIOR_NET, lat->prior_net, l, -1};
+        sem_dist d = {lat->prior_net < 0 ? DIST_STANDARD_NORMAL : DIST_PRIOR_NET, lat->prior_net, l, -1, -1};
         int mean, logvar;
         lower_gaussian(c, p, g, e, &d, &mean, &logvar);
         logpdf(c, g, e->latent[l], mean, logvar, log_prior, 1, k > 0, lat->node->at.line);
@@ -411,7 +628,7 @@ static void lower_decode(ctx *c, program *p)
 {
     const sem_model *m = p->m;
     graph *g = new_graph(c, p, G_DECODE, "decode", "the expected value of every modality given the latents");
-    lowering_env *e = new_env(c, m);
+    lowering_env *e = new_env(c, m, NULL);
     bind_latents(c, p, g, e, V_LATENT_IN);
     for (int i = 0; i < m->n_modalities; i++) {
         int net = p->likelihood_net[i];
@@ -430,7 +647,7 @@ static void lower_sample_prior(ctx *c, program *p)
 {
     const sem_model *m = p->m;
     graph *g = new_graph(c, p, G_SAMPLE_PRIOR, "sample_prior", "ancestral sampling from the prior, top-down");
-    lowering_env *e = new_env(c, m);
+    lowering_env *e = new_env(c, m, NULL);
     for (int k = 0; k < m->n_latents; k++) {
         int l = m->prior_order[k];
         const sem_latent *lat = &m->latents[l];

@@ -8,6 +8,13 @@
 
 enum { MAX_MODALITIES = 16, MAX_LATENTS = 16 };
 
+/* A mixture of products (mopoe) over n experts has 2^n - 1 components, and a
+ * loop over subsets(...) as many instances: at most this many. */
+enum { MAX_SUBSETS = 31 };
+
+/* Importance samples per draw (train { samples = K }): at most this many. */
+enum { MAX_IW_SAMPLES = 256 };
+
 /* Each likelihood, activation and variance is a row of the operation table
  * (ops.c), in this order; the last value counts them. */
 typedef enum { LIK_BERNOULLI, LIK_CATEGORICAL, LIK_GAUSSIAN, LIK_GAUSSIAN_LEARNED, N_LIKELIHOODS } likelihood_kind;
@@ -29,9 +36,11 @@ typedef struct {
     const char *name;
     int size;
     int prior_net;     /* -1: standard normal */
-    int sample_net;    /* the posterior the objective samples from */
+    int sample_net;    /* the network whose posterior the loss's top level samples from, or -1 */
+    int sample_post;   /* the posterior the loss's top level samples from, or -1 */
     const latent_node *node;
-    const sample_node *sample;
+    const sample_node *sample; /* the top level's sample, or the first loop's */
+    int rule;          /* the rule that builds its posteriors from experts, or -1 */
 } sem_latent;
 
 typedef struct {
@@ -66,20 +75,90 @@ typedef struct {
     const net_node *node;
 } sem_net;
 
+/* ------------------------------------------------------------- posteriors -- */
+
+/* Each rule that builds posteriors from experts is a row of the operation
+ * table (ops.c), in this order. */
+typedef enum { RULE_POE, RULE_MOE, RULE_MOPOE, N_RULES } rule_kind;
+
+/* A posterior of a latent, as the checker resolves every q(z | ...) the spec
+ * names: a network's head (Gaussian), the product of Gaussian experts
+ * (Gaussian), or the uniform mixture of other posteriors (not Gaussian).
+ * The checker makes each record once; lowering lowers each in one place. */
+typedef enum { POST_NET, POST_PRODUCT, POST_MIXTURE } posterior_kind;
+
+typedef struct {
+    posterior_kind kind;
+    int latent;
+    unsigned condition;    /* the modalities it is conditioned on */
+    unsigned latents_read; /* the latents whose samples its networks read */
+    int net;               /* POST_NET: the network whose head it is; else -1 */
+    int rule;              /* PRODUCT, MIXTURE: the rule (sem_model.rules) it comes from; else -1 */
+    unsigned experts;      /* PRODUCT: which of the rule's experts it multiplies (bit i: expert i) */
+    int prior;             /* PRODUCT: the prior p(z) is one more expert */
+    int n_components;      /* MIXTURE: the posteriors it averages, each NET or PRODUCT */
+    int *components;
+    loc at;                /* where the spec defines it (the head, or the rule) */
+} sem_posterior;
+
+/* q(z | x, w) = mopoe(q(z | x), q(z | w)): experts are posterior heads over
+ * one latent, each conditioned on its own modalities. */
+typedef struct {
+    rule_kind kind;
+    int latent;
+    int prior;                        /* p(z) is one of the experts */
+    int n_experts;
+    int experts[MAX_MODALITIES];      /* POST_NET records */
+    unsigned condition;               /* the union of the experts' */
+    const rule_node *node;
+} sem_rule;
+
 typedef enum { DIST_POSTERIOR, DIST_PRIOR_NET, DIST_STANDARD_NORMAL, DIST_LIKELIHOOD } dist_kind;
 
 typedef struct {
     dist_kind kind;
-    int net;      /* -1 for the standard normal */
+    int net;      /* the network whose head it is; -1 for the standard normal and posteriors not a head */
     int latent;   /* for Gaussians over a latent */
     int modality; /* for likelihoods */
+    int post;     /* DIST_POSTERIOR: the posterior record */
 } sem_dist;
 
+/* ------------------------------------------------------------------- loss -- */
+
+/* One reparameterised sample of a latent in the objective, with its own
+ * noise (the step's noise[d] for draw d). */
 typedef struct {
-    const char *name;
+    int latent;
+    int post;     /* the posterior it is drawn from (a Gaussian) */
+    int group;
+    const sample_node *node;
+} sem_draw;
+
+/* The loss's top level (group 0), and each instance of a loop: the draws
+ * its terms see. A loop's instance sees its own draws and, for the latents
+ * it does not draw, the top level's. */
+typedef struct {
+    const char *suffix;      /* NULL at the top level; else the instance: "x+w" */
+    const char *csuffix;     /* in C: "x_w" */
+    unsigned set;            /* the loop's variable: its modalities */
+    int component;           /* a loop over components: the posterior its variable stands for; else -1 */
+    double scale;            /* 1, or 1 / the instances of a `mean` loop */
+    const loop_node *loop;
+    int draw[MAX_LATENTS];   /* per latent: the draw its terms see, or -1 */
+    unsigned own;            /* the latents drawn in the group itself */
+    unsigned named;          /* the latents a sample statement names, here or at the top level (even one in error) */
+    int n_order;
+    int order[MAX_LATENTS];  /* its own draws' latents, each after the latents its posterior reads */
+} sem_group;
+
+typedef struct {
+    const char *name;  /* as the trainer shows it: "kl", or in a loop "kl[x+w]" */
+    const char *cname; /* in C identifiers: "kl", "kl_x_w" */
     term_kind kind;
     double weight;     /* when hyper < 0 */
     int hyper;
+    double scale;      /* the group's (1 / instances in a `mean` loop), outside the weight */
+    int group;
     sem_dist a, b;
     const term_node *node;
 } sem_term;
@@ -91,19 +170,29 @@ typedef struct {
     const hyper_node *node;
 } sem_hyper;
 
+typedef enum { GRADIENT_REPARAM, GRADIENT_DREG } gradient_kind;
+
 typedef struct {
     double lr, beta1, beta2, eps, clip;
     long batch, epochs, seed;
+    long samples;           /* K: importance samples per draw (1: the ELBO) */
+    gradient_kind gradient; /* DReG: the doubly-reparameterised gradient of the K-sample bound */
+    loc samples_at;
 } sem_train;
 
-/* A family of posteriors: for every latent, one posterior net conditioned on
- * the same modalities (eval's proposal for that set), or the nets the
- * objective samples from when no family holds them ("train"). */
+/* A family of posteriors: for every latent, one posterior given the same
+ * modalities (eval's proposal for that set), or those the objective samples
+ * from when no family holds them ("train"). A family of posteriors built
+ * from experts (`given`) serves every subset its experts can make: its
+ * functions take the subset at run time. */
 typedef struct {
-    unsigned condition;     /* the modalities read */
-    int nets[MAX_LATENTS];  /* per latent */
+    unsigned condition;     /* the modalities read (all of them, for a `given` family) */
+    int posts[MAX_LATENTS]; /* per latent: the posterior record (for `given`, the rule's over all of condition) */
+    int nets[MAX_LATENTS];  /* per latent: its network when the posterior is a head, else -1 */
     int order[MAX_LATENTS]; /* latents in an order where each posterior's latent inputs come first */
-    const char *name;       /* the C suffix: the modalities joined by '_', or "train" */
+    const char *name;       /* the C suffix: the modalities joined by '_', "train", or "given" */
+    int given;              /* takes the subset at run time */
+    loc at;                 /* where the spec defines its first posterior */
 } sem_family;
 
 typedef struct {
@@ -114,6 +203,14 @@ typedef struct {
     sem_net *nets;
     sem_term *terms;
     sem_hyper *hypers;
+    int n_posteriors, cap_posteriors;
+    sem_posterior *posteriors;
+    int n_rules;
+    sem_rule *rules;
+    int n_draws, cap_draws;
+    sem_draw *draws;     /* the top level's in latent order first, then each loop instance's */
+    int n_groups, cap_groups;
+    sem_group *groups;
     sem_train train;
     int *net_order;      /* nets in an order where every net follows what it reads */
     int *latent_order;   /* latents in the order the objective samples them */
@@ -127,6 +224,11 @@ typedef struct {
 /* Checks c->spec; returns NULL (with diagnostics) when it has errors. */
 sem_model *check_spec(ctx *c);
 void model_dump(FILE *out, const sem_model *m);
+
+/* "q(z | x, w)" for messages and dumps. */
+const char *posterior_name(ctx *c, const sem_model *m, int post);
+/* Is the posterior a Gaussian (a head or a product), not a mixture? */
+int posterior_is_gaussian(const sem_model *m, int post);
 
 /* names.c: the C suffix of a family, and the check that every identifier
  * the emitted files define is spelled well and defined once. */

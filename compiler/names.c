@@ -123,7 +123,7 @@ void check_emitted_names(ctx *c, const sem_model *m)
         check_spelling(c, m->hypers[i].name, arena_printf(&c->mem, "hyperparameter '%s'", m->hypers[i].name),
                        m->hypers[i].node->name.at);
     for (int i = 0; i < m->n_terms; i++)
-        check_spelling(c, m->terms[i].name, arena_printf(&c->mem, "term '%s'", m->terms[i].name),
+        check_spelling(c, m->terms[i].cname, arena_printf(&c->mem, "term '%s'", m->terms[i].name),
                        m->terms[i].node->name.at);
 
     /* what the header defines: the guard, the size macros, the layout, the API */
@@ -134,7 +134,7 @@ void check_emitted_names(ctx *c, const sem_model *m)
     static const char *const fixed[] = {"model",      "init",         "forward",     "backward",    "log_joint",
                                         "decode",     "sample_prior", "gradcheck",   "modalities",  "latents",
                                         "tensors",    "hypers",       "term_names",  "families",    "train_succ",
-                                        "train_reads", "train_slots", "train_tasks", "train_graph"};
+                                        "train_reads", "train_slots", "train_tasks", "train_graph", "draw_latents"};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
         add_name(&t, arena_printf(&c->mem, "%s_%s", p, fixed[i]), model_what, model_at);
         add_name(&t, arena_printf(&c->mem, "%s_f64_%s", p, fixed[i]), model_what, model_at);
@@ -146,7 +146,7 @@ void check_emitted_names(ctx *c, const sem_model *m)
         add_name(&t, arena_printf(&c->mem, "%s_%s_SIZE", P, upper_of(c, m->latents[i].name)),
                  arena_printf(&c->mem, "latent '%s'", m->latents[i].name), m->latents[i].node->name.at);
     for (int i = 0; i < m->n_terms; i++)
-        add_name(&t, arena_printf(&c->mem, "%s_TERM_%s", P, upper_of(c, m->terms[i].name)),
+        add_name(&t, arena_printf(&c->mem, "%s_TERM_%s", P, upper_of(c, m->terms[i].cname)),
                  arena_printf(&c->mem, "term '%s'", m->terms[i].name), m->terms[i].node->name.at);
     /* the parameter tensors, named as lower.c lays them out */
     for (int i = 0; i < m->n_nets; i++) {
@@ -164,13 +164,18 @@ void check_emitted_names(ctx *c, const sem_model *m)
     /* a posterior family's two functions, in single and double precision */
     for (int f = 0; f < m->n_families; f++) {
         const sem_family *fam = &m->families[f];
-        const char *what = fam->condition ? arena_printf(&c->mem, "the family of posteriors q(... | %s)",
-                                                         modality_list(c, m, fam->condition))
-                                          : "the family of the training samples";
-        loc at = m->nets[fam->nets[0]].node->head->at;
+        const char *what = fam->given ? "the family of posteriors given any subset"
+                           : fam->condition ? arena_printf(&c->mem, "the family of posteriors q(... | %s)",
+                                                           modality_list(c, m, fam->condition))
+                                            : "the family of the training samples";
+        loc at = fam->at;
         add_name(&t, arena_printf(&c->mem, "%s_posterior_%s", p, fam->name), what, at);
         add_name(&t, arena_printf(&c->mem, "%s_posterior_%s_repeated", p, fam->name), what, at);
         add_name(&t, arena_printf(&c->mem, "%s_f64_posterior_%s", p, fam->name), what, at);
         add_name(&t, arena_printf(&c->mem, "%s_f64_posterior_%s_repeated", p, fam->name), what, at);
+        if (fam->given) {
+            add_name(&t, arena_printf(&c->mem, "%s_posterior_%s_covers", p, fam->name), what, at);
+            add_name(&t, arena_printf(&c->mem, "%s_f64_posterior_%s_covers", p, fam->name), what, at);
+        }
     }
 }

@@ -11,6 +11,8 @@ const char *const likelihood_operands[] = {"l", "t", "lv", "g", NULL};
 const char *const kl_operands[] = {"mq", "lq", "mp", "lp", "g", NULL};
 const char *const normal_operands[] = {"z", "m", "lv", "g", NULL};
 const char *const sample_operands[] = {"m", "lv", "eps", "g", NULL};
+const char *const poe_operands[] = {"m", "lv", "t", "s", "mo", "lvo", "gm", "glv", NULL};
+const char *const logmeanexp_operands[] = {"x", "top", "total", "n", "result", NULL};
 
 /* y = act(v); the derivative from the output y where it can (no second
  * buffer), from the pre-activation x for silu. */
@@ -76,6 +78,30 @@ const gradient_def log_normal_gradient[2] = {
 
 const formula_def sample_formula = {{{0}}, "m + exp(0.5 * lv) * eps"};
 const gradient_def sample_gradient = {{{0}}, {"g", "0.5 * g * eps * exp(0.5 * lv)", NULL, NULL}};
+
+const rule_def rule_table[N_RULES] = {
+    [RULE_POE] = {"poe", 0, 1, 1, "the product of the experts"},
+    [RULE_MOE] = {"moe", 1, 0, 0, "the uniform mixture of the experts"},
+    [RULE_MOPOE] = {"mopoe", 1, 1, 1, "the uniform mixture, over the subsets of the experts, of their products"},
+};
+
+/* 1/σ² = [1] + Σ 1/σ²_i, μ = σ² Σ μ_i / σ²_i; each expert's share of the
+ * precision is w = σ² / σ²_i = exp(lvo - lv). */
+const formula_def poe_precision = {{{0}}, "exp(-lv)"};
+const formula_def poe_weighted = {{{0}}, "m * exp(-lv)"};
+const formula_def poe_logvar = {{{0}}, "-log(t)"};
+const formula_def poe_mean = {{{0}}, "s / t"};
+const gradient_def poe_gradient = {{{"w", "exp(lvo - lv)"}}, {"gm * w", "w * (glv - gm * (m - mo))", NULL, NULL}};
+
+const logmeanexp_def logmeanexp = {"x > top ? x : top", "exp(x - top)", "top + log(total / n)", "exp(x - result) / n"};
+
+int find_rule(const char *word)
+{
+    for (int i = 0; i < N_RULES; i++)
+        if (strcmp(rule_table[i].word, word) == 0)
+            return i;
+    return -1;
+}
 
 int find_activation(const char *word)
 {

@@ -114,6 +114,44 @@ extern const gradient_def log_normal_gradient[2];
 extern const formula_def sample_formula;
 extern const gradient_def sample_gradient;
 
+/* ----------------------------------------------------- rules over experts -- */
+
+/* How q(z | S) is made from the experts of S (the posteriors a rule lists):
+ * their product (poe), their uniform mixture (moe), or the uniform mixture,
+ * over the non-empty subsets T of S's experts, of the product of T's
+ * (mopoe). The checker reads these rows; lowering builds products and
+ * mixtures from them. */
+typedef struct {
+    const char *word;          /* the spec's word */
+    int mixture;               /* q(z | S) is a mixture (not a Gaussian) */
+    int of_products;           /* its parts are products of experts: of all of S (poe), or of each subset (mopoe) */
+    int takes_prior;           /* the prior p(z) may be listed as one more expert (of every product) */
+    const char *what;          /* for messages and comments */
+} rule_def;
+
+extern const rule_def rule_table[N_RULES]; /* indexed by rule_kind */
+
+/* The product of Gaussian experts, a reduction over the experts of each
+ * element: t (the precision) and s (the precision-weighted mean) start at
+ * the prior expert's (1 and 0) or at 0, and each expert (m, lv) adds
+ * `precision` to t and `weighted` to s; the product's log-variance and mean
+ * are `logvar` and `mean` of t and s. Its gradient for one expert, from the
+ * gradients gm and glv of the product's mean mo and log-variance lvo: d[0]
+ * for m, d[1] for lv. */
+extern const formula_def poe_precision, poe_weighted, poe_logvar, poe_mean;
+extern const gradient_def poe_gradient;
+
+/* log of the mean of exp(x_c) over n values x_c (the log-density of a
+ * uniform mixture from its components'), a reduction in three steps: the
+ * largest value `top` (`larger` of x and top), the sum `total` of `term`,
+ * and `result` of top, total and n. The gradient of the result for x_c is
+ * g times `weight` of x and the result (the component's responsibility). */
+typedef struct {
+    const char *larger, *term, *result, *weight;
+} logmeanexp_def;
+
+extern const logmeanexp_def logmeanexp;
+
 /* The operands of each formula family, in order (for the tests and the printers). */
 extern const char *const activation_operands[];   /* v, g, y, x */
 extern const char *const variance_operands[];     /* a, dl */
@@ -121,10 +159,13 @@ extern const char *const likelihood_operands[];   /* l, t, lv, g */
 extern const char *const kl_operands[];           /* mq, lq, mp, lp, g */
 extern const char *const normal_operands[];       /* z, m, lv, g */
 extern const char *const sample_operands[];       /* m, lv, eps, g */
+extern const char *const poe_operands[];          /* m, lv, t, s, mo, lvo, gm, glv */
+extern const char *const logmeanexp_operands[];   /* x, top, total, n, result */
 
 /* The row whose word (and argument) the spec wrote, or -1. */
 int find_activation(const char *word);
 int find_variance(const char *word);
 int find_likelihood(const char *word, const char *arg);
+int find_rule(const char *word);
 
 #endif

@@ -28,6 +28,10 @@ int op_emits_code(const op *o)
         return o->out[0] >= 0 || o->out[1] >= 0;
     case OP_ADD_GRAD:
         return o->out[0] >= 0;
+    case OP_POE_GRAD:
+        return o->out[0] >= 0 || o->out[1] >= 0;
+    case OP_MIX_LOGPDF_GRAD:
+        return o->out[0] >= 0 || o->out[1] >= 0 || o->out[2] >= 0;
     default:
         return 1;
     }
@@ -233,11 +237,22 @@ void schedule_graph(ctx *c, const program *p, graph *g)
         t->cost[i] = op_cost(p, g, &g->ops[t->op[i]]);
         t->rank[i] = t->cost[i] + longest;
     }
-    /* gradient regions, in task order */
+    /* gradient regions, in task order: a region several tasks write (a
+     * network of every loop instance; the first writes, the others add) is
+     * owned by the last of them, which sums its squares */
     t->slot = arena_alloc(&c->mem, sizeof(int) * (size_t)(n + 1));
     for (int i = 0; i < n; i++) {
         long first, count;
-        t->slot[i] = op_grad_region(p, g, &g->ops[t->op[i]], &first, &count) ? t->n_slots++ : -1;
+        t->slot[i] = -1;
+        if (!op_grad_region(p, g, &g->ops[t->op[i]], &first, &count))
+            continue;
+        int last = 1;
+        for (int j = i + 1; j < n && last; j++) {
+            long f2, c2;
+            last = !(op_grad_region(p, g, &g->ops[t->op[j]], &f2, &c2) && f2 == first && c2 == count);
+        }
+        if (last)
+            t->slot[i] = t->n_slots++;
     }
 }
 
@@ -257,8 +272,12 @@ void schedule_param_reads(ctx *c, const program *p, const graph *g)
     t->n_reads = arena_alloc(&c->mem, sizeof(int) * (size_t)(t->n + 1));
     t->reads = arena_alloc(&c->mem, sizeof(int *) * (size_t)(t->n + 1));
     for (int i = 0; i < t->n; i++) {
-        long first[2], count[2];
+        long first[3], count[3];
         int n = op_param_ranges(p, g, &g->ops[t->op[i]], first, count);
+        /* a task that writes a region it does not own (the first of several
+         * writers) must also wait for the update of that region */
+        if (t->slot[i] < 0 && op_grad_region(p, g, &g->ops[t->op[i]], &first[n], &count[n]))
+            n++;
         t->reads[i] = arena_alloc(&c->mem, sizeof(int) * (size_t)(t->n_slots + 1));
         for (int r = 0; r < t->n_slots; r++)
             for (int j = 0; j < n; j++)

@@ -43,6 +43,13 @@ static ident *box_ident(ctx *c, ident id)
     return p;
 }
 
+static vec *box_vec(ctx *c, vec v)
+{
+    vec *p = arena_alloc(&c->mem, sizeof *p);
+    *p = v;
+    return p;
+}
+
 static dist_ref *make_dist(ctx *c, char family, ident target, vec given, SPEC_LTYPE at)
 {
     dist_ref *d = arena_alloc(&c->mem, sizeof *d);
@@ -68,15 +75,16 @@ static dist_ref *make_dist(ctx *c, char family, ident target, vec given, SPEC_LT
 
 %token MODEL "model" MODALITY "modality" LATENT "latent" NET "net" HYPER "hyper"
 %token LOSS "loss" TRAIN "train" WARMUP "warmup" FROM "from" OVER "over" EPOCHS "epochs"
-%token CONCAT "concat" SUM "sum" KL "KL" KLSAMPLE "KLsample" LOG "log" P "p" Q "q"
+%token CONCAT "concat" SUM "sum" KL "KL" KLSAMPLE "KLsample" LOG "log" P "p" Q "q" IN "in" IF "if"
 %token ARROW "->" BARBAR "||"
 %token <id> IDENT "name"
 %token <num> INT "integer" NUMBER "number"
 
 %type <num> scalar
 %type <id> setting_key
-%type <list> names given_opt dims layers settings_args
-%type <dist> dist
+%type <list> names given_opt dims layers settings_args dists set_list
+%type <dist> dist dist_or_var
+%type <id> combine
 %type <family> family
 %type <net> net_input
 %type <term> term_rhs weighted_term
@@ -100,13 +108,14 @@ kw_modality : "modality" { yyerrok; } ;
 kw_latent   : "latent"   { yyerrok; } ;
 kw_net      : "net"      { yyerrok; } ;
 kw_hyper    : "hyper"    { yyerrok; } ;
-kw_loss     : "loss"     { yyerrok; } ;
+kw_loss     : "loss"     { yyerrok; c->loop = NULL; } ;
 kw_train    : "train"    { yyerrok; } ;
 
 decl
   : modality
   | latent
   | net
+  | rule
   | hyper
   | loss
   | train
@@ -174,6 +183,27 @@ dist
   : family '(' IDENT given_opt ')'   { $$ = make_dist(c, $1, $3, $4, @1); }
   ;
 
+/* a distribution, or a loop's variable that stands for one */
+dist_or_var
+  : dist
+  | IDENT                            { vec none = {0}; $$ = make_dist(c, 0, $1, none, @1); }
+  ;
+
+dists
+  : dist                { vec v = {0}; vec_push(&c->mem, &v, $1); $$ = v; }
+  | dists ',' dist      { $$ = $1; vec_push(&c->mem, &$$, $3); }
+  ;
+
+/* q(z | x, w) = poe(p(z), q(z | x), q(z | w)) */
+rule
+  : dist '=' IDENT '(' dists ')'
+      {
+        rule_node *r = arena_alloc(&c->mem, sizeof *r);
+        r->target = $1; r->rule = $3; r->experts = $5; r->at = L(@1);
+        vec_push(&c->mem, &c->spec->rules, r);
+      }
+  ;
+
 /* net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus */
 net
   : kw_net IDENT '=' net_input layers
@@ -231,6 +261,7 @@ hyper
 loss
   : kw_loss '{' loss_items '}'
       {
+        c->loop = NULL;
         if (c->spec->n_loss_blocks++ == 0) c->spec->loss_at = L(@1);
         else diag_error(c, L(@1), "a second 'loss' block; write every term in one");
       }
@@ -243,17 +274,72 @@ loss_items
   ;
 
 loss_item
-  : IDENT '~' dist
+  : loop_item
+  | loop_head '{' loop_items '}'
+      { if (c->loop) c->loop->end = L(@4); c->loop = NULL; }
+  ;
+
+loop_items
+  : %empty
+  | loop_items loop_item
+  | loop_items error
+  ;
+
+loop_item
+  : IDENT '~' dist_or_var
       {
         sample_node *s = arena_alloc(&c->mem, sizeof *s);
-        s->latent = $1; s->from = $3; s->at = L(@1);
+        s->latent = $1; s->from = $3; s->loop = c->loop; s->at = L(@1);
         vec_push(&c->mem, &c->spec->samples, s);
       }
   | IDENT '=' weighted_term
       {
-        $3->name = $1; $3->at = L(@1);
+        $3->name = $1; $3->at = L(@1); $3->loop = c->loop;
         vec_push(&c->mem, &c->spec->terms, $3);
       }
+  | IDENT '=' weighted_term "if" IDENT "in" IDENT
+      {
+        $3->name = $1; $3->at = L(@1); $3->loop = c->loop; $3->guard = $5; $3->guard_set = $7;
+        vec_push(&c->mem, &c->spec->terms, $3);
+      }
+  ;
+
+combine
+  : IDENT
+  | "sum"               { $$.text = "sum"; $$.at = L(@1); }
+  ;
+
+/* mean over S in subsets(x, w)     sum over S in (x, w), (x), (w)
+   mean over q_s in components(q(z | x, w)) */
+loop_head
+  : combine "over" IDENT "in" loop_sets
+      {
+        c->loop->combine = $1; c->loop->var = $3; c->loop->at = L(@1);
+        vec_push(&c->mem, &c->spec->loops, c->loop);
+      }
+  ;
+
+loop_sets
+  : IDENT '(' names ')'
+      {
+        c->loop = arena_alloc(&c->mem, sizeof *c->loop);
+        c->loop->kind = LOOP_SUBSETS; c->loop->func = $1; vec_push(&c->mem, &c->loop->sets, box_vec(c, $3));
+      }
+  | IDENT '(' dist ')'
+      {
+        c->loop = arena_alloc(&c->mem, sizeof *c->loop);
+        c->loop->kind = LOOP_COMPONENTS; c->loop->func = $1; c->loop->of = $3;
+      }
+  | set_list
+      {
+        c->loop = arena_alloc(&c->mem, sizeof *c->loop);
+        c->loop->kind = LOOP_SETS; c->loop->sets = $1;
+      }
+  ;
+
+set_list
+  : '(' names ')'                 { vec v = {0}; vec_push(&c->mem, &v, box_vec(c, $2)); $$ = v; }
+  | set_list ',' '(' names ')'    { $$ = $1; vec_push(&c->mem, &$$, box_vec(c, $4)); }
   ;
 
 weighted_term
@@ -265,9 +351,9 @@ weighted_term
 term_rhs
   : '-' "log" dist
       { $$ = arena_alloc(&c->mem, sizeof *$$); $$->kind = TERM_NLL; $$->a = $3; }
-  | "KL" '(' dist "||" dist ')'
+  | "KL" '(' dist_or_var "||" dist_or_var ')'
       { $$ = arena_alloc(&c->mem, sizeof *$$); $$->kind = TERM_KL; $$->a = $3; $$->b = $5; }
-  | "KLsample" '(' dist "||" dist ')'
+  | "KLsample" '(' dist_or_var "||" dist_or_var ')'
       { $$ = arena_alloc(&c->mem, sizeof *$$); $$->kind = TERM_KL_SAMPLE; $$->a = $3; $$->b = $5; }
   ;
 

@@ -49,7 +49,8 @@ typedef struct {
     const jv_model *m;
     jv_gc_options o;
     jv_real *params, *grads, *arena, *scale, *terms;
-    jv_real **data, **noise;
+    jv_real **data, **noise;   /* noise: [n_noise], as jv_work's (jv_trainer_int.h) */
+    int n_noise;
     int objective;             /* -1: the whole objective; else that term alone */
     long checked, noisy, kinked, failed;
     double worst;              /* the largest relative error of any entry */
@@ -108,7 +109,16 @@ static inline void jv_gc_free(jv_gc *g)
     free(g->scale);
     free(g->terms);
     jv_gc_free_rows(g->data, g->m->n_modalities);
-    jv_gc_free_rows(g->noise, g->m->n_latents);
+    jv_gc_free_rows(g->noise, g->n_noise);
+}
+
+/* The width of noise buffer i: of latent i (posteriors, the prior), of a
+ * mixture's choice (n_latents + l), of draw i of the training step. */
+static inline size_t jv_gc_noise_width(const jv_model *m, int i)
+{
+    size_t a = i < m->n_latents ? (size_t)m->latents[i].size : i < 2 * m->n_latents ? 1 : 0;
+    size_t d = i < m->n_draws ? (size_t)m->latents[m->draw_latents[i]].size : 0;
+    return a > d ? a : d;
 }
 
 static inline int jv_gc_rows_ok(jv_real **rows, int count)
@@ -129,13 +139,14 @@ static inline int jv_gc_alloc(jv_gc *g)
     g->scale = jv_gc_reals((size_t)m->n_terms);
     g->terms = jv_gc_reals((size_t)m->n_terms);
     g->data = calloc((size_t)m->n_modalities + 1, sizeof *g->data);
-    g->noise = calloc((size_t)m->n_latents + 1, sizeof *g->noise);
+    g->n_noise = m->n_draws > 2 * m->n_latents ? m->n_draws : 2 * m->n_latents;
+    g->noise = calloc((size_t)g->n_noise + 1, sizeof *g->noise);
     for (int k = 0; g->data && k < m->n_modalities; k++)
         g->data[k] = jv_gc_reals(b * (size_t)m->modalities[k].size);
-    for (int l = 0; g->noise && l < m->n_latents; l++)
-        g->noise[l] = jv_gc_reals(b * (size_t)m->latents[l].size);
+    for (int i = 0; g->noise && i < g->n_noise; i++)
+        g->noise[i] = jv_gc_reals(b * jv_gc_noise_width(m, i) + 1);
     if (g->params && g->grads && g->arena && g->scale && g->terms && jv_gc_rows_ok(g->data, m->n_modalities) &&
-        jv_gc_rows_ok(g->noise, m->n_latents))
+        jv_gc_rows_ok(g->noise, g->n_noise))
         return 0;
     return jv_fail("gradcheck: out of memory");
 }
@@ -189,8 +200,8 @@ static inline void jv_gc_fill_inputs(jv_gc *g)
     g->m->init(g->params, g->o.seed);
     for (int k = 0; k < g->m->n_modalities; k++)
         jv_gc_fill_modality(g, k);
-    for (int l = 0; l < g->m->n_latents; l++) {
-        size_t n = (size_t)g->o.batch * (size_t)g->m->latents[l].size;
+    for (int l = 0; l < g->n_noise; l++) {
+        size_t n = (size_t)g->o.batch * jv_gc_noise_width(g->m, l);
         for (size_t i = 0; i < n; i++)
             g->noise[l][i] = (jv_real)jv_normal_at(g->o.seed, (uint64_t)JV_GC_NOISE << 32 | (uint64_t)l, i);
     }
@@ -368,6 +379,27 @@ static inline int jv_gc_run_all(jv_gc *g)
     return rc;
 }
 
+/* The subsets a family given any subset serves, one after another: the
+ * next one after `after` (0: the first), or 0 after the last. Other
+ * families have none. */
+static inline int jv_gc_next_subset(const jv_family_info *fam, int after)
+{
+    for (unsigned s = (unsigned)after + 1; fam->covers && s <= fam->condition && s < 1u << 12; s++)
+        if ((s & ~fam->condition) == 0 && fam->covers(s))
+            return (int)s;
+    return 0;
+}
+
+/* "x,w": the modalities of a subset. */
+static inline void jv_gc_subset_name(const jv_model *m, unsigned s, char *buf, size_t size)
+{
+    size_t len = 0;
+    buf[0] = 0;
+    for (int k = 0; k < m->n_modalities && len + 1 < size; k++)
+        if (s >> k & 1u)
+            len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? "," : "", m->modalities[k].name);
+}
+
 /* Every family's repeated posterior (encoder layers once per run of equal
  * rows) against the plain one, on a batch whose rows are all example 0:
  * the samples and log q must agree. Returns the number of families that
@@ -392,22 +424,31 @@ static inline long jv_gc_check_repeated(jv_gc *g)
         bad = jv_fail("gradcheck: out of memory");
     for (int f = 0; bad == 0 && f < m->n_families; f++) {
         const jv_family_info *fam = &m->families[f];
-        if (!fam->posterior_repeated)
+        if (!fam->posterior_repeated && !fam->posterior_given)
             continue;
-        const jv_real *const *data = (const jv_real *const *)g->data, *const *noise = (const jv_real *const *)g->noise;
-        fam->posterior(g->params, g->arena, batch, data, noise, plain, lq_plain);
-        fam->posterior_repeated(g->params, g->arena, batch, batch, data, noise, rep, lq_rep);
-        double worst = 0;
-        for (int b = 0; b < batch; b++)
-            worst = fmax(worst, fabs((double)lq_rep[b] - lq_plain[b]) / (1 + fabs((double)lq_plain[b])));
-        for (int l = 0; l < m->n_latents; l++)
-            for (size_t i = 0; i < (size_t)batch * (size_t)m->latents[l].size; i++)
-                worst = fmax(worst, fabs((double)rep[l][i] - plain[l][i]) / (1 + fabs((double)plain[l][i])));
-        if (!(worst <= 1e-10)) {
-            printf("gradcheck: posterior of family %s: the repeated form differs from the plain one by %.2e\n",
-                   fam->name, worst);
-            bad++;
-        }
+        int given = jv_gc_next_subset(fam, 0);
+        do {
+            const jv_real *const *data = (const jv_real *const *)g->data, *const *noise = (const jv_real *const *)g->noise;
+            if (fam->posterior_given) {
+                fam->posterior_given(g->params, g->arena, batch, 1, (unsigned)given, data, noise, plain, lq_plain);
+                fam->posterior_given(g->params, g->arena, batch, batch, (unsigned)given, data, noise, rep, lq_rep);
+            } else {
+                fam->posterior(g->params, g->arena, batch, data, noise, plain, lq_plain);
+                fam->posterior_repeated(g->params, g->arena, batch, batch, data, noise, rep, lq_rep);
+            }
+            double worst = 0;
+            for (int b = 0; b < batch; b++)
+                worst = fmax(worst, fabs((double)lq_rep[b] - lq_plain[b]) / (1 + fabs((double)lq_plain[b])));
+            for (int l = 0; l < m->n_latents; l++)
+                for (size_t i = 0; i < (size_t)batch * (size_t)m->latents[l].size; i++)
+                    worst = fmax(worst, fabs((double)rep[l][i] - plain[l][i]) / (1 + fabs((double)plain[l][i])));
+            if (!(worst <= 1e-10)) {
+                printf("gradcheck: posterior of family %s: the repeated form differs from the plain one by %.2e\n",
+                       fam->name, worst);
+                bad++;
+            }
+            given = jv_gc_next_subset(fam, given);
+        } while (given && bad == 0);
     }
     jv_gc_free_rows(plain, m->n_latents);
     jv_gc_free_rows(rep, m->n_latents);
@@ -466,6 +507,13 @@ static inline int jv_gc_dump(jv_gc *g)
     for (int l = 0; l < m->n_latents; l++) {
         snprintf(name, sizeof name, "noise/%s", m->latents[l].name);
         jv_gc_add(z, name, g->noise[l], b, (size_t)m->latents[l].size);
+        snprintf(name, sizeof name, "choice/%s", m->latents[l].name);
+        if (m->latents[l].mixture)
+            jv_gc_add(z, name, g->noise[m->n_latents + l], b, 0);
+    }
+    for (int d = 0; d < m->n_draws; d++) {
+        snprintf(name, sizeof name, "step_noise/%d", d);
+        jv_gc_add(z, name, g->noise[d], b, (size_t)m->latents[m->draw_latents[d]].size);
     }
     jv_gc_add(z, "loss", &loss_real, 1, 0);
     jv_gc_add(z, "terms", g->terms, (size_t)m->n_terms, 0);
@@ -475,14 +523,29 @@ static inline int jv_gc_dump(jv_gc *g)
     for (int k = 0; rc == 0 && k < m->n_modalities; k++)
         rc = (rows[k] = jv_gc_reals(b * (size_t)m->modalities[k].size)) ? 0 : jv_fail("gradcheck: out of memory");
     for (int f = 0; rc == 0 && f < m->n_families; f++) {
-        m->families[f].posterior(g->params, g->arena, g->o.batch, data, noise, f == m->training_family ? train_lat : lat,
-                                 log_q);
-        for (int l = 0; l < m->n_latents; l++) {
-            snprintf(name, sizeof name, "posterior/%s/%s", m->families[f].name, m->latents[l].name);
-            jv_gc_add(z, name, (f == m->training_family ? train_lat : lat)[l], b, (size_t)m->latents[l].size);
-        }
-        snprintf(name, sizeof name, "posterior/%s/log_q", m->families[f].name);
-        jv_gc_add(z, name, log_q, b, 0);
+        const jv_family_info *fam = &m->families[f];
+        int given = jv_gc_next_subset(fam, 0);
+        do { /* a family given any subset: each subset it serves ("posterior/FAMILY/x,w/z"), the last being
+                the training family's sample when it is one */
+            char sub[300] = "";
+            if (fam->posterior_given) {
+                jv_gc_subset_name(m, (unsigned)given, sub + 1, sizeof sub - 1);
+                sub[0] = '/';
+            }
+            int train = f == m->training_family && (!fam->posterior_given || (unsigned)given == fam->condition);
+            if (fam->posterior_given)
+                fam->posterior_given(g->params, g->arena, g->o.batch, 1, (unsigned)given, data, noise,
+                                     train ? train_lat : lat, log_q);
+            else
+                fam->posterior(g->params, g->arena, g->o.batch, data, noise, train ? train_lat : lat, log_q);
+            for (int l = 0; l < m->n_latents; l++) {
+                snprintf(name, sizeof name, "posterior/%s%s/%s", fam->name, sub, m->latents[l].name);
+                jv_gc_add(z, name, (train ? train_lat : lat)[l], b, (size_t)m->latents[l].size);
+            }
+            snprintf(name, sizeof name, "posterior/%s%s/log_q", fam->name, sub);
+            jv_gc_add(z, name, log_q, b, 0);
+            given = jv_gc_next_subset(fam, given);
+        } while (given);
     }
     if (rc == 0) { /* at the training family's sample, every decoded modality */
         unsigned which = 0;

@@ -347,6 +347,8 @@ typedef struct {
 typedef struct {
     const char *name;
     int size;
+    int mixture;        /* a posterior of it is a mixture: sampling it reads noise[n_latents + latent], one
+                           standard normal a row, to choose the component */
 } jv_latent_info;
 
 /* One parameter tensor in the parameter block. */
@@ -362,6 +364,7 @@ typedef struct {
 typedef struct {
     int hyper;
     double value;
+    double scale;       /* the term's loop: 1 / its instances in a `mean` loop, else 1 */
 } jv_term_weight;
 
 /* A weight of the objective: the value used is
@@ -380,7 +383,9 @@ typedef struct {
 } jv_train_defaults;
 
 /* data: one pointer per modality, each [batch x size] row-major.
- * latents / noise: one pointer per latent, each [batch x size]. */
+ * latents / noise: one pointer per latent, each [batch x size]; then, for
+ * a latent whose posterior is a mixture, noise[n_latents + latent] [batch x 1]
+ * chooses each row's component. */
 typedef struct {
     const char *name;     /* the conditioning set, e.g. "x,w" */
     unsigned condition;   /* bit m set: the family's encoders read modality m */
@@ -397,6 +402,13 @@ typedef struct {
     void (*posterior_repeated)(const jv_real *params, jv_real *arena, int batch, int copies,
                                const jv_real *const *data, const jv_real *const *noise,
                                jv_real *const *latents, jv_real *log_q);
+    /* A family of posteriors built from experts serves every subset S of
+     * `condition` that covers(S) accepts (posterior and posterior_repeated
+     * are then NULL): posterior_given samples from q(z | S), S = given. */
+    int (*covers)(unsigned given);
+    void (*posterior_given)(const jv_real *params, jv_real *arena, int batch, int copies, unsigned given,
+                            const jv_real *const *data, const jv_real *const *noise,
+                            jv_real *const *latents, jv_real *log_q);
 } jv_family_info;
 
 typedef struct jv_model {
@@ -419,6 +431,11 @@ typedef struct jv_model {
     int n_families;
     const jv_family_info *families;
     int training_family;           /* index of the family the objective samples from */
+    /* The training step's noise: one buffer per draw of a latent (a spec
+     * without loops draws each latent once: draw l is latent l), noise[d]
+     * [batch x the size of latent draw_latents[d]]. */
+    int n_draws;
+    const int *draw_latents;
 
     /* Parameters from a seed (the rule is stated in the generated header). */
     void (*init)(jv_real *params, uint64_t seed);

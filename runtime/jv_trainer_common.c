@@ -246,7 +246,15 @@ int jv_work_alloc(const jv_model *m, int cap, jv_work *w)
         w->input = calloc(nm + 1, sizeof *w->input);
         w->out = alloc_rows(m->n_modalities, sizes + nm, c);
         w->log_lik = alloc_rows(m->n_modalities, ones, c);
-        w->noise = alloc_rows(m->n_latents, sizes + 2 * nm, c);
+        w->n_noise = m->n_draws > 2 * m->n_latents ? m->n_draws : 2 * m->n_latents;
+        size_t *widths = calloc((size_t)w->n_noise + 1, sizeof *widths);
+        for (int i = 0; widths && i < w->n_noise; i++) {
+            size_t a = i < m->n_latents ? (size_t)m->latents[i].size : i < 2 * m->n_latents ? 1 : 0;
+            size_t d = i < m->n_draws ? (size_t)m->latents[m->draw_latents[i]].size : 0;
+            widths[i] = a > d ? a : d;
+        }
+        w->noise = widths ? alloc_rows(w->n_noise, widths, c) : NULL;
+        free(widths);
         w->latents = alloc_rows(m->n_latents, sizes + 2 * nm, c);
         w->log_q = alloc_reals(1, c);
         w->log_prior = alloc_reals(1, c);
@@ -304,15 +312,49 @@ void jv_work_fill_noise_at(const jv_model *m, jv_work *w, int row, int batch, ui
         size_t size = (size_t)m->latents[l].size;
         jv_rng rng = {seed, jv_stream_id(tag, (unsigned)l, index), first * size};
         jv_rng_fill_normal(&rng, w->noise[l] + (size_t)row * size, (size_t)batch * size);
+        if (!m->latents[l].mixture)
+            continue;
+        jv_rng choice = {seed, jv_stream_id(tag, (unsigned)(m->n_latents + l), index), first};
+        jv_rng_fill_normal(&choice, w->noise[m->n_latents + l] + (size_t)row, (size_t)batch);
+    }
+}
+
+void jv_work_fill_step_noise_at(const jv_model *m, jv_work *w, int row, int batch, uint64_t seed, unsigned tag,
+                                uint64_t index, uint64_t first)
+{
+    for (int d = 0; d < m->n_draws; d++) {
+        size_t size = (size_t)m->latents[m->draw_latents[d]].size;
+        jv_rng rng = {seed, jv_stream_id(tag, (unsigned)d, index), first * size};
+        jv_rng_fill_normal(&rng, w->noise[d] + (size_t)row * size, (size_t)batch * size);
     }
 }
 
 /* ------------------------------------------------------------ families -- */
 
+int jv_family_serves(const jv_model *m, int f, unsigned subset)
+{
+    const jv_family_info *fam = &m->families[f];
+    return fam->covers ? fam->covers(subset) : fam->condition == subset;
+}
+
+void jv_family_sample(const jv_model *m, int f, unsigned given, const jv_real *params, jv_real *arena, int batch,
+                      int copies, const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,
+                      jv_real *log_q)
+{
+    const jv_family_info *fam = &m->families[f];
+    if (fam->posterior_given)
+        fam->posterior_given(params, arena, batch, copies, fam->covers(given) ? given : fam->condition, data, noise,
+                             latents, log_q);
+    else if (fam->posterior_repeated) /* the encoders' data layers run once per run */
+        fam->posterior_repeated(params, arena, batch, copies, data, noise, latents, log_q);
+    else
+        fam->posterior(params, arena, batch, data, noise, latents, log_q);
+}
+
 int jv_pick_family(const jv_model *m, unsigned subset, unsigned *zeroed)
 {
     for (int f = 0; f < m->n_families; f++) {
-        if (m->families[f].condition == subset) {
+        if (jv_family_serves(m, f, subset)) {
             *zeroed = 0;
             return f;
         }

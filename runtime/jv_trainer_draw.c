@@ -291,8 +291,8 @@ static int sample_conditional(sampler *s)
         set_labels(s, s->given, s->o.n);
         jv_work_zero_inputs(m, &s->w, zeroed);
         jv_work_fill_noise(m, &s->w, s->o.n, s->o.seed, JV_TAG_SAMPLE, (uint64_t)r, 0);
-        f->posterior(s->params, s->w.arena, s->o.n, JV_CONST_ROWS(s->w.input), JV_CONST_ROWS(s->w.noise),
-                     s->w.latents, s->w.log_q);
+        jv_family_sample(m, (int)(f - m->families), cond, s->params, s->w.arena, s->o.n, 1, JV_CONST_ROWS(s->w.input),
+                         JV_CONST_ROWS(s->w.noise), s->w.latents, s->w.log_q);
         decode_row(s, s->o.n, r);
         for (int b = 0; s->o.csv_labels && b < s->o.n; b++)
             jv_buf_printf(&s->labels, "%d\n", vary >= 0 ? r : s->given[find_categorical(m, s->given_mask)]);
@@ -318,7 +318,8 @@ static int sample_reconstruct(sampler *s)
     jv_work_gather(m, &s->w, &s->ds, rows, n);
     free(rows);
     jv_work_zero_inputs(m, &s->w, zeroed);
-    f->posterior(s->params, s->w.arena, n, JV_CONST_ROWS(s->w.input), NULL, s->w.latents, s->w.log_q);
+    jv_family_sample(m, (int)(f - m->families), s->ds.present, s->params, s->w.arena, n, 1, JV_CONST_ROWS(s->w.input),
+                     NULL, s->w.latents, s->w.log_q);
     s->m->decode(s->params, s->w.arena, n, JV_CONST_ROWS(s->w.latents), s->w.out);
     const jv_modality_info *mod = &m->modalities[s->img];
     for (int i = 0; i < n; i++) {
@@ -513,7 +514,8 @@ static int encode_all(encoder *e)
             rows[b] = first + (size_t)b;
         jv_work_gather(m, &e->w, &e->ds, rows, batch);
         jv_work_zero_inputs(m, &e->w, e->zeroed);
-        f->posterior(e->params, e->w.arena, batch, JV_CONST_ROWS(e->w.input), NULL, e->w.latents, e->w.log_q);
+        jv_family_sample(m, e->family, e->o.family ? f->condition : e->ds.present, e->params, e->w.arena, batch, 1,
+                         JV_CONST_ROWS(e->w.input), NULL, e->w.latents, e->w.log_q);
         record_batch(e, first, batch);
     }
     free(rows);

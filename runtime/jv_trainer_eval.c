@@ -228,7 +228,7 @@ static estimate family_estimate(const evaluator *e, unsigned mask)
 {
     estimate est = {0};
     est.family = jv_pick_family(e->m, mask, &est.zeroed);
-    est.kind = e->m->families[est.family].condition == mask ? PROP_FAMILY : PROP_ZERO_FED;
+    est.kind = jv_family_serves(e->m, est.family, mask) ? PROP_FAMILY : PROP_ZERO_FED;
     if (est.kind == PROP_ZERO_FED && strcmp(e->o.fallback, "joint") == 0) {
         est.kind = PROP_REAL_FED;
         est.zeroed = 0;
@@ -384,7 +384,7 @@ static void forward_terms(evaluator *e, eval_member *mb, size_t i, int row)
     const jv_real *data[64]; /* jmvaec emits at most 16 modalities */
     for (int k = 0; k < e->m->n_modalities; k++)
         data[k] = w->data[k] + (size_t)row * (size_t)e->m->modalities[k].size;
-    jv_work_fill_noise(e->m, w, 1, e->o.seed, JV_TAG_EVAL_FORWARD, i, 0);
+    jv_work_fill_step_noise_at(e->m, w, 0, 1, e->o.seed, JV_TAG_EVAL_FORWARD, i, 0);
     e->ex_loss[i] = e->m->forward(e->params, w->arena, 1, data, JV_CONST_ROWS(w->noise), NULL, NULL, w->terms);
     for (int t = 0; t < e->m->n_terms; t++)
         e->ex_terms[(size_t)t * e->ds.n + i] = w->terms[t];
@@ -437,13 +437,8 @@ static void log_weights(const evaluator *e, const jv_work *w, unsigned mask, int
 static void weigh_rows(evaluator *e, jv_work *w, int f, unsigned mask, int batch, int copies, double *out)
 {
     const jv_model *m = e->m;
-    const jv_family_info *fam = &m->families[f];
-    if (fam->posterior_repeated) /* the encoders' data layers run once per run */
-        fam->posterior_repeated(e->params, w->arena, batch, copies, JV_CONST_ROWS(w->input), JV_CONST_ROWS(w->noise),
-                                w->latents, w->log_q);
-    else
-        fam->posterior(e->params, w->arena, batch, JV_CONST_ROWS(w->input), JV_CONST_ROWS(w->noise), w->latents,
-                       w->log_q);
+    jv_family_sample(m, f, mask, e->params, w->arena, batch, copies, JV_CONST_ROWS(w->input), JV_CONST_ROWS(w->noise),
+                     w->latents, w->log_q);
     m->log_joint(e->params, w->arena, batch, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->latents), w->log_prior,
                  w->log_lik, mask);
     log_weights(e, w, mask, batch, out);
@@ -831,7 +826,8 @@ static void predict_batch(evaluator *e, eval_member *mb, int p, size_t first)
     jv_work_gather(m, w, &e->ds, mb->rows, batch);
     jv_work_zero_inputs(m, w, zeroed);
     jv_work_fill_noise(m, w, batch, e->o.seed, JV_TAG_EVAL_ACCURACY, (uint64_t)p << 32, first);
-    f->posterior(e->params, w->arena, batch, JV_CONST_ROWS(w->input), JV_CONST_ROWS(w->noise), w->latents, w->log_q);
+    jv_family_sample(m, (int)(f - m->families), 1u << pr->from, e->params, w->arena, batch, 1, JV_CONST_ROWS(w->input),
+                     JV_CONST_ROWS(w->noise), w->latents, w->log_q);
     m->decode(e->params, w->arena, batch, JV_CONST_ROWS(w->latents), w->out);
     for (int b = 0; b < batch; b++) {
         int guess = jv_argmax(w->out[pr->target] + (size_t)b * size, size);
@@ -1041,14 +1037,14 @@ static void print_conditional(evaluator *e, int a, int b, int joint, int given, 
 
 static int term_weighted(const jv_model *m, int t)
 {
-    return m->term_weights[t].hyper >= 0 || m->term_weights[t].value != 1;
+    return m->term_weights[t].hyper >= 0 || m->term_weights[t].value * m->term_weights[t].scale != 1;
 }
 
-/* The weight term t carries in eval (the spec's value of its hyper). */
+/* The weight term t carries in eval (the spec's value of its hyper, and its loop's scale). */
 static double term_weight(const jv_model *m, int t)
 {
     const jv_term_weight *w = &m->term_weights[t];
-    return w->hyper >= 0 ? m->hypers[w->hyper].value : w->value;
+    return (w->hyper >= 0 ? m->hypers[w->hyper].value : w->value) * w->scale;
 }
 
 /* Term t without its weight, example by example. */
@@ -1073,10 +1069,13 @@ static void print_terms(const evaluator *e)
         if (!term_weighted(m, t))
             continue;
         const jv_term_weight *w = &m->term_weights[t];
+        char scale[64] = "";
+        if (w->scale != 1)
+            snprintf(scale, sizeof scale, " / %g", w->scale);
         if (w->hyper >= 0)
-            snprintf(label, sizeof label, "  (%s / %s)", m->term_names[t], m->hypers[w->hyper].name);
+            snprintf(label, sizeof label, "  (%s / %s%s)", m->term_names[t], m->hypers[w->hyper].name, scale);
         else
-            snprintf(label, sizeof label, "  (%s / %g)", m->term_names[t], w->value);
+            snprintf(label, sizeof label, "  (%s / %g)", m->term_names[t], w->value * w->scale);
         jv_stat st = raw_term(e, t);
         if (st.n > 0)
             print_value(label, &st, NAN, "the term without its weight");

@@ -82,7 +82,9 @@ typedef struct {
     jv_real **input;    /* per modality: what a posterior reads (data or zeros) */
     jv_real **out;      /* per modality [cap x size]: decode's output */
     jv_real **log_lik;  /* per modality [cap] */
-    jv_real **noise;    /* per latent [cap x size] */
+    jv_real **noise;    /* [n_noise]: the posteriors' and the prior's noise per latent [cap x size], and a
+                           mixture's choice, noise[n_latents + l] [cap x 1]; the training step's per draw */
+    int n_noise;
     jv_real **latents;  /* per latent [cap x size] */
     jv_real *log_q;     /* [cap] */
     jv_real *log_prior; /* [cap] */
@@ -104,12 +106,19 @@ void jv_work_gather_rows(const jv_model *m, jv_work *w, const jv_dataset *ds, co
 /* Points the inputs of the modalities in `zeroed` at zeros, the rest at the data. */
 void jv_work_zero_inputs(const jv_model *m, jv_work *w, unsigned zeroed);
 /* Standard normals for every latent: latent l reads stream (tag, l, index)
- * from position first * size_l on. */
+ * from position first * size_l on; a latent whose posterior is a mixture
+ * also gets its choices, noise[n_latents + l], from stream (tag,
+ * n_latents + l, index). For the posterior and prior functions. */
 void jv_work_fill_noise(const jv_model *m, jv_work *w, int batch, uint64_t seed, unsigned tag,
                         uint64_t index, uint64_t first);
 /* The same, written from row `row` of the noise buffers on. */
 void jv_work_fill_noise_at(const jv_model *m, jv_work *w, int row, int batch, uint64_t seed, unsigned tag,
                            uint64_t index, uint64_t first);
+/* The training step's noise: draw d reads stream (tag, d, index) from
+ * position first * size on (a spec without loops draws latent l as draw l:
+ * the same streams as jv_work_fill_noise_at). */
+void jv_work_fill_step_noise_at(const jv_model *m, jv_work *w, int row, int batch, uint64_t seed, unsigned tag,
+                                uint64_t index, uint64_t first);
 
 /* ---------------------------------------------- chunks and processes -- */
 
@@ -152,6 +161,16 @@ jv_real *jv_reducer_run(jv_reducer *r, jv_chunk_fn fn, void *ctx);
  * with the modalities it reads beyond the subset listed in *zeroed (the
  * JMVAE-zero rule: they are fed as zeros). */
 int jv_pick_family(const jv_model *m, unsigned subset, unsigned *zeroed);
+/* Does family f condition on exactly `subset` (a family of posteriors built
+ * from experts: any subset it covers)? */
+int jv_family_serves(const jv_model *m, int f, unsigned subset);
+/* Samples every latent from family f given the modalities in `given` (a
+ * family of experts uses that subset's posterior when it covers it, else
+ * all of its condition; other families read what they read), rows in runs of
+ * `copies` rows of one example. */
+void jv_family_sample(const jv_model *m, int f, unsigned given, const jv_real *params, jv_real *arena, int batch,
+                      int copies, const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,
+                      jv_real *log_q);
 /* Index of the family called name, or -1. */
 int jv_find_family(const jv_model *m, const char *name);
 

@@ -321,7 +321,7 @@ static int alloc_chunks(trainer *t)
     size_t P = (size_t)t->ranks, per_part = 1 + (size_t)m->n_terms, total = 0;
     t->chunk_scale = calloc((size_t)m->n_terms + 1, sizeof *t->chunk_scale);
     t->cdata = calloc((size_t)m->n_modalities, sizeof *t->cdata);
-    t->cnoise = calloc((size_t)m->n_latents, sizeof *t->cnoise);
+    t->cnoise = calloc((size_t)m->n_draws + 1, sizeof *t->cnoise);
     t->rec_bytes = calloc(P, sizeof *t->rec_bytes);
     t->rec_displs = calloc(P, sizeof *t->rec_displs);
     t->seg_bytes = calloc(P, sizeof *t->seg_bytes);
@@ -582,7 +582,7 @@ static void prepare_rows(void *arg, int id, int n)
         for (size_t i = 0; i < count; i++)
             x[i] = u[i] < x[i] ? 1.0f : 0.0f;
     }
-    jv_work_fill_noise_at(m, &t->w, (int)lo, (int)(hi - lo), t->o.seed, j->key.noise_tag, j->key.index, lo);
+    jv_work_fill_step_noise_at(m, &t->w, (int)lo, (int)(hi - lo), t->o.seed, j->key.noise_tag, j->key.index, lo);
 }
 
 /* Gathers rows [from, to) of a batch, draws their randomness and sets the
@@ -744,8 +744,8 @@ static void run_chunk(void *arg, int c, jv_real *grads)
         t->chunk_scale[i] = (jv_real)share;
     for (int k = 0; k < m->n_modalities; k++)
         t->cdata[k] = t->w.data[k] + lo * (size_t)m->modalities[k].size;
-    for (int l = 0; l < m->n_latents; l++)
-        t->cnoise[l] = t->w.noise[l] + lo * (size_t)m->latents[l].size;
+    for (int d = 0; d < m->n_draws; d++)
+        t->cnoise[d] = t->w.noise[d] + lo * (size_t)m->latents[m->draw_latents[d]].size;
     jv_real loss = 0;
     jv_step s = {t->ck.params, grads, t->w.arena, (int)(hi - lo), t->cdata, t->cnoise, t->w.hyper,
                  t->chunk_scale, t->w.terms, &loss, NULL};

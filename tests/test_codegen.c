@@ -270,7 +270,7 @@ Test(gradcheck, keywords_as_names, .timeout = 300)
 {
     char *path = spec_file("model int\nmodality for[4] ~ bernoulli\nlatent while[2] ~ normal\n"
                            "net static = for -> relu(3) -> q(while | for)\nnet return = while -> p(for | while)\n"
-                           "loss {\n  while ~ q(while | for)\n  if = -log p(for | while)\n"
+                           "loss {\n  while ~ q(while | for)\n  do = -log p(for | while)\n"
                            "  scale = KL(q(while | for) || p(while))\n}\ntrain {\n  batch = 3\n}\n");
     build_and_gradcheck(path, "int", "--quiet");
     free(path);

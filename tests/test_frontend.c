@@ -393,7 +393,7 @@ Test(scanner, integers_up_to_2_to_the_53)
 Test(parser, expecting_list_at_the_top_level)
 {
     expect("model m\nfoo bar\n", 1,
-           "unexpected name, expecting end of file, 'modality', 'latent', 'net', 'hyper', 'loss' or 'train'");
+           "unexpected name, expecting end of file, 'modality', 'latent', 'net', 'hyper', 'loss', 'train', 'p' or 'q'");
 }
 
 Test(checker, emitted_names_clash)
@@ -421,7 +421,7 @@ Test(checker, reserved_names)
     expect(BASE_SPEC "hyper _h = 1\n" BASE_LOSS, 1, "hyperparameter '_h' begins with '_'");
     /* C keywords are fine: a spec name never appears alone in the emitted code */
     expect("model int\nmodality for[4] ~ bernoulli\nlatent while[2] ~ normal\nnet static = for -> q(while | for)\n"
-           "net return = while -> p(for | while)\nloss {\n  while ~ q(while | for)\n  if = -log p(for | while)\n}\n",
+           "net return = while -> p(for | while)\nloss {\n  while ~ q(while | for)\n  do = -log p(for | while)\n}\n",
            0, NULL);
 }
 

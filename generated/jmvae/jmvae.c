@@ -1628,8 +1628,10 @@ static const jv_modality_info jmvae_modalities[] = {
     {"w", 10, JV_CATEGORICAL, 0, 0, 1},
 };
 
+/* {name, size, whether a posterior of it is a mixture (its sample then reads
+ * noise[n_latents + latent], one normal a row, to choose the component)} */
 static const jv_latent_info jmvae_latents[] = {
-    {"z", 64},
+    {"z", 64, 0},
 };
 
 static const jv_tensor_info jmvae_tensors[] = {
@@ -1657,16 +1659,20 @@ static const jv_tensor_info jmvae_tensors[] = {
 
 static const char *const jmvae_term_names[] = {"rec_x", "rec_w", "kl"};
 
-/* each term's weight: a hyper (its index) or a number */
+/* each term's weight: a hyper (its index) or a number, and the scale of its
+ * loop (1 / its instances in a `mean` loop) */
 static const jv_term_weight jmvae_term_weights[] = {
-    {-1, 1}, /* rec_x */
-    {-1, 1}, /* rec_w */
-    {-1, 1}, /* kl */
+    {-1, 1, 1}, /* rec_x */
+    {-1, 1, 1}, /* rec_w */
+    {-1, 1, 1}, /* kl */
 };
 
 static const jv_family_info jmvae_families[] = {
-    {"x,w", 0x3u, jmvae_posterior_x_w, jmvae_posterior_x_w_repeated},
+    {"x,w", 0x3u, jmvae_posterior_x_w, jmvae_posterior_x_w_repeated, NULL, NULL},
 };
+
+/* the training step's noise: noise[d] is [batch x the size of latent draw_latents[d]] */
+static const int jmvae_draw_latents[] = {0};
 
 const jv_model jmvae_model = {
     .name = "jmvae",
@@ -1688,6 +1694,8 @@ const jv_model jmvae_model = {
     .n_families = 1,
     .families = jmvae_families,
     .training_family = 0,
+    .n_draws = 1,
+    .draw_latents = jmvae_draw_latents,
     .init = jmvae_init,
     .forward = jmvae_forward,
     .train = &jmvae_train_graph,

@@ -2446,9 +2446,11 @@ static const jv_modality_info jmvae_h_modalities[] = {
     {"w", 10, JV_CATEGORICAL, 0, 0, 1},
 };
 
+/* {name, size, whether a posterior of it is a mixture (its sample then reads
+ * noise[n_latents + latent], one normal a row, to choose the component)} */
 static const jv_latent_info jmvae_h_latents[] = {
-    {"z2", 32},
-    {"z1", 64},
+    {"z2", 32, 0},
+    {"z1", 64, 0},
 };
 
 static const jv_tensor_info jmvae_h_tensors[] = {
@@ -2486,17 +2488,21 @@ static const jv_tensor_info jmvae_h_tensors[] = {
 
 static const char *const jmvae_h_term_names[] = {"rec_x", "rec_w", "kl_z1", "kl_z2"};
 
-/* each term's weight: a hyper (its index) or a number */
+/* each term's weight: a hyper (its index) or a number, and the scale of its
+ * loop (1 / its instances in a `mean` loop) */
 static const jv_term_weight jmvae_h_term_weights[] = {
-    {-1, 1}, /* rec_x */
-    {-1, 1}, /* rec_w */
-    {-1, 1}, /* kl_z1 */
-    {-1, 1}, /* kl_z2 */
+    {-1, 1, 1}, /* rec_x */
+    {-1, 1, 1}, /* rec_w */
+    {-1, 1, 1}, /* kl_z1 */
+    {-1, 1, 1}, /* kl_z2 */
 };
 
 static const jv_family_info jmvae_h_families[] = {
-    {"x,w", 0x3u, jmvae_h_posterior_x_w, jmvae_h_posterior_x_w_repeated},
+    {"x,w", 0x3u, jmvae_h_posterior_x_w, jmvae_h_posterior_x_w_repeated, NULL, NULL},
 };
+
+/* the training step's noise: noise[d] is [batch x the size of latent draw_latents[d]] */
+static const int jmvae_h_draw_latents[] = {0, 1};
 
 const jv_model jmvae_h_model = {
     .name = "jmvae_h",
@@ -2518,6 +2524,8 @@ const jv_model jmvae_h_model = {
     .n_families = 1,
     .families = jmvae_h_families,
     .training_family = 0,
+    .n_draws = 2,
+    .draw_latents = jmvae_h_draw_latents,
     .init = jmvae_h_init,
     .forward = jmvae_h_forward,
     .train = &jmvae_h_train_graph,

@@ -2553,8 +2553,10 @@ static const jv_modality_info jmvae_kl_modalities[] = {
     {"w", 10, JV_CATEGORICAL, 0, 0, 1},
 };
 
+/* {name, size, whether a posterior of it is a mixture (its sample then reads
+ * noise[n_latents + latent], one normal a row, to choose the component)} */
 static const jv_latent_info jmvae_kl_latents[] = {
-    {"z", 64},
+    {"z", 64, 0},
 };
 
 static const jv_tensor_info jmvae_kl_tensors[] = {
@@ -2598,20 +2600,24 @@ static const jv_hyper_info jmvae_kl_hypers[] = {
 
 static const char *const jmvae_kl_term_names[] = {"rec_x", "rec_w", "kl", "kl_x", "kl_w"};
 
-/* each term's weight: a hyper (its index) or a number */
+/* each term's weight: a hyper (its index) or a number, and the scale of its
+ * loop (1 / its instances in a `mean` loop) */
 static const jv_term_weight jmvae_kl_term_weights[] = {
-    {-1, 1}, /* rec_x */
-    {-1, 1}, /* rec_w */
-    {-1, 1}, /* kl */
-    {0, 0.10000000000000001}, /* kl_x */
-    {0, 0.10000000000000001}, /* kl_w */
+    {-1, 1, 1}, /* rec_x */
+    {-1, 1, 1}, /* rec_w */
+    {-1, 1, 1}, /* kl */
+    {0, 0.10000000000000001, 1}, /* kl_x */
+    {0, 0.10000000000000001, 1}, /* kl_w */
 };
 
 static const jv_family_info jmvae_kl_families[] = {
-    {"x,w", 0x3u, jmvae_kl_posterior_x_w, jmvae_kl_posterior_x_w_repeated},
-    {"x", 0x1u, jmvae_kl_posterior_x, jmvae_kl_posterior_x_repeated},
-    {"w", 0x2u, jmvae_kl_posterior_w, jmvae_kl_posterior_w_repeated},
+    {"x,w", 0x3u, jmvae_kl_posterior_x_w, jmvae_kl_posterior_x_w_repeated, NULL, NULL},
+    {"x", 0x1u, jmvae_kl_posterior_x, jmvae_kl_posterior_x_repeated, NULL, NULL},
+    {"w", 0x2u, jmvae_kl_posterior_w, jmvae_kl_posterior_w_repeated, NULL, NULL},
 };
+
+/* the training step's noise: noise[d] is [batch x the size of latent draw_latents[d]] */
+static const int jmvae_kl_draw_latents[] = {0};
 
 const jv_model jmvae_kl_model = {
     .name = "jmvae_kl",
@@ -2633,6 +2639,8 @@ const jv_model jmvae_kl_model = {
     .n_families = 3,
     .families = jmvae_kl_families,
     .training_family = 0,
+    .n_draws = 1,
+    .draw_latents = jmvae_kl_draw_latents,
     .init = jmvae_kl_init,
     .forward = jmvae_kl_forward,
     .train = &jmvae_kl_train_graph,
