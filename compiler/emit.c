@@ -27,6 +27,7 @@ typedef struct {
     const char *spec_name;
     const graph *g;
     const char *rows;   /* the rows the current op works on: "B", or "U" (once per example) */
+    const char *batch;  /* the batch's variable: "B", or "batch" in a task whose rows are K samples an example */
     char *compact;      /* per op of a posterior graph: runs once per example */
     char *expand;       /* per value: computed once per example, read by ops on all rows */
 } emitter;
@@ -124,6 +125,20 @@ static const char *layer_name(emitter *e, const op *o)
         return "";
     const char *net = e->p->m->nets[o->net].name;
     return o->hidden ? arena_printf(&e->c->mem, "%s layer %d", net, o->hidden) : arena_printf(&e->c->mem, "%s head", net);
+}
+
+/* The rows an example has in the values an op works on: 1, or the K
+ * samples of a draw (the expansion works from one row to K; the bound and the
+ * loss read both kinds). */
+static int op_copies(emitter *e, const op *o)
+{
+    int k = 1;
+    for (int j = 0; j < o->n_in + o->n_out; j++) {
+        int v = j < o->n_in ? o->in[j] : o->out[j - o->n_in];
+        if (v >= 0 && V(e, v)->copies > k)
+            k = V(e, v)->copies;
+    }
+    return k;
 }
 
 /* ---------------------------------------------------------------- forward -- */
@@ -347,10 +362,12 @@ static void emit_nll(emitter *e, const op *o)
 static void emit_loss(emitter *e, const op *o)
 {
     const sem_model *m = e->p->m;
+    int n_bounds = o->n_in - m->n_terms;
     put(e, "\n    /* %s:%d  the loss: each term as the spec names it (its weight times its mean over\n"
-           "       the batch), and their sum */\n", e->spec_name, o->line);
+           "       the batch%s), and %s */\n", e->spec_name, o->line, n_bounds ? " and the samples" : "",
+        n_bounds ? "the sum of the groups' importance-weighted bounds" : "their sum");
     put(e, "    jv_real total = 0;\n");
-    for (int t = 0; t < o->n_in; t++) {
+    for (int t = 0; t < m->n_terms; t++) {
         put(e, "    {\n        jv_real mean = 0;\n");
         put(e, "        for (int b = 0; b < B; b++)\n            mean += %s[b];\n", N(e, o->in[t]));
         put(e, "        mean /= (jv_real)B;\n");
@@ -359,7 +376,22 @@ static void emit_loss(emitter *e, const op *o)
         else
             put(e, "        const jv_real term = %s * mean; /* %s */\n", term_weight(e, t), m->terms[t].name);
         put(e, "        if (jv_s->terms)\n            jv_s->terms[%d] = term;\n", t);
-        put(e, "        total += (jv_term_scale ? jv_term_scale[%d] : 1) * term;\n", t);
+        if (!n_bounds)
+            put(e, "        total += (jv_term_scale ? jv_term_scale[%d] : 1) * term;\n", t);
+        put(e, "    }\n");
+    }
+    for (int k = 0, g = 0; k < n_bounds; k++, g++) { /* the groups with terms, in order */
+        int first = -1;
+        for (; first < 0 && g < m->n_groups; g += first < 0)
+            for (int t = 0; t < m->n_terms && first < 0; t++)
+                if (m->terms[t].group == g)
+                    first = t;
+        const sem_group *grp = &m->groups[g];
+        put(e, "    {\n        jv_real mean = 0; /* the bound of %s */\n", grp->suffix ? grp->suffix : "the top level");
+        put(e, "        for (int b = 0; b < batch; b++)\n            mean += %s[b];\n", N(e, o->in[m->n_terms + k]));
+        put(e, "        mean /= (jv_real)batch;\n");
+        put(e, "        total += (jv_term_scale ? jv_term_scale[%d] : 1) * %s%smean;\n", first,
+            grp->scale != 1 ? arena_printf(&e->c->mem, "(jv_real)%.17g", grp->scale) : "", grp->scale != 1 ? " * " : "");
         put(e, "    }\n");
     }
     put(e, "    if (jv_s->loss)\n        *jv_s->loss = total;\n");
@@ -395,8 +427,8 @@ static void emit_seed(emitter *e, const op *o)
     const sem_model *m = e->p->m;
     put(e, "\n    /* %s:%d  %s */\n", e->spec_name, o->line, o->what);
     for (int t = 0; t < m->n_terms; t++)
-        put(e, "    const jv_real jv_seed_%s = (jv_term_scale ? jv_term_scale[%d] : 1) * %s / (jv_real)B;\n", m->terms[t].cname, t,
-            term_weight(e, t));
+        put(e, "    const jv_real jv_seed_%s = (jv_term_scale ? jv_term_scale[%d] : 1) * %s / (jv_real)%s;\n",
+            m->terms[t].cname, t, term_weight(e, t), e->batch);
 }
 
 static void emit_act_grad(emitter *e, const op *o)
@@ -476,6 +508,21 @@ static void emit_sample_grad(emitter *e, const op *o)
 {
     int dz = o->in[0], lv = o->in[1], eps = o->in[2];
     int n = W(e, dz);
+    if (o->iw >= 0) { /* DReG: the sample's gradient weighed once more by the sample's normalised weight */
+        block_comment(e, o, arena_printf(&e->c->mem, "backward of the sample: %s to its mean and log-variance, times "
+                                         "the sample's normalised weight (the doubly-reparameterised gradient)", N(e, dz)));
+        put(e, "    for (int b = 0; b < B; b++) {\n");
+        put(e, "        const jv_real w = jv_s->flags & JV_STEP_EXACT ? 1 : %s[b];\n", N(e, o->iw));
+        put(e, "        JV_IVDEP\n        for (int j = 0; j < %d; j++) {\n", n);
+        put(e, "            const size_t i = (size_t)b * %d + (size_t)j;\n", n);
+        binding wv[] = {{"g", arena_printf(&e->c->mem, "w * %s[i]", N(e, dz))},
+                        {"lv", arena_printf(&e->c->mem, "%s[i]", N(e, lv))}, {"eps", arena_printf(&e->c->mem, "%s[i]", N(e, eps))}};
+        for (int k = 0; k < 2; k++)
+            if (o->out[k] >= 0)
+                put(e, "            %s[i] %s %s;\n", N(e, o->out[k]), assign(o->acc[k]), c_formula(e, sample_gradient.d[k], wv, 3));
+        put(e, "        }\n    }\n");
+        return;
+    }
     block_comment(e, o, arena_printf(&e->c->mem, "backward of the sample: %s to its mean and log-variance", N(e, dz)));
     put(e, "    JV_IVDEP\n");
     put(e, "    for (size_t i = 0; i < (size_t)B * %d; i++) {\n", n);
@@ -485,6 +532,15 @@ static void emit_sample_grad(emitter *e, const op *o)
         if (o->out[k] >= 0)
             put(e, "        %s[i] %s %s;\n", N(e, o->out[k]), assign(o->acc[k]), c_formula(e, sample_gradient.d[k], vars, 3));
     put(e, "    }\n");
+}
+
+/* A detached distribution's gradient (DReG): counted only when the step asks
+ * for the exact gradient of the objective (the gradient check). */
+static const char *detached(emitter *e, const op *o, int k, const char *formula)
+{
+    if (!o->detach || k == 0)
+        return formula;
+    return arena_printf(&e->c->mem, "(jv_s->flags & JV_STEP_EXACT ? %s : 0)", formula);
 }
 
 /* The loop over j of a per-example op's backward (at depth 3): the
@@ -503,17 +559,26 @@ static void emit_gradient_loop(emitter *e, int n, const gradient_def *gd, bindin
     n_vars = c_lets(e, 4, gd->lets, vars, n_vars);
     for (int k = 0; k < o->n_out; k++)
         if (o->out[k] >= 0 && gd->d[k])
-            put(e, "                %s[j] %s %s;\n", out_names[k], assign(o->acc[k]), c_formula(e, gd->d[k], vars, n_vars));
+            put(e, "                %s[j] %s %s;\n", out_names[k], assign(o->acc[k]),
+                detached(e, o, k, c_formula(e, gd->d[k], vars, n_vars)));
     if (braces)
         put(e, "            }\n");
 }
 
-/* Opens the loop of a per-example op's backward; g is d loss / d its value. */
+/* Opens the loop of a per-example op's backward; g is d loss / d its value
+ * (in the importance-weighted bound, times each row's normalised weight). */
 static void per_example_grad_open(emitter *e, const op *o)
 {
-    put(e, "    {\n        const jv_real g = %sjv_seed_%s;\n", o->sign < 0 ? "-" : "", e->p->m->terms[o->term].cname);
+    if (o->iw < 0) {
+        put(e, "    {\n        const jv_real g = %sjv_seed_%s;\n", o->sign < 0 ? "-" : "", e->p->m->terms[o->term].cname);
+        put(e, "        for (int b = 0; b < B; b++) {\n");
+        return;
+    }
+    put(e, "    {\n        const jv_real g0 = %sjv_seed_%s;\n", o->sign < 0 ? "-" : "", e->p->m->terms[o->term].cname);
     put(e, "        for (int b = 0; b < B; b++) {\n");
+    put(e, "            const jv_real g = g0 * %s[b]; /* the sample's normalised weight */\n", N(e, o->iw));
 }
+
 
 static void emit_kl_grad(emitter *e, const op *o)
 {
@@ -726,7 +791,10 @@ static void emit_mix_logpdf_grad(emitter *e, const op *o)
                                      o->n_components, o->detach ? ", to the sample only (its parameters are held)" : ""));
     put(e, "    {\n        const jv_real g0 = %sjv_seed_%s;\n", o->sign < 0 ? "-" : "", e->p->m->terms[o->term].cname);
     put(e, "        for (int b = 0; b < B; b++) {\n");
-    put(e, "            const jv_real g = g0 * %s[(size_t)b * %d + %d];\n", N(e, o->in[3]), o->n_components, o->component);
+    put(e, "            const jv_real g = g0 * %s[(size_t)b * %d + %d]%s; /* the component's responsibility%s */\n",
+        N(e, o->in[3]), o->n_components, o->component,
+        o->iw >= 0 ? arena_printf(&e->c->mem, " * %s[b]", N(e, o->iw)) : "",
+        o->iw >= 0 ? ", the sample's normalised weight" : "");
     declare_row(e, 3, 0, "z", o->in[0]);
     declare_row(e, 3, 0, "m", o->in[1]);
     declare_row(e, 3, 0, "lv", o->in[2]);
@@ -770,6 +838,77 @@ static void emit_mix_sample(emitter *e, const op *o)
         c_formula(e, sample_formula.value, vars, 3));
 }
 
+static void emit_expand(emitter *e, const op *o)
+{
+    int n = W(e, o->out[0]), k = V(e, o->out[0])->copies;
+    block_comment(e, o, arena_printf(&e->c->mem, "%s: %s's row of each example for each of its %d samples, [B x %d]",
+                                     N(e, o->out[0]), N(e, o->in[0]), k, n));
+    put(e, "    for (int b = 0; b < batch; b++)\n        for (int k = 0; k < %d; k++)\n", k);
+    put(e, "            memcpy(%s + ((size_t)b * %d + (size_t)k) * %d, %s + (size_t)b * %d, sizeof(jv_real) * %d);\n",
+        N(e, o->out[0]), k, n, N(e, o->in[0]), n, n);
+}
+
+static void emit_expand_grad(emitter *e, const op *o)
+{
+    int n = W(e, o->in[0]), k = V(e, o->in[0])->copies;
+    if (o->out[0] < 0)
+        return;
+    block_comment(e, o, arena_printf(&e->c->mem, "backward of the expansion: %s %s the sum of %s over each example's %d "
+                                     "samples", N(e, o->out[0]), assign(o->acc[0]), N(e, o->in[0]), k));
+    put(e, "    for (int b = 0; b < batch; b++) {\n");
+    put(e, "        jv_real *restrict dst = %s + (size_t)b * %d;\n", N(e, o->out[0]), n);
+    put(e, "        const jv_real *restrict src = %s + (size_t)b * %d * %d;\n", N(e, o->in[0]), k, n);
+    put(e, "        JV_IVDEP\n        for (int j = 0; j < %d; j++) {\n", n);
+    put(e, "            jv_real s = 0;\n            for (int k = 0; k < %d; k++)\n", k);
+    put(e, "                s += src[(size_t)k * %d + (size_t)j];\n", n);
+    put(e, "            dst[j] %s s;\n        }\n    }\n", assign(o->acc[0]));
+}
+
+/* The weight of term t inside the bound's log weights: its hyper or number
+ * (the loop's scale weighs the bound itself). */
+static const char *raw_term_weight(emitter *e, int t)
+{
+    const sem_term *term = &e->p->m->terms[t];
+    if (term->hyper >= 0)
+        return arena_printf(&e->c->mem, "(hyper ? hyper[%d] : (jv_real)%.17g)", term->hyper,
+                            e->p->m->hypers[term->hyper].value);
+    return arena_printf(&e->c->mem, "(jv_real)%.17g", term->weight);
+}
+
+/* A group's importance-weighted bound: each sample's log weight is minus its
+ * terms (weighted); the bound is minus the log of the weights' mean, and
+ * each sample's normalised weight is kept for the gradients (the table's
+ * logmeanexp). */
+static void emit_iw_bound(emitter *e, const op *o)
+{
+    const sem_model *m = e->p->m;
+    int k = V(e, o->out[1])->copies;
+    block_comment(e, o, arena_printf(&e->c->mem, "%s: %s, with %s each sample's normalised weight", N(e, o->out[0]),
+                                     o->what, N(e, o->out[1])));
+    put(e, "    for (int b = 0; b < batch; b++) {\n");
+    put(e, "        jv_real lw[%d], top = -INFINITY, total = 0;\n", k);
+    put(e, "        for (int k = 0; k < %d; k++) {\n", k);
+    put(e, "            const size_t r = (size_t)b * %d + (size_t)k;\n            lw[k] = 0", k);
+    for (int j = 0; j < o->n_in; j++) {
+        int t = -1;
+        for (int q = 0; q < m->n_terms && t < 0; q++)
+            if (strcmp(N(e, o->in[j]), arena_printf(&e->c->mem, "term_%s", m->terms[q].cname)) == 0)
+                t = q;
+        const char *w = t >= 0 && (m->terms[t].hyper >= 0 || m->terms[t].weight != 1)
+                            ? arena_printf(&e->c->mem, "%s * ", raw_term_weight(e, t)) : "";
+        put(e, " - %s%s[r]", w, N(e, o->in[j]));
+    }
+    put(e, ";\n        }\n");
+    binding lv[] = {{"x", "lw[k]"}, {"top", "top"}, {"total", "total"}, {"n", arena_printf(&e->c->mem, "%d", k)},
+                    {"result", "result"}};
+    put(e, "        for (int k = 0; k < %d; k++)\n            top = %s;\n", k, c_formula(e, logmeanexp.larger, lv, 5));
+    put(e, "        for (int k = 0; k < %d; k++)\n            total += %s;\n", k, c_formula(e, logmeanexp.term, lv, 5));
+    put(e, "        const jv_real result = %s;\n", c_formula(e, logmeanexp.result, lv, 5));
+    put(e, "        %s[b] = -result;\n", N(e, o->out[0]));
+    put(e, "        for (int k = 0; k < %d; k++)\n            %s[(size_t)b * %d + (size_t)k] = %s;\n    }\n", k,
+        N(e, o->out[1]), k, c_formula(e, logmeanexp.weight, lv, 5));
+}
+
 static void emit_zero_grad(emitter *e, const op *o)
 {
     const tensor *t = &e->p->tensors[o->tensor];
@@ -806,6 +945,9 @@ static void emit_op(emitter *e, const op *o, int noise_optional)
     case OP_MIX_LOGPDF: emit_mix_logpdf(e, o); break;
     case OP_MIX_LOGPDF_GRAD: emit_mix_logpdf_grad(e, o); break;
     case OP_MIX_SAMPLE: emit_mix_sample(e, o); break;
+    case OP_EXPAND: emit_expand(e, o); break;
+    case OP_EXPAND_GRAD: emit_expand_grad(e, o); break;
+    case OP_IW_BOUND: emit_iw_bound(e, o); break;
     }
 }
 
@@ -829,10 +971,12 @@ static void declare_values(emitter *e, int from, int to)
         if (!used[v])
             continue;
         const value *val = V(e, v);
-        const char *shape_comment = arena_printf(&e->c->mem, "/* [B x %d] */", val->width);
+        const char *shape_comment = val->copies > 1 ? arena_printf(&e->c->mem, "/* [B x %d]: %d samples of each "
+                                                                   "example */", val->width, val->copies)
+                                                    : arena_printf(&e->c->mem, "/* [B x %d] */", val->width);
         switch (val->kind) {
         case V_ARENA:
-            put(e, "    jv_real *const %s = arena + (size_t)B * %ld; %s\n", val->name, val->offset, shape_comment);
+            put(e, "    jv_real *const %s = arena + (size_t)%s * %ld; %s\n", val->name, e->batch, val->offset, shape_comment);
             break;
         case V_DATA:
             put(e, "    const jv_real *const %s = data[%d]; %s\n", val->name, val->index, shape_comment);
@@ -1109,8 +1253,15 @@ static void emit_task(emitter *e, const graph *g, int k)
     const op *o = &g->ops[i];
     task_needs need = needs_of(e, o, t->slot[k]);
     put(e, "\nJV_TASK static void %s(const jv_step *jv_s)\n{\n", task_name(e, g, k));
-    if (o->kind != OP_ZERO_GRAD) /* the one block that does not depend on the batch */
+    int copies = op_copies(e, o);
+    e->batch = "B";
+    if (copies > 1) {
+        put(e, "    const int batch = jv_s->batch;\n");
+        put(e, "    const int B = batch * %d; /* rows: %d samples of each example */\n", copies, copies);
+        e->batch = "batch";
+    } else if (o->kind != OP_ZERO_GRAD) { /* the one block that does not depend on the batch */
         put(e, "    const int B = jv_s->batch;\n");
+    }
     int arena_used = 0, data_used = 0, noise_used = 0;
     for (int j = 0; j < o->n_in + o->n_out; j++) {
         int v = j < o->n_in ? o->in[j] : o->out[j - o->n_in];
@@ -1137,10 +1288,11 @@ static void emit_task(emitter *e, const graph *g, int k)
     declare_values(e, i, i + 1);
     if (need.seed) {
         const sem_term *term = &e->p->m->terms[o->term];
-        put(e, "    const jv_real jv_seed_%s = (jv_term_scale ? jv_term_scale[%d] : 1) * %s / (jv_real)B; /* d loss / d %s, per example */\n",
-            term->cname, o->term, term_weight(e, o->term), term->name);
+        put(e, "    const jv_real jv_seed_%s = (jv_term_scale ? jv_term_scale[%d] : 1) * %s / (jv_real)%s; /* d loss / d %s, per example */\n",
+            term->cname, o->term, term_weight(e, o->term), e->batch, term->name);
     }
     emit_op(e, o, 0);
+    e->batch = "B";
     long first, count;
     if (t->slot[k] >= 0 && op_grad_region(e->p, g, o, &first, &count)) {
         put(e, "    if (jv_s->sumsq) /* gradient region %d, for the norm */\n", t->slot[k]);
@@ -1211,10 +1363,10 @@ static void emit_tasks(emitter *e, const graph *g)
            "    %s_train_reads};\n", pre, t->n, t->n_forward, pre, pre, t->n_slots, pre, pre);
     put(e, "\n/* %s */\n%s\n{\n", g->purpose, signature(e, g, 0));
     put(e, "    jv_real jv_loss = 0;\n");
-    put(e, "    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL};\n");
+    put(e, "    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL, 0};\n");
     put(e, "    jv_run_tasks(&%s_train_graph, &jv_s, 0, %d);\n    return jv_loss;\n}\n", pre, t->n_forward);
     put(e, "\n/* %s (backward; run after forward with the same arguments) */\n%s\n{\n", g->purpose, signature(e, g, 1));
-    put(e, "    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL};\n");
+    put(e, "    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL, 0};\n");
     put(e, "    jv_run_tasks(&%s_train_graph, &jv_s, %d, %d);\n}\n", pre, t->n_forward, t->n);
 }
 
@@ -1409,6 +1561,7 @@ static void emit_descriptor(emitter *e)
     put(e, "    .n_families = %d,\n    .families = %s_families,\n", p->n_families, pre);
     put(e, "    .training_family = %d,\n", p->training_family);
     put(e, "    .n_draws = %d,\n    .draw_latents = %s_draw_latents,\n", m->n_draws, pre);
+    put(e, "    .samples = %ld,\n    .dreg = %d,\n", m->train.samples, m->train.gradient == GRADIENT_DREG);
     put(e, "    .init = %s_init,\n    .forward = %s_forward,\n    .train = &%s_train_graph,\n    .backward = %s_backward,\n",
         pre, pre, pre, pre);
     put(e, "    .log_joint = %s_log_joint,\n    .decode = %s_decode,\n    .sample_prior = %s_sample_prior,\n", pre, pre, pre);
@@ -1519,7 +1672,7 @@ static void write_job(FILE *out, void *arg)
 
 int emit_program(ctx *c, const program *p, const char *dir)
 {
-    emitter e = {NULL, c, p, p->m->name, NULL, spec_file_name(c), NULL, "B", NULL, NULL};
+    emitter e = {NULL, c, p, p->m->name, NULL, spec_file_name(c), NULL, "B", "B", NULL, NULL};
     e.upper = upper(&e, p->m->name);
     const char *pre = p->m->name;
     file_job jobs[] = {{&e, emit_header}, {&e, emit_source}, {&e, emit_f64}, {&e, emit_main}, {&e, emit_makefile}};
@@ -1537,7 +1690,7 @@ int emit_program(ctx *c, const program *p, const char *dir)
  * fuzzing harness compiles specs without touching the disk). */
 void emit_all_to(ctx *c, const program *p, FILE *out)
 {
-    emitter e = {out, c, p, p->m->name, NULL, spec_file_name(c), NULL, "B", NULL, NULL};
+    emitter e = {out, c, p, p->m->name, NULL, spec_file_name(c), NULL, "B", "B", NULL, NULL};
     e.upper = upper(&e, p->m->name);
     const file_writer writers[] = {emit_header, emit_source, emit_f64, emit_main, emit_makefile};
     for (size_t i = 0; i < sizeof writers / sizeof *writers; i++)
@@ -1547,7 +1700,7 @@ void emit_all_to(ctx *c, const program *p, FILE *out)
 /* `--emit=c`: the model's C source on stdout. */
 void emit_source_to(ctx *c, const program *p, FILE *out)
 {
-    emitter e = {out, c, p, p->m->name, NULL, spec_file_name(c), NULL, "B", NULL, NULL};
+    emitter e = {out, c, p, p->m->name, NULL, spec_file_name(c), NULL, "B", "B", NULL, NULL};
     e.upper = upper(&e, p->m->name);
     emit_source(&e);
 }

@@ -41,6 +41,7 @@ static int grad_of(grad_state *s, int v)
         int d = graph_value(s->c, g, V_ARENA, g->values[v].width, 0,
                             arena_printf(&s->c->mem, "d_%s", g->values[v].name));
         g->values[v].grad = d; /* values may have moved: index again, after the call */
+        g->values[d].copies = g->values[v].copies;
     }
     return g->values[v].grad;
 }
@@ -65,7 +66,7 @@ static void mark_needs_grad(graph *g)
         int needs = o->kind == OP_AFFINE;
         for (int j = 0; j < o->n_in; j++)
             needs |= o->in[j] >= 0 && g->values[o->in[j]].needs_grad;
-        if (o->kind == OP_LOSS || o->kind == OP_STD_SAMPLE)
+        if (o->kind == OP_LOSS || o->kind == OP_STD_SAMPLE || o->kind == OP_IW_BOUND)
             needs = 0;
         for (int j = 0; j < o->n_out; j++)
             g->values[o->out[j]].needs_grad = needs && g->values[o->out[j]].kind == V_ARENA;
@@ -84,6 +85,10 @@ static op *grad_op(grad_state *s, op_kind k, const op *fwd, const int *of, int n
     op *o = graph_op(s->c, s->g, k, fwd->line);
     memcpy(o->in, reads, sizeof(int) * (size_t)n_reads);
     o->n_in = n_reads;
+    if (fwd->iw >= 0) /* read last: the group's importance weights */
+        o->in[o->n_in++] = fwd->iw;
+    o->iw = fwd->iw;
+    o->detach = fwd->detach;
     memcpy(o->out, outs, sizeof(int) * (size_t)n_of);
     memcpy(o->acc, accs, sizeof(int) * (size_t)n_of);
     o->n_out = n_of;
@@ -154,23 +159,29 @@ static void backward_op(grad_state *s, int i)
     case OP_KL:
         grad_op(s, OP_KL_GRAD, &fwd, fwd.in, 4, fwd.in, 4);
         break;
-    case OP_LOGPDF: {
-        int of[3] = {fwd.in[0], fwd.detach ? -1 : fwd.in[1], fwd.detach ? -1 : fwd.in[2]};
-        grad_op(s, OP_LOGPDF_GRAD, &fwd, of, 3, fwd.in, 3)->detach = fwd.detach;
+    case OP_LOGPDF:
+        /* detached (DReG): the distribution's gradient is still derived, and
+         * counts only when the step asks for the exact gradient */
+        grad_op(s, OP_LOGPDF_GRAD, &fwd, fwd.in, 3, fwd.in, 3);
         break;
-    }
     case OP_MIX_LOGPDF:
         /* each component's share, weighted by its responsibility */
         for (int k = 0; k < fwd.n_components; k++) {
             int m = fwd.in[1 + 2 * k], lv = fwd.in[2 + 2 * k];
-            int of[3] = {fwd.in[0], fwd.detach ? -1 : m, fwd.detach ? -1 : lv};
+            int of[3] = {fwd.in[0], m, lv};
             int reads[4] = {fwd.in[0], m, lv, fwd.out[1]};
             op *o = grad_op(s, OP_MIX_LOGPDF_GRAD, &fwd, of, 3, reads, 4);
             o->component = k;
             o->n_components = fwd.n_components;
-            o->detach = fwd.detach;
         }
         break;
+    case OP_EXPAND: {
+        if (!any_out_written)
+            break;
+        int reads[1] = {s->g->values[fwd.out[0]].grad};
+        grad_op(s, OP_EXPAND_GRAD, &fwd, fwd.in, 1, reads, 1)->what = "the sum over each example's samples";
+        break;
+    }
     case OP_POE: {
         if (!any_out_written)
             break;

@@ -34,6 +34,7 @@ typedef enum {
 typedef struct {
     value_kind kind;
     int width;
+    int copies;         /* rows per example: 1, or the K importance samples of a draw and all that follows them */
     int index;
     const char *name;   /* readable, unique in its graph: the C identifier of the pointer */
     const char *caller; /* the caller's expression for non-arena values */
@@ -61,6 +62,9 @@ typedef enum {
                        out[1] (or -1): each component's responsibility [B x C], for the backward */
     OP_MIX_SAMPLE,  /* out[0] = a sample of a uniform mixture: in[0] noise, in[1] the choice's noise [B x 1],
                        components (in[2+2c], in[3+2c]); the mixture's mean where noise is NULL */
+    OP_EXPAND,      /* out[0] (K rows an example) = in[0] (one row an example), each row K times */
+    OP_IW_BOUND,    /* a group's importance-weighted bound: log weights -(sum of its terms, weighted) per row of
+                       the K samples; out[0] = -log of their mean per example, out[1] = each row's normalised weight */
     /* backward */
     OP_SEED,        /* the loss's seeds: d total / d term value per example */
     OP_ACT_GRAD,    /* in[0] (dY) becomes dZ = dY * act'(Z) in place; bias gradient out[0] = column sums */
@@ -75,8 +79,9 @@ typedef enum {
     OP_ZERO_GRAD,   /* a parameter tensor that no path reaches: its gradient is 0 */
     OP_POE_GRAD,    /* one expert's out[0] d mean, out[1] d log-variance from in: its mean, log-variance, the
                        product's mean, log-variance and their gradients */
-    OP_MIX_LOGPDF_GRAD /* component `component`'s share: out[0] d z, out[1] d mean, out[2] d log-variance from
-                          in: z, its mean, log-variance, the responsibilities */
+    OP_MIX_LOGPDF_GRAD, /* component `component`'s share: out[0] d z, out[1] d mean, out[2] d log-variance from
+                           in: z, its mean, log-variance, the responsibilities */
+    OP_EXPAND_GRAD  /* out[0] (+)= the sum over each example's K rows of in[0] */
 } op_kind;
 
 enum { MAX_OP_INPUTS = 40 };
@@ -108,6 +113,8 @@ typedef struct {
     int detach;          /* log-densities: no gradient to the distribution's parameters (DReG) */
     unsigned guard;      /* a posterior given a subset: runs only when the subset holds these modalities */
     unsigned *conds;     /* POE, MIX_*: per expert or component, the modalities it needs (given subsets) */
+    int iw;              /* the importance weights of the op's group (a value), or -1: per-example terms' gradients
+                            are weighted by them, and, with DReG, a sample's gradient once more */
 } op;
 
 typedef struct {

@@ -4,9 +4,9 @@
 
 static const char *const op_names[] = {
     "affine", "add", "gauss_head", "sample", "std_sample", "kl", "logpdf", "nll", "loss", "decode_mean",
-    "poe", "mix_logpdf", "mix_sample",
+    "poe", "mix_logpdf", "mix_sample", "expand", "iw_bound",
     "seed", "act_grad", "gemm_dx", "gemm_dw", "gauss_head_grad", "sample_grad", "kl_grad", "logpdf_grad",
-    "nll_grad", "add_grad", "zero_grad", "poe_grad", "mix_logpdf_grad",
+    "nll_grad", "add_grad", "zero_grad", "poe_grad", "mix_logpdf_grad", "expand_grad",
 };
 
 const char *op_kind_name(op_kind k)
@@ -23,7 +23,10 @@ static void print_value(FILE *out, const graph *g, int v)
         return;
     }
     const value *val = &g->values[v];
-    fprintf(out, "%s[%d]", val->name, val->width);
+    if (val->copies > 1)
+        fprintf(out, "%s[%dx%d]", val->name, val->copies, val->width);
+    else
+        fprintf(out, "%s[%d]", val->name, val->width);
 }
 
 static void print_op(FILE *out, const program *p, const graph *g, const op *o)

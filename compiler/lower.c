@@ -32,7 +32,7 @@ int graph_value(ctx *c, graph *g, value_kind kind, int width, int index, const c
         unique = arena_printf(&c->mem, "%s_%d", name, suffix);
     }
     value *v = &g->values[g->n_values];
-    *v = (value){kind, width, index, unique, NULL, -1, 0, -1, -1, -1};
+    *v = (value){kind, width, 1, index, unique, NULL, -1, 0, -1, -1, -1};
     return g->n_values++;
 }
 
@@ -51,7 +51,7 @@ op *graph_op(ctx *c, graph *g, op_kind kind, int line)
     graph_op_inputs(c, o, MAX_OP_INPUTS);
     o->kind = kind;
     o->line = line;
-    o->tensor = o->bias = o->term = o->net = -1;
+    o->tensor = o->bias = o->term = o->net = o->iw = -1;
     o->sign = 1;
     return o;
 }
@@ -125,6 +125,7 @@ typedef struct lowering_env {
     const char *suffix;  /* appended to the names of the values made here, or NULL */
     unsigned guard;      /* ops made now run only when the given subset holds these modalities */
     int masked;          /* a posterior given a subset at run time: experts count only when given */
+    int samples;         /* the training step: K importance samples of each draw (its noise has K rows an example) */
     int modality[MAX_MODALITIES];
     int latent[MAX_LATENTS];
     int *feature;  /* per net: its last hidden layer's value, or -1 */
@@ -142,6 +143,7 @@ static lowering_env *new_env(ctx *c, const sem_model *m, lowering_env *parent)
     e->head_b = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_nets + 1));
     e->post_mean = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_posteriors + 1));
     e->post_lv = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_posteriors + 1));
+    e->samples = parent ? parent->samples : 1;
     for (int i = 0; i < m->n_nets; i++)
         e->feature[i] = e->head_a[i] = e->head_b[i] = -1;
     for (int i = 0; i < m->n_posteriors; i++)
@@ -431,6 +433,7 @@ static int sample_gaussian(ctx *c, graph *g, lowering_env *e, int l, int mean, i
 {
     const sem_latent *lat = &m->latents[l];
     int eps = graph_value(c, g, V_NOISE, lat->size, noise_index, vname(c, e, arena_printf(&c->mem, "eps_%s", lat->name)));
+    g->values[eps].copies = kind == V_ARENA ? e->samples : 1; /* the training step's draws: K rows an example */
     int z = graph_value(c, g, kind, lat->size, l, vname(c, e, arena_printf(&c->mem, "%s_sample", lat->name)));
     op *o = graph_op(c, g, OP_SAMPLE, line);
     o->in[0] = mean;
@@ -494,13 +497,112 @@ static void lower_term(ctx *c, program *p, graph *g, lowering_env *e, int t, int
     }
 }
 
+/* The importance-weighted bound of group gi's terms (each [B x 1] of K
+ * rows an example): the bound per example, and the normalised weights that
+ * the gradients of its terms (and, with DReG, of its samples) carry. */
+static int iw_bound(ctx *c, program *p, graph *g, int gi, const int *term_values, int first_op, int *bound)
+{
+    const sem_model *m = p->m;
+    const sem_group *grp = &m->groups[gi];
+    int in[MAX_OP_INPUTS], n = 0, *all = NULL;
+    for (int t = 0; t < m->n_terms; t++)
+        n += m->terms[t].group == gi;
+    all = n > MAX_OP_INPUTS ? arena_alloc(&c->mem, sizeof(int) * (size_t)n) : in;
+    n = 0;
+    for (int t = 0; t < m->n_terms; t++)
+        if (m->terms[t].group == gi)
+            all[n++] = term_values[t];
+    const char *label = grp->csuffix ? grp->csuffix : "top";
+    *bound = graph_value(c, g, V_ARENA, 1, 0, arena_printf(&c->mem, "iw_bound_%s", label));
+    int weights = graph_value(c, g, V_ARENA, 1, 0, arena_printf(&c->mem, "iw_weights_%s", label));
+    g->values[weights].copies = m->train.samples;
+    op *o = graph_op(c, g, OP_IW_BOUND, m->terms[0].node->at.line);
+    for (int t = 0; t < m->n_terms; t++)
+        if (m->terms[t].group == gi) {
+            o->line = m->terms[t].node->at.line;
+            break;
+        }
+    graph_op_inputs(c, o, n);
+    memcpy(o->in, all, sizeof(int) * (size_t)n);
+    o->n_in = n;
+    o->out[o->n_out++] = *bound;
+    o->out[o->n_out++] = weights;
+    o->term = -1;
+    o->what = arena_printf(&c->mem, "the importance-weighted bound of %d samples", (int)m->train.samples);
+    /* the group's terms weigh their gradients by the weights; with DReG its samples weigh theirs once more */
+    for (int i = first_op; i < g->n_ops - 1; i++) {
+        op *t = &g->ops[i];
+        if (t->term >= 0 && m->terms[t->term].group == gi)
+            t->iw = weights;
+        if (t->kind == OP_SAMPLE && m->train.gradient == GRADIENT_DREG)
+            t->iw = weights;
+    }
+    return weights;
+}
+
+/* Every op whose inputs have K rows an example and some of one row (the
+ * encoders' outputs read by a sample, the data read by a likelihood) gets
+ * those expanded to K rows first: after this every op but the bound, the
+ * expansion and the loss works on rows of one kind. */
+static void broadcast_samples(ctx *c, graph *g)
+{
+    int n = g->n_ops, cap = 2 * n + 1;
+    op *ops = arena_alloc(&c->mem, sizeof(op) * (size_t)cap);
+    int *expanded = arena_alloc(&c->mem, sizeof(int) * (size_t)(g->n_values + 1));
+    int n_values = g->n_values, count = 0;
+    for (int v = 0; v < n_values; v++)
+        expanded[v] = -1;
+    for (int i = 0; i < n; i++) {
+        op o = g->ops[i];
+        int k = 1;
+        for (int j = 0; j < o.n_in; j++)
+            if (o.in[j] >= 0 && g->values[o.in[j]].copies > k)
+                k = g->values[o.in[j]].copies;
+        if (k > 1 && o.kind != OP_LOSS && o.kind != OP_IW_BOUND) {
+            for (int j = 0; j < o.n_in; j++) {
+                int v = o.in[j];
+                if (v < 0 || g->values[v].copies == k)
+                    continue;
+                if (expanded[v] < 0) {
+                    int w = graph_value(c, g, V_ARENA, g->values[v].width, 0, arena_printf(&c->mem, "%s_k", g->values[v].name));
+                    g->values[w].copies = k;
+                    expanded[v] = w;
+                    op *x = &ops[count++];
+                    memset(x, 0, sizeof *x);
+                    graph_op_inputs(c, x, 1);
+                    x->kind = OP_EXPAND;
+                    x->line = o.line;
+                    x->tensor = x->bias = x->term = x->net = x->iw = -1;
+                    x->sign = 1;
+                    x->in[x->n_in++] = v;
+                    x->out[x->n_out++] = w;
+                    x->what = "each example's row for each of its samples";
+                }
+                int *in = arena_alloc(&c->mem, sizeof(int) * (size_t)(o.n_in > MAX_OP_INPUTS ? o.n_in : MAX_OP_INPUTS));
+                memcpy(in, o.in, sizeof(int) * (size_t)o.n_in);
+                in[j] = expanded[v];
+                o.in = in;
+            }
+            for (int j = 0; j < o.n_out; j++)
+                if (o.out[j] >= 0 && g->values[o.out[j]].kind == V_ARENA)
+                    g->values[o.out[j]].copies = k;
+        }
+        ops[count++] = o;
+    }
+    g->ops = ops;
+    g->n_ops = count;
+    g->cap_ops = cap;
+}
+
 static void lower_training(ctx *c, program *p)
 {
     const sem_model *m = p->m;
     graph *g = new_graph(c, p, G_TRAIN, "train", "one training step: the loss and its gradient");
     lowering_env *top = new_env(c, m, NULL);
+    top->samples = (int)m->train.samples;
     bind_data(c, p, g, top);
-    int *loss_in = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_terms + 1)); /* one per term, however many */
+    int *loss_in = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_terms + m->n_groups + 1)); /* terms, then bounds */
+    int n_bounds = 0;
     for (int gi = 0; gi < m->n_groups; gi++) {
         const sem_group *grp = &m->groups[gi];
         lowering_env *e = top;
@@ -509,6 +611,7 @@ static void lower_training(ctx *c, program *p)
             e->own = grp->own;
             e->suffix = grp->csuffix;
         }
+        int group_first = g->n_ops, has_terms = 0;
         for (int k = 0; k < grp->n_order; k++) { /* the group's own samples, each after those it reads */
             int l = grp->order[k];
             const sem_draw *d = &m->draws[grp->draw[l]];
@@ -522,17 +625,22 @@ static void lower_training(ctx *c, program *p)
                 continue;
             int out = graph_value(c, g, V_ARENA, 1, 0, arena_printf(&c->mem, "term_%s", term->cname));
             loss_in[t] = out;
+            has_terms = 1;
             int first = g->n_ops;
             lower_term(c, p, g, e, t, out);
             for (int i = first; i < g->n_ops; i++)
                 if (g->ops[i].out[0] == out)
                     g->ops[i].term = t;
         }
+        if (has_terms && m->train.samples > 1)
+            iw_bound(c, p, g, gi, loss_in, group_first, &loss_in[m->n_terms + n_bounds++]);
     }
     op *o = graph_op(c, g, OP_LOSS, m->terms[0].node->at.line);
-    graph_op_inputs(c, o, m->n_terms);
-    memcpy(o->in, loss_in, sizeof(int) * (size_t)m->n_terms);
-    o->n_in = m->n_terms;
+    graph_op_inputs(c, o, m->n_terms + n_bounds);
+    memcpy(o->in, loss_in, sizeof(int) * (size_t)(m->n_terms + n_bounds));
+    o->n_in = m->n_terms + n_bounds;
+    if (m->train.samples > 1)
+        broadcast_samples(c, g);
     g->n_forward = g->n_ops;
     g->has_backward = 1;
 }

@@ -1,7 +1,8 @@
 /* plan.c: places every arena value of a graph.
  *
- * Every arena value is [batch x width], so offsets are counted in reals per
- * example: a value at offset o starts at arena + o * batch. A value lives
+ * Every arena value is [batch x copies x width] (copies: 1, or the K samples
+ * of a draw), so offsets are counted in reals per example: a value at
+ * offset o starts at arena + o * batch. A value lives
  * from the op that first writes it to the op that last touches it (across
  * forward and backward: the training step's backward reads what its forward
  * left); values whose lives do not overlap share memory (first fit). The
@@ -90,16 +91,16 @@ void plan_graph(graph *g)
             moved = 0;
             for (int j = 0; j < k; j++) {
                 const value *o = &g->values[order[j]];
-                if (offset < o->offset + o->width && o->offset < offset + val->width &&
-                    !done_before(g, order[j], order[k])) {
-                    offset = o->offset + o->width;
+                long ow = (long)o->width * o->copies, vw = (long)val->width * val->copies;
+                if (offset < o->offset + ow && o->offset < offset + vw && !done_before(g, order[j], order[k])) {
+                    offset = o->offset + ow;
                     moved = 1;
                 }
             }
         }
         val->offset = offset;
-        if (offset + val->width > total)
-            total = offset + val->width;
+        if (offset + (long)val->width * val->copies > total)
+            total = offset + (long)val->width * val->copies;
     }
     g->arena_per_example = total;
     free(order);
@@ -113,6 +114,14 @@ void plan_program(program *p)
         if (p->graphs[i]->arena_per_example > p->arena_per_example)
             p->arena_per_example = p->graphs[i]->arena_per_example;
     }
+}
+
+/* "  (K samples an example)", for the plan's lines. */
+static const char *arena_printf_static(int copies)
+{
+    static char buf[48];
+    snprintf(buf, sizeof buf, "  (%d samples an example)", copies);
+    return buf;
 }
 
 static void print_bytes(FILE *out, const char *what, double bytes)
@@ -134,8 +143,9 @@ void plan_dump(FILE *out, const program *p, int batch)
             const value *val = &g->values[v];
             if (val->kind != V_ARENA || val->offset < 0)
                 continue;
-            fprintf(out, "buffer %-28s width %6d offset %8ld*B  %10ld bytes  live ops %d..%d\n", val->name, val->width,
-                    val->offset, (long)val->width * batch * 4, val->first, val->last);
+            fprintf(out, "buffer %-28s width %6d offset %8ld*B  %10ld bytes  live ops %d..%d%s\n", val->name, val->width,
+                    val->offset, (long)val->width * val->copies * batch * 4, val->first, val->last,
+                    val->copies > 1 ? arena_printf_static(val->copies) : "");
         }
     }
     double param_bytes = (double)p->n_params * 4;

@@ -30,6 +30,8 @@ int op_emits_code(const op *o)
         return o->out[0] >= 0;
     case OP_POE_GRAD:
         return o->out[0] >= 0 || o->out[1] >= 0;
+    case OP_EXPAND_GRAD:
+        return o->out[0] >= 0;
     case OP_MIX_LOGPDF_GRAD:
         return o->out[0] >= 0 || o->out[1] >= 0 || o->out[2] >= 0;
     default:
@@ -94,7 +96,13 @@ static int op_param_ranges(const program *p, const graph *g, const op *o, long f
  * elementwise loops at half a nanosecond an element. Only the ranking uses it. */
 static double op_cost(const program *p, const graph *g, const op *o)
 {
-    const double batch = 100;
+    int copies = 1;
+    for (int j = 0; j < o->n_in + o->n_out; j++) {
+        int v = j < o->n_in ? o->in[j] : o->out[j - o->n_in];
+        if (v >= 0 && g->values[v].copies > copies)
+            copies = g->values[v].copies;
+    }
+    const double batch = 100.0 * copies;
     double flops = 0, elems = 0;
     switch (o->kind) {
     case OP_AFFINE:

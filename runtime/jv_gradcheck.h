@@ -51,6 +51,7 @@ typedef struct {
     jv_real *params, *grads, *arena, *scale, *terms;
     jv_real **data, **noise;   /* noise: [n_noise], as jv_work's (jv_trainer_int.h) */
     int n_noise;
+    unsigned flags;            /* of the step: JV_STEP_EXACT for the check, 0 (the model's own estimator) for --dump */
     int objective;             /* -1: the whole objective; else that term alone */
     long checked, noisy, kinked, failed;
     double worst;              /* the largest relative error of any entry */
@@ -117,7 +118,7 @@ static inline void jv_gc_free(jv_gc *g)
 static inline size_t jv_gc_noise_width(const jv_model *m, int i)
 {
     size_t a = i < m->n_latents ? (size_t)m->latents[i].size : i < 2 * m->n_latents ? 1 : 0;
-    size_t d = i < m->n_draws ? (size_t)m->latents[m->draw_latents[i]].size : 0;
+    size_t d = i < m->n_draws ? (size_t)m->latents[m->draw_latents[i]].size * (size_t)(m->samples > 1 ? m->samples : 1) : 0;
     return a > d ? a : d;
 }
 
@@ -307,8 +308,11 @@ static inline int jv_gc_gradient(jv_gc *g, double *f0)
     *f0 = jv_gc_loss(g);
     for (size_t i = 0; i < m->n_params; i++)
         g->grads[i] = (jv_real)NAN;
-    m->backward(g->params, g->grads, g->arena, g->o.batch, (const jv_real *const *)g->data,
-                (const jv_real *const *)g->noise, NULL, g->scale);
+    /* the step's backward tasks, after forward's (jv_gc_loss): the exact gradient of
+     * the objective for the check, the model's own estimator (DReG) for --dump */
+    const jv_step s = {g->params, g->grads, g->arena, g->o.batch, (const jv_real *const *)g->data,
+                       (const jv_real *const *)g->noise, NULL, g->scale, NULL, NULL, NULL, g->flags};
+    jv_run_tasks(m->train, &s, m->train->n_forward, m->train->n_tasks);
     for (size_t i = 0; i < m->n_params; i++) {
         if (!isfinite((double)g->grads[i])) {
             printf("gradcheck: backward left gradient entry %zu %s (objective %s)\n", i,
@@ -339,7 +343,7 @@ static inline void jv_gc_print_header(const jv_gc *g)
 {
     printf("gradcheck %s (%s, batch %d, %d entries per tensor, seed %llu, tol %g)\n%-24s %10s", g->m->name,
            JV_REAL_NAME, g->o.batch, g->o.entries, (unsigned long long)g->o.seed, g->o.tol, "tensor", "total");
-    for (int t = 0; t < g->m->n_terms; t++)
+    for (int t = 0; g->m->samples <= 1 && t < g->m->n_terms; t++)
         printf(" %10.10s", g->m->term_names[t]);
     printf("\n");
 }
@@ -351,7 +355,7 @@ static inline void jv_gc_print_table(const jv_gc *g, const double *results, cons
     jv_gc_print_header(g);
     for (int t = 0; t < nt; t++) {
         printf("%-24.24s", g->m->tensors[t].name);
-        for (int o = 0; o <= g->m->n_terms; o++) {
+        for (int o = 0; o <= (g->m->samples > 1 ? 0 : g->m->n_terms); o++) {
             char cell[32] = "-";
             if (results[o * nt + t] >= 0)
                 snprintf(cell, sizeof cell, "%.2e", results[o * nt + t]);
@@ -368,7 +372,10 @@ static inline int jv_gc_run_all(jv_gc *g)
     int *fails = calloc(cells, sizeof *fails);
     int rc = results && fails ? 0 : jv_fail("gradcheck: out of memory");
     g->worst = -1;
-    for (int o = 0; rc == 0 && o <= g->m->n_terms; o++) {
+    /* the importance-weighted bound (K > 1) is the log of a mean of weights made
+     * of all the terms of a group: it has no share of one term to check alone */
+    int last = g->m->samples > 1 ? 0 : g->m->n_terms;
+    for (int o = 0; rc == 0 && o <= last; o++) {
         g->objective = o - 1;
         rc = jv_gc_objective(g, results + (size_t)o * (size_t)g->m->n_tensors, fails + (size_t)o * (size_t)g->m->n_tensors);
     }
@@ -511,9 +518,10 @@ static inline int jv_gc_dump(jv_gc *g)
         if (m->latents[l].mixture)
             jv_gc_add(z, name, g->noise[m->n_latents + l], b, 0);
     }
-    for (int d = 0; d < m->n_draws; d++) {
+    for (int d = 0; d < m->n_draws; d++) { /* [batch x K x size]: K samples an example */
         snprintf(name, sizeof name, "step_noise/%d", d);
-        jv_gc_add(z, name, g->noise[d], b, (size_t)m->latents[m->draw_latents[d]].size);
+        jv_gc_add(z, name, g->noise[d], b * (size_t)(m->samples > 1 ? m->samples : 1),
+                  (size_t)m->latents[m->draw_latents[d]].size);
     }
     jv_gc_add(z, "loss", &loss_real, 1, 0);
     jv_gc_add(z, "terms", g->terms, (size_t)m->n_terms, 0);
@@ -600,6 +608,11 @@ static inline int jv_gradcheck_run(const jv_model *m, int argc, char **argv)
             jv_gc_free(&g);
             return 1; /* said why */
         }
+        g.flags = JV_STEP_EXACT;
+        if (m->dreg && !g.o.quiet)
+            printf("gradcheck: the model trains with the doubly-reparameterised estimator (DReG) of its gradient; "
+                   "checked here is the exact gradient of its objective, which the same backward computes with the "
+                   "estimator's extra weights and held parameters off\n");
         rc = jv_gc_run_all(&g);
         if (rc == 0)
             g.failed += jv_gc_check_repeated(&g);

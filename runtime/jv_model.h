@@ -277,7 +277,12 @@ typedef struct {
     jv_real *terms;              /* [n_terms]: each term's batch mean, or NULL */
     jv_real *loss;               /* the weighted sum of the terms, or NULL */
     double *sumsq;               /* [n_slots]: each gradient region's sum of squares, or NULL */
+    unsigned flags;              /* JV_STEP_EXACT, or 0 */
 } jv_step;
+
+/* jv_step.flags: the exact gradient of the objective, where the model's
+ * gradient is an estimator of its own (DReG): the gradient check's. */
+#define JV_STEP_EXACT 1u
 
 typedef struct {
     void (*run)(const jv_step *s);
@@ -436,6 +441,11 @@ typedef struct jv_model {
      * [batch x the size of latent draw_latents[d]]. */
     int n_draws;
     const int *draw_latents;
+    /* K importance samples of each draw (train { samples = K }): the step's
+     * noise[d] then has K rows an example, [batch x K x size], and the loss is
+     * the importance-weighted bound; 1: the ELBO. */
+    int samples;
+    int dreg;                      /* its gradient is the doubly-reparameterised estimator */
 
     /* Parameters from a seed (the rule is stated in the generated header). */
     void (*init)(jv_real *params, uint64_t seed);

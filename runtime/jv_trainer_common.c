@@ -250,7 +250,7 @@ int jv_work_alloc(const jv_model *m, int cap, jv_work *w)
         size_t *widths = calloc((size_t)w->n_noise + 1, sizeof *widths);
         for (int i = 0; widths && i < w->n_noise; i++) {
             size_t a = i < m->n_latents ? (size_t)m->latents[i].size : i < 2 * m->n_latents ? 1 : 0;
-            size_t d = i < m->n_draws ? (size_t)m->latents[m->draw_latents[i]].size : 0;
+            size_t d = i < m->n_draws ? (size_t)m->latents[m->draw_latents[i]].size * (size_t)jv_samples(m) : 0;
             widths[i] = a > d ? a : d;
         }
         w->noise = widths ? alloc_rows(w->n_noise, widths, c) : NULL;
@@ -323,7 +323,7 @@ void jv_work_fill_step_noise_at(const jv_model *m, jv_work *w, int row, int batc
                                 uint64_t index, uint64_t first)
 {
     for (int d = 0; d < m->n_draws; d++) {
-        size_t size = (size_t)m->latents[m->draw_latents[d]].size;
+        size_t size = (size_t)m->latents[m->draw_latents[d]].size * (size_t)jv_samples(m); /* K rows an example */
         jv_rng rng = {seed, jv_stream_id(tag, (unsigned)d, index), first * size};
         jv_rng_fill_normal(&rng, w->noise[d] + (size_t)row * size, (size_t)batch * size);
     }

@@ -114,6 +114,13 @@ void jv_work_fill_noise(const jv_model *m, jv_work *w, int batch, uint64_t seed,
 /* The same, written from row `row` of the noise buffers on. */
 void jv_work_fill_noise_at(const jv_model *m, jv_work *w, int row, int batch, uint64_t seed, unsigned tag,
                            uint64_t index, uint64_t first);
+/* K, the importance samples of each draw of the training step (1 for a
+ * model without them). */
+static inline int jv_samples(const jv_model *m)
+{
+    return m->samples > 1 ? m->samples : 1;
+}
+
 /* The training step's noise: draw d reads stream (tag, d, index) from
  * position first * size on (a spec without loops draws latent l as draw l:
  * the same streams as jv_work_fill_noise_at). */

@@ -599,7 +599,7 @@ static jv_step prepare_rows_of(trainer *t, const size_t *idx, int batch, int fro
         w->hyper[i] = (jv_real)jv_hyper_value(&t->hypers[i], progress);
     *loss = 0;
     return (jv_step){t->ck.params, t->grads, w->arena, batch, JV_CONST_ROWS(w->data), JV_CONST_ROWS(w->noise),
-                     w->hyper, NULL, w->terms, loss, t->sumsq};
+                     w->hyper, NULL, w->terms, loss, t->sumsq, 0};
 }
 
 static jv_step prepare_batch(trainer *t, const size_t *idx, int batch, batch_key key, double progress,
@@ -745,10 +745,10 @@ static void run_chunk(void *arg, int c, jv_real *grads)
     for (int k = 0; k < m->n_modalities; k++)
         t->cdata[k] = t->w.data[k] + lo * (size_t)m->modalities[k].size;
     for (int d = 0; d < m->n_draws; d++)
-        t->cnoise[d] = t->w.noise[d] + lo * (size_t)m->latents[m->draw_latents[d]].size;
+        t->cnoise[d] = t->w.noise[d] + lo * (size_t)jv_samples(m) * (size_t)m->latents[m->draw_latents[d]].size;
     jv_real loss = 0;
     jv_step s = {t->ck.params, grads, t->w.arena, (int)(hi - lo), t->cdata, t->cnoise, t->w.hyper,
-                 t->chunk_scale, t->w.terms, &loss, NULL};
+                 t->chunk_scale, t->w.terms, &loss, NULL, 0};
     jv_team_run_graph(t->team, t->runner, &s, 0, NULL);
     rec[0] = (double)loss;
     for (int i = 0; i < m->n_terms; i++)

@@ -1184,7 +1184,7 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
     const jv_real *jv_term_scale, jv_real *terms)
 {
     jv_real jv_loss = 0;
-    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL};
+    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL, 0};
     jv_run_tasks(&jmvae_train_graph, &jv_s, 0, 16);
     return jv_loss;
 }
@@ -1194,7 +1194,7 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
     const jv_real *jv_term_scale)
 {
-    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL};
+    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL, 0};
     jv_run_tasks(&jmvae_train_graph, &jv_s, 16, 51);
 }
 
@@ -1696,6 +1696,8 @@ const jv_model jmvae_model = {
     .training_family = 0,
     .n_draws = 1,
     .draw_latents = jmvae_draw_latents,
+    .samples = 1,
+    .dreg = 0,
     .init = jmvae_init,
     .forward = jmvae_forward,
     .train = &jmvae_train_graph,

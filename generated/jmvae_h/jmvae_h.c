@@ -1799,7 +1799,7 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
     const jv_real *jv_term_scale, jv_real *terms)
 {
     jv_real jv_loss = 0;
-    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL};
+    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL, 0};
     jv_run_tasks(&jmvae_h_train_graph, &jv_s, 0, 25);
     return jv_loss;
 }
@@ -1809,7 +1809,7 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
     const jv_real *jv_term_scale)
 {
-    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL};
+    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL, 0};
     jv_run_tasks(&jmvae_h_train_graph, &jv_s, 25, 79);
 }
 
@@ -2526,6 +2526,8 @@ const jv_model jmvae_h_model = {
     .training_family = 0,
     .n_draws = 2,
     .draw_latents = jmvae_h_draw_latents,
+    .samples = 1,
+    .dreg = 0,
     .init = jmvae_h_init,
     .forward = jmvae_h_forward,
     .train = &jmvae_h_train_graph,

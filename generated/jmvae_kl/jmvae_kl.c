@@ -1901,7 +1901,7 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
     const jv_real *jv_term_scale, jv_real *terms)
 {
     jv_real jv_loss = 0;
-    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL};
+    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL, 0};
     jv_run_tasks(&jmvae_kl_train_graph, &jv_s, 0, 26);
     return jv_loss;
 }
@@ -1911,7 +1911,7 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,
     const jv_real *jv_term_scale)
 {
-    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL};
+    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL, 0};
     jv_run_tasks(&jmvae_kl_train_graph, &jv_s, 26, 81);
 }
 
@@ -2641,6 +2641,8 @@ const jv_model jmvae_kl_model = {
     .training_family = 0,
     .n_draws = 1,
     .draw_latents = jmvae_kl_draw_latents,
+    .samples = 1,
+    .dreg = 0,
     .init = jmvae_kl_init,
     .forward = jmvae_kl_forward,
     .train = &jmvae_kl_train_graph,
