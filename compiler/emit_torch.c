@@ -183,6 +183,7 @@ static void helper(torch_emitter *e, const char *name, const char *const *args, 
 typedef struct {
     int kl[2], normal[2], sample;
     int nll[N_LIKELIHOODS], mean[N_LIKELIHOODS];
+    int poe, mix_logpdf, mix_sample, iw_bound;
 } helpers_used;
 
 static helpers_used find_helpers(const program *p)
@@ -203,6 +204,14 @@ static helpers_used find_helpers(const program *p)
                 u.nll[o->likelihood] = 1;
             else if (o->kind == OP_DECODE_MEAN)
                 u.mean[o->likelihood] = 1;
+            else if (o->kind == OP_POE)
+                u.poe = 1;
+            else if (o->kind == OP_MIX_LOGPDF)
+                u.mix_logpdf = u.normal[GAUSS_GENERAL] = 1;
+            else if (o->kind == OP_MIX_SAMPLE)
+                u.mix_sample = u.sample = 1;
+            else if (o->kind == OP_IW_BOUND)
+                u.iw_bound = 1;
         }
     }
     return u;
@@ -231,6 +240,54 @@ static void emit_helpers(torch_emitter *e)
         put(e, "\n\ndef _sample(m, lv, eps):\n");
         put(e, "    \"\"\"The reparameterised sample of N(m, e^lv) from standard normal noise eps; m when eps is None.\"\"\"\n");
         put(e, "    return m if eps is None else %s\n", py(e, sample_formula.value, vars, 3));
+    }
+    if (u.poe) {
+        binding v[] = {{"m", "m"}, {"lv", "lv"}, {"t", "t"}, {"s", "s"}};
+        put(e, "\n\ndef _poe(experts, prior):\n");
+        put(e, "    \"\"\"The product of Gaussian experts [(mean, log-variance), ...], with the prior\n");
+        put(e, "    N(0, I) as one more when `prior`: its mean and log-variance. The\n");
+        put(e, "    precisions t and the precision-weighted means s are summed expert by expert.\"\"\"\n");
+        put(e, "    t, s = (1.0 if prior else 0.0), 0.0\n");
+        put(e, "    for m, lv in experts:\n");
+        put(e, "        t = t + %s\n        s = s + %s\n", py(e, poe_precision.value, v, 4), py(e, poe_weighted.value, v, 4));
+        put(e, "    return %s, %s\n", py(e, poe_mean.value, v, 4), py(e, poe_logvar.value, v, 4));
+    }
+    if (u.mix_logpdf || u.iw_bound) {
+        binding v[] = {{"x", "x"}, {"top", "top"}, {"total", "total"}, {"n", "n"}, {"result", "result"}};
+        put(e, "\n\ndef _log_mean_exp(xs):\n");
+        put(e, "    \"\"\"log of the mean of exp(x) over the list xs, and each x's share (exp(x) over\n");
+        put(e, "    their sum), from the largest, as the C trainer takes them.\"\"\"\n");
+        put(e, "    n = len(xs)\n    top = torch.full_like(xs[0], -math.inf)\n");
+        put(e, "    for x in xs:\n        top = %s\n", py(e, logmeanexp.larger, v, 5));
+        put(e, "    total = 0.0\n    for x in xs:\n        total = total + %s\n", py(e, logmeanexp.term, v, 5));
+        put(e, "    result = %s\n", py(e, logmeanexp.result, v, 5));
+        put(e, "    return result, [%s for x in xs]\n", py(e, logmeanexp.weight, v, 5));
+    }
+    if (u.mix_logpdf) {
+        put(e, "\n\ndef _mix_log_density(z, components):\n");
+        put(e, "    \"\"\"log of a uniform mixture's density at z: components [(mean, log-variance), ...].\"\"\"\n");
+        put(e, "    return _log_mean_exp([_log_normal(z, m, lv) for m, lv in components])[0]\n");
+    }
+    if (u.mix_sample) {
+        put(e, "\n\ndef _mix_sample(components, eps, choice):\n");
+        put(e, "    \"\"\"A sample of a uniform mixture: each row's component chosen by the standard\n");
+        put(e, "    normal `choice` through its distribution function, then its reparameterised\n");
+        put(e, "    sample; the mean of the components' means when eps is None.\"\"\"\n");
+        put(e, "    n = len(components)\n    if eps is None:\n        s = 0.0\n");
+        put(e, "        for m, lv in components:\n            s = s + m\n        return s / n\n");
+        put(e, "    c = (0.5 * torch.erfc(-choice.double().reshape(-1) * 0.70710678118654752) * n).long().clamp(max=n - 1)\n");
+        put(e, "    means = torch.stack([m for m, lv in components])\n    logvars = torch.stack([lv for m, lv in components])\n");
+        put(e, "    rows = torch.arange(means.shape[1], device=means.device)\n");
+        put(e, "    return _sample(means[c, rows], logvars[c, rows], eps)\n");
+    }
+    if (u.iw_bound) {
+        put(e, "\n\ndef _iw_bound(log_w, k):\n");
+        put(e, "    \"\"\"The importance-weighted bound of K = k samples an example from the log\n");
+        put(e, "    weights of the rows [batch * k] (each example's k rows in turn): minus the log\n");
+        put(e, "    of the mean weight [batch], and each row's normalised weight [batch * k].\"\"\"\n");
+        put(e, "    x = log_w.view(-1, k)\n");
+        put(e, "    result, shares = _log_mean_exp([x[:, j] for j in range(k)])\n");
+        put(e, "    return -result, torch.stack(shares, 1).reshape(-1)\n");
     }
     for (int k = 0; k < N_LIKELIHOODS; k++) {
         const likelihood_def *l = &likelihood_table[k];
@@ -314,6 +371,48 @@ static void emit_affine(torch_emitter *e, const op *o)
     put(e, "        %s = %s\n", N(e, o->out[0]), activation_call(e, o->act, call));
 }
 
+static const char *subset_literal(torch_emitter *e, unsigned mask);
+
+/* "[(m0, lv0), (m1, lv1)]": the (mean, log-variance) pairs of in[first],
+ * in[first + 1], ... (n of them), detached when `detach`; given a subset,
+ * built up with the pairs whose modalities it holds. Returns the list's
+ * expression (a name when it was built up). */
+static const char *pairs(torch_emitter *e, const op *o, int first, int n, int detach, const char *list)
+{
+    const char *d = detach ? ".detach()" : "";
+    if (!o->conds) {
+        const char *s = "";
+        for (int i = 0; i < n; i++)
+            s = arena_printf(&e->c->mem, "%s%s(%s%s, %s%s)", s, i ? ", " : "", N(e, o->in[first + 2 * i]), d,
+                             N(e, o->in[first + 2 * i + 1]), d);
+        return arena_printf(&e->c->mem, "[%s]", s);
+    }
+    put(e, "        %s = []\n", list);
+    for (int i = 0; i < n; i++) {
+        put(e, "        if %s <= given:\n", subset_literal(e, o->conds[i]));
+        put(e, "            %s.append((%s%s, %s%s))\n", list, N(e, o->in[first + 2 * i]), d, N(e, o->in[first + 2 * i + 1]), d);
+    }
+    return list;
+}
+
+/* The term of the loss whose value v is, or -1. */
+static int term_of_value(torch_emitter *e, int v)
+{
+    for (int t = 0; t < e->m->n_terms; t++)
+        if (strcmp(N(e, v), arena_printf(&e->c->mem, "term_%s", e->m->terms[t].cname)) == 0)
+            return t;
+    return -1;
+}
+
+/* A term's weight inside a group's log weights: its hyper or number. */
+static const char *raw_weight(torch_emitter *e, int t)
+{
+    const sem_term *term = &e->m->terms[t];
+    if (term->hyper >= 0)
+        return arena_printf(&e->c->mem, "self._hyper(hyper, \"%s\") * ", e->m->hypers[term->hyper].name);
+    return term->weight == 1 ? "" : arena_printf(&e->c->mem, "%s * ", py_number(e, term->weight));
+}
+
 static void emit_op(torch_emitter *e, const op *o)
 {
     const sem_model *m = e->m;
@@ -347,13 +446,51 @@ static void emit_op(torch_emitter *e, const op *o)
             assign_value(e, o, arena_printf(&e->c->mem, "_kl(%s, %s, %s, %s)", N(e, o->in[0]), N(e, o->in[1]),
                                             N(e, o->in[2]), N(e, o->in[3])));
         break;
-    case OP_LOGPDF:
+    case OP_LOGPDF: {
+        const char *d = o->detach ? ".detach()" : ""; /* DReG: the posterior's parameters held */
         if (o->in[1] < 0)
             assign_value(e, o, arena_printf(&e->c->mem, "_log_standard_normal(%s)", N(e, o->in[0])));
         else
-            assign_value(e, o, arena_printf(&e->c->mem, "_log_normal(%s, %s, %s)", N(e, o->in[0]), N(e, o->in[1]),
-                                            N(e, o->in[2])));
+            assign_value(e, o, arena_printf(&e->c->mem, "_log_normal(%s, %s%s, %s%s)", N(e, o->in[0]), N(e, o->in[1]), d,
+                                            N(e, o->in[2]), d));
         break;
+    }
+    case OP_POE: {
+        const char *list = pairs(e, o, 0, o->n_in / 2, 0, "experts");
+        put(e, "        %s, %s = _poe(%s, %s)\n", N(e, o->out[0]), N(e, o->out[1]), list, o->prior ? "True" : "False");
+        break;
+    }
+    case OP_MIX_LOGPDF: {
+        const char *list = pairs(e, o, 1, o->n_components, o->detach, "components");
+        assign_value(e, o, arena_printf(&e->c->mem, "_mix_log_density(%s, %s)", N(e, o->in[0]), list));
+        break;
+    }
+    case OP_MIX_SAMPLE: {
+        const char *list = pairs(e, o, 2, o->n_components, 0, "components");
+        put(e, "        %s = _mix_sample(%s, %s, %s)\n", N(e, o->out[0]), list, N(e, o->in[0]), N(e, o->in[1]));
+        break;
+    }
+    case OP_EXPAND:
+        put(e, "        %s = %s.repeat_interleave(%d, 0)  # each example's row for each of its samples\n", N(e, o->out[0]),
+            N(e, o->in[0]), e->g->values[o->out[0]].copies);
+        break;
+    case OP_IW_BOUND: {
+        put(e, "        %s, %s = _iw_bound(0.0", N(e, o->out[0]), N(e, o->out[1]));
+        for (int j = 0; j < o->n_in; j++) {
+            int t = term_of_value(e, o->in[j]);
+            put(e, " - %s%s", t >= 0 ? raw_weight(e, t) : "", N(e, o->in[j]));
+        }
+        put(e, ", %d)\n", e->g->values[o->out[1]].copies);
+        for (int i = 0; i < e->g->n_forward; i++) { /* DReG: the group's samples' gradients weighed once more */
+            const op *smp = &e->g->ops[i];
+            if (smp->kind == OP_SAMPLE && smp->iw == o->out[1]) {
+                put(e, "        if %s.requires_grad:  # the doubly-reparameterised gradient\n", N(e, smp->out[0]));
+                put(e, "            %s.register_hook(lambda g, w=%s.detach(): g * w.unsqueeze(1))\n", N(e, smp->out[0]),
+                    N(e, o->out[1]));
+            }
+        }
+        break;
+    }
     case OP_NLL: {
         const char *lv = likelihood_table[o->likelihood].has_logvar ? arena_printf(&e->c->mem, ", %s", N(e, o->in[2])) : "";
         assign_value(e, o, arena_printf(&e->c->mem, "%s(%s, %s%s)", likelihood_helper(e, "nll", o->likelihood),
@@ -364,15 +501,31 @@ static void emit_op(torch_emitter *e, const op *o)
         put(e, "        # %s:%d  the loss: each term as the spec names it (its weight times its mean\n"
                "        # over the batch), and their sum\n", e->spec_name, o->line);
         put(e, "        terms = {\n");
-        for (int t = 0; t < o->n_in; t++) {
+        for (int t = 0; t < m->n_terms; t++) {
             const sem_term *term = &m->terms[t];
-            const char *weight = term->hyper >= 0 ? arena_printf(&e->c->mem, "self._hyper(hyper, \"%s\") * ",
+            const char *scale = term->scale != 1 ? arena_printf(&e->c->mem, "%s * ", py_number(e, term->scale)) : "";
+            const char *weight = term->hyper >= 0 ? arena_printf(&e->c->mem, "%sself._hyper(hyper, \"%s\") * ", scale,
                                                                    m->hypers[term->hyper].name)
-                                 : term->weight == 1 ? ""
-                                                     : arena_printf(&e->c->mem, "%s * ", py_number(e, term->weight));
+                                 : term->weight * term->scale == 1
+                                     ? ""
+                                     : arena_printf(&e->c->mem, "%s * ", py_number(e, term->weight * term->scale));
             put(e, "            \"%s\": %s%s.mean(),\n", term->name, weight, N(e, o->in[t]));
         }
         put(e, "        }\n");
+        if (o->n_in > m->n_terms) { /* the importance-weighted bound of each group */
+            put(e, "        loss = 0.0");
+            for (int k = m->n_terms, g = 0; k < o->n_in; k++, g++) {
+                int first = -1;
+                for (; first < 0 && g < m->n_groups; g += first < 0)
+                    for (int t = 0; t < m->n_terms && first < 0; t++)
+                        if (m->terms[t].group == g)
+                            first = t;
+                double scale = m->groups[g].scale;
+                put(e, " + %s%s.mean()", scale != 1 ? arena_printf(&e->c->mem, "%s * ", py_number(e, scale)) : "",
+                    N(e, o->in[k]));
+            }
+            put(e, "\n");
+        }
         break;
     case OP_DECODE_MEAN:
         put(e, "        %s = %s(%s)\n", N(e, o->out[0]), likelihood_helper(e, "mean", o->likelihood), N(e, o->in[0]));
@@ -403,6 +556,13 @@ static const char *modality_tuple(torch_emitter *e, unsigned mask)
     return arena_printf(&e->c->mem, "(%s%s)", s, n == 1 ? "," : "");
 }
 
+/* {"x", "w"}: a subset of the modalities as a Python set. */
+static const char *subset_literal(torch_emitter *e, unsigned mask)
+{
+    const char *t = modality_tuple(e, mask);
+    return arena_printf(&e->c->mem, "{%.*s}", (int)strlen(t) - 2 - (t[strlen(t) - 2] == ','), t + 1);
+}
+
 /* The test that `which` (a set of names) holds a modality of the mask. */
 static const char *which_test(torch_emitter *e, unsigned mask)
 {
@@ -411,6 +571,23 @@ static const char *which_test(torch_emitter *e, unsigned mask)
             return arena_printf(&e->c->mem, "\"%s\" in which", e->m->modalities[i].name);
     const char *t = modality_tuple(e, mask);
     return arena_printf(&e->c->mem, "which & {%.*s}", (int)strlen(t) - 2, t + 1);
+}
+
+/* The key of a noise value in the `noise` dict: a draw of the training step
+ * ("z" at the loss's top level, "z[x+w]" in a loop's instance), a latent's
+ * noise ("z"), or its mixture's choice ("z/choice"). */
+static const char *noise_key(torch_emitter *e, const graph *g, const value *val)
+{
+    const sem_model *m = e->m;
+    if (g->kind == G_TRAIN) {
+        const sem_draw *d = &m->draws[val->index];
+        const sem_group *grp = &m->groups[d->group];
+        const char *lat = m->latents[d->latent].name;
+        return grp->suffix ? arena_printf(&e->c->mem, "%s[%s]", lat, grp->suffix) : lat;
+    }
+    if (val->index >= m->n_latents)
+        return arena_printf(&e->c->mem, "%s/choice", m->latents[val->index - m->n_latents].name);
+    return m->latents[val->index].name;
 }
 
 /* The inputs of graph g: data, noise and latents read by its forward ops,
@@ -441,7 +618,9 @@ static void emit_inputs(torch_emitter *e, const graph *g, int draw_noise, const 
             else if (val->kind == V_LATENT_IN)
                 fetch = arena_printf(&e->c->mem, "self._latent(latents, \"%s\"%s)", e->m->latents[val->index].name, batch);
             else
-                fetch = arena_printf(&e->c->mem, "self._noise(noise, \"%s\", batch, %s)", e->m->latents[val->index].name,
+                fetch = arena_printf(&e->c->mem, "self._noise(noise, \"%s\", %d, %s, %s)", noise_key(e, g, val),
+                                     val->width, val->copies > 1 ? arena_printf(&e->c->mem, "batch * %d", val->copies)
+                                                                 : "batch",
                                      draw_noise ? "True" : "False");
             if (pass == 1) {
                 put(e, "        %s = %s if %s else None\n", val->name, fetch, which_test(e, guard));
@@ -471,12 +650,15 @@ static void emit_body(torch_emitter *e, const graph *g, const unsigned *wanted)
     e->g = g;
     e->last_line = 0;
     for (int i = 0; i < g->n_forward;) {
-        if (!wanted || wanted[i] == WANTED_BY_PRIOR) {
+        unsigned guard = wanted ? wanted[i] : g->given ? g->ops[i].guard : 0;
+        if (!guard || guard == WANTED_BY_PRIOR) {
             emit_commented(e, &g->ops[i++]);
             continue;
         }
-        unsigned guard = wanted[i];
-        put(e, "        if %s:\n", which_test(e, guard));
+        if (wanted)
+            put(e, "        if %s:\n", which_test(e, guard));
+        else
+            put(e, "        if %s <= given:\n", subset_literal(e, guard));
         FILE *saved = e->out;
         char *text = NULL;
         size_t len = 0;
@@ -485,7 +667,7 @@ static void emit_body(torch_emitter *e, const graph *g, const unsigned *wanted)
             fprintf(stderr, "jmvaec: error: out of memory\n");
             exit(2);
         }
-        for (; i < g->n_forward && wanted[i] == guard; i++)
+        for (; i < g->n_forward && (wanted ? wanted[i] : g->ops[i].guard) == guard; i++)
             emit_commented(e, &g->ops[i]);
         fclose(e->out);
         e->out = saved;
@@ -528,10 +710,17 @@ static void emit_train(torch_emitter *e, const graph *g)
     put(e, "        loss their sum. data: {modality: [batch x size]} (a categorical modality\n");
     put(e, "        also as [batch] class indices); noise: {latent: [batch x size]} standard\n");
     put(e, "        normal, drawn afresh when None; hyper: {name: value}, the spec's values\n");
-    put(e, "        where missing (hyper_values(epoch) gives the warmed-up ones).\"\"\"\n");
+    put(e, "        where missing (hyper_values(epoch) gives the warmed-up ones).%s\"\"\"\n",
+        e->m->train.samples > 1 ? arena_printf(&e->c->mem, "\n        With K = %ld samples of each draw, noise[key] is [batch * K x size]\n"
+                                                            "        (each example's K rows in turn), and loss is the sum of the\n"
+                                                            "        importance-weighted bounds; terms are means over the samples.",
+                                               e->m->train.samples) : "");
     emit_inputs(e, g, 1, NULL, 0);
     emit_body(e, g, NULL);
-    put(e, "        return sum(terms.values()), terms\n");
+    if (e->m->train.samples > 1)
+        put(e, "        return loss, terms\n");
+    else
+        put(e, "        return sum(terms.values()), terms\n");
 }
 
 static void emit_posterior(torch_emitter *e, const graph *g)
@@ -544,6 +733,17 @@ static void emit_posterior(torch_emitter *e, const graph *g)
             given = arena_printf(&e->c->mem, "%s%s%s", given, *given ? ", " : "", m->modalities[i].name);
     for (int l = 0; l < m->n_latents; l++)
         family = arena_printf(&e->c->mem, "%s%sq(%s | %s)", family, *family ? ", " : "", m->latents[l].name, given);
+    if (g->given) {
+        put(e, "\n    def %s(self, data, given, noise=None):\n", g->name);
+        put(e, "        \"\"\"Samples every latent from its posterior given the modalities `given` (a\n");
+        put(e, "        set of names that EXPERTS covers; posterior() checks it), top-down: ({latent:\n");
+        put(e, "        [batch x size]}, log q of the sample [batch]). noise: {latent: [batch x size],\n");
+        put(e, "        latent/choice: [batch] for a mixture} standard normal; None gives the means.\"\"\"\n");
+        emit_inputs(e, g, 0, NULL, 0);
+        emit_body(e, g, NULL);
+        put(e, "        return %s, %s\n", latents_dict(e, g, V_LATENT_OUT), N(e, value_of_kind(g, V_LOG_Q, 0)));
+        return;
+    }
     put(e, "\n    def %s(self, data, noise=None):\n", g->name);
     put(e, "        \"\"\"Samples every latent from the family %s (top-down\n", family);
     put(e, "        as the spec orders them): ({latent: [batch x size]}, log q of the sample\n");
@@ -668,6 +868,26 @@ static void emit_tables(torch_emitter *e)
         put(e, "    %s: \"%s\",\n", modality_tuple(e, p->families[f]->family_condition), p->families[f]->name);
     put(e, "}\nTRAINING_FAMILY = %s  # the objective samples from it\n",
         modality_tuple(e, p->families[p->training_family]->family_condition));
+    put(e, "# the posteriors built from experts: each latent's experts, by the modalities they\n");
+    put(e, "# read (a family given any subset serves the unions of each latent's)\nEXPERTS = {");
+    for (int l = 0, n = 0; l < m->n_latents; l++) {
+        if (m->latents[l].rule < 0)
+            continue;
+        const sem_rule *r = &m->rules[m->latents[l].rule];
+        put(e, "%s\"%s\": (", n++ ? ", " : "", m->latents[l].name);
+        for (int i = 0; i < r->n_experts; i++)
+            put(e, "%s%s", i ? ", " : "", modality_tuple(e, m->posteriors[r->experts[i]].condition));
+        put(e, "%s)", r->n_experts == 1 ? "," : "");
+    }
+    put(e, "}\n# the training step's draws: noise key: (latent, size); K samples of each\nDRAWS = {");
+    for (int d = 0; d < m->n_draws; d++) {
+        const sem_group *grp = &m->groups[m->draws[d].group];
+        const char *lat = m->latents[m->draws[d].latent].name;
+        put(e, "%s\"%s%s%s%s\": (\"%s\", %d)", d ? ", " : "", lat, grp->suffix ? "[" : "", grp->suffix ? grp->suffix : "",
+            grp->suffix ? "]" : "", lat, m->latents[m->draws[d].latent].size);
+    }
+    put(e, "}\nSAMPLES = %ld\nDREG = %s  # the gradient is the doubly-reparameterised estimator\n", m->train.samples,
+        m->train.gradient == GRADIENT_DREG ? "True" : "False");
     put(e, "LOG_2PI = 1.8378770664093453\n");
 }
 

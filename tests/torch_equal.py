@@ -134,7 +134,11 @@ def check_equality(args, spec, module, trainer, d):
             fail(spec, f"{name}: the C trainer read other parameters from the module's checkpoint")
     data = {m: torch.from_numpy(c["data/" + m]) for m in module.MODALITIES}
     noise = {l: torch.from_numpy(c["noise/" + l]) for l in module.LATENTS}
-    loss, terms = model.loss(data, noise)
+    for l in module.LATENTS:  # a mixture's choices
+        if f"choice/{l}" in c.files:
+            noise[f"{l}/choice"] = torch.from_numpy(c[f"choice/{l}"])
+    step_noise = {key: torch.from_numpy(c[f"step_noise/{d}"]) for d, key in enumerate(module.DRAWS)}
+    loss, terms = model.loss(data, step_noise)
     loss.backward()
     compare(spec, "loss", numpy_of(loss).reshape(1), c["loss"], worst)
     for i, t in enumerate(module.TERMS):
@@ -146,11 +150,21 @@ def check_equality(args, spec, module, trainer, d):
     with torch.no_grad():
         for key, method in module.FAMILIES.items():
             family = ",".join(key)
-            latents, log_q = getattr(model, method)(data, noise)
-            for l in module.LATENTS:
-                compare(spec, f"posterior {family}: {l}", numpy_of(latents[l]), c[f"posterior/{family}/{l}"], worst)
-            compare(spec, f"posterior {family}: log q", numpy_of(log_q), c[f"posterior/{family}/log_q"], worst)
+            calls = [(family, lambda: getattr(model, method)(data, noise))]
+            if method == "posterior_given":  # a family given any subset: each one the C trainer dumped
+                subsets = sorted({f.split("/")[2] for f in c.files if f.startswith(f"posterior/{family}/")})
+                calls = [(f"{family}/{sub}", lambda sub=sub: model.posterior_given(data, set(sub.split(",")), noise))
+                         for sub in subsets]
+                if not subsets:
+                    fail(spec, "the C trainer dumped no subset of the family given any subset")
+            for name, call in calls:
+                latents, log_q = call()
+                for l in module.LATENTS:
+                    compare(spec, f"posterior {name}: {l}", numpy_of(latents[l]), c[f"posterior/{name}/{l}"], worst)
+                compare(spec, f"posterior {name}: log q", numpy_of(log_q), c[f"posterior/{name}/log_q"], worst)
         train = ",".join(module.TRAINING_FAMILY)
+        if module.FAMILIES[module.TRAINING_FAMILY] == "posterior_given":
+            train = f"{train}/{train}"
         sample = {l: torch.from_numpy(c[f"posterior/{train}/{l}"]) for l in module.LATENTS}
         log_prior, log_lik = model.log_joint(data, sample)
         compare(spec, "log_joint: log p(z)", numpy_of(log_prior), c["log_joint/log_prior"], worst)

@@ -70,6 +70,13 @@ FAMILIES = {
     ("x", "w"): "posterior_x_w",
 }
 TRAINING_FAMILY = ("x", "w")  # the objective samples from it
+# the posteriors built from experts: each latent's experts, by the modalities they
+# read (a family given any subset serves the unions of each latent's)
+EXPERTS = {}
+# the training step's draws: noise key: (latent, size); K samples of each
+DRAWS = {"z": ("z", 64)}
+SAMPLES = 1
+DREG = False  # the gradient is the doubly-reparameterised estimator
 LOG_2PI = 1.8378770664093453
 
 
@@ -412,6 +419,13 @@ class ModelBase(torch.nn.Module):
         return {name: torch.randn(batch, size, generator=generator, dtype=p.dtype, device=p.device)
                 for name, size in LATENTS.items()}
 
+    def draw_step_noise(self, batch, generator=None):
+        """Standard normal noise for every draw of the training step (DRAWS):
+        {key: [batch * SAMPLES x size]}, for loss()."""
+        p = next(self.parameters())
+        return {key: torch.randn(batch * SAMPLES, size, generator=generator, dtype=p.dtype, device=p.device)
+                for key, (latent, size) in DRAWS.items()}
+
     def posterior(self, given, data, noise=None):
         """The family of posteriors conditioned on the modalities `given`
         (names: ("x", "w") or "x,w"): samples every latent from it and
@@ -419,11 +433,28 @@ class ModelBase(torch.nn.Module):
         noise None, each posterior's mean."""
         names = given.split(",") if isinstance(given, str) else list(given)
         key = tuple(m for m in MODALITIES if m in names)
+        if "posterior_given" in FAMILIES.values() and len(key) == len(names) and self.covers(set(key)):
+            return self.posterior_given(data, set(key), noise)
         if key not in FAMILIES or len(key) != len(names):
             families = "; ".join(", ".join(k) for k in FAMILIES)
             raise KeyError(f"{MODEL}: no family of posteriors conditioned on exactly {', '.join(names)} "
                            f"(the families: {families})")
         return getattr(self, FAMILIES[key])(data, noise)
+
+    @staticmethod
+    def covers(given):
+        """Whether every latent built from experts has a posterior given the set of
+        modality names `given`: it must be a union of the modalities of its experts."""
+        if not given:
+            return False
+        for experts in EXPERTS.values():
+            made = set()
+            for read in experts:
+                if set(read) <= given:
+                    made |= set(read)
+            if made != given:
+                return False
+        return bool(EXPERTS)
 
     # ---------------------------------------------------------------- inputs --
     def _input(self, data, name, batch=None):
@@ -455,14 +486,18 @@ class ModelBase(torch.nn.Module):
             raise ValueError(f"{MODEL}: latent '{name}' takes [batch x {LATENTS[name]}] values, not {list(z.shape)}")
         return self._rows(z, f"latent '{name}'", batch)
 
-    def _noise(self, noise, name, batch, draw):
-        """noise[name]; when noise is None, fresh noise if `draw`, else None (the mean)."""
+    def _noise(self, noise, key, size, rows, draw):
+        """noise[key], [rows x size]; when noise is None, fresh noise if `draw`,
+        else None (the mean)."""
+        p = next(self.parameters())
         if noise is None:
             if not draw:
                 return None
-            p = next(self.parameters())
-            return torch.randn(batch, LATENTS[name], dtype=p.dtype, device=p.device)
-        return self._latent(noise, name, batch)
+            return torch.randn(rows, size, dtype=p.dtype, device=p.device)
+        if key not in noise:
+            raise KeyError(f"{MODEL}: no noise '{key}'")
+        x = torch.as_tensor(noise[key]).to(dtype=p.dtype, device=p.device).reshape(rows, size)
+        return x
 
     def _hyper(self, hyper, name):
         return HYPERS[name][0] if hyper is None or name not in hyper else hyper[name]
@@ -571,7 +606,7 @@ class Model(ModelBase):
         in_x = self._input(data, "x")
         batch = in_x.shape[0]
         in_w = self._input(data, "w", batch)
-        eps_z = self._noise(noise, "z", batch, True)
+        eps_z = self._noise(noise, "z", 64, batch, True)
         # jmvae.spec:13  net enc_x = x -> relu(512)
         enc_x_h1 = torch.relu(self.enc_x.h1(in_x))
         # jmvae.spec:14  net enc_w = w -> relu(512)
@@ -613,7 +648,7 @@ class Model(ModelBase):
         in_x = self._input(data, "x")
         batch = in_x.shape[0]
         in_w = self._input(data, "w", batch)
-        eps_z = self._noise(noise, "z", batch, False)
+        eps_z = self._noise(noise, "z", 64, batch, False)
         # jmvae.spec:13  net enc_x = x -> relu(512)
         enc_x_h1 = torch.relu(self.enc_x.h1(in_x))
         # jmvae.spec:14  net enc_w = w -> relu(512)
@@ -678,7 +713,7 @@ class Model(ModelBase):
             raise ValueError(f"{MODEL}: sample_prior needs noise or a batch size")
         if batch is None:
             batch = len(next(iter(noise.values())))
-        eps_z = self._noise(noise, "z", batch, True)
+        eps_z = self._noise(noise, "z", 64, batch, True)
         # jmvae.spec:10  latent z[64] ~ normal
         z_sample = eps_z
         return {"z": z_sample}
