@@ -189,12 +189,6 @@ static void check_rule(checker *k, const rule_node *node)
                    m->rules[lat->rule].node->at.line);
         return;
     }
-    int head = find_head(m, HEAD_POSTERIOR, z, mods, lats);
-    if (head >= 0 && !m->nets[head].broken) {
-        diag_error(k->c, t->at, "this distribution is already the head of network '%s' (line %d); a rule defines "
-                   "posteriors no network gives", m->nets[head].name, m->nets[head].node->at.line);
-        return;
-    }
     unsigned covered = 0, read = 0;
     int bad = 0;
     for (int i = 0; i < node->experts.n; i++) {
@@ -206,8 +200,8 @@ static void check_rule(checker *k, const rule_node *node)
                                   "or the prior p(%s)", lat->name, lat->name, lat->name));
                 bad = 1;
             } else if (!def->takes_prior) {
-                rule_error_expert(k, d, arena_printf(&k->c->mem, "%s takes no prior: p(%s) is not one of %s",
-                                  def->word, lat->name, def->what));
+                rule_error_expert(k, d, arena_printf(&k->c->mem, "%s takes no prior: %s is of the experts alone; "
+                                  "remove p(%s)", def->word, def->what, lat->name));
                 bad = 1;
             } else if (lat->prior_net >= 0 || lat->node->prior) {
                 rule_error_expert(k, d, arena_printf(&k->c->mem, "only a standard normal prior can be an expert; the "
@@ -284,6 +278,12 @@ static void check_rule(checker *k, const rule_node *node)
     if (def->mixture && def->of_products && (1L << rule.n_experts) - 1 > MAX_SUBSETS) {
         diag_error(k->c, node->rule.at, "%s over %d experts is a mixture of %ld products, one per subset; at most %d "
                    "(5 experts)", def->word, rule.n_experts, (1L << rule.n_experts) - 1, MAX_SUBSETS);
+        return;
+    }
+    int head = find_head(m, HEAD_POSTERIOR, z, mods, lats);
+    if (head >= 0 && !m->nets[head].broken) {
+        diag_error(k->c, t->at, "this distribution is already the head of network '%s' (line %d); a rule defines "
+                   "posteriors no network gives", m->nets[head].name, m->nets[head].node->at.line);
         return;
     }
     if (covered != mods || read != lats) {

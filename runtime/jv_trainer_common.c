@@ -363,6 +363,33 @@ int jv_pick_family(const jv_model *m, unsigned subset, unsigned *zeroed)
     return m->training_family;
 }
 
+int jv_check_subset(const jv_model *m, unsigned subset, const char *cmd)
+{
+    int experts = 0;
+    for (int f = 0; f < m->n_families; f++) {
+        experts |= m->families[f].covers != NULL;
+        if (jv_family_serves(m, f, subset))
+            return 0;
+    }
+    if (!experts)
+        return 0; /* the JMVAE family: the zero rule stands in (note_zero_rule says so) */
+    char name[256], list[1024] = "";
+    size_t len = 0;
+    int shown = 0;
+    jv_subset_name(m, subset, name, sizeof name);
+    unsigned all = m->n_modalities >= 32 ? ~0u : (1u << m->n_modalities) - 1;
+    for (unsigned s = 1; s != 0 && s <= all && len + 64 < sizeof list; s++)
+        for (int f = 0; f < m->n_families; f++)
+            if (jv_family_serves(m, f, s)) {
+                char one[256];
+                jv_subset_name(m, s, one, sizeof one);
+                len += (size_t)snprintf(list + len, sizeof list - len, "%s{%s}", shown++ ? ", " : "", one);
+                break;
+            }
+    return jv_fail("%s: model %s has no posterior given {%s}; it has posteriors given %s", cmd, m->name, name,
+                   shown ? list : "no subset");
+}
+
 int jv_find_family(const jv_model *m, const char *name)
 {
     for (int f = 0; f < m->n_families; f++)

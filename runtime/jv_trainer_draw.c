@@ -280,6 +280,8 @@ static int sample_conditional(sampler *s)
     const jv_model *m = s->m;
     int vary = s->given_mask ? -1 : find_categorical(m, ~0u);
     unsigned cond = s->given_mask ? s->given_mask : 1u << vary, zeroed;
+    if (jv_check_subset(m, cond, "sample") != 0)
+        return 1;
     const jv_family_info *f = &m->families[jv_pick_family(m, cond, &zeroed)];
     int rows = vary >= 0 ? m->modalities[vary].size : 1;
     note_zero_rule(m, cond, zeroed);
@@ -306,6 +308,8 @@ static int sample_reconstruct(sampler *s)
     const jv_model *m = s->m;
     int n = (int)s->ds.n, cols = n < 10 ? n : 10, pairs = (n + cols - 1) / cols;
     unsigned zeroed;
+    if (jv_check_subset(m, s->ds.present, "sample") != 0)
+        return 1;
     const jv_family_info *f = &m->families[jv_pick_family(m, s->ds.present, &zeroed)];
     note_zero_rule(m, s->ds.present, zeroed);
     if (grid_open(s, 2 * pairs, cols) != 0)
@@ -447,6 +451,8 @@ static int choose_encoding(encoder *e)
         return jv_fail("encode: --png needs a latent of size 2; model %s has none", m->name);
     e->color = find_categorical(m, e->ds.present);
     if (!e->o.family) {
+        if (jv_check_subset(m, e->ds.present, "encode") != 0)
+            return 1;
         e->family = jv_pick_family(m, e->ds.present, &e->zeroed);
         return 0;
     }

@@ -38,6 +38,7 @@
 typedef struct {
     jv_opt_list data;
     int samples, batch, limit, threads, class_samples, prior_samples;
+    int class_given, prior_given; /* given on the command line, not following --samples */
     uint64_t seed;
     const char *checkpoint, *json, *fallback;
 } eval_opts;
@@ -146,7 +147,7 @@ static int parse_eval_options(evaluator *e, int argc, char **argv)
     const jv_train_defaults *d = &e->m->defaults;
     eval_opts *o = &e->o;
     *o = (eval_opts){.samples = 1000, .batch = default_eval_batch(e->m), .threads = jv_cpu_count(), .seed = d->seed,
-                     .fallback = "zero", .class_samples = 100, .prior_samples = 100000};
+                     .fallback = "zero", .class_samples = 0, .prior_samples = 0};
     jv_option opts[] = {
         {"checkpoint", JV_OPT_STRING, &o->checkpoint, 0, 0, "CKPT", "the trained model (required)", 0},
         {"data", JV_OPT_LIST, &o->data, 0, 0, "NAME=FILE", "the test data of a modality (one per modality)", 0},
@@ -161,9 +162,11 @@ static int parse_eval_options(evaluator *e, int argc, char **argv)
         {"fallback", JV_OPT_STRING, &o->fallback, 0, 0, "zero|joint",
          "proposal for a set without its own family: zeros for the rest (JMVAE-zero), or the real data", 0},
         {"class-samples", JV_OPT_INT, &o->class_samples, 1, INT_MAX, "N",
-         "samples for each other class in the sum over a categorical modality's classes", 0},
+         "samples for each other class in the sum over a categorical modality's classes (default: K / 10, at least "
+         "1: 100 at K = 1000)", 0},
         {"prior-samples", JV_OPT_INT, &o->prior_samples, 1, INT_MAX, "N",
-         "prior samples for log p of a categorical modality (shared by every example)", 0},
+         "prior samples for log p of a categorical modality, shared by every example (default: 100 K, 100,000 at "
+         "K = 1000)", 0},
     };
     int rc = jv_parse_options("eval", "--checkpoint CKPT --data NAME=FILE ... [options]", EVAL_ABOUT, opts,
                               (int)(sizeof opts / sizeof opts[0]), argc, argv);
@@ -171,6 +174,14 @@ static int parse_eval_options(evaluator *e, int argc, char **argv)
         return rc;
     if (!o->checkpoint)
         return jv_fail("eval: missing --checkpoint CKPT");
+    /* the sums over classes and the prior's samples follow --samples: a quick
+     * evaluation stays quick, and K = 1000 gives the papers' protocol */
+    o->class_given = o->class_samples > 0;
+    o->prior_given = o->prior_samples > 0;
+    if (!o->class_given)
+        o->class_samples = o->samples / 10 > 1 ? o->samples / 10 : 1;
+    if (!o->prior_given)
+        o->prior_samples = o->samples <= INT_MAX / 100 ? 100 * o->samples : INT_MAX;
     if (strcmp(o->fallback, "zero") != 0 && strcmp(o->fallback, "joint") != 0)
         return jv_fail("eval: --fallback must be zero or joint, got '%s'", o->fallback);
     return o->json ? jv_check_output_path("eval", "json", o->json) : 0;
@@ -884,7 +895,10 @@ static void describe(const evaluator *e, const subset *s, const estimate *est, j
     jv_subset_name(m, s->mask, mine, sizeof mine);
     switch (est->kind) {
     case PROP_FAMILY:
-        jv_buf_printf(b, "q(z|%s), %d samples an example", f->name, e->o.samples);
+        if (f->posterior_given) /* a family of experts: the subset's own posterior */
+            jv_buf_printf(b, "q(z|%s) of the experts of %s, %d samples an example", mine, mine, e->o.samples);
+        else
+            jv_buf_printf(b, "q(z|%s), %d samples an example", f->name, e->o.samples);
         break;
     case PROP_ZERO_FED:
         jv_subset_name(m, est->zeroed, rest, sizeof rest);
@@ -1124,14 +1138,22 @@ static void print_table(evaluator *e)
     const jv_model *m = e->m;
     char label[256], name[200];
     legend legend_ = {0}, *l = &legend_;
-    printf("model %s, %s: %zu examples, %d importance samples each (seed %llu)\n", m->name, e->o.checkpoint,
-           e->ds.n, e->o.samples, (unsigned long long)e->o.seed);
+    printf("model %s, %s: %zu examples, %d importance samples each (seed %llu); %d samples for each other class "
+           "of a sum over classes%s, %d prior samples%s\n", m->name, e->o.checkpoint, e->ds.n, e->o.samples,
+           (unsigned long long)e->o.seed, e->o.class_samples, e->o.class_given ? "" : " (K / 10)", e->o.prior_samples,
+           e->o.prior_given ? "" : " (100 K)");
     printf("threads %d of %d cores%s; %s%s%s\n\n", e->o.threads, jv_cpu_count(),
            e->o.threads > jv_cpu_count() ? " (more threads than cores: slower, same numbers)" : "", jv_blas_describe(),
            e->ranks > 1 ? "; " : "", e->ranks > 1 ? jv_comm_describe() : "");
     printf("  %-30s %14s %10s %9s  %s\n", "quantity", "mean", "s.e.", "ESS", "proposal");
     print_value("ELBO", &e->elbo, NAN, "");
-    print_value("loss (objective)", &e->loss, NAN, "the sum of the terms below");
+    char objective[160];
+    if (m->samples > 1)
+        snprintf(objective, sizeof objective, "the importance-weighted bound of K = %d training samples; the terms are "
+                 "their means over the samples", m->samples);
+    else
+        snprintf(objective, sizeof objective, "the sum of the terms below");
+    print_value("loss (objective)", &e->loss, NAN, objective);
     print_terms(e);
     for (int s = 0; s < e->n_subsets; s++) {
         jv_subset_name(m, e->subsets[s].mask, name, sizeof name);

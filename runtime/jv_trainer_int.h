@@ -178,6 +178,10 @@ int jv_family_serves(const jv_model *m, int f, unsigned subset);
 void jv_family_sample(const jv_model *m, int f, unsigned given, const jv_real *params, jv_real *arena, int batch,
                       int copies, const jv_real *const *data, const jv_real *const *noise, jv_real *const *latents,
                       jv_real *log_q);
+/* For a model whose posteriors are built from experts: 0 when it has a
+ * posterior given `subset`, else prints which subsets it has (for command
+ * cmd) and returns 1. Always 0 for the other models (the zero rule). */
+int jv_check_subset(const jv_model *m, unsigned subset, const char *cmd);
 /* Index of the family called name, or -1. */
 int jv_find_family(const jv_model *m, const char *name);
 
