@@ -191,6 +191,8 @@ typedef struct {
     vec comments;      /* of comment*, in source order, kept for fmt */
     loop_node *loop;   /* the parser's: the loop whose body it is in, or NULL */
     vec diagnostics;   /* of char*: every diagnostic given, so that none is given twice */
+    long samples_override;   /* jmvaec --samples K: instead of the spec's train { samples }, or 0 */
+    int gradient_override;   /* jmvaec --gradient: a gradient_kind instead of the spec's, or -1 */
     size_t comment_offset, token_offset, scan_offset; /* byte offsets kept by the scanner */
 } ctx;
 

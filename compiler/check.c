@@ -635,6 +635,10 @@ static void check_train(checker *k)
         for (int j = 0; j < s->args.n; j++)
             apply_setting(k, s->args.items[j], adam, 4, "adam(...)");
     }
+    if (k->c->samples_override > 0) /* jmvaec --samples, --gradient */
+        t->samples = k->c->samples_override;
+    if (k->c->gradient_override >= 0)
+        t->gradient = (gradient_kind)k->c->gradient_override;
 }
 
 /* ------------------------------------------------------------------ usage -- */

@@ -18,6 +18,7 @@ void ctx_init(ctx *c, const char *path, FILE *diag_out)
     c->path = path;
     c->diag_out = diag_out;
     c->max_errors = 50;
+    c->gradient_override = -1;
 }
 
 void ctx_free(ctx *c)

@@ -108,6 +108,8 @@ int run_driver(const driver_options *opt)
 {
     ctx c;
     ctx_init(&c, opt->spec_path, stderr);
+    c.samples_override = opt->samples;
+    c.gradient_override = opt->gradient;
     if (ctx_read_file(&c) != 0) {
         ctx_free(&c);
         return 2;

@@ -13,6 +13,8 @@ typedef struct {
     const char *spec_path;
     const char *out_dir;
     int plan_batch;        /* -1: the spec's batch size */
+    long samples;          /* --samples K: instead of the spec's, or 0 */
+    int gradient;          /* --gradient: 0 reparam, 1 dreg, or -1 for the spec's */
 } driver_options;
 
 int stage_known(const char *stage);

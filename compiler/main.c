@@ -23,6 +23,8 @@ static const char usage[] =
     "       jmvaec --mpi-libs | --mpi-deps  the same for a trainer built on MPI (its Makefile's MPI=1)\n"
     "       jmvaec --help | --version\n"
     "options: --batch N (with --emit=plan: the batch size the totals are given for; default the spec's)\n"
+    "         --samples K (importance samples of each draw, 1 to 256) and --gradient reparam|dreg:\n"
+    "         instead of the spec's train { samples, gradient }\n"
     "exit status: 0 success, 1 errors in the spec, 2 usage or I/O errors\n";
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -50,6 +52,7 @@ int main(int argc, char **argv)
 {
     driver_options opt = {0};
     opt.plan_batch = -1;
+    opt.gradient = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -80,6 +83,21 @@ int main(int argc, char **argv)
             if (*end || errno || b < 1 || b > 1000000)
                 return usage_error("--batch '%s' is not a batch size (1 to 1000000)", argv[i]);
             opt.plan_batch = (int)b;
+        } else if (strcmp(a, "--samples") == 0) {
+            char *end;
+            if (++i == argc)
+                return usage_error("%s needs a number", "--samples");
+            errno = 0;
+            long k = strtol(argv[i], &end, 10);
+            if (*end || errno || k < 1 || k > 256)
+                return usage_error("--samples '%s' is not a number of importance samples (1 to 256)", argv[i]);
+            opt.samples = k;
+        } else if (strcmp(a, "--gradient") == 0) {
+            if (++i == argc)
+                return usage_error("%s needs reparam or dreg", "--gradient");
+            if (strcmp(argv[i], "reparam") != 0 && strcmp(argv[i], "dreg") != 0)
+                return usage_error("--gradient '%s': expecting reparam or dreg", argv[i]);
+            opt.gradient = strcmp(argv[i], "dreg") == 0;
         } else if (strcmp(a, "fmt") == 0 && !opt.spec_path && opt.mode == MODE_COMPILE) {
             opt.mode = MODE_FMT;
         } else if (a[0] == '-' && a[1]) {
