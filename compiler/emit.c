@@ -127,6 +127,15 @@ static const char *layer_name(emitter *e, const op *o)
     return o->hidden ? arena_printf(&e->c->mem, "%s layer %d", net, o->hidden) : arena_printf(&e->c->mem, "%s head", net);
 }
 
+/* The term of the loss whose value v is, or -1. */
+static int term_of_value(emitter *e, int v)
+{
+    for (int t = 0; t < e->p->m->n_terms; t++)
+        if (strcmp(N(e, v), arena_printf(&e->c->mem, "term_%s", e->p->m->terms[t].cname)) == 0)
+            return t;
+    return -1;
+}
+
 /* The rows an example has in the values an op works on: 1, or the K
  * samples of a draw (the expansion works from one row to K; the bound and the
  * loss read both kinds). */
@@ -890,10 +899,7 @@ static void emit_iw_bound(emitter *e, const op *o)
     put(e, "        for (int k = 0; k < %d; k++) {\n", k);
     put(e, "            const size_t r = (size_t)b * %d + (size_t)k;\n            lw[k] = 0", k);
     for (int j = 0; j < o->n_in; j++) {
-        int t = -1;
-        for (int q = 0; q < m->n_terms && t < 0; q++)
-            if (strcmp(N(e, o->in[j]), arena_printf(&e->c->mem, "term_%s", m->terms[q].cname)) == 0)
-                t = q;
+        int t = term_of_value(e, o->in[j]);
         const char *w = t >= 0 && (m->terms[t].hyper >= 0 || m->terms[t].weight != 1)
                             ? arena_printf(&e->c->mem, "%s * ", raw_term_weight(e, t)) : "";
         put(e, " - %s%s[r]", w, N(e, o->in[j]));
@@ -1223,6 +1229,10 @@ static task_needs needs_of(emitter *e, const op *o, int slot)
     if (o->kind == OP_LOSS)
         for (int t = 0; t < m->n_terms; t++)
             n.hyper |= m->terms[t].hyper >= 0;
+    for (int j = 0; o->kind == OP_IW_BOUND && j < o->n_in; j++) { /* the bound weighs its terms */
+        int t = term_of_value(e, o->in[j]);
+        n.hyper |= t >= 0 && m->terms[t].hyper >= 0;
+    }
     if (n.seed)
         n.hyper = m->terms[o->term].hyper >= 0;
     return n;
@@ -1258,6 +1268,8 @@ static void emit_task(emitter *e, const graph *g, int k)
     if (copies > 1) {
         put(e, "    const int batch = jv_s->batch;\n");
         put(e, "    const int B = batch * %d; /* rows: %d samples of each example */\n", copies, copies);
+        if (o->kind == OP_EXPAND || o->kind == OP_EXPAND_GRAD || o->kind == OP_IW_BOUND)
+            put(e, "    (void)B;\n");
         e->batch = "batch";
     } else if (o->kind != OP_ZERO_GRAD) { /* the one block that does not depend on the batch */
         put(e, "    const int B = jv_s->batch;\n");

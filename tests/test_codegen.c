@@ -296,6 +296,28 @@ Test(gradcheck, generated_specs, .timeout = 900)
     }
 }
 
+/* Specs of posteriors built from experts, from the generator's other
+ * branch: rules, loops over sets, subsets and components, K samples and
+ * DReG; each builds and passes the gradient check (DReG's: the exact
+ * gradient of its bound). */
+Test(gradcheck, generated_expert_specs, .timeout = 900)
+{
+    uint64_t state = 0xC2B2AE3D27D4EB4Full;
+    for (int k = 0; k < 8; k++) {
+        uint8_t bytes[96];
+        for (size_t i = 0; i < sizeof bytes; i++) {
+            state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+            bytes[i] = (uint8_t)(state >> 24);
+        }
+        char text[1 << 14];
+        specgen_write_mode(bytes, sizeof bytes, text, sizeof text, GEN_EXPERTS);
+        char *path = spec_file(text);
+        cr_log_info("generated spec %d:\n%s", k, text);
+        build_and_gradcheck(path, "experts", "--quiet");
+        free(path);
+    }
+}
+
 /* ------------------------------------------------------------- the CLI -- */
 
 static void expect_status(const char *cmd, int status, const char *needle)

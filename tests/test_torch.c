@@ -84,6 +84,37 @@ Test(torch, generated_specs, .timeout = 900)
     free(dir);
 }
 
+/* Specs of posteriors built from experts nobody wrote: products, mixtures,
+ * loops, K samples and DReG, equal in both back ends. */
+Test(torch, generated_expert_specs, .timeout = 900)
+{
+    need_torch();
+    char *dir = temp_folder("torch-gen-experts");
+    cr_assert(dir);
+    char args[8192] = "";
+    uint64_t state = 0x165667B19E3779F9ull;
+    for (int k = 0; k < 6; k++) {
+        uint8_t bytes[96];
+        for (size_t i = 0; i < sizeof bytes; i++) {
+            state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+            bytes[i] = (uint8_t)(state >> 24);
+        }
+        char text[1 << 14], path[512];
+        specgen_write_mode(bytes, sizeof bytes, text, sizeof text, GEN_EXPERTS);
+        snprintf(path, sizeof path, "%s/experts%d.spec", dir, k);
+        FILE *f = fopen(path, "w");
+        cr_assert(f);
+        fputs(text, f);
+        fclose(f);
+        cr_log_info("generated spec %d:\n%s", k, text);
+        size_t len = strlen(args);
+        snprintf(args + len, sizeof args - len, " %s", path);
+    }
+    torch_equal("torch-gen-experts-run", args);
+    remove_folder(dir);
+    free(dir);
+}
+
 /* Names that Python or torch.nn.Module take (keywords, methods) and one
  * taken twice over: the networks get other attributes, the parameters keep
  * their spec names. */

@@ -14,6 +14,14 @@
  * of one latent, so lowering, differentiation, planning and emission meet
  * shapes nobody wrote by hand. Sizes stay small, so a generated model
  * compiles and passes gradcheck in seconds.
+ *
+ * A quarter of the specs (or all, with specgen_write_mode's GEN_EXPERTS) are
+ * of the other kind: a latent whose posteriors a rule builds from one
+ * expert per modality (poe with or without the prior, moe, mopoe), maybe a
+ * second latent with a network's posterior sampled at the top level, and a
+ * loss of loops: over listed sets or subsets(...) with `if x in S` terms,
+ * or over a mixture's components with KL or KLsample; and sometimes
+ * importance-weighted training (samples = 2 or 3, with or without DReG).
  */
 #ifndef TESTS_FUZZ_SPECGEN_H
 #define TESTS_FUZZ_SPECGEN_H
@@ -91,10 +99,19 @@ static inline void gen_names(specgen *g, unsigned mask, const char *prefix)
         }
 }
 
-/* Writes a spec into out (NUL-terminated, truncated to cap); its length. */
-static inline size_t specgen_write(const uint8_t *bytes, size_t n, char *out, size_t cap)
+enum { GEN_ANY = -1, GEN_NETS = 0, GEN_EXPERTS = 1 };
+
+static size_t specgen_experts(specgen *g, char *out, size_t cap);
+
+/* Writes a spec into out (NUL-terminated, truncated to cap); its length.
+ * mode: GEN_NETS, GEN_EXPERTS, or GEN_ANY (the bytes choose). */
+static inline size_t specgen_write_mode(const uint8_t *bytes, size_t n, char *out, size_t cap, int mode)
 {
     specgen g = {bytes, n, 0, out, cap, 0};
+    if (mode == GEN_ANY)
+        mode = gen_pick(&g, 4) == 3 ? GEN_EXPERTS : GEN_NETS;
+    if (mode == GEN_EXPERTS)
+        return specgen_experts(&g, out, cap);
     int n_mod = 1 + (int)gen_pick(&g, GEN_MAX_MOD), n_lat = 1 + (int)gen_pick(&g, GEN_MAX_LAT);
     int lik[GEN_MAX_MOD], parent[GEN_MAX_LAT], reads_lat[GEN_MAX_MOD];
     gen_put(&g, "model g%u\n", gen_pick(&g, 100));
@@ -224,6 +241,143 @@ static inline size_t specgen_write(const uint8_t *bytes, size_t n, char *out, si
     (void)terms;
     if (cap)
         out[g.len < cap ? g.len : cap - 1] = 0;
+    return g.len;
+}
+
+static inline size_t specgen_write(const uint8_t *bytes, size_t n, char *out, size_t cap)
+{
+    return specgen_write_mode(bytes, n, out, cap, GEN_ANY);
+}
+
+/* A spec of posteriors built from experts (see the top of the file). */
+static size_t specgen_experts(specgen *gp, char *out, size_t cap)
+{
+    specgen g = *gp;
+    int n_mod = 2 + (int)gen_pick(&g, GEN_MAX_MOD - 1), lik[GEN_MAX_MOD];
+    gen_put(&g, "model e%u\n", gen_pick(&g, 100));
+    for (int m = 0; m < n_mod; m++) {
+        lik[m] = (int)gen_pick(&g, N_LIKELIHOODS);
+        unsigned size = (likelihood_table[lik[m]].normalised ? 2 : 1) + gen_pick(&g, 6);
+        gen_put(&g, "modality x%d[%u] ~ %s\n", m, size, likelihood_table[lik[m]].name);
+    }
+    int two = gen_pick(&g, 3) == 0; /* z1: a network's posterior, sampled at the top level */
+    gen_put(&g, "latent z0[%u] ~ normal\n", 1 + gen_pick(&g, 4));
+    if (two)
+        gen_put(&g, "latent z1[%u] ~ normal\n", 1 + gen_pick(&g, 3));
+    /* the experts: of two modalities or more */
+    unsigned experts = 0;
+    while (__builtin_popcount(experts) < 2)
+        experts |= 1u << gen_pick(&g, (unsigned)n_mod);
+    int rule = (int)gen_pick(&g, N_RULES);
+    int prior = rule_table[rule].takes_prior && gen_pick(&g, 2);
+    const char *var = gen_var(&g);
+    for (int m = 0; m < n_mod; m++)
+        if (experts >> m & 1u) {
+            gen_put(&g, "net e%d = x%d", m, m);
+            gen_layers(&g, 0);
+            gen_put(&g, " -> q(z0 | x%d)%s\n", m, var);
+        }
+    gen_put(&g, "q(z0 | ");
+    gen_names(&g, experts, "x");
+    gen_put(&g, ") = %s(%s", rule_table[rule].word, prior ? "p(z0)" : "");
+    for (int m = 0, first = !prior; m < n_mod; m++)
+        if (experts >> m & 1u) {
+            gen_put(&g, "%sq(z0 | x%d)", first ? "" : ", ", m);
+            first = 0;
+        }
+    gen_put(&g, ")\n");
+    unsigned z1_cond = two ? gen_subset(&g, n_mod) : 0;
+    if (two) {
+        gen_put(&g, "net q1 = ");
+        if (__builtin_popcount(z1_cond) > 1)
+            gen_put(&g, "concat(");
+        gen_names(&g, z1_cond, "x");
+        gen_put(&g, "%s", __builtin_popcount(z1_cond) > 1 ? ")" : "");
+        gen_layers(&g, 0);
+        gen_put(&g, " -> q(z1 | ");
+        gen_names(&g, z1_cond, "x");
+        gen_put(&g, ")%s\n", gen_var(&g));
+    }
+    int reads[GEN_MAX_MOD];
+    for (int m = 0; m < n_mod; m++) {
+        reads[m] = two && gen_pick(&g, 3) == 0 ? 1 : 0;
+        gen_put(&g, "net d%d = z%d", m, reads[m]);
+        gen_layers(&g, 0);
+        gen_put(&g, " -> p(x%d | z%d)%s\n", m, reads[m], likelihood_table[lik[m]].has_logvar ? gen_var(&g) : "");
+    }
+    int samples = gen_pick(&g, 3) == 0 ? 2 + (int)gen_pick(&g, 2) : 1;
+    int hyper = gen_pick(&g, 2);
+    if (hyper)
+        gen_put(&g, "hyper h = 0.%u\n", 1 + gen_pick(&g, 9));
+    const char *kl = samples > 1 ? "KLsample" : "KL";
+    gen_put(&g, "\nloss {\n");
+    if (two) {
+        gen_put(&g, "  z1 ~ q(z1 | ");
+        gen_names(&g, z1_cond, "x");
+        gen_put(&g, ")\n  kl1 = %s(q(z1 | ", kl);
+        gen_names(&g, z1_cond, "x");
+        gen_put(&g, ") || p(z1))\n");
+    }
+    int mixture = rule_table[rule].mixture;
+    /* a loop over a mixture's components, or over sets whose posteriors are Gaussians */
+    int components = mixture && gen_pick(&g, 3) != 0;
+    const char *combine = gen_pick(&g, 2) ? "mean" : "sum";
+    if (components) {
+        combine = gen_pick(&g, 4) ? "mean" : "sum";
+        gen_put(&g, "  %s over q_c in components(q(z0 | ", combine);
+        gen_names(&g, experts, "x");
+        gen_put(&g, ")) {\n    z0 ~ q_c\n");
+    } else {
+        gen_put(&g, "  %s over S in ", combine);
+        if (!mixture && gen_pick(&g, 2)) {
+            gen_put(&g, "subsets(");
+            gen_names(&g, experts, "x");
+            gen_put(&g, ")");
+        } else { /* the whole set (a product's: a Gaussian) and some single experts */
+            int first = 1;
+            if (!mixture) {
+                gen_put(&g, "(");
+                gen_names(&g, experts, "x");
+                gen_put(&g, ")");
+                first = 0;
+            }
+            for (int m = 0; m < n_mod; m++)
+                if ((experts >> m & 1u) && (first || gen_pick(&g, 2))) {
+                    gen_put(&g, "%s(x%d)", first ? "" : ", ", m);
+                    first = 0;
+                }
+        }
+        gen_put(&g, " {\n    z0 ~ q(z0 | S)\n");
+    }
+    for (int m = 0; m < n_mod; m++) {
+        if (reads[m] != 0 && !(gen_pick(&g, 2)))
+            continue; /* a decoder of z1 inside the loop: the top level's sample */
+        const char *w = hyper && gen_pick(&g, 3) == 0 ? "h * " : "";
+        int guard = !components && (experts >> m & 1u) && gen_pick(&g, 2);
+        gen_put(&g, "    rec%d = %s-log p(x%d | z%d)%s%s\n", m, w, m, reads[m], guard ? " if x" : "", "");
+        if (guard)
+            g.len--, gen_put(&g, "%d in S\n", m);
+    }
+    if (components && (gen_pick(&g, 2) || samples > 1)) {
+        if (strcmp(combine, "mean") == 0) { /* the mixture's KL, stratified */
+            gen_put(&g, "    kl0 = KLsample(q(z0 | ");
+            gen_names(&g, experts, "x");
+            gen_put(&g, ") || p(z0))\n");
+        } else {
+            gen_put(&g, "    kl0 = KLsample(q_c || p(z0))\n");
+        }
+    } else if (components) {
+        gen_put(&g, "    kl0 = KL(q_c || p(z0))\n");
+    } else {
+        gen_put(&g, "    kl0 = %s%s(q(z0 | S) || p(z0))\n", hyper && gen_pick(&g, 2) ? "h * " : "", kl);
+    }
+    gen_put(&g, "  }\n}\n\ntrain {\n  batch = %u\n  epochs = 1\n", 1 + gen_pick(&g, 5));
+    if (samples > 1)
+        gen_put(&g, "  samples = %d\n%s", samples, gen_pick(&g, 2) ? "  gradient = dreg\n" : "");
+    gen_put(&g, "  seed = %u\n}\n", gen_pick(&g, 256));
+    if (cap)
+        out[g.len < cap ? g.len : cap - 1] = 0;
+    *gp = g;
     return g.len;
 }
 
