@@ -338,7 +338,7 @@ static void teardown(bench_ctx *c)
 static jv_step step_args(bench_ctx *c, jv_real *loss)
 {
     return (jv_step){c->params, c->grads, c->arena, c->batch, c->data, c->noise, NULL, NULL, c->terms, loss,
-                     c->sumsq};
+                     c->sumsq, 0};
 }
 
 /* Records the GEMMs of one step, task by task, and makes the replay's buffers. */

@@ -60,7 +60,7 @@ static void free_state(state *st)
 static jv_step step_of(state *st, jv_real *loss)
 {
     return (jv_step){st->params, st->grads, st->arena, BATCH, JV_ROWS(st->data), JV_ROWS(st->noise),
-                     NULL, NULL, st->terms, loss, st->sumsq};
+                     NULL, NULL, st->terms, loss, st->sumsq, 0};
 }
 
 static void same_reals(const jv_real *a, const jv_real *b, size_t n, const char *what, int threads)

@@ -1,0 +1,212 @@
+/* test_experts.c: trainers of posteriors built from experts, end to end.
+ * Small specs of MoPoE with K = 3 importance samples and DReG, and of MVAE's
+ * sub-sampled objective, compiled by jmvaec and trained on random data:
+ * the checkpoints are the same bytes on 1, 2 and 3 threads and after a
+ * resume; eval gives the same numbers on any number of threads and
+ * estimates every subset with that subset's own posterior; encode and
+ * sample take any subset the experts make, and refuse one they do not,
+ * naming those they do. */
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shell_util.h"
+
+/* A MoPoE of three modalities: experts of (a, b) and of c; importance-weighted with DReG. */
+static const char mopoe_spec[] =
+    "model tiny_mopoe\n"
+    "modality a[2, 3] ~ bernoulli\nmodality b[4] ~ gaussian\nmodality c[3] ~ categorical\n"
+    "latent z[3] ~ normal\n"
+    "net e_ab = concat(a, b) -> relu(8) -> q(z | a, b) var=logvar\n"
+    "net e_c = c -> relu(8) -> q(z | c)\n"
+    "q(z | a, b, c) = mopoe(p(z), q(z | a, b), q(z | c))\n"
+    "net p_a = z -> relu(8) -> p(a | z)\nnet p_b = z -> p(b | z)\nnet p_c = z -> relu(8) -> p(c | z)\n"
+    "loss {\n  mean over q_s in components(q(z | a, b, c)) {\n    z ~ q_s\n"
+    "    rec_a = -log p(a | z)\n    rec_b = -log p(b | z)\n    rec_c = -log p(c | z)\n"
+    "    kl = KLsample(q_s || p(z))\n  }\n}\n"
+    "train {\n  batch = 7\n  samples = 3\n  gradient = dreg\n  seed = 3\n}\n";
+
+/* MVAE's objective: ELBO(a, b, c) + ELBO(a) + ELBO(b) + ELBO(c) of a product with the prior. */
+static const char mvae_spec[] =
+    "model tiny_mvae\n"
+    "modality a[6] ~ bernoulli\nmodality b[4] ~ gaussian\nmodality c[3] ~ categorical\n"
+    "latent z[3] ~ normal\n"
+    "net e_a = a -> relu(8) -> q(z | a) var=logvar\nnet e_b = b -> q(z | b)\nnet e_c = c -> relu(8) -> q(z | c)\n"
+    "q(z | a, b, c) = poe(p(z), q(z | a), q(z | b), q(z | c))\n"
+    "net p_a = z -> relu(8) -> p(a | z)\nnet p_b = z -> p(b | z)\nnet p_c = z -> relu(8) -> p(c | z)\n"
+    "hyper beta = 1 warmup from 0 over 2 epochs\n"
+    "loss {\n  sum over S in (a, b, c), (a), (b), (c) {\n    z ~ q(z | S)\n"
+    "    rec_a = -log p(a | z) if a in S\n    rec_b = -log p(b | z) if b in S\n    rec_c = 3 * -log p(c | z) if c in S\n"
+    "    kl = beta * KL(q(z | S) || p(z))\n  }\n}\n"
+    "train {\n  batch = 5\n  seed = 4\n}\n";
+
+typedef struct {
+    char *dir, *trainer;
+} built;
+
+static char *fmt(const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    int n = vsnprintf(NULL, 0, f, ap);
+    va_end(ap);
+    char *s = malloc((size_t)n + 1);
+    cr_assert_not_null(s);
+    va_start(ap, f);
+    vsnprintf(s, (size_t)n + 1, f, ap);
+    va_end(ap);
+    return s;
+}
+
+static FILE *open_in(const char *dir, const char *name)
+{
+    char *path = fmt("%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    free(path);
+    return f;
+}
+
+/* Runs a command (in the folder); its output (malloc'd); asserts its status. */
+static char *must(const built *b, int status, const char *cmd)
+{
+    char *full = fmt("cd '%s' && %s", b->dir, cmd), *out = NULL;
+    int got = run_command(full, &out);
+    cr_assert_eq(got, status, "%s: exit %d, expected %d:\n%s", cmd, got, status, out);
+    free(full);
+    return out;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Compiles the spec and writes random data: a.csv (grey levels), b.csv (reals), c.csv (classes). */
+static built build(const char *name, const char *spec)
+{
+    built b = {temp_folder("experts"), NULL};
+    cr_assert_not_null(b.dir);
+    char *path = fmt("%s/%s.spec", b.dir, name);
+    write_text(path, spec);
+    char flags[512];
+    char *cmd = fmt("./jmvaec '%s' -o '%s/gen' && make -s -C '%s/gen' JMVAEC=$PWD/jmvaec %s", path, b.dir, b.dir,
+                    sanitize_make_flags(flags, sizeof flags));
+    char *out = NULL;
+    int rc = run_command(cmd, &out);
+    cr_assert_eq(rc, 0, "%s:\n%s", cmd, out);
+    free(out);
+    free(cmd);
+    free(path);
+    b.trainer = fmt("%s/gen/%s", b.dir, name);
+    unsigned long long state = 0x9E3779B97F4A7C15ull;
+    FILE *fa = open_in(b.dir, "a.csv"), *fb = open_in(b.dir, "b.csv"), *fc = open_in(b.dir, "c.csv");
+    cr_assert(fa && fb && fc);
+    for (int i = 0; i < 60; i++) {
+        for (int j = 0; j < 6; j++) {
+            state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+            fprintf(fa, "%s%.3f", j ? "," : "", (double)(state >> 40) / 16777216.0);
+        }
+        for (int j = 0; j < 4; j++) {
+            state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+            fprintf(fb, "%s%.3f", j ? "," : "", (double)(state >> 40) / 8388608.0 - 1);
+        }
+        state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+        fprintf(fa, "\n");
+        fprintf(fb, "\n");
+        fprintf(fc, "%d\n", (int)((state >> 33) % 3));
+    }
+    fclose(fa);
+    fclose(fb);
+    fclose(fc);
+    return b;
+}
+
+static void drop(built *b)
+{
+    remove_folder(b->dir);
+    free(b->dir);
+    free(b->trainer);
+}
+
+static int same_file(const built *b, const char *x, const char *y)
+{
+    char *cmd = fmt("cmp -s '%s/%s' '%s/%s'", b->dir, x, b->dir, y);
+    int rc = run_command(cmd, NULL);
+    free(cmd);
+    return rc == 0;
+}
+
+#define DATA "--data a=a.csv --data b=b.csv --data c=c.csv"
+
+static void deterministic_and_resumable(const char *name, const char *spec)
+{
+    built b = build(name, spec);
+    char *cmd;
+    for (int t = 1; t <= 3; t++) {
+        cmd = fmt("'%s' train " DATA " --epochs 3 --threads %d --out run%d", b.trainer, t, t);
+        free(must(&b, 0, cmd));
+        free(cmd);
+    }
+    cr_assert(same_file(&b, "run1/last.ckpt", "run2/last.ckpt"), "%s: 1 and 2 threads differ", name);
+    cr_assert(same_file(&b, "run1/last.ckpt", "run3/last.ckpt"), "%s: 1 and 3 threads differ", name);
+    cmd = fmt("'%s' train " DATA " --epochs 1 --threads 2 --out part && '%s' train " DATA
+              " --epochs 3 --resume part/last.ckpt", b.trainer, b.trainer);
+    free(must(&b, 0, cmd));
+    free(cmd);
+    cr_assert(same_file(&b, "run1/last.ckpt", "part/last.ckpt"), "%s: the resumed run differs", name);
+    /* eval: every subset, the same numbers on any number of threads */
+    cmd = fmt("'%s' eval --checkpoint run1/last.ckpt " DATA " --samples 6 --threads 1 --json e1.json && "
+              "'%s' eval --checkpoint run1/last.ckpt " DATA " --samples 6 --threads 2 --json e2.json",
+              b.trainer, b.trainer);
+    char *out = must(&b, 0, cmd);
+    free(cmd);
+    cr_assert(strstr(out, "log p(a,b,c)") != NULL, "%s", out);
+    cr_assert(strstr(out, "of the experts of") != NULL, "%s: no subset's own posterior in:\n%s", name, out);
+    cr_assert(strstr(out, "prior samples (100 K)") != NULL, "%s", out);
+    free(out);
+    cr_assert(same_file(&b, "e1.json", "e2.json"), "%s: eval differs on 2 threads", name);
+    drop(&b);
+}
+
+Test(experts, mopoe_with_dreg_is_the_same_on_any_thread_count_and_resumes, .timeout = 300)
+{
+    deterministic_and_resumable("tiny_mopoe", mopoe_spec);
+}
+
+Test(experts, mvae_subsampled_is_the_same_on_any_thread_count_and_resumes, .timeout = 300)
+{
+    deterministic_and_resumable("tiny_mvae", mvae_spec);
+}
+
+Test(experts, any_subset_the_experts_make_and_no_other, .timeout = 300)
+{
+    built b = build("tiny_mopoe", mopoe_spec);
+    char *cmd = fmt("'%s' train " DATA " --epochs 1 --out run", b.trainer);
+    free(must(&b, 0, cmd));
+    free(cmd);
+    /* (a, b) and (c) are unions of the experts' modalities: encode and reconstruct from them */
+    const char *given[] = {"--data a=a.csv --data b=b.csv", "--data c=c.csv", DATA};
+    for (int i = 0; i < 3; i++) { /* the image from the subset (from c alone: one row a class) */
+        cmd = fmt("'%s' encode --checkpoint run/last.ckpt %s --csv z%d.csv && '%s' sample --checkpoint run/last.ckpt "
+                  "%s --n 4 %s --csv r%d.csv", b.trainer, given[i], i, b.trainer,
+                  i == 1 ? "--mode conditional" : "--mode reconstruct", i == 1 ? "" : given[i], i);
+        free(must(&b, 0, cmd));
+        free(cmd);
+    }
+    cr_assert(!same_file(&b, "z0.csv", "z1.csv"), "two subsets gave the same encodings");
+    /* a alone is read by no expert of its own */
+    cmd = fmt("'%s' encode --checkpoint run/last.ckpt --data a=a.csv --csv za.csv", b.trainer);
+    char *out = must(&b, 1, cmd);
+    free(cmd);
+    int named = strstr(out, "has no posterior given {a}; it has posteriors given {a,b}, {c}, {a,b,c}") != NULL;
+    cr_assert(named, "%s", out);
+    free(out);
+    cmd = fmt("test -e '%s/za.csv'", b.dir);
+    cr_assert(run_command(cmd, NULL) != 0, "a refused encode wrote its file");
+    free(cmd);
+    drop(&b);
+}
