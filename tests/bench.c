@@ -280,8 +280,8 @@ static void setup(bench_ctx *c, const jv_model *M, int batch)
     c->adam = (jv_adam_config){M->defaults.lr, M->defaults.beta1, M->defaults.beta2, M->defaults.eps,
                                M->defaults.clip};
     c->data = xalloc(((size_t)M->n_modalities + 1) * sizeof *c->data);
-    c->noise = xalloc(((size_t)M->n_latents + 1) * sizeof *c->noise);
-    c->owned = xalloc(((size_t)M->n_modalities + (size_t)M->n_latents) * sizeof *c->owned);
+    c->noise = xalloc(((size_t)M->n_draws + 1) * sizeof *c->noise);
+    c->owned = xalloc(((size_t)M->n_modalities + (size_t)M->n_draws) * sizeof *c->owned);
     jv_rng rng = {20240601, 7, 0};
     for (int m = 0; m < M->n_modalities; m++) {
         const jv_modality_info *mod = &M->modalities[m];
@@ -298,11 +298,11 @@ static void setup(bench_ctx *c, const jv_model *M, int batch)
         c->data[m] = x;
         c->owned[c->n_owned++] = x;
     }
-    for (int l = 0; l < M->n_latents; l++) {
-        size_t n = (size_t)batch * (size_t)M->latents[l].size;
+    for (int d = 0; d < M->n_draws; d++) { /* the step's noise: each draw's, K rows an example */
+        size_t n = (size_t)batch * (size_t)(M->samples > 1 ? M->samples : 1) * (size_t)M->latents[M->draw_latents[d]].size;
         float *e = alloc_reals(n);
         jv_rng_fill_normal(&rng, e, n);
-        c->noise[l] = e;
+        c->noise[d] = e;
         c->owned[c->n_owned++] = e;
     }
 }
