@@ -363,6 +363,17 @@ int jv_pick_family(const jv_model *m, unsigned subset, unsigned *zeroed)
     return m->training_family;
 }
 
+int jv_check_subset_quiet(const jv_model *m, unsigned subset)
+{
+    int experts = 0;
+    for (int f = 0; f < m->n_families; f++) {
+        experts |= m->families[f].covers != NULL;
+        if (jv_family_serves(m, f, subset))
+            return 0;
+    }
+    return experts;
+}
+
 int jv_check_subset(const jv_model *m, unsigned subset, const char *cmd)
 {
     int experts = 0;

@@ -77,9 +77,10 @@ typedef struct {
     estimate est[2];  /* [0] the one reported; [1] the family rule's when [0] is another */
 } subset;
 
-/* Predicting categorical modality `target` from modality `from` alone. */
+/* Predicting categorical modality `target` from the modalities of `from` alone. */
 typedef struct {
-    int target, from;
+    int target;
+    unsigned from;
     int imputed;      /* the zero rule gave the posterior */
     unsigned char *correct; /* per example */
     jv_stat stat;
@@ -308,19 +309,28 @@ static int make_subsets(evaluator *e)
     return rc;
 }
 
+/* Each categorical modality with a decoder, from each other modality alone;
+ * then, with at most four modalities, from each larger subset of the others
+ * (a model of experts has a posterior for each). */
 static int make_predictions(evaluator *e)
 {
-    int n = e->m->n_modalities;
-    e->predictions = calloc((size_t)(n * n), sizeof *e->predictions);
+    int n = e->m->n_modalities, many = n <= 4 ? 1 << n : n + 1;
+    e->predictions = calloc((size_t)(n * many), sizeof *e->predictions);
     if (!e->predictions)
         return jv_fail("out of memory");
-    for (int c = 0; c < n; c++) {
-        if (e->m->modalities[c].likelihood != JV_CATEGORICAL || !e->m->modalities[c].decoded)
-            continue;
-        for (int b = 0; b < n; b++)
-            if (b != c)
-                e->predictions[e->n_predictions++] = (prediction){.target = c, .from = b};
-    }
+    for (int pass = 0; pass < 2; pass++)
+        for (int c = 0; c < n; c++) {
+            if (e->m->modalities[c].likelihood != JV_CATEGORICAL || !e->m->modalities[c].decoded)
+                continue;
+            for (unsigned s = 1; s < 1u << n; s++) {
+                int single = !(s & (s - 1));
+                if ((s >> c & 1u) || single != (pass == 0) || (!single && n > 4))
+                    continue;
+                if (!single && jv_check_subset_quiet(e->m, s))
+                    continue; /* no posterior given it */
+                e->predictions[e->n_predictions++] = (prediction){.target = c, .from = s};
+            }
+        }
     return 0;
 }
 
@@ -829,7 +839,7 @@ static void predict_batch(evaluator *e, eval_member *mb, int p, size_t first)
     jv_work *w = &mb->w;
     prediction *pr = &e->predictions[p];
     unsigned zeroed;
-    const jv_family_info *f = &m->families[jv_pick_family(m, 1u << pr->from, &zeroed)];
+    const jv_family_info *f = &m->families[jv_pick_family(m, pr->from, &zeroed)];
     int size = m->modalities[pr->target].size;
     int batch = e->ds.n - first < (size_t)w->cap ? (int)(e->ds.n - first) : w->cap;
     for (int b = 0; b < batch; b++)
@@ -837,7 +847,7 @@ static void predict_batch(evaluator *e, eval_member *mb, int p, size_t first)
     jv_work_gather(m, w, &e->ds, mb->rows, batch);
     jv_work_zero_inputs(m, w, zeroed);
     jv_work_fill_noise(m, w, batch, e->o.seed, JV_TAG_EVAL_ACCURACY, (uint64_t)p << 32, first);
-    jv_family_sample(m, (int)(f - m->families), 1u << pr->from, e->params, w->arena, batch, 1, JV_CONST_ROWS(w->input),
+    jv_family_sample(m, (int)(f - m->families), pr->from, e->params, w->arena, batch, 1, JV_CONST_ROWS(w->input),
                      JV_CONST_ROWS(w->noise), w->latents, w->log_q);
     m->decode(e->params, w->arena, batch, JV_CONST_ROWS(w->latents), w->out);
     for (int b = 0; b < batch; b++) {
@@ -876,7 +886,7 @@ static int estimate_predictions(evaluator *e)
     for (int p = 0; e->rank == 0 && p < e->n_predictions; p++) {
         prediction *pr = &e->predictions[p];
         unsigned zeroed;
-        jv_pick_family(e->m, 1u << pr->from, &zeroed);
+        jv_pick_family(e->m, pr->from, &zeroed);
         pr->imputed = zeroed != 0;
         for (size_t i = 0; i < e->ds.n; i++)
             jv_stat_add(&pr->stat, pr->correct[i]);
@@ -1165,8 +1175,8 @@ static void print_table(evaluator *e)
     for_each_conditional(e, print_conditional, &ctx);
     for (int p = 0; p < e->n_predictions; p++) {
         const prediction *pr = &e->predictions[p];
-        snprintf(label, sizeof label, "accuracy %s|%s", m->modalities[pr->target].name,
-                 m->modalities[pr->from].name);
+        jv_subset_name(m, pr->from, name, sizeof name);
+        snprintf(label, sizeof label, "accuracy %s|%s", m->modalities[pr->target].name, name);
         print_value(label, &pr->stat, NAN, pr->imputed ? "JMVAE-zero rule" : "");
     }
     printf("\n");
@@ -1319,8 +1329,9 @@ static void json_groups(evaluator *e, jv_buf *b)
     for_each_conditional(e, json_conditional, &list);
     jv_buf_printf(b, "\n  },\n  \"accuracy\": {");
     for (int p = 0; p < e->n_predictions; p++) {
-        snprintf(name, sizeof name, "%s|%s", m->modalities[e->predictions[p].target].name,
-                 m->modalities[e->predictions[p].from].name);
+        char from[200];
+        jv_subset_name(m, e->predictions[p].from, from, sizeof from);
+        snprintf(name, sizeof name, "%s|%s", m->modalities[e->predictions[p].target].name, from);
         json_stat(b, p == 0, name, &e->predictions[p].stat);
     }
     jv_buf_printf(b, "\n  }\n");

@@ -182,6 +182,8 @@ void jv_family_sample(const jv_model *m, int f, unsigned given, const jv_real *p
  * posterior given `subset`, else prints which subsets it has (for command
  * cmd) and returns 1. Always 0 for the other models (the zero rule). */
 int jv_check_subset(const jv_model *m, unsigned subset, const char *cmd);
+/* The same without a message: 1 when a model of experts has no posterior given subset. */
+int jv_check_subset_quiet(const jv_model *m, unsigned subset);
 /* Index of the family called name, or -1. */
 int jv_find_family(const jv_model *m, const char *name);
 

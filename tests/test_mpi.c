@@ -224,3 +224,22 @@ Test(mpi, what_cannot_run_on_processes_is_refused)
     cr_expect(strstr(out, "one process (built without MPI)"), "%s", out);
     free(out);
 }
+
+/* A model of experts: MMVAE's mixture, its stratified loop and K = 3 samples
+ * with DReG (examples/mmvae.spec with jmvaec --samples 3), on 2 processes
+ * against one process with the same parts. */
+Test(mpi, a_model_of_experts_is_the_same_bytes_on_processes)
+{
+    char flags[512], *out = NULL;
+    sanitize_make_flags(flags, sizeof flags);
+    int rc = run_in(&out,
+                    "for k in serial mpi; do mkdir -p mmvae_$k && %s/jmvaec %s/examples/mmvae.spec --samples 3 -o mmvae_$k "
+                    "> /dev/null && make -s -C mmvae_$k JMVAEC=%s/jmvaec MPI=$([ $k = mpi ] && echo 1 || echo 0) %s "
+                    "|| exit 1; done",
+                    root, root, root, flags);
+    cr_assert_eq(rc, 0, "building MMVAE failed:\n%s", out);
+    free(out);
+    ok("one process", "mmvae_serial/mmvae " TRAIN " --limit 600 --epochs 2 --chunks 2 --out one");
+    ok("mpirun -np 2", MPIRUN " -np 2 mmvae_mpi/mmvae " TRAIN " --limit 600 --epochs 2 --chunks 2 --out two");
+    same_file("one/last.ckpt", "two/last.ckpt");
+}

@@ -14,9 +14,11 @@
 # parses them.
 . "$ROOT/examples/lib/common.sh"
 example_options "$@"
-# the three reference specs, and JMVAE-h with unimodal encoders (examples/)
-MODELS="jmvae jmvae_kl jmvae_h jmvae_h_kl"
-N_MODELS=4
+# the three reference specs, and JMVAE-h with unimodal encoders (examples/);
+# with EXPERT_MODELS set (examples/fashion-mnist/run.sh), the field's models
+# of experts too: MVAE, MMVAE and MoPoE (examples/mvae.spec, ...)
+MODELS="jmvae jmvae_kl jmvae_h jmvae_h_kl${EXPERT_MODELS:+ $EXPERT_MODELS}"
+N_MODELS=$(echo $MODELS | wc -w)
 spec_of() { [ -f "$ROOT/specs/$1.spec" ] && echo "$ROOT/specs/$1.spec" || echo "$ROOT/examples/$1.spec"; }
 # ten distinguishable colours, one a class (matplotlib's tab10)
 PALETTE="#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f #bcbd22 #17becf"
@@ -104,7 +106,8 @@ say "figures (gnuplot)"
 from_w() { grep -q '"proposal": "q(z|x,w) with x fed as zeros' "$OUT/$1/eval.json" && echo 'q(z|x=0,w)' || echo 'q(z|w)'; }
 from_x() { grep -q '"proposal": "q(z|x,w) with w fed as zeros' "$OUT/$1/eval.json" && echo 'q(z|x,w=0)' || echo 'q(z|x)'; }
 label_of() { case $1 in jmvae) echo "JMVAE-zero: $(from_w $1)" ;; jmvae_kl) echo "JMVAE-kl: $(from_w $1)" ;;
-             jmvae_h) echo "JMVAE-h: $(from_w $1)" ;; jmvae_h_kl) echo "JMVAE-h-kl: $(from_w $1)" ;; esac; }
+             jmvae_h) echo "JMVAE-h: $(from_w $1)" ;; jmvae_h_kl) echo "JMVAE-h-kl: $(from_w $1)" ;;
+             mvae) echo "MVAE: q(z|w) = p(z) q~(z|w)" ;; mmvae) echo "MMVAE: q(z|w)" ;; mopoe) echo "MoPoE: q(z|w)" ;; esac; }
 # the width of a figure of one panel per model
 panels() { echo $((500 * N_MODELS)); }
 # row r's centre of a 10-row grid of 29-pixel rows, counted from the top (gnuplot's y grows upwards)
@@ -172,7 +175,7 @@ row() { # label model group-suffix
 }
 classifier_acc=$(top "$OUT/classifier.json" accuracy)
 {
-    echo "# $TITLE: JMVAE, JMVAE-zero, JMVAE-kl, JMVAE-h and JMVAE-h-kl"
+    echo "# $TITLE: JMVAE, JMVAE-zero, JMVAE-kl, JMVAE-h and JMVAE-h-kl${EXPERT_MODELS:+; MVAE, MMVAE and MoPoE}"
     echo
     echo "Written by \`examples/$(basename "$HERE")/run.sh$([ $MODE = quick ] && echo ' --quick')$([ $MODE = full ] && [ "$EPOCHS" != 100 ] && echo " --epochs $EPOCHS")\` on $(date -u +%Y-%m-%d),"
     echo "jmvaec $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '(no git)'), $(sed -n 's/^threads.*; \(OpenBLAS.*\)$/\1/p' "$OUT/jmvae/eval.txt" | head -n 1)."
@@ -182,7 +185,7 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
         echo "These numbers only show that the chain works; the full mode is what the project reports."
         echo
     fi
-    echo "Training: $EPOCHS epochs of each spec in specs/ and of examples/jmvae_h_kl.spec (batch 100, Adam 1e-3, clipping 5),"
+    echo "Training: $EPOCHS epochs of each spec in specs/ and of examples/jmvae_h_kl.spec${EXPERT_MODELS:+, mvae.spec, mmvae.spec and mopoe.spec} (batch 100, Adam 1e-3, clipping 5),"
     echo "$([ "$TRAIN_LIMIT" = 0 ] && echo "$TRAIN_TEXT less $VALID held out" || echo "the first $TRAIN_LIMIT training images less $VALID held out") for the validation curves,"
     echo "$TARGETS_TEXT. Evaluation: $([ "$TEST_LIMIT" = 0 ] && echo "$TEST_TEXT" || echo "the first $TEST_LIMIT test images"), K = $SAMPLES importance samples"
     echo "(the proposals are named in each model's eval.txt). Coherence: $PER_CLASS images generated"
@@ -197,6 +200,13 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     row "JMVAE-kl" jmvae_kl ""
     row "JMVAE-h" jmvae_h ""
     row "JMVAE-h-kl (JMVAE-h with unimodal encoders)" jmvae_h_kl ""
+    for m in $EXPERT_MODELS; do
+        case $m in
+        mvae) row "MVAE (product of experts with the prior; sub-sampled ELBOs)" mvae "" ;;
+        mmvae) row "MMVAE (mixture of experts; K = 10, DReG)" mmvae "" ;;
+        mopoe) row "MoPoE (mixture of products of experts)" mopoe "" ;;
+        esac
+    done
     echo "$PUBLISHED_ROW"
     echo
     [ -f "$HERE/LONGER_RUNS.md" ] && { echo "Longer runs of JMVAE (written by longer.sh): [LONGER_RUNS.md](LONGER_RUNS.md)."; echo; }
@@ -212,13 +222,29 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     echo
     echo "Differences (a - b ± the standard error of the difference, the two taken as independent):"
     echo
-    for m in jmvae_kl jmvae_h jmvae_h_kl; do
+    for m in jmvae_kl jmvae_h jmvae_h_kl $EXPERT_MODELS; do
         echo "- $m − JMVAE-zero: coherence $(diff_se "$(coh $m)" "$(coh jmvae)");" \
             "log p(x|w) $(diff_se "$(jget "$OUT/$m/eval.json" log_p_cond 'x|w')" "$(jget "$OUT/jmvae/eval.json" log_p_cond 'x|w')")" \
             "(against the papers' protocol: $(diff_se "$(jget "$OUT/$m/eval.json" log_p_cond 'x|w')" "$(jget "$OUT/jmvae/eval.json" log_p_cond_family_rule 'x|w')"));" \
             "log p(x,w) $(diff_se "$(jget "$OUT/$m/eval.json" log_p x,w)" "$(jget "$OUT/jmvae/eval.json" log_p x,w)")"
     done
+    for m in $EXPERT_MODELS; do
+        echo "- $m − JMVAE-kl: log p(x) $(diff_se "$(jget "$OUT/$m/eval.json" log_p x)" "$(jget "$OUT/jmvae_kl/eval.json" log_p x)");" \
+            "log p(x,w) $(diff_se "$(jget "$OUT/$m/eval.json" log_p x,w)" "$(jget "$OUT/jmvae_kl/eval.json" log_p x,w)");" \
+            "coherence $(diff_se "$(coh $m)" "$(coh jmvae_kl)");" \
+            "accuracy w|x $(diff_se "$(jget "$OUT/$m/eval.json" accuracy 'w|x')" "$(jget "$OUT/jmvae_kl/eval.json" accuracy 'w|x')")"
+    done
     echo
+    if [ -n "${EXPERT_MODELS:-}" ]; then
+        echo "MVAE, MMVAE and MoPoE build every posterior from one expert per modality (examples/mvae.spec, mmvae.spec,"
+        echo "mopoe.spec: Wu & Goodman's and MultiVae's settings with the reference specs' MLP networks): q(z|w) is"
+        echo "w's expert alone (MVAE: its product with p(z)), and eval's proposal for each subset is that subset's own"
+        echo "posterior (a mixture's for MMVAE and MoPoE, sampled from a component chosen at random). MVAE trains"
+        echo "ELBO(x,w) + ELBO(x) + ELBO(w) with the label's reconstruction weighted by 10 and the KL weight warmed"
+        echo "up over 40 epochs; MMVAE the stratified importance-weighted bound with K = 10 and DReG; MoPoE the mean"
+        echo "over subsets of each subset's ELBO."
+        echo
+    fi
     echo "Coherence per class (the fraction of images generated from a label that the classifier gives that label):"
     echo
     echo "| model | $(echo $CLASSES | sed 's/ / | /g') |"
@@ -249,7 +275,7 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     echo
     echo "which runs, for each model M (output in out/M/):"
     echo
-    echo "    jmvaec specs/M.spec -o gen/M && make -C gen/M         # examples/jmvae_h_kl.spec for jmvae_h_kl"
+    echo "    jmvaec specs/M.spec -o gen/M && make -C gen/M         # examples/M.spec for jmvae_h_kl${EXPERT_MODELS:+, mvae, mmvae, mopoe}"
     echo "    gen/M/M train $TRAIN --valid $VALID --epochs $EPOCHS --out M/run"
     echo "    gen/M/M eval --checkpoint M/run/last.ckpt $TEST --samples $SAMPLES --prior-samples $PRIOR_SAMPLES --json M/eval.json"
     echo "    gen/M/M sample --checkpoint M/run/last.ckpt --mode conditional --n $PER_CLASS --csv M/generated.csv --csv-labels M/generated_labels.csv"

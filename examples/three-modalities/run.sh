@@ -19,6 +19,12 @@
 #     bottom, completing test images, classified the same way against the
 #     test labels;
 #   - the label from each half: eval's accuracy w|top and w|bottom.
+# Then the same modalities as the field's models of experts (halves_mvae.spec,
+# halves_mmvae.spec, halves_mopoe.spec: MVAE, MMVAE with K = 10 and DReG,
+# MoPoE; --expert-epochs N, default 30 in the full mode, the --epochs of the
+# quick one), each modality generated from every subset of the other two
+# (and halves.spec's the same way: the zero-fed joint encoder stands in for
+# a subset it has no encoder of), in a table of their own.
 # It writes RESULTS.md and the figures (default output
 # examples/three-modalities/out; RESULTS.md and the figures are copied
 # beside this script in the full mode). --quick: 2 epochs on 3,000 images,
@@ -33,7 +39,20 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 DATA=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 . "$ROOT/examples/lib/common.sh"
-example_options "$@"
+EXPERT_EPOCHS=
+args=""
+while [ $# -gt 0 ]; do # --expert-epochs N; the rest are example_options'
+    case $1 in
+    --expert-epochs) [ $# -ge 2 ] || { echo "run.sh: --expert-epochs needs a number" >&2; exit 2; }
+                     EXPERT_EPOCHS=$2; shift ;;
+    *) args="$args $1" ;;
+    esac
+    shift
+done
+# shellcheck disable=SC2086
+example_options $args
+[ -n "$EXPERT_EPOCHS" ] || EXPERT_EPOCHS=$([ $MODE = full ] && echo 30 || echo "$EPOCHS")
+EXPERTS="halves_mvae halves_mmvae halves_mopoe"
 [ $MODE = full ] && TEST_LIMIT=2000 # K = 1000 on every subset and conditional of three modalities
 COMPLETE=$([ "$TEST_LIMIT" -gt 0 ] && [ "$TEST_LIMIT" -lt 1000 ] && echo "$TEST_LIMIT" || echo 1000)
 CLASSES="T-shirt/top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag Ankle-boot"
@@ -102,6 +121,65 @@ for from in top bottom; do
         --labels "$OUT/completed_labels.csv" --json "$OUT/completed_from_$from.json"
 done
 
+# ------------------------------------------------------ models of experts --
+# Each modality from every subset of the other two: for the halves, a completion
+# (the given half with the generated one) or both halves (from w alone),
+# classified; for w, eval's accuracy w|S.
+from_subsets() { # trainer checkpoint folder
+    "$1" sample --checkpoint "$2" --mode conditional --draw top --n "$PER_CLASS" --csv "$3/top_from_w.csv" \
+        --csv-labels "$3/from_w_labels.csv" > /dev/null
+    "$1" sample --checkpoint "$2" --mode conditional --draw bottom --n "$PER_CLASS" --csv "$3/bottom_from_w.csv" > /dev/null
+    paste -d, "$3/top_from_w.csv" "$3/bottom_from_w.csv" > "$3/garments_from_w.csv"
+    "$OUT/classifier" test --model "$OUT/classifier.bin" --images "$3/garments_from_w.csv" \
+        --labels "$3/from_w_labels.csv" --json "$3/from_w.json"
+    rm -f "$3/top_from_w.csv" "$3/bottom_from_w.csv" "$3/garments_from_w.csv"
+    W="w=$DATA/t10k-labels-idx1-ubyte.gz"
+    for given in "top" "top w" "bottom" "bottom w"; do
+        half=${given%% *}
+        other=$([ "$half" = top ] && echo bottom || echo top)
+        name=$(echo "$given" | tr ' ' '_')
+        data="--data $half=$H/test_$half.npy"
+        [ "$given" = "$half" ] || data="$data --data $W"
+        "$1" sample --checkpoint "$2" --mode reconstruct $data --draw "$other" --n "$COMPLETE" \
+            --csv "$3/${other}_from_$name.csv" > /dev/null
+        if [ "$half" = top ]; then
+            paste -d, "$H/test_top_first.csv" "$3/${other}_from_$name.csv" > "$3/completed_from_$name.csv"
+        else
+            paste -d, "$3/${other}_from_$name.csv" "$H/test_bottom_first.csv" > "$3/completed_from_$name.csv"
+        fi
+        "$OUT/classifier" test --model "$OUT/classifier.bin" --images "$3/completed_from_$name.csv" \
+            --labels "$OUT/completed_labels.csv" --json "$3/completed_from_$name.json"
+        rm -f "$3/${other}_from_$name.csv" "$3/completed_from_$name.csv"
+    done
+}
+mkdir -p "$OUT/halves"
+from_subsets "$T" "$CK" "$OUT/halves"
+cp "$OUT/eval.json" "$OUT/halves/eval.json"
+for m in $EXPERTS; do
+    say "$m: train to $EXPERT_EPOCHS epochs, evaluate (K = $SAMPLES), generate from every subset"
+    "$ROOT/jmvaec" "$HERE/$m.spec" -o "$OUT/gen_$m" > /dev/null
+    make -s -C "$OUT/gen_$m" JMVAEC="$ROOT/jmvaec"
+    TM=$OUT/gen_$m/$m
+    mkdir -p "$OUT/$m"
+    t=$(now)
+    if [ -f "$OUT/$m/run/last.ckpt" ]; then
+        "$TM" train $TRAIN --valid "$VALID" --epochs "$EXPERT_EPOCHS" $THREADS --resume "$OUT/$m/run/last.ckpt"
+    else
+        rm -rf "$OUT/$m/run"
+        "$TM" train $TRAIN --valid "$VALID" --epochs "$EXPERT_EPOCHS" $THREADS --out "$OUT/$m/run"
+    fi
+    echo $(( $(now) - t )) >> "$OUT/$m/train_seconds"
+    stamp="$EXPERT_EPOCHS $SAMPLES $PRIOR_SAMPLES $TEST_LIMIT $(cksum < "$OUT/$m/run/last.ckpt")"
+    if [ ! -f "$OUT/$m/eval.json" ] || [ "$(cat "$OUT/$m/eval.stamp" 2>/dev/null)" != "$stamp" ]; then
+        t=$(now)
+        "$TM" eval --checkpoint "$OUT/$m/run/last.ckpt" $TEST --samples "$SAMPLES" --prior-samples "$PRIOR_SAMPLES" \
+            $THREADS --json "$OUT/$m/eval.json" > "$OUT/$m/eval.txt"
+        echo $(( $(now) - t )) > "$OUT/$m/eval_seconds"
+        echo "$stamp" > "$OUT/$m/eval.stamp"
+    fi
+    from_subsets "$TM" "$OUT/$m/run/last.ckpt" "$OUT/$m"
+done
+
 say "figures (gnuplot)"
 paste -d, "$OUT/top_from_w_10.csv" "$OUT/bottom_from_w_10.csv" | csv_grid 10 28 28 > "$OUT/from_w.matrix"
 { paste -d, "$H/test_top_first.csv" "$H/test_bottom_first.csv" | head -n 10
@@ -156,6 +234,34 @@ acc() { grep -m1 '"accuracy": {' "$1" | sed 's/.*"mean": \([^,]*\), "se": \([^,}
     echo "Each value ± its standard error. The classifier is examples/tools/classifier.c, trained on the whole"
     echo "training images; a completed image is the given half above (or below) the generated one."
     echo
+    echo "## Every subset, four models"
+    echo
+    echo "Each modality generated from every subset of the other two, by halves.spec (JMVAE-kl, $EPOCHS epochs) and"
+    echo "by the models of experts (MVAE, MMVAE with K = 10 and DReG, MoPoE: halves_mvae.spec, halves_mmvae.spec,"
+    echo "halves_mopoe.spec, $EXPERT_EPOCHS epochs each). A half is scored by the classifier on the completed garment"
+    echo "(the given half with the generated one; both generated from w alone, $PER_CLASS a class), the label by"
+    echo "eval's accuracy of argmax p(w|z). halves.spec has an encoder for the whole set and for each modality"
+    echo "alone: from (top, w) or (bottom, w) it uses the joint encoder with the missing half fed as zeros (the"
+    echo "JMVAE-zero rule); a model of experts uses the product or mixture of the subset's experts."
+    echo
+    echo "| generated | from | halves (JMVAE-kl) | MVAE | MMVAE | MoPoE |"
+    echo "|---|---|---|---|---|---|"
+    cell() { [ -f "$OUT/$1/$2.json" ] && acc "$OUT/$1/$2.json" || echo "-"; }
+    wcell() { sed -n '/"accuracy": {/,/^  }/p' "$OUT/$1/eval.json" | grep -m1 "\"w|$2\": {" |
+              sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\).*/\1 \2/' | awk '{ printf "%.3f ± %.3f", $1, $2 }'; }
+    for row in "top and bottom|w|from_w" "bottom|top|completed_from_top" "bottom|top, w|completed_from_top_w" \
+               "top|bottom|completed_from_bottom" "top|bottom, w|completed_from_bottom_w"; do
+        what=${row%%|*} rest=${row#*|}
+        echo "| $what | ${rest%%|*} | $(cell halves "${rest#*|}") | $(for m in $EXPERTS; do printf '%s | ' "$(cell $m "${rest#*|}")"; done)"
+    done
+    for from in top bottom top,bottom; do
+        echo "| w | $(echo $from | sed 's/,/, /') | $(wcell halves $from) | $(for m in $EXPERTS; do printf '%s | ' "$(wcell $m $from)"; done)"
+    done
+    echo
+    for m in $EXPERTS; do
+        echo "$m: log p(top,bottom,w) $(fmt "$(jget "$OUT/$m/eval.json" log_p top,bottom,w)"), trained in $(minutes "$OUT/$m/train_seconds") min."
+        echo
+    done
     echo "eval's table (every subset of the modalities, every conditional, the proposals):"
     echo
     sed 's/^/    /' "$OUT/eval.txt"
