@@ -17,6 +17,7 @@ example_options "$@"
 # the three reference specs, and JMVAE-h with unimodal encoders (examples/);
 # with EXPERT_MODELS set (examples/fashion-mnist/run.sh), the field's models
 # of experts too: MVAE, MMVAE and MoPoE (examples/mvae.spec, ...)
+EXPERT_MODELS=${EXPERT_MODELS:-}
 MODELS="jmvae jmvae_kl jmvae_h jmvae_h_kl${EXPERT_MODELS:+ $EXPERT_MODELS}"
 N_MODELS=$(echo $MODELS | wc -w)
 spec_of() { [ -f "$ROOT/specs/$1.spec" ] && echo "$ROOT/specs/$1.spec" || echo "$ROOT/examples/$1.spec"; }
