@@ -335,16 +335,17 @@ static void emit_nll(emitter *e, const op *o)
     declare_row(e, 2, 0, "l", o->in[0]);
     declare_row(e, 2, 0, "t", o->in[1]);
     const likelihood_def *lik = &likelihood_table[o->likelihood];
-    if (lik->normalised) { /* -log softmax(l)[t] = logsumexp(l) - t . l, for any mass of t */
+    if (lik->normalised) { /* -log softmax(l)[t] = logsumexp(l) - t . l, for any mass of t (the table's softmax) */
+        binding sm[] = {{"x", "l[j]"}, {"top", "top"}, {"total", "total"}};
         put(e, "        jv_real top = l[0], total = 0, mass = 0;\n");
-        put(e, "        for (int j = 1; j < %d; j++)\n            top = l[j] > top ? l[j] : top;\n", n);
+        put(e, "        for (int j = 1; j < %d; j++)\n            top = %s;\n", n, c_formula(e, softmax.larger, sm, 3));
         put(e, "        JV_IVDEP\n");
         put(e, "        for (int j = 0; j < %d; j++) {\n", n);
-        put(e, "            total += JV_EXP(l[j] - top);\n");
+        put(e, "            total += %s;\n", c_formula(e, softmax.term, sm, 3));
         put(e, "            mass += t[j];\n");
         put(e, "            s -= t[j] * l[j];\n");
         put(e, "        }\n");
-        put(e, "        s += mass * (top + JV_LOG(total));\n");
+        put(e, "        s += mass * (%s);\n", c_formula(e, softmax.log_normaliser, sm, 3));
         per_example_close(e, o);
         return;
     }
@@ -418,11 +419,12 @@ static void emit_decode_mean(emitter *e, const op *o)
         put(e, "        JV_IVDEP\n");
         put(e, "        for (int j = 0; j < %d; j++)\n            dst[j] = %s;\n", n,
             c_formula(e, lik->mean, &(binding){"l", "l[j]"}, 1));
-    } else { /* softmax */
+    } else { /* the table's softmax: each value's term, then divided by their total */
+        binding sm[] = {{"x", "l[j]"}, {"top", "top"}, {"total", "total"}};
         put(e, "        jv_real top = l[0], total = 0;\n");
-        put(e, "        for (int j = 1; j < %d; j++)\n            top = l[j] > top ? l[j] : top;\n", n);
+        put(e, "        for (int j = 1; j < %d; j++)\n            top = %s;\n", n, c_formula(e, softmax.larger, sm, 3));
         put(e, "        JV_IVDEP\n");
-        put(e, "        for (int j = 0; j < %d; j++)\n            total += dst[j] = JV_EXP(l[j] - top);\n", n);
+        put(e, "        for (int j = 0; j < %d; j++)\n            total += dst[j] = %s;\n", n, c_formula(e, softmax.term, sm, 3));
         put(e, "        JV_IVDEP\n");
         put(e, "        for (int j = 0; j < %d; j++)\n            dst[j] /= total;\n", n);
     }
@@ -639,14 +641,15 @@ static void emit_nll_grad(emitter *e, const op *o)
     declare_row(e, 3, 1, "dl", o->out[0]);
     declare_row(e, 3, 1, "dlv", o->out[1]);
     if (likelihood_table[o->likelihood].normalised) { /* softmax: d l = g (mass softmax(l) - t) */
+        binding sm[] = {{"x", "l[j]"}, {"top", "top"}, {"total", "total"}};
         put(e, "            jv_real top = l[0], total = 0, mass = 0;\n");
-        put(e, "            for (int j = 1; j < %d; j++)\n                top = l[j] > top ? l[j] : top;\n", n);
+        put(e, "            for (int j = 1; j < %d; j++)\n                top = %s;\n", n, c_formula(e, softmax.larger, sm, 3));
         put(e, "            JV_IVDEP\n");
         put(e, "            for (int j = 0; j < %d; j++) {\n", n);
-        put(e, "                total += JV_EXP(l[j] - top);\n                mass += t[j];\n            }\n");
+        put(e, "                total += %s;\n                mass += t[j];\n            }\n", c_formula(e, softmax.term, sm, 3));
         put(e, "            JV_IVDEP\n");
         put(e, "            for (int j = 0; j < %d; j++)\n", n);
-        put(e, "                dl[j] %s g * (mass * JV_EXP(l[j] - top) / total - t[j]);\n", assign(o->acc[0]));
+        put(e, "                dl[j] %s g * (mass * %s - t[j]);\n", assign(o->acc[0]), c_formula(e, softmax.share, sm, 3));
     } else {
         static const char *const names[] = {"dl", "dlv"};
         binding vars[4 + MAX_LETS] = {{"g", "g"}};

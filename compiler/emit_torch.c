@@ -292,11 +292,14 @@ static void emit_helpers(torch_emitter *e)
     for (int k = 0; k < N_LIKELIHOODS; k++) {
         const likelihood_def *l = &likelihood_table[k];
         static const char *const nll_args[] = {"l", "t", "lv"};
+        binding sm[] = {{"x", "l"}, {"top", "top"}, {"total", "total"}};
         if (u.nll[k] && l->normalised) {
             put(e, "\n\ndef %s(l, t):\n", likelihood_helper(e, "nll", (likelihood_kind)k));
             put(e, "    \"\"\"-log p(t | %s l) of a %s likelihood, summed: log-sum-exp(l) - t . l for targets t of any mass.\"\"\"\n",
                 l->param, l->name);
-            put(e, "    return t.sum(-1) * torch.logsumexp(l, -1) - (t * l).sum(-1)\n");
+            put(e, "    top = l.max(-1, keepdim=True).values  # the largest logit\n");
+            put(e, "    total = (%s).sum(-1, keepdim=True)\n", py(e, softmax.term, sm, 3));
+            put(e, "    return t.sum(-1) * (%s).squeeze(-1) - (t * l).sum(-1)\n", py(e, softmax.log_normaliser, sm, 3));
         } else if (u.nll[k]) {
             helper(e, likelihood_helper(e, "nll", (likelihood_kind)k), nll_args, l->has_logvar ? 3 : 2,
                    arena_printf(&e->c->mem, "-log p(t | %s l%s) of a %s likelihood, summed.", l->param,
@@ -306,7 +309,9 @@ static void emit_helpers(torch_emitter *e)
         if (u.mean[k] && l->normalised) {
             put(e, "\n\ndef %s(l):\n", likelihood_helper(e, "mean", (likelihood_kind)k));
             put(e, "    \"\"\"The expected value of a %s likelihood: %s.\"\"\"\n", l->name, l->mean_what);
-            put(e, "    return torch.softmax(l, -1)\n");
+            put(e, "    top = l.max(-1, keepdim=True).values  # the largest logit\n");
+            put(e, "    total = (%s).sum(-1, keepdim=True)\n", py(e, softmax.term, sm, 3));
+            put(e, "    return %s\n", py(e, softmax.share, sm, 3));
         } else if (u.mean[k]) {
             formula_def mean = {{{0}}, l->mean};
             helper(e, likelihood_helper(e, "mean", (likelihood_kind)k), nll_args, 1,

@@ -13,6 +13,7 @@ const char *const normal_operands[] = {"z", "m", "lv", "g", NULL};
 const char *const sample_operands[] = {"m", "lv", "eps", "g", NULL};
 const char *const poe_operands[] = {"m", "lv", "t", "s", "mo", "lvo", "gm", "glv", NULL};
 const char *const logmeanexp_operands[] = {"x", "top", "total", "n", "result", NULL};
+const char *const softmax_operands[] = {"x", "top", "total", NULL};
 
 /* y = act(v); the derivative from the output y where it can (no second
  * buffer), from the pre-activation x for silu. */
@@ -92,6 +93,8 @@ const formula_def poe_weighted = {{{0}}, "m * exp(-lv)"};
 const formula_def poe_logvar = {{{0}}, "-log(t)"};
 const formula_def poe_mean = {{{0}}, "s / t"};
 const gradient_def poe_gradient = {{{"w", "exp(lvo - lv)"}}, {"gm * w", "w * (glv - gm * (m - mo))", NULL, NULL}};
+
+const softmax_def softmax = {"x > top ? x : top", "exp(x - top)", "top + log(total)", "exp(x - top) / total"};
 
 const logmeanexp_def logmeanexp = {"x > top ? x : top", "exp(x - top)", "top + log(total / n)", "exp(x - result) / n"};
 

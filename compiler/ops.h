@@ -152,6 +152,16 @@ typedef struct {
 
 extern const logmeanexp_def logmeanexp;
 
+/* The softmax of a normalised likelihood's logits l over its values, a
+ * reduction in three steps as logmeanexp's: the largest logit `top`
+ * (`larger` of x and top), the sum `total` of `term`, then the log of the
+ * normaliser and each value's share. */
+typedef struct {
+    const char *larger, *term, *log_normaliser, *share;
+} softmax_def;
+
+extern const softmax_def softmax;
+
 /* The operands of each formula family, in order (for the tests and the printers). */
 extern const char *const activation_operands[];   /* v, g, y, x */
 extern const char *const variance_operands[];     /* a, dl */
@@ -161,6 +171,7 @@ extern const char *const normal_operands[];       /* z, m, lv, g */
 extern const char *const sample_operands[];       /* m, lv, eps, g */
 extern const char *const poe_operands[];          /* m, lv, t, s, mo, lvo, gm, glv */
 extern const char *const logmeanexp_operands[];   /* x, top, total, n, result */
+extern const char *const softmax_operands[];      /* x, top, total */
 
 /* The row whose word (and argument) the spec wrote, or -1. */
 int find_activation(const char *word);

@@ -540,6 +540,24 @@ Test(ops, every_formula_parses_and_names_only_its_operands)
     expect_gradient("log N", &log_normal_gradient[GAUSS_GENERAL], normal_operands);
     expect_value("sample", &sample_formula, (const char *const[]){"m", "lv", "eps", NULL});
     expect_gradient("sample", &sample_gradient, sample_operands);
+    /* the reductions: the product of experts, a mixture's log-mean-exp, the softmax */
+    expect_value("poe precision", &poe_precision, (const char *const[]){"lv", NULL});
+    expect_value("poe weighted", &poe_weighted, (const char *const[]){"m", "lv", NULL});
+    expect_value("poe log-variance", &poe_logvar, (const char *const[]){"t", NULL});
+    expect_value("poe mean", &poe_mean, (const char *const[]){"s", "t", NULL});
+    expect_gradient("poe", &poe_gradient, (const char *const[]){"m", "lv", "mo", "lvo", "gm", "glv", NULL});
+    expect_formula("logmeanexp larger", logmeanexp.larger, (const char *const[]){"x", "top", NULL});
+    expect_formula("logmeanexp term", logmeanexp.term, (const char *const[]){"x", "top", NULL});
+    expect_formula("logmeanexp result", logmeanexp.result, (const char *const[]){"top", "total", "n", NULL});
+    expect_formula("logmeanexp weight", logmeanexp.weight, (const char *const[]){"x", "result", "n", NULL});
+    expect_formula("softmax larger", softmax.larger, (const char *const[]){"x", "top", NULL});
+    expect_formula("softmax term", softmax.term, (const char *const[]){"x", "top", NULL});
+    expect_formula("softmax normaliser", softmax.log_normaliser, (const char *const[]){"top", "total", NULL});
+    expect_formula("softmax share", softmax.share, (const char *const[]){"x", "top", "total", NULL});
+    for (int r = 0; r < N_RULES; r++) {
+        cr_assert(rule_table[r].word && rule_table[r].what, "rule %d has no row", r);
+        cr_expect_eq(find_rule(rule_table[r].word), r);
+    }
 }
 
 Test(ops, formulas_print_in_both_languages)

@@ -139,12 +139,16 @@ def _mean_bernoulli(l):
 
 def _nll_categorical(l, t):
     """-log p(t | logits l) of a categorical likelihood, summed: log-sum-exp(l) - t . l for targets t of any mass."""
-    return t.sum(-1) * torch.logsumexp(l, -1) - (t * l).sum(-1)
+    top = l.max(-1, keepdim=True).values  # the largest logit
+    total = (torch.exp(l - top)).sum(-1, keepdim=True)
+    return t.sum(-1) * (top + torch.log(total)).squeeze(-1) - (t * l).sum(-1)
 
 
 def _mean_categorical(l):
     """The expected value of a categorical likelihood: probabilities: softmax of the logits."""
-    return torch.softmax(l, -1)
+    top = l.max(-1, keepdim=True).values  # the largest logit
+    total = (torch.exp(l - top)).sum(-1, keepdim=True)
+    return torch.exp(l - top) / total
 
 
 # ----------------------------------------------------- jmvaec's PyTorch runtime --
