@@ -116,6 +116,13 @@ static void compare_stages(const char *path, const char *name)
 Test(golden, each_stage_matches_its_golden_text, .timeout = 60)
 {
     cr_expect_eq(each_spec("specs", compare_stages), 3);
+    /* and the models of experts: products, mixtures, loops, K samples and DReG */
+    static const char *const experts[] = {"mvae", "mmvae", "mopoe"};
+    for (size_t i = 0; i < sizeof experts / sizeof *experts; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "examples/%s.spec", experts[i]);
+        compare_stages(path, experts[i]);
+    }
 }
 
 Test(golden, output_does_not_depend_on_folder)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Rewrites the golden files on purpose: generated/ (what jmvaec emits for
 # each spec in specs/: the C trainer's files and the PyTorch module), tests/golden/<model>.<stage> (the text of each
-# compiler stage for those specs: ir, grad, tasks, plan, so that a change to
+# compiler stage for those specs and for examples/mvae, mmvae and mopoe.spec: ir, grad, tasks, plan, so that a change to
 # one stage shows as a short diff of its own) and tests/bad/*.expected
 # (transcripts of jmvaec on bad specs). Review `git diff` afterwards: every
 # change must be intended.
@@ -17,6 +17,11 @@ for spec in specs/*.spec; do
     mkdir -p tests/golden
     for stage in $STAGES; do
         ./jmvaec --emit="$stage" "$spec" > "tests/golden/$model.$stage"
+    done
+done
+for model in mvae mmvae mopoe; do # the models of experts' stages too
+    for stage in $STAGES; do
+        ./jmvaec --emit="$stage" "examples/$model.spec" > "tests/golden/$model.$stage"
     done
 done
 for spec in tests/bad/*.spec; do
