@@ -82,3 +82,17 @@ void vec_push(arena *a, vec *v, void *item)
     }
     v->items[v->n++] = item;
 }
+
+void *arena_grow(arena *a, void *items, int n, int *cap, size_t size)
+{
+    if (n == *cap) {
+        int grown = *cap ? 2 * *cap : 8;
+        void *more = arena_alloc(a, size * (size_t)grown);
+        if (n)
+            memcpy(more, items, size * (size_t)n);
+        items = more;
+        *cap = grown;
+    }
+    memset((char *)items + size * (size_t)n, 0, size);
+    return items;
+}

@@ -28,6 +28,9 @@ typedef struct {
     int n, cap;
 } vec;
 void vec_push(arena *a, vec *v, void *item);
+/* An array of n items of `size` bytes (capacity *cap) with room for one
+ * more: `items` itself, or a larger copy in the arena; item n is zeroed. */
+void *arena_grow(arena *a, void *items, int n, int *cap, size_t size);
 
 /* ------------------------------------------------------------- locations -- */
 

@@ -24,14 +24,7 @@ static int popcount(unsigned x)
 static int new_group(checker *k, const sem_group *g)
 {
     sem_model *m = k->m;
-    if (m->n_groups == m->cap_groups) {
-        int cap = m->cap_groups ? 2 * m->cap_groups : 8;
-        sem_group *grown = arena_alloc(&k->c->mem, sizeof *grown * (size_t)cap);
-        if (m->n_groups)
-            memcpy(grown, m->groups, sizeof *grown * (size_t)m->n_groups);
-        m->groups = grown;
-        m->cap_groups = cap;
-    }
+    m->groups = arena_grow(&k->c->mem, m->groups, m->n_groups, &m->cap_groups, sizeof *m->groups);
     m->groups[m->n_groups] = *g;
     return m->n_groups++;
 }
@@ -39,14 +32,7 @@ static int new_group(checker *k, const sem_group *g)
 static int new_draw(checker *k, int latent, int post, int group, const sample_node *node)
 {
     sem_model *m = k->m;
-    if (m->n_draws == m->cap_draws) {
-        int cap = m->cap_draws ? 2 * m->cap_draws : 8;
-        sem_draw *grown = arena_alloc(&k->c->mem, sizeof *grown * (size_t)cap);
-        if (m->n_draws)
-            memcpy(grown, m->draws, sizeof *grown * (size_t)m->n_draws);
-        m->draws = grown;
-        m->cap_draws = cap;
-    }
+    m->draws = arena_grow(&k->c->mem, m->draws, m->n_draws, &m->cap_draws, sizeof *m->draws);
     m->draws[m->n_draws] = (sem_draw){latent, post, group, node};
     return m->n_draws++;
 }

@@ -610,12 +610,11 @@ static void emit_kl_grad(emitter *e, const op *o)
     put(e, "        }\n    }\n");
 }
 
-static void emit_logpdf_grad(emitter *e, const op *o)
+/* The rows of a Gaussian log-density's backward inside its per-example loop
+ * (g set): d z, d mean and d log-variance of the table's gradient; closes the
+ * loop and its block. */
+static void log_normal_gradient_rows(emitter *e, const op *o, int n, int which)
 {
-    int n = W(e, o->in[0]);
-    int std = o->in[1] < 0;
-    block_comment(e, o, "backward of the log-density");
-    per_example_grad_open(e, o);
     declare_row(e, 3, 0, "z", o->in[0]);
     declare_row(e, 3, 0, "m", o->in[1]);
     declare_row(e, 3, 0, "lv", o->in[2]);
@@ -624,8 +623,17 @@ static void emit_logpdf_grad(emitter *e, const op *o)
         declare_row(e, 3, 1, names[j], o->out[j]);
     binding vars[4 + MAX_LETS] = {{"g", "g"}};
     int n_vars = 1 + bind_elements(e, vars + 1, normal_operands, o->in, 3);
-    emit_gradient_loop(e, n, &log_normal_gradient[std ? GAUSS_STANDARD : GAUSS_GENERAL], vars, n_vars, names, o);
+    emit_gradient_loop(e, n, &log_normal_gradient[which], vars, n_vars, names, o);
     put(e, "        }\n    }\n");
+}
+
+static void emit_logpdf_grad(emitter *e, const op *o)
+{
+    int n = W(e, o->in[0]);
+    int std = o->in[1] < 0;
+    block_comment(e, o, "backward of the log-density");
+    per_example_grad_open(e, o);
+    log_normal_gradient_rows(e, o, n, std ? GAUSS_STANDARD : GAUSS_GENERAL);
 }
 
 static void emit_nll_grad(emitter *e, const op *o)
@@ -807,16 +815,7 @@ static void emit_mix_logpdf_grad(emitter *e, const op *o)
         N(e, o->in[3]), o->n_components, o->component,
         o->iw >= 0 ? arena_printf(&e->c->mem, " * %s[b]", N(e, o->iw)) : "",
         o->iw >= 0 ? ", the sample's normalised weight" : "");
-    declare_row(e, 3, 0, "z", o->in[0]);
-    declare_row(e, 3, 0, "m", o->in[1]);
-    declare_row(e, 3, 0, "lv", o->in[2]);
-    static const char *const names[] = {"dz", "dm", "dlv"};
-    for (int j = 0; j < 3; j++)
-        declare_row(e, 3, 1, names[j], o->out[j]);
-    binding vars[4 + MAX_LETS] = {{"g", "g"}};
-    int n_vars = 1 + bind_elements(e, vars + 1, normal_operands, o->in, 3);
-    emit_gradient_loop(e, n, &log_normal_gradient[GAUSS_GENERAL], vars, n_vars, names, o);
-    put(e, "        }\n    }\n");
+    log_normal_gradient_rows(e, o, n, GAUSS_GENERAL);
 }
 
 /* A sample of a uniform mixture: the component chosen by the choice's

@@ -365,6 +365,23 @@ static op *logpdf(ctx *c, graph *g, int z, int mean, int logvar, int out, int si
     return o;
 }
 
+/* An op on a mixture: `first` inputs, then the n components' (mean,
+ * log-variance) pairs; given a subset, with the modalities each component needs. */
+static op *mixture_op(ctx *c, graph *g, const lowering_env *e, op_kind kind, int line, const int *in, int first, int n,
+                      const unsigned *conds)
+{
+    op *o = graph_op(c, g, kind, line);
+    graph_op_inputs(c, o, 2 * n + first);
+    memcpy(o->in, in, sizeof(int) * (size_t)(2 * n + first));
+    o->n_in = 2 * n + first;
+    o->n_components = n;
+    if (e->masked) {
+        o->conds = arena_alloc(&c->mem, sizeof(unsigned) * (size_t)n);
+        memcpy(o->conds, conds, sizeof(unsigned) * (size_t)n);
+    }
+    return o;
+}
+
 /* out (+)= sign * log q(z) of a posterior record: a Gaussian's, or a
  * mixture's (with its responsibilities kept when `keep` for the backward). */
 static op *post_logpdf(ctx *c, program *p, graph *g, lowering_env *e, int post, int z, int out, int sign,
@@ -380,21 +397,13 @@ static op *post_logpdf(ctx *c, program *p, graph *g, lowering_env *e, int post, 
     unsigned conds[MAX_SUBSETS + 1];
     int n = lower_components(c, p, g, e, post, in + 1, conds);
     in[0] = z;
-    op *o = graph_op(c, g, OP_MIX_LOGPDF, line);
-    graph_op_inputs(c, o, 2 * n + 1);
-    memcpy(o->in, in, sizeof(int) * (size_t)(2 * n + 1));
-    o->n_in = 2 * n + 1;
-    o->n_components = n;
+    op *o = mixture_op(c, g, e, OP_MIX_LOGPDF, line, in, 1, n, conds);
     o->out[o->n_out++] = out;
     o->out[o->n_out++] = keep ? graph_value(c, g, V_ARENA, n, 0, vname(c, e, arena_printf(&c->mem, "resp_%s",
                                                                                           post_label(c, p->m, r))))
                               : -1;
     o->sign = sign;
     o->accumulate = accumulate;
-    if (e->masked) {
-        o->conds = arena_alloc(&c->mem, sizeof(unsigned) * (size_t)n);
-        memcpy(o->conds, conds, sizeof(unsigned) * (size_t)n);
-    }
     return o;
 }
 
@@ -676,16 +685,8 @@ static void lower_posterior(ctx *c, program *p, const sem_family *fam)
         in[0] = graph_value(c, g, V_NOISE, lat->size, l, arena_printf(&c->mem, "eps_%s", lat->name));
         in[1] = graph_value(c, g, V_NOISE, 1, m->n_latents + l, arena_printf(&c->mem, "choice_%s", lat->name));
         int z = graph_value(c, g, V_LATENT_OUT, lat->size, l, arena_printf(&c->mem, "%s_sample", lat->name));
-        op *o = graph_op(c, g, OP_MIX_SAMPLE, line);
-        graph_op_inputs(c, o, 2 * n + 2);
-        memcpy(o->in, in, sizeof(int) * (size_t)(2 * n + 2));
-        o->n_in = 2 * n + 2;
-        o->n_components = n;
+        op *o = mixture_op(c, g, e, OP_MIX_SAMPLE, line, in, 2, n, conds);
         o->out[o->n_out++] = z;
-        if (e->masked) {
-            o->conds = arena_alloc(&c->mem, sizeof(unsigned) * (size_t)n);
-            memcpy(o->conds, conds, sizeof(unsigned) * (size_t)n);
-        }
         e->latent[l] = z;
         post_logpdf(c, p, g, e, post, z, log_q, 1, k > 0, line, 0);
     }

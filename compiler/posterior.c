@@ -41,14 +41,7 @@ static int add_posterior(checker *k, const sem_posterior *rec)
     for (int i = 0; i < m->n_posteriors; i++)
         if (same_record(&m->posteriors[i], rec))
             return i;
-    if (m->n_posteriors == m->cap_posteriors) {
-        int cap = m->cap_posteriors ? 2 * m->cap_posteriors : 16;
-        sem_posterior *grown = arena_alloc(&k->c->mem, sizeof *grown * (size_t)cap);
-        if (m->n_posteriors)
-            memcpy(grown, m->posteriors, sizeof *grown * (size_t)m->n_posteriors);
-        m->posteriors = grown;
-        m->cap_posteriors = cap;
-    }
+    m->posteriors = arena_grow(&k->c->mem, m->posteriors, m->n_posteriors, &m->cap_posteriors, sizeof *m->posteriors);
     sem_posterior *p = &m->posteriors[m->n_posteriors];
     *p = *rec;
     if (rec->n_components) {

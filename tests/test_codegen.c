@@ -283,46 +283,32 @@ Test(gradcheck, keywords_as_names, .timeout = 300)
     free(path);
 }
 
-/* Specs from the fuzzing generator (tests/fuzz/specgen.h), from fixed
- * bytes: each is accepted, builds, and passes the gradient check. */
-Test(gradcheck, generated_specs, .timeout = 900)
+/* count specs of the generator's `mode` from `state`: each is accepted,
+ * builds, and passes the gradient check. */
+static void gradcheck_generated(uint64_t state, int mode, int count, const char *name)
 {
-    uint64_t state = 0x9E3779B97F4A7C15ull;
-    for (int k = 0; k < 8; k++) {
-        uint8_t bytes[96];
-        for (size_t i = 0; i < sizeof bytes; i++) {
-            state ^= state << 13, state ^= state >> 7, state ^= state << 17;
-            bytes[i] = (uint8_t)(state >> 24);
-        }
+    for (int k = 0; k < count; k++) {
         char text[1 << 14];
-        specgen_write(bytes, sizeof bytes, text, sizeof text);
+        specgen_from_state(&state, mode, text, sizeof text);
         char *path = spec_file(text);
         cr_log_info("generated spec %d:\n%s", k, text);
-        build_and_gradcheck(path, "generated", "--quiet");
+        build_and_gradcheck(path, name, "--quiet");
         free(path);
     }
 }
 
+/* Specs from the fuzzing generator (tests/fuzz/specgen.h), from fixed bytes. */
+Test(gradcheck, generated_specs, .timeout = 900)
+{
+    gradcheck_generated(0x9E3779B97F4A7C15ull, GEN_ANY, 8, "generated");
+}
+
 /* Specs of posteriors built from experts, from the generator's other
  * branch: rules, loops over sets, subsets and components, K samples and
- * DReG; each builds and passes the gradient check (DReG's: the exact
- * gradient of its bound). */
+ * DReG (whose check is the exact gradient of its bound). */
 Test(gradcheck, generated_expert_specs, .timeout = 900)
 {
-    uint64_t state = 0xC2B2AE3D27D4EB4Full;
-    for (int k = 0; k < 8; k++) {
-        uint8_t bytes[96];
-        for (size_t i = 0; i < sizeof bytes; i++) {
-            state ^= state << 13, state ^= state >> 7, state ^= state << 17;
-            bytes[i] = (uint8_t)(state >> 24);
-        }
-        char text[1 << 14];
-        specgen_write_mode(bytes, sizeof bytes, text, sizeof text, GEN_EXPERTS);
-        char *path = spec_file(text);
-        cr_log_info("generated spec %d:\n%s", k, text);
-        build_and_gradcheck(path, "experts", "--quiet");
-        free(path);
-    }
+    gradcheck_generated(0xC2B2AE3D27D4EB4Full, GEN_EXPERTS, 8, "experts");
 }
 
 /* ------------------------------------------------------------- the CLI -- */

@@ -53,23 +53,16 @@ Test(torch, examples, .timeout = 900)
     torch_equal("torch-ex", "examples/*.spec examples/three-modalities/*.spec tests/eval/*.spec");
 }
 
-/* Specs nobody wrote: every likelihood, latent hierarchies, feature
- * networks, several families, KL and KLsample, weights and warm-ups. */
-Test(torch, generated_specs, .timeout = 900)
+/* count specs of the generator's `mode` from `state`, equal in both back ends. */
+static void torch_equal_generated(const char *tag, uint64_t state, int mode, int count)
 {
     need_torch();
-    char *dir = temp_folder("torch-gen");
+    char *dir = temp_folder(tag);
     cr_assert(dir);
     char args[8192] = "";
-    uint64_t state = 0x2545F4914F6CDD1Dull;
-    for (int k = 0; k < 6; k++) {
-        uint8_t bytes[96];
-        for (size_t i = 0; i < sizeof bytes; i++) {
-            state ^= state << 13, state ^= state >> 7, state ^= state << 17;
-            bytes[i] = (uint8_t)(state >> 24);
-        }
+    for (int k = 0; k < count; k++) {
         char text[1 << 14], path[512];
-        specgen_write(bytes, sizeof bytes, text, sizeof text);
+        specgen_from_state(&state, mode, text, sizeof text);
         snprintf(path, sizeof path, "%s/generated%d.spec", dir, k);
         FILE *f = fopen(path, "w");
         cr_assert(f);
@@ -79,40 +72,25 @@ Test(torch, generated_specs, .timeout = 900)
         size_t len = strlen(args);
         snprintf(args + len, sizeof args - len, " %s", path);
     }
-    torch_equal("torch-gen-run", args);
+    char run_tag[64];
+    snprintf(run_tag, sizeof run_tag, "%s-run", tag);
+    torch_equal(run_tag, args);
     remove_folder(dir);
     free(dir);
+}
+
+/* Specs nobody wrote: every likelihood, latent hierarchies, feature
+ * networks, several families, KL and KLsample, weights and warm-ups. */
+Test(torch, generated_specs, .timeout = 900)
+{
+    torch_equal_generated("torch-gen", 0x2545F4914F6CDD1Dull, GEN_ANY, 6);
 }
 
 /* Specs of posteriors built from experts nobody wrote: products, mixtures,
  * loops, K samples and DReG, equal in both back ends. */
 Test(torch, generated_expert_specs, .timeout = 900)
 {
-    need_torch();
-    char *dir = temp_folder("torch-gen-experts");
-    cr_assert(dir);
-    char args[8192] = "";
-    uint64_t state = 0x165667B19E3779F9ull;
-    for (int k = 0; k < 6; k++) {
-        uint8_t bytes[96];
-        for (size_t i = 0; i < sizeof bytes; i++) {
-            state ^= state << 13, state ^= state >> 7, state ^= state << 17;
-            bytes[i] = (uint8_t)(state >> 24);
-        }
-        char text[1 << 14], path[512];
-        specgen_write_mode(bytes, sizeof bytes, text, sizeof text, GEN_EXPERTS);
-        snprintf(path, sizeof path, "%s/experts%d.spec", dir, k);
-        FILE *f = fopen(path, "w");
-        cr_assert(f);
-        fputs(text, f);
-        fclose(f);
-        cr_log_info("generated spec %d:\n%s", k, text);
-        size_t len = strlen(args);
-        snprintf(args + len, sizeof args - len, " %s", path);
-    }
-    torch_equal("torch-gen-experts-run", args);
-    remove_folder(dir);
-    free(dir);
+    torch_equal_generated("torch-gen-experts", 0x165667B19E3779F9ull, GEN_EXPERTS, 6);
 }
 
 /* Names that Python or torch.nn.Module take (keywords, methods) and one

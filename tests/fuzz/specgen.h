@@ -117,9 +117,9 @@ static inline size_t specgen_write_mode(const uint8_t *bytes, size_t n, char *ou
     gen_put(&g, "model g%u\n", gen_pick(&g, 100));
     for (int m = 0; m < n_mod; m++) {
         lik[m] = (int)gen_pick(&g, N_LIKELIHOODS);
-        int softmax = likelihood_table[lik[m]].normalised; /* at least 2 values, and no image */
-        unsigned size = (softmax ? 2 : 1) + gen_pick(&g, 7);
-        if (gen_pick(&g, 4) == 0 && !softmax)
+        int normalised = likelihood_table[lik[m]].normalised; /* at least 2 values, and no image */
+        unsigned size = (normalised ? 2 : 1) + gen_pick(&g, 7);
+        if (gen_pick(&g, 4) == 0 && !normalised)
             gen_put(&g, "modality x%d[2, %u] ~ %s\n", m, 1 + gen_pick(&g, 3), likelihood_table[lik[m]].name);
         else
             gen_put(&g, "modality x%d[%u] ~ %s\n", m, size, likelihood_table[lik[m]].name);
@@ -247,6 +247,17 @@ static inline size_t specgen_write_mode(const uint8_t *bytes, size_t n, char *ou
 static inline size_t specgen_write(const uint8_t *bytes, size_t n, char *out, size_t cap)
 {
     return specgen_write_mode(bytes, n, out, cap, GEN_ANY);
+}
+
+/* The tests' specs: 96 bytes from the xorshift generator at *state, then the spec of `mode`. */
+static inline size_t specgen_from_state(uint64_t *state, int mode, char *out, size_t cap)
+{
+    uint8_t bytes[96];
+    for (size_t i = 0; i < sizeof bytes; i++) {
+        *state ^= *state << 13, *state ^= *state >> 7, *state ^= *state << 17;
+        bytes[i] = (uint8_t)(*state >> 24);
+    }
+    return specgen_write_mode(bytes, sizeof bytes, out, cap, mode);
 }
 
 /* A spec of posteriors built from experts (see the top of the file). */
