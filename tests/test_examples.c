@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "shell_util.h"
 
@@ -116,6 +117,42 @@ static void experiment(const char *name, const char *published)
 Test(examples, fashion_mnist_quick_mode_writes_its_table_and_figures, .timeout = 900)
 {
     experiment("fashion-mnist", "−232.63");
+}
+
+/* experts.sh: MVAE, MMVAE and MoPoE beside JMVAE-kl, every cell a number,
+ * their figures, and EXPERTS.md (not RESULTS.md) in the output folder. */
+Test(examples, fashion_mnist_experts_quick_mode_writes_its_table_and_figures, .timeout = 900)
+{
+    char *root = temp_folder("experts"), cmd[2048], *out = NULL, path[1024];
+    cr_assert_not_null(root);
+    script_command(cmd, sizeof cmd, "fashion-mnist", "experts.sh", "--epochs 1", root);
+    cr_assert_eq(run_command(cmd, &out), 0, "%s\n%s", cmd, out);
+    free(out);
+    snprintf(path, sizeof path, "%s/out/EXPERTS.md", root);
+    char *text = read_text_file(path);
+    cr_assert_not_null(text);
+    const char *rows[] = {"| JMVAE-kl |", "| MVAE (product of experts with the prior; sub-sampled ELBOs) |",
+                          "| MMVAE (mixture of experts; K = 10, DReG) |", "| MoPoE (mixture of products of experts) |"};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const char *line = strstr(text, rows[i]), *end = line ? strchr(line, '\n') : NULL;
+        cr_assert(line && end, "no '%s' in EXPERTS.md:\n%s", rows[i], text);
+        char row[512];
+        snprintf(row, sizeof row, "%.*s", (int)(end - line), line);
+        cr_expect_null(strstr(row, "| |"), "an empty cell: %s", row);
+        cr_expect_eq(strstr(row, " ± ") != NULL, 1, "no value ± s.e.: %s", row);
+    }
+    const char *words[] = {"QUICK MODE", "experts.sh --quick", "- mmvae − JMVAE-kl: log p(x) "};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        cr_expect_not_null(strstr(text, words[i]), "no '%s' in EXPERTS.md:\n%s", words[i], text);
+    cr_expect_null(strstr(text, "nan"), "%s", text);
+    snprintf(path, sizeof path, "%s/out/RESULTS.md", root);
+    cr_expect_neq(access(path, F_OK), 0, "experts.sh wrote RESULTS.md");
+    const char *pictures[] = {"conditional.png", "reconstruct.png", "latent2d.png", "mvae/curves.png",
+                              "mmvae/curves.png", "mopoe/curves.png"};
+    expect_pictures(root, pictures, sizeof pictures / sizeof pictures[0]);
+    free(text);
+    remove_folder(root);
+    free(root);
 }
 
 /* longer.sh: JMVAE trained on, with a warm-up and the learning rate's drop,

@@ -14,12 +14,22 @@
 # parses them.
 . "$ROOT/examples/lib/common.sh"
 example_options "$@"
+# the default output folder: out/, or the script's own (experts.sh: out-experts/)
+DEFAULT_OUT=$HERE/${DEFAULT_OUT_NAME:-out}
+[ "$OUT" = "$HERE/out" ] && OUT=$DEFAULT_OUT
 # the three reference specs, and JMVAE-h with unimodal encoders (examples/);
-# with EXPERT_MODELS set (examples/fashion-mnist/run.sh), the field's models
-# of experts too: MVAE, MMVAE and MoPoE (examples/mvae.spec, ...)
+# or, with EXPERT_MODELS set (examples/fashion-mnist/experts.sh), JMVAE-kl
+# beside the field's models of experts (examples/mvae.spec, ...), into
+# RESULTS_NAME (default RESULTS.md)
 EXPERT_MODELS=${EXPERT_MODELS:-}
-MODELS="jmvae jmvae_kl jmvae_h jmvae_h_kl${EXPERT_MODELS:+ $EXPERT_MODELS}"
+RESULTS_NAME=${RESULTS_NAME:-RESULTS.md}
+if [ -n "$EXPERT_MODELS" ]; then
+    MODELS="jmvae_kl $EXPERT_MODELS"
+else
+    MODELS="jmvae jmvae_kl jmvae_h jmvae_h_kl"
+fi
 N_MODELS=$(echo $MODELS | wc -w)
+has_model() { case " $MODELS " in *" $1 "*) return 0 ;; esac; return 1; }
 spec_of() { [ -f "$ROOT/specs/$1.spec" ] && echo "$ROOT/specs/$1.spec" || echo "$ROOT/examples/$1.spec"; }
 # ten distinguishable colours, one a class (matplotlib's tab10)
 PALETTE="#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #7f7f7f #bcbd22 #17becf"
@@ -176,17 +186,25 @@ row() { # label model group-suffix
 }
 classifier_acc=$(top "$OUT/classifier.json" accuracy)
 {
-    echo "# $TITLE: JMVAE, JMVAE-zero, JMVAE-kl, JMVAE-h and JMVAE-h-kl${EXPERT_MODELS:+; MVAE, MMVAE and MoPoE}"
+    if [ -n "$EXPERT_MODELS" ]; then
+        echo "# $TITLE: the field's models of experts (MVAE, MMVAE, MoPoE) beside JMVAE-kl"
+    else
+        echo "# $TITLE: JMVAE, JMVAE-zero, JMVAE-kl, JMVAE-h and JMVAE-h-kl"
+    fi
     echo
-    echo "Written by \`examples/$(basename "$HERE")/run.sh$([ $MODE = quick ] && echo ' --quick')$([ $MODE = full ] && [ "$EPOCHS" != 100 ] && echo " --epochs $EPOCHS")\` on $(date -u +%Y-%m-%d),"
-    echo "jmvaec $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '(no git)'), $(sed -n 's/^threads.*; \(OpenBLAS.*\)$/\1/p' "$OUT/jmvae/eval.txt" | head -n 1)."
+    echo "Written by \`examples/$(basename "$HERE")/${SCRIPT:-run.sh}$([ $MODE = quick ] && echo ' --quick')$([ $MODE = full ] && [ "$EPOCHS" != 100 ] && echo " --epochs $EPOCHS")\` on $(date -u +%Y-%m-%d),"
+    echo "jmvaec $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '(no git)'), $(sed -n 's/^threads.*; \(OpenBLAS.*\)$/\1/p' "$OUT/jmvae_kl/eval.txt" | head -n 1)."
     echo
     if [ $MODE = quick ]; then
         echo "**QUICK MODE: $EPOCHS epochs on $TRAIN_LIMIT training images, $TEST_LIMIT test images, K = $SAMPLES.**"
         echo "These numbers only show that the chain works; the full mode is what the project reports."
         echo
     fi
-    echo "Training: $EPOCHS epochs of each spec in specs/ and of examples/jmvae_h_kl.spec${EXPERT_MODELS:+, mvae.spec, mmvae.spec and mopoe.spec} (batch 100, Adam 1e-3, clipping 5),"
+    if [ -n "$EXPERT_MODELS" ]; then
+        echo "Training: $EPOCHS epochs of specs/jmvae_kl.spec and of examples/mvae.spec, mmvae.spec and mopoe.spec (batch 100, Adam 1e-3, clipping 5),"
+    else
+        echo "Training: $EPOCHS epochs of each spec in specs/ and of examples/jmvae_h_kl.spec (batch 100, Adam 1e-3, clipping 5),"
+    fi
     echo "$([ "$TRAIN_LIMIT" = 0 ] && echo "$TRAIN_TEXT less $VALID held out" || echo "the first $TRAIN_LIMIT training images less $VALID held out") for the validation curves,"
     echo "$TARGETS_TEXT. Evaluation: $([ "$TEST_LIMIT" = 0 ] && echo "$TEST_TEXT" || echo "the first $TEST_LIMIT test images"), K = $SAMPLES importance samples"
     echo "(the proposals are named in each model's eval.txt). Coherence: $PER_CLASS images generated"
@@ -196,11 +214,15 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     echo
     echo "| model | log p(x) | log p(x,w) | log p(x\\|w) | coherence x\\|w | accuracy w\\|x |"
     echo "|---|---|---|---|---|---|"
-    row "JMVAE" jmvae ""
-    row "JMVAE-zero (papers' protocol)" jmvae "_family_rule"
+    if has_model jmvae; then
+        row "JMVAE" jmvae ""
+        row "JMVAE-zero (papers' protocol)" jmvae "_family_rule"
+    fi
     row "JMVAE-kl" jmvae_kl ""
-    row "JMVAE-h" jmvae_h ""
-    row "JMVAE-h-kl (JMVAE-h with unimodal encoders)" jmvae_h_kl ""
+    if has_model jmvae_h; then
+        row "JMVAE-h" jmvae_h ""
+        row "JMVAE-h-kl (JMVAE-h with unimodal encoders)" jmvae_h_kl ""
+    fi
     for m in $EXPERT_MODELS; do
         case $m in
         mvae) row "MVAE (product of experts with the prior; sub-sampled ELBOs)" mvae "" ;;
@@ -210,7 +232,9 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     done
     echo "$PUBLISHED_ROW"
     echo
+    if [ -z "$EXPERT_MODELS" ]; then
     [ -f "$HERE/LONGER_RUNS.md" ] && { echo "Longer runs of JMVAE (written by longer.sh): [LONGER_RUNS.md](LONGER_RUNS.md)."; echo; }
+    [ -f "$HERE/EXPERTS.md" ] && { echo "The field's models of experts (written by experts.sh): [EXPERTS.md](EXPERTS.md)."; echo; }
     [ -n "$NOTE" ] && { echo "$NOTE"; echo; }
     echo "JMVAE and JMVAE-zero are one trained model. The JMVAE row uses sound estimators:"
     echo "log p(x) sums p(x, w = c) over the ten classes, log p(w) averages p(w | z) over"
@@ -223,12 +247,16 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     echo
     echo "Differences (a - b ± the standard error of the difference, the two taken as independent):"
     echo
-    for m in jmvae_kl jmvae_h jmvae_h_kl $EXPERT_MODELS; do
+    for m in jmvae_kl jmvae_h jmvae_h_kl; do
         echo "- $m − JMVAE-zero: coherence $(diff_se "$(coh $m)" "$(coh jmvae)");" \
             "log p(x|w) $(diff_se "$(jget "$OUT/$m/eval.json" log_p_cond 'x|w')" "$(jget "$OUT/jmvae/eval.json" log_p_cond 'x|w')")" \
             "(against the papers' protocol: $(diff_se "$(jget "$OUT/$m/eval.json" log_p_cond 'x|w')" "$(jget "$OUT/jmvae/eval.json" log_p_cond_family_rule 'x|w')"));" \
             "log p(x,w) $(diff_se "$(jget "$OUT/$m/eval.json" log_p x,w)" "$(jget "$OUT/jmvae/eval.json" log_p x,w)")"
     done
+    else # the models of experts against JMVAE-kl, all of one run
+    echo "Differences (a - b ± the standard error of the difference, the two taken as independent):"
+    echo
+    fi
     for m in $EXPERT_MODELS; do
         echo "- $m − JMVAE-kl: log p(x) $(diff_se "$(jget "$OUT/$m/eval.json" log_p x)" "$(jget "$OUT/jmvae_kl/eval.json" log_p x)");" \
             "log p(x,w) $(diff_se "$(jget "$OUT/$m/eval.json" log_p x,w)" "$(jget "$OUT/jmvae_kl/eval.json" log_p x,w)");" \
@@ -255,7 +283,7 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
             awk '{ printf "%s%.2f", (NR > 1 ? " | " : ""), $1 }') |"
     done
     echo
-    echo "Time on this machine (2 cores): training $(for m in $MODELS; do printf '%s %s min, ' $m "$(minutes "$OUT/$m/train_seconds")"; done)"
+    echo "Time on this machine (2 cores): training $(for m in $MODELS; do printf '%s %s min, ' $m "$(minutes "$OUT/$m/train_seconds")"; done | sed 's/, $//');"
     echo "evaluation $(for m in $MODELS; do printf '%s %s min, ' $m "$(minutes "$OUT/$m/eval_seconds")"; done | sed 's/, $//')."
     echo "The whole script: $(( ($(now) - start) / 60 )) min in its last invocation."
     echo
@@ -272,7 +300,7 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     for m in $MODELS; do echo "![learning curves of $m]($m/curves.png)"; echo; done
     echo "## Commands"
     echo
-    echo "    sh examples/$(basename "$HERE")/run.sh$([ $MODE = quick ] && echo ' --quick') --epochs $EPOCHS"
+    echo "    sh examples/$(basename "$HERE")/${SCRIPT:-run.sh}$([ $MODE = quick ] && echo ' --quick') --epochs $EPOCHS"
     echo
     echo "which runs, for each model M (output in out/M/):"
     echo
@@ -281,15 +309,18 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     echo "    gen/M/M eval --checkpoint M/run/last.ckpt $TEST --samples $SAMPLES --prior-samples $PRIOR_SAMPLES --json M/eval.json"
     echo "    gen/M/M sample --checkpoint M/run/last.ckpt --mode conditional --n $PER_CLASS --csv M/generated.csv --csv-labels M/generated_labels.csv"
     echo "    classifier test --model classifier.bin --images M/generated.csv --labels M/generated_labels.csv"
-} > "$OUT/RESULTS.md"
-[ $MODE = full ] && [ "$OUT" = "$HERE/out" ] && {
-    sed -e "s|$OUT/||g" "$OUT/RESULTS.md" > "$HERE/RESULTS.md"
-    mkdir -p "$HERE/figures" "$HERE/figures/curves"
-    cp "$OUT/conditional.png" "$OUT/reconstruct.png" "$OUT/latent2d.png" "$HERE/figures/"
+} > "$OUT/$RESULTS_NAME"
+# the full mode in the default folder: the results and figures beside the script
+# (the models of experts' figures under figures/experts/)
+FIGS=figures${EXPERT_MODELS:+/experts}
+[ $MODE = full ] && [ "$OUT" = "$DEFAULT_OUT" ] && {
+    sed -e "s|$OUT/||g" "$OUT/$RESULTS_NAME" > "$HERE/$RESULTS_NAME"
+    mkdir -p "$HERE/$FIGS" "$HERE/figures/curves"
+    cp "$OUT/conditional.png" "$OUT/reconstruct.png" "$OUT/latent2d.png" "$HERE/$FIGS/"
     for m in $MODELS; do cp "$OUT/$m/curves.png" "$HERE/figures/curves/$m.png"; done
-    sed -i -e 's|](conditional.png)|](figures/conditional.png)|' -e 's|](reconstruct.png)|](figures/reconstruct.png)|' \
-        -e 's|](latent2d.png)|](figures/latent2d.png)|' -e 's|](\([a-z_]*\)/curves.png)|](figures/curves/\1.png)|' \
-        "$HERE/RESULTS.md"
+    sed -i -e "s|](conditional.png)|]($FIGS/conditional.png)|" -e "s|](reconstruct.png)|]($FIGS/reconstruct.png)|" \
+        -e "s|](latent2d.png)|]($FIGS/latent2d.png)|" -e 's|](\([a-z_]*\)/curves.png)|](figures/curves/\1.png)|' \
+        "$HERE/$RESULTS_NAME"
 }
-cat "$OUT/RESULTS.md"
+cat "$OUT/$RESULTS_NAME"
 say "done in $(( $(now) - start )) s; everything is in $OUT"
