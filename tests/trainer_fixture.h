@@ -292,13 +292,13 @@ static const jv_modality_info fixture_modalities[] = {
     {"x", FX_X, JV_GAUSSIAN, 2, 2, 1},
     {"w", FX_W, JV_CATEGORICAL, 0, 0, 1},
 };
-static const jv_latent_info fixture_latents[] = {{"z", FX_Z}};
+static const jv_latent_info fixture_latents[] = {{"z", FX_Z, 0}};
 static const jv_hyper_info fixture_hypers[] = {{"beta", 1, 0, 2}, {"alpha", 0.1, 0, 0}};
 static const char *const fixture_terms[] = {"rec_x", "rec_w", "kl", "kl_x"};
-static const jv_term_weight fixture_term_weights[] = {{-1, 1}, {-1, 1}, {0, 1}, {1, 0.1}};
+static const jv_term_weight fixture_term_weights[] = {{-1, 1, 1}, {-1, 1, 1}, {0, 1, 1}, {1, 0.1, 1}};
 static const jv_family_info fixture_families[] = {
-    {"x,w", 3u, fixture_posterior_xw, NULL}, /* no repeated form: eval falls back on the plain one */
-    {"x", 1u, fixture_posterior_x, NULL},
+    {"x,w", 3u, fixture_posterior_xw, NULL, NULL, NULL}, /* no repeated form: eval falls back on the plain one */
+    {"x", 1u, fixture_posterior_x, NULL, NULL, NULL},
 };
 
 /* The step as two tasks, the backward one waiting for the forward one, as
