@@ -35,7 +35,8 @@ How it is made fast without changing what it computes (tests/bench_torch.py --ch
     subnormal range after about 650 steps (1.2 million of jmvae_kl's 3 million by step 800), and CPUs that
     take a slow path on them (Intel's) slow every later step;
   - glibc's malloc keeps freed memory (mallopt) instead of returning it to the kernel after every step and
-    faulting it in again at the next: that was a sixth of a step in system time (--malloc-default);
+    faulting it in again at the next: 2% to 20% of a step in system time here, with the heap's history
+    (--malloc-default);
   - threads: --threads sets PyTorch's own threads; --blas-threads (default: $OPENBLAS_NUM_THREADS, else 1)
     sets OpenBLAS's, which torch.set_num_threads does not touch (without it OpenBLAS takes every core);
   - the networks that read the same latent rows run once on all of them (the subsets' or the experts'
@@ -505,10 +506,10 @@ def openblas():
 def keep_freed_memory():
     """Let glibc's malloc keep the memory that is freed instead of handing it back to the kernel. By default
     blocks of 128 KiB and more (a layer's activations, every gradient) go back with munmap or a trim of the
-    heap when freed, and each step's new tensors fault their pages in again: about 3,000 page faults and 9 to
-    14 ms of system time a step for jmvae_kl here, a sixth of the step. This is what the generated trainers
-    get from allocating their arenas once, and what PyTorch's CPU tuning guides get from jemalloc or
-    tcmalloc."""
+    heap when freed, and each step's new tensors fault their pages in again: for jmvae_kl here from about
+    300 page faults and 1 ms of system time a step (2%) to 3,000 and 11-15 ms (20%), as glibc's thresholds
+    moved with what the process had freed before. This is what the generated trainers get from allocating
+    their arenas once, and what PyTorch's CPU tuning guides get from jemalloc or tcmalloc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3

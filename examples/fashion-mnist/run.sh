@@ -48,6 +48,5 @@ TARGETS_TEXT="grey levels as Bernoulli targets (as Wu & Goodman)"
 PUBLISHED_ROW="| JMVAE, Wu & Goodman 2018 (long runs) | −232.63 | −232.95 | −230.40 | | |"
 NOTE=""
 prepare_data() { :; } # Debian's dataset-fashion-mnist, installed with the packages
-EXPERT_MODELS="mvae mmvae mopoe" # the field's models of experts, beside the JMVAE family
 
 . "$ROOT/examples/lib/experiment.sh"
