@@ -2,6 +2,8 @@
  * content: IDX (magic 0,0,type,ndim; plain or gzip), NPY (magic \x93NUMPY,
  * versions 1-3, C order) or, for text, CSV. Then jv_load_modality checks the
  * matrix against a modality and expands class indices to one-hot rows.
+ * A modality's file may leave examples out: a row whose every value is NaN
+ * (in CSV: empty fields, NA or NaN) or a negative class index is missing.
  * Examples are numbered from 0 in messages, CSV lines from 1.
  */
 #include <float.h>
@@ -17,16 +19,22 @@
 void jv_matrix_free(jv_matrix *m)
 {
     free(m->x);
+    free(m->missing);
     *m = (jv_matrix){0};
 }
 
 /* ------------------------------------------------------------ values -- */
 
-/* Stores value `position` of an example, refusing NaN, infinity and values
- * beyond the float range. */
-static int store_value(const char *path, double value, size_t example, size_t position, float *dst,
-                       jv_error *err)
+/* Stores value `position` of an example, refusing infinity and values
+ * beyond the float range, and NaN unless a missing value may be (`nan_ok`:
+ * it is kept as NaN and mark_missing judges the row). */
+static int store_value(const char *path, double value, size_t example, size_t position, int nan_ok,
+                       float *dst, jv_error *err)
 {
+    if (nan_ok && isnan(value)) {
+        *dst = NAN;
+        return 0;
+    }
     if (!isfinite(value) || fabs(value) > FLT_MAX) {
         jv_error_set(err, "%s: example %zu, value %zu is NaN, infinite or beyond the float range (%g)", path,
                      example, position, value);
@@ -100,6 +108,16 @@ static double decode_le_f32(const unsigned char *p)
     return float_from_bits(jv_get_le32(p));
 }
 
+static double decode_le_i32(const unsigned char *p)
+{
+    return (double)(int32_t)jv_get_le32(p);
+}
+
+static double decode_le_i64(const unsigned char *p)
+{
+    return (double)(int64_t)jv_get_le64(p);
+}
+
 static double decode_le_f64(const unsigned char *p)
 {
     return double_from_bits(jv_get_le64(p));
@@ -133,8 +151,8 @@ static int shape_to_rows(const char *path, const uint64_t *dims, int ndim, size_
 }
 
 /* Decodes the n x dim elements that follow the header; nothing may follow them. */
-static int decode_rows(jv_reader *r, const uint64_t *dims, int ndim, elem_format fmt, jv_matrix *out,
-                       jv_error *err)
+static int decode_rows(jv_reader *r, const uint64_t *dims, int ndim, elem_format fmt, int nan_ok,
+                       jv_matrix *out, jv_error *err)
 {
     size_t n, dim;
     if (shape_to_rows(r->path, dims, ndim, &n, &dim, err) != 0)
@@ -164,16 +182,16 @@ static int decode_rows(jv_reader *r, const uint64_t *dims, int ndim, elem_format
             table[v] = (float)fmt.decode((const unsigned char[]){(unsigned char)v});
         for (size_t i = 0; i < n * dim; i++)
             x[i] = table[p[i]];
-        *out = (jv_matrix){n, dim, x, fmt.decode == decode_u8_scaled};
+        *out = (jv_matrix){.n = n, .dim = dim, .x = x, .unit_interval = fmt.decode == decode_u8_scaled};
         return 0;
     }
     for (size_t i = 0; i < n * dim; i++) {
-        if (store_value(r->path, fmt.decode(p + i * fmt.size), i / dim, i % dim, &x[i], err) != 0) {
+        if (store_value(r->path, fmt.decode(p + i * fmt.size), i / dim, i % dim, nan_ok, &x[i], err) != 0) {
             free(x);
             return -1;
         }
     }
-    *out = (jv_matrix){n, dim, x, 0};
+    *out = (jv_matrix){.n = n, .dim = dim, .x = x};
     return 0;
 }
 
@@ -206,7 +224,7 @@ static int idx_format(int type, int scale_u8, elem_format *fmt)
     }
 }
 
-static int load_idx(jv_reader *r, int scale_u8, jv_matrix *out, jv_error *err)
+static int load_idx(jv_reader *r, int scale_u8, int nan_ok, jv_matrix *out, jv_error *err)
 {
     const unsigned char *head, *raw_dims;
     if (jv_take(r, 4, "IDX header", &head, err) != 0)
@@ -229,7 +247,7 @@ static int load_idx(jv_reader *r, int scale_u8, jv_matrix *out, jv_error *err)
     uint64_t dims[MAX_DIMS];
     for (int i = 0; i < ndim; i++)
         dims[i] = jv_get_be32(raw_dims + 4 * i);
-    return decode_rows(r, dims, ndim, fmt, out, err);
+    return decode_rows(r, dims, ndim, fmt, nan_ok, out, err);
 }
 
 /* ---------------------------------------------------------------- NPY -- */
@@ -265,9 +283,17 @@ static int npy_dtype(const char *path, const char *header, int scale_u8, elem_fo
         *fmt = (elem_format){8, decode_le_f64};
     else if (len == 3 && strncmp(v, "|u1", 3) == 0)
         *fmt = (elem_format){1, scale_u8 ? decode_u8_scaled : decode_u8};
+    else if (len == 3 && strncmp(v, "|i1", 3) == 0)
+        *fmt = (elem_format){1, decode_i8};
+    else if (len == 3 && strncmp(v, "<i4", 3) == 0)
+        *fmt = (elem_format){4, decode_le_i32};
+    else if (len == 3 && strncmp(v, "<i8", 3) == 0)
+        *fmt = (elem_format){8, decode_le_i64};
     else {
-        jv_error_set(err, "%s: NPY dtype '%.*s' is not supported (expected '<f4', '<f8' or '|u1')", path,
-                     (int)(len > 40 ? 40 : len), v);
+        jv_error_set(err,
+                     "%s: NPY dtype '%.*s' is not supported (expected '<f4', '<f8', '|u1', '|i1', '<i4' or "
+                     "'<i8')",
+                     path, (int)(len > 40 ? 40 : len), v);
         return -1;
     }
     return 0;
@@ -350,7 +376,7 @@ static char *npy_header_text(jv_reader *r, jv_error *err)
     return header;
 }
 
-static int load_npy(jv_reader *r, int scale_u8, jv_matrix *out, jv_error *err)
+static int load_npy(jv_reader *r, int scale_u8, int nan_ok, jv_matrix *out, jv_error *err)
 {
     r->pos = 6; /* past the magic */
     char *header = npy_header_text(r, err);
@@ -367,7 +393,7 @@ static int load_npy(jv_reader *r, int scale_u8, jv_matrix *out, jv_error *err)
     free(header);
     if (rc != 0)
         return -1;
-    return decode_rows(r, dims, ndim, fmt, out, err);
+    return decode_rows(r, dims, ndim, fmt, nan_ok, out, err);
 }
 
 /* ---------------------------------------------------------------- CSV -- */
@@ -378,6 +404,7 @@ typedef struct {
     size_t first_line; /* the first line with values, which fixes the width */
     size_t dim;        /* values per row, 0 before the first row */
     size_t rows;
+    int nan_ok;    /* an empty field, NA or NaN is a missing value */
     jv_buf values; /* floats, row after row */
 } csv_state;
 
@@ -404,18 +431,27 @@ static int csv_read_line(csv_state *s, const char **pp, jv_error *err)
     size_t count = 0;
     for (;;) {
         p += strspn(p, " \t");
-        if (strchr(",\r\n", *p)) /* an empty field; also matches the final NUL */
-            return csv_bad_field(s, count, p, err);
-        char *end;
-        double value = strtod(p, &end);
-        if (end == p)
-            return csv_bad_field(s, count, p, err);
+        const char *next;
+        double value;
+        if (strchr(",\r\n", *p)) { /* an empty field; also matches the final NUL */
+            if (!s->nan_ok)
+                return csv_bad_field(s, count, p, err);
+            value = NAN, next = p;
+        } else if (s->nan_ok && strncmp(p, "NA", 2) == 0 && strchr(", \t\r\n", p[2])) {
+            value = NAN, next = p + 2;
+        } else {
+            char *end;
+            value = strtod(p, &end);
+            if (end == p)
+                return csv_bad_field(s, count, p, err);
+            next = end;
+        }
         float f;
-        if (store_value(s->path, value, s->rows, count, &f, err) != 0)
+        if (store_value(s->path, value, s->rows, count, s->nan_ok, &f, err) != 0)
             return -1;
         jv_buf_put(&s->values, &f, sizeof f);
         count++;
-        p = end + strspn(end, " \t");
+        p = next + strspn(next, " \t");
         if (*p != ',')
             break;
         p++;
@@ -443,9 +479,9 @@ static int is_blank_line(const char *p)
     return *p == '\n' || *p == '\0';
 }
 
-static int load_csv(const char *path, const char *text, jv_matrix *out, jv_error *err)
+static int load_csv(const char *path, const char *text, int nan_ok, jv_matrix *out, jv_error *err)
 {
-    csv_state s = {.path = path, .line = 1};
+    csv_state s = {.path = path, .line = 1, .nan_ok = nan_ok};
     int rc = 0;
     for (const char *p = text; *p && rc == 0; s.line++) {
         if (!is_blank_line(p))
@@ -466,7 +502,7 @@ static int load_csv(const char *path, const char *text, jv_matrix *out, jv_error
         jv_buf_free(&s.values);
         return -1;
     }
-    *out = (jv_matrix){s.rows, s.dim, (float *)(void *)s.values.data, 0};
+    *out = (jv_matrix){.n = s.rows, .dim = s.dim, .x = (float *)(void *)s.values.data};
     return 0;
 }
 
@@ -480,24 +516,24 @@ static int is_text(const unsigned char *data, size_t size)
     return 1;
 }
 
-static int load_by_content(jv_reader *r, int gzipped, int scale_u8, jv_matrix *out, jv_error *err)
+static int load_by_content(jv_reader *r, int gzipped, int scale_u8, int nan_ok, jv_matrix *out, jv_error *err)
 {
     const unsigned char *d = r->data;
     if (r->size >= 2 && d[0] == 0 && d[1] == 0)
-        return load_idx(r, scale_u8, out, err);
+        return load_idx(r, scale_u8, nan_ok, out, err);
     if (gzipped) {
         jv_error_set(err, "%s: the gzip data is not an IDX file (bad magic number)", r->path);
         return -1;
     }
     if (r->size >= 6 && memcmp(d, "\x93NUMPY", 6) == 0)
-        return load_npy(r, scale_u8, out, err);
+        return load_npy(r, scale_u8, nan_ok, out, err);
     if (is_text(d, r->size))
-        return load_csv(r->path, (const char *)d, out, err);
+        return load_csv(r->path, (const char *)d, nan_ok, out, err);
     jv_error_set(err, "%s: unrecognised format: no IDX or NPY magic number, and not text (CSV)", r->path);
     return -1;
 }
 
-static int load_file(const char *path, int scale_u8, jv_matrix *out, jv_error *err)
+static int load_file(const char *path, int scale_u8, int nan_ok, jv_matrix *out, jv_error *err)
 {
     *out = (jv_matrix){0};
     unsigned char *data;
@@ -506,14 +542,66 @@ static int load_file(const char *path, int scale_u8, jv_matrix *out, jv_error *e
     if (jv_read_file(path, &data, &size, &gzipped, err) != 0)
         return -1;
     jv_reader r = {data, size, 0, path};
-    int rc = load_by_content(&r, gzipped, scale_u8, out, err);
+    int rc = load_by_content(&r, gzipped, scale_u8, nan_ok, out, err);
     free(data);
     return rc;
 }
 
 int jv_load_matrix(const char *path, jv_matrix *out, jv_error *err)
 {
-    return load_file(path, 1, out, err);
+    return load_file(path, 1, 0, out, err);
+}
+
+/* ------------------------------------------------------------ missing -- */
+
+int jv_matrix_hide_row(jv_matrix *m, size_t row)
+{
+    if (!m->missing && !(m->missing = calloc(m->n, 1)))
+        return -1;
+    if (!m->missing[row])
+        m->n_missing++;
+    m->missing[row] = 1;
+    memset(m->x + row * m->dim, 0, m->dim * sizeof *m->x);
+    return 0;
+}
+
+/* Marks `row` missing, saying so if memory runs out. */
+static int set_missing(const char *path, jv_matrix *m, size_t row, jv_error *err)
+{
+    if (jv_matrix_hide_row(m, row) == 0)
+        return 0;
+    jv_error_set(err, "%s: out of memory", path);
+    return -1;
+}
+
+/* A row whose every value is NaN is a missing example; a row with some NaN
+ * values and some numbers is an error. */
+static int mark_missing(const char *path, jv_matrix *m, jv_error *err)
+{
+    if (m->unit_interval)
+        return 0; /* bytes: no NaN */
+    for (size_t r = 0; r < m->n; r++) {
+        const float *x = m->x + r * m->dim;
+        size_t nan = 0, first_nan = SIZE_MAX, first_value = SIZE_MAX;
+        for (size_t c = 0; c < m->dim; c++) {
+            if (!isnan(x[c]))
+                first_value = first_value == SIZE_MAX ? c : first_value;
+            else if (nan++ == 0)
+                first_nan = c;
+        }
+        if (nan == 0)
+            continue;
+        if (nan < m->dim) {
+            jv_error_set(err,
+                         "%s: example %zu has a missing value at position %zu but a number at position %zu; "
+                         "a missing example has no value at all (every field empty, NA or NaN)",
+                         path, r, first_nan, first_value);
+            return -1;
+        }
+        if (set_missing(path, m, r, err) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* ----------------------------------------------------------- modality -- */
@@ -524,7 +612,7 @@ static int check_unit_interval(const char *path, const jv_modality_info *mod, co
     if (m->unit_interval)
         return 0; /* bytes scaled by 1/255 */
     for (size_t i = 0; i < m->n * m->dim; i++) {
-        if (m->x[i] < 0 || m->x[i] > 1) {
+        if (m->x[i] < 0 || m->x[i] > 1) { /* a missing row holds zeros */
             jv_error_set(err,
                          "%s: example %zu has value %g at position %zu, but %s modality %s needs "
                          "values in [0,1]",
@@ -551,6 +639,8 @@ static int check_rows_sum_to_one(const char *path, const jv_modality_info *mod, 
     if (check_unit_interval(path, mod, "categorical", m, err) != 0)
         return -1;
     for (size_t r = 0; r < m->n; r++) {
+        if (m->missing && m->missing[r])
+            continue;
         double sum = 0;
         for (size_t c = 0; c < m->dim; c++)
             sum += m->x[r * m->dim + c];
@@ -565,17 +655,20 @@ static int check_rows_sum_to_one(const char *path, const jv_modality_info *mod, 
     return 0;
 }
 
-/* Replaces a column of class indices by one-hot rows. */
+/* Replaces a column of class indices by one-hot rows; a negative class
+ * marks a missing example (rows of zeros). */
 static int expand_class_indices(const char *path, const jv_modality_info *mod, jv_matrix *m, jv_error *err)
 {
     size_t k = (size_t)mod->size;
     for (size_t r = 0; r < m->n; r++) {
         double c = m->x[r];
-        if (c != floor(c) || c < 0 || c >= (double)k) {
-            jv_error_set(err, "%s: example %zu has class %g, but modality %s has %zu classes", path, r, c,
-                         mod->name, k);
+        if (c != floor(c) || c >= (double)k) {
+            jv_error_set(err, "%s: example %zu has class %g, but modality %s has %zu classes%s", path, r, c,
+                         mod->name, k, c < 0 ? " (a negative whole number marks a missing label)" : "");
             return -1;
         }
+        if (c < 0 && set_missing(path, m, r, err) != 0)
+            return -1;
     }
     float *onehot = calloc(m->n, k * sizeof(float));
     if (!onehot) {
@@ -583,7 +676,8 @@ static int expand_class_indices(const char *path, const jv_modality_info *mod, j
         return -1;
     }
     for (size_t r = 0; r < m->n; r++)
-        onehot[r * k + (size_t)m->x[r]] = 1;
+        if (!m->missing || !m->missing[r])
+            onehot[r * k + (size_t)m->x[r]] = 1;
     free(m->x);
     m->x = onehot;
     m->dim = k;
@@ -624,9 +718,9 @@ static int fit_modality(const char *path, const jv_modality_info *mod, jv_matrix
  * are taken as they are; other modalities see uint8 scaled to [0,1]. */
 int jv_load_modality(const char *path, const jv_modality_info *mod, jv_matrix *out, jv_error *err)
 {
-    if (load_file(path, mod->likelihood != JV_CATEGORICAL, out, err) != 0)
+    if (load_file(path, mod->likelihood != JV_CATEGORICAL, 1, out, err) != 0)
         return -1;
-    if (fit_modality(path, mod, out, err) != 0) {
+    if (mark_missing(path, out, err) != 0 || fit_modality(path, mod, out, err) != 0) {
         jv_matrix_free(out);
         return -1;
     }

@@ -156,9 +156,14 @@ typedef struct {
     size_t n, dim;
     float *x;
     int unit_interval; /* every value is known to lie in [0,1] (bytes scaled by 1/255) */
+    unsigned char *missing; /* [n]: 1 where the example is missing (its row holds zeros); NULL: none is */
+    size_t n_missing;
 } jv_matrix;
 
 void jv_matrix_free(jv_matrix *m);
+/* Marks example `row` missing: its values become 0 (nothing reading them meets
+ * a NaN). -1 when out of memory. */
+int jv_matrix_hide_row(jv_matrix *m, size_t row);
 
 /* Reads IDX (plain or gzip), NPY (float32, float64, uint8; C order) or CSV
  * (numbers separated by commas, one example per line; a header line is an
@@ -171,7 +176,10 @@ int jv_load_matrix(const char *path, jv_matrix *out, jv_error *err);
  *   rows; dim == size rows are taken as one-hot or probabilities; uint8 data
  *   is not scaled here, so an IDX label file gives class indices;
  * bernoulli: values must lie in [0,1]; dim must equal size;
- * gaussian: dim must equal size. */
+ * gaussian: dim must equal size.
+ * Missing examples are allowed here: a row of NaN only (in CSV, fields that
+ * are empty, NA or NaN) or a negative class index; out->missing marks them.
+ * A row with some values missing and others not is an error. */
 int jv_load_modality(const char *path, const jv_modality_info *mod, jv_matrix *out, jv_error *err);
 
 /* --------------------------------------------------------------- PNG -- */

@@ -70,6 +70,7 @@ void jv_dataset_free(const jv_model *m, jv_dataset *ds)
         jv_matrix_free(&ds->mod[i]);
     free(ds->mod);
     free(ds->path);
+    free(ds->observed);
     *ds = (jv_dataset){0};
 }
 
@@ -132,8 +133,90 @@ static int load_files(const jv_model *m, jv_dataset *ds)
     return 0;
 }
 
-int jv_dataset_load(const jv_model *m, const char *cmd, const jv_opt_list *specs, unsigned required,
-                    int limit, jv_dataset *ds)
+/* Applies one NAME=FILE of --observed: a column of 0 and 1, one an example of
+ * the modality's file; 0 hides the example's row. */
+static int apply_mask(const jv_model *m, const char *cmd, const char *item, jv_dataset *ds, unsigned *seen)
+{
+    size_t len = 0;
+    const char *file = NULL;
+    if (jv_split_assignment(cmd, "observed", item, &len, &file) != 0)
+        return 1;
+    int k = jv_find_modality(m, item, len);
+    if (k < 0 || !ds->path[k])
+        return jv_fail("%s: --observed names %s: '%.*s' (modalities with --data: see --data)", cmd,
+                       k < 0 ? "no modality of the model" : "a modality without --data", (int)len, item);
+    if (*seen >> k & 1u)
+        return jv_fail("%s: --observed given twice for modality '%s'", cmd, m->modalities[k].name);
+    *seen |= 1u << k;
+    jv_matrix mask;
+    jv_error err;
+    if (jv_load_matrix(file, &mask, &err) != 0)
+        return jv_fail("%s", err.msg);
+    jv_matrix *x = &ds->mod[k];
+    int rc = 0;
+    if (mask.dim != 1)
+        rc = jv_fail("%s: an --observed mask holds one value an example (0 or 1), not %zu", file, mask.dim);
+    else if (mask.n != x->n)
+        rc = jv_fail("%s has %zu values but %s has %zu examples; --observed %s= needs one 0 or 1 an example",
+                     file, mask.n, ds->path[k], x->n, m->modalities[k].name);
+    for (size_t i = 0; rc == 0 && i < mask.n; i++) {
+        if (mask.x[i] != 0 && mask.x[i] != 1)
+            rc = jv_fail("%s: example %zu has %g; an --observed mask holds 0 (missing) or 1 (observed)", file,
+                         i, (double)mask.x[i]);
+        else if (mask.x[i] == 1 && x->missing && x->missing[i])
+            rc = jv_fail("%s says example %zu is observed, but %s has no value for it", file, i, ds->path[k]);
+        else if (mask.x[i] == 0 && jv_matrix_hide_row(x, i) != 0)
+            rc = jv_fail("out of memory");
+    }
+    jv_matrix_free(&mask);
+    return rc;
+}
+
+void jv_dataset_hide(jv_dataset *ds, int k, size_t i)
+{
+    if (jv_matrix_hide_row(&ds->mod[k], i) == 0 && ds->observed)
+        ds->observed[i] &= ~(1u << k);
+}
+
+/* ds->observed from the modalities' missing rows among the first ds->n;
+ * refuses an example with nothing and a modality missing everywhere. */
+static int make_observed(const jv_model *m, const char *cmd, jv_dataset *ds)
+{
+    int any = 0;
+    for (int k = 0; k < m->n_modalities; k++) {
+        jv_matrix *x = &ds->mod[k];
+        if (!x->missing)
+            continue;
+        x->n_missing = 0;
+        for (size_t i = 0; i < ds->n; i++)
+            x->n_missing += x->missing[i];
+        if (x->n_missing == ds->n)
+            return jv_fail("%s: modality %s is missing in every one of the %zu examples", ds->path[k],
+                           m->modalities[k].name, ds->n);
+        any |= x->n_missing > 0;
+    }
+    if (!any)
+        return 0;
+    if (!(ds->observed = malloc(ds->n * sizeof *ds->observed)))
+        return jv_fail("out of memory");
+    for (size_t i = 0; i < ds->n; i++) {
+        unsigned o = ds->present;
+        for (int k = 0; k < m->n_modalities; k++)
+            if (ds->mod[k].missing && ds->mod[k].missing[i])
+                o &= ~(1u << k);
+        if (!o) {
+            char names[512];
+            jv_subset_name(m, ds->present, names, sizeof names);
+            return jv_fail("%s: example %zu has none of its modalities (%s): an example needs at least one", cmd,
+                           i, names);
+        }
+        ds->observed[i] = o;
+    }
+    return 0;
+}
+
+int jv_dataset_load(const jv_model *m, const char *cmd, const jv_opt_list *specs, const jv_opt_list *observed,
+                    unsigned required, int limit, jv_dataset *ds)
 {
     *ds = (jv_dataset){0};
     ds->mod = calloc((size_t)m->n_modalities, sizeof *ds->mod);
@@ -145,11 +228,10 @@ int jv_dataset_load(const jv_model *m, const char *cmd, const jv_opt_list *specs
         rc = check_required(m, cmd, ds, required);
     if (rc == 0)
         rc = load_files(m, ds);
-    if (rc != 0) {
-        jv_dataset_free(m, ds);
-        return 1;
-    }
-    if (limit > 0 && (size_t)limit < ds->n) {
+    unsigned seen = 0;
+    for (int i = 0; rc == 0 && observed && i < observed->n; i++)
+        rc = apply_mask(m, cmd, observed->item[i], ds, &seen);
+    if (rc == 0 && limit > 0 && (size_t)limit < ds->n) {
         ds->n = (size_t)limit;
         for (int k = 0; k < m->n_modalities; k++) { /* give back the rows beyond the limit */
             jv_matrix *x = &ds->mod[k];
@@ -160,7 +242,54 @@ int jv_dataset_load(const jv_model *m, const char *cmd, const jv_opt_list *specs
             }
         }
     }
+    if (rc == 0)
+        rc = make_observed(m, cmd, ds);
+    if (rc != 0) {
+        jv_dataset_free(m, ds);
+        return 1;
+    }
     return 0;
+}
+
+int jv_dataset_incomplete(const jv_dataset *ds, const size_t *examples, size_t n)
+{
+    for (size_t j = 0; ds->observed && j < n; j++)
+        if (ds->observed[examples ? examples[j] : j] != ds->present)
+            return 1;
+    return 0;
+}
+
+/* Larger sets first, then in model order (the lower bits first). */
+static int compare_subsets(const void *a, const void *b)
+{
+    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+    int nx = __builtin_popcount(x), ny = __builtin_popcount(y);
+    if (nx != ny)
+        return nx > ny ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+void jv_dataset_print_subsets(const jv_model *m, const jv_dataset *ds, const char *what, const size_t *examples,
+                              size_t n)
+{
+    if (!jv_dataset_incomplete(ds, examples, n))
+        return;
+    unsigned *sets = malloc(n * sizeof *sets);
+    if (!sets)
+        return;
+    for (size_t j = 0; j < n; j++)
+        sets[j] = jv_observed(ds, examples ? examples[j] : j);
+    qsort(sets, n, sizeof *sets, compare_subsets);
+    printf("%s by observed modalities:", what);
+    for (size_t j = 0, run; j < n; j += run) {
+        for (run = 1; j + run < n && sets[j + run] == sets[j]; run++)
+            ;
+        char names[256];
+        jv_subset_name(m, sets[j], names, sizeof names);
+        printf("%s %s %zu", j ? "," : "", names, run);
+    }
+    printf("\n");
+    free(sets);
 }
 
 /* --------------------------------------------------------- work space -- */

@@ -366,7 +366,9 @@ int jv_cmd_sample(const jv_model *m, int argc, char **argv)
         rc = check_sample_mode(&s);
     int reconstruct = rc == 0 && strcmp(s.o.mode, "reconstruct") == 0;
     if (reconstruct)
-        rc = jv_dataset_load(m, "sample", &s.o.data, s.o.draw ? 0u : 1u << s.img, s.o.n, &s.ds);
+        rc = jv_dataset_load(m, "sample", &s.o.data, NULL, s.o.draw ? 0u : 1u << s.img, s.o.n, &s.ds);
+    if (reconstruct && rc == 0 && jv_dataset_incomplete(&s.ds, NULL, s.ds.n))
+        rc = jv_fail("sample: --mode reconstruct reads every example of --data, but some are missing");
     if (rc == 0)
         rc = (s.params = jv_params_read(m, s.o.checkpoint)) == NULL;
     if (rc == 0)
@@ -593,7 +595,9 @@ int jv_cmd_encode(const jv_model *m, int argc, char **argv)
     encoder e = {.m = m};
     int rc = parse_encode_options(&e, argc, argv);
     if (rc == 0)
-        rc = jv_dataset_load(m, "encode", &e.o.data, 0, e.o.limit, &e.ds);
+        rc = jv_dataset_load(m, "encode", &e.o.data, NULL, 0, e.o.limit, &e.ds);
+    if (rc == 0 && jv_dataset_incomplete(&e.ds, NULL, e.ds.n))
+        rc = jv_fail("encode: encodes every example of --data with the same modalities, but some are missing");
     if (rc == 0)
         rc = choose_encoding(&e);
     if (rc == 0)

@@ -36,7 +36,7 @@
 #include "jv_trainer_int.h"
 
 typedef struct {
-    jv_opt_list data;
+    jv_opt_list data, observed;
     int samples, batch, limit, threads, class_samples, prior_samples;
     int class_given, prior_given; /* given on the command line, not following --samples */
     uint64_t seed;
@@ -152,6 +152,9 @@ static int parse_eval_options(evaluator *e, int argc, char **argv)
     jv_option opts[] = {
         {"checkpoint", JV_OPT_STRING, &o->checkpoint, 0, 0, "CKPT", "the trained model (required)", 0},
         {"data", JV_OPT_LIST, &o->data, 0, 0, "NAME=FILE", "the test data of a modality (one per modality)", 0},
+        {"observed", JV_OPT_LIST, &o->observed, 0, 0, "NAME=FILE",
+         "which examples have modality NAME: a 0/1 column, one an example (beside the file's own missing rows)",
+         0},
         {"samples", JV_OPT_INT, &o->samples, 1, INT_MAX, "K", "importance samples per example", 0},
         {"batch", JV_OPT_INT, &o->batch, 1, INT_MAX, "B",
          "samples (or examples) per model call (default: up to 1000, 16 MiB of arena a thread)", 0},
@@ -1368,7 +1371,12 @@ int jv_cmd_eval(const jv_model *m, int argc, char **argv)
     unsigned all = m->n_modalities == 32 ? ~0u : (1u << m->n_modalities) - 1;
     int rc = parse_eval_options(&e, argc, argv);
     if (rc == 0)
-        rc = jv_dataset_load(m, "eval", &e.o.data, all, e.o.limit, &e.ds);
+        rc = jv_dataset_load(m, "eval", &e.o.data, &e.o.observed, all, e.o.limit, &e.ds);
+    if (rc == 0 && e.rank == 0)
+        jv_dataset_print_subsets(m, &e.ds, "test examples", NULL, e.ds.n);
+    if (rc == 0 && jv_dataset_incomplete(&e.ds, NULL, e.ds.n))
+        rc = jv_fail("eval: some examples lack a modality; eval needs complete examples (every modality "
+                     "observed) for now");
     if (rc == 0)
         rc = (e.params = jv_params_read(m, e.o.checkpoint)) == NULL;
     if (rc == 0)

@@ -41,7 +41,8 @@ enum {
     JV_TAG_EVAL_ACCURACY,/* index: pair << 32 */
     JV_TAG_SAMPLE,       /* index: grid row */
     JV_TAG_EVAL_CLASS,   /* index: modality summed over << 32 | example; position: class * samples */
-    JV_TAG_EVAL_PRIOR    /* index: modality; position: sample */
+    JV_TAG_EVAL_PRIOR,   /* index: modality; position: sample */
+    JV_TAG_DROP          /* train --drop: sub: modality */
 };
 
 uint64_t jv_stream_id(unsigned tag, unsigned sub, uint64_t index);
@@ -53,14 +54,32 @@ typedef struct {
     unsigned present;   /* bit m: modality m was given */
     jv_matrix *mod;     /* one per modality; empty when absent */
     const char **path;  /* one per modality; NULL when absent */
+    unsigned *observed; /* [n]: bit m set where example i has modality m; NULL: every example has all of
+                           `present` */
 } jv_dataset;
 
 /* Loads every NAME=FILE of --data; `required` modalities must be among them.
- * limit > 0 keeps the first `limit` examples. Prints the error and returns 1
- * on failure (nothing is left allocated). */
-int jv_dataset_load(const jv_model *m, const char *cmd, const jv_opt_list *specs, unsigned required,
-                    int limit, jv_dataset *ds);
+ * observed (may be NULL): the NAME=FILE of --observed, a 0/1 mask a
+ * modality's file (1: observed) combined with its missing rows. limit > 0
+ * keeps the first `limit` examples. Refuses an example with nothing
+ * observed and a modality missing in every example. Prints the error and
+ * returns 1 on failure (nothing is left allocated). */
+int jv_dataset_load(const jv_model *m, const char *cmd, const jv_opt_list *specs, const jv_opt_list *observed,
+                    unsigned required, int limit, jv_dataset *ds);
 void jv_dataset_free(const jv_model *m, jv_dataset *ds);
+/* The modalities example i has. */
+static inline unsigned jv_observed(const jv_dataset *ds, size_t i)
+{
+    return ds->observed ? ds->observed[i] : ds->present;
+}
+/* Marks modality k missing in example i (its rows become zeros). */
+void jv_dataset_hide(jv_dataset *ds, int k, size_t i);
+/* Prints, for the examples examples[0..n) (all of them when NULL), how many
+ * have each set of modalities: "examples by observed modalities: x,w 900, x 100". */
+void jv_dataset_print_subsets(const jv_model *m, const jv_dataset *ds, const char *what, const size_t *examples,
+                              size_t n);
+/* 1 when some example of examples[0..n) (all when NULL) lacks a modality the data give. */
+int jv_dataset_incomplete(const jv_dataset *ds, const size_t *examples, size_t n);
 
 /* Index of the modality called name (length len), or -1. */
 int jv_find_modality(const jv_model *m, const char *name, size_t len);

@@ -24,7 +24,7 @@
 enum { BIN_NONE, BIN_THRESHOLD, BIN_RESAMPLE };
 
 typedef struct {
-    jv_opt_list data, binarize, hyper, lr_after;
+    jv_opt_list data, observed, drop, binarize, hyper, lr_after;
     int epochs, batch, threads, valid, ckpt_every, limit, chunks;
     double lr, clip, ckpt_minutes;
     uint64_t seed;
@@ -105,6 +105,11 @@ static int parse_train_options(trainer *t, int argc, char **argv)
                       .ckpt_minutes = 5};
     jv_option opts[] = {
         {"data", JV_OPT_LIST, &o->data, 0, 0, "NAME=FILE", "the data file of a modality (one per modality)", 0},
+        {"observed", JV_OPT_LIST, &o->observed, 0, 0, "NAME=FILE",
+         "which examples have modality NAME: a 0/1 column, one an example (beside the file's own missing rows)",
+         0},
+        {"drop", JV_OPT_LIST, &o->drop, 0, 0, "NAME=P",
+         "hide modality NAME in a fraction P of the training examples, chosen by the seed", 0},
         {"epochs", JV_OPT_INT, &o->epochs, 1, INT_MAX, "N", "train until N epochs are complete", 0},
         {"batch", JV_OPT_INT, &o->batch, 1, INT_MAX, "B", "examples per step", 0},
         {"lr", JV_OPT_REAL, &o->lr, 0, 1e6, "X", "Adam's learning rate", 0},
@@ -133,7 +138,7 @@ static int parse_train_options(trainer *t, int argc, char **argv)
     };
     int rc = jv_parse_options("train", "--data NAME=FILE ... [options]", TRAIN_ABOUT, opts,
                               (int)(sizeof opts / sizeof opts[0]), argc, argv);
-    t->seed_given = opts[5].given;
+    t->seed_given = opts[7].given;
     t->chunks_given = opts[(sizeof opts / sizeof opts[0]) - 1].given;
     return rc;
 }
@@ -280,6 +285,78 @@ static int make_split(trainer *t)
     t->n_valid = (size_t)t->o.valid;
     t->n_train = n - t->n_valid;
     return 0;
+}
+
+/* --drop NAME=P: modality NAME hidden in round(P n_train) training examples
+ * (fewer when not enough of them have it and another modality), taken in
+ * the order of a seeded permutation; the validation examples keep theirs. */
+static int apply_drops(trainer *t)
+{
+    const jv_model *m = t->m;
+    unsigned dropped = 0;
+    for (int i = 0; i < t->o.drop.n; i++) {
+        const char *item = t->o.drop.item[i], *value = NULL;
+        size_t len = 0;
+        if (jv_split_assignment("train", "drop", item, &len, &value) != 0)
+            return 1;
+        int k = jv_find_modality(m, item, len);
+        if (k < 0) {
+            char names[512];
+            jv_modality_names(m, names, sizeof names);
+            return jv_fail("train: --drop names no modality of model %s: '%.*s' (modalities: %s)", m->name,
+                           (int)len, item, names);
+        }
+        if (dropped >> k & 1u)
+            return jv_fail("train: --drop given twice for modality '%s'", m->modalities[k].name);
+        dropped |= 1u << k;
+        char *end = NULL;
+        double p = strtod(value, &end);
+        if (end == value || *end || !(p >= 0 && p < 1))
+            return jv_fail("train: --drop %s= expects a fraction in [0, 1), got '%s'", m->modalities[k].name,
+                           value);
+        size_t want = (size_t)llround(p * (double)t->n_train), done = 0;
+        size_t *pick = malloc((t->n_train ? t->n_train : 1) * sizeof *pick);
+        if (!pick)
+            return jv_fail("out of memory");
+        memcpy(pick, t->split, t->n_train * sizeof *pick);
+        jv_rng rng = {t->o.seed, jv_stream_id(JV_TAG_DROP, (unsigned)k, 0), 0};
+        jv_rng_shuffle(&rng, pick, t->n_train);
+        if (!t->ds.observed && want > 0) {
+            t->ds.observed = malloc(t->ds.n * sizeof *t->ds.observed);
+            for (size_t e = 0; t->ds.observed && e < t->ds.n; e++)
+                t->ds.observed[e] = t->ds.present;
+        }
+        for (size_t j = 0; j < t->n_train && done < want && t->ds.observed; j++) {
+            unsigned o = t->ds.observed[pick[j]];
+            if ((o >> k & 1u) && (o & ~(1u << k))) {
+                jv_dataset_hide(&t->ds, k, pick[j]);
+                done++;
+            }
+        }
+        free(pick);
+        if (want > 0 && !t->ds.observed)
+            return jv_fail("out of memory");
+        if (t->lead)
+            printf("--drop %s=%s: %s hidden in %zu of the %zu training examples%s\n", m->modalities[k].name, value,
+                   m->modalities[k].name, done, t->n_train,
+                   done < want ? " (every other one lacks it or has nothing else)" : "");
+    }
+    return 0;
+}
+
+/* Counts the training and validation examples by observed subset; training
+ * on incomplete examples is refused (their objective is not written yet). */
+static int check_observed(trainer *t)
+{
+    if (t->lead) {
+        jv_dataset_print_subsets(t->m, &t->ds, "training examples", t->split, t->n_train);
+        jv_dataset_print_subsets(t->m, &t->ds, "validation examples", t->split + t->n_train, t->n_valid);
+    }
+    if (!jv_dataset_incomplete(&t->ds, NULL, t->ds.n))
+        return 0;
+    return jv_fail("train: some examples lack a modality; model %s cannot train on incomplete examples yet "
+                   "(their objective is not defined in the spec language)",
+                   t->m->name);
 }
 
 /* Fresh parameters from the seed, or the --resume checkpoint. */
@@ -1153,11 +1230,12 @@ static int prepare(trainer *t, int argc, char **argv)
     if (parse_binarize(t) != 0 || parse_hypers(t) != 0 || parse_lr_schedule(t) != 0)
         return 1;
     double start = jv_now();
-    if (jv_dataset_load(t->m, "train", &t->o.data, all, t->o.limit, &t->ds) != 0)
+    if (jv_dataset_load(t->m, "train", &t->o.data, &t->o.observed, all, t->o.limit, &t->ds) != 0)
         return 1;
     t->load_seconds = jv_now() - start;
     binarize_thresholds(t);
-    if (load_state(t) != 0 || check_chunks(t) != 0 || make_split(t) != 0 ||
+    if (load_state(t) != 0 || check_chunks(t) != 0 || make_split(t) != 0 || apply_drops(t) != 0 ||
+        check_observed(t) != 0 ||
         (t->lead ? prepare_run_dir(t) : choose_run_dir(t)) != 0 || alloc_buffers(t) != 0 || check_progress(t) != 0)
         return 1;
     return 0;

@@ -627,7 +627,7 @@ Test(data, npy_refusals)
         const char *dict, *problem;
     } cases[] = {
         {"{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", "Fortran order"},
-        {"{'descr': '<i8', 'fortran_order': False, 'shape': (2, 2), }", "dtype '<i8' is not supported"},
+        {"{'descr': '<i2', 'fortran_order': False, 'shape': (2, 2), }", "dtype '<i2' is not supported"},
         {"{'descr': '>f4', 'fortran_order': False, 'shape': (2, 2), }", "dtype '>f4' is not supported"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (), }", "scalar"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }", "no data"},
@@ -824,9 +824,76 @@ Test(data, modality_bad_label_names_row_and_value)
     write_text(tpath("frac.csv"), "1\n2.5\n");
     assert_refused(jv_load_modality(tpath("frac.csv"), &w, &m, &err), &err, tpath("frac.csv"),
                    "example 1 has class 2.5");
-    write_text(tpath("neg.csv"), "-1\n");
+    write_text(tpath("neg.csv"), "-1.5\n");
     assert_refused(jv_load_modality(tpath("neg.csv"), &w, &m, &err), &err, tpath("neg.csv"),
-                   "example 0 has class -1");
+                   "example 0 has class -1.5");
+}
+
+/* A modality's file may leave examples out: rows of NaN (in CSV empty
+ * fields, NA or NaN) and negative classes; the rows become zeros, marked. */
+Test(data, modality_missing_examples)
+{
+    jv_modality_info x = {"x", 3, JV_GAUSSIAN, 0, 0, 1}, w = {"w", 4, JV_CATEGORICAL, 0, 0, 1};
+    jv_matrix m;
+    jv_error err;
+    write_text(tpath("x.csv"), "1,2,3\n,,\nNA, NA ,NA\nnan,NaN,NAN\n4,5,6\n");
+    cr_assert_eq(jv_load_modality(tpath("x.csv"), &x, &m, &err), 0, "%s", err.msg);
+    cr_assert(m.n == 5 && m.dim == 3 && m.n_missing == 3 && m.missing);
+    const unsigned char want_missing[5] = {0, 1, 1, 1, 0};
+    const float want_x[15] = {1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 5, 6};
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(m.missing[i], want_missing[i], "row %d", i);
+    for (int i = 0; i < 15; i++)
+        cr_assert_float_eq(m.x[i], want_x[i], 0);
+    jv_matrix_free(&m);
+
+    write_text(tpath("w.csv"), "2\n-1\nNA\n0\n"); /* a negative class or NA */
+    cr_assert_eq(jv_load_modality(tpath("w.csv"), &w, &m, &err), 0, "%s", err.msg);
+    cr_assert(m.n == 4 && m.dim == 4 && m.n_missing == 2);
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++)
+            cr_assert_float_eq(m.x[r * 4 + c], (r == 0 && c == 2) || (r == 3 && c == 0), 0, "%d,%d", r, c);
+    jv_matrix_free(&m);
+
+    bytes i8 = {0}; /* int64 labels, numpy's default, with -1 for a missing one */
+    npy_header(&i8, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }");
+    add_le(&i8, 3, 8);
+    add_le(&i8, UINT64_MAX, 8);
+    add_le(&i8, 1, 8);
+    write_bytes(tpath("w.npy"), i8.b, i8.n);
+    cr_assert_eq(jv_load_modality(tpath("w.npy"), &w, &m, &err), 0, "%s", err.msg);
+    cr_assert(m.n == 3 && m.n_missing == 1 && m.missing[1] && m.x[3] == 1 && m.x[9] == 1);
+    jv_matrix_free(&m);
+
+    bytes f4 = {0}; /* float rows of NaN */
+    const float nan = NAN, rows[6] = {nan, nan, nan, 0.5f, -1, 2};
+    npy_header(&f4, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }");
+    add(&f4, rows, sizeof rows);
+    write_bytes(tpath("x.npy"), f4.b, f4.n);
+    cr_assert_eq(jv_load_modality(tpath("x.npy"), &x, &m, &err), 0, "%s", err.msg);
+    cr_assert(m.n == 2 && m.n_missing == 1 && m.missing[0] && !m.missing[1] && m.x[0] == 0 && m.x[5] == 2);
+    jv_matrix_free(&m);
+
+    write_text(tpath("complete.csv"), "1,2,3\n");
+    cr_assert_eq(jv_load_modality(tpath("complete.csv"), &x, &m, &err), 0, "%s", err.msg);
+    cr_assert(m.n_missing == 0 && !m.missing);
+    jv_matrix_free(&m);
+}
+
+Test(data, modality_partly_missing_row_refused)
+{
+    jv_modality_info x = {"x", 3, JV_GAUSSIAN, 0, 0, 1};
+    jv_matrix m;
+    jv_error err;
+    write_text(tpath("p.csv"), "1,2,3\n4,,6\n");
+    assert_refused(jv_load_modality(tpath("p.csv"), &x, &m, &err), &err, tpath("p.csv"),
+                   "example 1 has a missing value at position 1 but a number at position 0");
+    write_text(tpath("q.csv"), "NA,NA,7\n");
+    assert_refused(jv_load_modality(tpath("q.csv"), &x, &m, &err), &err, tpath("q.csv"),
+                   "example 0 has a missing value at position 0 but a number at position 2");
+    /* jv_load_matrix (the classifier's, the masks') still refuses every NaN */
+    write_text(tpath("n.csv"), "1,2,3\n,,\n");
+    assert_refused(jv_load_matrix(tpath("n.csv"), &m, &err), &err, tpath("n.csv"), "line 2, field 1: ''");
 }
 
 Test(data, modality_fashion_mnist)

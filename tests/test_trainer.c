@@ -461,6 +461,62 @@ Test(bad_input, train_refuses_without_writing)
     remove_tree(s.root);
 }
 
+/* w.csv's labels with every third one written NA; and 0/1 masks. */
+static void write_incomplete(const scratch *s)
+{
+    char text[1024] = "", mask[512] = "", ones[512] = "", twos[512] = "", none[512] = "";
+    for (int i = 0; i < 60; i++) {
+        strcat(none, i % 2 ? "NA\n" : "-1\n");
+        snprintf(text + strlen(text), sizeof text - strlen(text), "%s\n", i % 3 == 1 ? "NA" : i % 3 == 0 ? "0" : "2");
+        strcat(mask, i == 4 ? "0\n" : "1\n");
+        strcat(ones, "1\n");
+        strcat(twos, i == 7 ? "2\n" : "1\n");
+    }
+    write_work_file(s, "w_na.csv", text);
+    write_work_file(s, "x_mask.csv", mask);
+    write_work_file(s, "ones.csv", ones);
+    write_work_file(s, "twos.csv", twos);
+    write_work_file(s, "short.csv", "1\n0\n1\n");
+    write_work_file(s, "w_none.csv", none);
+}
+
+/* Missing values are read and counted; what cannot be used is refused
+ * before anything is written. */
+Test(bad_input, incomplete_data_is_counted_and_refused_where_it_cannot_be_used)
+{
+    scratch s;
+    setup_data(&s);
+    write_incomplete(&s);
+    result r;
+    run_main(&s, &r, "train --data x=x.csv --data w=w_na.csv --valid 6 --out never");
+    cr_expect_eq(r.code, 1);
+    cr_expect_not_null(strstr(r.out, "training examples by observed modalities: x,w "), "%s", r.out);
+    cr_expect_not_null(strstr(r.out, "validation examples by observed modalities: "), "%s", r.out);
+    cr_expect_not_null(strstr(r.err, "cannot train on incomplete examples yet"), "%s", r.err);
+    run_main(&s, &r, "train " DATA " --drop w=0.5 --valid 10 --out never");
+    cr_expect_not_null(strstr(r.out, "--drop w=0.5: w hidden in 25 of the 50 training examples"), "%s", r.out);
+    cr_expect_not_null(strstr(r.out, "training examples by observed modalities: x,w 25, x 25"), "%s", r.out);
+    cr_expect_null(strstr(r.out, "validation examples"), "the validation examples lost w: %s", r.out);
+    expect_refusal(&s, "train " DATA " --observed x=x_mask.csv --out never", "cannot train on incomplete");
+    expect_refusal(&s, "train " DATA " --observed x=short.csv", "short.csv has 3 values but x.csv has 60 examples");
+    expect_refusal(&s, "train " DATA " --observed x=twos.csv", "twos.csv: example 7 has 2; an --observed mask");
+    expect_refusal(&s, "train " DATA " --observed v=ones.csv", "--observed names no modality");
+    expect_refusal(&s, "train " DATA " --observed x=ones.csv --observed x=ones.csv", "given twice");
+    expect_refusal(&s, "train --data x=x.csv --data w=w_na.csv --observed w=ones.csv",
+                   "ones.csv says example 1 is observed, but w_na.csv has no value for it");
+    expect_refusal(&s, "train --data x=x.csv --data w=w_na.csv --observed x=x_mask.csv --limit 6",
+                   "example 4 has none of its modalities (x,w)");
+    expect_refusal(&s, "train --data x=x.csv --data w=w_none.csv",
+                   "w_none.csv: modality w is missing in every one of the 60 examples");
+    expect_refusal(&s, "train " DATA " --drop w=1", "--drop w= expects a fraction in [0, 1), got '1'");
+    expect_refusal(&s, "train " DATA " --drop w=x", "expects a fraction");
+    expect_refusal(&s, "train " DATA " --drop v=0.5", "--drop names no modality");
+    expect_refusal(&s, "train " DATA " --drop w=0.1 --drop w=0.2", "--drop given twice");
+    expect_refusal(&s, "eval --checkpoint none.ckpt --data x=x.csv --data w=w_na.csv",
+                   "eval needs complete examples");
+    remove_tree(s.root);
+}
+
 Test(bad_input, train_refuses_to_overwrite_a_run)
 {
     scratch s;
