@@ -78,6 +78,15 @@ typedef struct {
     jv_matrix x, y; /* images; one-hot labels */
 } dataset;
 
+/* The classifier learns and tests on complete examples only. */
+static int refuse_missing(const char *path, const jv_matrix *m)
+{
+    if (!m->n_missing)
+        return 0;
+    return fail("%s: %s examples are missing (NaN rows or negative classes); the classifier needs every one",
+                path, m->n_missing == m->n ? "all its" : "some of its");
+}
+
 static int load(const char *images, const char *labels, int classes, int limit, dataset *d)
 {
     jv_error err;
@@ -88,6 +97,8 @@ static int load(const char *images, const char *labels, int classes, int limit, 
     jv_matrix_free(&d->x);
     if (jv_load_modality(images, &img, &d->x, &err) != 0 || jv_load_modality(labels, &lab, &d->y, &err) != 0)
         return fail("%s%s", err.msg, "");
+    if (refuse_missing(images, &d->x) || refuse_missing(labels, &d->y))
+        return 1;
     if (d->x.n != d->y.n) {
         char a[64], b[64];
         snprintf(a, sizeof a, "%zu", d->x.n);
@@ -469,6 +480,10 @@ static int labels(const options *o)
     lab.size = classes;
     if (jv_load_modality(o->labels, &lab, &d.y, &err) != 0)
         return fail("%s%s", err.msg, "");
+    if (refuse_missing(o->labels, &d.y)) {
+        jv_matrix_free(&d.y);
+        return 1;
+    }
     size_t n = o->limit > 0 && (size_t)o->limit < d.y.n ? (size_t)o->limit : d.y.n;
     for (size_t i = 0; i < n; i++)
         printf("%d\n", label_of(&d, i));

@@ -4,7 +4,8 @@
  * Refusals with a message are fine; a crash, a leak, a sanitizer report or
  * a refusal without a message is a bug, and so is a loaded matrix whose
  * values break the promise of the modality (NaN, a Bernoulli value outside
- * [0,1], a categorical row that is not one-hot or a distribution). */
+ * [0,1], a categorical row that is not one-hot or a distribution, a
+ * missing example that is not a marked row of zeros). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +30,18 @@ static void check_loaded(const jv_matrix *m, const jv_modality_info *mod)
             abort();
     }
     if (mod && (int)m->dim != mod->size)
+        abort();
+    /* missing examples: only where a modality may lack them, counted, rows of zeros */
+    if ((m->missing || m->n_missing) && !mod)
+        abort();
+    size_t missing = 0;
+    for (size_t i = 0; m->missing && i < m->n; i++) {
+        missing += m->missing[i] != 0;
+        for (size_t c = 0; m->missing[i] && c < m->dim; c++)
+            if (m->x[i * m->dim + c] != 0)
+                abort();
+    }
+    if (missing != m->n_missing)
         abort();
 }
 
