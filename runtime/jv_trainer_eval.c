@@ -25,6 +25,13 @@
  * effective sample size; a value that cannot be true (log p > 0 of a
  * discrete set, a marginal below a joint) is reported as impossible, not
  * as a number.
+ *
+ * Test examples may lack modalities: each figure then covers the examples
+ * that have every modality it involves (log p(S): those with S; log p(a|b)
+ * and accuracy a|b: those with a and b; the objective and the ELBO: the
+ * complete ones), and the table gives each figure's count of examples.
+ * An example without the categorical w of a sum over classes sums every
+ * class with class samples.
  */
 #include <limits.h>
 #include <math.h>
@@ -113,6 +120,7 @@ typedef struct {
     atomic_size_t done;      /* examples finished, for the progress line */
     double start;
     jv_progress bar;
+    int incomplete;          /* some example lacks a modality: each figure says how many it covers */
     /* Under MPI each process takes a contiguous share of the groups (and of
      * the prediction batches), cut where one process would cut them, and
      * process 0 gathers the per-example results and reports them. */
@@ -193,6 +201,12 @@ static int parse_eval_options(evaluator *e, int argc, char **argv)
 
 /* ------------------------------------------------------------- set up -- */
 
+/* Whether example i has every modality of `mask`. */
+static int covers(const evaluator *e, unsigned mask, size_t i)
+{
+    return (jv_observed(&e->ds, i) & mask) == mask;
+}
+
 /* The modalities a network decodes: only their likelihoods can be estimated. */
 static unsigned decoded_set(const jv_model *m)
 {
@@ -215,6 +229,10 @@ static int find_labels(evaluator *e)
         int size = m->modalities[k].size, hot = m->modalities[k].likelihood == JV_CATEGORICAL && size <= MAX_CLASSES;
         for (size_t i = 0; i < n; i++) {
             int c = -1;
+            if (!covers(e, 1u << k, i)) { /* missing: no class, and no say in whether the rest are one-hot */
+                e->label[(size_t)k * n + i] = -1;
+                continue;
+            }
             for (int j = 0; hot && j < size; j++) {
                 float v = e->ds.mod[k].x[i * (size_t)size + (size_t)j];
                 if (v == 1.0f && c < 0)
@@ -530,7 +548,7 @@ static void class_rows(evaluator *e, jv_work *w, size_t i, int over, int c, int 
 
 /* log p(S) = log sum_c p(S, w = c) for example i: the true class's term is
  * the joint's estimate; every other class's comes from class samples of the
- * joint's proposal fed w = c. */
+ * joint's proposal fed w = c (every class's, when the example lacks w). */
 static void estimate_class_sum(evaluator *e, eval_member *mb, int s, size_t i)
 {
     const jv_model *m = e->m;
@@ -543,7 +561,9 @@ static void estimate_class_sum(evaluator *e, eval_member *mb, int s, size_t i)
     for (int c = 0; c < classes; c++)
         if (c != truth)
             list[n_list++] = c;
-    double log_p = joint->log_p[i], log_sq = joint->log_sq[i], lm, lsq;
+    /* without the example's class (w missing) every class's term is sampled */
+    double log_p = truth >= 0 ? joint->log_p[i] : -INFINITY, log_sq = truth >= 0 ? joint->log_sq[i] : -INFINITY;
+    double lm, lsq;
     int per = kc <= cap ? cap / kc : 1; /* classes a call */
     for (int first = 0; first < n_list; first += per) {
         int count = n_list - first < per ? n_list - first : per;
@@ -624,6 +644,8 @@ static int estimate_prior(evaluator *e, int s)
             table[c] += e->prior_sums[j * 2 * (size_t)classes + (size_t)c];
     for (size_t i = 0; i < e->ds.n; i++) {
         int c = e->label[(size_t)over * e->ds.n + i];
+        if (c < 0)
+            continue; /* the example lacks the modality: it does not count */
         est->log_p[i] = log(table[c] / (double)total);
         est->log_sq[i] = log(table[classes + c]) - 2 * log((double)total);
     }
@@ -676,7 +698,8 @@ static void likelihood_member(void *arg, int id, int n)
         for (int s = 0; s < e->n_subsets; s++)
             if (e->subsets[s].est[0].kind == PROP_CLASS_SUM)
                 for (int j = 0; j < group; j++)
-                    estimate_class_sum(e, mb, s, i0 + (size_t)j);
+                    if (covers(e, e->subsets[s].mask, i0 + (size_t)j))
+                        estimate_class_sum(e, mb, s, i0 + (size_t)j);
         size_t done = atomic_fetch_add(&e->done, (size_t)group) + (size_t)group;
         if (id == 0)
             draw_progress(e, "log-likelihoods", done, (e->unit_hi - e->unit_lo) * per);
@@ -689,15 +712,18 @@ static int compare_doubles(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The median over the examples of the effective sample size. */
-static double median_ess(const estimate *est, size_t n, double *scratch)
+/* The median over the examples that have the set of the effective sample size. */
+static double median_ess(const evaluator *e, unsigned mask, const estimate *est, double *scratch)
 {
+    size_t n = 0;
+    for (size_t i = 0; i < e->ds.n; i++) {
+        if (!covers(e, mask, i))
+            continue;
+        double ess = exp(2 * est->log_p[i] - est->log_sq[i]);
+        scratch[n++] = isfinite(ess) ? ess : 0;
+    }
     if (n == 0)
         return NAN;
-    for (size_t i = 0; i < n; i++) {
-        double ess = exp(2 * est->log_p[i] - est->log_sq[i]);
-        scratch[i] = isfinite(ess) ? ess : 0;
-    }
     qsort(scratch, n, sizeof *scratch, compare_doubles);
     return n % 2 ? scratch[n / 2] : 0.5 * (scratch[n / 2 - 1] + scratch[n / 2]);
 }
@@ -726,7 +752,14 @@ static void flag_impossible(evaluator *e)
                 unsigned extra = e->subsets[t].mask & ~mask;
                 if ((e->subsets[t].mask & mask) != mask || !extra || !discrete(e, extra))
                     continue;
-                if (est->stat.mean < e->subsets[t].est[0].stat.mean - tol) {
+                /* on the examples both cover (all of them, with complete data) */
+                jv_stat mine = {0}, theirs = {0};
+                for (size_t i = 0; i < e->ds.n; i++)
+                    if (covers(e, e->subsets[t].mask, i)) {
+                        jv_stat_add(&mine, est->log_p[i]);
+                        jv_stat_add(&theirs, e->subsets[t].est[0].log_p[i]);
+                    }
+                if (mine.n > 0 && mine.mean < theirs.mean - tol) {
                     est->impossible = 2;
                     est->versus = t;
                 }
@@ -815,12 +848,14 @@ static int estimate_likelihoods(evaluator *e)
         return 0;
     /* the statistics in example order: the same for any number of threads */
     for (size_t i = 0; i < e->ds.n; i++) {
-        jv_stat_add(&e->loss, e->ex_loss[i]);
-        jv_stat_add(&e->elbo, e->ex_elbo[i]);
-        for (int t = 0; t < e->m->n_terms; t++)
-            jv_stat_add(&e->terms[t], e->ex_terms[(size_t)t * e->ds.n + i]);
+        if (covers(e, e->ds.present, i)) { /* the objective and the ELBO: complete examples */
+            jv_stat_add(&e->loss, e->ex_loss[i]);
+            jv_stat_add(&e->elbo, e->ex_elbo[i]);
+            for (int t = 0; t < e->m->n_terms; t++)
+                jv_stat_add(&e->terms[t], e->ex_terms[(size_t)t * e->ds.n + i]);
+        }
         for (int s = 0; s < e->n_subsets; s++)
-            for (int k = 0; k < e->subsets[s].n_est; k++)
+            for (int k = 0; k < e->subsets[s].n_est && covers(e, e->subsets[s].mask, i); k++)
                 jv_stat_add(&e->subsets[s].est[k].stat, e->subsets[s].est[k].log_p[i]);
     }
     double *scratch = malloc((e->ds.n ? e->ds.n : 1) * sizeof *scratch);
@@ -828,7 +863,7 @@ static int estimate_likelihoods(evaluator *e)
         return jv_fail("out of memory");
     for (int s = 0; s < e->n_subsets; s++)
         for (int k = 0; k < e->subsets[s].n_est; k++)
-            e->subsets[s].est[k].ess = median_ess(&e->subsets[s].est[k], e->ds.n, scratch);
+            e->subsets[s].est[k].ess = median_ess(e, e->subsets[s].mask, &e->subsets[s].est[k], scratch);
     free(scratch);
     flag_impossible(e);
     return 0;
@@ -892,7 +927,8 @@ static int estimate_predictions(evaluator *e)
         jv_pick_family(e->m, pr->from, &zeroed);
         pr->imputed = zeroed != 0;
         for (size_t i = 0; i < e->ds.n; i++)
-            jv_stat_add(&pr->stat, pr->correct[i]);
+            if (covers(e, pr->from | 1u << pr->target, i))
+                jv_stat_add(&pr->stat, pr->correct[i]);
     }
     return 0;
 }
@@ -985,20 +1021,34 @@ static const char *second_label(proposal kind)
     }
 }
 
-static void print_value(const char *label, const jv_stat *st, double ess, const char *note)
+/* A row of the table: with incomplete data, the examples it covers after the ESS. */
+static void print_row(const evaluator *e, const char *label, const char *mean, const char *se, const char *ess,
+                      double n, const char *note)
+{
+    char count[32] = "";
+    if (e->incomplete && n < 0)
+        snprintf(count, sizeof count, " %8s", "examples");
+    else if (e->incomplete)
+        snprintf(count, sizeof count, " %8.0f", n);
+    printf("  %-30s %14s %10s %9s%s  %s\n", label, mean, se, ess, count, note);
+}
+
+static void print_value(const evaluator *e, const char *label, const jv_stat *st, double ess, const char *note)
 {
     double se = jv_stat_se(st);
-    char se_text[32] = "-", ess_text[32] = "";
+    char mean_text[32] = "-", se_text[32] = "-", ess_text[32] = "";
+    if (st->n > 0)
+        snprintf(mean_text, sizeof mean_text, "%.4f", st->mean);
     if (isfinite(se))
         snprintf(se_text, sizeof se_text, "%.4f", se);
     if (isfinite(ess))
         snprintf(ess_text, sizeof ess_text, "%.1f", ess);
-    printf("  %-30s %14.4f %10s %9s  %s\n", label, st->mean, se_text, ess_text, note);
+    print_row(e, label, mean_text, se_text, ess_text, st->n, st->n > 0 ? note : "no example has all of them");
 }
 
-static void print_impossible(const char *label, const char *note)
+static void print_impossible(const evaluator *e, const char *label, double n, const char *note)
 {
-    printf("  %-30s %14s %10s %9s  %s\n", label, "impossible", "", "", note);
+    print_row(e, label, "impossible", "", "", n, note);
 }
 
 static void print_estimate(evaluator *e, legend *l, const subset *s, int k, const char *label)
@@ -1007,9 +1057,9 @@ static void print_estimate(evaluator *e, legend *l, const subset *s, int k, cons
     char note[64];
     snprintf(note, sizeof note, "[%d]%s", legend_number(l, e, s, est), est->ess < LOW_ESS ? " low ESS" : "");
     if (est->impossible)
-        print_impossible(label, note);
+        print_impossible(e, label, est->stat.n, note);
     else
-        print_value(label, &est->stat, est->ess, note);
+        print_value(e, label, &est->stat, est->ess, note);
 }
 
 /* Calls visit for each ordered pair (a, b): the set {a,b} and {b}. */
@@ -1034,7 +1084,8 @@ static jv_stat conditional_stat(const evaluator *e, int a, int joint, int ka, in
     jv_stat st = {0};
     const estimate *j = &e->subsets[joint].est[ka], *g = &e->subsets[given].est[kb];
     for (size_t i = 0; i < e->ds.n; i++)
-        jv_stat_add(&st, j->log_p[i] - g->log_p[i]);
+        if (covers(e, e->subsets[joint].mask, i))
+            jv_stat_add(&st, j->log_p[i] - g->log_p[i]);
     *impossible = j->impossible || g->impossible || (discrete(e, 1u << a) && st.mean > 1e-6);
     return st;
 }
@@ -1056,9 +1107,9 @@ static void print_conditional(evaluator *e, int a, int b, int joint, int given, 
         snprintf(note, sizeof note, "[%d] - [%d]", nj, legend_number(l, e, sg, &sg->est[k]));
         const char *row = k == 0 ? label : second_label(sg->est[k].kind);
         if (bad)
-            print_impossible(row, note);
+            print_impossible(e, row, st.n, note);
         else
-            print_value(row, &st, NAN, note);
+            print_value(e, row, &st, NAN, note);
     }
 }
 
@@ -1080,7 +1131,8 @@ static jv_stat raw_term(const evaluator *e, int t)
     jv_stat st = {0};
     double weight = term_weight(e->m, t);
     for (size_t i = 0; weight != 0 && i < e->ds.n; i++)
-        jv_stat_add(&st, e->ex_terms[(size_t)t * e->ds.n + i] / weight);
+        if (covers(e, e->ds.present, i))
+            jv_stat_add(&st, e->ex_terms[(size_t)t * e->ds.n + i] / weight);
     return st;
 }
 
@@ -1090,7 +1142,7 @@ static void print_terms(const evaluator *e)
     char label[256];
     for (int t = 0; t < m->n_terms; t++) {
         snprintf(label, sizeof label, "  %s", m->term_names[t]);
-        print_value(label, &e->terms[t], NAN, "");
+        print_value(e, label, &e->terms[t], NAN, "");
     }
     for (int t = 0; t < m->n_terms; t++) {
         if (!term_weighted(m, t))
@@ -1105,7 +1157,7 @@ static void print_terms(const evaluator *e)
             snprintf(label, sizeof label, "  (%s / %g)", m->term_names[t], w->value * w->scale);
         jv_stat st = raw_term(e, t);
         if (st.n > 0)
-            print_value(label, &st, NAN, "the term without its weight");
+            print_value(e, label, &st, NAN, "the term without its weight");
     }
 }
 
@@ -1158,15 +1210,15 @@ static void print_table(evaluator *e)
     printf("threads %d of %d cores%s; %s%s%s\n\n", e->o.threads, jv_cpu_count(),
            e->o.threads > jv_cpu_count() ? " (more threads than cores: slower, same numbers)" : "", jv_blas_describe(),
            e->ranks > 1 ? "; " : "", e->ranks > 1 ? jv_comm_describe() : "");
-    printf("  %-30s %14s %10s %9s  %s\n", "quantity", "mean", "s.e.", "ESS", "proposal");
-    print_value("ELBO", &e->elbo, NAN, "");
+    print_row(e, "quantity", "mean", "s.e.", "ESS", -1, "proposal");
+    print_value(e, "ELBO", &e->elbo, NAN, "");
     char objective[160];
     if (m->samples > 1)
         snprintf(objective, sizeof objective, "the importance-weighted bound of K = %d training samples; the terms are "
                  "their means over the samples", m->samples);
     else
         snprintf(objective, sizeof objective, "the sum of the terms below");
-    print_value("loss (objective)", &e->loss, NAN, objective);
+    print_value(e, "loss (objective)", &e->loss, NAN, objective);
     print_terms(e);
     for (int s = 0; s < e->n_subsets; s++) {
         jv_subset_name(m, e->subsets[s].mask, name, sizeof name);
@@ -1180,7 +1232,7 @@ static void print_table(evaluator *e)
         const prediction *pr = &e->predictions[p];
         jv_subset_name(m, pr->from, name, sizeof name);
         snprintf(label, sizeof label, "accuracy %s|%s", m->modalities[pr->target].name, name);
-        print_value(label, &pr->stat, NAN, pr->imputed ? "JMVAE-zero rule" : "");
+        print_value(e, label, &pr->stat, NAN, pr->imputed ? "JMVAE-zero rule" : "");
     }
     printf("\n");
     print_notes(e, l);
@@ -1215,10 +1267,10 @@ static void json_number(jv_buf *b, double x)
 static void json_stat_value(jv_buf *b, const jv_stat *st)
 {
     jv_buf_printf(b, "{\"mean\": ");
-    json_number(b, st->mean);
+    json_number(b, st->n > 0 ? st->mean : NAN);
     jv_buf_printf(b, ", \"se\": ");
     json_number(b, jv_stat_se(st));
-    jv_buf_printf(b, "}");
+    jv_buf_printf(b, ", \"examples\": %.0f}", st->n);
 }
 
 /* One "key": of an object, a comma before all but the first. */
@@ -1247,6 +1299,7 @@ static void json_estimate(const evaluator *e, jv_buf *b, int first, const char *
     json_number(b, jv_stat_se(&est->stat));
     jv_buf_printf(b, ", \"ess\": ");
     json_number(b, est->ess);
+    jv_buf_printf(b, ", \"examples\": %.0f", est->stat.n);
     jv_buf text = {0};
     describe(e, s, est, &text);
     jv_buf_printf(b, ", \"proposal\": ");
@@ -1374,9 +1427,7 @@ int jv_cmd_eval(const jv_model *m, int argc, char **argv)
         rc = jv_dataset_load(m, "eval", &e.o.data, &e.o.observed, all, e.o.limit, &e.ds);
     if (rc == 0 && e.rank == 0)
         jv_dataset_print_subsets(m, &e.ds, "test examples", NULL, e.ds.n);
-    if (rc == 0 && jv_dataset_incomplete(&e.ds, NULL, e.ds.n))
-        rc = jv_fail("eval: some examples lack a modality; eval needs complete examples (every modality "
-                     "observed) for now");
+    e.incomplete = rc == 0 && jv_dataset_incomplete(&e.ds, NULL, e.ds.n);
     if (rc == 0)
         rc = (e.params = jv_params_read(m, e.o.checkpoint)) == NULL;
     if (rc == 0)

@@ -512,8 +512,6 @@ Test(bad_input, incomplete_data_is_counted_and_refused_where_it_cannot_be_used)
     expect_refusal(&s, "train " DATA " --drop w=x", "expects a fraction");
     expect_refusal(&s, "train " DATA " --drop v=0.5", "--drop names no modality");
     expect_refusal(&s, "train " DATA " --drop w=0.1 --drop w=0.2", "--drop given twice");
-    expect_refusal(&s, "eval --checkpoint none.ckpt --data x=x.csv --data w=w_na.csv",
-                   "eval needs complete examples");
     remove_tree(s.root);
 }
 
@@ -623,6 +621,58 @@ Test(eval, writes_every_number_and_the_bound_holds)
     cr_assert(acc >= 0.6 && acc <= 1, "accuracy w|x %g", acc);
     cr_assert_gt(json_mean(json, "terms", "kl_x"), 0);
     free(json);
+    remove_tree(s.root);
+}
+
+/* The count a figure of eval's JSON covers: "key": {... "examples": N */
+static int json_examples(const char *json, const char *group, const char *key)
+{
+    char pattern[128];
+    const char *p = group ? strstr(json, group) : json;
+    cr_assert_not_null(p);
+    snprintf(pattern, sizeof pattern, "\"%s\": {", key);
+    p = strstr(p, pattern);
+    cr_assert_not_null(p, "no %s in %s", key, json);
+    p = strstr(p, "\"examples\": ");
+    cr_assert_not_null(p);
+    return atoi(p + 12);
+}
+
+/* Test examples without w: each figure covers the examples that have its
+ * modalities, and says how many; a mask of ones changes nothing. */
+Test(eval, incomplete_test_data_each_figure_on_the_examples_it_can_use)
+{
+    scratch s;
+    result r;
+    setup_data(&s);
+    write_incomplete(&s);
+    train_ok(&s, "--epochs 5 --out run");
+    run_main(&s, &r, "eval --data x=x.csv --data w=w_na.csv --checkpoint run/last.ckpt --samples 50 --json e.json");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "test examples by observed modalities: x,w 40, x 20"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "examples  proposal"), "%s", r.out);
+    cr_assert_null(strstr(r.out, "impossible"), "%s", r.out);
+    char *json = work_file(&s, "e.json", NULL);
+    cr_assert_eq(json_examples(json, NULL, "elbo"), 40);
+    cr_assert_eq(json_examples(json, "\"log_p\"", "x,w"), 40);
+    cr_assert_eq(json_examples(json, "\"log_p\"", "x"), 60);
+    cr_assert_eq(json_examples(json, "\"log_p\"", "w"), 40);
+    cr_assert_eq(json_examples(json, "\"accuracy\"", "w|x"), 40);
+    double joint = json_mean(json, "log_p", "x,w"), pw = json_mean(json, "log_p", "w");
+    cr_assert_float_eq(json_mean(json, "log_p_cond", "x|w"), joint - pw, 1e-6); /* the same 40 examples */
+    free(json);
+
+    run_main(&s, &r, "eval " DATA " --checkpoint run/last.ckpt --samples 50 --limit 12 --json a.json");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_null(strstr(r.out, "observed modalities"), "%s", r.out);
+    cr_assert_null(strstr(r.out, "examples  proposal"), "%s", r.out);
+    run_main(&s, &r, "eval " DATA " --observed w=ones.csv --checkpoint run/last.ckpt --samples 50 --limit 12 "
+                     "--json b.json");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    char *a = work_file(&s, "a.json", NULL), *b = work_file(&s, "b.json", NULL);
+    cr_assert_str_eq(a, b);
+    free(a);
+    free(b);
     remove_tree(s.root);
 }
 

@@ -293,6 +293,7 @@ static const jv_modality_info fixture_modalities[] = {
     {"w", FX_W, JV_CATEGORICAL, 0, 0, 1},
 };
 static const jv_latent_info fixture_latents[] = {{"z", FX_Z, 0}};
+static const int fixture_draw_latents[] = {0};
 static const jv_hyper_info fixture_hypers[] = {{"beta", 1, 0, 2}, {"alpha", 0.1, 0, 0}};
 static const char *const fixture_terms[] = {"rec_x", "rec_w", "kl", "kl_x"};
 static const jv_term_weight fixture_term_weights[] = {{-1, 1, 1}, {-1, 1, 1}, {0, 1, 1}, {1, 0.1, 1}};
@@ -345,6 +346,9 @@ static const jv_model fixture_model = {
     .n_families = 2,
     .families = fixture_families,
     .training_family = 0,
+    .n_draws = 1, /* z, once */
+    .draw_latents = fixture_draw_latents,
+    .samples = 1,
     .init = fixture_init,
     .forward = fixture_forward,
     .train = &fixture_graph,
