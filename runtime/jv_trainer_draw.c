@@ -404,15 +404,17 @@ typedef struct {
     unsigned zeroed;
     int plane, color;  /* the 2-D latent and the categorical modality, or -1 */
     float *points;     /* [n x 2] means of the 2-D latent */
-    int *classes;      /* [n] */
+    int *classes;      /* [n]: the class of modality `color`, or -1 where the example lacks it */
+    float *means;      /* [n x the latents' sizes] */
+    size_t width;      /* the latents' sizes */
     jv_buf csv, npy;        /* --npy: the means as float32, [examples x latent sizes] */
 } encoder;
 
 static const char ENCODE_ABOUT[] =
     "Writes the posterior mean of every latent for each example as CSV (columns\n"
-    "<latent>_<i>). The family is the one that conditions on the given modalities\n"
-    "(or --family); with a 2-D latent, --png draws the means as a scatter plot,\n"
-    "coloured by the class of the first categorical modality in --data.";
+    "<latent>_<i>). The family is the one that conditions on the modalities the\n"
+    "example has (or --family); with a 2-D latent, --png draws the means as a scatter\n"
+    "plot, coloured by the class of the first categorical modality in --data.";
 
 static int parse_encode_options(encoder *e, int argc, char **argv)
 {
@@ -452,12 +454,28 @@ static int choose_encoding(encoder *e)
     if (e->o.png && e->plane < 0)
         return jv_fail("encode: --png needs a latent of size 2; model %s has none", m->name);
     e->color = find_categorical(m, e->ds.present);
-    if (!e->o.family) {
-        if (jv_check_subset(m, e->ds.present, "encode") != 0)
-            return 1;
+    if (!e->o.family) { /* each example's own subset: every one must have a posterior */
+        unsigned checked[64];
+        int n_checked = 0;
+        for (size_t i = 0; i < e->ds.n; i++) {
+            unsigned s = jv_observed(&e->ds, i);
+            int seen = 0;
+            for (int j = 0; j < n_checked && !seen; j++)
+                seen = checked[j] == s;
+            if (seen)
+                continue;
+            if (jv_check_subset(m, s, "encode") != 0)
+                return 1;
+            if (n_checked < 64)
+                checked[n_checked++] = s;
+        }
         e->family = jv_pick_family(m, e->ds.present, &e->zeroed);
         return 0;
     }
+    if (jv_dataset_incomplete(&e->ds, NULL, e->ds.n))
+        return jv_fail("encode: --family %s reads the same modalities for every example, but some examples lack "
+                       "one; without --family each example is encoded from what it has",
+                       e->o.family);
     e->family = jv_find_family(m, e->o.family);
     if (e->family < 0)
         return jv_fail("encode: model %s has no family '%s' (see '%s help')", m->name, e->o.family,
@@ -471,62 +489,104 @@ static int choose_encoding(encoder *e)
     return 0;
 }
 
-static void csv_header(encoder *e)
-{
-    for (int l = 0; l < e->m->n_latents; l++)
-        for (int i = 0; i < e->m->latents[l].size; i++)
-            jv_buf_printf(&e->csv, "%s%s_%d", l || i ? "," : "", e->m->latents[l].name, i);
-    jv_buf_printf(&e->csv, "\n");
-}
-
-/* Appends the batch's means to the CSV and keeps the scatter's points. */
-static void record_batch(encoder *e, size_t first, int batch)
+/* Keeps the batch's means (rows[b] is the example of row b) and the scatter's points. */
+static void record_batch(encoder *e, const size_t *rows, int batch)
 {
     const jv_model *m = e->m;
     for (int b = 0; b < batch; b++) {
+        float *out = e->means + rows[b] * e->width;
         for (int l = 0; l < m->n_latents; l++) {
             const jv_real *z = e->w.latents[l] + (size_t)b * (size_t)m->latents[l].size;
-            for (int i = 0; i < m->latents[l].size; i++) {
-                jv_buf_printf(&e->csv, "%s%.9g", l || i ? "," : "", (double)z[i]);
-                if (e->o.npy)
-                    jv_buf_put_f32(&e->npy, z[i]);
-            }
+            for (int i = 0; i < m->latents[l].size; i++)
+                *out++ = (float)z[i];
         }
-        jv_buf_printf(&e->csv, "\n");
-        if (e->plane < 0)
-            continue;
-        memcpy(e->points + 2 * (first + (size_t)b), e->w.latents[e->plane] + 2 * (size_t)b, 2 * sizeof(float));
+        if (e->plane >= 0)
+            memcpy(e->points + 2 * rows[b], e->w.latents[e->plane] + 2 * (size_t)b, 2 * sizeof(float));
         if (e->color >= 0)
-            e->classes[first + (size_t)b] =
-                jv_argmax(e->w.data[e->color] + (size_t)b * (size_t)m->modalities[e->color].size,
-                          m->modalities[e->color].size);
+            e->classes[rows[b]] = (jv_observed(&e->ds, rows[b]) >> e->color & 1u)
+                                      ? jv_argmax(e->w.data[e->color] + (size_t)b * (size_t)m->modalities[e->color].size,
+                                                  m->modalities[e->color].size)
+                                      : -1;
     }
 }
 
+/* An example and the modalities it has, to sort the examples by subset. */
+typedef struct {
+    unsigned subset;
+    size_t index;
+} keyed_example;
+
+static int by_subset(const void *a, const void *b)
+{
+    const keyed_example *x = a, *y = b;
+    if (x->subset != y->subset)
+        return x->subset < y->subset ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* The examples in order of their observed subsets, and of their index within one. */
+static int order_by_subset(const jv_dataset *ds, size_t *order)
+{
+    keyed_example *k = malloc((ds->n ? ds->n : 1) * sizeof *k);
+    if (!k)
+        return 1;
+    for (size_t i = 0; i < ds->n; i++)
+        k[i] = (keyed_example){jv_observed(ds, i), i};
+    qsort(k, ds->n, sizeof *k, by_subset);
+    for (size_t i = 0; i < ds->n; i++)
+        order[i] = k[i].index;
+    free(k);
+    return 0;
+}
+
+/* Encodes the examples a subset at a time (a model call reads one subset's
+ * posterior), then writes the means in example order. */
 static int encode_all(encoder *e)
 {
     const jv_model *m = e->m;
     const jv_family_info *f = &m->families[e->family];
     size_t n = e->ds.n, cap = (size_t)e->w.cap;
-    size_t *rows = malloc(cap * sizeof *rows);
+    e->width = 0;
+    for (int l = 0; l < m->n_latents; l++)
+        e->width += (size_t)m->latents[l].size;
+    size_t *order = malloc(n * sizeof *order);
+    e->means = malloc(n * e->width * sizeof *e->means);
     e->points = malloc(2 * n * sizeof *e->points);
     e->classes = calloc(n, sizeof *e->classes);
-    if (!rows || !e->points || !e->classes) {
-        free(rows);
+    if (!order || !e->means || !e->points || !e->classes || order_by_subset(&e->ds, order) != 0) {
+        free(order);
         return jv_fail("out of memory");
     }
-    csv_header(e);
-    for (size_t first = 0; first < n; first += cap) {
-        int batch = (int)(n - first < cap ? n - first : cap);
-        for (int b = 0; b < batch; b++)
-            rows[b] = first + (size_t)b;
-        jv_work_gather(m, &e->w, &e->ds, rows, batch);
-        jv_work_zero_inputs(m, &e->w, e->zeroed);
-        jv_family_sample(m, e->family, e->o.family ? f->condition : e->ds.present, e->params, e->w.arena, batch, 1,
-                         JV_CONST_ROWS(e->w.input), NULL, e->w.latents, e->w.log_q);
-        record_batch(e, first, batch);
+    unsigned previous = 0;
+    for (size_t first = 0; first < n;) {
+        unsigned given = e->o.family ? f->condition : jv_observed(&e->ds, order[first]), zeroed = e->zeroed;
+        int family = e->o.family ? e->family : jv_pick_family(m, given, &zeroed), batch = 0;
+        if (!e->o.family && given != e->ds.present && given != previous)
+            note_zero_rule(m, given, zeroed); /* the complete examples' note comes from the caller */
+        previous = given;
+        while (first + (size_t)batch < n && (size_t)batch < cap &&
+               (e->o.family || jv_observed(&e->ds, order[first + (size_t)batch]) == given))
+            batch++;
+        jv_work_gather(m, &e->w, &e->ds, order + first, batch);
+        jv_work_zero_inputs(m, &e->w, zeroed);
+        jv_family_sample(m, family, given, e->params, e->w.arena, batch, 1, JV_CONST_ROWS(e->w.input), NULL,
+                         e->w.latents, e->w.log_q);
+        record_batch(e, order + first, batch);
+        first += (size_t)batch;
     }
-    free(rows);
+    free(order);
+    for (int l = 0; l < m->n_latents; l++)
+        for (int i = 0; i < m->latents[l].size; i++)
+            jv_buf_printf(&e->csv, "%s%s_%d", l || i ? "," : "", m->latents[l].name, i);
+    jv_buf_printf(&e->csv, "\n");
+    for (size_t i = 0; i < n; i++) {
+        for (size_t c = 0; c < e->width; c++) {
+            jv_buf_printf(&e->csv, "%s%.9g", c ? "," : "", (double)e->means[i * e->width + c]);
+            if (e->o.npy)
+                jv_buf_put_f32(&e->npy, e->means[i * e->width + c]);
+        }
+        jv_buf_printf(&e->csv, "\n");
+    }
     return 0;
 }
 
@@ -585,7 +645,8 @@ static int draw_scatter(encoder *e)
         if (!isfinite(x) || !isfinite(y))
             continue;
         int px = to_pixel(x, xlo, xhi), py = SCATTER_SIZE - 1 - to_pixel(y, ylo, yhi);
-        fill_rect(&im, px - 1, py - 1, px + 1, py + 1, e->color >= 0 ? PALETTE[e->classes[i] % 10] : black);
+        fill_rect(&im, px - 1, py - 1, px + 1, py + 1,
+                  e->color >= 0 && e->classes[i] >= 0 ? PALETTE[e->classes[i] % 10] : black);
     }
     return image_save(&im, e->o.png);
 }
@@ -596,8 +657,8 @@ int jv_cmd_encode(const jv_model *m, int argc, char **argv)
     int rc = parse_encode_options(&e, argc, argv);
     if (rc == 0)
         rc = jv_dataset_load(m, "encode", &e.o.data, NULL, 0, e.o.limit, &e.ds);
-    if (rc == 0 && jv_dataset_incomplete(&e.ds, NULL, e.ds.n))
-        rc = jv_fail("encode: encodes every example of --data with the same modalities, but some are missing");
+    if (rc == 0)
+        jv_dataset_print_subsets(m, &e.ds, "examples", NULL, e.ds.n);
     if (rc == 0)
         rc = choose_encoding(&e);
     if (rc == 0)
@@ -626,6 +687,7 @@ int jv_cmd_encode(const jv_model *m, int argc, char **argv)
     jv_buf_free(&e.npy);
     free(e.points);
     free(e.classes);
+    free(e.means);
     free(e.params);
     jv_work_free(&e.w);
     jv_dataset_free(m, &e.ds);

@@ -695,6 +695,41 @@ Test(eval, does_not_depend_on_the_batch)
     remove_tree(s.root);
 }
 
+/* Each example encoded from what it has: the complete ones with q(z|x,w),
+ * those without w with q(z|x), in the order of the data. */
+Test(encode, each_example_from_the_modalities_it_has)
+{
+    scratch s;
+    result r;
+    setup_data(&s);
+    write_incomplete(&s);
+    train_ok(&s, "--epochs 2 --out run");
+    run_main(&s, &r, "encode --checkpoint run/last.ckpt --data x=x.csv --data w=w_na.csv --csv z.csv --batch 7");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "examples by observed modalities: x,w 40, x 20"), "%s", r.out);
+    run_main(&s, &r, "encode --checkpoint run/last.ckpt " DATA " --csv zxw.csv");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    run_main(&s, &r, "encode --checkpoint run/last.ckpt --data x=x.csv --csv zx.csv");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    char *z = work_file(&s, "z.csv", NULL), *zxw = work_file(&s, "zxw.csv", NULL), *zx = work_file(&s, "zx.csv", NULL);
+    cr_assert_eq(count_lines(z), 61);
+    for (int i = 0; i < 60; i++)
+        for (int c = 0; c < 2; c++) {
+            const char *col = c ? "z_1" : "z_0";
+            double want = csv_value(i % 3 == 1 ? zx : zxw, i + 1, col);
+            cr_assert_float_eq(csv_value(z, i + 1, col), want, 1e-6, "example %d, %s", i, col);
+        }
+    free(z);
+    free(zxw);
+    free(zx);
+    expect_refusal(&s, "encode --checkpoint run/last.ckpt --data x=x.csv --data w=w_na.csv --csv o.csv --family x,w",
+                   "--family x,w reads the same modalities for every example");
+    expect_refusal(&s, "sample --checkpoint run/last.ckpt --png o.png --mode reconstruct --data x=x.csv "
+                       "--data w=w_na.csv --draw x",
+                   "some are missing");
+    remove_tree(s.root);
+}
+
 Test(sample, writes_grids_of_the_right_size)
 {
     scratch s;
