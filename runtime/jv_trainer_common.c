@@ -74,23 +74,37 @@ void jv_dataset_free(const jv_model *m, jv_dataset *ds)
     *ds = (jv_dataset){0};
 }
 
+int jv_modality_option(const jv_model *m, const char *cmd, const char *opt, const char *item, unsigned *seen,
+                       const char **value)
+{
+    size_t len = 0;
+    if (jv_split_assignment(cmd, opt, item, &len, value) != 0)
+        return -1;
+    int k = jv_find_modality(m, item, len);
+    if (k < 0) {
+        char names[512];
+        jv_modality_names(m, names, sizeof names);
+        jv_fail("%s: --%s names no modality of model %s: '%.*s' (modalities: %s)", cmd, opt, m->name, (int)len, item,
+                names);
+        return -1;
+    }
+    if (*seen >> k & 1u) {
+        jv_fail("%s: --%s given twice for modality '%s'", cmd, opt, m->modalities[k].name);
+        return -1;
+    }
+    *seen |= 1u << k;
+    return k;
+}
+
 /* Records the file of each NAME=FILE, refusing unknown and repeated names. */
 static int assign_paths(const jv_model *m, const char *cmd, const jv_opt_list *specs, jv_dataset *ds)
 {
+    unsigned seen = 0;
     for (int i = 0; i < specs->n; i++) {
-        size_t len = 0;
         const char *file = NULL;
-        if (jv_split_assignment(cmd, "data", specs->item[i], &len, &file) != 0)
+        int k = jv_modality_option(m, cmd, "data", specs->item[i], &seen, &file);
+        if (k < 0)
             return 1;
-        int k = jv_find_modality(m, specs->item[i], len);
-        if (k < 0) {
-            char names[512];
-            jv_modality_names(m, names, sizeof names);
-            return jv_fail("%s: --data names no modality of model %s: '%.*s' (modalities: %s)", cmd,
-                           m->name, (int)len, specs->item[i], names);
-        }
-        if (ds->path[k])
-            return jv_fail("%s: --data given twice for modality '%s'", cmd, m->modalities[k].name);
         if (!*file)
             return jv_fail("%s: --data %s= names no file", cmd, m->modalities[k].name);
         ds->path[k] = file;
@@ -137,17 +151,12 @@ static int load_files(const jv_model *m, jv_dataset *ds)
  * the modality's file; 0 hides the example's row. */
 static int apply_mask(const jv_model *m, const char *cmd, const char *item, jv_dataset *ds, unsigned *seen)
 {
-    size_t len = 0;
     const char *file = NULL;
-    if (jv_split_assignment(cmd, "observed", item, &len, &file) != 0)
+    int k = jv_modality_option(m, cmd, "observed", item, seen, &file);
+    if (k < 0)
         return 1;
-    int k = jv_find_modality(m, item, len);
-    if (k < 0 || !ds->path[k])
-        return jv_fail("%s: --observed names %s: '%.*s' (modalities with --data: see --data)", cmd,
-                       k < 0 ? "no modality of the model" : "a modality without --data", (int)len, item);
-    if (*seen >> k & 1u)
-        return jv_fail("%s: --observed given twice for modality '%s'", cmd, m->modalities[k].name);
-    *seen |= 1u << k;
+    if (!ds->path[k])
+        return jv_fail("%s: --observed %s= names a modality without --data", cmd, m->modalities[k].name);
     jv_matrix mask;
     jv_error err;
     if (jv_load_matrix(file, &mask, &err) != 0)

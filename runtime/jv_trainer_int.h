@@ -81,6 +81,11 @@ void jv_dataset_print_subsets(const jv_model *m, const jv_dataset *ds, const cha
 /* 1 when some example of examples[0..n) (all when NULL) lacks a modality the data give. */
 int jv_dataset_incomplete(const jv_dataset *ds, const size_t *examples, size_t n);
 
+/* The modality of one NAME=VALUE item of option --opt (its value in *value),
+ * refusing a name that is no modality and one already in *seen (which
+ * gains it); -1 after printing the error. */
+int jv_modality_option(const jv_model *m, const char *cmd, const char *opt, const char *item, unsigned *seen,
+                       const char **value);
 /* Index of the modality called name (length len), or -1. */
 int jv_find_modality(const jv_model *m, const char *name, size_t len);
 /* Splits "NAME=VALUE"; prints an error naming the option if there is no '='. */

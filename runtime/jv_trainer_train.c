@@ -295,20 +295,10 @@ static int apply_drops(trainer *t)
     const jv_model *m = t->m;
     unsigned dropped = 0;
     for (int i = 0; i < t->o.drop.n; i++) {
-        const char *item = t->o.drop.item[i], *value = NULL;
-        size_t len = 0;
-        if (jv_split_assignment("train", "drop", item, &len, &value) != 0)
+        const char *value = NULL;
+        int k = jv_modality_option(m, "train", "drop", t->o.drop.item[i], &dropped, &value);
+        if (k < 0)
             return 1;
-        int k = jv_find_modality(m, item, len);
-        if (k < 0) {
-            char names[512];
-            jv_modality_names(m, names, sizeof names);
-            return jv_fail("train: --drop names no modality of model %s: '%.*s' (modalities: %s)", m->name,
-                           (int)len, item, names);
-        }
-        if (dropped >> k & 1u)
-            return jv_fail("train: --drop given twice for modality '%s'", m->modalities[k].name);
-        dropped |= 1u << k;
         char *end = NULL;
         double p = strtod(value, &end);
         if (end == value || *end || !(p >= 0 && p < 1))
