@@ -110,7 +110,7 @@ Test(torch, python_names, .timeout = 300)
           "net forward = concat(eval, eval_) -> q(self | lambda, None)\nnet to = self -> tanh(3) -> p(lambda | self)\n"
           "net posterior_lambda_None = self -> p(None | self)\nhyper data = 0.5\n"
           "loss {\n  self ~ q(self | lambda, None)\n  def = -log p(lambda | self)\n"
-          "  return = data * -log p(None | self)\n  if = KL(q(self | lambda, None) || p(self))\n}\n"
+          "  return = data * -log p(None | self)\n  while = KL(q(self | lambda, None) || p(self))\n}\n"
           "train {\n  batch = 3\n}\n", f);
     fclose(f);
     torch_equal("torch-names-run", path);
