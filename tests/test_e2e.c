@@ -881,7 +881,7 @@ Test(e2e, bad_data_files_are_refused_without_writing)
     /* a class 10 among 10 classes (0-9) */
     tr.labels[7] = 10;
     write_labels(&s, "w_class10.idx", &tr, N_TRAIN);
-    /* NaN in a float32 NPY copy of the images */
+    /* one NaN in a float32 NPY copy of the images (a missing example would be NaN throughout) */
     const char npy_head[] = "\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fortran_order': False, 'shape': (500, 784), }";
     size_t head_len = 10 + 0x76;
     unsigned char *npy = calloc(1, head_len + (size_t)N_TRAIN * IMAGE_SIZE * 4);
@@ -910,7 +910,8 @@ Test(e2e, bad_data_files_are_refused_without_writing)
         {"--data x=x.idx --data w=x.idx", "categorical modality w needs 1 (a class index) or 10"},
         {"--data x=x.idx --data w=w_class10.idx", "w_class10.idx: example 7 has class 10, but modality w has 10 classes"},
         {"--data x=x_fewer.idx --data w=w.idx", "x_fewer.idx has 499 examples but w.idx has 500"},
-        {"--data x=x_nan.npy --data w=w.idx", "x_nan.npy: example 3, value 100 is NaN"},
+        {"--data x=x_nan.npy --data w=w.idx",
+         "x_nan.npy: example 3 has a missing value at position 100 but a number at position 0"},
     };
     char args[1024];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
