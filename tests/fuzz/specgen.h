@@ -276,9 +276,10 @@ static size_t specgen_experts(specgen *gp, char *out, size_t cap)
     if (two)
         gen_put(&g, "latent z1[%u] ~ normal\n", 1 + gen_pick(&g, 3));
     /* the experts: of two modalities or more */
-    unsigned experts = 0;
-    while (__builtin_popcount(experts) < 2)
-        experts |= 1u << gen_pick(&g, (unsigned)n_mod);
+    unsigned one = gen_pick(&g, (unsigned)n_mod), other = (one + 1 + gen_pick(&g, (unsigned)n_mod - 1)) % n_mod;
+    unsigned experts = 1u << one | 1u << other; /* two different ones, however few bytes are left */
+    for (int m = 0; m < n_mod; m++)
+        experts |= gen_pick(&g, 2) ? 1u << m : 0u;
     int rule = (int)gen_pick(&g, N_RULES);
     int prior = rule_table[rule].takes_prior && gen_pick(&g, 2);
     const char *var = gen_var(&g);
