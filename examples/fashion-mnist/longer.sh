@@ -34,9 +34,7 @@ set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 SCRIPT=longer.sh
-DATA=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
-TRAIN_X=$DATA/train-images-idx3-ubyte.gz TRAIN_W=$DATA/train-labels-idx1-ubyte.gz
-TEST_X=$DATA/t10k-images-idx3-ubyte.gz TEST_W=$DATA/t10k-labels-idx1-ubyte.gz
+. "$HERE/dataset.sh"
 PUBLISHED=-232.63
 . "$ROOT/examples/lib/common.sh"
 example_options "$@"

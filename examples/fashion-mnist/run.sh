@@ -3,9 +3,8 @@
 #
 #   sh examples/fashion-mnist/run.sh [--quick] [--epochs N] [--out DIR]
 #
-# Compiles the three reference specs (JMVAE, JMVAE-kl, JMVAE-h),
-# examples/jmvae_h_kl.spec (JMVAE-h with unimodal encoders) and the field's
-# models of experts (examples/mvae.spec, mmvae.spec, mopoe.spec), trains each
+# Compiles the three reference specs (JMVAE, JMVAE-kl, JMVAE-h) and
+# examples/jmvae_h_kl.spec (JMVAE-h with unimodal encoders), trains each
 # on the 60,000 training images (grey levels as Bernoulli targets, 1,000 of
 # them held out for the validation curves) with the authors' setup (the
 # specs' defaults: Adam 1e-3, batch 100, clipping at 5), evaluates each on
@@ -28,7 +27,8 @@
 # with the same options; finished steps are not redone.
 #
 # The work itself is examples/lib/experiment.sh, shared with examples/mnist.
-# longer.sh, beside this script, trains JMVAE further (LONGER_RUNS.md).
+# longer.sh, beside this script, trains JMVAE further (LONGER_RUNS.md);
+# experts.sh runs the field's models of experts (EXPERTS.md).
 #
 # Variables (for tests): FASHION_MNIST (the IDX folder), EXAMPLE_TRAIN_LIMIT,
 # EXAMPLE_TEST_LIMIT, EXAMPLE_SAMPLES, EXAMPLE_EPOCHS_2D, EXAMPLE_PER_CLASS,
@@ -38,15 +38,6 @@ set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-DATA=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
-TITLE=Fashion-MNIST
-CLASSES="T-shirt/top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag Ankle-boot"
-TRAIN_X=$DATA/train-images-idx3-ubyte.gz TRAIN_W=$DATA/train-labels-idx1-ubyte.gz
-TEST_X=$DATA/t10k-images-idx3-ubyte.gz TEST_W=$DATA/t10k-labels-idx1-ubyte.gz
-TRAIN_TEXT="all 60,000 training images" TEST_TEXT="all 10,000 test images"
-TARGETS_TEXT="grey levels as Bernoulli targets (as Wu & Goodman)"
-PUBLISHED_ROW="| JMVAE, Wu & Goodman 2018 (long runs) | −232.63 | −232.95 | −230.40 | | |"
-NOTE=""
-prepare_data() { :; } # Debian's dataset-fashion-mnist, installed with the packages
+. "$HERE/dataset.sh"
 
 . "$ROOT/examples/lib/experiment.sh"
