@@ -48,25 +48,45 @@ static void quick_command(char *cmd, size_t size, const char *name, const char *
     script_command(cmd, size, name, "run.sh", "--epochs 1", root);
 }
 
-/* Runs examples/NAME/run.sh --quick --epochs 1 on the slice into a fresh
- * folder (*root, malloc'd) and returns its RESULTS.md (malloc'd), after
- * checking that it holds every one of `rows` and no NaN. */
-static char *quick_mode(const char *name, char **root, const char *const *rows, size_t n_rows)
+/* Runs examples/NAME/SCRIPT --quick EPOCHS on the slice into a fresh folder
+ * (*root, malloc'd; the command in cmd) and returns the FILE it writes in
+ * out/ (malloc'd), after checking that it holds every one of `rows` and no
+ * NaN. */
+static char *script_results(const char *name, const char *script, const char *epochs, const char *file,
+                            char *cmd, size_t size, char **root, const char *const *rows, size_t n_rows)
 {
-    char cmd[2048], *out = NULL, path[1024];
+    char *out = NULL, path[1024];
     *root = temp_folder("example");
     cr_assert_not_null(*root);
-    quick_command(cmd, sizeof cmd, name, *root);
+    script_command(cmd, size, name, script, epochs, *root);
     int rc = run_command(cmd, &out);
     cr_assert_eq(rc, 0, "%s\n%s", cmd, out);
-    snprintf(path, sizeof path, "%s/out/RESULTS.md", *root);
+    snprintf(path, sizeof path, "%s/out/%s", *root, file);
     char *results = read_text_file(path);
-    cr_assert_not_null(results, "no RESULTS.md:\n%s", out);
+    cr_assert_not_null(results, "no %s:\n%s", file, out);
     for (size_t i = 0; i < n_rows; i++)
-        cr_expect_not_null(strstr(results, rows[i]), "no '%s' in RESULTS.md:\n%s", rows[i], results);
+        cr_expect_not_null(strstr(results, rows[i]), "no '%s' in %s:\n%s", rows[i], file, results);
     cr_expect_null(strstr(results, "nan"), "%s", results);
     free(out);
     return results;
+}
+
+/* run.sh --quick --epochs 1 and its RESULTS.md. */
+static char *quick_mode(const char *name, char **root, const char *const *rows, size_t n_rows)
+{
+    char cmd[2048];
+    return script_results(name, "run.sh", "--epochs 1", "RESULTS.md", cmd, sizeof cmd, root, rows, n_rows);
+}
+
+/* The table row that begins with `row`: every cell holds a value with its standard error. */
+static void expect_row_of_numbers(const char *text, const char *row)
+{
+    const char *line = strstr(text, row), *end = line ? strchr(line, '\n') : NULL;
+    cr_assert(line && end, "no '%s' in:\n%s", row, text);
+    char cells[512];
+    snprintf(cells, sizeof cells, "%.*s", (int)(end - line), line);
+    cr_expect_null(strstr(cells, "| |"), "an empty cell: %s", cells);
+    cr_expect_eq(strstr(cells, " ± ") != NULL, 1, "no value ± s.e.: %s", cells);
 }
 
 static void expect_pictures(const char *root, const char *const *names, size_t n)
@@ -94,14 +114,8 @@ static void experiment(const char *name, const char *published)
                           published, "QUICK MODE", "coherence", "its own test accuracy"};
     char *results = quick_mode(name, &root, rows, sizeof rows / sizeof rows[0]);
     /* every cell of the models' rows holds a number (or says why not) */
-    for (int i = 0; i < 5; i++) {
-        const char *line = strstr(results, rows[i]), *end = line ? strchr(line, '\n') : NULL;
-        cr_assert(line && end);
-        char text[512];
-        snprintf(text, sizeof text, "%.*s", (int)(end - line), line);
-        cr_expect_null(strstr(text, "| |"), "an empty cell: %s", text);
-        cr_expect_eq(strstr(text, " ± ") != NULL, 1, "no value ± s.e.: %s", text);
-    }
+    for (int i = 0; i < 5; i++)
+        expect_row_of_numbers(results, rows[i]);
     const char *pictures[] = {"conditional.png", "reconstruct.png", "latent2d.png", "jmvae/curves.png",
                               "jmvae_kl/curves.png", "jmvae_h/curves.png", "jmvae_h_kl/curves.png"};
     expect_pictures(root, pictures, sizeof pictures / sizeof pictures[0]);
@@ -123,28 +137,14 @@ Test(examples, fashion_mnist_quick_mode_writes_its_table_and_figures, .timeout =
  * their figures, and EXPERTS.md (not RESULTS.md) in the output folder. */
 Test(examples, fashion_mnist_experts_quick_mode_writes_its_table_and_figures, .timeout = 900)
 {
-    char *root = temp_folder("experts"), cmd[2048], *out = NULL, path[1024];
-    cr_assert_not_null(root);
-    script_command(cmd, sizeof cmd, "fashion-mnist", "experts.sh", "--epochs 1", root);
-    cr_assert_eq(run_command(cmd, &out), 0, "%s\n%s", cmd, out);
-    free(out);
-    snprintf(path, sizeof path, "%s/out/EXPERTS.md", root);
-    char *text = read_text_file(path);
-    cr_assert_not_null(text);
+    char *root, cmd[2048], path[1024];
     const char *rows[] = {"| JMVAE-kl |", "| MVAE (product of experts with the prior; sub-sampled ELBOs) |",
-                          "| MMVAE (mixture of experts; K = 10, DReG) |", "| MoPoE (mixture of products of experts) |"};
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        const char *line = strstr(text, rows[i]), *end = line ? strchr(line, '\n') : NULL;
-        cr_assert(line && end, "no '%s' in EXPERTS.md:\n%s", rows[i], text);
-        char row[512];
-        snprintf(row, sizeof row, "%.*s", (int)(end - line), line);
-        cr_expect_null(strstr(row, "| |"), "an empty cell: %s", row);
-        cr_expect_eq(strstr(row, " ± ") != NULL, 1, "no value ± s.e.: %s", row);
-    }
-    const char *words[] = {"QUICK MODE", "experts.sh --quick", "- mmvae − JMVAE-kl: log p(x) "};
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        cr_expect_not_null(strstr(text, words[i]), "no '%s' in EXPERTS.md:\n%s", words[i], text);
-    cr_expect_null(strstr(text, "nan"), "%s", text);
+                          "| MMVAE (mixture of experts; K = 10, DReG) |", "| MoPoE (mixture of products of experts) |",
+                          "QUICK MODE", "experts.sh --quick", "- mmvae − JMVAE-kl: log p(x) "};
+    char *text = script_results("fashion-mnist", "experts.sh", "--epochs 1", "EXPERTS.md", cmd, sizeof cmd, &root,
+                                rows, sizeof rows / sizeof rows[0]);
+    for (size_t i = 0; i < 4; i++)
+        expect_row_of_numbers(text, rows[i]);
     snprintf(path, sizeof path, "%s/out/RESULTS.md", root);
     cr_expect_neq(access(path, F_OK), 0, "experts.sh wrote RESULTS.md");
     const char *pictures[] = {"conditional.png", "reconstruct.png", "latent2d.png", "mvae/curves.png",
@@ -160,21 +160,13 @@ Test(examples, fashion_mnist_experts_quick_mode_writes_its_table_and_figures, .t
  * second run finds every stage and evaluation done. */
 Test(examples, fashion_mnist_longer_runs_write_their_table_and_figure, .timeout = 900)
 {
-    char *root = temp_folder("longer"), cmd[2048], *out = NULL, path[1024];
-    cr_assert_not_null(root);
-    script_command(cmd, sizeof cmd, "fashion-mnist", "longer.sh", "", root);
-    cr_assert_eq(run_command(cmd, &out), 0, "%s\n%s", cmd, out);
-    free(out);
-    snprintf(path, sizeof path, "%s/out/LONGER_RUNS.md", root);
-    char *text = read_text_file(path);
-    cr_assert_not_null(text);
+    char *root, cmd[2048], *out = NULL;
     const char *rows[] = {"| plain | 2 | ", "| warm | 1 | ", "| warm | 3 | ",
                           "| warm, learning rate 1e-4 after epoch 3 | 4 | ", "| JMVAE, Wu & Goodman 2018 |",
                           "QUICK MODE", "JMVAE's log p(x) after 4 epochs is ", "below the published -232.63",
                           "--lr-after 3=0.0001 --resume warm/run/last.ckpt"};
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        cr_expect_not_null(strstr(text, rows[i]), "no '%s' in LONGER_RUNS.md:\n%s", rows[i], text);
-    cr_expect_null(strstr(text, "nan"), "%s", text);
+    char *text = script_results("fashion-mnist", "longer.sh", "", "LONGER_RUNS.md", cmd, sizeof cmd, &root, rows,
+                                sizeof rows / sizeof rows[0]);
     cr_expect_null(strstr(text, "impossible"), "%s", text);
     free(text);
     const char *pictures[] = {"longer_curves.png"};
