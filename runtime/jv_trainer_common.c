@@ -181,10 +181,18 @@ static int apply_mask(const jv_model *m, const char *cmd, const char *item, jv_d
     return rc;
 }
 
-void jv_dataset_hide(jv_dataset *ds, int k, size_t i)
+int jv_dataset_hide(jv_dataset *ds, int k, size_t i)
 {
-    if (jv_matrix_hide_row(&ds->mod[k], i) == 0 && ds->observed)
-        ds->observed[i] &= ~(1u << k);
+    if (!ds->observed) { /* the first example to lack something: every one had all of `present` */
+        if (!(ds->observed = malloc((ds->n ? ds->n : 1) * sizeof *ds->observed)))
+            return -1;
+        for (size_t e = 0; e < ds->n; e++)
+            ds->observed[e] = ds->present;
+    }
+    if (jv_matrix_hide_row(&ds->mod[k], i) != 0)
+        return -1;
+    ds->observed[i] &= ~(1u << k);
+    return 0;
 }
 
 /* ds->observed from the modalities' missing rows among the first ds->n;

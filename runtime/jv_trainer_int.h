@@ -72,8 +72,8 @@ static inline unsigned jv_observed(const jv_dataset *ds, size_t i)
 {
     return ds->observed ? ds->observed[i] : ds->present;
 }
-/* Marks modality k missing in example i (its rows become zeros). */
-void jv_dataset_hide(jv_dataset *ds, int k, size_t i);
+/* Marks modality k missing in example i (its rows become zeros); -1 when out of memory. */
+int jv_dataset_hide(jv_dataset *ds, int k, size_t i);
 /* Prints, for the examples examples[0..n) (all of them when NULL), how many
  * have each set of modalities: "examples by observed modalities: x,w 900, x 100". */
 void jv_dataset_print_subsets(const jv_model *m, const jv_dataset *ds, const char *what, const size_t *examples,

@@ -311,20 +311,16 @@ static int apply_drops(trainer *t)
         memcpy(pick, t->split, t->n_train * sizeof *pick);
         jv_rng rng = {t->o.seed, jv_stream_id(JV_TAG_DROP, (unsigned)k, 0), 0};
         jv_rng_shuffle(&rng, pick, t->n_train);
-        if (!t->ds.observed && want > 0) {
-            t->ds.observed = malloc(t->ds.n * sizeof *t->ds.observed);
-            for (size_t e = 0; t->ds.observed && e < t->ds.n; e++)
-                t->ds.observed[e] = t->ds.present;
-        }
-        for (size_t j = 0; j < t->n_train && done < want && t->ds.observed; j++) {
-            unsigned o = t->ds.observed[pick[j]];
+        int failed = 0;
+        for (size_t j = 0; j < t->n_train && done < want && !failed; j++) {
+            unsigned o = jv_observed(&t->ds, pick[j]);
             if ((o >> k & 1u) && (o & ~(1u << k))) {
-                jv_dataset_hide(&t->ds, k, pick[j]);
+                failed = jv_dataset_hide(&t->ds, k, pick[j]) != 0;
                 done++;
             }
         }
         free(pick);
-        if (want > 0 && !t->ds.observed)
+        if (failed)
             return jv_fail("out of memory");
         if (t->lead)
             printf("--drop %s=%s: %s hidden in %zu of the %zu training examples%s\n", m->modalities[k].name, value,
