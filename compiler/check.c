@@ -959,6 +959,7 @@ sem_model *check_spec(ctx *c)
         if (m->training_family < 0)
             diag_error(c, s->loss_at, "the samples of the loss cannot be drawn in any order: each depends on another");
         check_emitted_names(c, m);
+        check_observed(&k);
     }
     if (c->n_errors)
         return NULL;
@@ -1026,6 +1027,21 @@ void model_dump(FILE *out, const sem_model *m)
             fprintf(out, "%g", m->terms[i].weight);
         if (m->terms[i].scale != 1)
             fprintf(out, ", scale %g", m->terms[i].scale);
+        fputc('\n', out);
+    }
+    for (int i = 0; i + 1 < m->n_subsets; i++) { /* the whole set is the loss above */
+        const sem_subset *s = &m->subsets[i];
+        fprintf(out, "  observing only");
+        for (int k = 0; k < m->n_modalities; k++)
+            if (s->observed & (1u << k))
+                fprintf(out, " %s", m->modalities[k].name);
+        fprintf(out, ":%s", s->n_terms ? "" : " nothing counts");
+        for (int t = 0; t < m->n_terms; t++)
+            if (s->terms[t])
+                fprintf(out, " %s", m->terms[t].name);
+        for (int g = 0; g < m->n_groups; g++)
+            if (s->groups[g] && s->scale[g] != m->groups[g].scale)
+                fprintf(out, ", group %d scale %g", g, s->scale[g]);
         fputc('\n', out);
     }
     for (int f = 0; f < m->n_families; f++)

@@ -63,4 +63,7 @@ void check_loss(checker *k);
 /* With samples = K > 1, every term is a log density at the samples. */
 void check_importance_weighted(checker *k);
 
+/* observed.c: the loss of each observed subset (sem_model.subsets). */
+void check_observed(checker *k);
+
 #endif

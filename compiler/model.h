@@ -163,6 +163,23 @@ typedef struct {
     const term_node *node;
 } sem_term;
 
+/* What an example observing only the modalities `observed` contributes to
+ * the loss (incomplete data; the rules are in observed.c): the groups,
+ * draws and terms that count, and each group's scale (a `mean` loop
+ * divides by its instances that count). */
+typedef struct {
+    unsigned observed;
+    unsigned char *groups; /* [n_groups] */
+    unsigned char *draws;  /* [n_draws] */
+    unsigned char *terms;  /* [n_terms] */
+    double *scale;         /* [n_groups] */
+    int n_terms;           /* the terms that count; 0: such an example contributes nothing */
+} sem_subset;
+
+/* Incomplete data: models of at most this many modalities (the trainer
+ * refuses incomplete data for the others). */
+enum { MAX_OBSERVED_MODALITIES = 5 };
+
 typedef struct {
     const char *name;
     double value, warmup_from, warmup_epochs;
@@ -218,12 +235,21 @@ typedef struct {
     int n_families;
     sem_family *families;
     int training_family; /* the family the objective samples from */
+    int n_subsets;       /* 2^n_modalities - 1, or 0 when there are too many modalities */
+    sem_subset *subsets; /* the loss for each observed subset s: subsets[s - 1] */
     unsigned long long fingerprint;
 } sem_model;
 
 /* Checks c->spec; returns NULL (with diagnostics) when it has errors. */
 sem_model *check_spec(ctx *c);
 void model_dump(FILE *out, const sem_model *m);
+
+/* observed.c: the loss of an example that observes only some modalities. */
+const sem_subset *observed_subset(const sem_model *m, unsigned observed);
+/* Whether a posterior is available given the modalities `o`. */
+int posterior_observed(const sem_model *m, int post, unsigned o);
+/* The experts of a product (bit i: the rule's expert i) observed in `o`. */
+unsigned product_observed_experts(const sem_model *m, int post, unsigned o);
 
 /* "q(z | x, w)" for messages and dumps. */
 const char *posterior_name(ctx *c, const sem_model *m, int post);

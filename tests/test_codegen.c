@@ -94,7 +94,7 @@ Test(golden, generated_matches_compiler, .timeout = 60)
 
 /* Each stage's text for the reference specs (tests/golden/<model>.<stage>,
  * written by make update-golden): a change to one stage shows in its own. */
-static const char *const stages[] = {"ir", "grad", "tasks", "plan"};
+static const char *const stages[] = {"model", "ir", "grad", "tasks", "plan"};
 
 static void compare_stages(const char *path, const char *name)
 {

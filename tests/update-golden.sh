@@ -1,13 +1,13 @@
 #!/bin/sh
 # Rewrites the golden files on purpose: generated/ (what jmvaec emits for
 # each spec in specs/: the C trainer's files and the PyTorch module), tests/golden/<model>.<stage> (the text of each
-# compiler stage for those specs and for examples/mvae, mmvae and mopoe.spec: ir, grad, tasks, plan, so that a change to
+# compiler stage for those specs and for examples/mvae, mmvae and mopoe.spec: model, ir, grad, tasks, plan, so that a change to
 # one stage shows as a short diff of its own) and tests/bad/*.expected
 # (transcripts of jmvaec on bad specs). Review `git diff` afterwards: every
 # change must be intended.
 set -eu
 cd "$(dirname "$0")/.."
-STAGES="ir grad tasks plan" # tests/test_codegen.c names the same
+STAGES="model ir grad tasks plan" # tests/test_codegen.c names the same
 for spec in specs/*.spec; do
     model=$(basename "$spec" .spec)
     mkdir -p "generated/$model"
