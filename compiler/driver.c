@@ -28,17 +28,25 @@ static program *back_end(ctx *c, const sem_model *m, const char *stage)
     program *p = lower_model(c, m);
     if (strcmp(stage, "ir") == 0 || strcmp(stage, "torch") == 0) /* PyTorch differentiates for itself */
         return p;
-    differentiate(c, p, p->graphs[0]);
+    for (int i = 0; i < p->n_graphs; i++) /* the training graphs: complete examples', then each observed subset's */
+        if (p->graphs[i]->kind == G_TRAIN)
+            differentiate(c, p, p->graphs[i]);
     if (strcmp(stage, "grad") == 0)
         return p;
-    schedule_graph(c, p, p->graphs[0]);
+    for (int i = 0; i < p->n_graphs; i++)
+        if (p->graphs[i]->kind == G_TRAIN)
+            schedule_graph(c, p, p->graphs[i]);
     plan_program(p);
-    if (schedule_check_regions(p, p->graphs[0]) != 0) {
-        fprintf(stderr, "jmvaec: internal error: the gradient regions of %s do not cover its parameters once each\n",
-                m->name);
-        return NULL;
+    for (int i = 0; i < p->n_graphs; i++) {
+        if (p->graphs[i]->kind != G_TRAIN)
+            continue;
+        if (schedule_check_regions(p, p->graphs[i]) != 0) {
+            fprintf(stderr, "jmvaec: internal error: the gradient regions of %s's %s do not cover its parameters once "
+                    "each\n", m->name, p->graphs[i]->name);
+            return NULL;
+        }
+        schedule_param_reads(c, p, p->graphs[i]);
     }
-    schedule_param_reads(c, p, p->graphs[0]);
     return p;
 }
 
@@ -54,12 +62,12 @@ static int run_back_end(ctx *c, const sem_model *m, const driver_options *opt)
             ir_dump(stdout, p, p->graphs[i], 0);
         return 0;
     }
-    if (strcmp(stage, "grad") == 0) {
-        ir_dump(stdout, p, p->graphs[0], 1);
-        return 0;
-    }
-    if (strcmp(stage, "tasks") == 0) {
-        tasks_dump(stdout, p, p->graphs[0]);
+    if (strcmp(stage, "grad") == 0 || strcmp(stage, "tasks") == 0) {
+        for (int i = 0; i < p->n_graphs; i++)
+            if (p->graphs[i]->kind == G_TRAIN && stage[0] == 'g')
+                ir_dump(stdout, p, p->graphs[i], 1);
+            else if (p->graphs[i]->kind == G_TRAIN)
+                tasks_dump(stdout, p, p->graphs[i]);
         return 0;
     }
     if (strcmp(stage, "plan") == 0) {

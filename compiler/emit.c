@@ -100,15 +100,30 @@ static const char *assign(int accumulate)
     return accumulate ? "+=" : "=";
 }
 
+/* The scale of group gi's terms in the graph being emitted: a `mean` loop
+ * divides by its instances (those its examples observe, in the graph of
+ * an observed subset). */
+static double group_scale(const emitter *e, int gi)
+{
+    return e->g && e->g->subset ? e->g->subset->scale[gi] : e->p->m->groups[gi].scale;
+}
+
+/* Whether term t is part of the graph being emitted's loss. */
+static int term_counts(const emitter *e, int t)
+{
+    return !e->g || !e->g->subset || e->g->subset->terms[t];
+}
+
 /* The weight of term t in the loss, as a C expression. */
 static const char *term_weight(emitter *e, int t)
 {
     const sem_term *term = &e->p->m->terms[t];
-    const char *scale = term->scale != 1 ? arena_printf(&e->c->mem, "(jv_real)%.17g * ", term->scale) : "";
+    double group = group_scale(e, term->group);
+    const char *scale = group != 1 ? arena_printf(&e->c->mem, "(jv_real)%.17g * ", group) : "";
     if (term->hyper >= 0)
         return arena_printf(&e->c->mem, "%s(hyper ? hyper[%d] : (jv_real)%.17g)", scale, term->hyper,
                             e->p->m->hypers[term->hyper].value);
-    return arena_printf(&e->c->mem, "(jv_real)%.17g", term->scale * term->weight);
+    return arena_printf(&e->c->mem, "(jv_real)%.17g", group * term->weight);
 }
 
 /* --------------------------------------------------------------- comments -- */
@@ -378,10 +393,15 @@ static void emit_loss(emitter *e, const op *o)
         n_bounds ? "the sum of the groups' importance-weighted bounds" : "their sum");
     put(e, "    jv_real total = 0;\n");
     for (int t = 0; t < m->n_terms; t++) {
+        if (!term_counts(e, t)) {
+            put(e, "    if (jv_s->terms) /* %s: not in these examples' loss */\n        jv_s->terms[%d] = 0;\n",
+                m->terms[t].name, t);
+            continue;
+        }
         put(e, "    {\n        jv_real mean = 0;\n");
         put(e, "        for (int b = 0; b < B; b++)\n            mean += %s[b];\n", N(e, o->in[t]));
         put(e, "        mean /= (jv_real)B;\n");
-        if (m->terms[t].hyper < 0 && m->terms[t].weight * m->terms[t].scale == 1)
+        if (m->terms[t].hyper < 0 && m->terms[t].weight * group_scale(e, m->terms[t].group) == 1)
             put(e, "        const jv_real term = mean; /* %s */\n", m->terms[t].name);
         else
             put(e, "        const jv_real term = %s * mean; /* %s */\n", term_weight(e, t), m->terms[t].name);
@@ -394,14 +414,15 @@ static void emit_loss(emitter *e, const op *o)
         int first = -1;
         for (; first < 0 && g < m->n_groups; g += first < 0)
             for (int t = 0; t < m->n_terms && first < 0; t++)
-                if (m->terms[t].group == g)
+                if (m->terms[t].group == g && term_counts(e, t))
                     first = t;
         const sem_group *grp = &m->groups[g];
+        double scale = group_scale(e, g);
         put(e, "    {\n        jv_real mean = 0; /* the bound of %s */\n", grp->suffix ? grp->suffix : "the top level");
         put(e, "        for (int b = 0; b < batch; b++)\n            mean += %s[b];\n", N(e, o->in[m->n_terms + k]));
         put(e, "        mean /= (jv_real)batch;\n");
         put(e, "        total += (jv_term_scale ? jv_term_scale[%d] : 1) * %s%smean;\n", first,
-            grp->scale != 1 ? arena_printf(&e->c->mem, "(jv_real)%.17g", grp->scale) : "", grp->scale != 1 ? " * " : "");
+            scale != 1 ? arena_printf(&e->c->mem, "(jv_real)%.17g", scale) : "", scale != 1 ? " * " : "");
         put(e, "    }\n");
     }
     put(e, "    if (jv_s->loss)\n        *jv_s->loss = total;\n");
@@ -438,8 +459,9 @@ static void emit_seed(emitter *e, const op *o)
     const sem_model *m = e->p->m;
     put(e, "\n    /* %s:%d  %s */\n", e->spec_name, o->line, o->what);
     for (int t = 0; t < m->n_terms; t++)
-        put(e, "    const jv_real jv_seed_%s = (jv_term_scale ? jv_term_scale[%d] : 1) * %s / (jv_real)%s;\n",
-            m->terms[t].cname, t, term_weight(e, t), e->batch);
+        if (term_counts(e, t))
+            put(e, "    const jv_real jv_seed_%s = (jv_term_scale ? jv_term_scale[%d] : 1) * %s / (jv_real)%s;\n",
+                m->terms[t].cname, t, term_weight(e, t), e->batch);
 }
 
 static void emit_act_grad(emitter *e, const op *o)
@@ -1023,6 +1045,13 @@ static int is_posterior(const graph *g)
     return g->kind == G_POSTERIOR;
 }
 
+/* A training graph's functions are forward and backward; those of an
+ * observed subset's (graph train_x) forward_x and backward_x. */
+static const char *step_suffix(const graph *g)
+{
+    return g->name + strlen("train");
+}
+
 /* backward: 0 the forward (for a posterior, its _repeated form), 1 the
  * backward, 2 a posterior's plain form. */
 static const char *signature(emitter *e, const graph *g, int backward)
@@ -1030,13 +1059,13 @@ static const char *signature(emitter *e, const graph *g, int backward)
     const char *p = e->prefix;
     if (g->has_backward && !backward)
         return arena_printf(&e->c->mem,
-                            "jv_real %s_forward(%s,\n    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,\n"
-                            "    const jv_real *jv_term_scale, jv_real *terms)", p, sig_params);
+                            "jv_real %s_forward%s(%s,\n    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,\n"
+                            "    const jv_real *jv_term_scale, jv_real *terms)", p, step_suffix(g), sig_params);
     if (g->has_backward)
         return arena_printf(&e->c->mem,
-                            "void %s_backward(const jv_real *params, jv_real *grads, jv_real *arena, int batch,\n"
+                            "void %s_backward%s(const jv_real *params, jv_real *grads, jv_real *arena, int batch,\n"
                             "    const jv_real *const *data, const jv_real *const *noise, const jv_real *hyper,\n"
-                            "    const jv_real *jv_term_scale)", p);
+                            "    const jv_real *jv_term_scale)", p, step_suffix(g));
     const char *given = g->given ? " unsigned given," : "";
     if (is_posterior(g) && backward == 2)
         return arena_printf(&e->c->mem,
@@ -1251,7 +1280,8 @@ static const char *task_name(emitter *e, const graph *g, int k)
         what = e->p->tensors[o->tensor].name;
     else if (o->kind == OP_ACT_GRAD)
         what = N(e, o->in[0]);
-    char *name = arena_printf(&e->c->mem, "t%02d_%s%s%s", k, op_kind_name(o->kind), *what ? "_" : "", what);
+    char *name = arena_printf(&e->c->mem, "%s%st%02d_%s%s%s", g->subset ? g->name : "", g->subset ? "_" : "", k,
+                              op_kind_name(o->kind), *what ? "_" : "", what);
     for (char *c = name; *c; c++)
         if (!isalnum((unsigned char)*c))
             *c = '_';
@@ -1330,8 +1360,12 @@ static void emit_tasks(emitter *e, const graph *g)
     e->g = g;
     e->rows = "B";
     put(e, "\n/* ------------------------------------------------------------ the step -- */\n");
-    put(e, "\n/* The training step (the loss and its gradient) as %d tasks, the first %d\n", t->n, t->n_forward);
-    put(e, " * the forward pass. Each task is one block of the step. %s_train_tasks\n", pre);
+    if (g->subset)
+        put(e, "\n/* The training step of examples that observe only %s as %d tasks, the first %d\n",
+            g->name + strlen("train_"), t->n, t->n_forward);
+    else
+        put(e, "\n/* The training step (the loss and its gradient) as %d tasks, the first %d\n", t->n, t->n_forward);
+    put(e, " * the forward pass. Each task is one block of the step. %s_%s_tasks\n", pre, g->name);
     put(e, " * lists, for each, its name and spec line, how many tasks it waits for, the\n");
     put(e, " * tasks waiting for it, and its rank: the estimated microseconds from its\n");
     put(e, " * start to the end of the step at a batch of 100 (the runtime runs the ready\n");
@@ -1340,7 +1374,7 @@ static void emit_tasks(emitter *e, const graph *g)
     put(e, " * every order the runtime may pick computes the same bits. */\n");
     for (int k = 0; k < t->n; k++)
         emit_task(e, g, k);
-    put(e, "\nstatic const int %s_train_succ[] = {", pre);
+    put(e, "\nstatic const int %s_%s_succ[] = {", pre, g->name);
     int total = 0;
     for (int k = 0; k < t->n; k++)
         for (int j = 0; j < t->n_succ[k]; j++)
@@ -1348,14 +1382,14 @@ static void emit_tasks(emitter *e, const graph *g)
     put(e, "%s};\n", total ? "" : "0");
     put(e, "\n/* The parameters each task reads, as gradient regions (below): the runtime may\n");
     put(e, " * update a region (Adam) inside the next step, before the tasks that read it. */\n");
-    put(e, "static const int %s_train_reads[] = {", pre);
+    put(e, "static const int %s_%s_reads[] = {", pre, g->name);
     int n_reads = 0;
     for (int k = 0; k < t->n; k++)
         for (int j = 0; j < t->n_reads[k]; j++)
             put(e, "%s%d", n_reads++ ? ", " : "", t->reads[k][j]);
     put(e, "%s};\n", n_reads ? "" : "0");
     put(e, "\n/* The gradient regions {first, count, the task writing it}, in reals: together\n");
-    put(e, " * the whole block, each real once. */\nstatic const jv_region %s_train_slots[] = {\n", pre);
+    put(e, " * the whole block, each real once. */\nstatic const jv_region %s_%s_slots[] = {\n", pre, g->name);
     for (int r = 0; r < t->n_slots; r++)
         for (int k = 0; k < t->n; k++)
             if (t->slot[k] == r)
@@ -1363,7 +1397,7 @@ static void emit_tasks(emitter *e, const graph *g)
     put(e, "};\n");
     put(e, "\n/* {function, name, spec line, tasks it waits for, first of the tasks waiting for it and\n");
     put(e, " * their number, first of the regions it reads and their number, rank} */\n");
-    put(e, "static const jv_task %s_train_tasks[] = {\n", pre);
+    put(e, "static const jv_task %s_%s_tasks[] = {\n", pre, g->name);
     int at = 0, read_at = 0;
     for (int k = 0; k < t->n; k++) {
         const char *name = task_name(e, g, k);
@@ -1373,15 +1407,16 @@ static void emit_tasks(emitter *e, const graph *g)
         read_at += t->n_reads[k];
     }
     put(e, "};\n");
-    put(e, "\nstatic const jv_task_graph %s_train_graph = {%d, %d, %s_train_tasks, %s_train_succ, %d, %s_train_slots,\n"
-           "    %s_train_reads};\n", pre, t->n, t->n_forward, pre, pre, t->n_slots, pre, pre);
+    const char *gn = g->name;
+    put(e, "\nstatic const jv_task_graph %s_%s_graph = {%d, %d, %s_%s_tasks, %s_%s_succ, %d, %s_%s_slots,\n"
+           "    %s_%s_reads};\n", pre, gn, t->n, t->n_forward, pre, gn, pre, gn, t->n_slots, pre, gn, pre, gn);
     put(e, "\n/* %s */\n%s\n{\n", g->purpose, signature(e, g, 0));
     put(e, "    jv_real jv_loss = 0;\n");
     put(e, "    const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL, 0};\n");
-    put(e, "    jv_run_tasks(&%s_train_graph, &jv_s, 0, %d);\n    return jv_loss;\n}\n", pre, t->n_forward);
+    put(e, "    jv_run_tasks(&%s_%s_graph, &jv_s, 0, %d);\n    return jv_loss;\n}\n", pre, gn, t->n_forward);
     put(e, "\n/* %s (backward; run after forward with the same arguments) */\n%s\n{\n", g->purpose, signature(e, g, 1));
     put(e, "    const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL, 0};\n");
-    put(e, "    jv_run_tasks(&%s_train_graph, &jv_s, %d, %d);\n}\n", pre, t->n_forward, t->n);
+    put(e, "    jv_run_tasks(&%s_%s_graph, &jv_s, %d, %d);\n}\n", pre, gn, t->n_forward, t->n);
 }
 
 /* ------------------------------------------------------------------ header -- */
@@ -1558,6 +1593,21 @@ static void emit_descriptor(emitter *e)
     for (int d = 0; d < m->n_draws; d++)
         put(e, "%s%d", d ? ", " : "", m->draws[d].latent);
     put(e, "};\n\n");
+    int n_steps = 0;
+    for (int i = 0; i < p->n_graphs; i++)
+        n_steps += p->graphs[i]->subset != NULL;
+    if (n_steps) {
+        put(e, "/* the training step of examples that observe only some modalities: {observed (bit m:\n"
+               " * modality m), forward, its tasks, backward}; other subsets contribute nothing */\n");
+        put(e, "static const jv_subset_step %s_subset_steps[] = {\n", pre);
+        for (int i = 0; i < p->n_graphs; i++) {
+            const graph *g = p->graphs[i];
+            if (g->subset)
+                put(e, "    {0x%x, %s_forward%s, &%s_%s_graph, %s_backward%s}, /* %s */\n", g->subset->observed, pre,
+                    step_suffix(g), pre, g->name, pre, step_suffix(g), g->name + strlen("train_"));
+        }
+        put(e, "};\n\n");
+    }
     const sem_train *t = &m->train;
     put(e, "const jv_model %s_model = {\n", pre);
     put(e, "    .name = %s,\n", c_string(e, pre));
@@ -1578,6 +1628,8 @@ static void emit_descriptor(emitter *e)
     put(e, "    .samples = %ld,\n    .dreg = %d,\n", m->train.samples, m->train.gradient == GRADIENT_DREG);
     put(e, "    .init = %s_init,\n    .forward = %s_forward,\n    .train = &%s_train_graph,\n    .backward = %s_backward,\n",
         pre, pre, pre, pre);
+    put(e, "    .incomplete = %d,\n    .n_subset_steps = %d,\n    .subset_steps = %s,\n", m->n_subsets > 0, n_steps,
+        n_steps ? arena_printf(&e->c->mem, "%s_subset_steps", pre) : "NULL");
     put(e, "    .log_joint = %s_log_joint,\n    .decode = %s_decode,\n    .sample_prior = %s_sample_prior,\n", pre, pre, pre);
     put(e, "};\n");
 }
@@ -1613,14 +1665,16 @@ static void emit_f64(emitter *e)
     put(e, "#define JV_DOUBLE 1\n");
     put(e, "#define %s_model %s_f64_model\n#define %s_init %s_f64_init\n", pre, pre, pre, pre);
     for (int i = 0; i < p->n_graphs; i++) {
-        const char *name = p->graphs[i]->has_backward ? "forward" : p->graphs[i]->name;
+        const char *name = p->graphs[i]->has_backward ? arena_printf(&e->c->mem, "forward%s", step_suffix(p->graphs[i]))
+                                                      : p->graphs[i]->name;
         put(e, "#define %s_%s %s_f64_%s\n", pre, name, pre, name);
         if (is_posterior(p->graphs[i]))
             put(e, "#define %s_%s_repeated %s_f64_%s_repeated\n", pre, name, pre, name);
         if (p->graphs[i]->given)
             put(e, "#define %s_%s_covers %s_f64_%s_covers\n", pre, name, pre, name);
         if (p->graphs[i]->has_backward)
-            put(e, "#define %s_backward %s_f64_backward\n", pre, pre);
+            put(e, "#define %s_backward%s %s_f64_backward%s\n", pre, step_suffix(p->graphs[i]), pre,
+                step_suffix(p->graphs[i]));
     }
     put(e, "#include \"%s.c\"\n#include \"jv_gradcheck.h\"\n\n", pre);
     put(e, "int %s_gradcheck(int argc, char **argv)\n{\n    return jv_gradcheck_run(&%s_model, argc, argv);\n}\n", pre, pre);

@@ -508,12 +508,17 @@ static void emit_op(torch_emitter *e, const op *o)
         put(e, "        terms = {\n");
         for (int t = 0; t < m->n_terms; t++) {
             const sem_term *term = &m->terms[t];
-            const char *scale = term->scale != 1 ? arena_printf(&e->c->mem, "%s * ", py_number(e, term->scale)) : "";
+            if (o->in[t] < 0) {
+                put(e, "            \"%s\": 0.0,  # not in these examples' loss\n", term->name);
+                continue;
+            }
+            double group = e->g->subset ? e->g->subset->scale[term->group] : term->scale;
+            const char *scale = group != 1 ? arena_printf(&e->c->mem, "%s * ", py_number(e, group)) : "";
             const char *weight = term->hyper >= 0 ? arena_printf(&e->c->mem, "%sself._hyper(hyper, \"%s\") * ", scale,
                                                                    m->hypers[term->hyper].name)
-                                 : term->weight * term->scale == 1
+                                 : term->weight * group == 1
                                      ? ""
-                                     : arena_printf(&e->c->mem, "%s * ", py_number(e, term->weight * term->scale));
+                                     : arena_printf(&e->c->mem, "%s * ", py_number(e, term->weight * group));
             put(e, "            \"%s\": %s%s.mean(),\n", term->name, weight, N(e, o->in[t]));
         }
         put(e, "        }\n");
@@ -523,9 +528,9 @@ static void emit_op(torch_emitter *e, const op *o)
                 int first = -1;
                 for (; first < 0 && g < m->n_groups; g += first < 0)
                     for (int t = 0; t < m->n_terms && first < 0; t++)
-                        if (m->terms[t].group == g)
+                        if (m->terms[t].group == g && o->in[t] >= 0)
                             first = t;
-                double scale = m->groups[g].scale;
+                double scale = e->g->subset ? e->g->subset->scale[g] : m->groups[g].scale;
                 put(e, " + %s%s.mean()", scale != 1 ? arena_printf(&e->c->mem, "%s * ", py_number(e, scale)) : "",
                     N(e, o->in[k]));
             }
@@ -705,21 +710,62 @@ static int value_of_kind(const graph *g, value_kind kind, int index)
     return -1;
 }
 
+/* {"x", "w"}: a set of modalities as a Python literal. */
+static const char *name_set(torch_emitter *e, unsigned set)
+{
+    const char *s = "";
+    for (int i = 0; i < e->m->n_modalities; i++)
+        if (set & (1u << i))
+            s = arena_printf(&e->c->mem, "%s%s\"%s\"", s, *s ? ", " : "", e->m->modalities[i].name);
+    return arena_printf(&e->c->mem, "{%s}", s);
+}
+
+/* loss() on a batch of examples that observe only some modalities: the
+ * method of that subset's training graph. */
+static void emit_observed_dispatch(torch_emitter *e)
+{
+    const sem_model *m = e->m;
+    put(e, "        if observed is not None and set(observed) != %s:\n", name_set(e, (1u << m->n_modalities) - 1));
+    put(e, "            only = {");
+    int n = 0;
+    for (int i = 0; i < e->p->n_graphs; i++) {
+        const graph *g = e->p->graphs[i];
+        if (g->subset)
+            put(e, "%sfrozenset(%s): self._%s", n++ ? ", " : "", name_set(e, g->subset->observed), g->name);
+    }
+    put(e, "}.get(frozenset(observed))\n");
+    put(e, "            if only is None:\n");
+    put(e, "                raise ValueError(\"examples that observe only %%s contribute nothing to the loss of %s\"\n", m->name);
+    put(e, "                                 %% \", \".join(sorted(observed)))\n");
+    put(e, "            return only(data, noise, hyper)\n");
+}
+
 static void emit_train(torch_emitter *e, const graph *g)
 {
     e->g = g;
-    put(e, "\n    def loss(self, data, noise=None, hyper=None):\n");
+    if (g->subset) {
+        put(e, "\n    def _%s(self, data, noise=None, hyper=None):\n", g->name);
+        put(e, "        \"\"\"loss() of examples that observe only %s.\"\"\"\n", g->name + strlen("train_"));
+        emit_inputs(e, g, 1, NULL, 0);
+        emit_body(e, g, NULL);
+        put(e, "        return %s, terms\n", e->m->train.samples > 1 ? "loss" : "sum(terms.values())");
+        return;
+    }
+    put(e, "\n    def loss(self, data, noise=None, hyper=None, observed=None):\n");
     put(e, "        \"\"\"The training objective on a batch, as the C trainer computes it: (loss,\n");
     put(e, "        terms), terms[name] each term as the spec names it (its weight times its\n");
     put(e, "        mean over the batch: kl_x = alpha * KL(...) is alpha times the mean KL) and\n");
     put(e, "        loss their sum. data: {modality: [batch x size]} (a categorical modality\n");
     put(e, "        also as [batch] class indices); noise: {latent: [batch x size]} standard\n");
     put(e, "        normal, drawn afresh when None; hyper: {name: value}, the spec's values\n");
-    put(e, "        where missing (hyper_values(epoch) gives the warmed-up ones).%s\"\"\"\n",
+    put(e, "        where missing (hyper_values(epoch) gives the warmed-up ones); observed: the\n");
+    put(e, "        modalities every example of the batch observes (None: all), whose loss it\n");
+    put(e, "        then is (terms they lack are 0).%s\"\"\"\n",
         e->m->train.samples > 1 ? arena_printf(&e->c->mem, "\n        With K = %ld samples of each draw, noise[key] is [batch * K x size]\n"
                                                             "        (each example's K rows in turn), and loss is the sum of the\n"
                                                             "        importance-weighted bounds; terms are means over the samples.",
                                                e->m->train.samples) : "");
+    emit_observed_dispatch(e);
     emit_inputs(e, g, 1, NULL, 0);
     emit_body(e, g, NULL);
     if (e->m->train.samples > 1)

@@ -156,6 +156,7 @@ typedef struct {
     unsigned family_condition;
     int given;             /* a posterior given the subset `given` at run time */
     int has_backward;
+    const sem_subset *subset; /* G_TRAIN: the loss of examples that observe only some modalities; NULL: complete ones */
     task_graph *tasks;     /* the training graph's, after scheduling; NULL for the others */
 } graph;
 

@@ -125,6 +125,7 @@ typedef struct lowering_env {
     const char *suffix;  /* appended to the names of the values made here, or NULL */
     unsigned guard;      /* ops made now run only when the given subset holds these modalities */
     int masked;          /* a posterior given a subset at run time: experts count only when given */
+    unsigned observed;   /* the modalities the graph's examples observe: products and mixtures are of those only */
     int samples;         /* the training step: K importance samples of each draw (its noise has K rows an example) */
     int modality[MAX_MODALITIES];
     int latent[MAX_LATENTS];
@@ -144,6 +145,7 @@ static lowering_env *new_env(ctx *c, const sem_model *m, lowering_env *parent)
     e->post_mean = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_posteriors + 1));
     e->post_lv = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_posteriors + 1));
     e->samples = parent ? parent->samples : 1;
+    e->observed = parent ? parent->observed : (1u << m->n_modalities) - 1;
     for (int i = 0; i < m->n_nets; i++)
         e->feature[i] = e->head_a[i] = e->head_b[i] = -1;
     for (int i = 0; i < m->n_posteriors; i++)
@@ -304,10 +306,10 @@ static void lower_post(ctx *c, program *p, graph *g, lowering_env *e, int post, 
     } else if (e->post_mean[post] < 0 && r->kind == POST_PRODUCT) {
         const sem_rule *rule = &m->rules[r->rule];
         int in[2 * MAX_MODALITIES];
-        unsigned conds[MAX_MODALITIES];
+        unsigned conds[MAX_MODALITIES], experts = product_observed_experts(m, post, e->observed);
         int n = 0;
         for (int i = 0; i < rule->n_experts; i++)
-            if (r->experts & (1u << i)) {
+            if (experts & (1u << i)) {
                 conds[n] = m->posteriors[rule->experts[i]].condition;
                 lower_post(c, p, g, e, rule->experts[i], &in[2 * n], &in[2 * n + 1]);
                 n++;
@@ -337,16 +339,21 @@ static void lower_post(ctx *c, program *p, graph *g, lowering_env *e, int post, 
     *logvar = e->post_lv[post];
 }
 
-/* The components of a mixture record as (mean, log-variance) pairs in `in`,
- * and the modalities each needs in `conds`; their count. */
+/* The components of a mixture record (those the graph's examples observe)
+ * as (mean, log-variance) pairs in `in`, and the modalities each needs in
+ * `conds`; their count. */
 static int lower_components(ctx *c, program *p, graph *g, lowering_env *e, int post, int *in, unsigned *conds)
 {
     const sem_posterior *r = &p->m->posteriors[post];
+    int n = 0;
     for (int k = 0; k < r->n_components; k++) {
-        lower_post(c, p, g, e, r->components[k], &in[2 * k], &in[2 * k + 1]);
-        conds[k] = p->m->posteriors[r->components[k]].condition;
+        unsigned cond = p->m->posteriors[r->components[k]].condition;
+        if (cond & ~e->observed)
+            continue;
+        lower_post(c, p, g, e, r->components[k], &in[2 * n], &in[2 * n + 1]);
+        conds[n++] = cond;
     }
-    return r->n_components;
+    return n;
 }
 
 /* -------------------------------------------------------- per-example ops -- */
@@ -515,11 +522,11 @@ static int iw_bound(ctx *c, program *p, graph *g, int gi, const int *term_values
     const sem_group *grp = &m->groups[gi];
     int in[MAX_OP_INPUTS], n = 0, *all = NULL;
     for (int t = 0; t < m->n_terms; t++)
-        n += m->terms[t].group == gi;
+        n += m->terms[t].group == gi && term_values[t] >= 0;
     all = n > MAX_OP_INPUTS ? arena_alloc(&c->mem, sizeof(int) * (size_t)n) : in;
     n = 0;
     for (int t = 0; t < m->n_terms; t++)
-        if (m->terms[t].group == gi)
+        if (m->terms[t].group == gi && term_values[t] >= 0)
             all[n++] = term_values[t];
     const char *label = grp->csuffix ? grp->csuffix : "top";
     *bound = graph_value(c, g, V_ARENA, 1, 0, arena_printf(&c->mem, "iw_bound_%s", label));
@@ -527,7 +534,7 @@ static int iw_bound(ctx *c, program *p, graph *g, int gi, const int *term_values
     g->values[weights].copies = m->train.samples;
     op *o = graph_op(c, g, OP_IW_BOUND, m->terms[0].node->at.line);
     for (int t = 0; t < m->n_terms; t++)
-        if (m->terms[t].group == gi) {
+        if (m->terms[t].group == gi && term_values[t] >= 0) {
             o->line = m->terms[t].node->at.line;
             break;
         }
@@ -603,17 +610,29 @@ static void broadcast_samples(ctx *c, graph *g)
     g->cap_ops = cap;
 }
 
-static void lower_training(ctx *c, program *p)
+/* The training graph of examples that observe the modalities of `s` only
+ * (observed.c cuts the loss down), or of complete examples (s NULL). */
+static void lower_training(ctx *c, program *p, const sem_subset *s)
 {
     const sem_model *m = p->m;
-    graph *g = new_graph(c, p, G_TRAIN, "train", "one training step: the loss and its gradient");
+    const char *only = s ? family_suffix(c, m, s->observed) : NULL;
+    graph *g = s ? new_graph(c, p, G_TRAIN, arena_printf(&c->mem, "train_%s", only),
+                             arena_printf(&c->mem, "one training step on examples that observe only %s: the loss and "
+                                          "its gradient", only))
+                 : new_graph(c, p, G_TRAIN, "train", "one training step: the loss and its gradient");
+    g->subset = s;
     lowering_env *top = new_env(c, m, NULL);
     top->samples = (int)m->train.samples;
+    top->observed = s ? s->observed : top->observed;
     bind_data(c, p, g, top);
     int *loss_in = arena_alloc(&c->mem, sizeof(int) * (size_t)(m->n_terms + m->n_groups + 1)); /* terms, then bounds */
+    for (int t = 0; t < m->n_terms; t++)
+        loss_in[t] = -1; /* a term the examples do not have */
     int n_bounds = 0;
     for (int gi = 0; gi < m->n_groups; gi++) {
         const sem_group *grp = &m->groups[gi];
+        if (s && !s->groups[gi])
+            continue;
         lowering_env *e = top;
         if (gi > 0) {
             e = new_env(c, m, top);
@@ -624,13 +643,15 @@ static void lower_training(ctx *c, program *p)
         for (int k = 0; k < grp->n_order; k++) { /* the group's own samples, each after those it reads */
             int l = grp->order[k];
             const sem_draw *d = &m->draws[grp->draw[l]];
+            if (s && !s->draws[grp->draw[l]])
+                continue;
             int mean, lv;
             lower_post(c, p, g, e, d->post, &mean, &lv);
             sample_gaussian(c, g, e, l, mean, lv, grp->draw[l], V_ARENA, d->node ? d->node->at.line : 0, m);
         }
         for (int t = 0; t < m->n_terms; t++) {
             const sem_term *term = &m->terms[t];
-            if (term->group != gi)
+            if (term->group != gi || (s && !s->terms[t]))
                 continue;
             int out = graph_value(c, g, V_ARENA, 1, 0, arena_printf(&c->mem, "term_%s", term->cname));
             loss_in[t] = out;
@@ -794,10 +815,13 @@ program *lower_model(ctx *c, const sem_model *m)
 {
     program *p = arena_alloc(&c->mem, sizeof *p);
     p->m = m;
-    p->graphs = arena_alloc(&c->mem, sizeof(graph *) * (size_t)(m->n_nets + 8));
+    p->graphs = arena_alloc(&c->mem, sizeof(graph *) * (size_t)(m->n_nets + m->n_subsets + 8));
     lay_out_parameters(c, p);
     choose_likelihoods(c, p);
-    lower_training(c, p);
+    lower_training(c, p, NULL);
+    for (int i = 0; i + 1 < m->n_subsets; i++) /* the last is every modality: the graph above */
+        if (m->subsets[i].n_terms)
+            lower_training(c, p, &m->subsets[i]);
     lower_families(c, p);
     lower_log_joint(c, p);
     lower_decode(c, p);

@@ -161,6 +161,16 @@ void check_emitted_names(ctx *c, const sem_model *m)
             add_name(&t, arena_printf(&c->mem, "%s_%s_%s_BIAS", P, upper_of(c, n->name), layer), what, n->node->name.at);
         }
     }
+    /* the training step of each observed subset whose loss keeps a term (lower.c) */
+    for (int i = 0; i + 1 < m->n_subsets; i++) {
+        if (!m->subsets[i].n_terms)
+            continue;
+        const char *only = family_suffix(c, m, m->subsets[i].observed);
+        const char *what = arena_printf(&c->mem, "the training step of examples that observe only %s", only);
+        static const char *const step[] = {"forward", "backward", "train", "f64_forward", "f64_backward"};
+        for (size_t j = 0; j < sizeof step / sizeof *step; j++)
+            add_name(&t, arena_printf(&c->mem, "%s_%s_%s", p, step[j], only), what, model_at);
+    }
     /* a posterior family's two functions, in single and double precision */
     for (int f = 0; f < m->n_families; f++) {
         const sem_family *fam = &m->families[f];

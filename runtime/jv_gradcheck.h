@@ -54,6 +54,7 @@ typedef struct {
     int n_noise;
     unsigned flags;            /* of the step: JV_STEP_EXACT for the check, 0 (the model's own estimator) for --dump */
     int objective;             /* -1: the whole objective; else that term alone */
+    const jv_subset_step *step;/* the step checked: complete examples' (NULL), or an observed subset's */
     long checked, noisy, kinked, failed;
     double worst;              /* the largest relative error of any entry */
     /* With the ELBO (K = 1) forward's terms do not depend on term_scale, so
@@ -232,7 +233,7 @@ static inline void jv_gc_fill_inputs(jv_gc *g)
 
 static inline double jv_gc_loss(jv_gc *g)
 {
-    return (double)g->m->forward(g->params, g->arena, g->o.batch, (const jv_real *const *)g->data,
+    return (double)(g->step ? g->step->forward : g->m->forward)(g->params, g->arena, g->o.batch, (const jv_real *const *)g->data,
                                  (const jv_real *const *)g->noise, NULL, g->scale, g->terms);
 }
 
@@ -362,7 +363,8 @@ static inline int jv_gc_gradient(jv_gc *g, double *f0)
      * the objective for the check, the model's own estimator (DReG) for --dump */
     const jv_step s = {g->params, g->grads, g->arena, g->o.batch, (const jv_real *const *)g->data,
                        (const jv_real *const *)g->noise, NULL, g->scale, NULL, NULL, NULL, g->flags};
-    jv_run_tasks(m->train, &s, m->train->n_forward, m->train->n_tasks);
+    const jv_task_graph *train = g->step ? g->step->train : m->train;
+    jv_run_tasks(train, &s, train->n_forward, train->n_tasks);
     for (size_t i = 0; i < m->n_params; i++) {
         if (!isfinite((double)g->grads[i])) {
             printf("gradcheck: backward left gradient entry %zu %s (objective %s)\n", i,
@@ -398,10 +400,25 @@ static inline void jv_gc_print_header(const jv_gc *g)
     printf("\n");
 }
 
+/* "x,w": the modalities of a subset. */
+static inline void jv_gc_subset_name(const jv_model *m, unsigned s, char *buf, size_t size)
+{
+    size_t len = 0;
+    buf[0] = 0;
+    for (int k = 0; k < m->n_modalities && len + 1 < size; k++)
+        if (s >> k & 1u)
+            len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? "," : "", m->modalities[k].name);
+}
+
 /* results[o * n_tensors + t]: the cell of objective o (0: total) and tensor t. */
 static inline void jv_gc_print_table(const jv_gc *g, const double *results, const int *fails)
 {
     int nt = g->m->n_tensors;
+    if (g->step) {
+        char only[256];
+        jv_gc_subset_name(g->m, g->step->observed, only, sizeof only);
+        printf("\nthe step of examples that observe only %s:\n", only);
+    }
     jv_gc_print_header(g);
     for (int t = 0; t < nt; t++) {
         printf("%-24.24s", g->m->tensors[t].name);
@@ -415,13 +432,13 @@ static inline void jv_gc_print_table(const jv_gc *g, const double *results, cons
     }
 }
 
-static inline int jv_gc_run_all(jv_gc *g)
+/* Every objective of the step g->step (NULL: complete examples'). */
+static inline int jv_gc_run_step(jv_gc *g)
 {
     size_t cells = (size_t)(g->m->n_terms + 1) * (size_t)(g->m->n_tensors ? g->m->n_tensors : 1);
     double *results = calloc(cells, sizeof *results);
     int *fails = calloc(cells, sizeof *fails);
     int rc = results && fails ? 0 : jv_fail("gradcheck: out of memory");
-    g->worst = -1;
     /* the importance-weighted bound (K > 1) is the log of a mean of weights made
      * of all the terms of a group: it has no share of one term to check alone */
     int last = g->m->samples > 1 ? 0 : g->m->n_terms;
@@ -436,6 +453,22 @@ static inline int jv_gc_run_all(jv_gc *g)
     return rc;
 }
 
+/* The complete examples' step, then each observed subset's (another
+ * forward: the kept terms are forgotten). */
+static inline int jv_gc_run_all(jv_gc *g)
+{
+    int rc = 0;
+    g->worst = -1;
+    for (int k = -1; rc == 0 && k < g->m->n_subset_steps; k++) {
+        g->step = k < 0 ? NULL : &g->m->subset_steps[k];
+        if (g->cap)
+            memset(g->moved_param, 0, g->cap * sizeof *g->moved_param);
+        rc = jv_gc_run_step(g);
+    }
+    g->step = NULL;
+    return rc;
+}
+
 /* The subsets a family given any subset serves, one after another: the
  * next one after `after` (0: the first), or 0 after the last. Other
  * families have none. */
@@ -447,15 +480,6 @@ static inline int jv_gc_next_subset(const jv_family_info *fam, int after)
     return 0;
 }
 
-/* "x,w": the modalities of a subset. */
-static inline void jv_gc_subset_name(const jv_model *m, unsigned s, char *buf, size_t size)
-{
-    size_t len = 0;
-    buf[0] = 0;
-    for (int k = 0; k < m->n_modalities && len + 1 < size; k++)
-        if (s >> k & 1u)
-            len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? "," : "", m->modalities[k].name);
-}
 
 /* Every family's repeated posterior (encoder layers once per run of equal
  * rows) against the plain one, on a batch whose rows are all example 0:
@@ -575,9 +599,28 @@ static inline int jv_gc_dump(jv_gc *g)
     }
     jv_gc_add(z, "loss", &loss_real, 1, 0);
     jv_gc_add(z, "terms", g->terms, (size_t)m->n_terms, 0);
+    int failed = 0;
+    for (int k = 0; k < m->n_subset_steps && !failed; k++) { /* "observed/x/loss", ... of each observed subset's step */
+        char only[256];
+        jv_gc_subset_name(m, m->subset_steps[k].observed, only, sizeof only);
+        g->step = &m->subset_steps[k];
+        failed = jv_gc_gradient(g, &loss) != 0;
+        loss_real = (jv_real)loss;
+        snprintf(name, sizeof name, "observed/%s/loss", only);
+        jv_gc_add(z, name, &loss_real, 1, 0);
+        snprintf(name, sizeof name, "observed/%s/terms", only);
+        jv_gc_add(z, name, g->terms, (size_t)m->n_terms, 0);
+        for (int t = 0; t < m->n_tensors; t++) {
+            const jv_tensor_info *ti = &m->tensors[t];
+            snprintf(name, sizeof name, "observed/%s/grad/%s", only, ti->name);
+            jv_gc_add(z, name, g->grads + ti->offset, ti->is_bias ? (size_t)ti->cols : (size_t)ti->rows,
+                      ti->is_bias ? 0 : (size_t)ti->cols);
+        }
+    }
+    g->step = NULL;
     jv_real **lat = jv_gc_latent_rows(m, g->o.batch), **train_lat = jv_gc_latent_rows(m, g->o.batch);
     jv_real **rows = calloc((size_t)m->n_modalities + 1, sizeof *rows), *log_q = jv_gc_reals(b), *log_prior = jv_gc_reals(b);
-    int rc = lat && train_lat && rows && log_q && log_prior ? 0 : jv_fail("gradcheck: out of memory");
+    int rc = failed ? 1 : lat && train_lat && rows && log_q && log_prior ? 0 : jv_fail("gradcheck: out of memory");
     for (int k = 0; rc == 0 && k < m->n_modalities; k++)
         rc = (rows[k] = jv_gc_reals(b * (size_t)m->modalities[k].size)) ? 0 : jv_fail("gradcheck: out of memory");
     for (int f = 0; rc == 0 && f < m->n_families; f++) {

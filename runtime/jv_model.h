@@ -416,6 +416,18 @@ typedef struct {
                             jv_real *const *latents, jv_real *log_q);
 } jv_family_info;
 
+/* The training step of examples that observe only the modalities of
+ * `observed` (bit m: modality m): as jv_model's forward, train, backward,
+ * with the loss of what these examples observe (terms they lack are 0). */
+typedef struct {
+    unsigned observed;
+    jv_real (*forward)(const jv_real *params, jv_real *arena, int batch, const jv_real *const *data,
+                       const jv_real *const *noise, const jv_real *hyper, const jv_real *term_scale, jv_real *terms);
+    const jv_task_graph *train;
+    void (*backward)(const jv_real *params, jv_real *grads, jv_real *arena, int batch, const jv_real *const *data,
+                     const jv_real *const *noise, const jv_real *hyper, const jv_real *term_scale);
+} jv_subset_step;
+
 typedef struct jv_model {
     const char *name;
     uint64_t fingerprint;          /* of the spec's canonical form and the parameter layout */
@@ -466,6 +478,15 @@ typedef struct jv_model {
     void (*backward)(const jv_real *params, jv_real *grads, jv_real *arena, int batch,
                      const jv_real *const *data, const jv_real *const *noise,
                      const jv_real *hyper, const jv_real *term_scale);
+    /* Incomplete data: the training step of the examples that observe only
+     * some modalities, one per observed subset whose loss keeps a term
+     * (forward, train and backward above are the complete examples').
+     * Examples that observe a subset not listed contribute nothing to the
+     * loss, and the trainer refuses them. incomplete: 0 when the compiler
+     * did not derive these (too many modalities). */
+    int incomplete;
+    int n_subset_steps;
+    const jv_subset_step *subset_steps;
     /* log p(z) under the top-down prior, and log p(m | z) for every modality
      * in `which` (bit m set): log_lik[m][b]; the decoders of the others do
      * not run and their log_lik rows are left as they were. */

@@ -11,7 +11,9 @@ trainer; then, in double precision on the same parameters, data and noise:
      as a checkpoint that the C trainer reads), the C trainer's
      `gradcheck --checkpoint --dump` gives the loss, every term, the whole
      gradient, each posterior family's samples and log q, log_joint, decode and
-     sample_prior; the module, with autograd for the gradient, must agree to a
+     sample_prior, and the loss, terms and gradient of the step of examples
+     that observe only some modalities (each subset the model has a step for,
+     on those modalities' data alone); the module, with autograd for the gradient, must agree to a
      relative 1e-6 (tensor by tensor, in the largest entry);
   3. checkpoints: a checkpoint of a real C training run (random data, 2 epochs)
      loaded by the module and saved again is the same bytes, also through
@@ -147,6 +149,20 @@ def check_equality(args, spec, module, trainer, d):
         p = model.parameter_of(name)
         mine = numpy_of(p.grad) if p.grad is not None else np.zeros(tuple(p.shape))
         compare(spec, f"gradient of {name}", mine, c["grad/" + name], worst)
+    # the step of examples that observe only some modalities: data of those alone
+    for sub in sorted({f.split("/")[1] for f in c.files if f.startswith("observed/")}):
+        observed = set(sub.split(","))
+        model.zero_grad(set_to_none=True)
+        loss, terms = model.loss({m: data[m] for m in observed}, step_noise, observed=observed)
+        loss.backward()
+        compare(spec, f"loss observing only {sub}", numpy_of(loss).reshape(1), c[f"observed/{sub}/loss"], worst)
+        for i, t in enumerate(module.TERMS):
+            mine = numpy_of(terms[t]).reshape(1) if torch.is_tensor(terms[t]) else np.array([terms[t]])
+            compare(spec, f"term {t} observing only {sub}", mine, c[f"observed/{sub}/terms"][i:i + 1], worst)
+        for name, *_ in module.TENSORS:
+            p = model.parameter_of(name)
+            mine = numpy_of(p.grad) if p.grad is not None else np.zeros(tuple(p.shape))
+            compare(spec, f"gradient of {name} observing only {sub}", mine, c[f"observed/{sub}/grad/{name}"], worst)
     with torch.no_grad():
         for key, method in module.FAMILIES.items():
             family = ",".join(key)

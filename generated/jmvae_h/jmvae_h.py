@@ -621,14 +621,22 @@ class Model(ModelBase):
         self.p_w = Net(h1=Layer(64, 512, dtype), h2=Layer(512, 512, dtype), head=Layer(512, 10, dtype))
         self.init_parameters(seed)
 
-    def loss(self, data, noise=None, hyper=None):
+    def loss(self, data, noise=None, hyper=None, observed=None):
         """The training objective on a batch, as the C trainer computes it: (loss,
         terms), terms[name] each term as the spec names it (its weight times its
         mean over the batch: kl_x = alpha * KL(...) is alpha times the mean KL) and
         loss their sum. data: {modality: [batch x size]} (a categorical modality
         also as [batch] class indices); noise: {latent: [batch x size]} standard
         normal, drawn afresh when None; hyper: {name: value}, the spec's values
-        where missing (hyper_values(epoch) gives the warmed-up ones)."""
+        where missing (hyper_values(epoch) gives the warmed-up ones); observed: the
+        modalities every example of the batch observes (None: all), whose loss it
+        then is (terms they lack are 0)."""
+        if observed is not None and set(observed) != {"x", "w"}:
+            only = {}.get(frozenset(observed))
+            if only is None:
+                raise ValueError("examples that observe only %s contribute nothing to the loss of jmvae_h"
+                                 % ", ".join(sorted(observed)))
+            return only(data, noise, hyper)
         in_x = self._input(data, "x")
         batch = in_x.shape[0]
         in_w = self._input(data, "w", batch)
