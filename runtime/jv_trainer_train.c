@@ -78,6 +78,13 @@ typedef struct {
     double *block_sumsq;    /* [n_blocks], in block order */
     size_t *seg_bytes, *seg_displs; /* each process's segment of the parameter block */
     int agreed_stop, agreed_save; /* what every process decided after the last step */
+    /* incomplete data: each part's examples grouped by what they observe,
+     * each group through the step of its observed subset */
+    int incomplete;         /* some example lacks a modality: always in parts */
+    int *step_of;           /* [ds.n]: 0 the complete examples' step, k + 1 the model's subset_steps[k] */
+    size_t *grouped;        /* [batch cap]: a batch with each part's examples grouped by step */
+    jv_graph_runner **subset_runners; /* [n_subset_steps] */
+    jv_real *group_grads;   /* a group's gradient, before it is added to its part's */
     int64_t moments_at;     /* the step whose moments process 0 last gathered, or -1 */
 } trainer;
 
@@ -330,19 +337,47 @@ static int apply_drops(trainer *t)
     return 0;
 }
 
-/* Counts the training and validation examples by observed subset; training
- * on incomplete examples is refused (their objective is not written yet). */
+/* Counts the training and validation examples by observed subset, and
+ * gives each example the step of what it observes; examples of a subset
+ * that contributes nothing to the loss are refused. */
 static int check_observed(trainer *t)
 {
+    const jv_model *m = t->m;
     if (t->lead) {
-        jv_dataset_print_subsets(t->m, &t->ds, "training examples", t->split, t->n_train);
-        jv_dataset_print_subsets(t->m, &t->ds, "validation examples", t->split + t->n_train, t->n_valid);
+        jv_dataset_print_subsets(m, &t->ds, "training examples", t->split, t->n_train);
+        jv_dataset_print_subsets(m, &t->ds, "validation examples", t->split + t->n_train, t->n_valid);
     }
     if (!jv_dataset_incomplete(&t->ds, NULL, t->ds.n))
         return 0;
-    return jv_fail("train: some examples lack a modality; model %s cannot train on incomplete examples yet "
-                   "(their objective is not defined in the spec language)",
-                   t->m->name);
+    if (!m->incomplete)
+        return jv_fail("train: some examples lack a modality; model %s has %d modalities, and jmvaec derives the "
+                       "loss of incomplete examples for at most 5", m->name, m->n_modalities);
+    t->step_of = malloc(t->ds.n * sizeof *t->step_of);
+    if (!t->step_of)
+        return jv_fail("out of memory");
+    unsigned all = (1u << m->n_modalities) - 1;
+    for (size_t i = 0; i < t->ds.n; i++) {
+        unsigned o = jv_observed(&t->ds, i);
+        int step = o == all ? 0 : -1;
+        for (int k = 0; k < m->n_subset_steps && step < 0; k++)
+            step = m->subset_steps[k].observed == o ? k + 1 : -1;
+        t->step_of[i] = step;
+    }
+    for (size_t j = 0; j < t->n_train + t->n_valid; j++) {
+        size_t i = t->split[j];
+        if (t->step_of[i] >= 0)
+            continue;
+        size_t count = 0;
+        for (size_t q = 0; q < t->n_train + t->n_valid; q++)
+            count += jv_observed(&t->ds, t->split[q]) == jv_observed(&t->ds, i);
+        char names[256];
+        jv_subset_name(m, jv_observed(&t->ds, i), names, sizeof names);
+        return jv_fail("train: examples that observe only %s (%zu of them) contribute nothing to the loss of model "
+                       "%s: every term of its loss reads a modality they lack (jmvaec --emit=model SPEC shows what "
+                       "each subset keeps); leave them out, or complete them", names, count, m->name);
+    }
+    t->incomplete = 1;
+    return 0;
 }
 
 /* Fresh parameters from the seed, or the --resume checkpoint. */
@@ -403,7 +438,22 @@ static int alloc_chunks(trainer *t)
         t->seg_bytes[p] = (r->seg_hi[p] - r->seg_lo[p]) * sizeof(jv_real);
     }
     t->rec = calloc(total, sizeof *t->rec);
-    return t->rec ? 0 : jv_fail("out of memory");
+    if (!t->rec)
+        return jv_fail("out of memory");
+    if (!t->incomplete)
+        return 0;
+    t->grouped = calloc((size_t)t->w.cap + 1, sizeof *t->grouped);
+    t->subset_runners = calloc((size_t)m->n_subset_steps + 1, sizeof *t->subset_runners);
+    t->group_grads = jv_alloc_large((m->n_params ? m->n_params : 1) * sizeof *t->group_grads, 1);
+    if (!t->grouped || !t->subset_runners || !t->group_grads)
+        return jv_fail("out of memory");
+    for (int k = 0; k < m->n_subset_steps; k++) {
+        jv_error err;
+        t->subset_runners[k] = jv_graph_runner_new(m->subset_steps[k].train, &err);
+        if (!t->subset_runners[k])
+            return jv_fail("%s", err.msg);
+    }
+    return 0;
 }
 
 static int alloc_buffers(trainer *t)
@@ -441,6 +491,12 @@ static void free_trainer(trainer *t)
     free(t->sums);
     free(t->sumsq);
     jv_graph_runner_free(t->runner);
+    for (int k = 0; t->subset_runners && k < t->m->n_subset_steps; k++)
+        jv_graph_runner_free(t->subset_runners[k]);
+    free(t->subset_runners);
+    free(t->step_of);
+    free(t->grouped);
+    free(t->group_grads);
     jv_team_free(t->team);
     jv_reducer_free(&t->red);
     free(t->chunk_scale);
@@ -777,7 +833,83 @@ static int train_step(trainer *t, const size_t *idx, int batch, double progress)
 typedef struct {
     trainer *t;
     int batch;
+    const size_t *idx;      /* the batch's examples, as gathered */
 } chunk_job;
+
+/* The batch with the examples of each of `parts` parts grouped by step
+ * (the complete examples' first, then each subset's in the model's order;
+ * in batch order within a group), so that each group is one run of rows;
+ * the batch itself when every example is complete. */
+static const size_t *group_batch(trainer *t, const size_t *idx, int batch, int parts)
+{
+    if (!t->incomplete)
+        return idx;
+    for (int c = 0; c < parts; c++) {
+        size_t lo, hi, at;
+        jv_split_range((size_t)batch, 1, c, parts, &lo, &hi);
+        at = lo;
+        for (int step = 0; step <= t->m->n_subset_steps; step++)
+            for (size_t i = lo; i < hi; i++)
+                if (t->step_of[idx[i]] == step)
+                    t->grouped[at++] = idx[i];
+    }
+    return t->grouped;
+}
+
+/* to += from, on the team. */
+typedef struct {
+    jv_real *to;
+    const jv_real *from;
+    size_t n;
+} add_job;
+
+static void add_rows(void *arg, int id, int n)
+{
+    const add_job *j = arg;
+    size_t lo, hi;
+    jv_split_range(j->n, 16, id, n, &lo, &hi);
+    for (size_t i = lo; i < hi; i++)
+        j->to[i] += j->from[i];
+}
+
+/* Rows [lo, hi) of the gathered batch (idx), grouped by group_batch: each
+ * group through its step, every term weighted by the group's share of the
+ * batch; forward only, or with the gradient into grads (the groups' summed
+ * in step order). Returns the loss; terms[i] gets the groups' weighted
+ * terms summed. */
+static jv_real run_groups(trainer *t, const size_t *idx, int batch, size_t lo, size_t hi, jv_real *grads,
+                          int forward_only, double *terms)
+{
+    const jv_model *m = t->m;
+    double loss = 0;
+    for (int i = 0; i < m->n_terms; i++)
+        terms[i] = 0;
+    for (size_t a = lo, b; a < hi; a = b) {
+        int step = t->incomplete ? t->step_of[idx[a]] : 0;
+        for (b = a + 1; b < hi && (t->incomplete ? t->step_of[idx[b]] : 0) == step;)
+            b++;
+        double share = (double)(b - a) / (double)batch;
+        for (int i = 0; i < m->n_terms; i++)
+            t->chunk_scale[i] = (jv_real)share;
+        for (int k = 0; k < m->n_modalities; k++)
+            t->cdata[k] = t->w.data[k] + a * (size_t)m->modalities[k].size;
+        for (int d = 0; d < m->n_draws; d++)
+            t->cnoise[d] = t->w.noise[d] + a * (size_t)jv_samples(m) * (size_t)m->latents[m->draw_latents[d]].size;
+        int first = a == lo;
+        jv_real group_loss = 0;
+        jv_step s = {t->ck.params, first ? grads : t->group_grads, t->w.arena, (int)(b - a), t->cdata, t->cnoise,
+                     t->w.hyper, t->chunk_scale, t->w.terms, &group_loss, NULL, 0};
+        jv_team_run_graph(t->team, step ? t->subset_runners[step - 1] : t->runner, &s, forward_only, NULL);
+        if (!first && !forward_only) {
+            add_job add = {grads, t->group_grads, m->n_params};
+            jv_team_run(t->team, add_rows, &add);
+        }
+        loss += (double)group_loss;
+        for (int i = 0; i < m->n_terms; i++)
+            terms[i] += share * (double)t->w.terms[i];
+    }
+    return (jv_real)loss;
+}
 
 /* This process's record of the step in progress. */
 static double *my_record(const trainer *t)
@@ -802,20 +934,7 @@ static void run_chunk(void *arg, int c, jv_real *grads)
         memset(rec, 0, per_part * sizeof *rec);
         return;
     }
-    double share = (double)(hi - lo) / (double)j->batch;
-    for (int i = 0; i < m->n_terms; i++)
-        t->chunk_scale[i] = (jv_real)share;
-    for (int k = 0; k < m->n_modalities; k++)
-        t->cdata[k] = t->w.data[k] + lo * (size_t)m->modalities[k].size;
-    for (int d = 0; d < m->n_draws; d++)
-        t->cnoise[d] = t->w.noise[d] + lo * (size_t)jv_samples(m) * (size_t)m->latents[m->draw_latents[d]].size;
-    jv_real loss = 0;
-    jv_step s = {t->ck.params, grads, t->w.arena, (int)(hi - lo), t->cdata, t->cnoise, t->w.hyper,
-                 t->chunk_scale, t->w.terms, &loss, NULL, 0};
-    jv_team_run_graph(t->team, t->runner, &s, 0, NULL);
-    rec[0] = (double)loss;
-    for (int i = 0; i < m->n_terms; i++)
-        rec[1 + i] = share * (double)t->w.terms[i];
+    rec[0] = (double)run_groups(t, j->idx, j->batch, lo, hi, grads, 0, rec + 1);
 }
 
 /* A step in parts, on every process: the parts' gradients summed along the
@@ -833,8 +952,9 @@ static int train_step_chunked(trainer *t, const size_t *idx, int batch, double p
     jv_split_range((size_t)batch, 1, p0, r->chunks, &from, &unused_end);
     jv_split_range((size_t)batch, 1, p1 - 1, r->chunks, &unused_from, &end);
     jv_real unused;
+    idx = group_batch(t, idx, batch, r->chunks);
     prepare_rows_of(t, idx, batch, (int)from, (int)end, key, progress, &unused);
-    chunk_job job = {t, batch};
+    chunk_job job = {t, batch, idx};
     jv_real *g = jv_reducer_run(r, run_chunk, &job);
     size_t per_part = 1 + (size_t)m->n_terms;
     double *rec = my_record(t) + (size_t)(p1 - p0) * per_part;
@@ -886,6 +1006,16 @@ static void validate(trainer *t, int64_t epoch, double *sums)
         int batch = (int)(t->n_valid - first < cap ? t->n_valid - first : cap);
         batch_key key = {JV_TAG_VALID_NOISE, JV_TAG_VALID_BINARIZE, b};
         jv_real loss;
+        if (t->incomplete) { /* each group of what its examples observe through its step */
+            const size_t *grouped = group_batch(t, idx + first, batch, 1);
+            prepare_batch(t, grouped, batch, key, (double)epoch, &loss);
+            double *terms = t->sums + 2 * ((size_t)t->m->n_terms + 1); /* scratch after the sums */
+            loss = run_groups(t, grouped, batch, 0, (size_t)batch, NULL, 1, terms);
+            for (int i = 0; i < t->m->n_terms; i++)
+                t->w.terms[i] = (jv_real)terms[i];
+            add_to_sums(sums, loss, t->w.terms, t->m->n_terms, batch);
+            continue;
+        }
         jv_step s = prepare_batch(t, idx + first, batch, key, (double)epoch, &loss);
         jv_team_run_graph(t->team, t->runner, &s, 1, NULL);
         add_to_sums(sums, loss, t->w.terms, t->m->n_terms, batch);
@@ -1201,7 +1331,7 @@ static int check_chunks(trainer *t)
     if (t->o.chunks < t->ranks)
         return jv_fail("train: --chunks %d: fewer parts than the %d processes (each needs one at least)",
                        t->o.chunks, t->ranks);
-    t->chunked = t->o.chunks > 1 || t->ranks > 1;
+    t->chunked = t->o.chunks > 1 || t->ranks > 1 || t->incomplete;
     t->ck.chunks = t->o.chunks; /* recorded in every checkpoint */
     return 0;
 }
@@ -1220,8 +1350,8 @@ static int prepare(trainer *t, int argc, char **argv)
         return 1;
     t->load_seconds = jv_now() - start;
     binarize_thresholds(t);
-    if (load_state(t) != 0 || check_chunks(t) != 0 || make_split(t) != 0 || apply_drops(t) != 0 ||
-        check_observed(t) != 0 ||
+    if (load_state(t) != 0 || make_split(t) != 0 || apply_drops(t) != 0 || check_observed(t) != 0 ||
+        check_chunks(t) != 0 ||
         (t->lead ? prepare_run_dir(t) : choose_run_dir(t)) != 0 || alloc_buffers(t) != 0 || check_progress(t) != 0)
         return 1;
     return 0;

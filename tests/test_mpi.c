@@ -227,7 +227,8 @@ Test(mpi, what_cannot_run_on_processes_is_refused)
 
 /* A model of experts: MMVAE's mixture, its stratified loop and K = 3 samples
  * with DReG (examples/mmvae.spec with jmvaec --samples 3), on 2 processes
- * against one process with the same parts. */
+ * against one process with the same parts, with complete examples and with
+ * 70% of the labels hidden. */
 Test(mpi, a_model_of_experts_is_the_same_bytes_on_processes)
 {
     char flags[512], *out = NULL;
@@ -242,4 +243,10 @@ Test(mpi, a_model_of_experts_is_the_same_bytes_on_processes)
     ok("one process", "mmvae_serial/mmvae " TRAIN " --limit 600 --epochs 2 --chunks 2 --out one");
     ok("mpirun -np 2", MPIRUN " -np 2 mmvae_mpi/mmvae " TRAIN " --limit 600 --epochs 2 --chunks 2 --out two");
     same_file("one/last.ckpt", "two/last.ckpt");
+    /* and with most labels missing: each part's examples grouped by what they observe */
+    ok("one process, labels dropped", "mmvae_serial/mmvae " TRAIN " --limit 600 --epochs 2 --chunks 2 --drop w=0.7 "
+       "--out one_drop");
+    ok("mpirun -np 2, labels dropped", MPIRUN " -np 2 mmvae_mpi/mmvae " TRAIN " --limit 600 --epochs 2 --chunks 2 "
+       "--drop w=0.7 --out two_drop");
+    same_file("one_drop/last.ckpt", "two_drop/last.ckpt");
 }

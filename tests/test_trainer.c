@@ -492,12 +492,14 @@ Test(bad_input, incomplete_data_is_counted_and_refused_where_it_cannot_be_used)
     cr_expect_eq(r.code, 1);
     cr_expect_not_null(strstr(r.out, "training examples by observed modalities: x,w "), "%s", r.out);
     cr_expect_not_null(strstr(r.out, "validation examples by observed modalities: "), "%s", r.out);
-    cr_expect_not_null(strstr(r.err, "cannot train on incomplete examples yet"), "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "examples that observe only x (20 of them) contribute nothing to the loss of model"),
+                       "%s", r.err);
     run_main(&s, &r, "train " DATA " --drop w=0.5 --valid 10 --out never");
     cr_expect_not_null(strstr(r.out, "--drop w=0.5: w hidden in 25 of the 50 training examples"), "%s", r.out);
     cr_expect_not_null(strstr(r.out, "training examples by observed modalities: x,w 25, x 25"), "%s", r.out);
     cr_expect_null(strstr(r.out, "validation examples"), "the validation examples lost w: %s", r.out);
-    expect_refusal(&s, "train " DATA " --observed x=x_mask.csv --out never", "cannot train on incomplete");
+    expect_refusal(&s, "train " DATA " --observed x=x_mask.csv --out never",
+                   "examples that observe only w (1 of them) contribute nothing to the loss");
     expect_refusal(&s, "train " DATA " --observed x=short.csv", "short.csv has 3 values but x.csv has 60 examples");
     expect_refusal(&s, "train " DATA " --observed x=twos.csv", "twos.csv: example 7 has 2; an --observed mask");
     expect_refusal(&s, "train " DATA " --observed v=ones.csv", "--observed names no modality");

@@ -345,6 +345,7 @@ static const jv_model fixture_model = {
     .arena_per_example = FX_ARENA,
     .n_families = 2,
     .families = fixture_families,
+    .incomplete = 1, /* as jmvaec's JMVAE-kl: no observed subset but the complete one has a step */
     .training_family = 0,
     .n_draws = 1, /* z, once */
     .draw_latents = fixture_draw_latents,
