@@ -159,7 +159,7 @@ demo: ## install what is missing, build, train JMVAE-kl on Fashion-MNIST, evalua
 	@BUILD='$(BUILD)' JMVAEC='$(CURDIR)/jmvaec' sh examples/demo.sh
 
 check-specs: jmvaec ## check every spec in specs/ and examples/
-	@for s in $(SPECS) $(wildcard examples/*.spec); do ./jmvaec --check $$s || exit 1; done
+	@for s in $(SPECS) $(wildcard examples/*.spec examples/*/*.spec); do ./jmvaec --check $$s || exit 1; done
 
 update-golden: jmvaec ## rewrite the golden files (generated/, tests/bad/*.expected) on purpose; review the diff
 	@sh tests/update-golden.sh

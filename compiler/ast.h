@@ -116,14 +116,16 @@ typedef struct {
 /* mean over S in subsets(x, w) { ... }, sum over S in (x, w), (x), (w) { ... },
  * mean over q_s in components(q(z | x, w)) { ... }: the samples and terms
  * of the body, once for each set (or mixture component). */
-typedef enum { LOOP_SETS, LOOP_SUBSETS, LOOP_COMPONENTS } loop_kind;
+/* LOOP_GIVEN: `given (x) { ... }`, the loss of examples that observe only
+ * those modalities (one instance, no variable). */
+typedef enum { LOOP_SETS, LOOP_SUBSETS, LOOP_COMPONENTS, LOOP_GIVEN } loop_kind;
 
 typedef struct {
     ident combine;  /* "mean" or "sum" */
     ident var;
     loop_kind kind;
     ident func;     /* LOOP_SUBSETS, LOOP_COMPONENTS: the word before '(' */
-    vec sets;       /* LOOP_SETS: of vec* (each of ident*); LOOP_SUBSETS: one vec, the names */
+    vec sets;       /* LOOP_SETS: of vec* (each of ident*); LOOP_SUBSETS, LOOP_GIVEN: one vec, the names */
     dist_ref *of;   /* LOOP_COMPONENTS: the mixture */
     loc at, end;    /* at: the combine word; end: the closing brace */
 } loop_node;

@@ -94,9 +94,27 @@ static void print_rule(FILE *out, const rule_node *r)
     fputc(')', out);
 }
 
-/* "mean over S in subsets(x, w)", without the brace. */
+/* " (loop over S)" or " (given x)" after what is in a loop's body. */
+static void print_loop_of(FILE *out, const loop_node *l)
+{
+    if (l && l->kind == LOOP_GIVEN) {
+        fputs(" (given ", out);
+        print_names(out, l->sets.items[0]);
+        fputc(')', out);
+    } else if (l) {
+        fprintf(out, " (loop over %s)", l->var.text);
+    }
+}
+
+/* "mean over S in subsets(x, w)" or "given (x)", without the brace. */
 static void print_loop_head(FILE *out, const loop_node *l)
 {
+    if (l->kind == LOOP_GIVEN) {
+        fprintf(out, "%s (", l->func.text);
+        print_names(out, l->sets.items[0]);
+        fputc(')', out);
+        return;
+    }
     fprintf(out, "%s over %s in ", l->combine.text, l->var.text);
     if (l->kind == LOOP_COMPONENTS) {
         fprintf(out, "%s(", l->func.text);
@@ -222,16 +240,14 @@ void ast_dump(FILE *out, const spec_node *s, int with_locations)
         const sample_node *m = s->samples.items[i];
         fprintf(out, "    Sample %s ~ ", m->latent.text);
         print_dist(out, m->from);
-        if (m->loop)
-            fprintf(out, " (loop over %s)", m->loop->var.text);
+        print_loop_of(out, m->loop);
         dump_loc(out, m->at, with_locations);
     }
     for (int i = 0; i < s->terms.n; i++) {
         const term_node *t = s->terms.items[i];
         fputs("    Term ", out);
         print_term_line(out, t);
-        if (t->loop)
-            fprintf(out, " (loop over %s)", t->loop->var.text);
+        print_loop_of(out, t->loop);
         dump_loc(out, t->at, with_locations);
     }
     if (s->n_train_blocks) {

@@ -204,6 +204,32 @@ static int loop_instances(checker *k, const loop_node *l, instance *out)
             out[n++] = (instance){sets[i], -1};
         return n;
     }
+    if (l->kind == LOOP_GIVEN) {
+        if (strcmp(l->func.text, "given") != 0) {
+            diag_error(k->c, l->func.at, "unknown '%s (...) { ... }'; expecting given (...) { ... }, the loss of "
+                       "examples that observe only those modalities", l->func.text);
+            return -1;
+        }
+        unsigned all = (1u << m->n_modalities) - 1;
+        if (sets[0] == all) {
+            diag_error(k->c, l->at, "given (...) names every modality: the loss's own terms are what complete "
+                       "examples contribute");
+            return -1;
+        }
+        if (m->n_modalities > MAX_OBSERVED_MODALITIES) {
+            diag_error(k->c, l->at, "given (...) blocks need a model of at most %d modalities; this one has %d",
+                       MAX_OBSERVED_MODALITIES, m->n_modalities);
+            return -1;
+        }
+        for (int g = 1; g < m->n_groups; g++)
+            if (m->groups[g].loop->kind == LOOP_GIVEN && m->groups[g].set == sets[0]) {
+                diag_error(k->c, l->at, "a second given (%s) block (the first is at line %d); write its terms in one",
+                           set_suffix(k->c, m, sets[0], ", "), m->groups[g].loop->at.line);
+                return -1;
+            }
+        out[n++] = (instance){sets[0], -1};
+        return n;
+    }
     if (strcmp(l->func.text, "subsets") != 0) {
         diag_error(k->c, l->func.at, "unknown '%s(...)' of modalities; expecting subsets(...)", l->func.text);
         return -1;
@@ -230,7 +256,7 @@ static void check_loops(checker *k)
         int mean = strcmp(l->combine.text, "mean") == 0;
         if (!mean && strcmp(l->combine.text, "sum") != 0)
             diag_error(k->c, l->combine.at, "unknown '%s' before 'over'; expecting mean or sum", l->combine.text);
-        const name_entry *clash = lookup(k, l->var.text);
+        const name_entry *clash = l->kind == LOOP_GIVEN ? NULL : lookup(k, l->var.text);
         if (clash) {
             diag_error(k->c, l->var.at, "'%s' is already declared as %s at line %d; name the loop's variable otherwise",
                        l->var.text, kind_names[clash->kind], clash->at.line);
@@ -251,8 +277,12 @@ static void check_loops(checker *k)
             g.named = m->groups[0].named;
             g.suffix = set_suffix(k->c, m, inst[j].set, "+");
             g.csuffix = set_suffix(k->c, m, inst[j].set, "_");
+            if (l->kind == LOOP_GIVEN) { /* rec_x[x only], rec_x_x_only in C */
+                g.suffix = arena_printf(&k->c->mem, "%s only", g.suffix);
+                g.csuffix = arena_printf(&k->c->mem, "%s_only", g.csuffix);
+            }
             int gi = new_group(k, &g);
-            k->loop_var = l->var.text;
+            k->loop_var = l->kind == LOOP_GIVEN ? NULL : l->var.text; /* a given block has no variable */
             k->loop_set = inst[j].set;
             k->loop_component = inst[j].component;
             for (int t = 0; t < s->samples.n; t++) {
@@ -399,6 +429,11 @@ static void check_term(checker *k, const term_node *node, int g)
 {
     sem_model *m = k->m;
     const sem_group *grp = &m->groups[g];
+    if (node->guard.text && node->loop->kind == LOOP_GIVEN) {
+        diag_error(k->c, node->guard.at, "'if %s in ...' tests a loop's variable; a given (...) block has none (its "
+                   "examples observe exactly what it names)", node->guard.text);
+        return;
+    }
     if (node->guard.text) {
         int mod = resolve(k, node->guard, NAME_MODALITY, "what 'if ... in' tests");
         if (strcmp(node->guard_set.text, node->loop->var.text) != 0) {
@@ -445,6 +480,7 @@ static void check_term(checker *k, const term_node *node, int g)
             check_kl_term(k, t);
     }
     m->n_terms++;
+    t->bad = bad;
     if (bad)
         return;
     check_term_samples(k, t);
@@ -454,6 +490,70 @@ static void check_term(checker *k, const term_node *node, int g)
             (t->kind == TERM_NLL || same_dist(&o->b, &t->b)))
             diag_error(k->c, node->at, "this term repeats '%s' (line %d); merge them into one with a weight", o->name,
                        o->node->at.line);
+    }
+}
+
+/* ----------------------------------------------------------- given blocks -- */
+
+/* The modalities the samples of `lats` read in group g, through their
+ * posteriors and the samples those read. */
+static unsigned samples_modalities(const sem_model *m, const sem_group *g, unsigned lats)
+{
+    unsigned mods = 0;
+    for (int l = 0; l < m->n_latents; l++)
+        if ((lats & (1u << l)) && g->draw[l] >= 0) {
+            const sem_posterior *p = &m->posteriors[m->draws[g->draw[l]].post];
+            mods |= p->condition | samples_modalities(m, g, p->latents_read & ~(1u << l));
+        }
+    return mods;
+}
+
+/* The modalities a distribution of a term in group g reads. */
+static unsigned dist_modalities(const sem_model *m, const sem_group *g, const sem_dist *d)
+{
+    unsigned mods = d->kind == DIST_LIKELIHOOD ? 1u << d->modality : 0;
+    if (d->kind == DIST_POSTERIOR)
+        mods |= m->posteriors[d->post].condition;
+    if (d->net >= 0)
+        mods |= m->nets[d->net].modalities_read;
+    return mods | samples_modalities(m, g, dist_reads(m, d));
+}
+
+/* In a given (S) block, every sample and term reads only S: what its
+ * examples observe. */
+static void check_given_reads(checker *k, int gi)
+{
+    const sem_model *m = k->m;
+    const sem_group *g = &m->groups[gi];
+    for (int l = 0; l < m->n_latents; l++) {
+        if (!(g->own & (1u << l)))
+            continue;
+        const sem_draw *d = &m->draws[g->draw[l]];
+        unsigned lack = (m->posteriors[d->post].condition | samples_modalities(m, g, m->posteriors[d->post].latents_read)) & ~g->set;
+        if (lack && d->node)
+            diag_error(k->c, d->node->at, "%s reads %s, which the examples of given (%s) do not observe",
+                       posterior_name(k->c, m, d->post), set_suffix(k->c, m, lack, ", "), set_suffix(k->c, m, g->set, ", "));
+    }
+    for (int t = 0; t < m->n_terms; t++) {
+        const sem_term *term = &m->terms[t];
+        if (term->group != gi || term->bad)
+            continue;
+        unsigned reads = dist_modalities(m, g, &term->a) | (term->kind != TERM_NLL ? dist_modalities(m, g, &term->b) : 0);
+        unsigned lats = dist_reads(m, &term->a) | (term->kind != TERM_NLL ? dist_reads(m, &term->b) : 0);
+        if (term->kind == TERM_KL_SAMPLE) {
+            reads |= samples_modalities(m, g, 1u << term->a.latent);
+            lats |= 1u << term->a.latent;
+        }
+        unsigned lack = reads & ~g->set, top = 0; /* the samples of the top level it reads that read what is lacking */
+        for (int l = 0; l < m->n_latents; l++)
+            if ((lats & (1u << l)) && g->draw[l] >= 0 && !(g->own & (1u << l)) && (samples_modalities(m, g, 1u << l) & lack))
+                top |= 1u << l;
+        if (lack)
+            diag_error(k->c, term->node->at, "this term reads %s, which the examples of given (%s) do not observe%s",
+                       set_suffix(k->c, m, lack, ", "), set_suffix(k->c, m, g->set, ", "),
+                       top ? arena_printf(&k->c->mem, " (through the sample of %s drawn at the loss's top level: "
+                                          "draw it in this block from a posterior of what it observes)",
+                                          mask_names(k->c, m, 0, top)) : "");
     }
 }
 
@@ -476,7 +576,7 @@ static void check_terms(checker *k)
     }
     for (int g = 1; g < m->n_groups; g++) {
         const sem_group *grp = &m->groups[g];
-        k->loop_var = grp->loop->var.text;
+        k->loop_var = grp->loop->kind == LOOP_GIVEN ? NULL : grp->loop->var.text;
         k->loop_set = grp->set;
         k->loop_component = grp->component;
         for (int i = 0; i < s->terms.n; i++) {
@@ -498,7 +598,7 @@ static void check_terms(checker *k)
         for (int j = 0; j < m->n_terms; j++)
             made |= m->groups[m->terms[j].group].loop == l;
         if (!has)
-            diag_error(k->c, l->at, "this loop has no terms");
+            diag_error(k->c, l->at, l->kind == LOOP_GIVEN ? "this given (...) block has no terms" : "this loop has no terms");
         else if (!made && k->c->n_errors == 0)
             diag_warning(k->c, l->at, "no instance of this loop has a term: every term's 'if' test fails");
     }
@@ -544,6 +644,9 @@ void check_loss(checker *k)
     for (int i = 0; i < g0->n_order; i++)
         m->latent_order[i] = g0->order[i];
     check_terms(k);
+    for (int g = 1; g < m->n_groups; g++)
+        if (m->groups[g].loop->kind == LOOP_GIVEN)
+            check_given_reads(k, g);
 }
 
 void check_importance_weighted(checker *k)

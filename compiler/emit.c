@@ -105,13 +105,13 @@ static const char *assign(int accumulate)
  * an observed subset). */
 static double group_scale(const emitter *e, int gi)
 {
-    return e->g && e->g->subset ? e->g->subset->scale[gi] : e->p->m->groups[gi].scale;
+    return e->g && e->g->cut ? e->g->cut->scale[gi] : e->p->m->groups[gi].scale;
 }
 
 /* Whether term t is part of the graph being emitted's loss. */
 static int term_counts(const emitter *e, int t)
 {
-    return !e->g || !e->g->subset || e->g->subset->terms[t];
+    return !e->g || !e->g->cut || e->g->cut->terms[t];
 }
 
 /* The weight of term t in the loss, as a C expression. */
@@ -1259,7 +1259,7 @@ static task_needs needs_of(emitter *e, const op *o, int slot)
     n.term_scale = o->kind == OP_LOSS || n.seed;
     if (o->kind == OP_LOSS)
         for (int t = 0; t < m->n_terms; t++)
-            n.hyper |= m->terms[t].hyper >= 0;
+            n.hyper |= m->terms[t].hyper >= 0 && term_counts(e, t);
     for (int j = 0; o->kind == OP_IW_BOUND && j < o->n_in; j++) { /* the bound weighs its terms */
         int t = term_of_value(e, o->in[j]);
         n.hyper |= t >= 0 && m->terms[t].hyper >= 0;

@@ -506,13 +506,16 @@ static void emit_op(torch_emitter *e, const op *o)
         put(e, "        # %s:%d  the loss: each term as the spec names it (its weight times its mean\n"
                "        # over the batch), and their sum\n", e->spec_name, o->line);
         put(e, "        terms = {\n");
+        int kept = -1; /* a term's values, for a zero of their type */
+        for (int t = 0; t < m->n_terms && kept < 0; t++)
+            kept = o->in[t];
         for (int t = 0; t < m->n_terms; t++) {
             const sem_term *term = &m->terms[t];
             if (o->in[t] < 0) {
-                put(e, "            \"%s\": 0.0,  # not in these examples' loss\n", term->name);
+                put(e, "            \"%s\": %s.new_zeros(()),  # not in these examples' loss\n", term->name, N(e, kept));
                 continue;
             }
-            double group = e->g->subset ? e->g->subset->scale[term->group] : term->scale;
+            double group = e->g->cut ? e->g->cut->scale[term->group] : term->scale;
             const char *scale = group != 1 ? arena_printf(&e->c->mem, "%s * ", py_number(e, group)) : "";
             const char *weight = term->hyper >= 0 ? arena_printf(&e->c->mem, "%sself._hyper(hyper, \"%s\") * ", scale,
                                                                    m->hypers[term->hyper].name)
@@ -530,7 +533,7 @@ static void emit_op(torch_emitter *e, const op *o)
                     for (int t = 0; t < m->n_terms && first < 0; t++)
                         if (m->terms[t].group == g && o->in[t] >= 0)
                             first = t;
-                double scale = e->g->subset ? e->g->subset->scale[g] : m->groups[g].scale;
+                double scale = e->g->cut ? e->g->cut->scale[g] : m->groups[g].scale;
                 put(e, " + %s%s.mean()", scale != 1 ? arena_printf(&e->c->mem, "%s * ", py_number(e, scale)) : "",
                     N(e, o->in[k]));
             }

@@ -157,6 +157,7 @@ typedef struct {
     int given;             /* a posterior given the subset `given` at run time */
     int has_backward;
     const sem_subset *subset; /* G_TRAIN: the loss of examples that observe only some modalities; NULL: complete ones */
+    const sem_subset *cut;    /* G_TRAIN: what of the loss counts (subset, or the complete examples'); NULL: all */
     task_graph *tasks;     /* the training graph's, after scheduling; NULL for the others */
 } graph;
 

@@ -620,7 +620,10 @@ static void lower_training(ctx *c, program *p, const sem_subset *s)
                              arena_printf(&c->mem, "one training step on examples that observe only %s: the loss and "
                                           "its gradient", only))
                  : new_graph(c, p, G_TRAIN, "train", "one training step: the loss and its gradient");
+    /* what counts: the subset's cut, or the complete examples' (all but the given blocks) */
+    const sem_subset *cut = s ? s : observed_subset(m, (1u << m->n_modalities) - 1);
     g->subset = s;
+    g->cut = cut;
     lowering_env *top = new_env(c, m, NULL);
     top->samples = (int)m->train.samples;
     top->observed = s ? s->observed : top->observed;
@@ -631,7 +634,7 @@ static void lower_training(ctx *c, program *p, const sem_subset *s)
     int n_bounds = 0;
     for (int gi = 0; gi < m->n_groups; gi++) {
         const sem_group *grp = &m->groups[gi];
-        if (s && !s->groups[gi])
+        if (cut && !cut->groups[gi])
             continue;
         lowering_env *e = top;
         if (gi > 0) {
@@ -643,7 +646,7 @@ static void lower_training(ctx *c, program *p, const sem_subset *s)
         for (int k = 0; k < grp->n_order; k++) { /* the group's own samples, each after those it reads */
             int l = grp->order[k];
             const sem_draw *d = &m->draws[grp->draw[l]];
-            if (s && !s->draws[grp->draw[l]])
+            if (cut && !cut->draws[grp->draw[l]])
                 continue;
             int mean, lv;
             lower_post(c, p, g, e, d->post, &mean, &lv);
@@ -651,7 +654,7 @@ static void lower_training(ctx *c, program *p, const sem_subset *s)
         }
         for (int t = 0; t < m->n_terms; t++) {
             const sem_term *term = &m->terms[t];
-            if (term->group != gi || (s && !s->terms[t]))
+            if (term->group != gi || (cut && !cut->terms[t]))
                 continue;
             int out = graph_value(c, g, V_ARENA, 1, 0, arena_printf(&c->mem, "term_%s", term->cname));
             loss_in[t] = out;

@@ -160,6 +160,7 @@ typedef struct {
     double scale;      /* the group's (1 / instances in a `mean` loop), outside the weight */
     int group;
     sem_dist a, b;
+    int bad;           /* a distribution did not resolve: later checks skip it */
     const term_node *node;
 } sem_term;
 

@@ -14,8 +14,11 @@
  *   - a term counts when its group does, what its distributions read (a
  *     modality, samples, posteriors) is available, and, for -log p(m | z),
  *     when m is observed.
- * With every modality observed nothing is cut. Lowering (lower.c) makes a
- * training graph of each subset whose loss keeps a term. */
+ * A `given (O) { ... }` block is the whole loss of examples that observe
+ * exactly O (its terms read nothing else: check_loss.c), and no part of
+ * any other's. With every modality observed only the given blocks are cut.
+ * Lowering (lower.c) makes a training graph of each subset whose loss
+ * keeps a term. */
 #include "check.h"
 
 /* Whether a posterior is available given the modalities `o`. */
@@ -80,8 +83,14 @@ static int dist_counted(const sem_model *m, const sem_subset *s, const sem_group
     return 0;
 }
 
-static int group_counted(const sem_model *m, const sem_group *g, unsigned o)
+/* Whether group g counts for examples observing `o`, where `replaced`
+ * says that a given (o) block is their whole loss. */
+static int group_counted(const sem_model *m, const sem_group *g, unsigned o, int replaced)
 {
+    if (g->loop && g->loop->kind == LOOP_GIVEN)
+        return g->set == o;
+    if (replaced)
+        return 0;
     if (!g->loop)
         return 1;
     unsigned need = g->component >= 0 ? m->posteriors[g->component].condition : g->set;
@@ -94,8 +103,11 @@ static void cut_loss(ctx *c, const sem_model *m, sem_subset *s)
     s->draws = arena_alloc(&c->mem, (size_t)m->n_draws + 1);
     s->terms = arena_alloc(&c->mem, (size_t)m->n_terms + 1);
     s->scale = arena_alloc(&c->mem, sizeof(double) * (size_t)(m->n_groups + 1));
+    int replaced = 0;
+    for (int g = 1; g < m->n_groups; g++)
+        replaced |= m->groups[g].loop->kind == LOOP_GIVEN && m->groups[g].set == s->observed;
     for (int g = 0; g < m->n_groups; g++)
-        s->groups[g] = (unsigned char)group_counted(m, &m->groups[g], s->observed);
+        s->groups[g] = (unsigned char)group_counted(m, &m->groups[g], s->observed, replaced);
     for (int g = 0; g < m->n_groups; g++) { /* a `mean` loop: 1 / the instances that count */
         const sem_group *grp = &m->groups[g];
         s->scale[g] = grp->scale;

@@ -277,6 +277,20 @@ loss_item
   : loop_item
   | loop_head '{' loop_items '}'
       { if (c->loop) c->loop->end = L(@4); c->loop = NULL; }
+  | given_head '{' loop_items '}'
+      { if (c->loop) c->loop->end = L(@4); c->loop = NULL; }
+  ;
+
+/* given (x) { ... }: what examples that observe only x contribute */
+given_head
+  : IDENT '(' names ')'
+      {
+        c->loop = arena_alloc(&c->mem, sizeof *c->loop);
+        c->loop->kind = LOOP_GIVEN; c->loop->func = $1; c->loop->at = L(@1);
+        c->loop->combine.text = "sum"; c->loop->combine.at = L(@1);
+        vec_push(&c->mem, &c->loop->sets, box_vec(c, $3));
+        vec_push(&c->mem, &c->spec->loops, c->loop);
+      }
   ;
 
 loop_items

@@ -166,6 +166,8 @@ static void gradcheck_spec(const char *path, const char *name)
 Test(gradcheck, reference_specs, .timeout = 900) { cr_expect_eq(each_spec("specs", gradcheck_spec), 3); }
 Test(gradcheck, examples, .timeout = 900) { cr_expect_geq(each_spec("examples", gradcheck_spec), 5); }
 Test(gradcheck, batch_of_one, .timeout = 300) { build_and_gradcheck("examples/three_levels.spec", "ladder", "--batch 1"); }
+/* a given (x) block: the step of unlabelled images is checked with the complete one */
+Test(gradcheck, semi_supervised, .timeout = 300) { cr_expect_eq(each_spec("examples/semi-supervised", gradcheck_spec), 1); }
 
 /* Writes a spec into a fresh temporary file; its path (malloc'd). */
 static char *spec_file(const char *text)

@@ -50,7 +50,8 @@ Test(torch, reference_specs, .timeout = 900)
 
 Test(torch, examples, .timeout = 900)
 {
-    torch_equal("torch-ex", "examples/*.spec examples/three-modalities/*.spec tests/eval/*.spec");
+    torch_equal("torch-ex",
+                "examples/*.spec examples/three-modalities/*.spec examples/semi-supervised/*.spec tests/eval/*.spec");
 }
 
 /* count specs of the generator's `mode` from `state`, equal in both back ends. */
