@@ -99,7 +99,8 @@ static const char TRAIN_ABOUT[] =
     "hold the same examples. Writes RUNDIR/train.csv, RUNDIR/epoch-<N>.ckpt and\n"
     "RUNDIR/last.ckpt. --resume continues a run up to --epochs, reproducing an\n"
     "uninterrupted run exactly when given the same data and the same --valid, --batch,\n"
-    "--lr, --lr-after and --hyper.";
+    "--lr, --lr-after, --hyper, --drop and --observed. An example that lacks modalities\n"
+    "trains on the part of the loss that reads only what it has.";
 
 /* ------------------------------------------------------------ options -- */
 
