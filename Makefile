@@ -208,8 +208,10 @@ bench: deps all $(BENCH_DIR)/bench ## time a training step of each reference spe
 # make bench-epoch: a real epoch of each reference trainer (generated/) on
 # Fashion-MNIST, on 1 and 2 threads; make bench-torch: the same beside the
 # PyTorch models of tests/bench_torch.py, in the same run, with the ratio.
+# make bench-epoch then times MVAE and the semi-supervised JMVAE-kl with 0%,
+# 50% and 90% of the labels hidden (--missing, --missing-models).
 # BENCH_EPOCH_ARGS go to tests/bench_epoch.py (--reps R, --threads 1,2,
-# --models jmvae,..., --limit N).
+# --models jmvae,..., --limit N, --missing 0,0.5,0.9).
 PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
 BENCH_EPOCH_ARGS ?=
 
