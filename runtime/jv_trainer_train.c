@@ -1269,10 +1269,13 @@ static int run_training(trainer *t)
             printf("resuming epoch %lld after %lld batches (step %lld)\n", (long long)t->ck.epoch + 1,
                    (long long)t->ck.batches, (long long)t->ck.step);
         if (t->chunked)
-            printf("each batch's gradient summed over %d parts (%s); %s\n", t->red.chunks,
+            printf("each batch's gradient summed over %d part%s (%s)%s; %s\n", t->red.chunks,
+                   t->red.chunks == 1 ? "" : "s",
                    t->ranks == 1 ? "the same results as any number of processes up to that"
                    : t->red.fast ? "each process a share of the parts and a segment of the block"
                                  : "process 0 sums the block (the fast exchange needs powers of two)",
+                   t->incomplete ? ", each part's examples in groups by what they observe, each through its step"
+                                 : "",
                    jv_comm_describe());
         printf("threads %d of %d cores%s; %s; optimiser %s\n", t->o.threads, jv_cpu_count(),
                t->o.threads > jv_cpu_count() ? " (more threads than cores: slower, same results)" : "",
