@@ -25,7 +25,7 @@ enum { BIN_NONE, BIN_THRESHOLD, BIN_RESAMPLE };
 
 typedef struct {
     jv_opt_list data, observed, drop, binarize, hyper, lr_after;
-    int epochs, batch, threads, valid, ckpt_every, limit, chunks;
+    int epochs, batch, threads, valid, ckpt_every, limit, chunks, complete_only;
     double lr, clip, ckpt_minutes;
     uint64_t seed;
     const char *out, *resume;
@@ -140,6 +140,9 @@ static int parse_train_options(trainer *t, int argc, char **argv)
          "set an objective weight (NAME.from=X and NAME.warmup=EPOCHS set its warm-up)", 0},
         {"clip", JV_OPT_REAL, &o->clip, 0, 1e30, "X", "clip the gradient's total norm at X, 0 for off", 0},
         {"limit", JV_OPT_INT, &o->limit, 0, INT_MAX, "N", "use only the first N examples, 0 for all", 0},
+        {"complete-only", JV_OPT_FLAG, &o->complete_only, 0, 0, NULL,
+         "train on the training examples that have every modality (after --drop) alone: the baseline that "
+         "discards incomplete examples", 0},
         {"chunks", JV_OPT_INT, &o->chunks, 0, 1024, "C",
          "sum each batch's gradient over C fixed parts (default 1, or the number of MPI processes); "
          "the results are the same for any number of processes up to C", 0},
@@ -344,11 +347,26 @@ static int apply_drops(trainer *t)
 static int check_observed(trainer *t)
 {
     const jv_model *m = t->m;
+    unsigned all = (1u << m->n_modalities) - 1;
+    if (t->o.complete_only) { /* the training examples that lack a modality leave; validation keeps its own */
+        size_t kept = 0, before = t->n_train;
+        for (size_t j = 0; j < t->n_train; j++)
+            if (jv_observed(&t->ds, t->split[j]) == all)
+                t->split[kept++] = t->split[j];
+        memmove(t->split + kept, t->split + t->n_train, t->n_valid * sizeof *t->split);
+        t->n_train = kept;
+        if (kept == 0)
+            return jv_fail("train: --complete-only leaves no training example: each of the %zu lacks a modality",
+                           before);
+        if (t->lead)
+            printf("--complete-only: training on the %zu complete examples of the %zu training examples\n", kept,
+                   before);
+    }
     if (t->lead) {
         jv_dataset_print_subsets(m, &t->ds, "training examples", t->split, t->n_train);
         jv_dataset_print_subsets(m, &t->ds, "validation examples", t->split + t->n_train, t->n_valid);
     }
-    if (!jv_dataset_incomplete(&t->ds, NULL, t->ds.n))
+    if (!jv_dataset_incomplete(&t->ds, t->split, t->n_train + t->n_valid))
         return 0;
     if (!m->incomplete)
         return jv_fail("train: some examples lack a modality; model %s has %d modalities, and jmvaec derives the "
@@ -356,7 +374,6 @@ static int check_observed(trainer *t)
     t->step_of = malloc(t->ds.n * sizeof *t->step_of);
     if (!t->step_of)
         return jv_fail("out of memory");
-    unsigned all = (1u << m->n_modalities) - 1;
     for (size_t i = 0; i < t->ds.n; i++) {
         unsigned o = jv_observed(&t->ds, i);
         int step = o == all ? 0 : -1;

@@ -199,6 +199,24 @@ Test(examples, three_modalities_quick_mode_writes_its_table_and_figures, .timeou
     done_with(root, results);
 }
 
+/* Semi-supervised: two models, two fractions of labels, every image against
+ * the labelled ones alone; every row a number, the verdict at 10%, the figure. */
+Test(examples, semi_supervised_quick_mode_writes_its_table_and_figure, .timeout = 900)
+{
+    char *root, cmd[2048];
+    const char *rows[] = {"| JMVAE-kl | 10% |", "| JMVAE-kl | 100% |", "| MVAE | 10% |", "| MVAE | 100% |",
+                          "- JMVAE-kl: accuracy ", "- MVAE: accuracy ", "QUICK MODE", "--complete-only"};
+    setenv("SEMI_MODELS", "jmvae_kl mvae", 1);
+    setenv("SEMI_FRACTIONS", "0.1 1", 1);
+    char *text = script_results("semi-supervised", "run.sh", "--epochs 1", "RESULTS.md", cmd, sizeof cmd, &root, rows,
+                                sizeof rows / sizeof rows[0]);
+    for (size_t i = 0; i < 4; i++)
+        expect_row_of_numbers(text, rows[i]);
+    const char *pictures[] = {"fractions.png"};
+    expect_pictures(root, pictures, 1);
+    done_with(root, text);
+}
+
 /* cmd exits with `code` and says `message`. */
 static void expect_refusal(const char *cmd, int code, const char *message)
 {

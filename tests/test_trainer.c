@@ -464,13 +464,15 @@ Test(bad_input, train_refuses_without_writing)
 /* w.csv's labels with every third one written NA; and 0/1 masks. */
 static void write_incomplete(const scratch *s)
 {
-    char text[1024] = "", mask[512] = "", ones[512] = "", twos[512] = "", none[512] = "";
+    char text[1024] = "", mask[512] = "", ones[512] = "", twos[512] = "", none[512] = "", even[512] = "", odd[512] = "";
     for (int i = 0; i < 60; i++) {
         strcat(none, i % 2 ? "NA\n" : "-1\n");
         snprintf(text + strlen(text), sizeof text - strlen(text), "%s\n", i % 3 == 1 ? "NA" : i % 3 == 0 ? "0" : "2");
         strcat(mask, i == 4 ? "0\n" : "1\n");
         strcat(ones, "1\n");
         strcat(twos, i == 7 ? "2\n" : "1\n");
+        strcat(even, i % 2 ? "0\n" : "1\n");
+        strcat(odd, i % 2 ? "1\n" : "0\n");
     }
     write_work_file(s, "w_na.csv", text);
     write_work_file(s, "x_mask.csv", mask);
@@ -478,6 +480,8 @@ static void write_incomplete(const scratch *s)
     write_work_file(s, "twos.csv", twos);
     write_work_file(s, "short.csv", "1\n0\n1\n");
     write_work_file(s, "w_none.csv", none);
+    write_work_file(s, "even.csv", even);
+    write_work_file(s, "odd.csv", odd);
 }
 
 /* Missing values are read and counted; what cannot be used is refused
@@ -494,6 +498,13 @@ Test(bad_input, incomplete_data_is_counted_and_refused_where_it_cannot_be_used)
     cr_expect_not_null(strstr(r.out, "validation examples by observed modalities: "), "%s", r.out);
     cr_expect_not_null(strstr(r.err, "examples that observe only x (20 of them) contribute nothing to the loss of model"),
                        "%s", r.err);
+    /* the baseline that discards them: the complete training examples alone */
+    run_main(&s, &r, "train --data x=x.csv --data w=w_na.csv --complete-only --epochs 1 --out complete");
+    cr_expect_eq(r.code, 0, "%s%s", r.out, r.err);
+    cr_expect_not_null(strstr(r.out, "--complete-only: training on the 40 complete examples of the 60 training"),
+                       "%s", r.out);
+    expect_refusal(&s, "train " DATA " --observed x=even.csv --observed w=odd.csv --complete-only --out never",
+                   "--complete-only leaves no training example: each of the 60 lacks a modality");
     run_main(&s, &r, "train " DATA " --drop w=0.5 --valid 10 --out never");
     cr_expect_not_null(strstr(r.out, "--drop w=0.5: w hidden in 25 of the 50 training examples"), "%s", r.out);
     cr_expect_not_null(strstr(r.out, "training examples by observed modalities: x,w 25, x 25"), "%s", r.out);
