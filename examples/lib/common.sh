@@ -32,6 +32,13 @@ top() { grep -m1 "\"$2\": {" "$1" | sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\)
 # fmt "m s": a log-likelihood's cell; pct "m s": a fraction's
 fmt() { echo "$1" | awk '{ if ($1 == "-" || $1 == "") print "impossible"; else printf "%.2f ± %.2f", $1, $2 }'; }
 pct() { echo "$1" | awk '{ printf "%.3f ± %.3f", $1, $2 }'; }
+# quick_banner: in the quick mode, the lines a results file opens with that say so
+quick_banner() {
+    [ $MODE = quick ] || return 0
+    echo "**QUICK MODE: $EPOCHS epochs on $TRAIN_LIMIT training images, $TEST_LIMIT test images, K = $SAMPLES.**"
+    echo "These numbers only show that the chain works; the full mode is what the project reports."
+    echo
+}
 # minutes FILE: the sum of a file of seconds, one a line, in minutes
 minutes() { awk '{ s += $1 } END { printf "%.0f", s / 60 }' "$1"; }
 

@@ -195,11 +195,7 @@ classifier_acc=$(top "$OUT/classifier.json" accuracy)
     echo "Written by \`examples/$(basename "$HERE")/${SCRIPT:-run.sh}$([ $MODE = quick ] && echo ' --quick')$([ $MODE = full ] && [ "$EPOCHS" != 100 ] && echo " --epochs $EPOCHS")\` on $(date -u +%Y-%m-%d),"
     echo "jmvaec $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '(no git)'), $(sed -n 's/^threads.*; \(OpenBLAS.*\)$/\1/p' "$OUT/jmvae_kl/eval.txt" | head -n 1)."
     echo
-    if [ $MODE = quick ]; then
-        echo "**QUICK MODE: $EPOCHS epochs on $TRAIN_LIMIT training images, $TEST_LIMIT test images, K = $SAMPLES.**"
-        echo "These numbers only show that the chain works; the full mode is what the project reports."
-        echo
-    fi
+    quick_banner
     if [ -n "$EXPERT_MODELS" ]; then
         echo "Training: $EPOCHS epochs of specs/jmvae_kl.spec and of examples/mvae.spec, mmvae.spec and mopoe.spec (batch 100, Adam 1e-3, clipping 5),"
     else

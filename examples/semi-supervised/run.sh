@@ -154,11 +154,7 @@ say "RESULTS.md"
     echo "Written by \`examples/semi-supervised/run.sh$([ $MODE = quick ] && echo ' --quick') --epochs $EPOCHS\` on $(date -u +%Y-%m-%d),"
     echo "jmvaec $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '(no git)')."
     echo
-    if [ $MODE = quick ]; then
-        echo "**QUICK MODE: $EPOCHS epochs on $TRAIN_LIMIT training images, $TEST_LIMIT test images, K = $SAMPLES.**"
-        echo "These numbers only show that the chain works; the full mode is what the project reports."
-        echo
-    fi
+    quick_banner
     echo "Each model trained $EPOCHS epochs (batch 100, Adam 1e-3) on $([ "$TRAIN_LIMIT" = 0 ] && echo "the 60,000 training images" || echo "the first $TRAIN_LIMIT training images")"
     echo "less $VALID held out (labelled) for validation, with the labels of a fraction of them kept and the others"
     echo "hidden (\`train --drop w=P\`: the same images for every model); *all* uses every image, each training the"

@@ -210,11 +210,7 @@ acc() { grep -m1 '"accuracy": {' "$1" | sed 's/.*"mean": \([^,]*\), "se": \([^,}
     echo "Written by \`examples/three-modalities/run.sh$([ $MODE = quick ] && echo ' --quick') --epochs $EPOCHS\` on $(date -u +%Y-%m-%d),"
     echo "jmvaec $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '(no git)'); the spec is [halves.spec](halves.spec)."
     echo
-    if [ $MODE = quick ]; then
-        echo "**QUICK MODE: $EPOCHS epochs on $TRAIN_LIMIT training images, $TEST_LIMIT test images, K = $SAMPLES.**"
-        echo "These numbers only show that the chain works; the full mode is what the project reports."
-        echo
-    fi
+    quick_banner
     echo "Training: $EPOCHS epochs (batch 100, Adam 1e-3, clipping 5), $([ "$TRAIN_LIMIT" = 0 ] && echo "the 60,000 training images" || echo "the first $TRAIN_LIMIT training images") less $VALID held out"
     echo "for the validation curves, grey levels as Bernoulli targets, in $(awk '{ s += $1 } END { printf "%.0f", s / 60 }' "$OUT/train_seconds") min."
     echo "Evaluation: $([ "$TEST_LIMIT" = 0 ] && echo "all test images" || echo "the first $TEST_LIMIT test images"), K = $SAMPLES, in $(awk '{ printf "%.0f", $1 / 60 }' "$OUT/eval_seconds") min."
