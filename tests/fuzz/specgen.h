@@ -5,7 +5,8 @@
  * Every byte is a choice (how many modalities, which likelihood, which
  * latent a decoder reads, which modalities an encoder conditions on, layer
  * widths and activations, weights, hypers and warm-ups, KL or KLsample,
- * extra posterior families and the terms between them); when the bytes run
+ * extra posterior families and the terms between them, a `given` block for
+ * the examples that observe only some modalities); when the bytes run
  * out every choice takes its first option. The result always follows the
  * rules of grammar/README.md: a latent hierarchy whose priors are normal or
  * conditional on a higher latent, posteriors that read modalities (directly,
@@ -233,6 +234,26 @@ static inline size_t specgen_write_mode(const uint8_t *bytes, size_t n, char *ou
             gen_put(&g, "))\n");
             terms++;
         }
+    }
+    /* sometimes, with one latent, what examples that observe only the modalities of
+     * one of its posteriors (not all) contribute: a given block */
+    unsigned all_mod = (1u << n_mod) - 1;
+    int given = -1;
+    for (int k = 0; n_lat == 1 && k < n_post[0] && given < 0; k++)
+        given = post[0][k] != all_mod ? k : -1;
+    if (given >= 0 && gen_pick(&g, 3) == 0) {
+        unsigned o = post[0][given];
+        gen_put(&g, "  given (");
+        gen_names(&g, o, "x");
+        gen_put(&g, ") {\n    z0 ~ q(z0 | ");
+        gen_names(&g, o, "x");
+        gen_put(&g, ")\n");
+        for (int m = 0; m < n_mod; m++)
+            if ((o & (1u << m)) && reads_lat[m] == 0)
+                gen_put(&g, "    rec%d = -log p(x%d | z0)\n", m, m);
+        gen_put(&g, "    kl0 = KL(q(z0 | ");
+        gen_names(&g, o, "x");
+        gen_put(&g, ") || p(z0))\n  }\n");
     }
     gen_put(&g, "}\n\ntrain {\n  batch = %u\n  epochs = 1\n", 1 + gen_pick(&g, 6));
     if (gen_pick(&g, 2))
