@@ -75,6 +75,15 @@ static inline void remove_folder(const char *path)
     run_command(cmd, NULL);
 }
 
+/* Whether this test binary runs under the sanitizers (make SANITIZE=...):
+ * the suites then run fewer of their repeated cases (the plain build runs
+ * them all; the point here is memory, not more of the same arithmetic). */
+static inline int sanitized(void)
+{
+    const char *s = getenv("SANITIZE");
+    return s && *s;
+}
+
 /* Make flags for building generated code the way this test binary was
  * built (with the sanitizers of `make SANITIZE=...`). -O1: the tests run
  * tiny batches, where compiling the straight-line code is most of the

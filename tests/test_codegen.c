@@ -302,7 +302,7 @@ static void gradcheck_generated(uint64_t state, int mode, int count, const char 
 /* Specs from the fuzzing generator (tests/fuzz/specgen.h), from fixed bytes. */
 Test(gradcheck, generated_specs, .timeout = 900)
 {
-    gradcheck_generated(0x9E3779B97F4A7C15ull, GEN_ANY, 8, "generated");
+    gradcheck_generated(0x9E3779B97F4A7C15ull, GEN_ANY, sanitized() ? 4 : 8, "generated");
 }
 
 /* Specs of posteriors built from experts, from the generator's other
@@ -310,7 +310,7 @@ Test(gradcheck, generated_specs, .timeout = 900)
  * DReG (whose check is the exact gradient of its bound). */
 Test(gradcheck, generated_expert_specs, .timeout = 900)
 {
-    gradcheck_generated(0xC2B2AE3D27D4EB4Full, GEN_EXPERTS, 8, "experts");
+    gradcheck_generated(0xC2B2AE3D27D4EB4Full, GEN_EXPERTS, sanitized() ? 4 : 8, "experts");
 }
 
 /* ------------------------------------------------------------- the CLI -- */

@@ -63,7 +63,7 @@ static inline void gen_put(specgen *g, const char *fmt, ...)
         g->len = g->len + (size_t)k < g->cap ? g->len + (size_t)k : g->cap;
 }
 
-enum { GEN_MAX_MOD = 4, GEN_MAX_LAT = 3 };
+enum { GEN_MAX_MOD = 4, GEN_MAX_LAT = 3, GEN_MAX_EXPERT_MOD = 3 };
 
 /* Every likelihood and activation of the compiler's operation table (ops.c):
  * a row added there is generated here too. */
@@ -285,7 +285,8 @@ static inline size_t specgen_from_state(uint64_t *state, int mode, char *out, si
 static size_t specgen_experts(specgen *gp, char *out, size_t cap)
 {
     specgen g = *gp;
-    int n_mod = 2 + (int)gen_pick(&g, GEN_MAX_MOD - 1), lik[GEN_MAX_MOD];
+    /* 2 or 3 modalities: each observed subset has a training step of its own (six at 3, fourteen at 4) */
+    int n_mod = 2 + (int)gen_pick(&g, GEN_MAX_EXPERT_MOD - 1), lik[GEN_MAX_MOD];
     gen_put(&g, "model e%u\n", gen_pick(&g, 100));
     for (int m = 0; m < n_mod; m++) {
         lik[m] = (int)gen_pick(&g, N_LIKELIHOODS);
