@@ -1,7 +1,9 @@
 /* test_examples.c: each example's quick mode on a small slice of its data
  * (seconds of training, not minutes) produces its table and its pictures;
  * the examples' classifier refuses what it must. The full runs are not
- * part of the tests: their numbers are in each example's RESULTS.md.
+ * part of the tests: their numbers are in each example's RESULTS.md. Under
+ * the sanitizers only Fashion-MNIST's run.sh and experts.sh run: the other
+ * scripts run the same trainers, which other suites cover there.
  */
 #define _DEFAULT_SOURCE /* mkdtemp */
 #include <criterion/criterion.h>
@@ -160,6 +162,9 @@ Test(examples, fashion_mnist_experts_quick_mode_writes_its_table_and_figures, .t
  * second run finds every stage and evaluation done. */
 Test(examples, fashion_mnist_longer_runs_write_their_table_and_figure, .timeout = 900)
 {
+    if (sanitized())
+        cr_skip_test("longer.sh's quick mode runs in the plain build only (its trainer and eval run under the "
+                     "sanitizers in the Fashion-MNIST test)");
     char *root, cmd[2048], *out = NULL;
     const char *rows[] = {"| plain | 2 | ", "| warm | 1 | ", "| warm | 3 | ",
                           "| warm, learning rate 1e-4 after epoch 3 | 4 | ", "| JMVAE, Wu & Goodman 2018 |",
@@ -193,6 +198,9 @@ Test(examples, mnist_quick_mode_writes_its_table_and_figures, .timeout = 900)
 /* Three modalities: each generated from each other one. */
 Test(examples, three_modalities_quick_mode_writes_its_table_and_figures, .timeout = 900)
 {
+    if (sanitized())
+        cr_skip_test("the three-modalities quick mode runs in the plain build only (three modalities' trainers run "
+                     "under the sanitizers in test_experts)");
     char *root;
     const char *rows[] = {"| top and bottom (one garment) | w | coherence", "| bottom | top |", "| top | bottom |",
                           "| w | top | accuracy", "| w | bottom | accuracy", "log p(top,bottom,w)",
@@ -207,6 +215,9 @@ Test(examples, three_modalities_quick_mode_writes_its_table_and_figures, .timeou
  * the labelled ones alone; every row a number, the verdict at 10%, the figure. */
 Test(examples, semi_supervised_quick_mode_writes_its_table_and_figure, .timeout = 900)
 {
+    if (sanitized())
+        cr_skip_test("the semi-supervised quick mode runs in the plain build only (training on incomplete examples "
+                     "and --complete-only run under the sanitizers in test_experts, test_trainer and test_mpi)");
     char *root, cmd[2048];
     const char *rows[] = {"| JMVAE-kl | 10% |", "| JMVAE-kl | 100% |", "| MVAE | 10% |", "| MVAE | 100% |",
                           "- JMVAE-kl: accuracy ", "- MVAE: accuracy ", "QUICK MODE", "--complete-only"};
