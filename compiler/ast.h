@@ -56,10 +56,32 @@ typedef struct {
 } dist_ref;
 
 typedef struct {
-    ident activation;
-    long width;
+    const char *text; /* as written */
+    double value;
+    int is_integer;
     loc at;
-} layer_node;
+} number;
+
+/* A layer as written: a word and, when written with parentheses, its
+ * arguments: `relu(512)`, `silu(conv(64, 4, stride=2, pad=1, bias=no))`,
+ * `flatten`, `reshape(128, 7, 7)`. The checker gives the words their
+ * meaning (ops.h's layer table). */
+typedef struct layer_node layer_node;
+
+typedef struct {
+    ident key;          /* text NULL: a positional argument */
+    number *num;        /* an integer, or NULL */
+    ident word;         /* a word (bias=no), text NULL when absent */
+    layer_node *call;   /* a layer written inside: conv(...) in silu(conv(...)), or NULL */
+    loc at;
+} layer_arg;
+
+struct layer_node {
+    ident word;
+    int has_call;       /* written with parentheses */
+    vec args;           /* of layer_arg* */
+    loc at;
+};
 
 typedef enum { COMBINE_ONE, COMBINE_CONCAT, COMBINE_SUM } combine_kind;
 
@@ -72,13 +94,6 @@ typedef struct {
     ident variance; /* "softplus" or "logvar"; text NULL when not written */
     loc at;
 } net_node;
-
-typedef struct {
-    const char *text; /* as written */
-    double value;
-    int is_integer;
-    loc at;
-} number;
 
 typedef struct {
     ident name;

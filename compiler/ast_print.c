@@ -28,6 +28,27 @@ void print_dist(FILE *out, const dist_ref *d)
     fputc(')', out);
 }
 
+static void print_layer(FILE *out, const layer_node *l)
+{
+    fputs(l->word.text, out);
+    if (!l->has_call)
+        return;
+    fputc('(', out);
+    for (int i = 0; i < l->args.n; i++) {
+        const layer_arg *a = l->args.items[i];
+        fputs(i ? ", " : "", out);
+        if (a->key.text)
+            fprintf(out, "%s=", a->key.text);
+        if (a->num)
+            fputs(a->num->text, out);
+        else if (a->word.text)
+            fputs(a->word.text, out);
+        else if (a->call)
+            print_layer(out, a->call);
+    }
+    fputc(')', out);
+}
+
 static void print_net_body(FILE *out, const net_node *n)
 {
     if (n->combine == COMBINE_ONE) {
@@ -38,8 +59,8 @@ static void print_net_body(FILE *out, const net_node *n)
         fputc(')', out);
     }
     for (int i = 0; i < n->layers.n; i++) {
-        const layer_node *l = n->layers.items[i];
-        fprintf(out, " -> %s(%ld)", l->activation.text, l->width);
+        fputs(" -> ", out);
+        print_layer(out, n->layers.items[i]);
     }
     if (n->head) {
         fputs(" -> ", out);
@@ -207,7 +228,8 @@ void ast_dump(FILE *out, const spec_node *s, int with_locations)
         fputc('\n', out);
         for (int j = 0; j < n->layers.n; j++) {
             const layer_node *l = n->layers.items[j];
-            fprintf(out, "    Layer %s width %ld", l->activation.text, l->width);
+            fputs("    Layer ", out);
+            print_layer(out, l);
             dump_loc(out, l->at, with_locations);
         }
         if (n->head) {

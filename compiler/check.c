@@ -85,17 +85,20 @@ static void check_modality(checker *k, const modality_node *node, sem_modality *
         size *= check_size(k, node->dims.items[i], "size");
         size = size > MAX_SIZE ? (long)MAX_SIZE + 1 : size;
     }
-    if (node->dims.n > 2)
-        diag_error(k->c, node->at, "modality '%s' has %d dimensions; write [size] or [height, width]",
-                   node->name.text, node->dims.n);
+    if (node->dims.n > 3)
+        diag_error(k->c, node->at, "modality '%s' has %d dimensions; write [size], [height, width] or "
+                   "[channels, height, width]", node->name.text, node->dims.n);
     if (size > MAX_SIZE) {
         diag_error(k->c, node->at, "modality '%s' has more than %d values", node->name.text, MAX_SIZE);
         size = 1;
     }
     out->size = (int)size;
-    if (node->dims.n == 2) {
-        out->height = (int)((number *)node->dims.items[0])->value;
-        out->width = (int)((number *)node->dims.items[1])->value;
+    out->channels = 1;
+    if (node->dims.n == 2 || node->dims.n == 3) {
+        int first = node->dims.n - 2;
+        out->channels = first ? (int)((number *)node->dims.items[0])->value : 1;
+        out->height = (int)((number *)node->dims.items[first])->value;
+        out->width = (int)((number *)node->dims.items[first + 1])->value;
     }
     const char *words[N_LIKELIHOODS], *with_arg[N_LIKELIHOODS];
     int n_with_arg = 0;
@@ -125,28 +128,189 @@ static void check_modality(checker *k, const modality_node *node, sem_modality *
 
 /* -------------------------------------------------------------- networks -- */
 
+/* Integer argument `a` of a layer, in [lo, hi]; lo - 1 after an error. */
+static int layer_number(checker *k, const layer_arg *a, const char *what, int lo, int hi)
+{
+    if (!a->num) {
+        diag_error(k->c, a->at, "%s takes a whole number here, not '%s'", what,
+                   a->word.text ? a->word.text : a->call ? a->call->word.text : "?");
+        return lo - 1;
+    }
+    if (a->num->value < lo || a->num->value > hi) {
+        diag_error(k->c, a->num->at, "%s %s is out of range (%d to %d)", what, a->num->text, lo, hi);
+        return lo - 1;
+    }
+    return (int)a->num->value;
+}
+
+/* bias=no or bias=yes; returns whether the layer has a bias. */
+static int layer_bias(checker *k, const layer_arg *a)
+{
+    if (a->word.text && strcmp(a->word.text, "no") == 0)
+        return 0;
+    if (!a->word.text || strcmp(a->word.text, "yes") != 0)
+        diag_error(k->c, a->at, "bias takes 'yes' or 'no'");
+    return 1;
+}
+
+enum { MAX_KERNEL = 64, MAX_STRIDE = 64 };
+
+/* conv(64, 4, stride=2, pad=1, bias=no) and deconv(...). */
+static void check_conv(checker *k, const layer_node *l, layer_kind kind, sem_layer *out)
+{
+    const char *word = layer_table[kind].word;
+    int positional = 0, seen[3] = {0, 0, 0};
+    static const char *const keys[] = {"stride", "pad", "bias"};
+    out->kind = kind;
+    out->stride = 1;
+    out->pad = 0;
+    out->bias = 1;
+    out->out.c = out->kernel = 1;
+    for (int i = 0; i < l->args.n; i++) {
+        const layer_arg *a = l->args.items[i];
+        if (!a->key.text) {
+            if (positional == 0)
+                out->out.c = layer_number(k, a, "the channels", 1, MAX_SIZE);
+            else if (positional == 1)
+                out->kernel = layer_number(k, a, "the kernel size", 1, MAX_KERNEL);
+            else
+                diag_error(k->c, a->at, "%s takes two numbers, its output channels and kernel size; "
+                           "write stride=, pad= or bias= for the others", word);
+            positional++;
+            continue;
+        }
+        int key = -1;
+        for (int j = 0; j < 3; j++)
+            if (strcmp(a->key.text, keys[j]) == 0)
+                key = j;
+        if (key < 0) {
+            diag_error(k->c, a->key.at, "unknown option '%s' of %s; expecting stride, pad or bias", a->key.text, word);
+            continue;
+        }
+        if (seen[key]++)
+            diag_error(k->c, a->key.at, "%s is set twice", a->key.text);
+        if (key == 0)
+            out->stride = layer_number(k, a, "the stride", 1, MAX_STRIDE);
+        else if (key == 1)
+            out->pad = layer_number(k, a, "the padding", 0, MAX_KERNEL);
+        else
+            out->bias = layer_bias(k, a);
+    }
+    if (positional < 2)
+        diag_error(k->c, l->at, "%s needs its output channels and kernel size: %s(64, 4, stride=2, pad=1)", word, word);
+    out->out.c = out->out.c < 1 ? 1 : out->out.c;
+    out->kernel = out->kernel < 1 ? 1 : out->kernel;
+    out->stride = out->stride < 1 ? 1 : out->stride;
+    out->pad = out->pad < 0 ? 0 : out->pad;
+}
+
+static const char *layer_words(checker *k)
+{
+    const char *words[N_ACTIVATIONS + N_LAYER_KINDS];
+    int n = 0;
+    for (int a = 0; a < N_ACTIVATIONS; a++)
+        words[n++] = arena_printf(&k->c->mem, "%s(width)", activation_table[a].name);
+    for (int i = 0; i < N_LAYER_KINDS; i++)
+        if (layer_table[i].word)
+            words[n++] = layer_table[i].word;
+    return word_list(k->c, words, n);
+}
+
+/* One layer as written: an activation of a width or of a convolution, a
+ * bare convolution (linear), flatten or reshape(c, h, w). */
+static void check_layer(checker *k, const layer_node *l, sem_layer *out)
+{
+    *out = (sem_layer){LAYER_DENSE, ACT_LINEAR, 1, {0, 0, 0}, {0, 0, 0}, 0, 1, 0, 1, l};
+    int act = find_activation(l->word.text), kind = find_layer(l->word.text);
+    if (act >= 0) {
+        out->activation = (activation_kind)act;
+        if (!l->has_call) {
+            diag_error(k->c, l->word.at, "'%s' needs what it applies to: a width, %s(512), or a convolution, "
+                       "%s(conv(64, 4))", l->word.text, l->word.text, l->word.text);
+            return;
+        }
+        const layer_arg *first = l->args.items[0];
+        if (first->call) {
+            int inner = find_layer(first->call->word.text);
+            if (inner != LAYER_CONV && inner != LAYER_DECONV) {
+                diag_error(k->c, first->at, "an activation applies to a width or to conv(...) or deconv(...), not to "
+                           "'%s'", first->call->word.text);
+                return;
+            }
+            if (!first->call->has_call)
+                diag_error(k->c, first->at, "%s needs its output channels and kernel size: %s(64, 4)",
+                           first->call->word.text, first->call->word.text);
+            check_conv(k, first->call, (layer_kind)inner, out);
+            out->activation = (activation_kind)act;
+            if (l->args.n > 1)
+                diag_error(k->c, ((layer_arg *)l->args.items[1])->at,
+                           "write a convolution's options inside it: %s(%s(64, 4, stride=2, pad=1, bias=no))",
+                           l->word.text, first->call->word.text);
+            return;
+        }
+        if (first->key.text) {
+            diag_error(k->c, first->at, "the width comes first: %s(512%s)", l->word.text,
+                       strcmp(first->key.text, "bias") == 0 ? ", bias=no" : "");
+            return;
+        }
+        out->width = layer_number(k, first, "layer width", 1, MAX_SIZE);
+        out->width = out->width < 1 ? 1 : out->width;
+        for (int i = 1; i < l->args.n; i++) {
+            const layer_arg *a = l->args.items[i];
+            if (a->key.text && strcmp(a->key.text, "bias") == 0)
+                out->bias = layer_bias(k, a);
+            else
+                diag_error(k->c, a->at, "a dense layer takes its width and bias=no, nothing else");
+        }
+        return;
+    }
+    if (kind == LAYER_CONV || kind == LAYER_DECONV) {
+        if (!l->has_call)
+            diag_error(k->c, l->word.at, "%s needs its output channels and kernel size: %s(64, 4, stride=2, pad=1)",
+                       l->word.text, l->word.text);
+        check_conv(k, l, (layer_kind)kind, out);
+        return;
+    }
+    if (kind == LAYER_FLATTEN) {
+        out->kind = LAYER_FLATTEN;
+        out->bias = 0;
+        if (l->has_call)
+            diag_error(k->c, l->word.at, "flatten takes no arguments: write -> flatten ->");
+        return;
+    }
+    if (kind == LAYER_RESHAPE) {
+        out->kind = LAYER_RESHAPE;
+        out->bias = 0;
+        int dims[3] = {1, 1, 1}, n = 0, bad = 0;
+        for (int i = 0; i < l->args.n; i++) {
+            const layer_arg *a = l->args.items[i];
+            if (a->key.text || n == 3) {
+                bad = 1;
+                continue;
+            }
+            int d = layer_number(k, a, "a dimension", 1, MAX_SIZE);
+            dims[n++] = d < 1 ? 1 : d;
+        }
+        if (bad || n < 2 || !l->has_call)
+            diag_error(k->c, l->word.at, "reshape takes an image's dimensions: reshape(channels, height, width) or "
+                       "reshape(height, width)");
+        if (n == 2)
+            out->out = (vshape){1, dims[0], dims[1]};
+        else
+            out->out = (vshape){dims[0], dims[1], dims[2]};
+        return;
+    }
+    diag_error(k->c, l->word.at, "unknown layer '%s'; expecting %s", l->word.text, layer_words(k));
+}
+
 static void check_layers(checker *k, const net_node *node, sem_net *net)
 {
+    int errors = k->c->n_errors;
     net->n_layers = node->layers.n;
     net->layers = arena_alloc(&k->c->mem, sizeof(sem_layer) * (size_t)(node->layers.n + 1));
-    for (int i = 0; i < node->layers.n; i++) {
-        const layer_node *l = node->layers.items[i];
-        int act = find_activation(l->activation.text);
-        if (act < 0) {
-            const char *words[N_ACTIVATIONS];
-            for (int a = 0; a < N_ACTIVATIONS; a++)
-                words[a] = activation_table[a].name;
-            diag_error(k->c, l->activation.at, "unknown activation '%s'; expecting %s", l->activation.text,
-                       word_list(k->c, words, N_ACTIVATIONS));
-            act = 0;
-        }
-        int width = (int)l->width;
-        if (l->width < 1 || l->width > MAX_SIZE) {
-            diag_error(k->c, l->at, "layer width %ld is out of range (1 to %d)", l->width, MAX_SIZE);
-            width = 1;
-        }
-        net->layers[i] = (sem_layer){(activation_kind)act, width, l};
-    }
+    for (int i = 0; i < node->layers.n; i++)
+        check_layer(k, node->layers.items[i], &net->layers[i]);
+    net->bad_layers = k->c->n_errors > errors; /* their shapes are not checked: no second error */
 }
 
 static void check_net_inputs(checker *k, const net_node *node, sem_net *net, int self)
@@ -214,6 +378,121 @@ static int order_nets(checker *k)
     return placed == m->n_nets;
 }
 
+/* "[64, 14, 14]", or "512 values" for a flat shape. */
+static const char *shape_text(checker *k, vshape s)
+{
+    return s.h ? arena_printf(&k->c->mem, "[%d, %d, %d]", s.c, s.h, s.w) : arena_printf(&k->c->mem, "%d flat values", s.c);
+}
+
+static long shape_size(vshape s)
+{
+    return s.h ? (long)s.c * s.h * s.w : s.c;
+}
+
+/* What layer l of net n reads, for messages: "the input of network 'p_x'"
+ * or "layer 2 of network 'p_x' (deconv)". */
+static const char *layer_source(checker *k, const sem_net *n, int l)
+{
+    if (l == 0)
+        return arena_printf(&k->c->mem, "the input of network '%s'", n->name);
+    const sem_layer *prev = &n->layers[l - 1];
+    return arena_printf(&k->c->mem, "layer %d of network '%s' (%s)", l, n->name, layer_table[prev->kind].what);
+}
+
+/* The shapes through a net's layers, from its input's, with located errors.
+ * `data`: the input is a modality's image, which a dense layer reads flat
+ * (as it always has); an image a layer gives needs flatten first. */
+static void shape_layers(checker *k, sem_net *n, int data)
+{
+    vshape cur = n->input_shape;
+    int errors = k->c->n_errors;
+    for (int i = 0; i < n->n_layers; i++) {
+        sem_layer *L = &n->layers[i];
+        const layer_node *node = L->node;
+        L->in = cur;
+        if (n->bad_layers || k->c->n_errors > errors) { /* after an error, shapes alone: no cascade */
+            n->bad_layers = 1;
+            if (L->kind == LAYER_DENSE || L->kind == LAYER_FLATTEN)
+                L->out = (vshape){L->kind == LAYER_FLATTEN ? (int)shape_size(cur) : L->width, 0, 0};
+            else if (L->kind != LAYER_RESHAPE)
+                L->out = (vshape){L->out.c, cur.h ? cur.h : 1, cur.w ? cur.w : 1};
+            L->width = (int)shape_size(L->out) > 0 ? (int)shape_size(L->out) : 1;
+            cur = L->out;
+            continue;
+        }
+        switch (L->kind) {
+        case LAYER_DENSE:
+            if (cur.h && !data)
+                diag_error(k->c, node->at, "a dense layer reads flat values, but %s gives an image %s: write flatten "
+                           "before it", layer_source(k, n, i), shape_text(k, cur));
+            L->out = (vshape){L->width, 0, 0};
+            break;
+        case LAYER_CONV:
+        case LAYER_DECONV: {
+            const char *word = layer_table[L->kind].word;
+            int channels = L->out.c;
+            if (!cur.h) {
+                diag_error(k->c, node->at, "%s reads an image [channels, height, width], but %s gives %s: write "
+                           "reshape(channels, height, width) before it", word, layer_source(k, n, i),
+                           shape_text(k, cur));
+                L->out = (vshape){channels, 1, 1};
+                break;
+            }
+            int transposed = L->kind == LAYER_DECONV, exact_h, exact_w;
+            int ho = conv_out_size(transposed, cur.h, L->kernel, L->stride, L->pad, &exact_h);
+            int wo = conv_out_size(transposed, cur.w, L->kernel, L->stride, L->pad, &exact_w);
+            if (!ho || !wo) {
+                diag_error(k->c, node->at, "%s of kernel %d, stride %d and padding %d gives nothing from %s: %s",
+                           word, L->kernel, L->stride, L->pad, shape_text(k, cur),
+                           transposed ? "(size - 1) * stride - 2 * padding + kernel is below 1"
+                                      : "the kernel is larger than the padded image");
+                ho = ho ? ho : 1;
+                wo = wo ? wo : 1;
+            } else if (!exact_h || !exact_w) {
+                int size = exact_h ? cur.w : cur.h;
+                diag_error(k->c, node->at, "%s of kernel %d, stride %d and padding %d does not fit %s: %d + 2 * %d - %d "
+                           "= %d is not a multiple of the stride, so the last %s would be dropped; change the padding "
+                           "or the kernel", word, L->kernel, L->stride, L->pad, shape_text(k, cur), size, L->pad,
+                           L->kernel, size + 2 * L->pad - L->kernel, exact_h ? "columns" : "rows");
+            }
+            if (L->pad >= L->kernel)
+                diag_error(k->c, node->at, "padding %d is not smaller than the kernel %d: some outputs would read "
+                           "nothing but padding", L->pad, L->kernel);
+            L->out = (vshape){channels, ho, wo};
+            /* the columns of the lowering to GEMMs: kernel^2 * input channels rows, one column per output place */
+            long columns = transposed ? (long)channels * L->kernel * L->kernel * cur.h * cur.w
+                                      : (long)cur.c * L->kernel * L->kernel * ho * wo;
+            if (columns > 16L * MAX_SIZE)
+                diag_error(k->c, node->at, "this %s needs %ld values of workspace an example; at most %d",
+                           layer_table[L->kind].what, columns, 16 * MAX_SIZE);
+            break;
+        }
+        case LAYER_FLATTEN:
+            if (!cur.h)
+                diag_error(k->c, node->at, "flatten reads an image, but %s gives %s, already flat", layer_source(k, n, i),
+                           shape_text(k, cur));
+            L->out = (vshape){(int)(shape_size(cur) > MAX_SIZE ? 1 : shape_size(cur)), 0, 0};
+            break;
+        case LAYER_RESHAPE:
+            if (shape_size(L->out) != shape_size(cur))
+                diag_error(k->c, node->at, "reshape to %s makes %ld values, but %s gives %s%s", shape_text(k, L->out),
+                           shape_size(L->out), layer_source(k, n, i), shape_text(k, cur),
+                           cur.h ? arena_printf(&k->c->mem, " (%ld values)", shape_size(cur)) : "");
+            break;
+        default:
+            break;
+        }
+        if (shape_size(L->out) > MAX_SIZE) {
+            diag_error(k->c, node->at, "this layer gives %s, more than %d values", shape_text(k, L->out), MAX_SIZE);
+            L->out = (vshape){1, 0, 0};
+        }
+        L->width = (int)shape_size(L->out);
+        cur = L->out;
+        data = 0;
+    }
+    n->feature_shape = cur;
+}
+
 /* Sizes and what each net reads transitively, in dependency order. */
 static void size_nets(checker *k)
 {
@@ -249,6 +528,24 @@ static void size_nets(checker *k)
                 first = s->size;
         }
         n->input_size = n->combine == COMBINE_SUM ? first : total;
+        /* one image input is read as an image; anything else flat */
+        n->input_shape = (vshape){n->input_size, 0, 0};
+        int data = 0;
+        if (n->n_inputs == 1 && n->inputs[0].kind == SRC_MODALITY && m->modalities[n->inputs[0].index].height) {
+            const sem_modality *mod = &m->modalities[n->inputs[0].index];
+            n->input_shape = (vshape){mod->channels, mod->height, mod->width};
+            data = 1;
+        } else if (n->n_inputs == 1 && n->inputs[0].kind == SRC_NET) {
+            n->input_shape = m->nets[n->inputs[0].index].feature_shape;
+        } else {
+            for (int j = 0; j < n->n_inputs; j++)
+                if (n->inputs[j].kind == SRC_NET && m->nets[n->inputs[j].index].feature_shape.h)
+                    diag_error(k->c, n->node->at, "%s(...) in network '%s' reads flat values, but network '%s' gives "
+                               "an image %s: end it with flatten", n->combine == COMBINE_SUM ? "sum" : "concat",
+                               n->name, m->nets[n->inputs[j].index].name,
+                               shape_text(k, m->nets[n->inputs[j].index].feature_shape));
+        }
+        shape_layers(k, n, data);
         n->feature_size = n->n_layers ? n->layers[n->n_layers - 1].width : n->input_size;
         if (n->n_layers == 0 && !n->node->head)
             diag_error(k->c, n->node->at, "network '%s' has neither layers nor a head", n->name);
@@ -337,6 +634,30 @@ static void check_head(checker *k, sem_net *n)
     int gaussian = n->head != HEAD_LIKELIHOOD || likelihood_table[m->modalities[n->target].likelihood].has_logvar;
     int size = n->head == HEAD_LIKELIHOOD ? m->modalities[n->target].size : m->latents[n->target].size;
     n->head_size = gaussian ? 2 * size : size;
+    n->head_dense = 1;
+    /* an image a layer gives: a likelihood's parameters as they are, never the input of a dense head */
+    vshape f = n->feature_shape;
+    if (f.h && (n->n_layers || (n->n_inputs == 1 && n->inputs[0].kind == SRC_NET)) && !n->broken && !n->bad_layers) {
+        const char *from = n->n_layers ? arena_printf(&k->c->mem, "layer %d of network '%s'", n->n_layers, n->name)
+                                       : arena_printf(&k->c->mem, "network '%s'", m->nets[n->inputs[0].index].name);
+        if (n->head != HEAD_LIKELIHOOD) {
+            diag_error(k->c, h->at, "a Gaussian head over a latent reads flat values, but %s gives an image [%d, %d, %d]: "
+                       "write flatten before the head", from, f.c, f.h, f.w);
+        } else {
+            const sem_modality *mod = &m->modalities[n->target];
+            int channels = gaussian ? 2 * mod->channels : mod->channels;
+            n->head_dense = 0;
+            if (!mod->height)
+                diag_error(k->c, h->at, "%s gives an image [%d, %d, %d], but %s has %d flat values: write flatten "
+                           "and a dense layer of %d before the head", from, f.c, f.h, f.w, mod->name, mod->size,
+                           n->head_size);
+            else if (f.c != channels || f.h != mod->height || f.w != mod->width)
+                diag_error(k->c, h->at, "%s gives an image [%d, %d, %d], but p(%s | ...) reads [%d, %d, %d] from it "
+                           "(%s%s): the last layer gives its modality's shape", from, f.c, f.h, f.w, mod->name,
+                           channels, mod->height, mod->width, likelihood_table[mod->likelihood].param,
+                           gaussian ? ", then a log-variance for each value" : "");
+        }
+    }
     n->variance = VAR_SOFTPLUS;
     if (n->node->variance.text) {
         int v = find_variance(n->node->variance.text);
@@ -711,10 +1032,14 @@ static void check_parameter_count(checker *k)
         const sem_net *n = &m->nets[i];
         double in = n->input_size;
         for (int l = 0; l < n->n_layers; l++) {
-            total += (in + 1) * n->layers[l].width;
-            in = n->layers[l].width;
+            const sem_layer *L = &n->layers[l];
+            if (L->kind == LAYER_DENSE)
+                total += (in + L->bias) * L->width;
+            else if (L->kind == LAYER_CONV || L->kind == LAYER_DECONV)
+                total += ((double)L->in.c * L->kernel * L->kernel + L->bias) * L->out.c;
+            in = L->width;
         }
-        if (n->head != HEAD_NONE)
+        if (n->head != HEAD_NONE && n->head_dense)
             total += (in + 1) * n->head_size;
     }
     if (total > MAX_PARAMS)
@@ -755,8 +1080,15 @@ static unsigned long long fingerprint_model(const sem_model *m)
         h = fnv_int(fnv_int(fnv_str(h, n->name), n->combine), n->n_inputs);
         for (int j = 0; j < n->n_inputs; j++)
             h = fnv_int(fnv_int(h, n->inputs[j].kind), n->inputs[j].index);
-        for (int j = 0; j < n->n_layers; j++)
-            h = fnv_int(fnv_int(h, n->layers[j].activation), n->layers[j].width);
+        for (int j = 0; j < n->n_layers; j++) {
+            const sem_layer *L = &n->layers[j];
+            h = fnv_int(fnv_int(h, L->activation), L->width);
+            if (L->kind != LAYER_DENSE || !L->bias) /* what dense layers with a bias add: nothing (older checkpoints) */
+                h = fnv_int(fnv_int(fnv_int(fnv_int(fnv_int(fnv_int(h, L->kind), L->bias), L->kernel), L->stride), L->pad),
+                            L->out.c * 1000003L + L->out.h * 1009L + L->out.w);
+        }
+        if (n->head != HEAD_NONE && !n->head_dense)
+            h = fnv_int(h, 0x1d);
         h = fnv_int(fnv_int(fnv_int(fnv_int(h, n->head), n->target), n->variance), n->head_size);
     }
     return h;
@@ -989,10 +1321,32 @@ void model_dump(FILE *out, const sem_model *m)
     for (int o = 0; o < m->n_nets; o++) {
         const sem_net *n = &m->nets[m->net_order[o]];
         fprintf(out, "  net %s: reads %d values", n->name, n->input_size);
-        for (int j = 0; j < n->n_layers; j++)
-            fprintf(out, " -> %s(%d)", activation_table[n->layers[j].activation].name, n->layers[j].width);
+        if (n->input_shape.h && n->n_layers && n->layers[0].kind != LAYER_DENSE) /* read as an image */
+            fprintf(out, " [%d, %d, %d]", n->input_shape.c, n->input_shape.h, n->input_shape.w);
+        for (int j = 0; j < n->n_layers; j++) {
+            const sem_layer *L = &n->layers[j];
+            const char *nobias = L->bias ? "" : ", bias=no";
+            switch (L->kind) {
+            case LAYER_DENSE:
+                fprintf(out, " -> %s(%d%s)", activation_table[L->activation].name, L->width, nobias);
+                break;
+            case LAYER_CONV:
+            case LAYER_DECONV:
+                fprintf(out, " -> %s(%s(%d, %d, stride=%d, pad=%d%s)) [%d, %d, %d]", activation_table[L->activation].name,
+                        layer_table[L->kind].word, L->out.c, L->kernel, L->stride, L->pad, nobias, L->out.c, L->out.h,
+                        L->out.w);
+                break;
+            case LAYER_FLATTEN:
+                fprintf(out, " -> flatten %d", L->width);
+                break;
+            default:
+                fprintf(out, " -> reshape [%d, %d, %d]", L->out.c, L->out.h, L->out.w);
+                break;
+            }
+        }
         if (n->head != HEAD_NONE)
-            fprintf(out, " -> head of %d outputs", n->head_size);
+            fprintf(out, n->head_dense ? " -> head of %d outputs" : " -> the last layer's %d values are the head's",
+                    n->head_size);
         fputc('\n', out);
     }
     static const char *const kinds[] = {"head", "product", "mixture"};

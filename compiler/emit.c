@@ -173,8 +173,8 @@ static void emit_affine(emitter *e, const op *o)
     const tensor *wt = &p->tensors[o->tensor];
     int y = o->out[0], z = o->n_out > 1 ? o->out[1] : o->out[0];
     int n = W(e, y);
-    block_comment(e, o, arena_printf(&e->c->mem, "%s: %s = %s(x W + b), [B x %d] -> [B x %d]", layer_name(e, o), N(e, y),
-                                     activation_table[o->act].name, wt->rows, n));
+    block_comment(e, o, arena_printf(&e->c->mem, "%s: %s = %s(x W%s), [B x %d] -> [B x %d]", layer_name(e, o), N(e, y),
+                                     activation_table[o->act].name, o->bias >= 0 ? " + b" : "", wt->rows, n));
     int row = 0;
     for (int i = 0; i < o->n_in; i++) {
         int k = W(e, o->in[i]);
@@ -184,23 +184,175 @@ static void emit_affine(emitter *e, const op *o)
             ld, k, tensor_at(e, o->tensor, (long)row * n), n, i > 0, N(e, z), n);
         row += k;
     }
+    if (o->bias < 0 && o->act == ACT_LINEAR)
+        return; /* x W alone */
     put(e, "    for (int b = 0; b < %s; b++) {\n", e->rows);
-    put(e, "        const jv_real *restrict bias = params + %s;\n", tensor_at(e, o->bias, 0));
+    if (o->bias >= 0)
+        put(e, "        const jv_real *restrict bias = params + %s;\n", tensor_at(e, o->bias, 0));
+    const char *plus_bias = o->bias >= 0 ? " + bias[j]" : "";
     if (activation_table[o->act].reads == READS_INPUT) { /* the pre-activation is kept for the backward pass */
         put(e, "        jv_real *restrict pre = %s + (size_t)b * %d, *restrict dst = %s + (size_t)b * %d;\n", N(e, z), n, N(e, y), n);
         put(e, "        JV_IVDEP\n");
         put(e, "        for (int j = 0; j < %d; j++) {\n", n);
-        put(e, "            jv_real v = pre[j] + bias[j];\n");
+        put(e, "            jv_real v = pre[j]%s;\n", plus_bias);
         put(e, "            pre[j] = v;\n");
         put(e, "            dst[j] = %s;\n", c_formula(e, activation_table[o->act].forward, &(binding){"v", "v"}, 1));
     } else {
         put(e, "        jv_real *restrict row = %s + (size_t)b * %d;\n", N(e, y), n);
         put(e, "        JV_IVDEP\n");
         put(e, "        for (int j = 0; j < %d; j++) {\n", n);
-        put(e, "            jv_real v = row[j] + bias[j];\n");
+        put(e, "            jv_real v = row[j]%s;\n", plus_bias);
         put(e, "            row[j] = %s;\n", c_formula(e, activation_table[o->act].forward, &(binding){"v", "v"}, 1));
     }
     put(e, "        }\n    }\n");
+}
+
+/* "[B x 64 x 14 x 14]": an image value's shape in comments. */
+static const char *image_shape(emitter *e, int c, int h, int w)
+{
+    return arena_printf(&e->c->mem, "[B x %d x %d x %d]", c, h, w);
+}
+
+/* The pointer to example b's image in value v: the data of a posterior
+ * run once per example (U rows) are `copies` rows apart. */
+static const char *example_at(emitter *e, int v, const char *b)
+{
+    const char *ld = strcmp(e->rows, "U") == 0 && V(e, v)->kind == V_DATA ? "copies * " : "";
+    return arena_printf(&e->c->mem, "%s + (size_t)%s * %s%d", N(e, v), b, ld, W(e, v));
+}
+
+/* jv_im2col of example b of value v (the image side of the geometry) into
+ * the columns, whose rows hold every example's places side by side. */
+static void put_im2col(emitter *e, int depth, const conv_geom *g, int v)
+{
+    int c = g->transposed ? g->out_c : g->in_c, h = g->transposed ? g->out_h : g->in_h;
+    int w = g->transposed ? g->out_w : g->in_w, oh = g->transposed ? g->in_h : g->out_h;
+    int ow = g->transposed ? g->in_w : g->out_w;
+    put(e, "%*sfor (int b = 0; b < %s; b++)\n", 4 * depth, "", e->rows);
+    put(e, "%*s    jv_im2col(%s, %d, %d, %d, %d, %d, %d, %d, %d, cols + (size_t)b * %d, (size_t)%s * %d);\n", 4 * depth, "",
+        example_at(e, v, "b"), c, h, w, g->kernel, g->stride, g->pad, oh, ow, oh * ow, e->rows, oh * ow);
+}
+
+static void put_col2im(emitter *e, const conv_geom *g, const char *dst, int dst_width, const char *accumulate)
+{
+    int c = g->transposed ? g->out_c : g->in_c, h = g->transposed ? g->out_h : g->in_h;
+    int w = g->transposed ? g->out_w : g->in_w, oh = g->transposed ? g->in_h : g->out_h;
+    int ow = g->transposed ? g->in_w : g->out_w;
+    put(e, "        for (int b = 0; b < %s; b++)\n", e->rows);
+    put(e, "            jv_col2im(cols + (size_t)b * %d, (size_t)%s * %d, %d, %d, %d, %d, %d, %d, %d, %d, %s + (size_t)b * %d, %s);\n",
+        oh * ow, e->rows, oh * ow, c, h, w, g->kernel, g->stride, g->pad, oh, ow, dst, dst_width, accumulate);
+}
+
+/* The pointers into a convolution's workspace: the columns, then t, the
+ * image of the other side as one matrix [channels x rows places]. */
+static void open_workspace(emitter *e, const conv_geom *g, int ws)
+{
+    put(e, "    {\n        jv_real *restrict cols = %s, *restrict t = %s + (size_t)%s * %ld;\n", N(e, ws), N(e, ws),
+        e->rows, conv_columns(g));
+}
+
+static void emit_conv(emitter *e, const op *o)
+{
+    const conv_geom *g = o->conv;
+    const tensor *wt = &e->p->tensors[o->tensor];
+    int x = o->in[0], y = o->out[0], ws = o->out[1], z = o->n_out > 2 ? o->out[2] : o->out[0];
+    int places_in = g->in_h * g->in_w, places = g->out_h * g->out_w, kk = g->kernel * g->kernel;
+    const char *R = e->rows;
+    block_comment(e, o, arena_printf(&e->c->mem, "%s: %s = %s(%s(x, W)%s), kernel %d, stride %d, padding %d, %s -> %s",
+                                     layer_name(e, o), N(e, y), activation_table[o->act].name,
+                                     g->transposed ? "deconv" : "conv", o->bias >= 0 ? " + b" : "", g->kernel, g->stride,
+                                     g->pad, image_shape(e, g->in_c, g->in_h, g->in_w),
+                                     image_shape(e, g->out_c, g->out_h, g->out_w)));
+    open_workspace(e, g, ws);
+    if (!g->transposed) {
+        put(e, "        /* columns [%d x %s %d], then t = W [%d x %d] columns: [%d x %s %d] */\n", g->in_c * kk, R, places,
+            g->out_c, g->in_c * kk, g->out_c, R, places);
+        put_im2col(e, 2, g, x);
+        put(e, "        jv_gemm(0, 0, %d, %s * %d, %d, 1, params + %s, %d, cols, %s * %d, 0, t, %s * %d);\n", g->out_c, R,
+            places, g->in_c * kk, tensor_at(e, o->tensor, 0), wt->cols, R, places, R, places);
+    } else {
+        put(e, "        /* t = x as [%d x %s %d]; columns = W^T [%d x %d] t: [%d x %s %d], summed into place */\n", g->in_c,
+            R, places_in, g->out_c * kk, g->in_c, g->out_c * kk, R, places_in);
+        put(e, "        jv_to_channels(%s, %s, (size_t)%s, %d, %d, t);\n", N(e, x),
+            R, strcmp(R, "U") == 0 && V(e, x)->kind == V_DATA ? arena_printf(&e->c->mem, "copies * %d", W(e, x))
+                                                               : arena_printf(&e->c->mem, "%d", W(e, x)),
+            g->in_c, places_in);
+        put(e, "        jv_gemm(1, 0, %d, %s * %d, %d, 1, params + %s, %d, t, %s * %d, 0, cols, %s * %d);\n", g->out_c * kk,
+            R, places_in, g->in_c, tensor_at(e, o->tensor, 0), wt->cols, R, places_in, R, places_in);
+        put_col2im(e, g, N(e, z), W(e, z), "0");
+    }
+    /* the bias and the activation, channel by channel */
+    int reads_input = activation_table[o->act].reads == READS_INPUT;
+    put(e, "        for (int b = 0; b < %s; b++)\n", R);
+    put(e, "            for (int c = 0; c < %d; c++) {\n", g->out_c);
+    if (!g->transposed)
+        put(e, "                const jv_real *restrict src = t + ((size_t)c * %s + b) * %d;\n", R, places);
+    else
+        put(e, "                const jv_real *restrict src = %s + (size_t)b * %d + (size_t)c * %d;\n", N(e, z), W(e, z),
+            places);
+    put(e, "                jv_real *restrict dst = %s + (size_t)b * %d + (size_t)c * %d;\n", N(e, y), W(e, y), places);
+    if (reads_input)
+        put(e, "                jv_real *restrict pre = %s + (size_t)b * %d + (size_t)c * %d;\n", N(e, z), W(e, z), places);
+    put(e, "                const jv_real bias = %s;\n",
+        o->bias >= 0 ? arena_printf(&e->c->mem, "params[%s + c]", tensor_at(e, o->bias, 0)) : "0");
+    put(e, "                JV_IVDEP\n");
+    put(e, "                for (int j = 0; j < %d; j++) {\n", places);
+    put(e, "                    jv_real v = src[j] + bias;\n");
+    if (reads_input)
+        put(e, "                    pre[j] = v;\n");
+    put(e, "                    dst[j] = %s;\n", c_formula(e, activation_table[o->act].forward, &(binding){"v", "v"}, 1));
+    put(e, "                }\n            }\n    }\n");
+}
+
+static void emit_conv_dw(emitter *e, const op *o)
+{
+    const conv_geom *g = o->conv;
+    const tensor *wt = &e->p->tensors[o->tensor];
+    int dz = o->in[0], x = o->in[1], ws = o->out[0];
+    int places_in = g->in_h * g->in_w, places = g->out_h * g->out_w, kk = g->kernel * g->kernel;
+    const char *R = e->rows;
+    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: d %s [%d x %d] %s %s", layer_name(e, o), wt->name,
+                                     wt->rows, wt->cols, o->accumulate ? "+=" : "=",
+                                     g->transposed ? "x (the columns of dZ)^T" : "dZ (the columns of x)^T"));
+    open_workspace(e, g, ws);
+    if (!g->transposed) {
+        put_im2col(e, 2, g, x);
+        put(e, "        jv_to_channels(%s, %s, %d, %d, %d, t);\n", N(e, dz), R, W(e, dz), g->out_c, places);
+        put(e, "        jv_gemm(0, 1, %d, %d, %s * %d, 1, t, %s * %d, cols, %s * %d, %d, grads + %s, %d);%s\n", g->out_c,
+            g->in_c * kk, R, places, R, places, R, places, o->accumulate, tensor_at(e, o->tensor, 0), wt->cols,
+            o->accumulate ? " /* added to the other instances' */" : "");
+    } else {
+        put_im2col(e, 2, g, dz);
+        put(e, "        jv_to_channels(%s, %s, %d, %d, %d, t);\n", N(e, x), R, W(e, x), g->in_c, places_in);
+        put(e, "        jv_gemm(0, 1, %d, %d, %s * %d, 1, t, %s * %d, cols, %s * %d, %d, grads + %s, %d);%s\n", g->in_c,
+            g->out_c * kk, R, places_in, R, places_in, R, places_in, o->accumulate, tensor_at(e, o->tensor, 0),
+            wt->cols, o->accumulate ? " /* added to the other instances' */" : "");
+    }
+    put(e, "    }\n");
+}
+
+static void emit_conv_dx(emitter *e, const op *o)
+{
+    const conv_geom *g = o->conv;
+    const tensor *wt = &e->p->tensors[o->tensor];
+    int dz = o->in[0], dx = o->out[0], ws = o->out[1];
+    int places_in = g->in_h * g->in_w, places = g->out_h * g->out_w, kk = g->kernel * g->kernel;
+    const char *R = e->rows;
+    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s %s the gradient of the input", layer_name(e, o),
+                                     N(e, dx), assign(o->acc[0])));
+    open_workspace(e, g, ws);
+    if (!g->transposed) {
+        put(e, "        jv_to_channels(%s, %s, %d, %d, %d, t);\n", N(e, dz), R, W(e, dz), g->out_c, places);
+        put(e, "        jv_gemm(1, 0, %d, %s * %d, %d, 1, params + %s, %d, t, %s * %d, 0, cols, %s * %d);\n", g->in_c * kk,
+            R, places, g->out_c, tensor_at(e, o->tensor, 0), wt->cols, R, places, R, places);
+        put_col2im(e, g, N(e, dx), W(e, dx), o->acc[0] ? "1" : "0");
+    } else {
+        put_im2col(e, 2, g, dz);
+        put(e, "        jv_gemm(0, 0, %d, %s * %d, %d, 1, params + %s, %d, cols, %s * %d, 0, t, %s * %d);\n", g->in_c, R,
+            places_in, g->out_c * kk, tensor_at(e, o->tensor, 0), wt->cols, R, places_in, R, places_in);
+        put(e, "        jv_from_channels(t, %s, %d, %d, %s, %d);\n", R, g->in_c, places_in, N(e, dx), o->acc[0]);
+    }
+    put(e, "    }\n");
 }
 
 static void emit_add(emitter *e, const op *o)
@@ -464,17 +616,57 @@ static void emit_seed(emitter *e, const op *o)
                 m->terms[t].cname, t, term_weight(e, t), e->batch);
 }
 
+/* Through a convolution's activation; the bias gradient sums each
+ * channel over its places and the batch. */
+static void emit_conv_act_grad(emitter *e, const op *o)
+{
+    int dy = o->in[0], y = o->in[1], pre = o->in[2];
+    const conv_geom *g = o->conv;
+    int places = g->out_h * g->out_w;
+    const tensor *b = o->bias >= 0 ? &e->p->tensors[o->bias] : NULL;
+    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s becomes d(pre-activation)%s%s%s", layer_name(e, o),
+                                     N(e, dy), b ? "; " : "", b ? b->name : "", b ? " = sums over each channel" : ""));
+    if (b && !o->accumulate) /* else added to the other instances' */
+        put(e, "    memset(grads + %s, 0, sizeof(jv_real) * %d);\n", tensor_at(e, o->bias, 0), g->out_c);
+    derivative_reads reads = activation_table[o->act].reads;
+    put(e, "    for (int b = 0; b < B; b++)\n");
+    put(e, "        for (int c = 0; c < %d; c++) {\n", g->out_c);
+    put(e, "            jv_real *restrict g = %s + (size_t)b * %d + (size_t)c * %d;\n", N(e, dy), W(e, dy), places);
+    if (reads != READS_NOTHING)
+        put(e, "            const jv_real *restrict %s = %s + (size_t)b * %d + (size_t)c * %d;\n",
+            reads == READS_INPUT ? "pre" : "yrow", N(e, reads == READS_INPUT ? pre : y), W(e, dy), places);
+    if (reads != READS_NOTHING) {
+        put(e, "            JV_IVDEP\n");
+        put(e, "            for (int j = 0; j < %d; j++) {\n", places);
+        put(e, "                jv_real %s;\n", reads == READS_INPUT ? "x = pre[j]" : "y = yrow[j]");
+        binding vars[] = {{"g", "g[j]"}, {"x", "x"}, {"y", "y"}};
+        put(e, "                g[j] = %s;\n", c_formula(e, activation_table[o->act].backward, vars, 3));
+        put(e, "            }\n");
+    }
+    if (b) {
+        put(e, "            jv_real sum = 0;\n");
+        put(e, "            for (int j = 0; j < %d; j++)\n                sum += g[j];\n", places);
+        put(e, "            grads[%s + c] += sum;\n", tensor_at(e, o->bias, 0));
+    }
+    put(e, "        }\n");
+}
+
 static void emit_act_grad(emitter *e, const op *o)
 {
     int dy = o->in[0], y = o->in[1], pre = o->in[2];
     int n = W(e, dy);
-    const tensor *b = &e->p->tensors[o->bias];
-    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s becomes d(pre-activation); %s = column sums",
-                                     layer_name(e, o), N(e, dy), b->name));
-    if (!o->accumulate) /* else added to the other instances' */
+    if (o->conv) {
+        emit_conv_act_grad(e, o);
+        return;
+    }
+    const tensor *b = o->bias >= 0 ? &e->p->tensors[o->bias] : NULL;
+    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s becomes d(pre-activation)%s%s%s", layer_name(e, o),
+                                     N(e, dy), b ? "; " : "", b ? b->name : "", b ? " = column sums" : ""));
+    if (b && !o->accumulate) /* else added to the other instances' */
         put(e, "    memset(grads + %s, 0, sizeof(jv_real) * %d);\n", tensor_at(e, o->bias, 0), n);
     put(e, "    for (int b = 0; b < B; b++) {\n");
-    put(e, "        jv_real *restrict gbias = grads + %s;\n", tensor_at(e, o->bias, 0));
+    if (b)
+        put(e, "        jv_real *restrict gbias = grads + %s;\n", tensor_at(e, o->bias, 0));
     put(e, "        jv_real *restrict g = %s + (size_t)b * %d;\n", N(e, dy), n);
     /* the derivative reads the output (y) or the pre-activation (x), or neither: then act' = 1 */
     derivative_reads reads = activation_table[o->act].reads;
@@ -488,7 +680,8 @@ static void emit_act_grad(emitter *e, const op *o)
         binding vars[] = {{"g", "g[j]"}, {"x", "x"}, {"y", "y"}};
         put(e, "            g[j] = %s;\n", c_formula(e, activation_table[o->act].backward, vars, 3));
     }
-    put(e, "            gbias[j] += g[j];\n");
+    if (b)
+        put(e, "            gbias[j] += g[j];\n");
     put(e, "        }\n    }\n");
 }
 
@@ -950,6 +1143,9 @@ static void emit_op(emitter *e, const op *o, int noise_optional)
 {
     switch (o->kind) {
     case OP_AFFINE: emit_affine(e, o); break;
+    case OP_CONV: emit_conv(e, o); break;
+    case OP_CONV_DX: emit_conv_dx(e, o); break;
+    case OP_CONV_DW: emit_conv_dw(e, o); break;
     case OP_ADD: emit_add(e, o); break;
     case OP_GAUSS_HEAD: emit_gauss_head(e, o); break;
     case OP_SAMPLE: emit_sample(e, o, noise_optional); break;
@@ -1001,7 +1197,9 @@ static void declare_values(emitter *e, int from, int to)
         if (!used[v])
             continue;
         const value *val = V(e, v);
-        const char *shape_comment = val->copies > 1 ? arena_printf(&e->c->mem, "/* [B x %d]: %d samples of each "
+        const char *shape_comment = val->shape.h ? arena_printf(&e->c->mem, "/* [B x %d x %d x %d] */", val->shape.c,
+                                                                val->shape.h, val->shape.w) :
+                                    val->copies > 1 ? arena_printf(&e->c->mem, "/* [B x %d]: %d samples of each "
                                                                    "example */", val->width, val->copies)
                                                     : arena_printf(&e->c->mem, "/* [B x %d] */", val->width);
         switch (val->kind) {
@@ -1127,7 +1325,7 @@ static void mark_compact(emitter *e, const graph *g)
         for (int i = 0; i < g->n_ops; i++) {
             const op *o = &g->ops[i];
             int ok = !demoted[i] && (o->kind == OP_AFFINE || o->kind == OP_ADD || o->kind == OP_GAUSS_HEAD ||
-                                     o->kind == OP_POE);
+                                     o->kind == OP_POE || o->kind == OP_CONV);
             for (int j = 0; j < o->n_in && ok; j++)
                 ok = o->in[j] >= 0 && (g->values[o->in[j]].kind == V_DATA || compact_value[o->in[j]]);
             e->compact[i] = (char)ok;
@@ -1253,8 +1451,9 @@ static task_needs needs_of(emitter *e, const op *o, int slot)
 {
     const sem_model *m = e->p->m;
     task_needs n = {0};
-    n.params = o->kind == OP_AFFINE || o->kind == OP_GEMM_DX;
-    n.grads = slot >= 0 || o->kind == OP_ACT_GRAD || o->kind == OP_GEMM_DW || o->kind == OP_ZERO_GRAD;
+    n.params = o->kind == OP_AFFINE || o->kind == OP_GEMM_DX || o->kind == OP_CONV || o->kind == OP_CONV_DX;
+    n.grads = slot >= 0 || (o->kind == OP_ACT_GRAD && o->bias >= 0) || o->kind == OP_GEMM_DW ||
+              o->kind == OP_CONV_DW || o->kind == OP_ZERO_GRAD;
     n.seed = per_example_grad(o);
     n.term_scale = o->kind == OP_LOSS || n.seed;
     if (o->kind == OP_LOSS)
@@ -1458,9 +1657,14 @@ static void emit_header(emitter *e)
     put(e, "/* Parameter layout: offsets in reals into the parameter block (the gradient\n");
     put(e, " * and Adam moment blocks use the same layout). Weights are [inputs x outputs],\n");
     put(e, " * row-major; a layer computes y = act(x W + b). */\n");
-    for (int t = 0; t < p->n_tensors; t++)
-        put(e, "#define %s_%s %ld /* [%d x %d] */\n", P, upper(e, p->tensors[t].name), p->tensors[t].offset,
-            p->tensors[t].rows, p->tensors[t].cols);
+    for (int t = 0; t < p->n_tensors; t++) {
+        const tensor *ts = &p->tensors[t];
+        if (ts->shape[0])
+            put(e, "#define %s_%s %ld /* [%d x %d x %d x %d] */\n", P, upper(e, ts->name), ts->offset, ts->shape[0],
+                ts->shape[1], ts->shape[2], ts->shape[3]);
+        else
+            put(e, "#define %s_%s %ld /* [%d x %d] */\n", P, upper(e, ts->name), ts->offset, ts->rows, ts->cols);
+    }
     put(e, "\n/* The model for the trainer: sizes, layout and the functions below. */\n");
     put(e, "extern const jv_model %s_model;\n\n", pre);
     put(e, "/* Initialisation: every weight W [fan_in x fan_out] is Glorot-uniform,\n");
@@ -1495,7 +1699,7 @@ static void emit_init(emitter *e)
     put(e, "        jv_real *w = params + info->offset;\n");
     put(e, "        if (info->is_bias) {\n");
     put(e, "            memset(w, 0, sizeof(jv_real) * n);\n            continue;\n        }\n");
-    put(e, "        double a = sqrt(6.0 / (info->rows + info->cols));\n");
+    put(e, "        double a = jv_glorot_bound(info);\n");
     put(e, "        for (size_t i = 0; i < n; i++)\n");
     put(e, "            w[i] = (jv_real)((2 * jv_uniform_at(seed, (uint64_t)t, i) - 1) * a);\n");
     put(e, "    }\n}\n");
@@ -1540,7 +1744,8 @@ static void emit_descriptor(emitter *e)
     put(e, "static const jv_modality_info %s_modalities[] = {\n", pre);
     for (int i = 0; i < m->n_modalities; i++)
         put(e, "    {%s, %d, %s, %d, %d, %d},\n", c_string(e, m->modalities[i].name), m->modalities[i].size,
-            likelihood_table[m->modalities[i].likelihood].runtime, m->modalities[i].height, m->modalities[i].width,
+            likelihood_table[m->modalities[i].likelihood].runtime, m->modalities[i].channels == 1 ? m->modalities[i].height : 0,
+            m->modalities[i].channels == 1 ? m->modalities[i].width : 0, /* images the trainer draws: grey ones */
             p->likelihood_net[i] >= 0);
     put(e, "};\n\n/* {name, size, whether a posterior of it is a mixture (its sample then reads\n"
            " * noise[n_latents + latent], one normal a row, to choose the component)} */\n");
@@ -1552,9 +1757,13 @@ static void emit_descriptor(emitter *e)
         put(e, "    {%s, %d, %d},\n", c_string(e, m->latents[i].name), m->latents[i].size, mixture);
     }
     put(e, "};\n\nstatic const jv_tensor_info %s_tensors[] = {\n", pre);
-    for (int t = 0; t < p->n_tensors; t++)
-        put(e, "    {%s, %d, %d, %ld, %d},\n", c_string(e, p->tensors[t].name), p->tensors[t].rows, p->tensors[t].cols,
-            p->tensors[t].offset, p->tensors[t].is_bias);
+    for (int t = 0; t < p->n_tensors; t++) {
+        const tensor *ts = &p->tensors[t];
+        put(e, "    {%s, %d, %d, %ld, %d", c_string(e, ts->name), ts->rows, ts->cols, ts->offset, ts->is_bias);
+        if (ts->shape[0])
+            put(e, ", {%d, %d, %d, %d}", ts->shape[0], ts->shape[1], ts->shape[2], ts->shape[3]);
+        put(e, "},\n");
+    }
     put(e, "};\n\n");
     if (m->n_hypers) {
         put(e, "static const jv_hyper_info %s_hypers[] = {\n", pre);

@@ -367,6 +367,12 @@ static void assign_value(torch_emitter *e, const op *o, const char *expr)
         put(e, "        %s = %s%s\n", name, o->sign < 0 ? "-" : "", expr);
 }
 
+static void emit_conv(torch_emitter *e, const op *o)
+{
+    const char *call = arena_printf(&e->c->mem, "%s(%s)", layer_path(e, o->tensor, o->net), N(e, o->in[0]));
+    put(e, "        %s = %s\n", N(e, o->out[0]), activation_call(e, o->act, call));
+}
+
 static void emit_affine(torch_emitter *e, const op *o)
 {
     const char *args = "";
@@ -424,6 +430,9 @@ static void emit_op(torch_emitter *e, const op *o)
     switch (o->kind) {
     case OP_AFFINE:
         emit_affine(e, o);
+        break;
+    case OP_CONV:
+        emit_conv(e, o);
         break;
     case OP_ADD:
         put(e, "        %s = ", N(e, o->out[0]));
@@ -966,13 +975,20 @@ static void emit_class(torch_emitter *e)
             put(e, "        # %s:%d  %s\n", e->spec_name, n->node->at.line, spec_source_line(e->c, n->node->at.line, 0));
         last_line = n->node->at.line;
         put(e, "        self.%s = Net(", e->net_attr[i]);
-        int first = 1;
-        for (int t = p->net_weight[i]; t < p->n_tensors && (i + 1 >= m->n_nets || t < p->net_weight[i + 1]); t += 2) {
-            const char *name = p->tensors[t].name + strlen(n->name) + 1; /* "h1.weight" */
-            put(e, "%s%.*s=Layer(%d, %d, dtype)", first ? "" : ", ", (int)(strchr(name, '.') - name), name,
-                p->tensors[t].rows, p->tensors[t].cols);
-            first = 0;
+        int first = 1, in = n->input_size;
+        for (int l = 0; l < n->n_layers; l++) {
+            const sem_layer *L = &n->layers[l];
+            const char *bias = L->bias ? "" : ", bias=False";
+            if (L->kind == LAYER_DENSE)
+                put(e, "%sh%d=Layer(%d, %d, dtype%s)", first ? "" : ", ", l + 1, in, L->width, bias);
+            else if (L->kind == LAYER_CONV || L->kind == LAYER_DECONV)
+                put(e, "%sh%d=Conv((%d, %d, %d), %d, %d, %d, %d, %s, dtype%s)", first ? "" : ", ", l + 1, L->in.c, L->in.h,
+                    L->in.w, L->out.c, L->kernel, L->stride, L->pad, L->kind == LAYER_DECONV ? "True" : "False", bias);
+            first &= !layer_table[L->kind].weights;
+            in = L->width;
         }
+        if (n->head != HEAD_NONE && n->head_dense)
+            put(e, "%shead=Layer(%d, %d, dtype)", first ? "" : ", ", in, n->head_size);
         put(e, ")\n");
     }
     put(e, "        self.init_parameters(seed)\n");

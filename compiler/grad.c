@@ -42,6 +42,7 @@ static int grad_of(grad_state *s, int v)
                             arena_printf(&s->c->mem, "d_%s", g->values[v].name));
         g->values[v].grad = d; /* values may have moved: index again, after the call */
         g->values[d].copies = g->values[v].copies;
+        g->values[d].shape = g->values[v].shape;
     }
     return g->values[v].grad;
 }
@@ -63,13 +64,15 @@ static void mark_needs_grad(graph *g)
 {
     for (int i = 0; i < g->n_forward; i++) {
         op *o = &g->ops[i];
-        int needs = o->kind == OP_AFFINE;
+        int needs = o->kind == OP_AFFINE || o->kind == OP_CONV;
         for (int j = 0; j < o->n_in; j++)
             needs |= o->in[j] >= 0 && g->values[o->in[j]].needs_grad;
         if (o->kind == OP_LOSS || o->kind == OP_STD_SAMPLE || o->kind == OP_IW_BOUND)
             needs = 0;
         for (int j = 0; j < o->n_out; j++)
             g->values[o->out[j]].needs_grad = needs && g->values[o->out[j]].kind == V_ARENA;
+        if (o->kind == OP_CONV)
+            g->values[o->out[1]].needs_grad = 0; /* the columns: a workspace */
     }
 }
 
@@ -104,6 +107,60 @@ static op *grad_op(grad_state *s, op_kind k, const op *fwd, const int *of, int n
     return o;
 }
 
+/* Through a layer's activation (dY becomes dZ in place), with the bias
+ * gradient; nothing for a linear layer without a bias. */
+static void act_grad(grad_state *s, const op *fwd, int d_out, int pre)
+{
+    /* act' reads the output, or the pre-activation (silu), or neither (linear) */
+    derivative_reads what = activation_table[fwd->act].reads;
+    if (what == READS_NOTHING && fwd->bias < 0)
+        return;
+    int reads[3] = {d_out, what == READS_OUTPUT ? fwd->out[0] : -1, what == READS_INPUT ? pre : -1};
+    op *a = grad_op(s, OP_ACT_GRAD, fwd, NULL, 0, reads, 3);
+    a->what = fwd->bias >= 0 ? "through the activation, and the bias gradient" : "through the activation";
+    a->conv = fwd->conv;
+    if (fwd->bias >= 0) {
+        const tensor *bias = &s->p->tensors[fwd->bias];
+        a->accumulate = region_written(s, bias->offset, (long)bias->rows * bias->cols);
+        s->tensor_done[fwd->bias] = 1;
+    }
+}
+
+/* A workspace for a gradient op: the columns of its convolution. */
+static void add_columns(grad_state *s, op *o, const op *fwd)
+{
+    int cols = graph_value(s->c, s->g, V_ARENA, (int)conv_workspace(fwd->conv), 0,
+                           arena_printf(&s->c->mem, "%s_cols", s->g->values[fwd->in[0]].name));
+    o->out[o->n_out] = cols;
+    o->acc[o->n_out++] = 0;
+}
+
+static void conv_grad(grad_state *s, const op *fwd)
+{
+    int out = fwd->out[0];
+    if (!s->written[out])
+        return; /* nothing downstream depends on it */
+    int d_out = s->g->values[out].grad;
+    act_grad(s, fwd, d_out, fwd->n_out > 2 ? fwd->out[2] : -1);
+    int x = fwd->in[0];
+    int rd[2] = {d_out, x};
+    op *w = grad_op(s, OP_CONV_DW, fwd, NULL, 0, rd, 2);
+    w->conv = fwd->conv;
+    w->what = "the weight's gradient";
+    const tensor *t = &s->p->tensors[fwd->tensor];
+    w->accumulate = region_written(s, t->offset, (long)t->rows * t->cols);
+    add_columns(s, w, fwd);
+    s->tensor_done[fwd->tensor] = 1;
+    if (wants(s, x)) {
+        int of[1] = {x};
+        int r[1] = {d_out};
+        op *dx = grad_op(s, OP_CONV_DX, fwd, of, 1, r, 1);
+        dx->conv = fwd->conv;
+        dx->what = "the input's gradient";
+        add_columns(s, dx, fwd);
+    }
+}
+
 static void affine_grad(grad_state *s, const op *fwd)
 {
     int out = fwd->out[0];
@@ -111,13 +168,7 @@ static void affine_grad(grad_state *s, const op *fwd)
         return; /* nothing downstream depends on it */
     int d_out = s->g->values[out].grad;
     /* act' reads the output, or the pre-activation (silu), or neither (linear) */
-    derivative_reads what = activation_table[fwd->act].reads;
-    int reads[3] = {d_out, what == READS_OUTPUT ? out : -1, what == READS_INPUT ? fwd->out[1] : -1};
-    op *a = grad_op(s, OP_ACT_GRAD, fwd, NULL, 0, reads, 3);
-    a->what = "through the activation, and the bias gradient";
-    const tensor *bias = &s->p->tensors[fwd->bias];
-    a->accumulate = region_written(s, bias->offset, (long)bias->rows * bias->cols);
-    s->tensor_done[fwd->bias] = 1;
+    act_grad(s, fwd, d_out, fwd->n_out > 1 ? fwd->out[1] : -1);
     int row = 0;
     for (int i = 0; i < fwd->n_in; i++) {
         int x = fwd->in[i];
@@ -225,6 +276,9 @@ static void backward_op(grad_state *s, int i)
     case OP_AFFINE:
         affine_grad(s, &fwd);
         break;
+    case OP_CONV:
+        conv_grad(s, &fwd);
+        break;
     default:
         break;
     }
@@ -234,8 +288,8 @@ void differentiate(ctx *c, program *p, graph *g)
 {
     grad_state s = {c, p, g, NULL, NULL, NULL, NULL, 0};
     mark_needs_grad(g);
-    /* gradient values are appended as they are needed; room for one per value */
-    s.written = arena_alloc(&c->mem, (size_t)(2 * g->n_values + 1));
+    /* gradient values are appended as they are needed: room for one per value, and the columns of convolutions */
+    s.written = arena_alloc(&c->mem, (size_t)(3 * g->n_values + 1));
     s.tensor_done = arena_alloc(&c->mem, (size_t)(p->n_tensors + 1));
     int regions = 2 * g->n_ops + 1; /* at most a bias and a row block per op */
     s.region_first = arena_alloc(&c->mem, sizeof(long) * (size_t)regions);

@@ -31,6 +31,26 @@ typedef enum {
     G_SAMPLE_PRIOR  /* ancestral sampling */
 } graph_kind;
 
+/* A convolution's geometry (OP_CONV and its gradients): the layer reads an
+ * image [in_c, in_h, in_w] and gives [out_c, out_h, out_w]. Lowered to GEMMs
+ * by way of columns (jv_im2col, jv_col2im): a convolution's columns hold,
+ * for each output place, the kernel's window of the input [in_c * k * k x
+ * out_h * out_w]; a transposed convolution is the gradient of a convolution
+ * with respect to its input, so its columns are the window of its output
+ * [out_c * k * k x in_h * in_w]. */
+typedef struct {
+    int transposed;
+    int in_c, in_h, in_w;
+    int out_c, out_h, out_w;
+    int kernel, stride, pad;
+} conv_geom;
+
+/* Reals per example of a convolution's columns, and of its workspace: the
+ * columns, then the image of the side that is not columns, channel-major
+ * ([c x rows h w]: the GEMMs of a batch are one each). */
+long conv_columns(const conv_geom *g);
+long conv_workspace(const conv_geom *g);
+
 typedef struct {
     value_kind kind;
     int width;
@@ -42,6 +62,7 @@ typedef struct {
     int needs_grad;
     int first, last;    /* lifetime, in op positions (planning) */
     long offset;        /* arena offset in reals per example (planning) */
+    vshape shape;       /* an image [c, h, w] when a layer made one (h > 0), for the dumps; else flat */
 } value;
 
 typedef enum {
@@ -63,6 +84,8 @@ typedef enum {
     OP_MIX_SAMPLE,  /* out[0] = a sample of a uniform mixture: in[0] noise, in[1] the choice's noise [B x 1],
                        components (in[2+2c], in[3+2c]); the mixture's mean where noise is NULL */
     OP_EXPAND,      /* out[0] (K rows an example) = in[0] (one row an example), each row K times */
+    OP_CONV,        /* out[0] = act(conv(in[0]) + b) (or transposed); out[1] the columns (workspace);
+                       out[2] the pre-activation when act' needs it */
     OP_IW_BOUND,    /* a group's importance-weighted bound: log weights -(sum of its terms, weighted) per row of
                        the K samples; out[0] = -log of their mean per example, out[1] = each row's normalised weight */
     /* backward */
@@ -81,7 +104,9 @@ typedef enum {
                        product's mean, log-variance and their gradients */
     OP_MIX_LOGPDF_GRAD, /* component `component`'s share: out[0] d z, out[1] d mean, out[2] d log-variance from
                            in: z, its mean, log-variance, the responsibilities */
-    OP_EXPAND_GRAD  /* out[0] (+)= the sum over each example's K rows of in[0] */
+    OP_EXPAND_GRAD, /* out[0] (+)= the sum over each example's K rows of in[0] */
+    OP_CONV_DX,     /* out[0] (+)= the gradient of a convolution's input from in[0] (dZ); out[1] the columns */
+    OP_CONV_DW      /* the weight's gradient (+)= from in[0] (dZ) and in[1] (the input); out[0] the columns */
 } op_kind;
 
 enum { MAX_OP_INPUTS = 40 };
@@ -113,6 +138,7 @@ typedef struct {
     int detach;          /* log-densities: no gradient to the distribution's parameters (DReG) */
     unsigned guard;      /* a posterior given a subset: runs only when the subset holds these modalities */
     unsigned *conds;     /* POE, MIX_*: per expert or component, the modalities it needs (given subsets) */
+    const conv_geom *conv; /* CONV, CONV_DX, CONV_DW, and ACT_GRAD of a convolution (bias per channel) */
     int iw;              /* the importance weights of the op's group (a value), or -1: per-example terms' gradients
                             are weighted by them, and, with DReG, a sample's gradient once more */
 } op;
@@ -120,6 +146,7 @@ typedef struct {
 typedef struct {
     const char *name;
     int rows, cols;
+    int shape[4];       /* a convolution's weight: PyTorch's [out, in, k, k] (transposed: [in, out, k, k]); else 0 */
     long offset;
     int fan_in, fan_out;
     int is_bias;

@@ -4,9 +4,9 @@
 
 static const char *const op_names[] = {
     "affine", "add", "gauss_head", "sample", "std_sample", "kl", "logpdf", "nll", "loss", "decode_mean",
-    "poe", "mix_logpdf", "mix_sample", "expand", "iw_bound",
+    "poe", "mix_logpdf", "mix_sample", "expand", "conv", "iw_bound",
     "seed", "act_grad", "gemm_dx", "gemm_dw", "gauss_head_grad", "sample_grad", "kl_grad", "logpdf_grad",
-    "nll_grad", "add_grad", "zero_grad", "poe_grad", "mix_logpdf_grad", "expand_grad",
+    "nll_grad", "add_grad", "zero_grad", "poe_grad", "mix_logpdf_grad", "expand_grad", "conv_dx", "conv_dw",
 };
 
 const char *op_kind_name(op_kind k)
@@ -23,7 +23,9 @@ static void print_value(FILE *out, const graph *g, int v)
         return;
     }
     const value *val = &g->values[v];
-    if (val->copies > 1)
+    if (val->shape.h) /* an image: [c, h, w] per example */
+        fprintf(out, "%s[%d,%d,%d]", val->name, val->shape.c, val->shape.h, val->shape.w);
+    else if (val->copies > 1)
         fprintf(out, "%s[%dx%d]", val->name, val->copies, val->width);
     else
         fprintf(out, "%s[%d]", val->name, val->width);
@@ -43,8 +45,14 @@ static void print_op(FILE *out, const program *p, const graph *g, const op *o)
         fputs(j ? ", " : "", out);
         print_value(out, g, o->in[j]);
     }
-    if (o->kind == OP_AFFINE || o->kind == OP_ACT_GRAD)
+    if (o->kind == OP_AFFINE || o->kind == OP_ACT_GRAD || o->kind == OP_CONV)
         fprintf(out, "  %s", activation_table[o->act].name);
+    if (o->conv)
+        fprintf(out, "  %s [%d,%d,%d] -> [%d,%d,%d] kernel %d stride %d pad %d", o->conv->transposed ? "deconv" : "conv",
+                o->conv->in_c, o->conv->in_h, o->conv->in_w, o->conv->out_c, o->conv->out_h, o->conv->out_w,
+                o->conv->kernel, o->conv->stride, o->conv->pad);
+    if ((o->kind == OP_AFFINE || o->kind == OP_CONV) && o->bias < 0)
+        fputs("  no bias", out);
     if (o->tensor >= 0)
         fprintf(out, "  W=%s", p->tensors[o->tensor].name);
     if (o->kind == OP_GEMM_DX || o->kind == OP_GEMM_DW)

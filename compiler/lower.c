@@ -32,7 +32,7 @@ int graph_value(ctx *c, graph *g, value_kind kind, int width, int index, const c
         unique = arena_printf(&c->mem, "%s_%d", name, suffix);
     }
     value *v = &g->values[g->n_values];
-    *v = (value){kind, width, 1, index, unique, NULL, -1, 0, -1, -1, -1};
+    *v = (value){kind, width, 1, index, unique, NULL, -1, 0, -1, -1, -1, {0, 0, 0}};
     return g->n_values++;
 }
 
@@ -79,12 +79,33 @@ static graph *new_graph(ctx *c, program *p, graph_kind kind, const char *name, c
 static int add_tensor(ctx *c, program *p, const char *name, int rows, int cols, int is_bias, int fan_in, int line)
 {
     tensor *t = &p->tensors[p->n_tensors];
-    *t = (tensor){arena_strndup(&c->mem, name, strlen(name)), rows, cols, p->n_params, fan_in, cols, is_bias, line};
+    *t = (tensor){arena_strndup(&c->mem, name, strlen(name)), rows, cols, {0, 0, 0, 0}, p->n_params, fan_in, cols, is_bias, line};
     p->n_params += (long)rows * cols;
     return p->n_tensors++;
 }
 
-/* Per net: a weight and a bias per layer, then the head's. */
+/* The tensors of a layer: a weight and, unless bias=no, a bias; none for flatten and reshape. */
+static int layer_tensors(const sem_layer *l)
+{
+    return layer_table[l->kind].weights ? 1 + l->bias : 0;
+}
+
+long conv_columns(const conv_geom *g)
+{
+    return g->transposed ? (long)g->out_c * g->kernel * g->kernel * g->in_h * g->in_w
+                         : (long)g->in_c * g->kernel * g->kernel * g->out_h * g->out_w;
+}
+
+long conv_workspace(const conv_geom *g)
+{
+    return conv_columns(g) + (g->transposed ? (long)g->in_c * g->in_h * g->in_w : (long)g->out_c * g->out_h * g->out_w);
+}
+
+/* Per net: each layer's weight and bias (none for flatten and reshape, no
+ * bias after bias=no), then the head's (none when the last layer's image is
+ * the likelihood's parameters). A dense weight is [fan_in x fan_out]; a
+ * convolution's is PyTorch's [out, in, k, k] as a [out x in k k] matrix, a
+ * transposed one's [in, out, k, k] as [in x out k k]. */
 static void lay_out_parameters(ctx *c, program *p)
 {
     const sem_model *m = p->m;
@@ -98,18 +119,37 @@ static void lay_out_parameters(ctx *c, program *p)
         p->net_weight[i] = p->n_tensors;
         int in = n->input_size;
         char name[300];
-        for (int l = 0; l <= n->n_layers; l++) {
-            int is_head = l == n->n_layers;
-            if (is_head && n->head == HEAD_NONE)
-                break;
-            int out = is_head ? n->head_size : n->layers[l].width;
-            int line = is_head ? n->node->head->at.line : n->layers[l].node->at.line;
-            snprintf(name, sizeof name, is_head ? "%s.head.weight" : "%s.h%d.weight", n->name, l + 1);
-            add_tensor(c, p, name, in, out, 0, in, line);
-            snprintf(name, sizeof name, is_head ? "%s.head.bias" : "%s.h%d.bias", n->name, l + 1);
-            add_tensor(c, p, name, 1, out, 1, in, line);
-            in = out;
+        for (int l = 0; l < n->n_layers; l++) {
+            const sem_layer *L = &n->layers[l];
+            int line = L->node->at.line;
+            if (layer_tensors(L)) {
+                snprintf(name, sizeof name, "%s.h%d.weight", n->name, l + 1);
+                if (L->kind == LAYER_DENSE) {
+                    add_tensor(c, p, name, in, L->width, 0, in, line);
+                } else {
+                    int kk = L->kernel * L->kernel, deconv = L->kind == LAYER_DECONV;
+                    int first = deconv ? L->in.c : L->out.c, second = deconv ? L->out.c : L->in.c;
+                    int t = add_tensor(c, p, name, first, second * kk, 0, L->in.c * kk, line);
+                    tensor *tt = &p->tensors[t];
+                    tt->fan_out = L->out.c * kk;
+                    tt->shape[0] = first;
+                    tt->shape[1] = second;
+                    tt->shape[2] = tt->shape[3] = L->kernel;
+                }
+                if (L->bias) {
+                    snprintf(name, sizeof name, "%s.h%d.bias", n->name, l + 1);
+                    add_tensor(c, p, name, 1, L->kind == LAYER_DENSE ? L->width : L->out.c, 1, in, line);
+                }
+            }
+            in = L->width;
         }
+        if (n->head == HEAD_NONE || !n->head_dense)
+            continue;
+        int line = n->node->head->at.line;
+        snprintf(name, sizeof name, "%s.head.weight", n->name);
+        add_tensor(c, p, name, in, n->head_size, 0, in, line);
+        snprintf(name, sizeof name, "%s.head.bias", n->name);
+        add_tensor(c, p, name, 1, n->head_size, 1, in, line);
     }
 }
 
@@ -207,7 +247,7 @@ static int net_inputs(ctx *c, program *p, graph *g, lowering_env *e, const sem_n
     return count;
 }
 
-static int affine(ctx *c, graph *g, const lowering_env *e, const int *in, int n_in, int tensor_index,
+static int affine(ctx *c, graph *g, const lowering_env *e, const int *in, int n_in, int tensor_index, int bias,
                   activation_kind act, int width, const char *name, int line, int net, int hidden)
 {
     int out = graph_value(c, g, V_ARENA, width, 0, name);
@@ -216,7 +256,7 @@ static int affine(ctx *c, graph *g, const lowering_env *e, const int *in, int n_
     o->n_in = n_in;
     o->out[o->n_out++] = out;
     o->tensor = tensor_index;
-    o->bias = tensor_index + 1;
+    o->bias = bias ? tensor_index + 1 : -1;
     o->act = act;
     o->net = net;
     o->hidden = hidden;
@@ -224,6 +264,36 @@ static int affine(ctx *c, graph *g, const lowering_env *e, const int *in, int n_
         o->out[o->n_out++] = graph_value(c, g, V_ARENA, width, 0, arena_printf(&c->mem, "%s_pre", name));
     return out;
 }
+
+/* A convolution layer: act(conv(x) + b), or transposed. */
+static int convolution(ctx *c, graph *g, const lowering_env *e, int x, int tensor_index, const sem_layer *layer,
+                       const char *name, int net, int hidden)
+{
+    conv_geom *geom = arena_alloc(&c->mem, sizeof *geom);
+    *geom = (conv_geom){layer->kind == LAYER_DECONV, layer->in.c, layer->in.h, layer->in.w, layer->out.c,
+                        layer->out.h, layer->out.w, layer->kernel, layer->stride, layer->pad};
+    int out = graph_value(c, g, V_ARENA, layer->width, 0, name);
+    g->values[out].shape = layer->out;
+    int cols = graph_value(c, g, V_ARENA, (int)conv_workspace(geom), 0, arena_printf(&c->mem, "%s_cols", name));
+    op *o = env_op(c, g, e, OP_CONV, layer->node->at.line);
+    o->in[o->n_in++] = x;
+    o->out[o->n_out++] = out;
+    o->out[o->n_out++] = cols;
+    o->tensor = tensor_index;
+    o->bias = layer->bias ? tensor_index + 1 : -1;
+    o->act = layer->activation;
+    o->net = net;
+    o->hidden = hidden;
+    o->conv = geom;
+    if (activation_table[layer->activation].reads == READS_INPUT) { /* its derivative needs the pre-activation */
+        int pre = graph_value(c, g, V_ARENA, layer->width, 0, arena_printf(&c->mem, "%s_pre", name));
+        g->values[pre].shape = layer->out;
+        g->ops[g->n_ops - 1].out[g->ops[g->n_ops - 1].n_out++] = pre;
+    }
+    return out;
+}
+
+static void head_split(ctx *c, graph *g, lowering_env *e, const sem_model *m, int ni, int raw, int line);
 
 static void lower_net(ctx *c, program *p, graph *g, lowering_env *e, int ni)
 {
@@ -243,25 +313,45 @@ static void lower_net(ctx *c, program *p, graph *g, lowering_env *e, int ni)
     int tensor_index = p->net_weight[ni];
     for (int l = 0; l < n->n_layers; l++) {
         const sem_layer *layer = &n->layers[l];
-        in[0] = affine(c, g, e, in, n_in, tensor_index, layer->activation, layer->width,
-                       vname(c, e, arena_printf(&c->mem, "%s_h%d", n->name, l + 1)), layer->node->at.line, ni, l + 1);
+        const char *name = vname(c, e, arena_printf(&c->mem, "%s_h%d", n->name, l + 1));
+        if (layer->kind == LAYER_DENSE) {
+            in[0] = affine(c, g, e, in, n_in, tensor_index, layer->bias, layer->activation, layer->width, name,
+                           layer->node->at.line, ni, l + 1);
+        } else if (layer->kind == LAYER_CONV || layer->kind == LAYER_DECONV) {
+            in[0] = convolution(c, g, e, in[0], tensor_index, layer, name, ni, l + 1);
+        } /* flatten and reshape: the same values, read another way */
         n_in = 1;
-        tensor_index += 2;
+        tensor_index += layer_tensors(layer);
     }
     if (n->n_layers)
         e->feature[ni] = in[0];
     if (n->head == HEAD_NONE)
         return;
     int line = n->node->head->at.line;
+    if (!n->head_dense && !head_is_gaussian(m, n)) { /* the last layer's image is the likelihood's parameters */
+        e->head_a[ni] = in[0];
+        return;
+    }
+    if (!n->head_dense) {
+        head_split(c, g, e, m, ni, in[0], line);
+        return;
+    }
     if (!head_is_gaussian(m, n)) {
-        e->head_a[ni] = affine(c, g, e, in, n_in, tensor_index, ACT_LINEAR, n->head_size,
+        e->head_a[ni] = affine(c, g, e, in, n_in, tensor_index, 1, ACT_LINEAR, n->head_size,
                                vname(c, e, arena_printf(&c->mem, "%s_%s", n->name,
                                                         likelihood_table[m->modalities[n->target].likelihood].param)),
                                line, ni, 0);
         return;
     }
-    int raw = affine(c, g, e, in, n_in, tensor_index, ACT_LINEAR, n->head_size,
+    int raw = affine(c, g, e, in, n_in, tensor_index, 1, ACT_LINEAR, n->head_size,
                      vname(c, e, arena_printf(&c->mem, "%s_out", n->name)), line, ni, 0);
+    head_split(c, g, e, m, ni, raw, line);
+}
+
+/* A Gaussian head's mean and log-variance from its raw output [2n]. */
+static void head_split(ctx *c, graph *g, lowering_env *e, const sem_model *m, int ni, int raw, int line)
+{
+    const sem_net *n = &m->nets[ni];
     int half = n->head_size / 2;
     e->head_a[ni] = graph_value(c, g, V_ARENA, half, 0, vname(c, e, arena_printf(&c->mem, "%s_mean", n->name)));
     e->head_b[ni] = graph_value(c, g, V_ARENA, half, 0, vname(c, e, arena_printf(&c->mem, "%s_logvar", n->name)));

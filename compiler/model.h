@@ -22,12 +22,23 @@ typedef enum {
     ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ELU, ACT_SOFTPLUS, ACT_TANH, ACT_SIGMOID, ACT_SILU, N_ACTIVATIONS
 } activation_kind;
 typedef enum { VAR_SOFTPLUS, VAR_LOGVAR, N_VARIANCES } variance_kind;
+/* What a layer does (a row of ops.h's layer table each): a dense map
+ * act(x W + b), a 2-D convolution or transposed convolution act(W * x + b),
+ * or a change of shape that moves no value (flatten, reshape). */
+typedef enum { LAYER_DENSE, LAYER_CONV, LAYER_DECONV, LAYER_FLATTEN, LAYER_RESHAPE, N_LAYER_KINDS } layer_kind;
 typedef enum { HEAD_NONE, HEAD_POSTERIOR, HEAD_PRIOR, HEAD_LIKELIHOOD } head_kind;
 typedef enum { SRC_MODALITY, SRC_LATENT, SRC_NET } source_kind;
+
+/* The shape of a value per example: an image [c, h, w] (row-major, channel
+ * first: PyTorch's layout), or, when h is 0, c flat values. */
+typedef struct {
+    int c, h, w;
+} vshape;
 
 typedef struct {
     const char *name;
     int size, height, width;
+    int channels;      /* 1, or the first of three dimensions [channels, height, width] */
     likelihood_kind likelihood;
     const modality_node *node;
 } sem_modality;
@@ -50,8 +61,12 @@ typedef struct {
 } sem_source;
 
 typedef struct {
+    layer_kind kind;
     activation_kind activation;
-    int width;
+    int width;         /* values out: the out shape's size */
+    vshape in, out;
+    int kernel, stride, pad; /* CONV, DECONV */
+    int bias;          /* has a bias (`bias=no` drops it) */
     const layer_node *node;
 } sem_layer;
 
@@ -61,9 +76,12 @@ typedef struct {
     int n_inputs;
     sem_source inputs[MAX_MODALITIES + MAX_LATENTS];
     int input_size;    /* the width the first layer reads */
+    vshape input_shape;/* what the first layer reads: an image for one image input (a modality or a net's) */
     int n_layers;
     sem_layer *layers;
     int feature_size;  /* what a reader of this net gets: the last layer's width */
+    vshape feature_shape;
+    int head_dense;    /* the head is a dense map; 0: the last layer's image is the likelihood's parameters */
     head_kind head;
     int target;        /* latent or modality index */
     variance_kind variance;
@@ -72,6 +90,7 @@ typedef struct {
     unsigned latents_read;    /* transitively */
     int used;
     int broken;        /* an input did not resolve: checks that depend on it are skipped */
+    int bad_layers;    /* a layer has an error: the shapes after it are not checked */
     const net_node *node;
 } sem_net;
 

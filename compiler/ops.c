@@ -29,6 +29,28 @@ const activation_def activation_table[N_ACTIVATIONS] = {
     [ACT_SILU] = {"silu", "v * sigmoid(v)", "g * sigmoid(x) * (1 + x * (1 - sigmoid(x)))", READS_INPUT, "F.silu(v)"},
 };
 
+const layer_def layer_table[N_LAYER_KINDS] = {
+    [LAYER_DENSE] = {NULL, 1, 1, "dense layer", NULL},
+    [LAYER_CONV] = {"conv", 1, 1, "convolution", "F.conv2d"},
+    [LAYER_DECONV] = {"deconv", 1, 1, "transposed convolution", "F.conv_transpose2d"},
+    [LAYER_FLATTEN] = {"flatten", 0, 0, "flatten", NULL},
+    [LAYER_RESHAPE] = {"reshape", 0, 0, "reshape", NULL},
+};
+
+int conv_out_size(int transposed, int in, int k, int s, int p, int *exact)
+{
+    *exact = 1;
+    if (transposed) {
+        long out = (long)(in - 1) * s - 2L * p + k;
+        return out < 1 || out > 1000000 ? 0 : (int)out;
+    }
+    long span = (long)in + 2L * p - k;
+    if (span < 0)
+        return 0;
+    *exact = span % s == 0;
+    return (int)(span / s + 1);
+}
+
 /* σ² = softplus(a), the authors' choice, or log σ² = a. */
 const variance_def variance_table[N_VARIANCES] = {
     [VAR_SOFTPLUS] = {"softplus", "log(softplus(a))", "dl * sigmoid(a) / softplus(a)", 1,
@@ -110,6 +132,14 @@ int find_activation(const char *word)
 {
     for (int i = 0; i < N_ACTIVATIONS; i++)
         if (strcmp(activation_table[i].name, word) == 0)
+            return i;
+    return -1;
+}
+
+int find_layer(const char *word)
+{
+    for (int i = 0; i < N_LAYER_KINDS; i++)
+        if (layer_table[i].word && strcmp(layer_table[i].word, word) == 0)
             return i;
     return -1;
 }

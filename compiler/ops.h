@@ -59,6 +59,27 @@ typedef struct {
 
 extern const activation_def activation_table[N_ACTIVATIONS]; /* indexed by activation_kind */
 
+/* ----------------------------------------------------------------- layers -- */
+
+/* The kinds of layer a network may have. A dense layer is written as its
+ * activation applied to a width, `relu(512)`; a convolution as a word with
+ * arguments, bare (linear) or inside an activation, `silu(conv(64, 4,
+ * stride=2, pad=1))`; flatten and reshape change the shape alone. */
+typedef struct {
+    const char *word;          /* the spec's word; NULL for dense (an activation's word) */
+    int weights;               /* has a weight and (unless bias=no) a bias */
+    int activation;            /* may stand inside an activation */
+    const char *what;          /* for messages and comments */
+    const char *torch;         /* PyTorch's function (convolutions) */
+} layer_def;
+
+extern const layer_def layer_table[N_LAYER_KINDS]; /* indexed by layer_kind */
+
+/* The output size along one dimension of a convolution (transposed: its
+ * inverse) of kernel k, stride s and padding p; 0 when it would be empty. A
+ * convolution's division must be exact (*exact = 0 otherwise). */
+int conv_out_size(int transposed, int in, int k, int s, int p, int *exact);
+
 /* -------------------------------------------------- Gaussian heads' variance -- */
 
 /* A Gaussian head's raw output is [mean, a]; its log-variance is a formula
@@ -178,5 +199,6 @@ int find_activation(const char *word);
 int find_variance(const char *word);
 int find_likelihood(const char *word, const char *arg);
 int find_rule(const char *word);
+int find_layer(const char *word);
 
 #endif

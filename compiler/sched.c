@@ -54,6 +54,8 @@ int op_grad_region(const program *p, const graph *g, const op *o, long *first, l
 {
     switch (o->kind) {
     case OP_ACT_GRAD:
+        if (o->bias < 0)
+            return 0; /* through the activation alone */
         *first = p->tensors[o->bias].offset;
         *count = (long)p->tensors[o->bias].rows * p->tensors[o->bias].cols;
         return 1;
@@ -63,6 +65,7 @@ int op_grad_region(const program *p, const graph *g, const op *o, long *first, l
         *count = (long)g->values[o->in[1]].width * t->cols;
         return 1;
     }
+    case OP_CONV_DW:
     case OP_ZERO_GRAD:
         *first = p->tensors[o->tensor].offset;
         *count = (long)p->tensors[o->tensor].rows * p->tensors[o->tensor].cols;
@@ -75,10 +78,13 @@ int op_grad_region(const program *p, const graph *g, const op *o, long *first, l
 /* The parameters an op reads: up to two ranges [first, first + count). */
 static int op_param_ranges(const program *p, const graph *g, const op *o, long first[2], long count[2])
 {
-    if (o->kind == OP_AFFINE) {
-        const tensor *w = &p->tensors[o->tensor], *b = &p->tensors[o->bias];
+    if (o->kind == OP_AFFINE || o->kind == OP_CONV || o->kind == OP_CONV_DX) {
+        const tensor *w = &p->tensors[o->tensor];
         first[0] = w->offset;
         count[0] = (long)w->rows * w->cols;
+        if (o->kind == OP_CONV_DX || o->bias < 0)
+            return 1;
+        const tensor *b = &p->tensors[o->bias];
         first[1] = b->offset;
         count[1] = (long)b->rows * b->cols;
         return 2;
@@ -116,6 +122,16 @@ static double op_cost(const program *p, const graph *g, const op *o)
     case OP_GEMM_DW:
         flops = 2 * batch * g->values[o->in[0]].width * g->values[o->in[1]].width;
         break;
+    case OP_CONV:
+    case OP_CONV_DX:
+    case OP_CONV_DW: {
+        /* one GEMM of the weight [rows x cols] by the columns, per example, and the columns moved once */
+        const tensor *w = &p->tensors[o->tensor];
+        long cols = conv_columns(o->conv);
+        flops = 2 * batch * (double)w->rows * w->cols * ((double)cols / w->cols);
+        elems = batch * (double)cols;
+        break;
+    }
     case OP_ZERO_GRAD:
         elems = (double)p->tensors[o->tensor].rows * p->tensors[o->tensor].cols / 8;
         break;

@@ -69,6 +69,8 @@ static dist_ref *make_dist(ctx *c, char family, ident target, vec given, SPEC_LT
     net_node *net;
     term_node *term;
     setting_node *setting;
+    layer_node *layer;
+    layer_arg *larg;
     hyper_node *hyper;
     char family;
 }
@@ -82,7 +84,9 @@ static dist_ref *make_dist(ctx *c, char family, ident target, vec given, SPEC_LT
 
 %type <num> scalar
 %type <id> setting_key
-%type <list> names given_opt dims layers settings_args dists set_list
+%type <list> names given_opt dims layers layer_args settings_args dists set_list
+%type <layer> layer
+%type <larg> layer_arg
 %type <dist> dist dist_or_var
 %type <id> combine
 %type <family> family
@@ -234,12 +238,33 @@ net_input
 
 layers
   : %empty              { vec v = {0}; $$ = v; }
-  | layers "->" IDENT '(' INT ')'
+  | layers "->" layer   { $$ = $1; vec_push(&c->mem, &$$, $3); }
+  ;
+
+/* relu(512)   silu(conv(64, 4, stride=2, pad=1, bias=no))   flatten   reshape(128, 7, 7) */
+layer
+  : IDENT
       {
-        layer_node *l = arena_alloc(&c->mem, sizeof *l);
-        l->activation = $3; l->width = (long)$5->value; l->at = L(@3);
-        $$ = $1; vec_push(&c->mem, &$$, l);
+        $$ = arena_alloc(&c->mem, sizeof *$$);
+        $$->word = $1; $$->at = L(@1);
       }
+  | IDENT '(' layer_args ')'
+      {
+        $$ = arena_alloc(&c->mem, sizeof *$$);
+        $$->word = $1; $$->has_call = 1; $$->args = $3; $$->at = L(@1);
+      }
+  ;
+
+layer_args
+  : layer_arg                 { vec v = {0}; vec_push(&c->mem, &v, $1); $$ = v; }
+  | layer_args ',' layer_arg  { $$ = $1; vec_push(&c->mem, &$$, $3); }
+  ;
+
+layer_arg
+  : INT                 { $$ = arena_alloc(&c->mem, sizeof *$$); $$->num = $1; $$->at = L(@1); }
+  | layer               { $$ = arena_alloc(&c->mem, sizeof *$$); $$->call = $1; $$->at = L(@1); }
+  | IDENT '=' INT       { $$ = arena_alloc(&c->mem, sizeof *$$); $$->key = $1; $$->num = $3; $$->at = L(@1); }
+  | IDENT '=' IDENT     { $$ = arena_alloc(&c->mem, sizeof *$$); $$->key = $1; $$->word = $3; $$->at = L(@1); }
   ;
 
 /* hyper alpha = 0.1      hyper beta = 1 warmup from 0 over 10 epochs */

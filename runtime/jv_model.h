@@ -208,6 +208,89 @@ static inline void jv_expand_rows(jv_real *x, int u, int copies, int width)
                 memcpy(x + (size_t)(e * copies + c) * width, x + (size_t)e * width, sizeof(jv_real) * (size_t)width);
 }
 
+/* ------------------------------------------------------ convolutions -- */
+
+/* A convolution as GEMMs (Chellapilla et al. 2006): the columns of an
+ * image [c, h, w] for a kernel k, stride s and padding p whose output is
+ * [oh, ow] hold, in row (ci k + ki) k + kj and column y ow + x, the input
+ * value the kernel's element (ki, kj) meets at output place (y, x), or 0 in
+ * the padding. Rows are `ld` apart, so the columns of several examples sit
+ * side by side in one matrix. The generated code calls these with constant
+ * shapes. */
+static inline void jv_im2col(const jv_real *restrict img, int c, int h, int w, int k, int s, int p, int oh, int ow,
+                             jv_real *restrict cols, size_t ld)
+{
+    for (int ci = 0; ci < c; ci++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                jv_real *restrict row = cols + (size_t)((ci * k + ki) * k + kj) * ld;
+                for (int y = 0; y < oh; y++) {
+                    int iy = y * s - p + ki;
+                    jv_real *restrict dst = row + (size_t)y * ow;
+                    if (iy < 0 || iy >= h) {
+                        memset(dst, 0, sizeof(jv_real) * (size_t)ow);
+                        continue;
+                    }
+                    const jv_real *restrict src = img + ((size_t)ci * h + iy) * w;
+                    for (int x = 0; x < ow; x++) {
+                        int ix = x * s - p + kj;
+                        dst[x] = ix >= 0 && ix < w ? src[ix] : 0;
+                    }
+                }
+            }
+}
+
+/* The adjoint of jv_im2col: every column value added back to the input
+ * place it came from (img is set first unless accumulate). The order of the
+ * sums is fixed. */
+static inline void jv_col2im(const jv_real *restrict cols, size_t ld, int c, int h, int w, int k, int s, int p, int oh,
+                             int ow, jv_real *restrict img, int accumulate)
+{
+    if (!accumulate)
+        memset(img, 0, sizeof(jv_real) * (size_t)c * h * w);
+    for (int ci = 0; ci < c; ci++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                const jv_real *restrict row = cols + (size_t)((ci * k + ki) * k + kj) * ld;
+                for (int y = 0; y < oh; y++) {
+                    int iy = y * s - p + ki;
+                    if (iy < 0 || iy >= h)
+                        continue;
+                    const jv_real *restrict src = row + (size_t)y * ow;
+                    jv_real *restrict dst = img + ((size_t)ci * h + iy) * w;
+                    for (int x = 0; x < ow; x++) {
+                        int ix = x * s - p + kj;
+                        if (ix >= 0 && ix < w)
+                            dst[ix] += src[x];
+                    }
+                }
+            }
+}
+
+/* rows images [c x n] (each `ld` apart) as one matrix [c x rows n], channel
+ * by channel, and back (added to dst when accumulate). */
+static inline void jv_to_channels(const jv_real *restrict src, int rows, size_t ld, int c, int n, jv_real *restrict dst)
+{
+    for (int ch = 0; ch < c; ch++)
+        for (int b = 0; b < rows; b++)
+            memcpy(dst + ((size_t)ch * rows + b) * n, src + (size_t)b * ld + (size_t)ch * n, sizeof(jv_real) * (size_t)n);
+}
+
+static inline void jv_from_channels(const jv_real *restrict src, int rows, int c, int n, jv_real *restrict dst,
+                                    int accumulate)
+{
+    for (int b = 0; b < rows; b++)
+        for (int ch = 0; ch < c; ch++) {
+            const jv_real *restrict from = src + ((size_t)ch * rows + b) * n;
+            jv_real *restrict to = dst + ((size_t)b * c + ch) * n;
+            if (accumulate)
+                for (int j = 0; j < n; j++)
+                    to[j] += from[j];
+            else
+                memcpy(to, from, sizeof(jv_real) * (size_t)n);
+        }
+}
+
 /* ------------------------------------------- counter-based generator -- */
 
 /* Philox4x32-10 (Salmon et al., SC'11): four 32-bit outputs per counter. */
@@ -362,7 +445,17 @@ typedef struct {
     int rows, cols;    /* a weight is [fan_in x fan_out]; a bias [1 x n] */
     size_t offset;     /* in jv_real elements from the start of the block */
     int is_bias;       /* biases start at 0; weights are Glorot-uniform (even of fan-in 1) */
+    int shape[4];      /* a convolution's weight: [out, in, k, k] (transposed: [in, out, k, k]), stored as
+                          [rows x cols] = [shape[0] x shape[1] k k]; all 0 for the others */
 } jv_tensor_info;
+
+/* Glorot's bound sqrt(6 / (fan_in + fan_out)) of a weight: rows + cols for
+ * a dense one, (in + out) k k for a convolution's. */
+static inline double jv_glorot_bound(const jv_tensor_info *t)
+{
+    double fans = t->shape[2] ? (double)(t->shape[0] + t->shape[1]) * t->shape[2] * t->shape[3] : (double)(t->rows + t->cols);
+    return sqrt(6.0 / fans);
+}
 
 /* The weight a term of the loss carries: hyper `hyper` (value: the hyper's
  * spec value, before any warm-up) or, when hyper < 0, the number `value`. */

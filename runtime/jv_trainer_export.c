@@ -21,7 +21,8 @@ typedef struct {
 
 static const char EXPORT_ABOUT[] =
     "Writes a checkpoint's tensors as a NumPy .npz archive, each under its spec name\n"
-    "(weights [fan_in x fan_out], biases [n], float32): np.load(FILE)['enc_x.h1.weight'].\n"
+    "(dense weights [fan_in x fan_out], convolutions' PyTorch's [out, in, k, k] and\n"
+    "transposed ones' [in, out, k, k], biases [n], float32): np.load(FILE)['enc_x.h1.weight'].\n"
     "--moments adds Adam's moments as adam_m/<name> and adam_v/<name>. An existing FILE\n"
     "is replaced only if jmvaec wrote it.";
 
@@ -31,11 +32,14 @@ static void add_block(jv_npz *w, const jv_model *m, const char *prefix, const fl
         const jv_tensor_info *t = &m->tensors[i];
         char name[480];
         snprintf(name, sizeof name, "%s%s", prefix, t->name);
-        size_t shape[2] = {(size_t)t->rows, (size_t)t->cols};
+        size_t shape[4] = {(size_t)t->rows, (size_t)t->cols, 0, 0};
+        if (t->shape[2]) /* a convolution's weight: PyTorch's layout */
+            for (int d = 0; d < 4; d++)
+                shape[d] = (size_t)t->shape[d];
         if (t->is_bias)
             jv_npz_add(w, name, block + t->offset, 0, shape + 1, 1);
         else
-            jv_npz_add(w, name, block + t->offset, 0, shape, 2);
+            jv_npz_add(w, name, block + t->offset, 0, shape, t->shape[2] ? 4 : 2);
     }
 }
 

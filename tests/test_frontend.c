@@ -132,7 +132,7 @@ Test(checker, unknown_words)
 {
     expect("model m\nmodality x[4] ~ bernouli\n", 3, "unknown likelihood 'bernouli'");
     expect("model m\nmodality x[4] ~ gaussian(fixed)\n", 3, "only gaussian(learned) takes an argument");
-    expect(BASE_SPEC "net r = x -> rleu(3)\n" BASE_LOSS, 1, "unknown activation 'rleu'");
+    expect(BASE_SPEC "net r = x -> rleu(3)\n" BASE_LOSS, 1, "unknown layer 'rleu'");
     expect(BASE_SPEC "latent y[2] ~ gauss\n" BASE_LOSS, 2, "unknown prior 'gauss'");
     expect(BASE_SPEC "net r = x -> relu(1) -> q(z | x) var=sqrt\n" BASE_LOSS, 2, "unknown variance 'sqrt'");
 }
@@ -141,10 +141,33 @@ Test(checker, sizes)
     expect("model m\nmodality x[0] ~ bernoulli\n", 3, "size 0 is out of range");
     expect(BASE_SPEC "net r = x -> relu(0)\n" BASE_LOSS, 1, "layer width 0 is out of range");
     expect("model m\nmodality x[1] ~ categorical\n", 3, "needs at least 2 classes");
-    expect("model m\nmodality x[2, 2, 2] ~ bernoulli\n", 3, "has 3 dimensions");
+    expect("model m\nmodality x[2, 2, 2, 2] ~ bernoulli\n", 3, "has 4 dimensions");
     expect(BASE_SPEC "net a = x -> relu(3)\nnet b = z -> relu(5)\nnet r = sum(a, b) -> relu(3)\n" BASE_LOSS, 1,
            "needs inputs of one size, but they are 3 and 5");
 }
+#define IMAGE_SPEC "model m\nmodality x[3, 8, 8] ~ bernoulli\nlatent z[2] ~ normal\n"
+#define IMAGE_LOSS "net p_x = z -> relu(192) -> p(x | z)\nloss {\n  z ~ q(z | x)\n  r = -log p(x | z)\n}\n"
+Test(checker, convolution_shapes)
+{
+    /* what each layer gives, and the messages of a wrong shape */
+    expect(IMAGE_SPEC "net q_x = x -> relu(conv(4, 4, stride=2, pad=1)) -> flatten -> q(z | x)\n" IMAGE_LOSS, 0, NULL);
+    expect(IMAGE_SPEC "net q_x = x -> relu(conv(4, 3, stride=2)) -> flatten -> q(z | x)\n" IMAGE_LOSS, 1,
+           "8 + 2 * 0 - 3 = 5 is not a multiple of the stride");
+    expect(IMAGE_SPEC "net q_x = x -> relu(conv(4, 4, stride=2, pad=1)) -> q(z | x)\n" IMAGE_LOSS, 1,
+           "gives an image [4, 4, 4]: write flatten before the head");
+    expect(IMAGE_SPEC "net q_x = x -> conv(4, 4, stride=2, pad=1) -> relu(8) -> q(z | x)\n" IMAGE_LOSS, 1,
+           "a dense layer reads flat values, but layer 1 of network 'q_x' (convolution) gives an image [4, 4, 4]");
+    expect(IMAGE_SPEC "net q_x = x -> relu(8) -> q(z | x)\n"
+           "net p_x = z -> relu(32) -> reshape(2, 4, 4) -> deconv(3, 4, stride=2, pad=1) -> p(x | z)\n"
+           "loss {\n  z ~ q(z | x)\n  r = -log p(x | z)\n}\n", 0, NULL);
+    expect(IMAGE_SPEC "net q_x = x -> relu(8) -> q(z | x)\n"
+           "net p_x = z -> relu(32) -> reshape(2, 4, 4) -> deconv(1, 4, stride=2, pad=1) -> p(x | z)\n"
+           "loss {\n  z ~ q(z | x)\n  r = -log p(x | z)\n}\n", 1, "but p(x | ...) reads [3, 8, 8] from it");
+    expect(IMAGE_SPEC "net q_x = x -> relu(8) -> q(z | x)\n"
+           "net p_x = z -> relu(30) -> reshape(2, 4, 4) -> deconv(3, 4, stride=2, pad=1) -> p(x | z)\n"
+           "loss {\n  z ~ q(z | x)\n  r = -log p(x | z)\n}\n", 1, "reshape to [2, 4, 4] makes 32 values");
+}
+
 Test(checker, head_conditioning)
 {
     expect(BASE_SPEC "net r = x -> q(z | x, x)\n" BASE_LOSS, 2, "'x' is named twice");

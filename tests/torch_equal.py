@@ -95,6 +95,13 @@ def compare(spec, what, mine, theirs, worst):
         fail(spec, f"{what}: PyTorch and C differ by {err:.3g} (relative)")
 
 
+def as_module(array, model, name):
+    """A tensor of the C trainer's dump ([rows x cols]) in the shape of the
+    module's parameter: a convolution's [out, in, k, k] is the same values."""
+    shape = tuple(model.parameter_of(name).shape)
+    return array.reshape(shape) if array.size == int(np.prod(shape)) else array
+
+
 def numpy_of(t):
     return t.detach().cpu().numpy()
 
@@ -116,7 +123,7 @@ def check_initialisation(args, spec, module, trainer, d):
     c = np.load(dump)
     model = module.Model(torch.float64)
     for name, *_ in module.TENSORS:
-        if not np.array_equal(numpy_of(model.parameter_of(name)), c["params/" + name]):
+        if not np.array_equal(numpy_of(model.parameter_of(name)), as_module(c["params/" + name], model, name)):
             fail(spec, f"init_parameters: {name} is not the C trainer's initialisation")
 
 
@@ -132,7 +139,7 @@ def check_equality(args, spec, module, trainer, d):
     model.load_checkpoint(ckpt)
     worst = [0.0]
     for name, *_ in module.TENSORS:
-        if not np.array_equal(numpy_of(model.parameter_of(name)), c["params/" + name]):
+        if not np.array_equal(numpy_of(model.parameter_of(name)), as_module(c["params/" + name], model, name)):
             fail(spec, f"{name}: the C trainer read other parameters from the module's checkpoint")
     data = {m: torch.from_numpy(c["data/" + m]) for m in module.MODALITIES}
     noise = {l: torch.from_numpy(c["noise/" + l]) for l in module.LATENTS}
@@ -148,7 +155,7 @@ def check_equality(args, spec, module, trainer, d):
     for name, *_ in module.TENSORS:
         p = model.parameter_of(name)
         mine = numpy_of(p.grad) if p.grad is not None else np.zeros(tuple(p.shape))
-        compare(spec, f"gradient of {name}", mine, c["grad/" + name], worst)
+        compare(spec, f"gradient of {name}", mine, as_module(c["grad/" + name], model, name), worst)
     # the step of examples that observe only some modalities: data of those alone
     for sub in sorted({f.split("/")[1] for f in c.files if f.startswith("observed/")}):
         observed = set(sub.split(","))
@@ -162,7 +169,8 @@ def check_equality(args, spec, module, trainer, d):
         for name, *_ in module.TENSORS:
             p = model.parameter_of(name)
             mine = numpy_of(p.grad) if p.grad is not None else np.zeros(tuple(p.shape))
-            compare(spec, f"gradient of {name} observing only {sub}", mine, c[f"observed/{sub}/grad/{name}"], worst)
+            compare(spec, f"gradient of {name} observing only {sub}", mine,
+                    as_module(c[f"observed/{sub}/grad/{name}"], model, name), worst)
     with torch.no_grad():
         for key, method in module.FAMILIES.items():
             family = ",".join(key)

@@ -20,7 +20,7 @@ void jmvae_h_init(jv_real *params, uint64_t seed)
             memset(w, 0, sizeof(jv_real) * n);
             continue;
         }
-        double a = sqrt(6.0 / (info->rows + info->cols));
+        double a = jv_glorot_bound(info);
         for (size_t i = 0; i < n; i++)
             w[i] = (jv_real)((2 * jv_uniform_at(seed, (uint64_t)t, i) - 1) * a);
     }

@@ -366,14 +366,36 @@ class Layer(torch.nn.Module):
     the C code and jmvaec checkpoints. Several inputs are concatenated (they
     read W's row blocks in order)."""
 
-    def __init__(self, fan_in, fan_out, dtype=torch.float32):
+    def __init__(self, fan_in, fan_out, dtype=torch.float32, bias=True):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(fan_in, fan_out, dtype=dtype))
-        self.bias = torch.nn.Parameter(torch.zeros(fan_out, dtype=dtype))
+        self.bias = torch.nn.Parameter(torch.zeros(fan_out, dtype=dtype)) if bias else None
 
     def forward(self, *inputs):
         x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1)
-        return torch.addmm(self.bias, x, self.weight)
+        return x @ self.weight if self.bias is None else torch.addmm(self.bias, x, self.weight)
+
+
+class Conv(torch.nn.Module):
+    """A 2-D convolution of the image [c, h, w] each row holds (flat, as
+    every value of the model), or a transposed one: F.conv2d or
+    F.conv_transpose2d, with PyTorch's weights ([out, in, k, k]; transposed
+    [in, out, k, k]) as jmvaec checkpoints store them. Gives flat rows."""
+
+    def __init__(self, in_shape, out_channels, kernel, stride, pad, transposed, dtype=torch.float32, bias=True):
+        super().__init__()
+        self.in_shape, self.stride, self.pad, self.transposed = tuple(in_shape), stride, pad, transposed
+        shape = (in_shape[0], out_channels) if transposed else (out_channels, in_shape[0])
+        self.weight = torch.nn.Parameter(torch.zeros(*shape, kernel, kernel, dtype=dtype))
+        self.bias = torch.nn.Parameter(torch.zeros(out_channels, dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        x = x.reshape(-1, *self.in_shape)
+        if self.transposed:
+            y = F.conv_transpose2d(x, self.weight, self.bias, stride=self.stride, padding=self.pad)
+        else:
+            y = F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.pad)
+        return y.flatten(1)
 
 
 class Net(torch.nn.Module):
@@ -414,9 +436,11 @@ class ModelBase(torch.nn.Module):
                 if is_bias:
                     p.zero_()
                     continue
-                a = math.sqrt(6.0 / (rows + cols))
+                # a convolution's fans are (in + out) k k (its [rows x cols] is [out x in k k])
+                fans = (p.shape[0] + p.shape[1]) * p.shape[2] * p.shape[3] if p.dim() == 4 else rows + cols
+                a = math.sqrt(6.0 / fans)
                 w = (2 * uniform_at(seed, t, rows * cols) - 1) * a
-                p.copy_(torch.from_numpy(w.reshape(rows, cols)))
+                p.copy_(torch.from_numpy(w.reshape(p.shape)))
 
     def make_optimizer(self):
         """torch.optim.Adam with the spec's settings (TRAIN: lr, beta1, beta2,
