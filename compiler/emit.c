@@ -1760,9 +1760,7 @@ static void emit_descriptor(emitter *e)
     for (int t = 0; t < p->n_tensors; t++) {
         const tensor *ts = &p->tensors[t];
         put(e, "    {%s, %d, %d, %ld, %d", c_string(e, ts->name), ts->rows, ts->cols, ts->offset, ts->is_bias);
-        if (ts->shape[0])
-            put(e, ", {%d, %d, %d, %d}", ts->shape[0], ts->shape[1], ts->shape[2], ts->shape[3]);
-        put(e, "},\n");
+        put(e, ", {%d, %d, %d, %d}},\n", ts->shape[0], ts->shape[1], ts->shape[2], ts->shape[3]);
     }
     put(e, "};\n\n");
     if (m->n_hypers) {

@@ -42,6 +42,25 @@ static const char mvae_spec[] =
     "    kl = beta * KL(q(z | S) || p(z))\n  }\n}\n"
     "train {\n  batch = 5\n  seed = 4\n}\n";
 
+/* MVAE's objective with convolutional networks on the images a [1, 2, 3]
+ * and b [1, 2, 2]: convolutions and transposed ones, with and without bias,
+ * strided, padded, and a decoder whose last layer gives the parameters. */
+static const char conv_spec[] =
+    "model tiny_conv\n"
+    "modality a[2, 3] ~ bernoulli\nmodality b[2, 2] ~ gaussian\nmodality c[3] ~ categorical\n"
+    "latent z[3] ~ normal\n"
+    "net e_a = a -> relu(conv(4, 2, pad=1)) -> conv(2, 2, bias=no) -> flatten -> q(z | a) var=logvar\n"
+    "net e_b = b -> silu(deconv(3, 2, stride=2)) -> flatten -> q(z | b)\n"
+    "net e_c = c -> relu(8) -> q(z | c)\n"
+    "q(z | a, b, c) = poe(p(z), q(z | a), q(z | b), q(z | c))\n"
+    "net p_a = z -> relu(6) -> reshape(3, 1, 2) -> deconv(1, 2) -> p(a | z)\n"
+    "net p_b = z -> tanh(8) -> reshape(2, 2, 2) -> conv(1, 3, pad=1, bias=no) -> p(b | z)\n"
+    "net p_c = z -> relu(8) -> p(c | z)\n"
+    "loss {\n  sum over S in (a, b, c), (a), (b), (c) {\n    z ~ q(z | S)\n"
+    "    rec_a = -log p(a | z) if a in S\n    rec_b = -log p(b | z) if b in S\n    rec_c = -log p(c | z) if c in S\n"
+    "    kl = KL(q(z | S) || p(z))\n  }\n}\n"
+    "train {\n  batch = 6\n  seed = 5\n}\n";
+
 typedef struct {
     char *dir, *trainer;
 } built;
@@ -183,6 +202,11 @@ Test(experts, mvae_subsampled_is_the_same_on_any_thread_count_and_resumes, .time
     deterministic_and_resumable("tiny_mvae", mvae_spec);
 }
 
+Test(experts, convolutions_are_the_same_on_any_thread_count_and_resume, .timeout = 300)
+{
+    deterministic_and_resumable("tiny_conv", conv_spec);
+}
+
 /* Incomplete examples: c missing in every fourth (c_na.csv), and `drop`
  * (--drop ...) on top; each example trains its observed subset's step, the
  * same bits on any number of threads, in parts, and resumed. `subsets`:
@@ -235,6 +259,7 @@ Test(experts, incomplete_examples_train_the_same_on_any_thread_count_in_parts_an
     incomplete_examples("tiny_mvae", mvae_spec, "--drop a=0.4", mvae);
     static const char *const mopoe[] = {"by observed modalities: a,b,c ", ", a,b ", NULL};
     incomplete_examples("tiny_mopoe", mopoe_spec, "", mopoe);
+    incomplete_examples("tiny_conv", conv_spec, "--drop a=0.4", mvae);
 }
 
 Test(experts, any_subset_the_experts_make_and_no_other, .timeout = 300)

@@ -1052,8 +1052,8 @@ TestSuite(checkpoint, .init = make_tmpdir, .fini = remove_tmpdir);
 
 enum { NP = 9 };
 
-static const jv_tensor_info tensors_a[] = {{"enc.l1.weight", 2, 3, 0, 0}, {"enc.l1.bias", 1, 3, 6, 1}};
-static const jv_tensor_info tensors_b[] = {{"enc.l1.weight", 3, 2, 0, 0}, {"enc.l1.bias", 1, 3, 6, 1}};
+static const jv_tensor_info tensors_a[] = {{"enc.l1.weight", 2, 3, 0, 0, {0, 0, 0, 0}}, {"enc.l1.bias", 1, 3, 6, 1, {0, 0, 0, 0}}};
+static const jv_tensor_info tensors_b[] = {{"enc.l1.weight", 3, 2, 0, 0, {0, 0, 0, 0}}, {"enc.l1.bias", 1, 3, 6, 1, {0, 0, 0, 0}}};
 
 static jv_model small_model(const char *name, uint64_t fingerprint, const jv_tensor_info *tensors)
 {

@@ -272,10 +272,18 @@ static void fixture_sample_prior(const jv_real *params, jv_real *arena, int batc
 }
 
 static const jv_tensor_info fixture_tensors[] = {
-    {"q_xw.mu.weight", 2, 7, FX_QM_W, 0}, {"q_xw.mu.bias", 1, 2, FX_QM_B, 1}, {"q_xw.var.weight", 2, 7, FX_QV_W, 0},
-    {"q_xw.var.bias", 1, 2, FX_QV_B, 1},  {"q_x.mu.weight", 2, 4, FX_RM_W, 0}, {"q_x.mu.bias", 1, 2, FX_RM_B, 1},
-    {"q_x.var.weight", 2, 4, FX_RV_W, 0}, {"q_x.var.bias", 1, 2, FX_RV_B, 1},  {"p_x.weight", 4, 2, FX_PX_W, 0},
-    {"p_x.bias", 1, 4, FX_PX_B, 1},       {"p_w.weight", 3, 2, FX_PW_W, 0},    {"p_w.bias", 1, 3, FX_PW_B, 1},
+    {"q_xw.mu.weight", 2, 7, FX_QM_W, 0, {0, 0, 0, 0}},
+    {"q_xw.mu.bias", 1, 2, FX_QM_B, 1, {0, 0, 0, 0}},
+    {"q_xw.var.weight", 2, 7, FX_QV_W, 0, {0, 0, 0, 0}},
+    {"q_xw.var.bias", 1, 2, FX_QV_B, 1, {0, 0, 0, 0}},
+    {"q_x.mu.weight", 2, 4, FX_RM_W, 0, {0, 0, 0, 0}},
+    {"q_x.mu.bias", 1, 2, FX_RM_B, 1, {0, 0, 0, 0}},
+    {"q_x.var.weight", 2, 4, FX_RV_W, 0, {0, 0, 0, 0}},
+    {"q_x.var.bias", 1, 2, FX_RV_B, 1, {0, 0, 0, 0}},
+    {"p_x.weight", 4, 2, FX_PX_W, 0, {0, 0, 0, 0}},
+    {"p_x.bias", 1, 4, FX_PX_B, 1, {0, 0, 0, 0}},
+    {"p_w.weight", 3, 2, FX_PW_W, 0, {0, 0, 0, 0}},
+    {"p_w.bias", 1, 3, FX_PW_B, 1, {0, 0, 0, 0}},
 };
 
 /* Weights ~ 0.3 N(0,1) from the seed, one stream per tensor; biases 0. */
