@@ -173,7 +173,7 @@ update-golden: jmvaec ## rewrite the golden files (generated/, tests/bad/*.expec
 # GEMM calls alone, on 1 and 2 threads. BENCH_ARGS go to the driver
 # (--threads 1,2,4, --reps N, --budget SECONDS, --batch N, --top N, ...).
 BENCH_SPECS  ?= specs/jmvae.spec specs/jmvae_kl.spec specs/jmvae_h.spec examples/mvae.spec examples/mmvae.spec \
-                examples/mopoe.spec
+                examples/mopoe.spec examples/fashion-mnist/conv/conv_jmvae_kl.spec examples/fashion-mnist/conv/conv_mvae.spec
 BENCH_OPT    ?= -O2
 BENCH_ARGS   ?=
 BENCH_DIR    := $(BUILD)/bench

@@ -131,6 +131,7 @@ static void add_columns(grad_state *s, op *o, const op *fwd)
 {
     int cols = graph_value(s->c, s->g, V_ARENA, (int)conv_workspace(fwd->conv), 0,
                            arena_printf(&s->c->mem, "%s_cols", s->g->values[fwd->in[0]].name));
+    s->g->values[cols].copies = s->g->values[fwd->out[1]].copies; /* K rows an example after a draw of K samples */
     o->out[o->n_out] = cols;
     o->acc[o->n_out++] = 0;
 }

@@ -134,8 +134,13 @@ void plan_dump(FILE *out, const program *p, int batch)
     fprintf(out, "# memory plan of %s for a batch of %d, single precision (4 bytes a real)\n", p->m->name, batch);
     fprintf(out, "# parameters: %ld reals in %d tensors\n", p->n_params, p->n_tensors);
     for (int t = 0; t < p->n_tensors; t++)
-        fprintf(out, "param %-32s [%d x %d] offset %ld\n", p->tensors[t].name, p->tensors[t].rows, p->tensors[t].cols,
-                p->tensors[t].offset);
+        if (p->tensors[t].shape[0]) /* a convolution's weight, as PyTorch lays it out */
+            fprintf(out, "param %-32s [%d x %d] offset %ld  [%d, %d, %d, %d]\n", p->tensors[t].name, p->tensors[t].rows,
+                    p->tensors[t].cols, p->tensors[t].offset, p->tensors[t].shape[0], p->tensors[t].shape[1],
+                    p->tensors[t].shape[2], p->tensors[t].shape[3]);
+        else
+            fprintf(out, "param %-32s [%d x %d] offset %ld\n", p->tensors[t].name, p->tensors[t].rows, p->tensors[t].cols,
+                    p->tensors[t].offset);
     for (int i = 0; i < p->n_graphs; i++) {
         const graph *g = p->graphs[i];
         fprintf(out, "\n# graph %s: %ld reals per example\n", g->name, g->arena_per_example);
@@ -143,9 +148,12 @@ void plan_dump(FILE *out, const program *p, int batch)
             const value *val = &g->values[v];
             if (val->kind != V_ARENA || val->offset < 0)
                 continue;
-            fprintf(out, "buffer %-28s width %6d offset %8ld*B  %10ld bytes  live ops %d..%d%s\n", val->name, val->width,
+            fprintf(out, "buffer %-28s width %6d offset %8ld*B  %10ld bytes  live ops %d..%d%s", val->name, val->width,
                     val->offset, (long)val->width * val->copies * batch * 4, val->first, val->last,
                     val->copies > 1 ? arena_printf_static(val->copies) : "");
+            if (val->shape.h) /* an image: [channels, height, width] per example */
+                fprintf(out, "  [%d, %d, %d]", val->shape.c, val->shape.h, val->shape.w);
+            fputc('\n', out);
         }
     }
     double param_bytes = (double)p->n_params * 4;

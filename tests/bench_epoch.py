@@ -46,7 +46,11 @@ EXTRA = {
     "mmvae": ("examples/mmvae.spec", [], "mmvae_k10", (0.5, 0.3)),
     "mopoe": ("examples/mopoe.spec", [], "mopoe", (0.5, 0.3)),
     "jmvae_kl_semi": ("examples/semi-supervised/jmvae_kl.spec", [], None, None),
+    "conv_jmvae_kl": ("examples/fashion-mnist/conv/conv_jmvae_kl.spec", [], "conv_jmvae_kl", (0.6, 0.35)),
+    "conv_mvae": ("examples/fashion-mnist/conv/conv_mvae.spec", [], "conv_mvae", (0.6, 0.35)),
 }
+# Convolutional models: PyTorch is also timed with its oneDNN convolutions off.
+CONV = ("conv_jmvae_kl", "conv_mvae")
 # Incomplete data (--missing): each model's epoch with that fraction of the
 # labels hidden (train --drop w=P), against its epoch with all of them; the
 # targets on the ratio at 90%: no more than 1 for every model, and <= 0.85
@@ -97,10 +101,10 @@ def jmvaec_epoch(model, data, threads, env, limit, extra=()):
             "load": float(done.group(3)), "wall": wall}
 
 
-def torch_epoch(model, data, threads, blas_threads, env, limit):
+def torch_epoch(model, data, threads, blas_threads, env, limit, onednn="on"):
     e = dict(env, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(blas_threads))
     args = ["/usr/bin/python3", os.path.join(ROOT, "tests", "bench_torch.py"), "--data", data, "--threads",
-            str(threads), EXTRA[model][2] if model in EXTRA else model]
+            str(threads), "--onednn", onednn, EXTRA[model][2] if model in EXTRA else model]
     if limit:
         args += ["--limit", str(limit)]
     out = run(args, e)
@@ -113,7 +117,7 @@ def torch_epoch(model, data, threads, blas_threads, env, limit):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=os.environ.get("FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
-    ap.add_argument("--models", default="jmvae,jmvae_kl,jmvae_h,mvae,mmvae_k1,mmvae,mopoe")
+    ap.add_argument("--models", default="jmvae,jmvae_kl,jmvae_h,mvae,mmvae_k1,mmvae,mopoe,conv_jmvae_kl,conv_mvae")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (0: all 60,000)")
@@ -150,26 +154,28 @@ def main():
         a.limit or 60000, a.reps))
     say("BLAS kernel: %s" % (env.get("OPENBLAS_CORETYPE") or "the trainers' choice (see their first lines)"))
     say()
-    header = "%-9s %2s %8s %8s %8s %8s" % ("model", "T", "epoch", "load", "ckpt", "other")
+    header = "%-13s %2s %8s %8s %8s %8s" % ("model", "T", "epoch", "load", "ckpt", "other")
     if a.torch:
-        header += " %9s %9s %7s %7s" % ("torch", "config", "ratio", "target")
+        header += " %9s %13s %7s %7s" % ("torch", "config", "ratio", "target")
     say(header)
     results = {}
     for model in models:
         for t in thread_counts:
             ours, theirs, configs = [], [], {}
-            torch_configs = [(1, 1)] if t == 1 else [(1, t), (t, 1)]
+            torch_configs = [(1, 1, "on")] if t == 1 else [(1, t, "on"), (t, 1, "on")]
+            if model in CONV:
+                torch_configs += [(i, b, "off") for i, b, _ in torch_configs]
             for r in range(a.reps):
                 ours.append(jmvaec_epoch(model, a.data, t, env, a.limit))
                 if a.torch:
                     best = None
-                    for intra, blas in torch_configs:
-                        seconds, kernel = torch_epoch(model, a.data, intra, blas, env, a.limit)
-                        configs.setdefault((intra, blas), []).append(seconds)
+                    for intra, blas, onednn in torch_configs:
+                        seconds, kernel = torch_epoch(model, a.data, intra, blas, env, a.limit, onednn)
+                        configs.setdefault((intra, blas, onednn), []).append(seconds)
                         best = seconds if best is None else min(best, seconds)
                     theirs.append(best)
             epoch = statistics.median(x["epoch"] for x in ours)
-            row = "%-9s %2d %8.2f %8.2f %8.2f %8.2f" % (
+            row = "%-13s %2d %8.2f %8.2f %8.2f %8.2f" % (
                 model, t, epoch, statistics.median(x["load"] for x in ours),
                 statistics.median(x["ckpt"] for x in ours), statistics.median(x["rest"] for x in ours))
             results[(model, t)] = epoch
@@ -178,22 +184,25 @@ def main():
                 cfg = min(configs, key=lambda c: statistics.median(configs[c]))
                 target = (EXTRA[model][3] if model in EXTRA else TARGETS[model])[0 if t == 1 else 1]
                 ratio = epoch / torch_s
-                row += " %9.2f %4dx%-4d %7.3f %7s" % (torch_s, cfg[0], cfg[1], ratio,
-                                                       "met" if ratio <= target else "missed")
+                row += " %9.2f %4dx%-4d%4s %7.3f %7s" % (torch_s, cfg[0], cfg[1], "" if model not in CONV else
+                                                          "dnn" if cfg[2] == "on" else "-", ratio,
+                                                          "met" if ratio <= target else "missed")
             say(row)
     say()
     say("epoch = the training loop of one epoch, in seconds; load = reading and decoding the data files, once")
     say("per run; ckpt = writing last.ckpt; other = shuffles, logs and the rest of the loop outside the steps")
     if a.torch:
-        say("torch = PyTorch's epoch; config = its intra-op threads x OpenBLAS threads (the faster one);")
+        say("torch = PyTorch's epoch; config = its intra-op threads x OpenBLAS threads (the faster one), and for")
+        say("the convolutional models whether its oneDNN convolutions were on (dnn) or off (-);")
         say("ratio = jmvaec / PyTorch; targets: <= 0.6 on one thread, <= 0.5 on two (the JMVAE family),")
-        say("<= 0.5 and <= 0.3 (the models of experts); mmvae_k1 is examples/mmvae.spec with K = 1, mmvae its K = 10")
+        say("<= 0.5 and <= 0.3 (the models of experts), <= 0.6 and <= 0.35 (the convolutional ones, Wu & Goodman's")
+        say("networks: examples/fashion-mnist/conv); mmvae_k1 is examples/mmvae.spec with K = 1, mmvae its K = 10")
         say("with DReG")
     if len(thread_counts) > 1 and models:
         say()
         for model in models:
             base = results[(model, thread_counts[0])]
-            say("%-9s speed-up over %d thread%s: %s" % (model, thread_counts[0], "" if thread_counts[0] == 1 else "s",
+            say("%-13s speed-up over %d thread%s: %s" % (model, thread_counts[0], "" if thread_counts[0] == 1 else "s",
                 "  ".join("T=%d %.2fx (target >= %.1f)" % (t, base / results[(model, t)], 1.8 if model in EXTRA else 1.7)
                           for t in thread_counts[1:])))
     fractions = [float(x) for x in a.missing.split(",") if x] if not a.torch else []

@@ -14,6 +14,11 @@ giving a mean and a log-variance, one decoder per modality, z of 64) with these 
   mopoe      the mixture over S in {x}, {w}, {x,w} of the product of S's experts (no prior expert); the mean
              over S of the ELBOs.
 
+conv_mvae, conv_jmvae_kl: examples/fashion-mnist/conv/*.spec, MVAE's and JMVAE-kl's objectives with Wu & Goodman's
+convolutional Fashion-MNIST networks written as they wrote them (nn.Conv2d and nn.ConvTranspose2d without bias,
+swish, the label's embedding as a bias-free nn.Linear); not in the default list. --onednn off times them with
+PyTorch's own convolutions (im2col and BLAS) instead of its bundled oneDNN.
+
 Every term is a batch mean; Adam (lr 1e-3, betas 0.9 and 0.999, eps 1e-8) after clipping the gradient's total
 norm at 5, batch 100. One epoch on Fashion-MNIST (grey levels as Bernoulli targets, one-hot labels, a fresh
 shuffle), one line per model:
@@ -260,6 +265,77 @@ class MMVAE(Experts):
         return -torch.sum(wt * logw) / (2 * b)
 
 
+# ------------------------------------------------- Wu & Goodman's convolutional networks (examples/fashion-mnist/conv) --
+
+def swish():
+    return nn.SiLU(inplace=True)
+
+
+def image_encoder(out):
+    """Wu & Goodman's: two convolutions of stride 2 without bias, swish, 6272 -> 512 -> out."""
+    return nn.Sequential(nn.Unflatten(1, (1, 28, 28)),
+                         nn.Conv2d(1, 64, 4, 2, 1, bias=False), swish(),
+                         nn.Conv2d(64, 128, 4, 2, 1, bias=False), swish(), nn.Flatten(),
+                         nn.Linear(6272, 512), swish(), nn.Linear(512, out))
+
+
+def label_encoder(out):
+    """Wu & Goodman's: the label's embedding (a bias-free map of the one-hot row), swish, 512, out."""
+    return nn.Sequential(nn.Linear(10, 512, bias=False), swish(), nn.Linear(512, 512), swish(), nn.Linear(512, out))
+
+
+def image_decoder(latent):
+    """Wu & Goodman's: 512, 6272 viewed as [128, 7, 7], two transposed convolutions of stride 2 without bias."""
+    return nn.Sequential(nn.Linear(latent, 512), swish(), nn.Linear(512, 6272), swish(), nn.Unflatten(1, (128, 7, 7)),
+                         nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), swish(),
+                         nn.ConvTranspose2d(64, 1, 4, 2, 1, bias=False), nn.Flatten())
+
+
+def label_decoder(latent):
+    return nn.Sequential(nn.Linear(latent, 512), swish(), nn.Linear(512, 512), swish(), nn.Linear(512, 512), swish(),
+                         nn.Linear(512, 10))
+
+
+class ConvMVAE(MVAE):
+    """examples/fashion-mnist/conv/mvae.spec: MVAE's objective (as MVAE) with Wu & Goodman's networks; the
+    experts' heads give the log-variance directly (var=logvar)."""
+
+    def __init__(self, latent=64):
+        nn.Module.__init__(self)
+        self.latent = latent
+        self.q_x, self.q_w = image_encoder(2 * latent), label_encoder(2 * latent)
+        self.p_x, self.p_w = image_decoder(latent), label_decoder(latent)
+
+    def experts(self, x, w):
+        h = torch.stack([self.q_x(x), self.q_w(w)])
+        return h[..., :self.latent], h[..., self.latent:]
+
+
+class ConvJMVAEKL(nn.Module):
+    """examples/fashion-mnist/conv/jmvae_kl.spec: JMVAE-kl (alpha 0.1) with Wu & Goodman's networks."""
+    noise = (64,)
+
+    def __init__(self, latent=64, alpha=0.1):
+        super().__init__()
+        self.latent, self.alpha = latent, alpha
+        self.j_x = image_encoder(512)[:-1]   # the image encoder up to its 512 units (swish)
+        self.j_w = nn.Sequential(nn.Linear(10, 512, bias=False), swish())
+        self.q_xw = nn.Sequential(nn.Linear(1024, 512), swish(), nn.Linear(512, 2 * latent))
+        self.q_x, self.q_w = image_encoder(2 * latent), label_encoder(2 * latent)
+        self.p_x, self.p_w = image_decoder(latent), label_decoder(latent)
+
+    def forward(self, x, w, eps):
+        b, d = x.shape[0], self.latent
+        h = self.q_xw(torch.cat([self.j_x(x), self.j_w(w)], 1))
+        m, lv = h[:, :d], h[:, d:]
+        z = m + torch.exp(0.5 * lv) * eps
+        hx, hw = self.q_x(x), self.q_w(w)
+        kl_x = kl_normal(m, lv, hx[:, :d], hx[:, d:]).sum()
+        kl_w = kl_normal(m, lv, hw[:, :d], hw[:, d:]).sum()
+        return (rec_x_sum(self.p_x(z), x) + rec_w_sum(self.p_w(z), w) + kl_std(m, lv).sum()
+                + self.alpha * (kl_x + kl_w)) / b
+
+
 MODELS = {
     "jmvae": lambda: JMVAE(False),
     "jmvae_kl": lambda: JMVAE(True),
@@ -268,7 +344,10 @@ MODELS = {
     "mmvae": lambda: MMVAE(1),
     "mmvae_k10": lambda: MMVAE(10),
     "mopoe": MoPoE,
+    "conv_mvae": ConvMVAE,
+    "conv_jmvae_kl": ConvJMVAEKL,
 }
+CONV_MODELS = ("conv_mvae", "conv_jmvae_kl")  # not in the default list: ten times the arithmetic
 
 
 # ------------------------------------------------------------------------------------------ Adam --
@@ -316,11 +395,25 @@ class Adam:
 # to 1e-10 (relative) and every gradient to 1e-9 of its norm.
 
 def _run(seq, z, frozen=False):
-    """a Sequential of Linear and ReLU layers applied by hand; frozen: with its weights detached"""
+    """a Sequential of layers applied by hand (F.linear, F.conv2d, F.conv_transpose2d, relu, swish written
+    out, the reshapes); frozen: with its weights detached"""
     for layer in seq:
-        if isinstance(layer, nn.Linear):
-            wt, b = (layer.weight.detach(), layer.bias.detach()) if frozen else (layer.weight, layer.bias)
-            z = F.linear(z, wt, b)
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            wt, b = layer.weight, layer.bias
+            if frozen:
+                wt, b = wt.detach(), None if b is None else b.detach()
+            if isinstance(layer, nn.Linear):
+                z = F.linear(z, wt, b)
+            elif isinstance(layer, nn.Conv2d):
+                z = F.conv2d(z, wt, b, stride=layer.stride, padding=layer.padding)
+            else:
+                z = F.conv_transpose2d(z, wt, b, stride=layer.stride, padding=layer.padding)
+        elif isinstance(layer, nn.SiLU):
+            z = z * torch.sigmoid(z)
+        elif isinstance(layer, nn.Flatten):
+            z = z.reshape(z.shape[0], -1)
+        elif isinstance(layer, nn.Unflatten):
+            z = z.reshape((z.shape[0],) + tuple(layer.unflattened_size))
         else:
             z = torch.relu(z)
     return z
@@ -358,6 +451,16 @@ def reference(name, model, x, w, eps):
             for net, data in ((model.q_x, x), (model.q_w, w)):
                 loss = loss + 0.1 * kl(q, _softplus_normal(_run(net, data))).sum(-1).mean()
         return loss, loss
+    if name == "conv_jmvae_kl":
+        d = model.latent
+        h = _run(model.q_xw, torch.cat([_run(model.j_x, x), _run(model.j_w, w)], 1))
+        q = _normal(h[:, :d], h[:, d:])
+        z = q.loc + q.scale * eps
+        loss = _nll_x(_run(model.p_x, z), x).mean() + _nll_w(_run(model.p_w, z), w).mean() + _kl_prior(q).mean()
+        for net, data in ((model.q_x, x), (model.q_w, w)):
+            hu = _run(net, data)
+            loss = loss + 0.1 * kl(q, _normal(hu[:, :d], hu[:, d:])).sum(-1).mean()
+        return loss, loss
     if name == "jmvae_h":
         h = _run(model.h1, torch.cat([_run(model.enc_x, x), _run(model.enc_w, w)], 1))
         q2 = _softplus_normal(_run(model.q_z2, h))
@@ -373,11 +476,12 @@ def reference(name, model, x, w, eps):
     for m, net, data in (("x", model.q_x, x), ("w", model.q_w, w)):
         h = _run(net, data)
         experts[m] = (h[:, :d], h[:, d:])
-    if name in ("mvae", "mopoe"):
-        subsets = [("x",), ("x", "w"), ("w",)] if name == "mvae" else [("x",), ("w",), ("x", "w")]
+    if name in ("mvae", "conv_mvae", "mopoe"):
+        mvae = name != "mopoe"
+        subsets = [("x",), ("x", "w"), ("w",)] if mvae else [("x",), ("w",), ("x", "w")]
         loss = 0
         for i, subset in enumerate(subsets):
-            precision = torch.ones_like(experts["x"][0]) if name == "mvae" else torch.zeros_like(experts["x"][0])
+            precision = torch.ones_like(experts["x"][0]) if mvae else torch.zeros_like(experts["x"][0])
             weighted = torch.zeros_like(precision)
             for m in subset:
                 mean_m, lv_m = experts[m]
@@ -385,7 +489,7 @@ def reference(name, model, x, w, eps):
                 weighted = weighted + mean_m / torch.exp(lv_m)
             q = torch.distributions.Normal(weighted / precision, 1 / torch.sqrt(precision))
             z = q.loc + q.scale * eps[:, i]
-            if name == "mvae":
+            if mvae:
                 if "x" in subset:
                     loss = loss + _nll_x(_run(model.p_x, z), x).mean()
                 if "w" in subset:
@@ -566,13 +670,16 @@ def main():
     ap.add_argument("--limit", type=int, default=0, help="use only the first N training images")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--onednn", choices=("on", "off"), default="on",
+                    help="convolutions by PyTorch's bundled oneDNN (its default) or by its own im2col and BLAS")
     ap.add_argument("--keep-denormals", action="store_true", help="do not flush subnormal numbers to zero")
     ap.add_argument("--malloc-default", action="store_true",
                     help="leave glibc's malloc returning freed memory to the kernel (its default)")
     ap.add_argument("--check", action="store_true",
                     help="compare every model with a plain implementation of its formulas (float64), and "
                          "the Adam step with torch.optim.Adam's, instead of timing")
-    ap.add_argument("models", nargs="*", default=list(MODELS))
+    ap.add_argument("models", nargs="*", default=[m for m in MODELS if m not in CONV_MODELS],
+                    help=f"default: all but {', '.join(CONV_MODELS)}")
     a = ap.parse_args()
     for name in a.models:
         if name not in MODELS:
@@ -582,6 +689,7 @@ def main():
     if not a.keep_denormals:
         torch.set_flush_denormal(True)  # before any thread starts: PyTorch's threads inherit the setting
     torch.set_num_threads(a.threads)
+    torch.backends.mkldnn.enabled = a.onednn == "on"
     lib = openblas()
     if lib:
         lib.openblas_set_num_threads(a.blas_threads or int(os.environ.get("OPENBLAS_NUM_THREADS") or 1))
@@ -596,8 +704,8 @@ def main():
     core = corename(lib)
     for name in a.models:
         seconds, steps, loss = epoch(name, x, w, a.batch, a.warmup, a.seed)
-        print(f"torch {name} epoch {seconds:.3f} steps {steps} threads {a.threads} kernel {core} loss {loss:.4f}",
-              flush=True)
+        print(f"torch {name} epoch {seconds:.3f} steps {steps} threads {a.threads} kernel {core} loss {loss:.4f}"
+              + (f" onednn {a.onednn}" if name in CONV_MODELS else ""), flush=True)
 
 
 if __name__ == "__main__":

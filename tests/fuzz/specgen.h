@@ -23,6 +23,13 @@
  * loss of loops: over listed sets or subsets(...) with `if x in S` terms,
  * or over a mixture's components with KL or KLsample; and sometimes
  * importance-weighted training (samples = 2 or 3, with or without DReG).
+ *
+ * In both, a modality may be an image [c, h, w] whose encoders (those that
+ * read it alone) and decoders are then sometimes convolutional: stacks of
+ * convolutions and transposed convolutions of random kernels, strides,
+ * paddings, activations and biases, each valid by construction, ending
+ * with flatten; a decoder reshapes a dense layer and ends with a
+ * convolution whose image is the likelihood's parameters.
  */
 #ifndef TESTS_FUZZ_SPECGEN_H
 #define TESTS_FUZZ_SPECGEN_H
@@ -78,6 +85,67 @@ static inline void gen_layers(specgen *g, int at_least_one)
         gen_put(g, " -> %s(%u)", activation_table[gen_pick(g, N_ACTIVATIONS)].name, 1 + gen_pick(g, 9));
 }
 
+/* An activation around a convolution, or none (a linear one); `bias=no` sometimes. */
+static inline void gen_conv_layer(specgen *g, const char *word, unsigned c, unsigned k, unsigned s, unsigned p)
+{
+    unsigned act = gen_pick(g, N_ACTIVATIONS + 1);
+    const char *bias = gen_pick(g, 3) == 0 ? ", bias=no" : "";
+    if (act == N_ACTIVATIONS)
+        gen_put(g, " -> %s(%u, %u, stride=%u, pad=%u%s)", word, c, k, s, p, bias);
+    else
+        gen_put(g, " -> %s(%s(%u, %u, stride=%u, pad=%u%s))", activation_table[act].name, word, c, k, s, p, bias);
+}
+
+/* A convolutional encoder from an image [c, h, w]: one or two convolutions
+ * or transposed ones of random kernels, strides and paddings (each valid:
+ * a convolution's stride divides exactly, a transposed one's output is not
+ * empty), then flatten. */
+static inline void gen_conv_encoder(specgen *g, unsigned c, unsigned h, unsigned w)
+{
+    int n = 1 + (int)gen_pick(g, 2);
+    for (int i = 0; i < n; i++) {
+        unsigned out = 1 + gen_pick(g, 3), k = 1 + gen_pick(g, 3), s = 1 + gen_pick(g, 2), p;
+        if (gen_pick(g, 4) == 0) { /* transposed: p <= (k - 1) / 2 keeps at least one place */
+            p = gen_pick(g, (k - 1) / 2 + 1);
+            gen_conv_layer(g, "deconv", out, k, s, p);
+            h = (h - 1) * s - 2 * p + k;
+            w = (w - 1) * s - 2 * p + k;
+        } else {
+            p = gen_pick(g, k);
+            if (h + 2 * p < k || w + 2 * p < k)
+                k = 1, p = 0;
+            if ((h + 2 * p - k) % s || (w + 2 * p - k) % s)
+                s = 1;
+            gen_conv_layer(g, "conv", out, k, s, p);
+            h = (h + 2 * p - k) / s + 1;
+            w = (w + 2 * p - k) / s + 1;
+        }
+        c = out;
+    }
+    (void)c;
+    gen_put(g, " -> flatten");
+}
+
+/* A decoder's convolutional end from a flat value to exactly an image [c, h,
+ * w] (the likelihood's parameters): a dense layer, reshape, maybe a
+ * convolution that keeps the size, then a last convolution (stride 1) or
+ * transposed convolution whose output is [c, h, w]. */
+static inline void gen_conv_decoder(specgen *g, unsigned c, unsigned h, unsigned w)
+{
+    unsigned k = 1 + gen_pick(g, h < w ? h : w), p = gen_pick(g, (k - 1) / 2 + 1), c1 = 1 + gen_pick(g, 3);
+    int transposed = (int)gen_pick(g, 2);
+    /* the image before the last layer: a convolution of stride 1 maps h1 to h1 + 2p - k + 1, a transposed one h1 to
+       h1 - 2p + k - 1 */
+    unsigned h1 = transposed ? h + 2 * p - k + 1 : h + k - 1 - 2 * p, w1 = transposed ? w + 2 * p - k + 1 : w + k - 1 - 2 * p;
+    gen_put(g, " -> %s(%u) -> reshape(%u, %u, %u)", activation_table[gen_pick(g, N_ACTIVATIONS)].name, c1 * h1 * w1, c1,
+            h1, w1);
+    if (gen_pick(g, 3) == 0) { /* a convolution that keeps the size: kernel 3, padding 1 */
+        unsigned c2 = 1 + gen_pick(g, 3);
+        gen_conv_layer(g, "conv", c2, 3, 1, 1);
+    }
+    gen_conv_layer(g, transposed ? "deconv" : "conv", c, k, 1, p);
+}
+
 static inline const char *gen_var(specgen *g)
 {
     return gen_pick(g, 3) == 2 ? " var=logvar" : "";
@@ -100,6 +168,35 @@ static inline void gen_names(specgen *g, unsigned mask, const char *prefix)
         }
 }
 
+/* Modality m: flat, an image [2, w] read flat, or an image [c, h, w] whose
+ * encoders and decoders may be convolutional (image[0] = c then, else 0). */
+/* A decoder's layers: dense ones, or for an image sometimes a convolutional
+ * end that gives the likelihood's parameters (twice the channels for a
+ * learned variance). */
+static inline void gen_decoder_layers(specgen *g, int lik, const unsigned image[3])
+{
+    if (image[0] && gen_pick(g, 2))
+        gen_conv_decoder(g, image[0] * (likelihood_table[lik].has_logvar ? 2u : 1u), image[1], image[2]);
+    else
+        gen_layers(g, 0);
+}
+
+static inline void gen_modality(specgen *g, int m, int *lik, unsigned image[3])
+{
+    *lik = (int)gen_pick(g, N_LIKELIHOODS);
+    int normalised = likelihood_table[*lik].normalised; /* at least 2 values, and no image */
+    unsigned size = (normalised ? 2 : 1) + gen_pick(g, 7), shape = normalised ? 0 : gen_pick(g, 4);
+    image[0] = image[1] = image[2] = 0;
+    if (shape == 1) {
+        gen_put(g, "modality x%d[2, %u] ~ %s\n", m, 1 + gen_pick(g, 3), likelihood_table[*lik].name);
+    } else if (shape == 2) {
+        image[0] = 1 + gen_pick(g, 2), image[1] = 2 + gen_pick(g, 3), image[2] = 2 + gen_pick(g, 3);
+        gen_put(g, "modality x%d[%u, %u, %u] ~ %s\n", m, image[0], image[1], image[2], likelihood_table[*lik].name);
+    } else {
+        gen_put(g, "modality x%d[%u] ~ %s\n", m, size, likelihood_table[*lik].name);
+    }
+}
+
 enum { GEN_ANY = -1, GEN_NETS = 0, GEN_EXPERTS = 1 };
 
 static size_t specgen_experts(specgen *g, char *out, size_t cap);
@@ -115,16 +212,10 @@ static inline size_t specgen_write_mode(const uint8_t *bytes, size_t n, char *ou
         return specgen_experts(&g, out, cap);
     int n_mod = 1 + (int)gen_pick(&g, GEN_MAX_MOD), n_lat = 1 + (int)gen_pick(&g, GEN_MAX_LAT);
     int lik[GEN_MAX_MOD], parent[GEN_MAX_LAT], reads_lat[GEN_MAX_MOD];
+    unsigned image[GEN_MAX_MOD][3]; /* [c, h, w] of an image read by convolutions, or c = 0 */
     gen_put(&g, "model g%u\n", gen_pick(&g, 100));
-    for (int m = 0; m < n_mod; m++) {
-        lik[m] = (int)gen_pick(&g, N_LIKELIHOODS);
-        int normalised = likelihood_table[lik[m]].normalised; /* at least 2 values, and no image */
-        unsigned size = (normalised ? 2 : 1) + gen_pick(&g, 7);
-        if (gen_pick(&g, 4) == 0 && !normalised)
-            gen_put(&g, "modality x%d[2, %u] ~ %s\n", m, 1 + gen_pick(&g, 3), likelihood_table[lik[m]].name);
-        else
-            gen_put(&g, "modality x%d[%u] ~ %s\n", m, size, likelihood_table[lik[m]].name);
-    }
+    for (int m = 0; m < n_mod; m++)
+        gen_modality(&g, m, &lik[m], image[m]);
     /* latent 0 is the top; latent l > 0 has a normal prior or one conditioned on a higher latent */
     for (int l = 0; l < n_lat; l++) {
         parent[l] = l > 0 && gen_pick(&g, 2) ? (int)gen_pick(&g, (unsigned)l) : -1;
@@ -145,6 +236,9 @@ static inline size_t specgen_write_mode(const uint8_t *bytes, size_t n, char *ou
             gen_put(&g, ")");
         } else {
             gen_names(&g, feat_mask[f], "x");
+            int m = __builtin_ctz(feat_mask[f]);
+            if (image[m][0] && gen_pick(&g, 2))
+                gen_conv_encoder(&g, image[m][0], image[m][1], image[m][2]);
         }
         gen_layers(&g, 1);
         gen_put(&g, "\n");
@@ -172,6 +266,10 @@ static inline size_t specgen_write_mode(const uint8_t *bytes, size_t n, char *ou
                 gen_put(&g, "%sf%d", reads ? ", " : "", feature);
             if (inputs > 1)
                 gen_put(&g, ")");
+            if (inputs == 1 && feature < 0 && image[__builtin_ctz(reads)][0] && gen_pick(&g, 2)) {
+                const unsigned *im = image[__builtin_ctz(reads)];
+                gen_conv_encoder(&g, im[0], im[1], im[2]);
+            }
             gen_layers(&g, 0);
             gen_put(&g, " -> q(z%d | ", l);
             gen_names(&g, cond, "x");
@@ -191,7 +289,7 @@ static inline size_t specgen_write_mode(const uint8_t *bytes, size_t n, char *ou
         if (reads_lat[m] < 0)
             continue;
         gen_put(&g, "net d%d = z%d", m, reads_lat[m]);
-        gen_layers(&g, 0);
+        gen_decoder_layers(&g, lik[m], image[m]);
         gen_put(&g, " -> p(x%d | z%d)%s\n", m, reads_lat[m], likelihood_table[lik[m]].has_logvar ? gen_var(&g) : "");
     }
     int hyper = (int)gen_pick(&g, 3);
@@ -287,12 +385,10 @@ static size_t specgen_experts(specgen *gp, char *out, size_t cap)
     specgen g = *gp;
     /* 2 or 3 modalities: each observed subset has a training step of its own (six at 3, fourteen at 4) */
     int n_mod = 2 + (int)gen_pick(&g, GEN_MAX_EXPERT_MOD - 1), lik[GEN_MAX_MOD];
+    unsigned image[GEN_MAX_MOD][3];
     gen_put(&g, "model e%u\n", gen_pick(&g, 100));
-    for (int m = 0; m < n_mod; m++) {
-        lik[m] = (int)gen_pick(&g, N_LIKELIHOODS);
-        unsigned size = (likelihood_table[lik[m]].normalised ? 2 : 1) + gen_pick(&g, 6);
-        gen_put(&g, "modality x%d[%u] ~ %s\n", m, size, likelihood_table[lik[m]].name);
-    }
+    for (int m = 0; m < n_mod; m++)
+        gen_modality(&g, m, &lik[m], image[m]);
     int two = gen_pick(&g, 3) == 0; /* z1: a network's posterior, sampled at the top level */
     gen_put(&g, "latent z0[%u] ~ normal\n", 1 + gen_pick(&g, 4));
     if (two)
@@ -308,6 +404,8 @@ static size_t specgen_experts(specgen *gp, char *out, size_t cap)
     for (int m = 0; m < n_mod; m++)
         if (experts >> m & 1u) {
             gen_put(&g, "net e%d = x%d", m, m);
+            if (image[m][0] && gen_pick(&g, 2))
+                gen_conv_encoder(&g, image[m][0], image[m][1], image[m][2]);
             gen_layers(&g, 0);
             gen_put(&g, " -> q(z0 | x%d)%s\n", m, var);
         }
@@ -336,7 +434,7 @@ static size_t specgen_experts(specgen *gp, char *out, size_t cap)
     for (int m = 0; m < n_mod; m++) {
         reads[m] = two && gen_pick(&g, 3) == 0 ? 1 : 0;
         gen_put(&g, "net d%d = z%d", m, reads[m]);
-        gen_layers(&g, 0);
+        gen_decoder_layers(&g, lik[m], image[m]);
         gen_put(&g, " -> p(x%d | z%d)%s\n", m, reads[m], likelihood_table[lik[m]].has_logvar ? gen_var(&g) : "");
     }
     int samples = gen_pick(&g, 3) == 0 ? 2 + (int)gen_pick(&g, 2) : 1;
