@@ -460,10 +460,10 @@ static void shape_layers(checker *k, sem_net *n, int data)
                            "nothing but padding", L->pad, L->kernel);
             L->out = (vshape){channels, ho, wo};
             /* the columns of the lowering to GEMMs: kernel^2 * input channels rows, one column per output place */
-            long columns = transposed ? (long)channels * L->kernel * L->kernel * cur.h * cur.w
-                                      : (long)cur.c * L->kernel * L->kernel * ho * wo;
-            if (columns > 16L * MAX_SIZE)
-                diag_error(k->c, node->at, "this %s needs %ld values of workspace an example; at most %d",
+            double columns = transposed ? (double)channels * L->kernel * L->kernel * cur.h * cur.w
+                                        : (double)cur.c * L->kernel * L->kernel * ho * wo;
+            if (columns > 16.0 * MAX_SIZE && (double)channels * ho * wo <= MAX_SIZE)
+                diag_error(k->c, node->at, "this %s needs %.0f values of workspace an example; at most %d",
                            layer_table[L->kind].what, columns, 16 * MAX_SIZE);
             break;
         }

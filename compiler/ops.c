@@ -42,7 +42,7 @@ int conv_out_size(int transposed, int in, int k, int s, int p, int *exact)
     *exact = 1;
     if (transposed) {
         long out = (long)(in - 1) * s - 2L * p + k;
-        return out < 1 || out > 1000000 ? 0 : (int)out;
+        return out < 1 ? 0 : out > 1000000 ? 1000001 : (int)out; /* too large: the caller's size check says so */
     }
     long span = (long)in + 2L * p - k;
     if (span < 0)

@@ -76,7 +76,8 @@ typedef struct {
 extern const layer_def layer_table[N_LAYER_KINDS]; /* indexed by layer_kind */
 
 /* The output size along one dimension of a convolution (transposed: its
- * inverse) of kernel k, stride s and padding p; 0 when it would be empty. A
+ * inverse) of kernel k, stride s and padding p; 0 when it would be empty, more
+ * than 10^6 when it would be larger than that (the caller refuses both). A
  * convolution's division must be exact (*exact = 0 otherwise). */
 int conv_out_size(int transposed, int in, int k, int s, int p, int *exact);
 

@@ -210,6 +210,18 @@ static inline void jv_expand_rows(jv_real *x, int u, int copies, int width)
 
 /* ------------------------------------------------------ convolutions -- */
 
+/* The output places x in [*x0, *x1) whose input place x s - p + kj lies in
+ * [0, w): the others read padding. */
+static inline void jv_conv_span(int w, int s, int p, int kj, int ow, int *x0, int *x1)
+{
+    int lo = p - kj, hi = w - 1 + p - kj; /* x s in [lo, hi] */
+    int a = lo <= 0 ? 0 : (lo + s - 1) / s, b = hi < 0 ? -1 : hi / s;
+    *x0 = a < ow ? a : ow;
+    *x1 = b + 1 < ow ? b + 1 : ow;
+    if (*x1 < *x0)
+        *x1 = *x0;
+}
+
 /* A convolution as GEMMs (Chellapilla et al. 2006): the columns of an
  * image [c, h, w] for a kernel k, stride s and padding p whose output is
  * [oh, ow] hold, in row (ci k + ki) k + kj and column y ow + x, the input
@@ -224,6 +236,8 @@ static inline void jv_im2col(const jv_real *restrict img, int c, int h, int w, i
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
                 jv_real *restrict row = cols + (size_t)((ci * k + ki) * k + kj) * ld;
+                int x0, x1;
+                jv_conv_span(w, s, p, kj, ow, &x0, &x1);
                 for (int y = 0; y < oh; y++) {
                     int iy = y * s - p + ki;
                     jv_real *restrict dst = row + (size_t)y * ow;
@@ -232,10 +246,16 @@ static inline void jv_im2col(const jv_real *restrict img, int c, int h, int w, i
                         continue;
                     }
                     const jv_real *restrict src = img + ((size_t)ci * h + iy) * w;
-                    for (int x = 0; x < ow; x++) {
-                        int ix = x * s - p + kj;
-                        dst[x] = ix >= 0 && ix < w ? src[ix] : 0;
-                    }
+                    const int off = kj - p;
+                    for (int x = 0; x < x0; x++)
+                        dst[x] = 0;
+                    if (s == 1)
+                        memcpy(dst + x0, src + x0 + off, sizeof(jv_real) * (size_t)(x1 - x0));
+                    else
+                        for (int x = x0; x < x1; x++)
+                            dst[x] = src[x * s + off];
+                    for (int x = x1; x < ow; x++)
+                        dst[x] = 0;
                 }
             }
 }
@@ -252,17 +272,17 @@ static inline void jv_col2im(const jv_real *restrict cols, size_t ld, int c, int
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
                 const jv_real *restrict row = cols + (size_t)((ci * k + ki) * k + kj) * ld;
+                int x0, x1;
+                jv_conv_span(w, s, p, kj, ow, &x0, &x1);
                 for (int y = 0; y < oh; y++) {
                     int iy = y * s - p + ki;
                     if (iy < 0 || iy >= h)
                         continue;
                     const jv_real *restrict src = row + (size_t)y * ow;
                     jv_real *restrict dst = img + ((size_t)ci * h + iy) * w;
-                    for (int x = 0; x < ow; x++) {
-                        int ix = x * s - p + kj;
-                        if (ix >= 0 && ix < w)
-                            dst[ix] += src[x];
-                    }
+                    const int off = kj - p;
+                    for (int x = x0; x < x1; x++)
+                        dst[x * s + off] += src[x];
                 }
             }
 }
