@@ -519,6 +519,14 @@ static unsigned dist_modalities(const sem_model *m, const sem_group *g, const se
     return mods | samples_modalities(m, g, dist_reads(m, d));
 }
 
+/* The modalities a draw from posterior `post` reads in group g: its own
+ * condition and those of the samples its networks read. */
+static unsigned draw_modalities(const sem_model *m, const sem_group *g, int post)
+{
+    const sem_dist d = {DIST_POSTERIOR, -1, m->posteriors[post].latent, -1, post};
+    return dist_modalities(m, g, &d);
+}
+
 /* In a given (S) block, every sample and term reads only S: what its
  * examples observe. */
 static void check_given_reads(checker *k, int gi)
@@ -529,7 +537,7 @@ static void check_given_reads(checker *k, int gi)
         if (!(g->own & (1u << l)))
             continue;
         const sem_draw *d = &m->draws[g->draw[l]];
-        unsigned lack = (m->posteriors[d->post].condition | samples_modalities(m, g, m->posteriors[d->post].latents_read)) & ~g->set;
+        unsigned lack = draw_modalities(m, g, d->post) & ~g->set;
         if (lack && d->node)
             diag_error(k->c, d->node->at, "%s reads %s, which the examples of given (%s) do not observe",
                        posterior_name(k->c, m, d->post), set_suffix(k->c, m, lack, ", "), set_suffix(k->c, m, g->set, ", "));

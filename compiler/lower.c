@@ -437,11 +437,10 @@ static int lower_components(ctx *c, program *p, graph *g, lowering_env *e, int p
     const sem_posterior *r = &p->m->posteriors[post];
     int n = 0;
     for (int k = 0; k < r->n_components; k++) {
-        unsigned cond = p->m->posteriors[r->components[k]].condition;
-        if (cond & ~e->observed)
-            continue;
+        if (!condition_observed(p->m, r->components[k], e->observed))
+            continue; /* a component the examples cannot make */
         lower_post(c, p, g, e, r->components[k], &in[2 * n], &in[2 * n + 1]);
-        conds[n++] = cond;
+        conds[n++] = p->m->posteriors[r->components[k]].condition;
     }
     return n;
 }

@@ -266,6 +266,8 @@ void model_dump(FILE *out, const sem_model *m);
 
 /* observed.c: the loss of an example that observes only some modalities. */
 const sem_subset *observed_subset(const sem_model *m, unsigned observed);
+/* Whether every modality a posterior is conditioned on is in `o`. */
+int condition_observed(const sem_model *m, int post, unsigned o);
 /* Whether a posterior is available given the modalities `o`. */
 int posterior_observed(const sem_model *m, int post, unsigned o);
 /* The experts of a product (bit i: the rule's expert i) observed in `o`. */

@@ -22,17 +22,22 @@
 #include "check.h"
 
 /* Whether a posterior is available given the modalities `o`. */
+int condition_observed(const sem_model *m, int post, unsigned o)
+{
+    return (m->posteriors[post].condition & ~o) == 0;
+}
+
 int posterior_observed(const sem_model *m, int post, unsigned o)
 {
     const sem_posterior *r = &m->posteriors[post];
     switch (r->kind) {
     case POST_NET:
-        return (r->condition & ~o) == 0;
+        return condition_observed(m, post, o);
     case POST_PRODUCT:
         return product_observed_experts(m, post, o) != 0;
     case POST_MIXTURE:
         for (int k = 0; k < r->n_components; k++)
-            if ((m->posteriors[r->components[k]].condition & ~o) == 0)
+            if (condition_observed(m, r->components[k], o))
                 return 1;
         return 0;
     }
@@ -46,7 +51,7 @@ unsigned product_observed_experts(const sem_model *m, int post, unsigned o)
     const sem_rule *rule = &m->rules[r->rule];
     unsigned kept = 0;
     for (int i = 0; i < rule->n_experts; i++)
-        if ((r->experts & (1u << i)) && (m->posteriors[rule->experts[i]].condition & ~o) == 0)
+        if ((r->experts & (1u << i)) && condition_observed(m, rule->experts[i], o))
             kept |= 1u << i;
     return kept;
 }

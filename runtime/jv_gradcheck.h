@@ -558,6 +558,19 @@ static inline jv_real **jv_gc_latent_rows(const jv_model *m, int batch)
     return NULL;
 }
 
+/* Every tensor of a block (parameters or gradients) as <prefix><name>:
+ * [rows x cols] as the block stores it, a bias [n]. */
+static inline void jv_gc_add_tensors(jv_npz *z, const jv_model *m, const char *prefix, const jv_real *block)
+{
+    char name[768];
+    for (int t = 0; t < m->n_tensors; t++) {
+        const jv_tensor_info *ti = &m->tensors[t];
+        snprintf(name, sizeof name, "%s%s", prefix, ti->name);
+        jv_gc_add(z, name, block + ti->offset, ti->is_bias ? (size_t)ti->cols : (size_t)ti->rows,
+                  ti->is_bias ? 0 : (size_t)ti->cols);
+    }
+}
+
 /* --dump: the batch, and what every entry point of the model computes on
  * it at the base point (see jv_gc_parse's help). */
 static inline int jv_gc_dump(jv_gc *g)
@@ -572,15 +585,8 @@ static inline int jv_gc_dump(jv_gc *g)
         return 1;
     jv_real loss_real = (jv_real)loss;
     jv_npz *z = jv_npz_new();
-    for (int t = 0; t < m->n_tensors; t++) {
-        const jv_tensor_info *ti = &m->tensors[t];
-        snprintf(name, sizeof name, "params/%s", ti->name);
-        jv_gc_add(z, name, g->params + ti->offset, ti->is_bias ? (size_t)ti->cols : (size_t)ti->rows,
-                  ti->is_bias ? 0 : (size_t)ti->cols);
-        snprintf(name, sizeof name, "grad/%s", ti->name);
-        jv_gc_add(z, name, g->grads + ti->offset, ti->is_bias ? (size_t)ti->cols : (size_t)ti->rows,
-                  ti->is_bias ? 0 : (size_t)ti->cols);
-    }
+    jv_gc_add_tensors(z, m, "params/", g->params);
+    jv_gc_add_tensors(z, m, "grad/", g->grads);
     for (int k = 0; k < m->n_modalities; k++) {
         snprintf(name, sizeof name, "data/%s", m->modalities[k].name);
         jv_gc_add(z, name, g->data[k], b, (size_t)m->modalities[k].size);
@@ -610,12 +616,8 @@ static inline int jv_gc_dump(jv_gc *g)
         jv_gc_add(z, name, &loss_real, 1, 0);
         snprintf(name, sizeof name, "observed/%s/terms", only);
         jv_gc_add(z, name, g->terms, (size_t)m->n_terms, 0);
-        for (int t = 0; t < m->n_tensors; t++) {
-            const jv_tensor_info *ti = &m->tensors[t];
-            snprintf(name, sizeof name, "observed/%s/grad/%s", only, ti->name);
-            jv_gc_add(z, name, g->grads + ti->offset, ti->is_bias ? (size_t)ti->cols : (size_t)ti->rows,
-                      ti->is_bias ? 0 : (size_t)ti->cols);
-        }
+        snprintf(name, sizeof name, "observed/%s/grad/", only);
+        jv_gc_add_tensors(z, m, name, g->grads);
     }
     g->step = NULL;
     jv_real **lat = jv_gc_latent_rows(m, g->o.batch), **train_lat = jv_gc_latent_rows(m, g->o.batch);
