@@ -225,6 +225,40 @@ Test(mpi, what_cannot_run_on_processes_is_refused)
     free(out);
 }
 
+/* A convolutional JMVAE-kl (a small one: convolutions and a transposed one
+ * on the images) on 2 processes against one process with the same parts. */
+static const char conv_spec[] =
+    "model conv_small\n"
+    "modality x[28, 28] ~ bernoulli\nmodality w[10] ~ categorical\nlatent z[8] ~ normal\n"
+    "net f_x = x -> relu(conv(4, 4, stride=2, pad=1)) -> silu(conv(8, 4, stride=2, pad=1, bias=no)) -> flatten\n"
+    "net q_xw = concat(f_x, w) -> relu(32) -> q(z | x, w)\n"
+    "net q_x = f_x -> q(z | x)\n"
+    "net p_x = z -> relu(392) -> reshape(8, 7, 7) -> relu(deconv(4, 4, stride=2, pad=1, bias=no))\n"
+    "          -> deconv(1, 4, stride=2, pad=1) -> p(x | z)\n"
+    "net p_w = z -> relu(32) -> p(w | z)\n"
+    "loss {\n  z ~ q(z | x, w)\n  rec_x = -log p(x | z)\n  rec_w = -log p(w | z)\n"
+    "  kl = KL(q(z | x, w) || p(z))\n  kl_x = 0.1 * KL(q(z | x, w) || q(z | x))\n}\n";
+
+Test(mpi, a_convolutional_model_is_the_same_bytes_on_processes)
+{
+    char flags[512], *out = NULL, path[1400];
+    snprintf(path, sizeof path, "%s/conv_small.spec", work);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(conv_spec, f);
+    fclose(f);
+    sanitize_make_flags(flags, sizeof flags);
+    int rc = run_in(&out,
+                    "for k in serial mpi; do mkdir -p conv_$k && %s/jmvaec conv_small.spec -o conv_$k > /dev/null && "
+                    "make -s -C conv_$k JMVAEC=%s/jmvaec MPI=$([ $k = mpi ] && echo 1 || echo 0) %s || exit 1; done",
+                    root, root, flags);
+    cr_assert_eq(rc, 0, "building the convolutional model failed:\n%s", out);
+    free(out);
+    ok("one process", "conv_serial/conv_small " TRAIN " --limit 600 --epochs 2 --chunks 2 --out conv_one");
+    ok("mpirun -np 2", MPIRUN " -np 2 conv_mpi/conv_small " TRAIN " --limit 600 --epochs 2 --chunks 2 --out conv_two");
+    same_file("conv_one/last.ckpt", "conv_two/last.ckpt");
+}
+
 /* A model of experts: MMVAE's mixture, its stratified loop and K = 3 samples
  * with DReG (examples/mmvae.spec with jmvaec --samples 3), on 2 processes
  * against one process with the same parts, with complete examples and with
