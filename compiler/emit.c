@@ -167,6 +167,14 @@ static int op_copies(emitter *e, const op *o)
 
 /* ---------------------------------------------------------------- forward -- */
 
+/* "copies * " when value v is data read once per example (a posterior run
+ * on U rows, whose data rows come in runs of `copies` equal rows), else "":
+ * the prefix of its row stride. */
+static const char *data_stride(emitter *e, int v)
+{
+    return strcmp(e->rows, "U") == 0 && V(e, v)->kind == V_DATA ? "copies * " : "";
+}
+
 static void emit_affine(emitter *e, const op *o)
 {
     const program *p = e->p;
@@ -179,9 +187,8 @@ static void emit_affine(emitter *e, const op *o)
     for (int i = 0; i < o->n_in; i++) {
         int k = W(e, o->in[i]);
         /* once per example, the first of each run of copies is read from the data */
-        const char *ld = strcmp(e->rows, "U") == 0 && V(e, o->in[i])->kind == V_DATA ? "copies * " : "";
         put(e, "    jv_gemm(0, 0, %s, %d, %d, 1, %s, %s%d, params + %s, %d, %d, %s, %d);\n", e->rows, n, k, N(e, o->in[i]),
-            ld, k, tensor_at(e, o->tensor, (long)row * n), n, i > 0, N(e, z), n);
+            data_stride(e, o->in[i]), k, tensor_at(e, o->tensor, (long)row * n), n, i > 0, N(e, z), n);
         row += k;
     }
     if (o->bias < 0 && o->act == ACT_LINEAR)
@@ -217,30 +224,41 @@ static const char *image_shape(emitter *e, int c, int h, int w)
  * run once per example (U rows) are `copies` rows apart. */
 static const char *example_at(emitter *e, int v, const char *b)
 {
-    const char *ld = strcmp(e->rows, "U") == 0 && V(e, v)->kind == V_DATA ? "copies * " : "";
-    return arena_printf(&e->c->mem, "%s + (size_t)%s * %s%d", N(e, v), b, ld, W(e, v));
+    return arena_printf(&e->c->mem, "%s + (size_t)%s * %s%d", N(e, v), b, data_stride(e, v), W(e, v));
+}
+
+/* The two sides of a convolution's columns: the image [c, h, w] whose
+ * windows they hold (a convolution's input, a transposed one's output) and
+ * the places [oh, ow] they are taken at (the other side). */
+typedef struct {
+    int c, h, w, oh, ow;
+} conv_sides;
+
+static conv_sides sides_of(const conv_geom *g)
+{
+    if (g->transposed)
+        return (conv_sides){g->out_c, g->out_h, g->out_w, g->in_h, g->in_w};
+    return (conv_sides){g->in_c, g->in_h, g->in_w, g->out_h, g->out_w};
 }
 
 /* jv_im2col of example b of value v (the image side of the geometry) into
  * the columns, whose rows hold every example's places side by side. */
 static void put_im2col(emitter *e, int depth, const conv_geom *g, int v)
 {
-    int c = g->transposed ? g->out_c : g->in_c, h = g->transposed ? g->out_h : g->in_h;
-    int w = g->transposed ? g->out_w : g->in_w, oh = g->transposed ? g->in_h : g->out_h;
-    int ow = g->transposed ? g->in_w : g->out_w;
+    conv_sides d = sides_of(g);
     put(e, "%*sfor (int b = 0; b < %s; b++)\n", 4 * depth, "", e->rows);
     put(e, "%*s    jv_im2col(%s, %d, %d, %d, %d, %d, %d, %d, %d, cols + (size_t)b * %d, (size_t)%s * %d);\n", 4 * depth, "",
-        example_at(e, v, "b"), c, h, w, g->kernel, g->stride, g->pad, oh, ow, oh * ow, e->rows, oh * ow);
+        example_at(e, v, "b"), d.c, d.h, d.w, g->kernel, g->stride, g->pad, d.oh, d.ow, d.oh * d.ow, e->rows,
+        d.oh * d.ow);
 }
 
 static void put_col2im(emitter *e, const conv_geom *g, const char *dst, int dst_width, const char *accumulate)
 {
-    int c = g->transposed ? g->out_c : g->in_c, h = g->transposed ? g->out_h : g->in_h;
-    int w = g->transposed ? g->out_w : g->in_w, oh = g->transposed ? g->in_h : g->out_h;
-    int ow = g->transposed ? g->in_w : g->out_w;
+    conv_sides d = sides_of(g);
     put(e, "        for (int b = 0; b < %s; b++)\n", e->rows);
     put(e, "            jv_col2im(cols + (size_t)b * %d, (size_t)%s * %d, %d, %d, %d, %d, %d, %d, %d, %d, %s + (size_t)b * %d, %s);\n",
-        oh * ow, e->rows, oh * ow, c, h, w, g->kernel, g->stride, g->pad, oh, ow, dst, dst_width, accumulate);
+        d.oh * d.ow, e->rows, d.oh * d.ow, d.c, d.h, d.w, g->kernel, g->stride, g->pad, d.oh, d.ow, dst, dst_width,
+        accumulate);
 }
 
 /* The pointers into a convolution's workspace: the columns, then t, the
@@ -273,10 +291,8 @@ static void emit_conv(emitter *e, const op *o)
     } else {
         put(e, "        /* t = x as [%d x %s %d]; columns = W^T [%d x %d] t: [%d x %s %d], summed into place */\n", g->in_c,
             R, places_in, g->out_c * kk, g->in_c, g->out_c * kk, R, places_in);
-        put(e, "        jv_to_channels(%s, %s, (size_t)%s, %d, %d, t);\n", N(e, x),
-            R, strcmp(R, "U") == 0 && V(e, x)->kind == V_DATA ? arena_printf(&e->c->mem, "copies * %d", W(e, x))
-                                                               : arena_printf(&e->c->mem, "%d", W(e, x)),
-            g->in_c, places_in);
+        put(e, "        jv_to_channels(%s, %s, (size_t)%s%d, %d, %d, t);\n", N(e, x), R, data_stride(e, x), W(e, x), g->in_c,
+            places_in);
         put(e, "        jv_gemm(1, 0, %d, %s * %d, %d, 1, params + %s, %d, t, %s * %d, 0, cols, %s * %d);\n", g->out_c * kk,
             R, places_in, g->in_c, tensor_at(e, o->tensor, 0), wt->cols, R, places_in, R, places_in);
         put_col2im(e, g, N(e, z), W(e, z), "0");
@@ -616,6 +632,17 @@ static void emit_seed(emitter *e, const op *o)
                 m->terms[t].cname, t, term_weight(e, t), e->batch);
 }
 
+/* Inside the loop over j, at `depth` levels: g[j] becomes d(pre-activation),
+ * reading the output (row yrow) or the pre-activation (row pre) as the
+ * activation's derivative needs. */
+static void put_act_derivative(emitter *e, int depth, activation_kind act)
+{
+    derivative_reads reads = activation_table[act].reads;
+    put(e, "%*sjv_real %s;\n", 4 * depth, "", reads == READS_INPUT ? "x = pre[j]" : "y = yrow[j]");
+    binding vars[] = {{"g", "g[j]"}, {"x", "x"}, {"y", "y"}};
+    put(e, "%*sg[j] = %s;\n", 4 * depth, "", c_formula(e, activation_table[act].backward, vars, 3));
+}
+
 /* Through a convolution's activation; the bias gradient sums each
  * channel over its places and the batch. */
 static void emit_conv_act_grad(emitter *e, const op *o)
@@ -638,9 +665,7 @@ static void emit_conv_act_grad(emitter *e, const op *o)
     if (reads != READS_NOTHING) {
         put(e, "            JV_IVDEP\n");
         put(e, "            for (int j = 0; j < %d; j++) {\n", places);
-        put(e, "                jv_real %s;\n", reads == READS_INPUT ? "x = pre[j]" : "y = yrow[j]");
-        binding vars[] = {{"g", "g[j]"}, {"x", "x"}, {"y", "y"}};
-        put(e, "                g[j] = %s;\n", c_formula(e, activation_table[o->act].backward, vars, 3));
+        put_act_derivative(e, 4, o->act);
         put(e, "            }\n");
     }
     if (b) {
@@ -675,11 +700,8 @@ static void emit_act_grad(emitter *e, const op *o)
             N(e, reads == READS_INPUT ? pre : y), n);
     put(e, "        JV_IVDEP\n");
     put(e, "        for (int j = 0; j < %d; j++) {\n", n);
-    if (reads != READS_NOTHING) {
-        put(e, "            jv_real %s;\n", reads == READS_INPUT ? "x = pre[j]" : "y = yrow[j]");
-        binding vars[] = {{"g", "g[j]"}, {"x", "x"}, {"y", "y"}};
-        put(e, "            g[j] = %s;\n", c_formula(e, activation_table[o->act].backward, vars, 3));
-    }
+    if (reads != READS_NOTHING)
+        put_act_derivative(e, 3, o->act);
     if (b)
         put(e, "            gbias[j] += g[j];\n");
     put(e, "        }\n    }\n");
