@@ -133,14 +133,13 @@ void plan_dump(FILE *out, const program *p, int batch)
 {
     fprintf(out, "# memory plan of %s for a batch of %d, single precision (4 bytes a real)\n", p->m->name, batch);
     fprintf(out, "# parameters: %ld reals in %d tensors\n", p->n_params, p->n_tensors);
-    for (int t = 0; t < p->n_tensors; t++)
-        if (p->tensors[t].shape[0]) /* a convolution's weight, as PyTorch lays it out */
-            fprintf(out, "param %-32s [%d x %d] offset %ld  [%d, %d, %d, %d]\n", p->tensors[t].name, p->tensors[t].rows,
-                    p->tensors[t].cols, p->tensors[t].offset, p->tensors[t].shape[0], p->tensors[t].shape[1],
-                    p->tensors[t].shape[2], p->tensors[t].shape[3]);
-        else
-            fprintf(out, "param %-32s [%d x %d] offset %ld\n", p->tensors[t].name, p->tensors[t].rows, p->tensors[t].cols,
-                    p->tensors[t].offset);
+    for (int t = 0; t < p->n_tensors; t++) {
+        const tensor *ts = &p->tensors[t];
+        fprintf(out, "param %-32s [%d x %d] offset %ld", ts->name, ts->rows, ts->cols, ts->offset);
+        if (ts->shape[0]) /* a convolution's weight, as PyTorch lays it out */
+            fprintf(out, "  [%d, %d, %d, %d]", ts->shape[0], ts->shape[1], ts->shape[2], ts->shape[3]);
+        fputc('\n', out);
+    }
     for (int i = 0; i < p->n_graphs; i++) {
         const graph *g = p->graphs[i];
         fprintf(out, "\n# graph %s: %ld reals per example\n", g->name, g->arena_per_example);

@@ -125,11 +125,11 @@ static double op_cost(const program *p, const graph *g, const op *o)
     case OP_CONV:
     case OP_CONV_DX:
     case OP_CONV_DW: {
-        /* one GEMM of the weight [rows x cols] by the columns, per example, and the columns moved once */
-        const tensor *w = &p->tensors[o->tensor];
-        long cols = conv_columns(o->conv);
-        flops = 2 * batch * (double)w->rows * w->cols * ((double)cols / w->cols);
-        elems = batch * (double)cols;
+        /* one GEMM of the weight's rows by the batch's columns (an example's: conv_columns), which are
+           written once */
+        double cols = (double)conv_columns(o->conv);
+        flops = 2 * batch * p->tensors[o->tensor].rows * cols;
+        elems = batch * cols;
         break;
     }
     case OP_ZERO_GRAD:
