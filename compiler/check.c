@@ -65,13 +65,19 @@ const char *word_list(ctx *c, const char *const *words, int n)
     return count > 1 ? arena_printf(&c->mem, "%s or %s", list, last) : last ? last : "";
 }
 
-static int check_size(checker *k, const number *n, const char *what)
+/* A number in [lo, hi]; `fallback` (and an error) when it is not. */
+static int check_range(checker *k, const number *n, const char *what, int lo, int hi, int fallback)
 {
-    if (n->value < 1 || n->value > MAX_SIZE) {
-        diag_error(k->c, n->at, "%s %s is out of range (1 to %d)", what, n->text, MAX_SIZE);
-        return 1;
+    if (n->value < lo || n->value > hi) {
+        diag_error(k->c, n->at, "%s %s is out of range (%d to %d)", what, n->text, lo, hi);
+        return fallback;
     }
     return (int)n->value;
+}
+
+static int check_size(checker *k, const number *n, const char *what)
+{
+    return check_range(k, n, what, 1, MAX_SIZE, 1);
 }
 
 /* ----------------------------------------------------------- modalities -- */
@@ -136,11 +142,7 @@ static int layer_number(checker *k, const layer_arg *a, const char *what, int lo
                    a->word.text ? a->word.text : a->call ? a->call->word.text : "?");
         return lo - 1;
     }
-    if (a->num->value < lo || a->num->value > hi) {
-        diag_error(k->c, a->num->at, "%s %s is out of range (%d to %d)", what, a->num->text, lo, hi);
-        return lo - 1;
-    }
-    return (int)a->num->value;
+    return check_range(k, a->num, what, lo, hi, lo - 1);
 }
 
 /* bias=no or bias=yes; returns whether the layer has a bias. */
