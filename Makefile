@@ -126,7 +126,7 @@ GENERATED_MODELS := $(notdir $(wildcard generated/*))
 generated-trainers: all
 	@for m in $(GENERATED_MODELS); do \
 	    if [ $(RUNTIME_LIB) -nt generated/$$m/$$m ]; then $(MAKE) -s -C generated/$$m clean; fi; \
-	    $(MAKE) -s -C generated/$$m CFLAGS='-O2 -Wall -Wextra $(if $(WERROR),-Werror) $(if $(SANITIZE),-fsanitize=$(SANITIZE))' \
+	    $(MAKE) -s -C generated/$$m CFLAGS='-O2 -Wall -Wextra $(if $(WERROR),-Werror) $(if $(SANITIZE),-DJV_NO_CLONES -fsanitize=$(SANITIZE))' \
 	        LDFLAGS='$(if $(SANITIZE),-fsanitize=$(SANITIZE))' || exit 1; done
 
 $(BUILD)/tests/blas_kernel: tests/blas_kernel.c $(RUNTIME_LIB)
@@ -175,6 +175,9 @@ update-golden: jmvaec ## rewrite the golden files (generated/, tests/bad/*.expec
 BENCH_SPECS  ?= specs/jmvae.spec specs/jmvae_kl.spec specs/jmvae_h.spec examples/mvae.spec examples/mmvae.spec \
                 examples/mopoe.spec examples/fashion-mnist/conv/conv_jmvae_kl.spec examples/fashion-mnist/conv/conv_mvae.spec
 BENCH_OPT    ?= -O2
+# as the generated Makefile does: GCC's dynamic vectoriser cost model, if $(CC) has it
+JV_VECT      := $(shell $(CC) -Werror -fvect-cost-model=dynamic -x c -c /dev/null -o /dev/null 2>/dev/null \
+                  && echo -fvect-cost-model=dynamic)
 BENCH_ARGS   ?=
 BENCH_DIR    := $(BUILD)/bench
 BENCH_MODELS := $(basename $(notdir $(BENCH_SPECS)))
@@ -185,7 +188,7 @@ $(BENCH_DIR)/$(1)/$(1).c: $(2) $(BUILD)/jmvaec
 	@mkdir -p $$(@D)
 	$(BUILD)/jmvaec $(2) -o $$(@D)
 $(BENCH_DIR)/$(1).o: $(BENCH_DIR)/$(1)/$(1).c $(RUNTIME_H)
-	$$(CC) -std=c11 -fno-math-errno -fno-trapping-math -ffp-contract=off $$(BENCH_OPT) -g -Wall -Wextra $$(if $$(WERROR),-Werror) -DJV_GEMM_HOOK \
+	$$(CC) -std=c11 -fno-math-errno -fno-trapping-math -ffp-contract=off $$(JV_VECT) $$(BENCH_OPT) -g -Wall -Wextra $$(if $$(WERROR),-Werror) -DJV_GEMM_HOOK \
 	    -Iruntime -I$(BENCH_DIR)/$(1) -c $$< -o $$@
 endef
 $(foreach s,$(BENCH_SPECS),$(eval $(call bench_model_rules,$(basename $(notdir $(s))),$(s))))
@@ -203,7 +206,7 @@ $(BENCH_DIR)/bench: $(BENCH_DIR)/bench.o $(BENCH_MODEL_O) $(RUNTIME_LIB)
 	$(CC) $(LDFLAGS_ALL) $^ $(BLAS_LIBS) -o $@
 
 bench: deps all $(BENCH_DIR)/bench ## time a training step of each reference spec against its GEMMs alone, on 1 and 2 threads
-	$(BENCH_DIR)/bench --flags '$(BENCH_OPT)' --out $(BENCH_DIR)/results.txt $(BENCH_ARGS)
+	$(BENCH_DIR)/bench --flags '$(strip $(JV_VECT) $(BENCH_OPT))' --out $(BENCH_DIR)/results.txt $(BENCH_ARGS)
 
 # make bench-epoch: a real epoch of each reference trainer (generated/) on
 # Fashion-MNIST, on 1 and 2 threads; make bench-torch: the same beside the
