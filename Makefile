@@ -145,11 +145,12 @@ NUMERIC_TESTS := test_values: test_step: test_codegen:gradcheck/* test_gradcheck
                  test_mpi:mpi/checkpoints_are*
 test: deps all generated-trainers $(TEST_BIN) $(BUILD)/tests/blas_kernel ## install what is missing, build, run every test
 	@set -e; kernel=$${OPENBLAS_CORETYPE:-$$($(BUILD)/tests/blas_kernel)}; \
-	for t in $(TEST_BIN); do echo "== $$t (BLAS kernel $$kernel)"; \
-	    OPENBLAS_CORETYPE=$$kernel JMVAEC_ROOT=$(CURDIR) SANITIZE='$(SANITIZE)' $(LSAN_ENV) $$t --jobs 2 || exit 1; done; \
+	for t in $(TEST_BIN); do echo "== $$t (BLAS kernel $$kernel)"; s=$$(date +%s); \
+	    OPENBLAS_CORETYPE=$$kernel JMVAEC_ROOT=$(CURDIR) SANITIZE='$(SANITIZE)' $(LSAN_ENV) $$t --jobs 2 || exit 1; \
+	    echo "   $$(( $$(date +%s) - s )) s"; done; \
 	for n in $(if $(SANITIZE),,$(NUMERIC_TESTS)); do t=$${n%%:*}; f=$${n#*:}; echo "== $(BUILD)/tests/$$t $$f (generic BLAS kernel Prescott)"; \
-	    OPENBLAS_CORETYPE=Prescott JMVAEC_ROOT=$(CURDIR) SANITIZE='$(SANITIZE)' $(LSAN_ENV) $(BUILD)/tests/$$t --jobs 2 \
-	        $${f:+--filter "$$f"} || exit 1; done
+	    s=$$(date +%s); OPENBLAS_CORETYPE=Prescott JMVAEC_ROOT=$(CURDIR) SANITIZE='$(SANITIZE)' $(LSAN_ENV) $(BUILD)/tests/$$t --jobs 2 \
+	        $${f:+--filter "$$f"} || exit 1; echo "   $$(( $$(date +%s) - s )) s"; done
 	@echo "all test suites passed"
 
 # Installs what is missing first (bison and the data may not be there yet),
