@@ -210,9 +210,18 @@ static inline void jv_expand_rows(jv_real *x, int u, int copies, int width)
 
 /* ------------------------------------------------------ convolutions -- */
 
+/* The helpers below are always inlined where the generated code calls them
+ * with constant shapes (GCC otherwise makes a clone of col2im whose shapes
+ * are variables again). */
+#if defined(__GNUC__)
+#define JV_INLINE inline __attribute__((always_inline))
+#else
+#define JV_INLINE inline
+#endif
+
 /* The output places x in [*x0, *x1) whose input place x s - p + kj lies in
  * [0, w): the others read padding. */
-static inline void jv_conv_span(int w, int s, int p, int kj, int ow, int *x0, int *x1)
+static JV_INLINE void jv_conv_span(int w, int s, int p, int kj, int ow, int *x0, int *x1)
 {
     int lo = p - kj, hi = w - 1 + p - kj; /* x s in [lo, hi] */
     int a = lo <= 0 ? 0 : (lo + s - 1) / s, b = hi < 0 ? -1 : hi / s;
@@ -229,7 +238,7 @@ static inline void jv_conv_span(int w, int s, int p, int kj, int ow, int *x0, in
  * the padding. Rows are `ld` apart, so the columns of several examples sit
  * side by side in one matrix. The generated code calls these with constant
  * shapes. */
-static inline void jv_im2col(const jv_real *restrict img, int c, int h, int w, int k, int s, int p, int oh, int ow,
+static JV_INLINE void jv_im2col(const jv_real *restrict img, int c, int h, int w, int k, int s, int p, int oh, int ow,
                              jv_real *restrict cols, size_t ld)
 {
     for (int ci = 0; ci < c; ci++)
@@ -263,7 +272,7 @@ static inline void jv_im2col(const jv_real *restrict img, int c, int h, int w, i
 /* The adjoint of jv_im2col: every column value added back to the input
  * place it came from (img is set first unless accumulate). The order of the
  * sums is fixed. */
-static inline void jv_col2im(const jv_real *restrict cols, size_t ld, int c, int h, int w, int k, int s, int p, int oh,
+static JV_INLINE void jv_col2im(const jv_real *restrict cols, size_t ld, int c, int h, int w, int k, int s, int p, int oh,
                              int ow, jv_real *restrict img, int accumulate)
 {
     if (!accumulate)
@@ -289,14 +298,14 @@ static inline void jv_col2im(const jv_real *restrict cols, size_t ld, int c, int
 
 /* rows images [c x n] (each `ld` apart) as one matrix [c x rows n], channel
  * by channel, and back (added to dst when accumulate). */
-static inline void jv_to_channels(const jv_real *restrict src, int rows, size_t ld, int c, int n, jv_real *restrict dst)
+static JV_INLINE void jv_to_channels(const jv_real *restrict src, int rows, size_t ld, int c, int n, jv_real *restrict dst)
 {
     for (int ch = 0; ch < c; ch++)
         for (int b = 0; b < rows; b++)
             memcpy(dst + ((size_t)ch * rows + b) * n, src + (size_t)b * ld + (size_t)ch * n, sizeof(jv_real) * (size_t)n);
 }
 
-static inline void jv_from_channels(const jv_real *restrict src, int rows, int c, int n, jv_real *restrict dst,
+static JV_INLINE void jv_from_channels(const jv_real *restrict src, int rows, int c, int n, jv_real *restrict dst,
                                     int accumulate)
 {
     for (int b = 0; b < rows; b++)
