@@ -140,6 +140,11 @@ void jv_graph_runner_free(jv_graph_runner *r);
  * the same bits as jv_adam_update over the block and then the step, for any
  * team size. */
 void jv_team_run_graph(jv_team *t, jv_graph_runner *r, const jv_step *s, int forward_only, const jv_adam_pass *adam);
+/* Runs n graphs side by side (n <= JV_GRAPHS_MAX, each runner once), graph k
+ * on step s[k], without Adam: each graph's results are the bits of its own
+ * run, so that the caller can sum them in a fixed order. */
+#define JV_GRAPHS_MAX 4
+void jv_team_run_graphs(jv_team *t, int n, jv_graph_runner *const *r, const jv_step *const *s, int forward_only);
 
 /* ------------------------------------------------------------ memory -- */
 

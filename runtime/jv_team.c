@@ -12,6 +12,9 @@
  * end of the step), runs it, and counts down the tasks waiting for it. The
  * edges keep every pair of tasks that touch the same memory in the emitted
  * order, so the results are the same bits whichever member runs what.
+ * jv_team_run_graphs runs several graphs (the steps of a batch's groups of
+ * examples) side by side the same way: a member takes the best ready task
+ * of any of them, and each graph's results are still its own bits.
  */
 #define _GNU_SOURCE 1
 #include <pthread.h>
@@ -349,64 +352,115 @@ static void run_node(const jv_graph_runner *r, int v)
     jv_adam_update(a->cfg, a->params, a->grads, a->m, a->v, reg->first, reg->first + reg->count, a->step, a->scale);
 }
 
+/* The graphs a team runs side by side; a member takes the ready node of
+ * highest rank among all of them, each graph's ranks weighted by its
+ * step's rows (the estimates are for a whole batch, and a task's time
+ * grows about with its rows). */
+typedef struct {
+    int n;
+    jv_graph_runner *r[JV_GRAPHS_MAX];
+    float weight[JV_GRAPHS_MAX];
+} graph_set;
+
 static void graph_member(void *arg, int id, int n)
 {
     (void)id;
     (void)n;
-    jv_graph_runner *r = arg;
-    int lowest = 0; /* every node before this place in by_rank is taken */
+    const graph_set *set = arg;
+    int lowest[JV_GRAPHS_MAX] = {0}; /* in graph k, every node before this place in by_rank is taken */
     spin sp = {0, 0};
-    while (atomic_load(&r->finished) < r->goal) {
-        int pick = -1;
-        for (int i = lowest; i < r->n_nodes; i++) {
-            int v = r->by_rank[i];
-            if (atomic_load(&r->claimed[v])) {
-                lowest += i == lowest;
+    for (;;) {
+        jv_graph_runner *best = NULL;
+        int pick = -1, unfinished = 0;
+        float best_rank = 0;
+        for (int k = 0; k < set->n; k++) {
+            jv_graph_runner *r = set->r[k];
+            if (atomic_load(&r->finished) >= r->goal)
                 continue;
-            }
-            if (atomic_load(&r->pending[v]) == 0 && !atomic_exchange(&r->claimed[v], 1)) {
-                pick = v;
-                break;
+            unfinished = 1;
+            for (int i = lowest[k]; i < r->n_nodes; i++) {
+                int v = r->by_rank[i];
+                if (atomic_load(&r->claimed[v])) {
+                    lowest[k] += i == lowest[k];
+                    continue;
+                }
+                if (atomic_load(&r->pending[v]) == 0) {
+                    float rank = r->rank[v] * set->weight[k];
+                    if (!best || rank > best_rank) {
+                        best = r;
+                        pick = v;
+                        best_rank = rank;
+                    }
+                    break;
+                }
             }
         }
-        if (pick < 0) {
+        if (!unfinished)
+            return;
+        if (!best) {
             if (spin_on(&sp))
                 sched_yield(); /* more threads than cores: let the one with work run */
             continue;
         }
+        if (atomic_exchange(&best->claimed[pick], 1))
+            continue; /* another member took it first */
         sp = (spin){0, 0};
-        run_node(r, pick);
-        for (int s = 0; s < r->succ_n[pick]; s++)
-            atomic_fetch_sub(&r->pending[r->succ[r->succ_first[pick] + s]], 1);
-        atomic_fetch_add(&r->finished, 1);
+        run_node(best, pick);
+        for (int s = 0; s < best->succ_n[pick]; s++)
+            atomic_fetch_sub(&best->pending[best->succ[best->succ_first[pick] + s]], 1);
+        atomic_fetch_add(&best->finished, 1);
     }
 }
 
-void jv_team_run_graph(jv_team *t, jv_graph_runner *r, const jv_step *s, int forward_only, const jv_adam_pass *adam)
+/* Sets r up for a run on the team: every node pending on its predecessors,
+ * those that do not run marked as taken. */
+static void arm_runner(jv_graph_runner *r, const jv_step *s, int forward_only, const jv_adam_pass *adam)
 {
-    const jv_task_graph *g = r->g;
-    int S = r->n_slots;
-    if (forward_only)
-        adam = NULL; /* the forward pass alone reads parameters an update would have to come before */
+    int S = r->n_slots, goal = 0;
     r->step = s;
     r->adam = adam;
-    if (jv_team_size(t) == 1) {
-        if (!adam) {
-            jv_run_tasks(g, s, 0, forward_only ? g->n_forward : g->n_tasks);
-            return;
-        }
-        for (int i = 0; i < r->n_nodes; i++)
-            run_node(r, r->order_full[i]);
-        return;
-    }
-    int goal = 0;
     for (int v = 0; v < r->n_nodes; v++) {
-        int run = v < S ? adam != NULL : !forward_only || v - S < g->n_forward;
+        int run = v < S ? adam != NULL : !forward_only || v - S < r->g->n_forward;
         atomic_store(&r->pending[v], adam ? r->pred_full[v] : r->pred_plain[v]);
         atomic_store(&r->claimed[v], (unsigned char)!run);
         goal += run;
     }
     atomic_store(&r->finished, 0);
     r->goal = goal;
-    jv_team_run(t, graph_member, r);
+}
+
+void jv_team_run_graph(jv_team *t, jv_graph_runner *r, const jv_step *s, int forward_only, const jv_adam_pass *adam)
+{
+    if (forward_only)
+        adam = NULL; /* the forward pass alone reads parameters an update would have to come before */
+    r->step = s;
+    r->adam = adam;
+    if (jv_team_size(t) == 1) {
+        if (!adam) {
+            jv_run_tasks(r->g, s, 0, forward_only ? r->g->n_forward : r->g->n_tasks);
+            return;
+        }
+        for (int i = 0; i < r->n_nodes; i++)
+            run_node(r, r->order_full[i]);
+        return;
+    }
+    graph_set set = {1, {r}, {1}};
+    arm_runner(r, s, forward_only, adam);
+    jv_team_run(t, graph_member, &set);
+}
+
+void jv_team_run_graphs(jv_team *t, int n, jv_graph_runner *const *r, const jv_step *const *s, int forward_only)
+{
+    if (jv_team_size(t) == 1 || n == 1) {
+        for (int k = 0; k < n; k++)
+            jv_team_run_graph(t, r[k], s[k], forward_only, NULL);
+        return;
+    }
+    graph_set set = {n, {0}, {0}};
+    for (int k = 0; k < n; k++) {
+        set.r[k] = r[k];
+        set.weight[k] = (float)s[k]->batch;
+        arm_runner(r[k], s[k], forward_only, NULL);
+    }
+    jv_team_run(t, graph_member, &set);
 }

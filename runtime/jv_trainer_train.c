@@ -31,6 +31,18 @@ typedef struct {
     const char *out, *resume;
 } train_opts;
 
+/* One group of a part's examples (those that observe the same subset)
+ * through its step: the step's arguments and what it gives back. */
+typedef struct {
+    jv_step s;
+    jv_real loss;
+    jv_real *grads;         /* its gradient, added to the part's after the run; NULL when it always writes
+                               the part's own (the first group, when all groups fit side by side) */
+    jv_real *scale, *terms; /* [n_terms]: the group's share of the batch; its terms */
+    const jv_real **data, **noise; /* its rows of the batch */
+    double share;
+} group_slot;
+
 typedef struct {
     const jv_model *m;
     train_opts o;
@@ -71,8 +83,8 @@ typedef struct {
     int rank, ranks, lead;  /* lead: rank 0, which writes files and prints */
     int chunked;            /* --chunks above 1, or more than one process */
     jv_reducer red;
-    jv_real *chunk_scale;   /* [n_terms]: the part's share of the batch */
-    const jv_real **cdata, **cnoise; /* a part's rows of the batch */
+    group_slot *side;       /* [n_side]: the groups of a part run side by side */
+    int n_side;
     double *rec;            /* every process's record of a step: its parts' loss and terms, */
     size_t *rec_bytes, *rec_displs; /* its stop and save flags, its blocks' sums of squares */
     double *block_sumsq;    /* [n_blocks], in block order */
@@ -84,7 +96,6 @@ typedef struct {
     int *step_of;           /* [ds.n]: 0 the complete examples' step, k + 1 the model's subset_steps[k] */
     size_t *grouped;        /* [batch cap]: a batch with each part's examples grouped by step */
     jv_graph_runner **subset_runners; /* [n_subset_steps] */
-    jv_real *group_grads;   /* a group's gradient, before it is added to its part's */
     int64_t moments_at;     /* the step whose moments process 0 last gathered, or -1 */
 } trainer;
 
@@ -426,6 +437,31 @@ static int load_state(trainer *t)
     return 0;
 }
 
+/* The groups of a part that run side by side: one on one thread; with
+ * more, as many as there are steps, up to JV_GRAPHS_MAX. Each has its own
+ * gradient, but the first uses its part's when every step fits. */
+static int alloc_side(trainer *t)
+{
+    const jv_model *m = t->m;
+    int steps = t->incomplete ? m->n_subset_steps + 1 : 1;
+    t->n_side = jv_team_size(t->team) == 1 ? 1 : steps < JV_GRAPHS_MAX ? steps : JV_GRAPHS_MAX;
+    t->side = calloc((size_t)t->n_side, sizeof *t->side);
+    if (!t->side)
+        return jv_fail("out of memory");
+    for (int k = 0; k < t->n_side; k++) {
+        group_slot *g = &t->side[k];
+        g->scale = calloc(2 * ((size_t)m->n_terms + 1), sizeof *g->scale);
+        g->data = calloc((size_t)m->n_modalities + 1, sizeof *g->data);
+        g->noise = calloc((size_t)m->n_draws + 1, sizeof *g->noise);
+        if (k > 0 || steps > t->n_side)
+            g->grads = jv_alloc_large((m->n_params ? m->n_params : 1) * sizeof *g->grads, 1);
+        if (!g->scale || !g->data || !g->noise || (!g->grads && (k > 0 || steps > t->n_side)))
+            return jv_fail("out of memory for the gradients of %d groups of examples", t->n_side);
+        g->terms = g->scale + m->n_terms + 1;
+    }
+    return 0;
+}
+
 /* The parts of a batch, the tree that sums their gradients, and the
  * layout of the record every process sends after a step. */
 static int alloc_chunks(trainer *t)
@@ -435,15 +471,14 @@ static int alloc_chunks(trainer *t)
     if (jv_reducer_init(r, m->n_params, t->o.chunks, t->rank, t->ranks) != 0)
         return 1;
     size_t P = (size_t)t->ranks, per_part = 1 + (size_t)m->n_terms, total = 0;
-    t->chunk_scale = calloc((size_t)m->n_terms + 1, sizeof *t->chunk_scale);
-    t->cdata = calloc((size_t)m->n_modalities, sizeof *t->cdata);
-    t->cnoise = calloc((size_t)m->n_draws + 1, sizeof *t->cnoise);
     t->rec_bytes = calloc(P, sizeof *t->rec_bytes);
     t->rec_displs = calloc(P, sizeof *t->rec_displs);
     t->seg_bytes = calloc(P, sizeof *t->seg_bytes);
     t->seg_displs = calloc(P, sizeof *t->seg_displs);
     t->block_sumsq = calloc(r->n_blocks + 1, sizeof *t->block_sumsq);
-    if (!t->chunk_scale || !t->cdata || !t->cnoise || !t->rec_bytes || !t->rec_displs || !t->seg_bytes ||
+    if (alloc_side(t) != 0)
+        return 1;
+    if (!t->rec_bytes || !t->rec_displs || !t->seg_bytes ||
         !t->seg_displs || !t->block_sumsq)
         return jv_fail("out of memory");
     for (int p = 0; p < t->ranks; p++) {
@@ -462,8 +497,7 @@ static int alloc_chunks(trainer *t)
         return 0;
     t->grouped = calloc((size_t)t->w.cap + 1, sizeof *t->grouped);
     t->subset_runners = calloc((size_t)m->n_subset_steps + 1, sizeof *t->subset_runners);
-    t->group_grads = jv_alloc_large((m->n_params ? m->n_params : 1) * sizeof *t->group_grads, 1);
-    if (!t->grouped || !t->subset_runners || !t->group_grads)
+    if (!t->grouped || !t->subset_runners)
         return jv_fail("out of memory");
     for (int k = 0; k < m->n_subset_steps; k++) {
         jv_error err;
@@ -514,12 +548,15 @@ static void free_trainer(trainer *t)
     free(t->subset_runners);
     free(t->step_of);
     free(t->grouped);
-    free(t->group_grads);
     jv_team_free(t->team);
     jv_reducer_free(&t->red);
-    free(t->chunk_scale);
-    free(t->cdata);
-    free(t->cnoise);
+    for (int k = 0; t->side && k < t->n_side; k++) {
+        free(t->side[k].scale);
+        free(t->side[k].data);
+        free(t->side[k].noise);
+        free(t->side[k].grads);
+    }
+    free(t->side);
     free(t->rec);
     free(t->rec_bytes);
     free(t->rec_displs);
@@ -893,8 +930,9 @@ static void add_rows(void *arg, int id, int n)
 /* Rows [lo, hi) of the gathered batch (idx), grouped by group_batch: each
  * group through its step, every term weighted by the group's share of the
  * batch; forward only, or with the gradient into grads (the groups' summed
- * in step order). Returns the loss; terms[i] gets the groups' weighted
- * terms summed. */
+ * in group order). The groups run side by side, as many at once as there
+ * are slots, each in its rows' place of the arena. Returns the loss;
+ * terms[i] gets the groups' weighted terms summed. */
 static jv_real run_groups(trainer *t, const size_t *idx, int batch, size_t lo, size_t hi, jv_real *grads,
                           int forward_only, double *terms)
 {
@@ -902,29 +940,39 @@ static jv_real run_groups(trainer *t, const size_t *idx, int batch, size_t lo, s
     double loss = 0;
     for (int i = 0; i < m->n_terms; i++)
         terms[i] = 0;
-    for (size_t a = lo, b; a < hi; a = b) {
-        int step = t->incomplete ? t->step_of[idx[a]] : 0;
-        for (b = a + 1; b < hi && (t->incomplete ? t->step_of[idx[b]] : 0) == step;)
-            b++;
-        double share = (double)(b - a) / (double)batch;
-        for (int i = 0; i < m->n_terms; i++)
-            t->chunk_scale[i] = (jv_real)share;
-        for (int k = 0; k < m->n_modalities; k++)
-            t->cdata[k] = t->w.data[k] + a * (size_t)m->modalities[k].size;
-        for (int d = 0; d < m->n_draws; d++)
-            t->cnoise[d] = t->w.noise[d] + a * (size_t)jv_samples(m) * (size_t)m->latents[m->draw_latents[d]].size;
-        int first = a == lo;
-        jv_real group_loss = 0;
-        jv_step s = {t->ck.params, first ? grads : t->group_grads, t->w.arena, (int)(b - a), t->cdata, t->cnoise,
-                     t->w.hyper, t->chunk_scale, t->w.terms, &group_loss, NULL, 0};
-        jv_team_run_graph(t->team, step ? t->subset_runners[step - 1] : t->runner, &s, forward_only, NULL);
-        if (!first && !forward_only) {
-            add_job add = {grads, t->group_grads, m->n_params};
-            jv_team_run(t->team, add_rows, &add);
+    for (size_t a = lo, b; a < hi;) {
+        jv_graph_runner *runners[JV_GRAPHS_MAX];
+        const jv_step *steps[JV_GRAPHS_MAX];
+        int n = 0;
+        for (; a < hi && n < t->n_side; a = b, n++) {
+            int step = t->incomplete ? t->step_of[idx[a]] : 0;
+            for (b = a + 1; b < hi && (t->incomplete ? t->step_of[idx[b]] : 0) == step;)
+                b++;
+            group_slot *g = &t->side[n];
+            g->share = (double)(b - a) / (double)batch;
+            for (int i = 0; i < m->n_terms; i++)
+                g->scale[i] = (jv_real)g->share;
+            for (int k = 0; k < m->n_modalities; k++)
+                g->data[k] = t->w.data[k] + a * (size_t)m->modalities[k].size;
+            for (int d = 0; d < m->n_draws; d++)
+                g->noise[d] = t->w.noise[d] + a * (size_t)jv_samples(m) * (size_t)m->latents[m->draw_latents[d]].size;
+            g->loss = 0;
+            g->s = (jv_step){t->ck.params, a == lo ? grads : g->grads, t->w.arena + (a - lo) * m->arena_per_example,
+                             (int)(b - a), g->data, g->noise, t->w.hyper, g->scale, g->terms, &g->loss, NULL, 0};
+            runners[n] = step ? t->subset_runners[step - 1] : t->runner;
+            steps[n] = &g->s;
         }
-        loss += (double)group_loss;
-        for (int i = 0; i < m->n_terms; i++)
-            terms[i] += share * (double)t->w.terms[i];
+        jv_team_run_graphs(t->team, n, runners, steps, forward_only);
+        for (int k = 0; k < n; k++) { /* in group order */
+            const group_slot *g = &t->side[k];
+            if (!forward_only && g->s.grads != grads) {
+                add_job add = {grads, g->s.grads, m->n_params};
+                jv_team_run(t->team, add_rows, &add);
+            }
+            loss += (double)g->loss;
+            for (int i = 0; i < m->n_terms; i++)
+                terms[i] += g->share * (double)g->terms[i];
+        }
     }
     return (jv_real)loss;
 }
