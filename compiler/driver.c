@@ -21,7 +21,7 @@ int stage_known(const char *stage)
 }
 
 /* The stages after the checks, up to the one the command line names:
- * lowering, differentiation, tasks, planning. NULL after an internal error
+ * lowering, differentiation, tasks (the large GEMMs split), planning. NULL after an internal error
  * (reported). */
 static program *back_end(ctx *c, const sem_model *m, const char *stage)
 {
@@ -34,8 +34,10 @@ static program *back_end(ctx *c, const sem_model *m, const char *stage)
     if (strcmp(stage, "grad") == 0)
         return p;
     for (int i = 0; i < p->n_graphs; i++)
-        if (p->graphs[i]->kind == G_TRAIN)
+        if (p->graphs[i]->kind == G_TRAIN) {
+            split_gemms(c, p->graphs[i]);
             schedule_graph(c, p, p->graphs[i]);
+        }
     plan_program(p);
     for (int i = 0; i < p->n_graphs; i++) {
         if (p->graphs[i]->kind != G_TRAIN)

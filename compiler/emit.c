@@ -175,39 +175,61 @@ static const char *data_stride(emitter *e, int v)
     return strcmp(e->rows, "U") == 0 && V(e, v)->kind == V_DATA ? "copies * " : "";
 }
 
+/* "[:, 256:512]": the columns a part of a split GEMM (split.c) computes; "" for a whole one. */
+static const char *part_cols(emitter *e, const op *o, int lo, int hi)
+{
+    return o->parts > 1 ? arena_printf(&e->c->mem, "[:, %d:%d]", lo, hi) : "";
+}
+
+static const char *part_note(emitter *e, const op *o)
+{
+    return o->parts > 1 ? arena_printf(&e->c->mem, ", part %d of %d", o->part + 1, o->parts) : "";
+}
+
+/* "ptr + k", or "ptr" when k is 0. */
+static const char *offset_by(emitter *e, const char *ptr, int k)
+{
+    return k ? arena_printf(&e->c->mem, "%s + %d", ptr, k) : ptr;
+}
+
 static void emit_affine(emitter *e, const op *o)
 {
     const program *p = e->p;
     const tensor *wt = &p->tensors[o->tensor];
     int y = o->out[0], z = o->n_out > 1 ? o->out[1] : o->out[0];
-    int n = W(e, y);
-    block_comment(e, o, arena_printf(&e->c->mem, "%s: %s = %s(x W%s), [B x %d] -> [B x %d]", layer_name(e, o), N(e, y),
-                                     activation_table[o->act].name, o->bias >= 0 ? " + b" : "", wt->rows, n));
+    int n = W(e, y), lo, hi;
+    op_part_range(e->g, o, &lo, &hi);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s: %s%s = %s(x W%s), [B x %d] -> [B x %d]%s", layer_name(e, o),
+                                     N(e, y), part_cols(e, o, lo, hi), activation_table[o->act].name,
+                                     o->bias >= 0 ? " + b" : "", wt->rows, n, part_note(e, o)));
     int row = 0;
     for (int i = 0; i < o->n_in; i++) {
         int k = W(e, o->in[i]);
         /* once per example, the first of each run of copies is read from the data */
-        put(e, "    jv_gemm(0, 0, %s, %d, %d, 1, %s, %s%d, params + %s, %d, %d, %s, %d);\n", e->rows, n, k, N(e, o->in[i]),
-            data_stride(e, o->in[i]), k, tensor_at(e, o->tensor, (long)row * n), n, i > 0, N(e, z), n);
+        put(e, "    jv_gemm(0, 0, %s, %d, %d, 1, %s, %s%d, params + %s, %d, %d, %s, %d);\n", e->rows, hi - lo, k,
+            N(e, o->in[i]), data_stride(e, o->in[i]), k, tensor_at(e, o->tensor, (long)row * n + lo), n, i > 0,
+            offset_by(e, N(e, z), lo), n);
         row += k;
     }
     if (o->bias < 0 && o->act == ACT_LINEAR)
         return; /* x W alone */
     put(e, "    for (int b = 0; b < %s; b++) {\n", e->rows);
     if (o->bias >= 0)
-        put(e, "        const jv_real *restrict bias = params + %s;\n", tensor_at(e, o->bias, 0));
+        put(e, "        const jv_real *restrict bias = params + %s;\n", tensor_at(e, o->bias, lo));
     const char *plus_bias = o->bias >= 0 ? " + bias[j]" : "";
+    const char *at = lo ? arena_printf(&e->c->mem, " + %d", lo) : "";
     if (activation_table[o->act].reads == READS_INPUT) { /* the pre-activation is kept for the backward pass */
-        put(e, "        jv_real *restrict pre = %s + (size_t)b * %d, *restrict dst = %s + (size_t)b * %d;\n", N(e, z), n, N(e, y), n);
+        put(e, "        jv_real *restrict pre = %s + (size_t)b * %d%s, *restrict dst = %s + (size_t)b * %d%s;\n", N(e, z), n,
+            at, N(e, y), n, at);
         put(e, "        JV_IVDEP\n");
-        put(e, "        for (int j = 0; j < %d; j++) {\n", n);
+        put(e, "        for (int j = 0; j < %d; j++) {\n", hi - lo);
         put(e, "            jv_real v = pre[j]%s;\n", plus_bias);
         put(e, "            pre[j] = v;\n");
         put(e, "            dst[j] = %s;\n", c_formula(e, activation_table[o->act].forward, &(binding){"v", "v"}, 1));
     } else {
-        put(e, "        jv_real *restrict row = %s + (size_t)b * %d;\n", N(e, y), n);
+        put(e, "        jv_real *restrict row = %s + (size_t)b * %d%s;\n", N(e, y), n, at);
         put(e, "        JV_IVDEP\n");
-        put(e, "        for (int j = 0; j < %d; j++) {\n", n);
+        put(e, "        for (int j = 0; j < %d; j++) {\n", hi - lo);
         put(e, "            jv_real v = row[j]%s;\n", plus_bias);
         put(e, "            row[j] = %s;\n", c_formula(e, activation_table[o->act].forward, &(binding){"v", "v"}, 1));
     }
@@ -711,22 +733,26 @@ static void emit_gemm_dw(emitter *e, const op *o)
 {
     const tensor *wt = &e->p->tensors[o->tensor];
     int dz = o->in[0], x = o->in[1];
-    int n = W(e, dz), k = W(e, x);
-    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: d %s rows %d..%d = %s^T %s, [%d x %d]", layer_name(e, o),
-                                     wt->name, o->row_offset, o->row_offset + k - 1, N(e, x), N(e, dz), k, n));
-    put(e, "    jv_gemm(1, 0, %d, %d, B, 1, %s, %d, %s, %d, %d, grads + %s, %d);%s\n", k, n, N(e, x), k, N(e, dz), n,
-        o->accumulate, tensor_at(e, o->tensor, (long)o->row_offset * n), n,
+    int n = W(e, dz), k = W(e, x), lo, hi;
+    op_part_range(e->g, o, &lo, &hi);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: d %s rows %d..%d = %s%s^T %s, [%d x %d]%s",
+                                     layer_name(e, o), wt->name, o->row_offset + lo, o->row_offset + hi - 1, N(e, x),
+                                     part_cols(e, o, lo, hi), N(e, dz), hi - lo, n, part_note(e, o)));
+    put(e, "    jv_gemm(1, 0, %d, %d, B, 1, %s, %d, %s, %d, %d, grads + %s, %d);%s\n", hi - lo, n, offset_by(e, N(e, x), lo), k,
+        N(e, dz), n, o->accumulate, tensor_at(e, o->tensor, (long)(o->row_offset + lo) * n), n,
         o->accumulate ? " /* added to the other instances' */" : "");
 }
 
 static void emit_gemm_dx(emitter *e, const op *o)
 {
     int dz = o->in[0], dx = o->out[0];
-    int n = W(e, dz), k = W(e, dx);
-    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s %s %s W^T, [B x %d] -> [B x %d]", layer_name(e, o),
-                                     N(e, dx), assign(o->acc[0]), N(e, dz), n, k));
-    put(e, "    jv_gemm(0, 1, B, %d, %d, 1, %s, %d, params + %s, %d, %d, %s, %d);\n", k, n, N(e, dz), n,
-        tensor_at(e, o->tensor, (long)o->row_offset * n), n, o->acc[0], N(e, dx), k);
+    int n = W(e, dz), k = W(e, dx), lo, hi;
+    op_part_range(e->g, o, &lo, &hi);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s%s %s %s W^T, [B x %d] -> [B x %d]%s", layer_name(e, o),
+                                     N(e, dx), part_cols(e, o, lo, hi), assign(o->acc[0]), N(e, dz), n, k,
+                                     part_note(e, o)));
+    put(e, "    jv_gemm(0, 1, B, %d, %d, 1, %s, %d, params + %s, %d, %d, %s, %d);\n", hi - lo, n, N(e, dz), n,
+        tensor_at(e, o->tensor, (long)(o->row_offset + lo) * n), n, o->acc[0], offset_by(e, N(e, dx), lo), k);
 }
 
 static void emit_gauss_head_grad(emitter *e, const op *o)
@@ -1501,8 +1527,9 @@ static const char *task_name(emitter *e, const graph *g, int k)
         what = e->p->tensors[o->tensor].name;
     else if (o->kind == OP_ACT_GRAD)
         what = N(e, o->in[0]);
-    char *name = arena_printf(&e->c->mem, "%s%st%02d_%s%s%s", g->subset ? g->name : "", g->subset ? "_" : "", k,
-                              op_kind_name(o->kind), *what ? "_" : "", what);
+    char *name = arena_printf(&e->c->mem, "%s%st%02d_%s%s%s%s", g->subset ? g->name : "", g->subset ? "_" : "", k,
+                              op_kind_name(o->kind), *what ? "_" : "", what,
+                              o->parts > 1 ? arena_printf(&e->c->mem, "_part%d", o->part + 1) : "");
     for (char *c = name; *c; c++)
         if (!isalnum((unsigned char)*c))
             *c = '_';
@@ -1566,8 +1593,7 @@ static void emit_task(emitter *e, const graph *g, int k)
         else
             put(e, "        jv_s->sumsq[%d] = jv_sumsq(grads + %s, %ld);\n", t->slot[k],
                 o->kind == OP_ACT_GRAD ? tensor_at(e, o->bias, 0)
-                                       : tensor_at(e, o->tensor, (long)o->row_offset * e->p->tensors[o->tensor].cols),
-                count);
+                                       : tensor_at(e, o->tensor, first - e->p->tensors[o->tensor].offset), count);
     }
     put(e, "}\n");
 }

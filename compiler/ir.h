@@ -140,7 +140,8 @@ typedef struct {
     unsigned *conds;     /* POE, MIX_*: per expert or component, the modalities it needs (given subsets) */
     const conv_geom *conv; /* CONV, CONV_DX, CONV_DW, and ACT_GRAD of a convolution (bias per channel) */
     int iw;              /* the importance weights of the op's group (a value), or -1: per-example terms' gradients
-                            are weighted by them, and, with DReG, a sample's gradient once more */
+                            are weighted by them, and, with DReG, a sample's gradient once more */    int part, parts;     /* AFFINE, GEMM_DX, GEMM_DW cut into tasks (split.c): part `part` of `parts` (0: whole) */
+    int split;           /* the parts of one op share this number (> 0): they never conflict */
 } op;
 
 typedef struct {
@@ -207,6 +208,12 @@ program *lower_model(ctx *c, const sem_model *m);
 void differentiate(ctx *c, program *p, graph *g);
 void plan_graph(graph *g);
 void plan_program(program *p);
+
+/* split.c */
+void split_gemms(ctx *c, graph *g);
+/* The columns (AFFINE: of out[0]; GEMM_DX: of dX) or weight rows (GEMM_DW)
+ * [*lo, *hi) an op computes: all of them unless it is a part of a split. */
+void op_part_range(const graph *g, const op *o, int *lo, int *hi);
 
 /* sched.c */
 void schedule_graph(ctx *c, const program *p, graph *g);

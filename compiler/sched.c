@@ -12,7 +12,8 @@
  * one task, which also sums its squares for the gradient norm), estimates
  * each task's cost, and ranks tasks by the longest estimated path from
  * their start to the end of the step: the runtime runs the ready task of
- * highest rank first. Planning (plan.c) reads the reachability this stage
+ * highest rank first. The large GEMMs come here already cut into parts
+ * (split.c), which run side by side. Planning (plan.c) reads the reachability this stage
  * computes, so that buffers only share memory when one's every use comes
  * before the other's first, in every order. */
 #include <string.h>
@@ -61,8 +62,10 @@ int op_grad_region(const program *p, const graph *g, const op *o, long *first, l
         return 1;
     case OP_GEMM_DW: {
         const tensor *t = &p->tensors[o->tensor];
-        *first = t->offset + (long)o->row_offset * t->cols;
-        *count = (long)g->values[o->in[1]].width * t->cols;
+        int lo, hi;
+        op_part_range(g, o, &lo, &hi);
+        *first = t->offset + (long)(o->row_offset + lo) * t->cols;
+        *count = (long)(hi - lo) * t->cols;
         return 1;
     }
     case OP_CONV_DW:
@@ -91,8 +94,10 @@ static int op_param_ranges(const program *p, const graph *g, const op *o, long f
     }
     if (o->kind == OP_GEMM_DX) {
         const tensor *w = &p->tensors[o->tensor];
-        first[0] = w->offset + (long)o->row_offset * w->cols;
-        count[0] = (long)g->values[o->out[0]].width * w->cols;
+        int lo, hi;
+        op_part_range(g, o, &lo, &hi);
+        first[0] = w->offset + (long)(o->row_offset + lo) * w->cols;
+        count[0] = (long)(hi - lo) * w->cols;
         return 1;
     }
     return 0;
@@ -141,6 +146,13 @@ static double op_cost(const program *p, const graph *g, const op *o)
                 elems += batch * g->values[o->in[j]].width;
         break;
     }
+    if (o->parts > 1) { /* a part of a split GEMM (split.c) */
+        int lo, hi;
+        op_part_range(g, o, &lo, &hi);
+        double share = (double)(hi - lo) / (o->kind == OP_GEMM_DW ? g->values[o->in[1]].width : g->values[o->out[0]].width);
+        flops *= share;
+        elems *= share;
+    }
     return flops / 1e5 + elems * 5e-4 + 0.5;
 }
 
@@ -182,6 +194,8 @@ static int conflict(const program *p, const graph *g, const op *a, const op *b)
 {
     if ((a->kind == OP_LOSS) && (b->kind == OP_LOSS))
         return 1;
+    if (a->split && a->split == b->split)
+        return 0; /* parts of one GEMM: disjoint parts of their outputs (split.c) */
     for (int k = 0; k < a->n_in + a->n_out; k++) {
         int v = k < a->n_in ? a->in[k] : a->out[k - a->n_in];
         if (v < 0 || read_only(&g->values[v]))
@@ -355,6 +369,8 @@ void tasks_dump(FILE *out, const program *p, const graph *g)
         const op *o = &g->ops[t->op[i]];
         fprintf(out, "task %3d  %-16s line %-3d cost %7.1f rank %7.1f", i, op_kind_name(o->kind), o->line, t->cost[i],
                 t->rank[i]);
+        if (o->parts > 1)
+            fprintf(out, " part %d/%d", o->part + 1, o->parts);
         if (t->slot[i] >= 0)
             fprintf(out, " slot %d", t->slot[i]);
         fprintf(out, "  after");

@@ -28,7 +28,7 @@ void jmvae_init(jv_real *params, uint64_t seed)
 
 /* ------------------------------------------------------------ the step -- */
 
-/* The training step (the loss and its gradient) as 51 tasks, the first 16
+/* The training step (the loss and its gradient) as 70 tasks, the first 22
  * the forward pass. Each task is one block of the step. jmvae_train_tasks
  * lists, for each, its name and spec line, how many tasks it waits for, the
  * tasks waiting for it, and its rank: the estimated microseconds from its
@@ -37,7 +37,7 @@ void jmvae_init(jv_real *params, uint64_t seed)
  * touches the same buffer or gradient rows when either writes them, so
  * every order the runtime may pick computes the same bits. */
 
-JV_TASK static void t00_affine_enc_x_h1(const jv_step *jv_s)
+JV_TASK static void t00_affine_enc_x_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -47,20 +47,43 @@ JV_TASK static void t00_affine_enc_x_h1(const jv_step *jv_s)
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
 
     /* jmvae.spec:13  net enc_x = x -> relu(512)
-       enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
+       enc_x layer 1: enc_x_h1[:, 0:256] = relu(x W + b), [B x 784] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 784, 1, in_x, 784, params + JMVAE_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_ENC_X_H1_BIAS;
         jv_real *restrict row = enc_x_h1 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t01_affine_enc_w_h1(const jv_step *jv_s)
+JV_TASK static void t01_affine_enc_x_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+
+    /* jmvae.spec:13  net enc_x = x -> relu(512)
+       enc_x layer 1: enc_x_h1[:, 256:512] = relu(x W + b), [B x 784] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 784, 1, in_x, 784, params + JMVAE_ENC_X_H1_WEIGHT + 256, 512, 0, enc_x_h1 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_ENC_X_H1_BIAS + 256;
+        jv_real *restrict row = enc_x_h1 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t02_affine_enc_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -83,7 +106,7 @@ JV_TASK static void t01_affine_enc_w_h1(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t02_affine_q_xw_h1(const jv_step *jv_s)
+JV_TASK static void t03_affine_q_xw_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -93,21 +116,45 @@ JV_TASK static void t02_affine_q_xw_h1(const jv_step *jv_s)
     jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw layer 1: q_xw_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
-    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
+       q_xw layer 1: q_xw_h1[:, 0:256] = relu(x W + b), [B x 1024] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, enc_x_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
+    jv_gemm(0, 0, B, 256, 512, 1, enc_w_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_Q_XW_H1_BIAS;
         jv_real *restrict row = q_xw_h1 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t03_affine_q_xw_out(const jv_step *jv_s)
+JV_TASK static void t04_affine_q_xw_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+
+    /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw layer 1: q_xw_h1[:, 256:512] = relu(x W + b), [B x 1024] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, enc_x_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 256, 512, 0, q_xw_h1 + 256, 512);
+    jv_gemm(0, 0, B, 256, 512, 1, enc_w_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262400, 512, 1, q_xw_h1 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_Q_XW_H1_BIAS + 256;
+        jv_real *restrict row = q_xw_h1 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t05_affine_q_xw_out_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -116,20 +163,42 @@ JV_TASK static void t03_affine_q_xw_out(const jv_step *jv_s)
     jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
+       q_xw head: q_xw_out[:, 0:64] = linear(x W + b), [B x 512] -> [B x 128], part 1 of 2 */
+    jv_gemm(0, 0, B, 64, 512, 1, q_xw_h1, 512, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_Q_XW_HEAD_BIAS;
         jv_real *restrict row = q_xw_out + (size_t)b * 128;
         JV_IVDEP
-        for (int j = 0; j < 128; j++) {
+        for (int j = 0; j < 64; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
         }
     }
 }
 
-JV_TASK static void t04_gauss_head_q_xw_mean(const jv_step *jv_s)
+JV_TASK static void t06_affine_q_xw_out_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
+
+    /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw head: q_xw_out[:, 64:128] = linear(x W + b), [B x 512] -> [B x 128], part 2 of 2 */
+    jv_gemm(0, 0, B, 64, 512, 1, q_xw_h1, 512, params + JMVAE_Q_XW_HEAD_WEIGHT + 64, 128, 0, q_xw_out + 64, 128);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_Q_XW_HEAD_BIAS + 64;
+        jv_real *restrict row = q_xw_out + (size_t)b * 128 + 64;
+        JV_IVDEP
+        for (int j = 0; j < 64; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v;
+        }
+    }
+}
+
+JV_TASK static void t07_gauss_head_q_xw_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -150,7 +219,7 @@ JV_TASK static void t04_gauss_head_q_xw_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t05_sample_z_sample(const jv_step *jv_s)
+JV_TASK static void t08_sample_z_sample(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -167,7 +236,7 @@ JV_TASK static void t05_sample_z_sample(const jv_step *jv_s)
         z_sample[i] = q_xw_mean[i] + JV_EXP((jv_real)0.5 * q_xw_logvar[i]) * eps_z[i];
 }
 
-JV_TASK static void t06_affine_p_x_h1(const jv_step *jv_s)
+JV_TASK static void t09_affine_p_x_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -189,7 +258,7 @@ JV_TASK static void t06_affine_p_x_h1(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t07_affine_p_x_h2(const jv_step *jv_s)
+JV_TASK static void t10_affine_p_x_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -198,20 +267,42 @@ JV_TASK static void t07_affine_p_x_h2(const jv_step *jv_s)
     jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
-       p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
+       p_x layer 2: p_x_h2[:, 0:256] = relu(x W + b), [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_x_h1, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_P_X_H2_BIAS;
         jv_real *restrict row = p_x_h2 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t08_affine_p_x_logits(const jv_step *jv_s)
+JV_TASK static void t11_affine_p_x_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
+
+    /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
+       p_x layer 2: p_x_h2[:, 256:512] = relu(x W + b), [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_x_h1, 512, params + JMVAE_P_X_H2_WEIGHT + 256, 512, 0, p_x_h2 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_P_X_H2_BIAS + 256;
+        jv_real *restrict row = p_x_h2 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t12_affine_p_x_logits_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -220,20 +311,42 @@ JV_TASK static void t08_affine_p_x_logits(const jv_step *jv_s)
     jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
-       p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
-    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
+       p_x head: p_x_logits[:, 0:384] = linear(x W + b), [B x 512] -> [B x 784], part 1 of 2 */
+    jv_gemm(0, 0, B, 384, 512, 1, p_x_h2, 512, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_P_X_HEAD_BIAS;
         jv_real *restrict row = p_x_logits + (size_t)b * 784;
         JV_IVDEP
-        for (int j = 0; j < 784; j++) {
+        for (int j = 0; j < 384; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
         }
     }
 }
 
-JV_TASK static void t09_nll_term_rec_x(const jv_step *jv_s)
+JV_TASK static void t13_affine_p_x_logits_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
+    jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
+
+    /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
+       p_x head: p_x_logits[:, 384:784] = linear(x W + b), [B x 512] -> [B x 784], part 2 of 2 */
+    jv_gemm(0, 0, B, 400, 512, 1, p_x_h2, 512, params + JMVAE_P_X_HEAD_WEIGHT + 384, 784, 0, p_x_logits + 384, 784);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_P_X_HEAD_BIAS + 384;
+        jv_real *restrict row = p_x_logits + (size_t)b * 784 + 384;
+        JV_IVDEP
+        for (int j = 0; j < 400; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v;
+        }
+    }
+}
+
+JV_TASK static void t14_nll_term_rec_x(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -258,7 +371,7 @@ JV_TASK static void t09_nll_term_rec_x(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t10_affine_p_w_h1(const jv_step *jv_s)
+JV_TASK static void t15_affine_p_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -280,7 +393,7 @@ JV_TASK static void t10_affine_p_w_h1(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t11_affine_p_w_h2(const jv_step *jv_s)
+JV_TASK static void t16_affine_p_w_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -289,20 +402,42 @@ JV_TASK static void t11_affine_p_w_h2(const jv_step *jv_s)
     jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
-       p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
+       p_w layer 2: p_w_h2[:, 0:256] = relu(x W + b), [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_w_h1, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_P_W_H2_BIAS;
         jv_real *restrict row = p_w_h2 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t12_affine_p_w_logits(const jv_step *jv_s)
+JV_TASK static void t17_affine_p_w_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
+    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
+
+    /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
+       p_w layer 2: p_w_h2[:, 256:512] = relu(x W + b), [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_w_h1, 512, params + JMVAE_P_W_H2_WEIGHT + 256, 512, 0, p_w_h2 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_P_W_H2_BIAS + 256;
+        jv_real *restrict row = p_w_h2 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t18_affine_p_w_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -324,7 +459,7 @@ JV_TASK static void t12_affine_p_w_logits(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t13_nll_term_rec_w(const jv_step *jv_s)
+JV_TASK static void t19_nll_term_rec_w(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -353,7 +488,7 @@ JV_TASK static void t13_nll_term_rec_w(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t14_kl_term_kl(const jv_step *jv_s)
+JV_TASK static void t20_kl_term_kl(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -375,7 +510,7 @@ JV_TASK static void t14_kl_term_kl(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t15_loss(const jv_step *jv_s)
+JV_TASK static void t21_loss(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -421,7 +556,7 @@ JV_TASK static void t15_loss(const jv_step *jv_s)
         *jv_s->loss = total;
 }
 
-JV_TASK static void t16_kl_grad_d_q_xw_mean(const jv_step *jv_s)
+JV_TASK static void t22_kl_grad_d_q_xw_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -451,7 +586,7 @@ JV_TASK static void t16_kl_grad_d_q_xw_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t17_nll_grad_d_p_w_logits(const jv_step *jv_s)
+JV_TASK static void t23_nll_grad_d_p_w_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -485,7 +620,7 @@ JV_TASK static void t17_nll_grad_d_p_w_logits(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t18_act_grad_d_p_w_logits(const jv_step *jv_s)
+JV_TASK static void t24_act_grad_d_p_w_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -507,7 +642,7 @@ JV_TASK static void t18_act_grad_d_p_w_logits(const jv_step *jv_s)
         jv_s->sumsq[0] = jv_sumsq(grads + JMVAE_P_W_HEAD_BIAS, 10);
 }
 
-JV_TASK static void t19_gemm_dw_p_w_head_weight(const jv_step *jv_s)
+JV_TASK static void t25_gemm_dw_p_w_head_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -522,7 +657,7 @@ JV_TASK static void t19_gemm_dw_p_w_head_weight(const jv_step *jv_s)
         jv_s->sumsq[1] = jv_sumsq(grads + JMVAE_P_W_HEAD_WEIGHT, 5120);
 }
 
-JV_TASK static void t20_gemm_dx_d_p_w_h2(const jv_step *jv_s)
+JV_TASK static void t26_gemm_dx_d_p_w_h2(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -535,7 +670,7 @@ JV_TASK static void t20_gemm_dx_d_p_w_h2(const jv_step *jv_s)
     jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
 }
 
-JV_TASK static void t21_act_grad_d_p_w_h2(const jv_step *jv_s)
+JV_TASK static void t27_act_grad_d_p_w_h2(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -561,7 +696,7 @@ JV_TASK static void t21_act_grad_d_p_w_h2(const jv_step *jv_s)
         jv_s->sumsq[2] = jv_sumsq(grads + JMVAE_P_W_H2_BIAS, 512);
 }
 
-JV_TASK static void t22_gemm_dw_p_w_h2_weight(const jv_step *jv_s)
+JV_TASK static void t28_gemm_dw_p_w_h2_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -570,13 +705,28 @@ JV_TASK static void t22_gemm_dw_p_w_h2_weight(const jv_step *jv_s)
     jv_real *const d_p_w_h2 = arena + (size_t)B * 4839; /* [B x 512] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
-       p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_P_W_H2_WEIGHT, 512);
+       p_w layer 2, backward: d p_w.h2.weight rows 0..255 = p_w_h1[:, 0:256]^T d_p_w_h2, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_P_W_H2_WEIGHT, 512);
     if (jv_s->sumsq) /* gradient region 3, for the norm */
-        jv_s->sumsq[3] = jv_sumsq(grads + JMVAE_P_W_H2_WEIGHT, 262144);
+        jv_s->sumsq[3] = jv_sumsq(grads + JMVAE_P_W_H2_WEIGHT, 131072);
 }
 
-JV_TASK static void t23_gemm_dx_d_p_w_h1(const jv_step *jv_s)
+JV_TASK static void t29_gemm_dw_p_w_h2_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 4839; /* [B x 512] */
+
+    /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
+       p_w layer 2, backward: d p_w.h2.weight rows 256..511 = p_w_h1[:, 256:512]^T d_p_w_h2, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_w_h1 + 256, 512, d_p_w_h2, 512, 0, grads + JMVAE_P_W_H2_WEIGHT + 131072, 512);
+    if (jv_s->sumsq) /* gradient region 4, for the norm */
+        jv_s->sumsq[4] = jv_sumsq(grads + JMVAE_P_W_H2_WEIGHT + 131072, 131072);
+}
+
+JV_TASK static void t30_gemm_dx_d_p_w_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -585,11 +735,24 @@ JV_TASK static void t23_gemm_dx_d_p_w_h1(const jv_step *jv_s)
     jv_real *const d_p_w_h1 = arena + (size_t)B * 5351; /* [B x 512] */
 
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
-       p_w layer 2, backward: d_p_w_h1 = d_p_w_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
+       p_w layer 2, backward: d_p_w_h1[:, 0:256] = d_p_w_h2 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_w_h2, 512, params + JMVAE_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
 }
 
-JV_TASK static void t24_act_grad_d_p_w_h1(const jv_step *jv_s)
+JV_TASK static void t31_gemm_dx_d_p_w_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 4839; /* [B x 512] */
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 5351; /* [B x 512] */
+
+    /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
+       p_w layer 2, backward: d_p_w_h1[:, 256:512] = d_p_w_h2 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_w_h2, 512, params + JMVAE_P_W_H2_WEIGHT + 131072, 512, 0, d_p_w_h1 + 256, 512);
+}
+
+JV_TASK static void t32_act_grad_d_p_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -611,11 +774,11 @@ JV_TASK static void t24_act_grad_d_p_w_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 4, for the norm */
-        jv_s->sumsq[4] = jv_sumsq(grads + JMVAE_P_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 5, for the norm */
+        jv_s->sumsq[5] = jv_sumsq(grads + JMVAE_P_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t25_gemm_dw_p_w_h1_weight(const jv_step *jv_s)
+JV_TASK static void t33_gemm_dw_p_w_h1_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -626,11 +789,11 @@ JV_TASK static void t25_gemm_dw_p_w_h1_weight(const jv_step *jv_s)
     /* jmvae.spec:19  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z_sample^T d_p_w_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_P_W_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 5, for the norm */
-        jv_s->sumsq[5] = jv_sumsq(grads + JMVAE_P_W_H1_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 6, for the norm */
+        jv_s->sumsq[6] = jv_sumsq(grads + JMVAE_P_W_H1_WEIGHT, 32768);
 }
 
-JV_TASK static void t26_gemm_dx_d_z_sample(const jv_step *jv_s)
+JV_TASK static void t34_gemm_dx_d_z_sample(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -643,7 +806,7 @@ JV_TASK static void t26_gemm_dx_d_z_sample(const jv_step *jv_s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_P_W_H1_WEIGHT, 512, 0, d_z_sample, 64);
 }
 
-JV_TASK static void t27_nll_grad_d_p_x_logits(const jv_step *jv_s)
+JV_TASK static void t35_nll_grad_d_p_x_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -669,7 +832,7 @@ JV_TASK static void t27_nll_grad_d_p_x_logits(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t28_act_grad_d_p_x_logits(const jv_step *jv_s)
+JV_TASK static void t36_act_grad_d_p_x_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -687,11 +850,11 @@ JV_TASK static void t28_act_grad_d_p_x_logits(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 6, for the norm */
-        jv_s->sumsq[6] = jv_sumsq(grads + JMVAE_P_X_HEAD_BIAS, 784);
+    if (jv_s->sumsq) /* gradient region 7, for the norm */
+        jv_s->sumsq[7] = jv_sumsq(grads + JMVAE_P_X_HEAD_BIAS, 784);
 }
 
-JV_TASK static void t29_gemm_dw_p_x_head_weight(const jv_step *jv_s)
+JV_TASK static void t37_gemm_dw_p_x_head_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -700,13 +863,28 @@ JV_TASK static void t29_gemm_dw_p_x_head_weight(const jv_step *jv_s)
     jv_real *const d_p_x_logits = arena + (size_t)B * 5927; /* [B x 784] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
-       p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
-    jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_P_X_HEAD_WEIGHT, 784);
-    if (jv_s->sumsq) /* gradient region 7, for the norm */
-        jv_s->sumsq[7] = jv_sumsq(grads + JMVAE_P_X_HEAD_WEIGHT, 401408);
+       p_x head, backward: d p_x.head.weight rows 0..255 = p_x_h2[:, 0:256]^T d_p_x_logits, [256 x 784], part 1 of 2 */
+    jv_gemm(1, 0, 256, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_P_X_HEAD_WEIGHT, 784);
+    if (jv_s->sumsq) /* gradient region 8, for the norm */
+        jv_s->sumsq[8] = jv_sumsq(grads + JMVAE_P_X_HEAD_WEIGHT, 200704);
 }
 
-JV_TASK static void t30_gemm_dx_d_p_x_h2(const jv_step *jv_s)
+JV_TASK static void t38_gemm_dw_p_x_head_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
+    jv_real *const d_p_x_logits = arena + (size_t)B * 5927; /* [B x 784] */
+
+    /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
+       p_x head, backward: d p_x.head.weight rows 256..511 = p_x_h2[:, 256:512]^T d_p_x_logits, [256 x 784], part 2 of 2 */
+    jv_gemm(1, 0, 256, 784, B, 1, p_x_h2 + 256, 512, d_p_x_logits, 784, 0, grads + JMVAE_P_X_HEAD_WEIGHT + 200704, 784);
+    if (jv_s->sumsq) /* gradient region 9, for the norm */
+        jv_s->sumsq[9] = jv_sumsq(grads + JMVAE_P_X_HEAD_WEIGHT + 200704, 200704);
+}
+
+JV_TASK static void t39_gemm_dx_d_p_x_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -715,11 +893,24 @@ JV_TASK static void t30_gemm_dx_d_p_x_h2(const jv_step *jv_s)
     jv_real *const d_p_x_h2 = arena + (size_t)B * 6711; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
-       p_x head, backward: d_p_x_h2 = d_p_x_logits W^T, [B x 784] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
+       p_x head, backward: d_p_x_h2[:, 0:256] = d_p_x_logits W^T, [B x 784] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 784, 1, d_p_x_logits, 784, params + JMVAE_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
 }
 
-JV_TASK static void t31_act_grad_d_p_x_h2(const jv_step *jv_s)
+JV_TASK static void t40_gemm_dx_d_p_x_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_p_x_logits = arena + (size_t)B * 5927; /* [B x 784] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 6711; /* [B x 512] */
+
+    /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
+       p_x head, backward: d_p_x_h2[:, 256:512] = d_p_x_logits W^T, [B x 784] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 784, 1, d_p_x_logits, 784, params + JMVAE_P_X_HEAD_WEIGHT + 200704, 784, 0, d_p_x_h2 + 256, 512);
+}
+
+JV_TASK static void t41_act_grad_d_p_x_h2(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -741,11 +932,11 @@ JV_TASK static void t31_act_grad_d_p_x_h2(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 8, for the norm */
-        jv_s->sumsq[8] = jv_sumsq(grads + JMVAE_P_X_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 10, for the norm */
+        jv_s->sumsq[10] = jv_sumsq(grads + JMVAE_P_X_H2_BIAS, 512);
 }
 
-JV_TASK static void t32_gemm_dw_p_x_h2_weight(const jv_step *jv_s)
+JV_TASK static void t42_gemm_dw_p_x_h2_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -754,13 +945,28 @@ JV_TASK static void t32_gemm_dw_p_x_h2_weight(const jv_step *jv_s)
     jv_real *const d_p_x_h2 = arena + (size_t)B * 6711; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
-       p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_P_X_H2_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 9, for the norm */
-        jv_s->sumsq[9] = jv_sumsq(grads + JMVAE_P_X_H2_WEIGHT, 262144);
+       p_x layer 2, backward: d p_x.h2.weight rows 0..255 = p_x_h1[:, 0:256]^T d_p_x_h2, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_P_X_H2_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 11, for the norm */
+        jv_s->sumsq[11] = jv_sumsq(grads + JMVAE_P_X_H2_WEIGHT, 131072);
 }
 
-JV_TASK static void t33_gemm_dx_d_p_x_h1(const jv_step *jv_s)
+JV_TASK static void t43_gemm_dw_p_x_h2_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 6711; /* [B x 512] */
+
+    /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
+       p_x layer 2, backward: d p_x.h2.weight rows 256..511 = p_x_h1[:, 256:512]^T d_p_x_h2, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_x_h1 + 256, 512, d_p_x_h2, 512, 0, grads + JMVAE_P_X_H2_WEIGHT + 131072, 512);
+    if (jv_s->sumsq) /* gradient region 12, for the norm */
+        jv_s->sumsq[12] = jv_sumsq(grads + JMVAE_P_X_H2_WEIGHT + 131072, 131072);
+}
+
+JV_TASK static void t44_gemm_dx_d_p_x_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -769,11 +975,24 @@ JV_TASK static void t33_gemm_dx_d_p_x_h1(const jv_step *jv_s)
     jv_real *const d_p_x_h1 = arena + (size_t)B * 7223; /* [B x 512] */
 
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
-       p_x layer 2, backward: d_p_x_h1 = d_p_x_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
+       p_x layer 2, backward: d_p_x_h1[:, 0:256] = d_p_x_h2 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_x_h2, 512, params + JMVAE_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
 }
 
-JV_TASK static void t34_act_grad_d_p_x_h1(const jv_step *jv_s)
+JV_TASK static void t45_gemm_dx_d_p_x_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 6711; /* [B x 512] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 7223; /* [B x 512] */
+
+    /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
+       p_x layer 2, backward: d_p_x_h1[:, 256:512] = d_p_x_h2 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_x_h2, 512, params + JMVAE_P_X_H2_WEIGHT + 131072, 512, 0, d_p_x_h1 + 256, 512);
+}
+
+JV_TASK static void t46_act_grad_d_p_x_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -795,11 +1014,11 @@ JV_TASK static void t34_act_grad_d_p_x_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 10, for the norm */
-        jv_s->sumsq[10] = jv_sumsq(grads + JMVAE_P_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 13, for the norm */
+        jv_s->sumsq[13] = jv_sumsq(grads + JMVAE_P_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t35_gemm_dw_p_x_h1_weight(const jv_step *jv_s)
+JV_TASK static void t47_gemm_dw_p_x_h1_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -810,11 +1029,11 @@ JV_TASK static void t35_gemm_dw_p_x_h1_weight(const jv_step *jv_s)
     /* jmvae.spec:18  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z_sample^T d_p_x_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_P_X_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 11, for the norm */
-        jv_s->sumsq[11] = jv_sumsq(grads + JMVAE_P_X_H1_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 14, for the norm */
+        jv_s->sumsq[14] = jv_sumsq(grads + JMVAE_P_X_H1_WEIGHT, 32768);
 }
 
-JV_TASK static void t36_gemm_dx_d_z_sample(const jv_step *jv_s)
+JV_TASK static void t48_gemm_dx_d_z_sample(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -827,7 +1046,7 @@ JV_TASK static void t36_gemm_dx_d_z_sample(const jv_step *jv_s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_P_X_H1_WEIGHT, 512, 1, d_z_sample, 64);
 }
 
-JV_TASK static void t37_sample_grad_d_q_xw_mean(const jv_step *jv_s)
+JV_TASK static void t49_sample_grad_d_q_xw_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -847,7 +1066,7 @@ JV_TASK static void t37_sample_grad_d_q_xw_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t38_gauss_head_grad_d_q_xw_out(const jv_step *jv_s)
+JV_TASK static void t50_gauss_head_grad_d_q_xw_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -871,7 +1090,7 @@ JV_TASK static void t38_gauss_head_grad_d_q_xw_out(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t39_act_grad_d_q_xw_out(const jv_step *jv_s)
+JV_TASK static void t51_act_grad_d_q_xw_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -889,11 +1108,11 @@ JV_TASK static void t39_act_grad_d_q_xw_out(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 12, for the norm */
-        jv_s->sumsq[12] = jv_sumsq(grads + JMVAE_Q_XW_HEAD_BIAS, 128);
+    if (jv_s->sumsq) /* gradient region 15, for the norm */
+        jv_s->sumsq[15] = jv_sumsq(grads + JMVAE_Q_XW_HEAD_BIAS, 128);
 }
 
-JV_TASK static void t40_gemm_dw_q_xw_head_weight(const jv_step *jv_s)
+JV_TASK static void t52_gemm_dw_q_xw_head_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -902,13 +1121,28 @@ JV_TASK static void t40_gemm_dw_q_xw_head_weight(const jv_step *jv_s)
     jv_real *const d_q_xw_out = arena + (size_t)B * 7735; /* [B x 128] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw head, backward: d q_xw.head.weight rows 0..511 = q_xw_h1^T d_q_xw_out, [512 x 128] */
-    jv_gemm(1, 0, 512, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + JMVAE_Q_XW_HEAD_WEIGHT, 128);
-    if (jv_s->sumsq) /* gradient region 13, for the norm */
-        jv_s->sumsq[13] = jv_sumsq(grads + JMVAE_Q_XW_HEAD_WEIGHT, 65536);
+       q_xw head, backward: d q_xw.head.weight rows 0..255 = q_xw_h1[:, 0:256]^T d_q_xw_out, [256 x 128], part 1 of 2 */
+    jv_gemm(1, 0, 256, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + JMVAE_Q_XW_HEAD_WEIGHT, 128);
+    if (jv_s->sumsq) /* gradient region 16, for the norm */
+        jv_s->sumsq[16] = jv_sumsq(grads + JMVAE_Q_XW_HEAD_WEIGHT, 32768);
 }
 
-JV_TASK static void t41_gemm_dx_d_q_xw_h1(const jv_step *jv_s)
+JV_TASK static void t53_gemm_dw_q_xw_head_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const d_q_xw_out = arena + (size_t)B * 7735; /* [B x 128] */
+
+    /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw head, backward: d q_xw.head.weight rows 256..511 = q_xw_h1[:, 256:512]^T d_q_xw_out, [256 x 128], part 2 of 2 */
+    jv_gemm(1, 0, 256, 128, B, 1, q_xw_h1 + 256, 512, d_q_xw_out, 128, 0, grads + JMVAE_Q_XW_HEAD_WEIGHT + 32768, 128);
+    if (jv_s->sumsq) /* gradient region 17, for the norm */
+        jv_s->sumsq[17] = jv_sumsq(grads + JMVAE_Q_XW_HEAD_WEIGHT + 32768, 32768);
+}
+
+JV_TASK static void t54_gemm_dx_d_q_xw_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -917,11 +1151,24 @@ JV_TASK static void t41_gemm_dx_d_q_xw_h1(const jv_step *jv_s)
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw head, backward: d_q_xw_h1 = d_q_xw_out W^T, [B x 128] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 128, 1, d_q_xw_out, 128, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, d_q_xw_h1, 512);
+       q_xw head, backward: d_q_xw_h1[:, 0:256] = d_q_xw_out W^T, [B x 128] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 128, 1, d_q_xw_out, 128, params + JMVAE_Q_XW_HEAD_WEIGHT, 128, 0, d_q_xw_h1, 512);
 }
 
-JV_TASK static void t42_act_grad_d_q_xw_h1(const jv_step *jv_s)
+JV_TASK static void t55_gemm_dx_d_q_xw_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_q_xw_out = arena + (size_t)B * 7735; /* [B x 128] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
+
+    /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw head, backward: d_q_xw_h1[:, 256:512] = d_q_xw_out W^T, [B x 128] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 128, 1, d_q_xw_out, 128, params + JMVAE_Q_XW_HEAD_WEIGHT + 32768, 128, 0, d_q_xw_h1 + 256, 512);
+}
+
+JV_TASK static void t56_act_grad_d_q_xw_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -943,11 +1190,11 @@ JV_TASK static void t42_act_grad_d_q_xw_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 14, for the norm */
-        jv_s->sumsq[14] = jv_sumsq(grads + JMVAE_Q_XW_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 18, for the norm */
+        jv_s->sumsq[18] = jv_sumsq(grads + JMVAE_Q_XW_H1_BIAS, 512);
 }
 
-JV_TASK static void t43_gemm_dw_q_xw_h1_weight(const jv_step *jv_s)
+JV_TASK static void t57_gemm_dw_q_xw_h1_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -956,13 +1203,28 @@ JV_TASK static void t43_gemm_dw_q_xw_h1_weight(const jv_step *jv_s)
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw layer 1, backward: d q_xw.h1.weight rows 0..511 = enc_x_h1^T d_q_xw_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 15, for the norm */
-        jv_s->sumsq[15] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT, 262144);
+       q_xw layer 1, backward: d q_xw.h1.weight rows 0..255 = enc_x_h1[:, 0:256]^T d_q_xw_h1, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 19, for the norm */
+        jv_s->sumsq[19] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT, 131072);
 }
 
-JV_TASK static void t44_gemm_dx_d_enc_x_h1(const jv_step *jv_s)
+JV_TASK static void t58_gemm_dw_q_xw_h1_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
+
+    /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw layer 1, backward: d q_xw.h1.weight rows 256..511 = enc_x_h1[:, 256:512]^T d_q_xw_h1, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, enc_x_h1 + 256, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT + 131072, 512);
+    if (jv_s->sumsq) /* gradient region 20, for the norm */
+        jv_s->sumsq[20] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT + 131072, 131072);
+}
+
+JV_TASK static void t59_gemm_dx_d_enc_x_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -971,11 +1233,24 @@ JV_TASK static void t44_gemm_dx_d_enc_x_h1(const jv_step *jv_s)
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 8375; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw layer 1, backward: d_enc_x_h1 = d_q_xw_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
+       q_xw layer 1, backward: d_enc_x_h1[:, 0:256] = d_q_xw_h1 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
 }
 
-JV_TASK static void t45_gemm_dw_q_xw_h1_weight(const jv_step *jv_s)
+JV_TASK static void t60_gemm_dx_d_enc_x_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 8375; /* [B x 512] */
+
+    /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw layer 1, backward: d_enc_x_h1[:, 256:512] = d_q_xw_h1 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 131072, 512, 0, d_enc_x_h1 + 256, 512);
+}
+
+JV_TASK static void t61_gemm_dw_q_xw_h1_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -984,13 +1259,28 @@ JV_TASK static void t45_gemm_dw_q_xw_h1_weight(const jv_step *jv_s)
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw layer 1, backward: d q_xw.h1.weight rows 512..1023 = enc_w_h1^T d_q_xw_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT + 262144, 512);
-    if (jv_s->sumsq) /* gradient region 16, for the norm */
-        jv_s->sumsq[16] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT + 262144, 262144);
+       q_xw layer 1, backward: d q_xw.h1.weight rows 512..767 = enc_w_h1[:, 0:256]^T d_q_xw_h1, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT + 262144, 512);
+    if (jv_s->sumsq) /* gradient region 21, for the norm */
+        jv_s->sumsq[21] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT + 262144, 131072);
 }
 
-JV_TASK static void t46_gemm_dx_d_enc_w_h1(const jv_step *jv_s)
+JV_TASK static void t62_gemm_dw_q_xw_h1_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
+
+    /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw layer 1, backward: d q_xw.h1.weight rows 768..1023 = enc_w_h1[:, 256:512]^T d_q_xw_h1, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, enc_w_h1 + 256, 512, d_q_xw_h1, 512, 0, grads + JMVAE_Q_XW_H1_WEIGHT + 393216, 512);
+    if (jv_s->sumsq) /* gradient region 22, for the norm */
+        jv_s->sumsq[22] = jv_sumsq(grads + JMVAE_Q_XW_H1_WEIGHT + 393216, 131072);
+}
+
+JV_TASK static void t63_gemm_dx_d_enc_w_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -999,11 +1289,24 @@ JV_TASK static void t46_gemm_dx_d_enc_w_h1(const jv_step *jv_s)
     jv_real *const d_enc_w_h1 = arena + (size_t)B * 8887; /* [B x 512] */
 
     /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw layer 1, backward: d_enc_w_h1 = d_q_xw_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
+       q_xw layer 1, backward: d_enc_w_h1[:, 0:256] = d_q_xw_h1 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
 }
 
-JV_TASK static void t47_act_grad_d_enc_w_h1(const jv_step *jv_s)
+JV_TASK static void t64_gemm_dx_d_enc_w_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 7863; /* [B x 512] */
+    jv_real *const d_enc_w_h1 = arena + (size_t)B * 8887; /* [B x 512] */
+
+    /* jmvae.spec:15  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw layer 1, backward: d_enc_w_h1[:, 256:512] = d_q_xw_h1 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_xw_h1, 512, params + JMVAE_Q_XW_H1_WEIGHT + 393216, 512, 0, d_enc_w_h1 + 256, 512);
+}
+
+JV_TASK static void t65_act_grad_d_enc_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1025,11 +1328,11 @@ JV_TASK static void t47_act_grad_d_enc_w_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 17, for the norm */
-        jv_s->sumsq[17] = jv_sumsq(grads + JMVAE_ENC_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 23, for the norm */
+        jv_s->sumsq[23] = jv_sumsq(grads + JMVAE_ENC_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t48_gemm_dw_enc_w_h1_weight(const jv_step *jv_s)
+JV_TASK static void t66_gemm_dw_enc_w_h1_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1041,11 +1344,11 @@ JV_TASK static void t48_gemm_dw_enc_w_h1_weight(const jv_step *jv_s)
     /* jmvae.spec:14  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_ENC_W_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 18, for the norm */
-        jv_s->sumsq[18] = jv_sumsq(grads + JMVAE_ENC_W_H1_WEIGHT, 5120);
+    if (jv_s->sumsq) /* gradient region 24, for the norm */
+        jv_s->sumsq[24] = jv_sumsq(grads + JMVAE_ENC_W_H1_WEIGHT, 5120);
 }
 
-JV_TASK static void t49_act_grad_d_enc_x_h1(const jv_step *jv_s)
+JV_TASK static void t67_act_grad_d_enc_x_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1067,11 +1370,11 @@ JV_TASK static void t49_act_grad_d_enc_x_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 19, for the norm */
-        jv_s->sumsq[19] = jv_sumsq(grads + JMVAE_ENC_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 25, for the norm */
+        jv_s->sumsq[25] = jv_sumsq(grads + JMVAE_ENC_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t50_gemm_dw_enc_x_h1_weight(const jv_step *jv_s)
+JV_TASK static void t68_gemm_dw_enc_x_h1_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1081,101 +1384,143 @@ JV_TASK static void t50_gemm_dw_enc_x_h1_weight(const jv_step *jv_s)
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 8375; /* [B x 512] */
 
     /* jmvae.spec:13  net enc_x = x -> relu(512)
-       enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
-    jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_ENC_X_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 20, for the norm */
-        jv_s->sumsq[20] = jv_sumsq(grads + JMVAE_ENC_X_H1_WEIGHT, 401408);
+       enc_x layer 1, backward: d enc_x.h1.weight rows 0..383 = in_x[:, 0:384]^T d_enc_x_h1, [384 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 384, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_ENC_X_H1_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 26, for the norm */
+        jv_s->sumsq[26] = jv_sumsq(grads + JMVAE_ENC_X_H1_WEIGHT, 196608);
 }
 
-static const int jmvae_train_succ[] = {2, 2, 3, 4, 5, 14, 16, 6, 10, 7, 8, 9, 27, 15, 11, 12, 13, 17, 15, 15, 37, 18, 19, 20, 21, 22, 23, 24, 25, 26, 36, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 49, 47, 48, 50};
+JV_TASK static void t69_gemm_dw_enc_x_h1_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 8375; /* [B x 512] */
+
+    /* jmvae.spec:13  net enc_x = x -> relu(512)
+       enc_x layer 1, backward: d enc_x.h1.weight rows 384..783 = in_x[:, 384:784]^T d_enc_x_h1, [400 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 400, 512, B, 1, in_x + 384, 784, d_enc_x_h1, 512, 0, grads + JMVAE_ENC_X_H1_WEIGHT + 196608, 512);
+    if (jv_s->sumsq) /* gradient region 27, for the norm */
+        jv_s->sumsq[27] = jv_sumsq(grads + JMVAE_ENC_X_H1_WEIGHT + 196608, 204800);
+}
+
+static const int jmvae_train_succ[] = {3, 4, 3, 4, 3, 4, 5, 6, 5, 6, 7, 7, 8, 20, 22, 9, 15, 10, 11, 12, 13, 12, 13, 14, 35, 14, 35, 21, 16, 17, 18, 18, 19, 23, 21, 21, 49, 24, 25, 26, 27, 28, 29, 30, 31, 32, 32, 33, 34, 48, 36, 37, 38, 39, 40, 41, 41, 42, 43, 44, 45, 46, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 56, 57, 58, 59, 60, 61, 62, 63, 64, 67, 67, 65, 65, 66, 68, 69};
 
 /* The parameters each task reads, as gradient regions (below): the runtime may
  * update a region (Adam) inside the next step, before the tasks that read it. */
-static const int jmvae_train_reads[] = {19, 20, 17, 18, 14, 15, 16, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1, 1, 3, 5, 7, 9, 11, 13, 15, 16};
+static const int jmvae_train_reads[] = {25, 26, 27, 25, 26, 27, 23, 24, 18, 19, 20, 21, 22, 18, 19, 20, 21, 22, 15, 16, 17, 15, 16, 17, 13, 14, 10, 11, 12, 10, 11, 12, 7, 8, 9, 7, 8, 9, 5, 6, 2, 3, 4, 2, 3, 4, 0, 1, 1, 3, 4, 6, 8, 9, 11, 12, 14, 16, 17, 19, 20, 21, 22};
 
 /* The gradient regions {first, count, the task writing it}, in reals: together
  * the whole block, each real once. */
 static const jv_region jmvae_train_slots[] = {
-    {1997200, 10, 18}, /* t18_act_grad_d_p_w_logits */
-    {1992080, 5120, 19}, /* t19_gemm_dw_p_w_head_weight */
-    {1991568, 512, 21}, /* t21_act_grad_d_p_w_h2 */
-    {1729424, 262144, 22}, /* t22_gemm_dw_p_w_h2_weight */
-    {1728912, 512, 24}, /* t24_act_grad_d_p_w_h1 */
-    {1696144, 32768, 25}, /* t25_gemm_dw_p_w_h1_weight */
-    {1695360, 784, 28}, /* t28_act_grad_d_p_x_logits */
-    {1293952, 401408, 29}, /* t29_gemm_dw_p_x_head_weight */
-    {1293440, 512, 31}, /* t31_act_grad_d_p_x_h2 */
-    {1031296, 262144, 32}, /* t32_gemm_dw_p_x_h2_weight */
-    {1030784, 512, 34}, /* t34_act_grad_d_p_x_h1 */
-    {998016, 32768, 35}, /* t35_gemm_dw_p_x_h1_weight */
-    {997888, 128, 39}, /* t39_act_grad_d_q_xw_out */
-    {932352, 65536, 40}, /* t40_gemm_dw_q_xw_head_weight */
-    {931840, 512, 42}, /* t42_act_grad_d_q_xw_h1 */
-    {407552, 262144, 43}, /* t43_gemm_dw_q_xw_h1_weight */
-    {669696, 262144, 45}, /* t45_gemm_dw_q_xw_h1_weight */
-    {407040, 512, 47}, /* t47_act_grad_d_enc_w_h1 */
-    {401920, 5120, 48}, /* t48_gemm_dw_enc_w_h1_weight */
-    {401408, 512, 49}, /* t49_act_grad_d_enc_x_h1 */
-    {0, 401408, 50}, /* t50_gemm_dw_enc_x_h1_weight */
+    {1997200, 10, 24}, /* t24_act_grad_d_p_w_logits */
+    {1992080, 5120, 25}, /* t25_gemm_dw_p_w_head_weight */
+    {1991568, 512, 27}, /* t27_act_grad_d_p_w_h2 */
+    {1729424, 131072, 28}, /* t28_gemm_dw_p_w_h2_weight_part1 */
+    {1860496, 131072, 29}, /* t29_gemm_dw_p_w_h2_weight_part2 */
+    {1728912, 512, 32}, /* t32_act_grad_d_p_w_h1 */
+    {1696144, 32768, 33}, /* t33_gemm_dw_p_w_h1_weight */
+    {1695360, 784, 36}, /* t36_act_grad_d_p_x_logits */
+    {1293952, 200704, 37}, /* t37_gemm_dw_p_x_head_weight_part1 */
+    {1494656, 200704, 38}, /* t38_gemm_dw_p_x_head_weight_part2 */
+    {1293440, 512, 41}, /* t41_act_grad_d_p_x_h2 */
+    {1031296, 131072, 42}, /* t42_gemm_dw_p_x_h2_weight_part1 */
+    {1162368, 131072, 43}, /* t43_gemm_dw_p_x_h2_weight_part2 */
+    {1030784, 512, 46}, /* t46_act_grad_d_p_x_h1 */
+    {998016, 32768, 47}, /* t47_gemm_dw_p_x_h1_weight */
+    {997888, 128, 51}, /* t51_act_grad_d_q_xw_out */
+    {932352, 32768, 52}, /* t52_gemm_dw_q_xw_head_weight_part1 */
+    {965120, 32768, 53}, /* t53_gemm_dw_q_xw_head_weight_part2 */
+    {931840, 512, 56}, /* t56_act_grad_d_q_xw_h1 */
+    {407552, 131072, 57}, /* t57_gemm_dw_q_xw_h1_weight_part1 */
+    {538624, 131072, 58}, /* t58_gemm_dw_q_xw_h1_weight_part2 */
+    {669696, 131072, 61}, /* t61_gemm_dw_q_xw_h1_weight_part1 */
+    {800768, 131072, 62}, /* t62_gemm_dw_q_xw_h1_weight_part2 */
+    {407040, 512, 65}, /* t65_act_grad_d_enc_w_h1 */
+    {401920, 5120, 66}, /* t66_gemm_dw_enc_w_h1_weight */
+    {401408, 512, 67}, /* t67_act_grad_d_enc_x_h1 */
+    {0, 196608, 68}, /* t68_gemm_dw_enc_x_h1_weight_part1 */
+    {196608, 204800, 69}, /* t69_gemm_dw_enc_x_h1_weight_part2 */
 };
 
 /* {function, name, spec line, tasks it waits for, first of the tasks waiting for it and
  * their number, first of the regions it reads and their number, rank} */
 static const jv_task jmvae_train_tasks[] = {
-    {t00_affine_enc_x_h1, "t00_affine_enc_x_h1", 13, 0, 0, 1, 0, 2, 6752.6f},
-    {t01_affine_enc_w_h1, "t01_affine_enc_w_h1", 14, 0, 1, 1, 2, 2, 5960.0f},
-    {t02_affine_q_xw_h1, "t02_affine_q_xw_h1", 15, 2, 2, 1, 4, 3, 5923.7f},
-    {t03_affine_q_xw_out, "t03_affine_q_xw_out", 15, 1, 3, 1, 7, 2, 4849.0f},
-    {t04_gauss_head_q_xw_mean, "t04_gauss_head_q_xw_mean", 15, 1, 4, 3, 9, 0, 4711.1f},
-    {t05_sample_z_sample, "t05_sample_z_sample", 22, 1, 7, 2, 9, 0, 4704.2f},
-    {t06_affine_p_x_h1, "t06_affine_p_x_h1", 18, 1, 9, 1, 9, 2, 4694.1f},
-    {t07_affine_p_x_h2, "t07_affine_p_x_h2", 18, 1, 10, 1, 11, 2, 4602.4f},
-    {t08_affine_p_x_logits, "t08_affine_p_x_logits", 18, 1, 11, 2, 13, 2, 4052.0f},
-    {t09_nll_term_rec_x, "t09_nll_term_rec_x", 23, 1, 13, 1, 15, 0, 79.6f},
-    {t10_affine_p_w_h1, "t10_affine_p_w_h1", 19, 1, 14, 1, 15, 2, 3020.1f},
-    {t11_affine_p_w_h2, "t11_affine_p_w_h2", 19, 1, 15, 1, 17, 2, 2928.5f},
-    {t12_affine_p_w_logits, "t12_affine_p_w_logits", 19, 1, 16, 2, 19, 2, 2378.1f},
-    {t13_nll_term_rec_w, "t13_nll_term_rec_w", 24, 1, 18, 1, 21, 0, 2.1f},
-    {t14_kl_term_kl, "t14_kl_term_kl", 25, 1, 19, 1, 21, 0, 7.6f},
-    {t15_loss, "t15_loss", 23, 3, 20, 0, 21, 0, 0.7f},
-    {t16_kl_grad_d_q_xw_mean, "t16_kl_grad_d_q_xw_mean", 25, 1, 20, 1, 21, 0, 1600.3f},
-    {t17_nll_grad_d_p_w_logits, "t17_nll_grad_d_p_w_logits", 24, 1, 21, 1, 21, 0, 2366.9f},
-    {t18_act_grad_d_p_w_logits, "t18_act_grad_d_p_w_logits", 19, 1, 22, 2, 21, 0, 2365.4f},
-    {t19_gemm_dw_p_w_head_weight, "t19_gemm_dw_p_w_head_weight", 19, 1, 24, 0, 21, 0, 10.7f},
-    {t20_gemm_dx_d_p_w_h2, "t20_gemm_dx_d_p_w_h2", 19, 1, 24, 1, 21, 1, 2364.4f},
-    {t21_act_grad_d_p_w_h2, "t21_act_grad_d_p_w_h2", 19, 1, 25, 2, 22, 0, 2353.6f},
-    {t22_gemm_dw_p_w_h2_weight, "t22_gemm_dw_p_w_h2_weight", 19, 1, 27, 0, 22, 0, 524.8f},
-    {t23_gemm_dx_d_p_w_h1, "t23_gemm_dx_d_p_w_h1", 19, 1, 27, 1, 22, 1, 2301.9f},
-    {t24_act_grad_d_p_w_h1, "t24_act_grad_d_p_w_h1", 19, 1, 28, 2, 23, 0, 1777.1f},
-    {t25_gemm_dw_p_w_h1_weight, "t25_gemm_dw_p_w_h1_weight", 19, 1, 30, 0, 23, 0, 66.0f},
-    {t26_gemm_dx_d_z_sample, "t26_gemm_dx_d_z_sample", 19, 1, 30, 1, 23, 1, 1725.4f},
-    {t27_nll_grad_d_p_x_logits, "t27_nll_grad_d_p_x_logits", 23, 1, 31, 1, 24, 0, 3209.5f},
-    {t28_act_grad_d_p_x_logits, "t28_act_grad_d_p_x_logits", 18, 1, 32, 2, 24, 0, 3130.6f},
-    {t29_gemm_dw_p_x_head_weight, "t29_gemm_dw_p_x_head_weight", 18, 1, 34, 0, 24, 0, 803.3f},
-    {t30_gemm_dx_d_p_x_h2, "t30_gemm_dx_d_p_x_h2", 18, 1, 34, 1, 24, 1, 3090.9f},
-    {t31_act_grad_d_p_x_h2, "t31_act_grad_d_p_x_h2", 18, 1, 35, 2, 25, 0, 2287.6f},
-    {t32_gemm_dw_p_x_h2_weight, "t32_gemm_dw_p_x_h2_weight", 18, 1, 37, 0, 25, 0, 524.8f},
-    {t33_gemm_dx_d_p_x_h1, "t33_gemm_dx_d_p_x_h1", 18, 1, 37, 1, 25, 1, 2235.9f},
-    {t34_act_grad_d_p_x_h1, "t34_act_grad_d_p_x_h1", 18, 1, 38, 2, 26, 0, 1711.1f},
-    {t35_gemm_dw_p_x_h1_weight, "t35_gemm_dw_p_x_h1_weight", 18, 1, 40, 0, 26, 0, 66.0f},
-    {t36_gemm_dx_d_z_sample, "t36_gemm_dx_d_z_sample", 18, 2, 40, 1, 26, 1, 1659.4f},
-    {t37_sample_grad_d_q_xw_mean, "t37_sample_grad_d_q_xw_mean", 22, 2, 41, 1, 27, 0, 1593.4f},
-    {t38_gauss_head_grad_d_q_xw_out, "t38_gauss_head_grad_d_q_xw_out", 15, 1, 42, 1, 27, 0, 1583.3f},
-    {t39_act_grad_d_q_xw_out, "t39_act_grad_d_q_xw_out", 15, 1, 43, 2, 27, 0, 1570.0f},
-    {t40_gemm_dw_q_xw_head_weight, "t40_gemm_dw_q_xw_head_weight", 15, 1, 45, 0, 27, 0, 131.6f},
-    {t41_gemm_dx_d_q_xw_h1, "t41_gemm_dx_d_q_xw_h1", 15, 1, 45, 1, 27, 1, 1563.1f},
-    {t42_act_grad_d_q_xw_h1, "t42_act_grad_d_q_xw_h1", 15, 1, 46, 4, 28, 0, 1431.5f},
-    {t43_gemm_dw_q_xw_h1_weight, "t43_gemm_dw_q_xw_h1_weight", 15, 1, 50, 0, 28, 0, 524.8f},
-    {t44_gemm_dx_d_enc_x_h1, "t44_gemm_dx_d_enc_x_h1", 15, 1, 50, 1, 28, 1, 1379.8f},
-    {t45_gemm_dw_q_xw_h1_weight, "t45_gemm_dw_q_xw_h1_weight", 15, 1, 51, 0, 29, 0, 524.8f},
-    {t46_gemm_dx_d_enc_w_h1, "t46_gemm_dx_d_enc_w_h1", 15, 1, 51, 1, 29, 1, 587.2f},
-    {t47_act_grad_d_enc_w_h1, "t47_act_grad_d_enc_w_h1", 14, 1, 52, 1, 30, 0, 62.4f},
-    {t48_gemm_dw_enc_w_h1_weight, "t48_gemm_dw_enc_w_h1_weight", 14, 1, 53, 0, 30, 0, 10.7f},
-    {t49_act_grad_d_enc_x_h1, "t49_act_grad_d_enc_x_h1", 13, 1, 53, 1, 30, 0, 855.0f},
-    {t50_gemm_dw_enc_x_h1_weight, "t50_gemm_dw_enc_x_h1_weight", 13, 1, 54, 0, 30, 0, 803.3f},
+    {t00_affine_enc_x_h1_part1, "t00_affine_enc_x_h1_part1", 13, 0, 0, 2, 0, 3, 3660.8f},
+    {t01_affine_enc_x_h1_part2, "t01_affine_enc_x_h1_part2", 13, 0, 2, 2, 3, 3, 3660.8f},
+    {t02_affine_enc_w_h1, "t02_affine_enc_w_h1", 14, 0, 4, 2, 6, 2, 3282.4f},
+    {t03_affine_q_xw_h1_part1, "t03_affine_q_xw_h1_part1", 15, 3, 6, 2, 8, 5, 3246.1f},
+    {t04_affine_q_xw_h1_part2, "t04_affine_q_xw_h1_part2", 15, 3, 8, 2, 13, 5, 3246.1f},
+    {t05_affine_q_xw_out_part1, "t05_affine_q_xw_out_part1", 15, 2, 10, 1, 18, 3, 2708.5f},
+    {t06_affine_q_xw_out_part2, "t06_affine_q_xw_out_part2", 15, 2, 11, 1, 21, 3, 2708.5f},
+    {t07_gauss_head_q_xw_mean, "t07_gauss_head_q_xw_mean", 15, 2, 12, 3, 24, 0, 2639.2f},
+    {t08_sample_z_sample, "t08_sample_z_sample", 22, 1, 15, 2, 24, 0, 2632.3f},
+    {t09_affine_p_x_h1, "t09_affine_p_x_h1", 18, 1, 17, 2, 24, 2, 2622.2f},
+    {t10_affine_p_x_h2_part1, "t10_affine_p_x_h2_part1", 18, 1, 19, 2, 26, 3, 2530.6f},
+    {t11_affine_p_x_h2_part2, "t11_affine_p_x_h2_part2", 18, 1, 21, 2, 29, 3, 2530.6f},
+    {t12_affine_p_x_logits_part1, "t12_affine_p_x_logits_part1", 18, 2, 23, 2, 32, 3, 2238.0f},
+    {t13_affine_p_x_logits_part2, "t13_affine_p_x_logits_part2", 18, 2, 25, 2, 35, 3, 2255.2f},
+    {t14_nll_term_rec_x, "t14_nll_term_rec_x", 23, 2, 27, 1, 38, 0, 79.6f},
+    {t15_affine_p_w_h1, "t15_affine_p_w_h1", 19, 1, 28, 2, 38, 2, 1762.2f},
+    {t16_affine_p_w_h2_part1, "t16_affine_p_w_h2_part1", 19, 1, 30, 1, 40, 3, 1670.5f},
+    {t17_affine_p_w_h2_part2, "t17_affine_p_w_h2_part2", 19, 1, 31, 1, 43, 3, 1670.5f},
+    {t18_affine_p_w_logits, "t18_affine_p_w_logits", 19, 2, 32, 2, 46, 2, 1395.1f},
+    {t19_nll_term_rec_w, "t19_nll_term_rec_w", 24, 1, 34, 1, 48, 0, 2.1f},
+    {t20_kl_term_kl, "t20_kl_term_kl", 25, 1, 35, 1, 48, 0, 7.6f},
+    {t21_loss, "t21_loss", 23, 3, 36, 0, 48, 0, 0.7f},
+    {t22_kl_grad_d_q_xw_mean, "t22_kl_grad_d_q_xw_mean", 25, 1, 36, 1, 48, 0, 879.4f},
+    {t23_nll_grad_d_p_w_logits, "t23_nll_grad_d_p_w_logits", 24, 1, 37, 1, 48, 0, 1383.8f},
+    {t24_act_grad_d_p_w_logits, "t24_act_grad_d_p_w_logits", 19, 1, 38, 2, 48, 0, 1382.3f},
+    {t25_gemm_dw_p_w_head_weight, "t25_gemm_dw_p_w_head_weight", 19, 1, 40, 0, 48, 0, 10.7f},
+    {t26_gemm_dx_d_p_w_h2, "t26_gemm_dx_d_p_w_h2", 19, 1, 40, 1, 48, 1, 1381.3f},
+    {t27_act_grad_d_p_w_h2, "t27_act_grad_d_p_w_h2", 19, 1, 41, 4, 49, 0, 1370.6f},
+    {t28_gemm_dw_p_w_h2_weight_part1, "t28_gemm_dw_p_w_h2_weight_part1", 19, 1, 45, 0, 49, 0, 262.6f},
+    {t29_gemm_dw_p_w_h2_weight_part2, "t29_gemm_dw_p_w_h2_weight_part2", 19, 1, 45, 0, 49, 0, 262.6f},
+    {t30_gemm_dx_d_p_w_h1_part1, "t30_gemm_dx_d_p_w_h1_part1", 19, 1, 45, 1, 49, 1, 1318.9f},
+    {t31_gemm_dx_d_p_w_h1_part2, "t31_gemm_dx_d_p_w_h1_part2", 19, 1, 46, 1, 50, 1, 1318.9f},
+    {t32_act_grad_d_p_w_h1, "t32_act_grad_d_p_w_h1", 19, 2, 47, 2, 51, 0, 1056.3f},
+    {t33_gemm_dw_p_w_h1_weight, "t33_gemm_dw_p_w_h1_weight", 19, 1, 49, 0, 51, 0, 66.0f},
+    {t34_gemm_dx_d_z_sample, "t34_gemm_dx_d_z_sample", 19, 1, 49, 1, 51, 1, 1004.6f},
+    {t35_nll_grad_d_p_x_logits, "t35_nll_grad_d_p_x_logits", 23, 2, 50, 1, 52, 0, 1825.1f},
+    {t36_act_grad_d_p_x_logits, "t36_act_grad_d_p_x_logits", 18, 1, 51, 4, 52, 0, 1746.2f},
+    {t37_gemm_dw_p_x_head_weight_part1, "t37_gemm_dw_p_x_head_weight_part1", 18, 1, 55, 0, 52, 0, 401.9f},
+    {t38_gemm_dw_p_x_head_weight_part2, "t38_gemm_dw_p_x_head_weight_part2", 18, 1, 55, 0, 52, 0, 401.9f},
+    {t39_gemm_dx_d_p_x_h2_part1, "t39_gemm_dx_d_p_x_h2_part1", 18, 1, 55, 1, 52, 1, 1706.5f},
+    {t40_gemm_dx_d_p_x_h2_part2, "t40_gemm_dx_d_p_x_h2_part2", 18, 1, 56, 1, 53, 1, 1706.5f},
+    {t41_act_grad_d_p_x_h2, "t41_act_grad_d_p_x_h2", 18, 2, 57, 4, 54, 0, 1304.6f},
+    {t42_gemm_dw_p_x_h2_weight_part1, "t42_gemm_dw_p_x_h2_weight_part1", 18, 1, 61, 0, 54, 0, 262.6f},
+    {t43_gemm_dw_p_x_h2_weight_part2, "t43_gemm_dw_p_x_h2_weight_part2", 18, 1, 61, 0, 54, 0, 262.6f},
+    {t44_gemm_dx_d_p_x_h1_part1, "t44_gemm_dx_d_p_x_h1_part1", 18, 1, 61, 1, 54, 1, 1252.9f},
+    {t45_gemm_dx_d_p_x_h1_part2, "t45_gemm_dx_d_p_x_h1_part2", 18, 1, 62, 1, 55, 1, 1252.9f},
+    {t46_act_grad_d_p_x_h1, "t46_act_grad_d_p_x_h1", 18, 2, 63, 2, 56, 0, 990.2f},
+    {t47_gemm_dw_p_x_h1_weight, "t47_gemm_dw_p_x_h1_weight", 18, 1, 65, 0, 56, 0, 66.0f},
+    {t48_gemm_dx_d_z_sample, "t48_gemm_dx_d_z_sample", 18, 2, 65, 1, 56, 1, 938.5f},
+    {t49_sample_grad_d_q_xw_mean, "t49_sample_grad_d_q_xw_mean", 22, 2, 66, 1, 57, 0, 872.5f},
+    {t50_gauss_head_grad_d_q_xw_out, "t50_gauss_head_grad_d_q_xw_out", 15, 1, 67, 1, 57, 0, 862.4f},
+    {t51_act_grad_d_q_xw_out, "t51_act_grad_d_q_xw_out", 15, 1, 68, 4, 57, 0, 849.1f},
+    {t52_gemm_dw_q_xw_head_weight_part1, "t52_gemm_dw_q_xw_head_weight_part1", 15, 1, 72, 0, 57, 0, 66.0f},
+    {t53_gemm_dw_q_xw_head_weight_part2, "t53_gemm_dw_q_xw_head_weight_part2", 15, 1, 72, 0, 57, 0, 66.0f},
+    {t54_gemm_dx_d_q_xw_h1_part1, "t54_gemm_dx_d_q_xw_h1_part1", 15, 1, 72, 1, 57, 1, 842.2f},
+    {t55_gemm_dx_d_q_xw_h1_part2, "t55_gemm_dx_d_q_xw_h1_part2", 15, 1, 73, 1, 58, 1, 842.2f},
+    {t56_act_grad_d_q_xw_h1, "t56_act_grad_d_q_xw_h1", 15, 2, 74, 8, 59, 0, 776.1f},
+    {t57_gemm_dw_q_xw_h1_weight_part1, "t57_gemm_dw_q_xw_h1_weight_part1", 15, 1, 82, 0, 59, 0, 262.6f},
+    {t58_gemm_dw_q_xw_h1_weight_part2, "t58_gemm_dw_q_xw_h1_weight_part2", 15, 1, 82, 0, 59, 0, 262.6f},
+    {t59_gemm_dx_d_enc_x_h1_part1, "t59_gemm_dx_d_enc_x_h1_part1", 15, 1, 82, 1, 59, 1, 724.4f},
+    {t60_gemm_dx_d_enc_x_h1_part2, "t60_gemm_dx_d_enc_x_h1_part2", 15, 1, 83, 1, 60, 1, 724.4f},
+    {t61_gemm_dw_q_xw_h1_weight_part1, "t61_gemm_dw_q_xw_h1_weight_part1", 15, 1, 84, 0, 61, 0, 262.6f},
+    {t62_gemm_dw_q_xw_h1_weight_part2, "t62_gemm_dw_q_xw_h1_weight_part2", 15, 1, 84, 0, 61, 0, 262.6f},
+    {t63_gemm_dx_d_enc_w_h1_part1, "t63_gemm_dx_d_enc_w_h1_part1", 15, 1, 84, 1, 61, 1, 325.1f},
+    {t64_gemm_dx_d_enc_w_h1_part2, "t64_gemm_dx_d_enc_w_h1_part2", 15, 1, 85, 1, 62, 1, 325.1f},
+    {t65_act_grad_d_enc_w_h1, "t65_act_grad_d_enc_w_h1", 14, 2, 86, 1, 63, 0, 62.4f},
+    {t66_gemm_dw_enc_w_h1_weight, "t66_gemm_dw_enc_w_h1_weight", 14, 1, 87, 0, 63, 0, 10.7f},
+    {t67_act_grad_d_enc_x_h1, "t67_act_grad_d_enc_x_h1", 13, 2, 87, 2, 63, 0, 461.8f},
+    {t68_gemm_dw_enc_x_h1_weight_part1, "t68_gemm_dw_enc_x_h1_weight_part1", 13, 1, 89, 0, 63, 0, 393.7f},
+    {t69_gemm_dw_enc_x_h1_weight_part2, "t69_gemm_dw_enc_x_h1_weight_part2", 13, 1, 89, 0, 63, 0, 410.1f},
 };
 
-static const jv_task_graph jmvae_train_graph = {51, 16, jmvae_train_tasks, jmvae_train_succ, 21, jmvae_train_slots,
+static const jv_task_graph jmvae_train_graph = {70, 22, jmvae_train_tasks, jmvae_train_succ, 28, jmvae_train_slots,
     jmvae_train_reads};
 
 /* one training step: the loss and its gradient */
@@ -1185,7 +1530,7 @@ jv_real jmvae_forward(const jv_real *params, jv_real *arena, int batch,
 {
     jv_real jv_loss = 0;
     const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL, 0};
-    jv_run_tasks(&jmvae_train_graph, &jv_s, 0, 16);
+    jv_run_tasks(&jmvae_train_graph, &jv_s, 0, 22);
     return jv_loss;
 }
 
@@ -1195,7 +1540,7 @@ void jmvae_backward(const jv_real *params, jv_real *grads, jv_real *arena, int b
     const jv_real *jv_term_scale)
 {
     const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL, 0};
-    jv_run_tasks(&jmvae_train_graph, &jv_s, 16, 51);
+    jv_run_tasks(&jmvae_train_graph, &jv_s, 22, 70);
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */

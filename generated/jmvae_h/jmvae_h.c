@@ -28,7 +28,7 @@ void jmvae_h_init(jv_real *params, uint64_t seed)
 
 /* ------------------------------------------------------------ the step -- */
 
-/* The training step (the loss and its gradient) as 79 tasks, the first 25
+/* The training step (the loss and its gradient) as 107 tasks, the first 34
  * the forward pass. Each task is one block of the step. jmvae_h_train_tasks
  * lists, for each, its name and spec line, how many tasks it waits for, the
  * tasks waiting for it, and its rank: the estimated microseconds from its
@@ -37,7 +37,7 @@ void jmvae_h_init(jv_real *params, uint64_t seed)
  * touches the same buffer or gradient rows when either writes them, so
  * every order the runtime may pick computes the same bits. */
 
-JV_TASK static void t00_affine_enc_x_h1(const jv_step *jv_s)
+JV_TASK static void t00_affine_enc_x_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -47,20 +47,43 @@ JV_TASK static void t00_affine_enc_x_h1(const jv_step *jv_s)
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
 
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)
-       enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_H_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
+       enc_x layer 1: enc_x_h1[:, 0:256] = relu(x W + b), [B x 784] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 784, 1, in_x, 784, params + JMVAE_H_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_H_ENC_X_H1_BIAS;
         jv_real *restrict row = enc_x_h1 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t01_affine_enc_w_h1(const jv_step *jv_s)
+JV_TASK static void t01_affine_enc_x_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+
+    /* jmvae_h.spec:16  net enc_x = x -> relu(512)
+       enc_x layer 1: enc_x_h1[:, 256:512] = relu(x W + b), [B x 784] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 784, 1, in_x, 784, params + JMVAE_H_ENC_X_H1_WEIGHT + 256, 512, 0, enc_x_h1 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_H_ENC_X_H1_BIAS + 256;
+        jv_real *restrict row = enc_x_h1 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t02_affine_enc_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -83,7 +106,7 @@ JV_TASK static void t01_affine_enc_w_h1(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t02_affine_h1_h1(const jv_step *jv_s)
+JV_TASK static void t03_affine_h1_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -93,21 +116,45 @@ JV_TASK static void t02_affine_h1_h1(const jv_step *jv_s)
     jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
-       h1 layer 1: h1_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, h1_h1, 512);
-    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 1, h1_h1, 512);
+       h1 layer 1: h1_h1[:, 0:256] = relu(x W + b), [B x 1024] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, enc_x_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, h1_h1, 512);
+    jv_gemm(0, 0, B, 256, 512, 1, enc_w_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 1, h1_h1, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_H_H1_H1_BIAS;
         jv_real *restrict row = h1_h1 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t03_affine_q_z2_h1(const jv_step *jv_s)
+JV_TASK static void t04_affine_h1_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+
+    /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
+       h1 layer 1: h1_h1[:, 256:512] = relu(x W + b), [B x 1024] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, enc_x_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 256, 512, 0, h1_h1 + 256, 512);
+    jv_gemm(0, 0, B, 256, 512, 1, enc_w_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262400, 512, 1, h1_h1 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_H_H1_H1_BIAS + 256;
+        jv_real *restrict row = h1_h1 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t05_affine_q_z2_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -116,20 +163,42 @@ JV_TASK static void t03_affine_q_z2_h1(const jv_step *jv_s)
     jv_real *const q_z2_h1 = arena + (size_t)B * 1536; /* [B x 512] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
-       q_z2 layer 1: q_z2_h1 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 0, q_z2_h1, 512);
+       q_z2 layer 1: q_z2_h1[:, 0:256] = relu(x W + b), [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 0, q_z2_h1, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_H_Q_Z2_H1_BIAS;
         jv_real *restrict row = q_z2_h1 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t04_affine_q_z2_out(const jv_step *jv_s)
+JV_TASK static void t06_affine_q_z2_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const q_z2_h1 = arena + (size_t)B * 1536; /* [B x 512] */
+
+    /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
+       q_z2 layer 1: q_z2_h1[:, 256:512] = relu(x W + b), [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT + 256, 512, 0, q_z2_h1 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_H_Q_Z2_H1_BIAS + 256;
+        jv_real *restrict row = q_z2_h1 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t07_affine_q_z2_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -151,7 +220,7 @@ JV_TASK static void t04_affine_q_z2_out(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t05_gauss_head_q_z2_mean(const jv_step *jv_s)
+JV_TASK static void t08_gauss_head_q_z2_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -172,7 +241,7 @@ JV_TASK static void t05_gauss_head_q_z2_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t06_sample_z2_sample(const jv_step *jv_s)
+JV_TASK static void t09_sample_z2_sample(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -189,7 +258,7 @@ JV_TASK static void t06_sample_z2_sample(const jv_step *jv_s)
         z2_sample[i] = q_z2_mean[i] + JV_EXP((jv_real)0.5 * q_z2_logvar[i]) * eps_z2[i];
 }
 
-JV_TASK static void t07_affine_q_z1_out(const jv_step *jv_s)
+JV_TASK static void t10_affine_q_z1_out_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -198,20 +267,42 @@ JV_TASK static void t07_affine_q_z1_out(const jv_step *jv_s)
     jv_real *const q_z1_out = arena + (size_t)B * 2208; /* [B x 128] */
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
-       q_z1 head: q_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, q_z1_out, 128);
+       q_z1 head: q_z1_out[:, 0:64] = linear(x W + b), [B x 512] -> [B x 128], part 1 of 2 */
+    jv_gemm(0, 0, B, 64, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, q_z1_out, 128);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_H_Q_Z1_HEAD_BIAS;
         jv_real *restrict row = q_z1_out + (size_t)b * 128;
         JV_IVDEP
-        for (int j = 0; j < 128; j++) {
+        for (int j = 0; j < 64; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
         }
     }
 }
 
-JV_TASK static void t08_gauss_head_q_z1_mean(const jv_step *jv_s)
+JV_TASK static void t11_affine_q_z1_out_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const q_z1_out = arena + (size_t)B * 2208; /* [B x 128] */
+
+    /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
+       q_z1 head: q_z1_out[:, 64:128] = linear(x W + b), [B x 512] -> [B x 128], part 2 of 2 */
+    jv_gemm(0, 0, B, 64, 512, 1, h1_h1, 512, params + JMVAE_H_Q_Z1_HEAD_WEIGHT + 64, 128, 0, q_z1_out + 64, 128);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_H_Q_Z1_HEAD_BIAS + 64;
+        jv_real *restrict row = q_z1_out + (size_t)b * 128 + 64;
+        JV_IVDEP
+        for (int j = 0; j < 64; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v;
+        }
+    }
+}
+
+JV_TASK static void t12_gauss_head_q_z1_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -232,7 +323,7 @@ JV_TASK static void t08_gauss_head_q_z1_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t09_sample_z1_sample(const jv_step *jv_s)
+JV_TASK static void t13_sample_z1_sample(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -249,7 +340,7 @@ JV_TASK static void t09_sample_z1_sample(const jv_step *jv_s)
         z1_sample[i] = q_z1_mean[i] + JV_EXP((jv_real)0.5 * q_z1_logvar[i]) * eps_z1[i];
 }
 
-JV_TASK static void t10_affine_p_x_h1(const jv_step *jv_s)
+JV_TASK static void t14_affine_p_x_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -271,7 +362,7 @@ JV_TASK static void t10_affine_p_x_h1(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t11_affine_p_x_h2(const jv_step *jv_s)
+JV_TASK static void t15_affine_p_x_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -280,20 +371,42 @@ JV_TASK static void t11_affine_p_x_h2(const jv_step *jv_s)
     jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
-       p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
+       p_x layer 2: p_x_h2[:, 0:256] = relu(x W + b), [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_x_h1, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_H_P_X_H2_BIAS;
         jv_real *restrict row = p_x_h2 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t12_affine_p_x_logits(const jv_step *jv_s)
+JV_TASK static void t16_affine_p_x_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 2528; /* [B x 512] */
+    jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
+
+    /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
+       p_x layer 2: p_x_h2[:, 256:512] = relu(x W + b), [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_x_h1, 512, params + JMVAE_H_P_X_H2_WEIGHT + 256, 512, 0, p_x_h2 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_H_P_X_H2_BIAS + 256;
+        jv_real *restrict row = p_x_h2 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t17_affine_p_x_logits_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -302,20 +415,42 @@ JV_TASK static void t12_affine_p_x_logits(const jv_step *jv_s)
     jv_real *const p_x_logits = arena + (size_t)B * 3552; /* [B x 784] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
-       p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
-    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
+       p_x head: p_x_logits[:, 0:384] = linear(x W + b), [B x 512] -> [B x 784], part 1 of 2 */
+    jv_gemm(0, 0, B, 384, 512, 1, p_x_h2, 512, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_H_P_X_HEAD_BIAS;
         jv_real *restrict row = p_x_logits + (size_t)b * 784;
         JV_IVDEP
-        for (int j = 0; j < 784; j++) {
+        for (int j = 0; j < 384; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
         }
     }
 }
 
-JV_TASK static void t13_nll_term_rec_x(const jv_step *jv_s)
+JV_TASK static void t18_affine_p_x_logits_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
+    jv_real *const p_x_logits = arena + (size_t)B * 3552; /* [B x 784] */
+
+    /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
+       p_x head: p_x_logits[:, 384:784] = linear(x W + b), [B x 512] -> [B x 784], part 2 of 2 */
+    jv_gemm(0, 0, B, 400, 512, 1, p_x_h2, 512, params + JMVAE_H_P_X_HEAD_WEIGHT + 384, 784, 0, p_x_logits + 384, 784);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_H_P_X_HEAD_BIAS + 384;
+        jv_real *restrict row = p_x_logits + (size_t)b * 784 + 384;
+        JV_IVDEP
+        for (int j = 0; j < 400; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v;
+        }
+    }
+}
+
+JV_TASK static void t19_nll_term_rec_x(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -340,7 +475,7 @@ JV_TASK static void t13_nll_term_rec_x(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t14_affine_p_w_h1(const jv_step *jv_s)
+JV_TASK static void t20_affine_p_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -362,7 +497,7 @@ JV_TASK static void t14_affine_p_w_h1(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t15_affine_p_w_h2(const jv_step *jv_s)
+JV_TASK static void t21_affine_p_w_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -371,20 +506,42 @@ JV_TASK static void t15_affine_p_w_h2(const jv_step *jv_s)
     jv_real *const p_w_h2 = arena + (size_t)B * 4849; /* [B x 512] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
-       p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
+       p_w layer 2: p_w_h2[:, 0:256] = relu(x W + b), [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_w_h1, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_H_P_W_H2_BIAS;
         jv_real *restrict row = p_w_h2 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t16_affine_p_w_logits(const jv_step *jv_s)
+JV_TASK static void t22_affine_p_w_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 4337; /* [B x 512] */
+    jv_real *const p_w_h2 = arena + (size_t)B * 4849; /* [B x 512] */
+
+    /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
+       p_w layer 2: p_w_h2[:, 256:512] = relu(x W + b), [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_w_h1, 512, params + JMVAE_H_P_W_H2_WEIGHT + 256, 512, 0, p_w_h2 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_H_P_W_H2_BIAS + 256;
+        jv_real *restrict row = p_w_h2 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t23_affine_p_w_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -406,7 +563,7 @@ JV_TASK static void t16_affine_p_w_logits(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t17_nll_term_rec_w(const jv_step *jv_s)
+JV_TASK static void t24_nll_term_rec_w(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -435,7 +592,7 @@ JV_TASK static void t17_nll_term_rec_w(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t18_affine_p_z1_h1(const jv_step *jv_s)
+JV_TASK static void t25_affine_p_z1_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -457,7 +614,7 @@ JV_TASK static void t18_affine_p_z1_h1(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t19_affine_p_z1_h2(const jv_step *jv_s)
+JV_TASK static void t26_affine_p_z1_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -466,20 +623,42 @@ JV_TASK static void t19_affine_p_z1_h2(const jv_step *jv_s)
     jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
-       p_z1 layer 2: p_z1_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_z1_h1, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, p_z1_h2, 512);
+       p_z1 layer 2: p_z1_h2[:, 0:256] = relu(x W + b), [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_z1_h1, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, p_z1_h2, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_H_P_Z1_H2_BIAS;
         jv_real *restrict row = p_z1_h2 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t20_affine_p_z1_out(const jv_step *jv_s)
+JV_TASK static void t27_affine_p_z1_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_z1_h1 = arena + (size_t)B * 5372; /* [B x 512] */
+    jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
+
+    /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
+       p_z1 layer 2: p_z1_h2[:, 256:512] = relu(x W + b), [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_z1_h1, 512, params + JMVAE_H_P_Z1_H2_WEIGHT + 256, 512, 0, p_z1_h2 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_H_P_Z1_H2_BIAS + 256;
+        jv_real *restrict row = p_z1_h2 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t28_affine_p_z1_out_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -488,20 +667,42 @@ JV_TASK static void t20_affine_p_z1_out(const jv_step *jv_s)
     jv_real *const p_z1_out = arena + (size_t)B * 6396; /* [B x 128] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
-       p_z1 head: p_z1_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, p_z1_h2, 512, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, p_z1_out, 128);
+       p_z1 head: p_z1_out[:, 0:64] = linear(x W + b), [B x 512] -> [B x 128], part 1 of 2 */
+    jv_gemm(0, 0, B, 64, 512, 1, p_z1_h2, 512, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, p_z1_out, 128);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_H_P_Z1_HEAD_BIAS;
         jv_real *restrict row = p_z1_out + (size_t)b * 128;
         JV_IVDEP
-        for (int j = 0; j < 128; j++) {
+        for (int j = 0; j < 64; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
         }
     }
 }
 
-JV_TASK static void t21_gauss_head_p_z1_mean(const jv_step *jv_s)
+JV_TASK static void t29_affine_p_z1_out_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
+    jv_real *const p_z1_out = arena + (size_t)B * 6396; /* [B x 128] */
+
+    /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
+       p_z1 head: p_z1_out[:, 64:128] = linear(x W + b), [B x 512] -> [B x 128], part 2 of 2 */
+    jv_gemm(0, 0, B, 64, 512, 1, p_z1_h2, 512, params + JMVAE_H_P_Z1_HEAD_WEIGHT + 64, 128, 0, p_z1_out + 64, 128);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_H_P_Z1_HEAD_BIAS + 64;
+        jv_real *restrict row = p_z1_out + (size_t)b * 128 + 64;
+        JV_IVDEP
+        for (int j = 0; j < 64; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v;
+        }
+    }
+}
+
+JV_TASK static void t30_gauss_head_p_z1_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -522,7 +723,7 @@ JV_TASK static void t21_gauss_head_p_z1_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t22_kl_term_kl_z1(const jv_step *jv_s)
+JV_TASK static void t31_kl_term_kl_z1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -549,7 +750,7 @@ JV_TASK static void t22_kl_term_kl_z1(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t23_kl_term_kl_z2(const jv_step *jv_s)
+JV_TASK static void t32_kl_term_kl_z2(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -571,7 +772,7 @@ JV_TASK static void t23_kl_term_kl_z2(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t24_loss(const jv_step *jv_s)
+JV_TASK static void t33_loss(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -628,7 +829,7 @@ JV_TASK static void t24_loss(const jv_step *jv_s)
         *jv_s->loss = total;
 }
 
-JV_TASK static void t25_kl_grad_d_q_z2_mean(const jv_step *jv_s)
+JV_TASK static void t34_kl_grad_d_q_z2_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -658,7 +859,7 @@ JV_TASK static void t25_kl_grad_d_q_z2_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t26_kl_grad_d_q_z1_mean(const jv_step *jv_s)
+JV_TASK static void t35_kl_grad_d_q_z1_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -698,7 +899,7 @@ JV_TASK static void t26_kl_grad_d_q_z1_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t27_gauss_head_grad_d_p_z1_out(const jv_step *jv_s)
+JV_TASK static void t36_gauss_head_grad_d_p_z1_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -722,7 +923,7 @@ JV_TASK static void t27_gauss_head_grad_d_p_z1_out(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t28_act_grad_d_p_z1_out(const jv_step *jv_s)
+JV_TASK static void t37_act_grad_d_p_z1_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -744,7 +945,7 @@ JV_TASK static void t28_act_grad_d_p_z1_out(const jv_step *jv_s)
         jv_s->sumsq[0] = jv_sumsq(grads + JMVAE_H_P_Z1_HEAD_BIAS, 128);
 }
 
-JV_TASK static void t29_gemm_dw_p_z1_head_weight(const jv_step *jv_s)
+JV_TASK static void t38_gemm_dw_p_z1_head_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -753,13 +954,28 @@ JV_TASK static void t29_gemm_dw_p_z1_head_weight(const jv_step *jv_s)
     jv_real *const d_p_z1_out = arena + (size_t)B * 6974; /* [B x 128] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
-       p_z1 head, backward: d p_z1.head.weight rows 0..511 = p_z1_h2^T d_p_z1_out, [512 x 128] */
-    jv_gemm(1, 0, 512, 128, B, 1, p_z1_h2, 512, d_p_z1_out, 128, 0, grads + JMVAE_H_P_Z1_HEAD_WEIGHT, 128);
+       p_z1 head, backward: d p_z1.head.weight rows 0..255 = p_z1_h2[:, 0:256]^T d_p_z1_out, [256 x 128], part 1 of 2 */
+    jv_gemm(1, 0, 256, 128, B, 1, p_z1_h2, 512, d_p_z1_out, 128, 0, grads + JMVAE_H_P_Z1_HEAD_WEIGHT, 128);
     if (jv_s->sumsq) /* gradient region 1, for the norm */
-        jv_s->sumsq[1] = jv_sumsq(grads + JMVAE_H_P_Z1_HEAD_WEIGHT, 65536);
+        jv_s->sumsq[1] = jv_sumsq(grads + JMVAE_H_P_Z1_HEAD_WEIGHT, 32768);
 }
 
-JV_TASK static void t30_gemm_dx_d_p_z1_h2(const jv_step *jv_s)
+JV_TASK static void t39_gemm_dw_p_z1_head_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_z1_h2 = arena + (size_t)B * 5884; /* [B x 512] */
+    jv_real *const d_p_z1_out = arena + (size_t)B * 6974; /* [B x 128] */
+
+    /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
+       p_z1 head, backward: d p_z1.head.weight rows 256..511 = p_z1_h2[:, 256:512]^T d_p_z1_out, [256 x 128], part 2 of 2 */
+    jv_gemm(1, 0, 256, 128, B, 1, p_z1_h2 + 256, 512, d_p_z1_out, 128, 0, grads + JMVAE_H_P_Z1_HEAD_WEIGHT + 32768, 128);
+    if (jv_s->sumsq) /* gradient region 2, for the norm */
+        jv_s->sumsq[2] = jv_sumsq(grads + JMVAE_H_P_Z1_HEAD_WEIGHT + 32768, 32768);
+}
+
+JV_TASK static void t40_gemm_dx_d_p_z1_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -768,11 +984,24 @@ JV_TASK static void t30_gemm_dx_d_p_z1_h2(const jv_step *jv_s)
     jv_real *const d_p_z1_h2 = arena + (size_t)B * 7102; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
-       p_z1 head, backward: d_p_z1_h2 = d_p_z1_out W^T, [B x 128] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 128, 1, d_p_z1_out, 128, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, d_p_z1_h2, 512);
+       p_z1 head, backward: d_p_z1_h2[:, 0:256] = d_p_z1_out W^T, [B x 128] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 128, 1, d_p_z1_out, 128, params + JMVAE_H_P_Z1_HEAD_WEIGHT, 128, 0, d_p_z1_h2, 512);
 }
 
-JV_TASK static void t31_act_grad_d_p_z1_h2(const jv_step *jv_s)
+JV_TASK static void t41_gemm_dx_d_p_z1_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_p_z1_out = arena + (size_t)B * 6974; /* [B x 128] */
+    jv_real *const d_p_z1_h2 = arena + (size_t)B * 7102; /* [B x 512] */
+
+    /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
+       p_z1 head, backward: d_p_z1_h2[:, 256:512] = d_p_z1_out W^T, [B x 128] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 128, 1, d_p_z1_out, 128, params + JMVAE_H_P_Z1_HEAD_WEIGHT + 32768, 128, 0, d_p_z1_h2 + 256, 512);
+}
+
+JV_TASK static void t42_act_grad_d_p_z1_h2(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -794,11 +1023,11 @@ JV_TASK static void t31_act_grad_d_p_z1_h2(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 2, for the norm */
-        jv_s->sumsq[2] = jv_sumsq(grads + JMVAE_H_P_Z1_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 3, for the norm */
+        jv_s->sumsq[3] = jv_sumsq(grads + JMVAE_H_P_Z1_H2_BIAS, 512);
 }
 
-JV_TASK static void t32_gemm_dw_p_z1_h2_weight(const jv_step *jv_s)
+JV_TASK static void t43_gemm_dw_p_z1_h2_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -807,13 +1036,28 @@ JV_TASK static void t32_gemm_dw_p_z1_h2_weight(const jv_step *jv_s)
     jv_real *const d_p_z1_h2 = arena + (size_t)B * 7102; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
-       p_z1 layer 2, backward: d p_z1.h2.weight rows 0..511 = p_z1_h1^T d_p_z1_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_z1_h1, 512, d_p_z1_h2, 512, 0, grads + JMVAE_H_P_Z1_H2_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 3, for the norm */
-        jv_s->sumsq[3] = jv_sumsq(grads + JMVAE_H_P_Z1_H2_WEIGHT, 262144);
+       p_z1 layer 2, backward: d p_z1.h2.weight rows 0..255 = p_z1_h1[:, 0:256]^T d_p_z1_h2, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_z1_h1, 512, d_p_z1_h2, 512, 0, grads + JMVAE_H_P_Z1_H2_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 4, for the norm */
+        jv_s->sumsq[4] = jv_sumsq(grads + JMVAE_H_P_Z1_H2_WEIGHT, 131072);
 }
 
-JV_TASK static void t33_gemm_dx_d_p_z1_h1(const jv_step *jv_s)
+JV_TASK static void t44_gemm_dw_p_z1_h2_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_z1_h1 = arena + (size_t)B * 5372; /* [B x 512] */
+    jv_real *const d_p_z1_h2 = arena + (size_t)B * 7102; /* [B x 512] */
+
+    /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
+       p_z1 layer 2, backward: d p_z1.h2.weight rows 256..511 = p_z1_h1[:, 256:512]^T d_p_z1_h2, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_z1_h1 + 256, 512, d_p_z1_h2, 512, 0, grads + JMVAE_H_P_Z1_H2_WEIGHT + 131072, 512);
+    if (jv_s->sumsq) /* gradient region 5, for the norm */
+        jv_s->sumsq[5] = jv_sumsq(grads + JMVAE_H_P_Z1_H2_WEIGHT + 131072, 131072);
+}
+
+JV_TASK static void t45_gemm_dx_d_p_z1_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -822,11 +1066,24 @@ JV_TASK static void t33_gemm_dx_d_p_z1_h1(const jv_step *jv_s)
     jv_real *const d_p_z1_h1 = arena + (size_t)B * 7614; /* [B x 512] */
 
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
-       p_z1 layer 2, backward: d_p_z1_h1 = d_p_z1_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_z1_h2, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, d_p_z1_h1, 512);
+       p_z1 layer 2, backward: d_p_z1_h1[:, 0:256] = d_p_z1_h2 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_z1_h2, 512, params + JMVAE_H_P_Z1_H2_WEIGHT, 512, 0, d_p_z1_h1, 512);
 }
 
-JV_TASK static void t34_act_grad_d_p_z1_h1(const jv_step *jv_s)
+JV_TASK static void t46_gemm_dx_d_p_z1_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_p_z1_h2 = arena + (size_t)B * 7102; /* [B x 512] */
+    jv_real *const d_p_z1_h1 = arena + (size_t)B * 7614; /* [B x 512] */
+
+    /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
+       p_z1 layer 2, backward: d_p_z1_h1[:, 256:512] = d_p_z1_h2 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_z1_h2, 512, params + JMVAE_H_P_Z1_H2_WEIGHT + 131072, 512, 0, d_p_z1_h1 + 256, 512);
+}
+
+JV_TASK static void t47_act_grad_d_p_z1_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -848,11 +1105,11 @@ JV_TASK static void t34_act_grad_d_p_z1_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 4, for the norm */
-        jv_s->sumsq[4] = jv_sumsq(grads + JMVAE_H_P_Z1_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 6, for the norm */
+        jv_s->sumsq[6] = jv_sumsq(grads + JMVAE_H_P_Z1_H1_BIAS, 512);
 }
 
-JV_TASK static void t35_gemm_dw_p_z1_h1_weight(const jv_step *jv_s)
+JV_TASK static void t48_gemm_dw_p_z1_h1_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -863,11 +1120,11 @@ JV_TASK static void t35_gemm_dw_p_z1_h1_weight(const jv_step *jv_s)
     /* jmvae_h.spec:23  net p_z1 = z2 -> relu(512) -> relu(512) -> p(z1 | z2) var=softplus
        p_z1 layer 1, backward: d p_z1.h1.weight rows 0..31 = z2_sample^T d_p_z1_h1, [32 x 512] */
     jv_gemm(1, 0, 32, 512, B, 1, z2_sample, 32, d_p_z1_h1, 512, 0, grads + JMVAE_H_P_Z1_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 5, for the norm */
-        jv_s->sumsq[5] = jv_sumsq(grads + JMVAE_H_P_Z1_H1_WEIGHT, 16384);
+    if (jv_s->sumsq) /* gradient region 7, for the norm */
+        jv_s->sumsq[7] = jv_sumsq(grads + JMVAE_H_P_Z1_H1_WEIGHT, 16384);
 }
 
-JV_TASK static void t36_gemm_dx_d_z2_sample(const jv_step *jv_s)
+JV_TASK static void t49_gemm_dx_d_z2_sample(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -880,7 +1137,7 @@ JV_TASK static void t36_gemm_dx_d_z2_sample(const jv_step *jv_s)
     jv_gemm(0, 1, B, 32, 512, 1, d_p_z1_h1, 512, params + JMVAE_H_P_Z1_H1_WEIGHT, 512, 0, d_z2_sample, 32);
 }
 
-JV_TASK static void t37_nll_grad_d_p_w_logits(const jv_step *jv_s)
+JV_TASK static void t50_nll_grad_d_p_w_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -914,7 +1171,7 @@ JV_TASK static void t37_nll_grad_d_p_w_logits(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t38_act_grad_d_p_w_logits(const jv_step *jv_s)
+JV_TASK static void t51_act_grad_d_p_w_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -932,11 +1189,11 @@ JV_TASK static void t38_act_grad_d_p_w_logits(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 6, for the norm */
-        jv_s->sumsq[6] = jv_sumsq(grads + JMVAE_H_P_W_HEAD_BIAS, 10);
+    if (jv_s->sumsq) /* gradient region 8, for the norm */
+        jv_s->sumsq[8] = jv_sumsq(grads + JMVAE_H_P_W_HEAD_BIAS, 10);
 }
 
-JV_TASK static void t39_gemm_dw_p_w_head_weight(const jv_step *jv_s)
+JV_TASK static void t52_gemm_dw_p_w_head_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -947,11 +1204,11 @@ JV_TASK static void t39_gemm_dw_p_w_head_weight(const jv_step *jv_s)
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
     jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_H_P_W_HEAD_WEIGHT, 10);
-    if (jv_s->sumsq) /* gradient region 7, for the norm */
-        jv_s->sumsq[7] = jv_sumsq(grads + JMVAE_H_P_W_HEAD_WEIGHT, 5120);
+    if (jv_s->sumsq) /* gradient region 9, for the norm */
+        jv_s->sumsq[9] = jv_sumsq(grads + JMVAE_H_P_W_HEAD_WEIGHT, 5120);
 }
 
-JV_TASK static void t40_gemm_dx_d_p_w_h2(const jv_step *jv_s)
+JV_TASK static void t53_gemm_dx_d_p_w_h2(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -964,7 +1221,7 @@ JV_TASK static void t40_gemm_dx_d_p_w_h2(const jv_step *jv_s)
     jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_H_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
 }
 
-JV_TASK static void t41_act_grad_d_p_w_h2(const jv_step *jv_s)
+JV_TASK static void t54_act_grad_d_p_w_h2(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -986,11 +1243,11 @@ JV_TASK static void t41_act_grad_d_p_w_h2(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 8, for the norm */
-        jv_s->sumsq[8] = jv_sumsq(grads + JMVAE_H_P_W_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 10, for the norm */
+        jv_s->sumsq[10] = jv_sumsq(grads + JMVAE_H_P_W_H2_BIAS, 512);
 }
 
-JV_TASK static void t42_gemm_dw_p_w_h2_weight(const jv_step *jv_s)
+JV_TASK static void t55_gemm_dw_p_w_h2_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -999,13 +1256,28 @@ JV_TASK static void t42_gemm_dw_p_w_h2_weight(const jv_step *jv_s)
     jv_real *const d_p_w_h2 = arena + (size_t)B * 8136; /* [B x 512] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
-       p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_H_P_W_H2_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 9, for the norm */
-        jv_s->sumsq[9] = jv_sumsq(grads + JMVAE_H_P_W_H2_WEIGHT, 262144);
+       p_w layer 2, backward: d p_w.h2.weight rows 0..255 = p_w_h1[:, 0:256]^T d_p_w_h2, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_H_P_W_H2_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 11, for the norm */
+        jv_s->sumsq[11] = jv_sumsq(grads + JMVAE_H_P_W_H2_WEIGHT, 131072);
 }
 
-JV_TASK static void t43_gemm_dx_d_p_w_h1(const jv_step *jv_s)
+JV_TASK static void t56_gemm_dw_p_w_h2_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 4337; /* [B x 512] */
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 8136; /* [B x 512] */
+
+    /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
+       p_w layer 2, backward: d p_w.h2.weight rows 256..511 = p_w_h1[:, 256:512]^T d_p_w_h2, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_w_h1 + 256, 512, d_p_w_h2, 512, 0, grads + JMVAE_H_P_W_H2_WEIGHT + 131072, 512);
+    if (jv_s->sumsq) /* gradient region 12, for the norm */
+        jv_s->sumsq[12] = jv_sumsq(grads + JMVAE_H_P_W_H2_WEIGHT + 131072, 131072);
+}
+
+JV_TASK static void t57_gemm_dx_d_p_w_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1014,11 +1286,24 @@ JV_TASK static void t43_gemm_dx_d_p_w_h1(const jv_step *jv_s)
     jv_real *const d_p_w_h1 = arena + (size_t)B * 8648; /* [B x 512] */
 
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
-       p_w layer 2, backward: d_p_w_h1 = d_p_w_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
+       p_w layer 2, backward: d_p_w_h1[:, 0:256] = d_p_w_h2 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_w_h2, 512, params + JMVAE_H_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
 }
 
-JV_TASK static void t44_act_grad_d_p_w_h1(const jv_step *jv_s)
+JV_TASK static void t58_gemm_dx_d_p_w_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 8136; /* [B x 512] */
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 8648; /* [B x 512] */
+
+    /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
+       p_w layer 2, backward: d_p_w_h1[:, 256:512] = d_p_w_h2 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_w_h2, 512, params + JMVAE_H_P_W_H2_WEIGHT + 131072, 512, 0, d_p_w_h1 + 256, 512);
+}
+
+JV_TASK static void t59_act_grad_d_p_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1040,11 +1325,11 @@ JV_TASK static void t44_act_grad_d_p_w_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 10, for the norm */
-        jv_s->sumsq[10] = jv_sumsq(grads + JMVAE_H_P_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 13, for the norm */
+        jv_s->sumsq[13] = jv_sumsq(grads + JMVAE_H_P_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t45_gemm_dw_p_w_h1_weight(const jv_step *jv_s)
+JV_TASK static void t60_gemm_dw_p_w_h1_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1055,11 +1340,11 @@ JV_TASK static void t45_gemm_dw_p_w_h1_weight(const jv_step *jv_s)
     /* jmvae_h.spec:25  net p_w = z1 -> relu(512) -> relu(512) -> p(w | z1)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z1_sample^T d_p_w_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z1_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_H_P_W_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 11, for the norm */
-        jv_s->sumsq[11] = jv_sumsq(grads + JMVAE_H_P_W_H1_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 14, for the norm */
+        jv_s->sumsq[14] = jv_sumsq(grads + JMVAE_H_P_W_H1_WEIGHT, 32768);
 }
 
-JV_TASK static void t46_gemm_dx_d_z1_sample(const jv_step *jv_s)
+JV_TASK static void t61_gemm_dx_d_z1_sample(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1072,7 +1357,7 @@ JV_TASK static void t46_gemm_dx_d_z1_sample(const jv_step *jv_s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_H_P_W_H1_WEIGHT, 512, 0, d_z1_sample, 64);
 }
 
-JV_TASK static void t47_nll_grad_d_p_x_logits(const jv_step *jv_s)
+JV_TASK static void t62_nll_grad_d_p_x_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -1098,7 +1383,7 @@ JV_TASK static void t47_nll_grad_d_p_x_logits(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t48_act_grad_d_p_x_logits(const jv_step *jv_s)
+JV_TASK static void t63_act_grad_d_p_x_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1116,11 +1401,11 @@ JV_TASK static void t48_act_grad_d_p_x_logits(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 12, for the norm */
-        jv_s->sumsq[12] = jv_sumsq(grads + JMVAE_H_P_X_HEAD_BIAS, 784);
+    if (jv_s->sumsq) /* gradient region 15, for the norm */
+        jv_s->sumsq[15] = jv_sumsq(grads + JMVAE_H_P_X_HEAD_BIAS, 784);
 }
 
-JV_TASK static void t49_gemm_dw_p_x_head_weight(const jv_step *jv_s)
+JV_TASK static void t64_gemm_dw_p_x_head_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1129,13 +1414,28 @@ JV_TASK static void t49_gemm_dw_p_x_head_weight(const jv_step *jv_s)
     jv_real *const d_p_x_logits = arena + (size_t)B * 9224; /* [B x 784] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
-       p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
-    jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_H_P_X_HEAD_WEIGHT, 784);
-    if (jv_s->sumsq) /* gradient region 13, for the norm */
-        jv_s->sumsq[13] = jv_sumsq(grads + JMVAE_H_P_X_HEAD_WEIGHT, 401408);
+       p_x head, backward: d p_x.head.weight rows 0..255 = p_x_h2[:, 0:256]^T d_p_x_logits, [256 x 784], part 1 of 2 */
+    jv_gemm(1, 0, 256, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_H_P_X_HEAD_WEIGHT, 784);
+    if (jv_s->sumsq) /* gradient region 16, for the norm */
+        jv_s->sumsq[16] = jv_sumsq(grads + JMVAE_H_P_X_HEAD_WEIGHT, 200704);
 }
 
-JV_TASK static void t50_gemm_dx_d_p_x_h2(const jv_step *jv_s)
+JV_TASK static void t65_gemm_dw_p_x_head_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 3040; /* [B x 512] */
+    jv_real *const d_p_x_logits = arena + (size_t)B * 9224; /* [B x 784] */
+
+    /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
+       p_x head, backward: d p_x.head.weight rows 256..511 = p_x_h2[:, 256:512]^T d_p_x_logits, [256 x 784], part 2 of 2 */
+    jv_gemm(1, 0, 256, 784, B, 1, p_x_h2 + 256, 512, d_p_x_logits, 784, 0, grads + JMVAE_H_P_X_HEAD_WEIGHT + 200704, 784);
+    if (jv_s->sumsq) /* gradient region 17, for the norm */
+        jv_s->sumsq[17] = jv_sumsq(grads + JMVAE_H_P_X_HEAD_WEIGHT + 200704, 200704);
+}
+
+JV_TASK static void t66_gemm_dx_d_p_x_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1144,11 +1444,24 @@ JV_TASK static void t50_gemm_dx_d_p_x_h2(const jv_step *jv_s)
     jv_real *const d_p_x_h2 = arena + (size_t)B * 10008; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
-       p_x head, backward: d_p_x_h2 = d_p_x_logits W^T, [B x 784] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
+       p_x head, backward: d_p_x_h2[:, 0:256] = d_p_x_logits W^T, [B x 784] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 784, 1, d_p_x_logits, 784, params + JMVAE_H_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
 }
 
-JV_TASK static void t51_act_grad_d_p_x_h2(const jv_step *jv_s)
+JV_TASK static void t67_gemm_dx_d_p_x_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_p_x_logits = arena + (size_t)B * 9224; /* [B x 784] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 10008; /* [B x 512] */
+
+    /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
+       p_x head, backward: d_p_x_h2[:, 256:512] = d_p_x_logits W^T, [B x 784] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 784, 1, d_p_x_logits, 784, params + JMVAE_H_P_X_HEAD_WEIGHT + 200704, 784, 0, d_p_x_h2 + 256, 512);
+}
+
+JV_TASK static void t68_act_grad_d_p_x_h2(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1170,11 +1483,11 @@ JV_TASK static void t51_act_grad_d_p_x_h2(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 14, for the norm */
-        jv_s->sumsq[14] = jv_sumsq(grads + JMVAE_H_P_X_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 18, for the norm */
+        jv_s->sumsq[18] = jv_sumsq(grads + JMVAE_H_P_X_H2_BIAS, 512);
 }
 
-JV_TASK static void t52_gemm_dw_p_x_h2_weight(const jv_step *jv_s)
+JV_TASK static void t69_gemm_dw_p_x_h2_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1183,13 +1496,28 @@ JV_TASK static void t52_gemm_dw_p_x_h2_weight(const jv_step *jv_s)
     jv_real *const d_p_x_h2 = arena + (size_t)B * 10008; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
-       p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_H_P_X_H2_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 15, for the norm */
-        jv_s->sumsq[15] = jv_sumsq(grads + JMVAE_H_P_X_H2_WEIGHT, 262144);
+       p_x layer 2, backward: d p_x.h2.weight rows 0..255 = p_x_h1[:, 0:256]^T d_p_x_h2, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_H_P_X_H2_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 19, for the norm */
+        jv_s->sumsq[19] = jv_sumsq(grads + JMVAE_H_P_X_H2_WEIGHT, 131072);
 }
 
-JV_TASK static void t53_gemm_dx_d_p_x_h1(const jv_step *jv_s)
+JV_TASK static void t70_gemm_dw_p_x_h2_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 2528; /* [B x 512] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 10008; /* [B x 512] */
+
+    /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
+       p_x layer 2, backward: d p_x.h2.weight rows 256..511 = p_x_h1[:, 256:512]^T d_p_x_h2, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_x_h1 + 256, 512, d_p_x_h2, 512, 0, grads + JMVAE_H_P_X_H2_WEIGHT + 131072, 512);
+    if (jv_s->sumsq) /* gradient region 20, for the norm */
+        jv_s->sumsq[20] = jv_sumsq(grads + JMVAE_H_P_X_H2_WEIGHT + 131072, 131072);
+}
+
+JV_TASK static void t71_gemm_dx_d_p_x_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1198,11 +1526,24 @@ JV_TASK static void t53_gemm_dx_d_p_x_h1(const jv_step *jv_s)
     jv_real *const d_p_x_h1 = arena + (size_t)B * 10520; /* [B x 512] */
 
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
-       p_x layer 2, backward: d_p_x_h1 = d_p_x_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
+       p_x layer 2, backward: d_p_x_h1[:, 0:256] = d_p_x_h2 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_x_h2, 512, params + JMVAE_H_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
 }
 
-JV_TASK static void t54_act_grad_d_p_x_h1(const jv_step *jv_s)
+JV_TASK static void t72_gemm_dx_d_p_x_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 10008; /* [B x 512] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 10520; /* [B x 512] */
+
+    /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
+       p_x layer 2, backward: d_p_x_h1[:, 256:512] = d_p_x_h2 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_x_h2, 512, params + JMVAE_H_P_X_H2_WEIGHT + 131072, 512, 0, d_p_x_h1 + 256, 512);
+}
+
+JV_TASK static void t73_act_grad_d_p_x_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1224,11 +1565,11 @@ JV_TASK static void t54_act_grad_d_p_x_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 16, for the norm */
-        jv_s->sumsq[16] = jv_sumsq(grads + JMVAE_H_P_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 21, for the norm */
+        jv_s->sumsq[21] = jv_sumsq(grads + JMVAE_H_P_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t55_gemm_dw_p_x_h1_weight(const jv_step *jv_s)
+JV_TASK static void t74_gemm_dw_p_x_h1_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1239,11 +1580,11 @@ JV_TASK static void t55_gemm_dw_p_x_h1_weight(const jv_step *jv_s)
     /* jmvae_h.spec:24  net p_x = z1 -> relu(512) -> relu(512) -> p(x | z1)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z1_sample^T d_p_x_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z1_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_H_P_X_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 17, for the norm */
-        jv_s->sumsq[17] = jv_sumsq(grads + JMVAE_H_P_X_H1_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 22, for the norm */
+        jv_s->sumsq[22] = jv_sumsq(grads + JMVAE_H_P_X_H1_WEIGHT, 32768);
 }
 
-JV_TASK static void t56_gemm_dx_d_z1_sample(const jv_step *jv_s)
+JV_TASK static void t75_gemm_dx_d_z1_sample(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1256,7 +1597,7 @@ JV_TASK static void t56_gemm_dx_d_z1_sample(const jv_step *jv_s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_H_P_X_H1_WEIGHT, 512, 1, d_z1_sample, 64);
 }
 
-JV_TASK static void t57_sample_grad_d_q_z1_mean(const jv_step *jv_s)
+JV_TASK static void t76_sample_grad_d_q_z1_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -1276,7 +1617,7 @@ JV_TASK static void t57_sample_grad_d_q_z1_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t58_gauss_head_grad_d_q_z1_out(const jv_step *jv_s)
+JV_TASK static void t77_gauss_head_grad_d_q_z1_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -1300,7 +1641,7 @@ JV_TASK static void t58_gauss_head_grad_d_q_z1_out(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t59_act_grad_d_q_z1_out(const jv_step *jv_s)
+JV_TASK static void t78_act_grad_d_q_z1_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1318,11 +1659,11 @@ JV_TASK static void t59_act_grad_d_q_z1_out(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 18, for the norm */
-        jv_s->sumsq[18] = jv_sumsq(grads + JMVAE_H_Q_Z1_HEAD_BIAS, 128);
+    if (jv_s->sumsq) /* gradient region 23, for the norm */
+        jv_s->sumsq[23] = jv_sumsq(grads + JMVAE_H_Q_Z1_HEAD_BIAS, 128);
 }
 
-JV_TASK static void t60_gemm_dw_q_z1_head_weight(const jv_step *jv_s)
+JV_TASK static void t79_gemm_dw_q_z1_head_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1331,13 +1672,28 @@ JV_TASK static void t60_gemm_dw_q_z1_head_weight(const jv_step *jv_s)
     jv_real *const d_q_z1_out = arena + (size_t)B * 11032; /* [B x 128] */
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
-       q_z1 head, backward: d q_z1.head.weight rows 0..511 = h1_h1^T d_q_z1_out, [512 x 128] */
-    jv_gemm(1, 0, 512, 128, B, 1, h1_h1, 512, d_q_z1_out, 128, 0, grads + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128);
-    if (jv_s->sumsq) /* gradient region 19, for the norm */
-        jv_s->sumsq[19] = jv_sumsq(grads + JMVAE_H_Q_Z1_HEAD_WEIGHT, 65536);
+       q_z1 head, backward: d q_z1.head.weight rows 0..255 = h1_h1[:, 0:256]^T d_q_z1_out, [256 x 128], part 1 of 2 */
+    jv_gemm(1, 0, 256, 128, B, 1, h1_h1, 512, d_q_z1_out, 128, 0, grads + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128);
+    if (jv_s->sumsq) /* gradient region 24, for the norm */
+        jv_s->sumsq[24] = jv_sumsq(grads + JMVAE_H_Q_Z1_HEAD_WEIGHT, 32768);
 }
 
-JV_TASK static void t61_gemm_dx_d_h1_h1(const jv_step *jv_s)
+JV_TASK static void t80_gemm_dw_q_z1_head_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const d_q_z1_out = arena + (size_t)B * 11032; /* [B x 128] */
+
+    /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
+       q_z1 head, backward: d q_z1.head.weight rows 256..511 = h1_h1[:, 256:512]^T d_q_z1_out, [256 x 128], part 2 of 2 */
+    jv_gemm(1, 0, 256, 128, B, 1, h1_h1 + 256, 512, d_q_z1_out, 128, 0, grads + JMVAE_H_Q_Z1_HEAD_WEIGHT + 32768, 128);
+    if (jv_s->sumsq) /* gradient region 25, for the norm */
+        jv_s->sumsq[25] = jv_sumsq(grads + JMVAE_H_Q_Z1_HEAD_WEIGHT + 32768, 32768);
+}
+
+JV_TASK static void t81_gemm_dx_d_h1_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1346,11 +1702,24 @@ JV_TASK static void t61_gemm_dx_d_h1_h1(const jv_step *jv_s)
     jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
 
     /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
-       q_z1 head, backward: d_h1_h1 = d_q_z1_out W^T, [B x 128] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 128, 1, d_q_z1_out, 128, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, d_h1_h1, 512);
+       q_z1 head, backward: d_h1_h1[:, 0:256] = d_q_z1_out W^T, [B x 128] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 128, 1, d_q_z1_out, 128, params + JMVAE_H_Q_Z1_HEAD_WEIGHT, 128, 0, d_h1_h1, 512);
 }
 
-JV_TASK static void t62_sample_grad_d_q_z2_mean(const jv_step *jv_s)
+JV_TASK static void t82_gemm_dx_d_h1_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_q_z1_out = arena + (size_t)B * 11032; /* [B x 128] */
+    jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
+
+    /* jmvae_h.spec:19  net q_z1 = h1 -> q(z1 | x, w) var=softplus
+       q_z1 head, backward: d_h1_h1[:, 256:512] = d_q_z1_out W^T, [B x 128] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 128, 1, d_q_z1_out, 128, params + JMVAE_H_Q_Z1_HEAD_WEIGHT + 32768, 128, 0, d_h1_h1 + 256, 512);
+}
+
+JV_TASK static void t83_sample_grad_d_q_z2_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -1370,7 +1739,7 @@ JV_TASK static void t62_sample_grad_d_q_z2_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t63_gauss_head_grad_d_q_z2_out(const jv_step *jv_s)
+JV_TASK static void t84_gauss_head_grad_d_q_z2_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -1394,7 +1763,7 @@ JV_TASK static void t63_gauss_head_grad_d_q_z2_out(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t64_act_grad_d_q_z2_out(const jv_step *jv_s)
+JV_TASK static void t85_act_grad_d_q_z2_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1412,11 +1781,11 @@ JV_TASK static void t64_act_grad_d_q_z2_out(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 20, for the norm */
-        jv_s->sumsq[20] = jv_sumsq(grads + JMVAE_H_Q_Z2_HEAD_BIAS, 64);
+    if (jv_s->sumsq) /* gradient region 26, for the norm */
+        jv_s->sumsq[26] = jv_sumsq(grads + JMVAE_H_Q_Z2_HEAD_BIAS, 64);
 }
 
-JV_TASK static void t65_gemm_dw_q_z2_head_weight(const jv_step *jv_s)
+JV_TASK static void t86_gemm_dw_q_z2_head_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1427,11 +1796,11 @@ JV_TASK static void t65_gemm_dw_q_z2_head_weight(const jv_step *jv_s)
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
        q_z2 head, backward: d q_z2.head.weight rows 0..511 = q_z2_h1^T d_q_z2_out, [512 x 64] */
     jv_gemm(1, 0, 512, 64, B, 1, q_z2_h1, 512, d_q_z2_out, 64, 0, grads + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64);
-    if (jv_s->sumsq) /* gradient region 21, for the norm */
-        jv_s->sumsq[21] = jv_sumsq(grads + JMVAE_H_Q_Z2_HEAD_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 27, for the norm */
+        jv_s->sumsq[27] = jv_sumsq(grads + JMVAE_H_Q_Z2_HEAD_WEIGHT, 32768);
 }
 
-JV_TASK static void t66_gemm_dx_d_q_z2_h1(const jv_step *jv_s)
+JV_TASK static void t87_gemm_dx_d_q_z2_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1444,7 +1813,7 @@ JV_TASK static void t66_gemm_dx_d_q_z2_h1(const jv_step *jv_s)
     jv_gemm(0, 1, B, 512, 64, 1, d_q_z2_out, 64, params + JMVAE_H_Q_Z2_HEAD_WEIGHT, 64, 0, d_q_z2_h1, 512);
 }
 
-JV_TASK static void t67_act_grad_d_q_z2_h1(const jv_step *jv_s)
+JV_TASK static void t88_act_grad_d_q_z2_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1466,11 +1835,11 @@ JV_TASK static void t67_act_grad_d_q_z2_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 22, for the norm */
-        jv_s->sumsq[22] = jv_sumsq(grads + JMVAE_H_Q_Z2_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 28, for the norm */
+        jv_s->sumsq[28] = jv_sumsq(grads + JMVAE_H_Q_Z2_H1_BIAS, 512);
 }
 
-JV_TASK static void t68_gemm_dw_q_z2_h1_weight(const jv_step *jv_s)
+JV_TASK static void t89_gemm_dw_q_z2_h1_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1479,13 +1848,28 @@ JV_TASK static void t68_gemm_dw_q_z2_h1_weight(const jv_step *jv_s)
     jv_real *const d_q_z2_h1 = arena + (size_t)B * 11672; /* [B x 512] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
-       q_z2 layer 1, backward: d q_z2.h1.weight rows 0..511 = h1_h1^T d_q_z2_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, h1_h1, 512, d_q_z2_h1, 512, 0, grads + JMVAE_H_Q_Z2_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 23, for the norm */
-        jv_s->sumsq[23] = jv_sumsq(grads + JMVAE_H_Q_Z2_H1_WEIGHT, 262144);
+       q_z2 layer 1, backward: d q_z2.h1.weight rows 0..255 = h1_h1[:, 0:256]^T d_q_z2_h1, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, h1_h1, 512, d_q_z2_h1, 512, 0, grads + JMVAE_H_Q_Z2_H1_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 29, for the norm */
+        jv_s->sumsq[29] = jv_sumsq(grads + JMVAE_H_Q_Z2_H1_WEIGHT, 131072);
 }
 
-JV_TASK static void t69_gemm_dx_d_h1_h1(const jv_step *jv_s)
+JV_TASK static void t90_gemm_dw_q_z2_h1_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const h1_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const d_q_z2_h1 = arena + (size_t)B * 11672; /* [B x 512] */
+
+    /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
+       q_z2 layer 1, backward: d q_z2.h1.weight rows 256..511 = h1_h1[:, 256:512]^T d_q_z2_h1, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, h1_h1 + 256, 512, d_q_z2_h1, 512, 0, grads + JMVAE_H_Q_Z2_H1_WEIGHT + 131072, 512);
+    if (jv_s->sumsq) /* gradient region 30, for the norm */
+        jv_s->sumsq[30] = jv_sumsq(grads + JMVAE_H_Q_Z2_H1_WEIGHT + 131072, 131072);
+}
+
+JV_TASK static void t91_gemm_dx_d_h1_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1494,11 +1878,24 @@ JV_TASK static void t69_gemm_dx_d_h1_h1(const jv_step *jv_s)
     jv_real *const d_q_z2_h1 = arena + (size_t)B * 11672; /* [B x 512] */
 
     /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
-       q_z2 layer 1, backward: d_h1_h1 += d_q_z2_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_z2_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 1, d_h1_h1, 512);
+       q_z2 layer 1, backward: d_h1_h1[:, 0:256] += d_q_z2_h1 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_z2_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT, 512, 1, d_h1_h1, 512);
 }
 
-JV_TASK static void t70_act_grad_d_h1_h1(const jv_step *jv_s)
+JV_TASK static void t92_gemm_dx_d_h1_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
+    jv_real *const d_q_z2_h1 = arena + (size_t)B * 11672; /* [B x 512] */
+
+    /* jmvae_h.spec:20  net q_z2 = h1 -> relu(512) -> q(z2 | x, w) var=softplus
+       q_z2 layer 1, backward: d_h1_h1[:, 256:512] += d_q_z2_h1 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_z2_h1, 512, params + JMVAE_H_Q_Z2_H1_WEIGHT + 131072, 512, 1, d_h1_h1 + 256, 512);
+}
+
+JV_TASK static void t93_act_grad_d_h1_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1520,11 +1917,11 @@ JV_TASK static void t70_act_grad_d_h1_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 24, for the norm */
-        jv_s->sumsq[24] = jv_sumsq(grads + JMVAE_H_H1_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 31, for the norm */
+        jv_s->sumsq[31] = jv_sumsq(grads + JMVAE_H_H1_H1_BIAS, 512);
 }
 
-JV_TASK static void t71_gemm_dw_h1_h1_weight(const jv_step *jv_s)
+JV_TASK static void t94_gemm_dw_h1_h1_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1533,13 +1930,28 @@ JV_TASK static void t71_gemm_dw_h1_h1_weight(const jv_step *jv_s)
     jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
-       h1 layer 1, backward: d h1.h1.weight rows 0..511 = enc_x_h1^T d_h1_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 25, for the norm */
-        jv_s->sumsq[25] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT, 262144);
+       h1 layer 1, backward: d h1.h1.weight rows 0..255 = enc_x_h1[:, 0:256]^T d_h1_h1, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, enc_x_h1, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 32, for the norm */
+        jv_s->sumsq[32] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT, 131072);
 }
 
-JV_TASK static void t72_gemm_dx_d_enc_x_h1(const jv_step *jv_s)
+JV_TASK static void t95_gemm_dw_h1_h1_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
+
+    /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
+       h1 layer 1, backward: d h1.h1.weight rows 256..511 = enc_x_h1[:, 256:512]^T d_h1_h1, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, enc_x_h1 + 256, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT + 131072, 512);
+    if (jv_s->sumsq) /* gradient region 33, for the norm */
+        jv_s->sumsq[33] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT + 131072, 131072);
+}
+
+JV_TASK static void t96_gemm_dx_d_enc_x_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1548,11 +1960,24 @@ JV_TASK static void t72_gemm_dx_d_enc_x_h1(const jv_step *jv_s)
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 12184; /* [B x 512] */
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
-       h1 layer 1, backward: d_enc_x_h1 = d_h1_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
+       h1 layer 1, backward: d_enc_x_h1[:, 0:256] = d_h1_h1 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
 }
 
-JV_TASK static void t73_gemm_dw_h1_h1_weight(const jv_step *jv_s)
+JV_TASK static void t97_gemm_dx_d_enc_x_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 12184; /* [B x 512] */
+
+    /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
+       h1 layer 1, backward: d_enc_x_h1[:, 256:512] = d_h1_h1 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 131072, 512, 0, d_enc_x_h1 + 256, 512);
+}
+
+JV_TASK static void t98_gemm_dw_h1_h1_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1561,13 +1986,28 @@ JV_TASK static void t73_gemm_dw_h1_h1_weight(const jv_step *jv_s)
     jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
-       h1 layer 1, backward: d h1.h1.weight rows 512..1023 = enc_w_h1^T d_h1_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT + 262144, 512);
-    if (jv_s->sumsq) /* gradient region 26, for the norm */
-        jv_s->sumsq[26] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT + 262144, 262144);
+       h1 layer 1, backward: d h1.h1.weight rows 512..767 = enc_w_h1[:, 0:256]^T d_h1_h1, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, enc_w_h1, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT + 262144, 512);
+    if (jv_s->sumsq) /* gradient region 34, for the norm */
+        jv_s->sumsq[34] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT + 262144, 131072);
 }
 
-JV_TASK static void t74_gemm_dx_d_enc_w_h1(const jv_step *jv_s)
+JV_TASK static void t99_gemm_dw_h1_h1_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
+
+    /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
+       h1 layer 1, backward: d h1.h1.weight rows 768..1023 = enc_w_h1[:, 256:512]^T d_h1_h1, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, enc_w_h1 + 256, 512, d_h1_h1, 512, 0, grads + JMVAE_H_H1_H1_WEIGHT + 393216, 512);
+    if (jv_s->sumsq) /* gradient region 35, for the norm */
+        jv_s->sumsq[35] = jv_sumsq(grads + JMVAE_H_H1_H1_WEIGHT + 393216, 131072);
+}
+
+JV_TASK static void t100_gemm_dx_d_enc_w_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1576,11 +2016,24 @@ JV_TASK static void t74_gemm_dx_d_enc_w_h1(const jv_step *jv_s)
     jv_real *const d_enc_w_h1 = arena + (size_t)B * 12696; /* [B x 512] */
 
     /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
-       h1 layer 1, backward: d_enc_w_h1 = d_h1_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
+       h1 layer 1, backward: d_enc_w_h1[:, 0:256] = d_h1_h1 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
 }
 
-JV_TASK static void t75_act_grad_d_enc_w_h1(const jv_step *jv_s)
+JV_TASK static void t101_gemm_dx_d_enc_w_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_h1_h1 = arena + (size_t)B * 11160; /* [B x 512] */
+    jv_real *const d_enc_w_h1 = arena + (size_t)B * 12696; /* [B x 512] */
+
+    /* jmvae_h.spec:18  net h1 = concat(enc_x, enc_w) -> relu(512)
+       h1 layer 1, backward: d_enc_w_h1[:, 256:512] = d_h1_h1 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_h1_h1, 512, params + JMVAE_H_H1_H1_WEIGHT + 393216, 512, 0, d_enc_w_h1 + 256, 512);
+}
+
+JV_TASK static void t102_act_grad_d_enc_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1602,11 +2055,11 @@ JV_TASK static void t75_act_grad_d_enc_w_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 27, for the norm */
-        jv_s->sumsq[27] = jv_sumsq(grads + JMVAE_H_ENC_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 36, for the norm */
+        jv_s->sumsq[36] = jv_sumsq(grads + JMVAE_H_ENC_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t76_gemm_dw_enc_w_h1_weight(const jv_step *jv_s)
+JV_TASK static void t103_gemm_dw_enc_w_h1_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1618,11 +2071,11 @@ JV_TASK static void t76_gemm_dw_enc_w_h1_weight(const jv_step *jv_s)
     /* jmvae_h.spec:17  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_H_ENC_W_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 28, for the norm */
-        jv_s->sumsq[28] = jv_sumsq(grads + JMVAE_H_ENC_W_H1_WEIGHT, 5120);
+    if (jv_s->sumsq) /* gradient region 37, for the norm */
+        jv_s->sumsq[37] = jv_sumsq(grads + JMVAE_H_ENC_W_H1_WEIGHT, 5120);
 }
 
-JV_TASK static void t77_act_grad_d_enc_x_h1(const jv_step *jv_s)
+JV_TASK static void t104_act_grad_d_enc_x_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1644,11 +2097,11 @@ JV_TASK static void t77_act_grad_d_enc_x_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 29, for the norm */
-        jv_s->sumsq[29] = jv_sumsq(grads + JMVAE_H_ENC_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 38, for the norm */
+        jv_s->sumsq[38] = jv_sumsq(grads + JMVAE_H_ENC_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t78_gemm_dw_enc_x_h1_weight(const jv_step *jv_s)
+JV_TASK static void t105_gemm_dw_enc_x_h1_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1658,139 +2111,193 @@ JV_TASK static void t78_gemm_dw_enc_x_h1_weight(const jv_step *jv_s)
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 12184; /* [B x 512] */
 
     /* jmvae_h.spec:16  net enc_x = x -> relu(512)
-       enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
-    jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_H_ENC_X_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 30, for the norm */
-        jv_s->sumsq[30] = jv_sumsq(grads + JMVAE_H_ENC_X_H1_WEIGHT, 401408);
+       enc_x layer 1, backward: d enc_x.h1.weight rows 0..383 = in_x[:, 0:384]^T d_enc_x_h1, [384 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 384, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_H_ENC_X_H1_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 39, for the norm */
+        jv_s->sumsq[39] = jv_sumsq(grads + JMVAE_H_ENC_X_H1_WEIGHT, 196608);
 }
 
-static const int jmvae_h_train_succ[] = {2, 2, 3, 7, 4, 5, 6, 23, 25, 18, 8, 9, 22, 26, 10, 14, 11, 12, 13, 47, 24, 15, 16, 17, 37, 24, 19, 20, 21, 22, 26, 24, 24, 62, 27, 57, 28, 29, 30, 31, 32, 33, 34, 35, 36, 62, 38, 39, 40, 41, 42, 43, 44, 45, 46, 56, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 69, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 77, 75, 76, 78};
+JV_TASK static void t106_gemm_dw_enc_x_h1_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 12184; /* [B x 512] */
+
+    /* jmvae_h.spec:16  net enc_x = x -> relu(512)
+       enc_x layer 1, backward: d enc_x.h1.weight rows 384..783 = in_x[:, 384:784]^T d_enc_x_h1, [400 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 400, 512, B, 1, in_x + 384, 784, d_enc_x_h1, 512, 0, grads + JMVAE_H_ENC_X_H1_WEIGHT + 196608, 512);
+    if (jv_s->sumsq) /* gradient region 40, for the norm */
+        jv_s->sumsq[40] = jv_sumsq(grads + JMVAE_H_ENC_X_H1_WEIGHT + 196608, 204800);
+}
+
+static const int jmvae_h_train_succ[] = {3, 4, 3, 4, 3, 4, 5, 6, 10, 11, 5, 6, 10, 11, 7, 7, 8, 9, 32, 34, 25, 12, 12, 13, 31, 35, 14, 20, 15, 16, 17, 18, 17, 18, 19, 62, 19, 62, 33, 21, 22, 23, 23, 24, 50, 33, 26, 27, 28, 29, 28, 29, 30, 30, 31, 35, 33, 33, 83, 36, 76, 37, 38, 39, 40, 41, 42, 42, 43, 44, 45, 46, 47, 47, 48, 49, 83, 51, 52, 53, 54, 55, 56, 57, 58, 59, 59, 60, 61, 75, 63, 64, 65, 66, 67, 68, 68, 69, 70, 71, 72, 73, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 91, 92, 91, 92, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 93, 94, 95, 96, 97, 98, 99, 100, 101, 104, 104, 102, 102, 103, 105, 106};
 
 /* The parameters each task reads, as gradient regions (below): the runtime may
  * update a region (Adam) inside the next step, before the tasks that read it. */
-static const int jmvae_h_train_reads[] = {29, 30, 27, 28, 24, 25, 26, 22, 23, 20, 21, 18, 19, 16, 17, 14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 26};
+static const int jmvae_h_train_reads[] = {38, 39, 40, 38, 39, 40, 36, 37, 31, 32, 33, 34, 35, 31, 32, 33, 34, 35, 28, 29, 30, 28, 29, 30, 26, 27, 23, 24, 25, 23, 24, 25, 21, 22, 18, 19, 20, 18, 19, 20, 15, 16, 17, 15, 16, 17, 13, 14, 10, 11, 12, 10, 11, 12, 8, 9, 6, 7, 3, 4, 5, 3, 4, 5, 0, 1, 2, 0, 1, 2, 1, 2, 4, 5, 7, 9, 11, 12, 14, 16, 17, 19, 20, 22, 24, 25, 27, 29, 30, 32, 33, 34, 35};
 
 /* The gradient regions {first, count, the task writing it}, in reals: together
  * the whole block, each real once. */
 static const jv_region jmvae_h_train_slots[] = {
-    {1638592, 128, 28}, /* t28_act_grad_d_p_z1_out */
-    {1573056, 65536, 29}, /* t29_gemm_dw_p_z1_head_weight */
-    {1572544, 512, 31}, /* t31_act_grad_d_p_z1_h2 */
-    {1310400, 262144, 32}, /* t32_gemm_dw_p_z1_h2_weight */
-    {1309888, 512, 34}, /* t34_act_grad_d_p_z1_h1 */
-    {1293504, 16384, 35}, /* t35_gemm_dw_p_z1_h1_weight */
-    {2637904, 10, 38}, /* t38_act_grad_d_p_w_logits */
-    {2632784, 5120, 39}, /* t39_gemm_dw_p_w_head_weight */
-    {2632272, 512, 41}, /* t41_act_grad_d_p_w_h2 */
-    {2370128, 262144, 42}, /* t42_gemm_dw_p_w_h2_weight */
-    {2369616, 512, 44}, /* t44_act_grad_d_p_w_h1 */
-    {2336848, 32768, 45}, /* t45_gemm_dw_p_w_h1_weight */
-    {2336064, 784, 48}, /* t48_act_grad_d_p_x_logits */
-    {1934656, 401408, 49}, /* t49_gemm_dw_p_x_head_weight */
-    {1934144, 512, 51}, /* t51_act_grad_d_p_x_h2 */
-    {1672000, 262144, 52}, /* t52_gemm_dw_p_x_h2_weight */
-    {1671488, 512, 54}, /* t54_act_grad_d_p_x_h1 */
-    {1638720, 32768, 55}, /* t55_gemm_dw_p_x_h1_weight */
-    {997888, 128, 59}, /* t59_act_grad_d_q_z1_out */
-    {932352, 65536, 60}, /* t60_gemm_dw_q_z1_head_weight */
-    {1293440, 64, 64}, /* t64_act_grad_d_q_z2_out */
-    {1260672, 32768, 65}, /* t65_gemm_dw_q_z2_head_weight */
-    {1260160, 512, 67}, /* t67_act_grad_d_q_z2_h1 */
-    {998016, 262144, 68}, /* t68_gemm_dw_q_z2_h1_weight */
-    {931840, 512, 70}, /* t70_act_grad_d_h1_h1 */
-    {407552, 262144, 71}, /* t71_gemm_dw_h1_h1_weight */
-    {669696, 262144, 73}, /* t73_gemm_dw_h1_h1_weight */
-    {407040, 512, 75}, /* t75_act_grad_d_enc_w_h1 */
-    {401920, 5120, 76}, /* t76_gemm_dw_enc_w_h1_weight */
-    {401408, 512, 77}, /* t77_act_grad_d_enc_x_h1 */
-    {0, 401408, 78}, /* t78_gemm_dw_enc_x_h1_weight */
+    {1638592, 128, 37}, /* t37_act_grad_d_p_z1_out */
+    {1573056, 32768, 38}, /* t38_gemm_dw_p_z1_head_weight_part1 */
+    {1605824, 32768, 39}, /* t39_gemm_dw_p_z1_head_weight_part2 */
+    {1572544, 512, 42}, /* t42_act_grad_d_p_z1_h2 */
+    {1310400, 131072, 43}, /* t43_gemm_dw_p_z1_h2_weight_part1 */
+    {1441472, 131072, 44}, /* t44_gemm_dw_p_z1_h2_weight_part2 */
+    {1309888, 512, 47}, /* t47_act_grad_d_p_z1_h1 */
+    {1293504, 16384, 48}, /* t48_gemm_dw_p_z1_h1_weight */
+    {2637904, 10, 51}, /* t51_act_grad_d_p_w_logits */
+    {2632784, 5120, 52}, /* t52_gemm_dw_p_w_head_weight */
+    {2632272, 512, 54}, /* t54_act_grad_d_p_w_h2 */
+    {2370128, 131072, 55}, /* t55_gemm_dw_p_w_h2_weight_part1 */
+    {2501200, 131072, 56}, /* t56_gemm_dw_p_w_h2_weight_part2 */
+    {2369616, 512, 59}, /* t59_act_grad_d_p_w_h1 */
+    {2336848, 32768, 60}, /* t60_gemm_dw_p_w_h1_weight */
+    {2336064, 784, 63}, /* t63_act_grad_d_p_x_logits */
+    {1934656, 200704, 64}, /* t64_gemm_dw_p_x_head_weight_part1 */
+    {2135360, 200704, 65}, /* t65_gemm_dw_p_x_head_weight_part2 */
+    {1934144, 512, 68}, /* t68_act_grad_d_p_x_h2 */
+    {1672000, 131072, 69}, /* t69_gemm_dw_p_x_h2_weight_part1 */
+    {1803072, 131072, 70}, /* t70_gemm_dw_p_x_h2_weight_part2 */
+    {1671488, 512, 73}, /* t73_act_grad_d_p_x_h1 */
+    {1638720, 32768, 74}, /* t74_gemm_dw_p_x_h1_weight */
+    {997888, 128, 78}, /* t78_act_grad_d_q_z1_out */
+    {932352, 32768, 79}, /* t79_gemm_dw_q_z1_head_weight_part1 */
+    {965120, 32768, 80}, /* t80_gemm_dw_q_z1_head_weight_part2 */
+    {1293440, 64, 85}, /* t85_act_grad_d_q_z2_out */
+    {1260672, 32768, 86}, /* t86_gemm_dw_q_z2_head_weight */
+    {1260160, 512, 88}, /* t88_act_grad_d_q_z2_h1 */
+    {998016, 131072, 89}, /* t89_gemm_dw_q_z2_h1_weight_part1 */
+    {1129088, 131072, 90}, /* t90_gemm_dw_q_z2_h1_weight_part2 */
+    {931840, 512, 93}, /* t93_act_grad_d_h1_h1 */
+    {407552, 131072, 94}, /* t94_gemm_dw_h1_h1_weight_part1 */
+    {538624, 131072, 95}, /* t95_gemm_dw_h1_h1_weight_part2 */
+    {669696, 131072, 98}, /* t98_gemm_dw_h1_h1_weight_part1 */
+    {800768, 131072, 99}, /* t99_gemm_dw_h1_h1_weight_part2 */
+    {407040, 512, 102}, /* t102_act_grad_d_enc_w_h1 */
+    {401920, 5120, 103}, /* t103_gemm_dw_enc_w_h1_weight */
+    {401408, 512, 104}, /* t104_act_grad_d_enc_x_h1 */
+    {0, 196608, 105}, /* t105_gemm_dw_enc_x_h1_weight_part1 */
+    {196608, 204800, 106}, /* t106_gemm_dw_enc_x_h1_weight_part2 */
 };
 
 /* {function, name, spec line, tasks it waits for, first of the tasks waiting for it and
  * their number, first of the regions it reads and their number, rank} */
 static const jv_task jmvae_h_train_tasks[] = {
-    {t00_affine_enc_x_h1, "t00_affine_enc_x_h1", 16, 0, 0, 1, 0, 2, 7277.4f},
-    {t01_affine_enc_w_h1, "t01_affine_enc_w_h1", 17, 0, 1, 1, 2, 2, 6484.8f},
-    {t02_affine_h1_h1, "t02_affine_h1_h1", 18, 2, 2, 2, 4, 3, 6448.5f},
-    {t03_affine_q_z2_h1, "t03_affine_q_z2_h1", 20, 1, 4, 1, 7, 2, 4299.2f},
-    {t04_affine_q_z2_out, "t04_affine_q_z2_out", 20, 1, 5, 1, 9, 2, 3748.8f},
-    {t05_gauss_head_q_z2_mean, "t05_gauss_head_q_z2_mean", 20, 1, 6, 3, 11, 0, 3679.6f},
-    {t06_sample_z2_sample, "t06_sample_z2_sample", 28, 1, 9, 1, 11, 0, 3675.9f},
-    {t07_affine_q_z1_out, "t07_affine_q_z1_out", 19, 1, 10, 1, 11, 2, 5373.8f},
-    {t08_gauss_head_q_z1_mean, "t08_gauss_head_q_z1_mean", 19, 1, 11, 3, 13, 0, 5235.8f},
-    {t09_sample_z1_sample, "t09_sample_z1_sample", 29, 1, 14, 2, 13, 0, 5228.9f},
-    {t10_affine_p_x_h1, "t10_affine_p_x_h1", 24, 1, 16, 1, 13, 2, 5218.8f},
-    {t11_affine_p_x_h2, "t11_affine_p_x_h2", 24, 1, 17, 1, 15, 2, 5127.2f},
-    {t12_affine_p_x_logits, "t12_affine_p_x_logits", 24, 1, 18, 2, 17, 2, 4576.8f},
-    {t13_nll_term_rec_x, "t13_nll_term_rec_x", 30, 1, 20, 1, 19, 0, 79.6f},
-    {t14_affine_p_w_h1, "t14_affine_p_w_h1", 25, 1, 21, 1, 19, 2, 3544.9f},
-    {t15_affine_p_w_h2, "t15_affine_p_w_h2", 25, 1, 22, 1, 21, 2, 3453.3f},
-    {t16_affine_p_w_logits, "t16_affine_p_w_logits", 25, 1, 23, 2, 23, 2, 2902.9f},
-    {t17_nll_term_rec_w, "t17_nll_term_rec_w", 31, 1, 25, 1, 25, 0, 2.2f},
-    {t18_affine_p_z1_h1, "t18_affine_p_z1_h1", 23, 1, 26, 1, 25, 2, 3670.6f},
-    {t19_affine_p_z1_h2, "t19_affine_p_z1_h2", 23, 1, 27, 1, 27, 2, 3611.7f},
-    {t20_affine_p_z1_out, "t20_affine_p_z1_out", 23, 1, 28, 1, 29, 2, 3061.3f},
-    {t21_gauss_head_p_z1_mean, "t21_gauss_head_p_z1_mean", 23, 1, 29, 2, 31, 0, 2923.4f},
-    {t22_kl_term_kl_z1, "t22_kl_term_kl_z1", 32, 2, 31, 1, 31, 0, 14.0f},
-    {t23_kl_term_kl_z2, "t23_kl_term_kl_z2", 33, 1, 32, 1, 31, 0, 4.4f},
-    {t24_loss, "t24_loss", 30, 4, 33, 0, 31, 0, 0.7f},
-    {t25_kl_grad_d_q_z2_mean, "t25_kl_grad_d_q_z2_mean", 33, 1, 33, 1, 31, 0, 2093.6f},
-    {t26_kl_grad_d_q_z1_mean, "t26_kl_grad_d_q_z1_mean", 32, 2, 34, 2, 31, 0, 2916.5f},
-    {t27_gauss_head_grad_d_p_z1_out, "t27_gauss_head_grad_d_p_z1_out", 23, 1, 36, 1, 31, 0, 2903.2f},
-    {t28_act_grad_d_p_z1_out, "t28_act_grad_d_p_z1_out", 23, 1, 37, 2, 31, 0, 2889.9f},
-    {t29_gemm_dw_p_z1_head_weight, "t29_gemm_dw_p_z1_head_weight", 23, 1, 39, 0, 31, 0, 131.6f},
-    {t30_gemm_dx_d_p_z1_h2, "t30_gemm_dx_d_p_z1_h2", 23, 1, 39, 1, 31, 1, 2883.0f},
-    {t31_act_grad_d_p_z1_h2, "t31_act_grad_d_p_z1_h2", 23, 1, 40, 2, 32, 0, 2751.4f},
-    {t32_gemm_dw_p_z1_h2_weight, "t32_gemm_dw_p_z1_h2_weight", 23, 1, 42, 0, 32, 0, 524.8f},
-    {t33_gemm_dx_d_p_z1_h1, "t33_gemm_dx_d_p_z1_h1", 23, 1, 42, 1, 32, 1, 2699.7f},
-    {t34_act_grad_d_p_z1_h1, "t34_act_grad_d_p_z1_h1", 23, 1, 43, 2, 33, 0, 2174.9f},
-    {t35_gemm_dw_p_z1_h1_weight, "t35_gemm_dw_p_z1_h1_weight", 23, 1, 45, 0, 33, 0, 33.3f},
-    {t36_gemm_dx_d_z2_sample, "t36_gemm_dx_d_z2_sample", 23, 1, 45, 1, 33, 1, 2123.2f},
-    {t37_nll_grad_d_p_w_logits, "t37_nll_grad_d_p_w_logits", 31, 1, 46, 1, 34, 0, 2891.7f},
-    {t38_act_grad_d_p_w_logits, "t38_act_grad_d_p_w_logits", 25, 1, 47, 2, 34, 0, 2890.2f},
-    {t39_gemm_dw_p_w_head_weight, "t39_gemm_dw_p_w_head_weight", 25, 1, 49, 0, 34, 0, 10.7f},
-    {t40_gemm_dx_d_p_w_h2, "t40_gemm_dx_d_p_w_h2", 25, 1, 49, 1, 34, 1, 2889.2f},
-    {t41_act_grad_d_p_w_h2, "t41_act_grad_d_p_w_h2", 25, 1, 50, 2, 35, 0, 2878.4f},
-    {t42_gemm_dw_p_w_h2_weight, "t42_gemm_dw_p_w_h2_weight", 25, 1, 52, 0, 35, 0, 524.8f},
-    {t43_gemm_dx_d_p_w_h1, "t43_gemm_dx_d_p_w_h1", 25, 1, 52, 1, 35, 1, 2826.7f},
-    {t44_act_grad_d_p_w_h1, "t44_act_grad_d_p_w_h1", 25, 1, 53, 2, 36, 0, 2301.9f},
-    {t45_gemm_dw_p_w_h1_weight, "t45_gemm_dw_p_w_h1_weight", 25, 1, 55, 0, 36, 0, 66.0f},
-    {t46_gemm_dx_d_z1_sample, "t46_gemm_dx_d_z1_sample", 25, 1, 55, 1, 36, 1, 2250.2f},
-    {t47_nll_grad_d_p_x_logits, "t47_nll_grad_d_p_x_logits", 30, 1, 56, 1, 37, 0, 3734.3f},
-    {t48_act_grad_d_p_x_logits, "t48_act_grad_d_p_x_logits", 24, 1, 57, 2, 37, 0, 3655.4f},
-    {t49_gemm_dw_p_x_head_weight, "t49_gemm_dw_p_x_head_weight", 24, 1, 59, 0, 37, 0, 803.3f},
-    {t50_gemm_dx_d_p_x_h2, "t50_gemm_dx_d_p_x_h2", 24, 1, 59, 1, 37, 1, 3615.7f},
-    {t51_act_grad_d_p_x_h2, "t51_act_grad_d_p_x_h2", 24, 1, 60, 2, 38, 0, 2812.4f},
-    {t52_gemm_dw_p_x_h2_weight, "t52_gemm_dw_p_x_h2_weight", 24, 1, 62, 0, 38, 0, 524.8f},
-    {t53_gemm_dx_d_p_x_h1, "t53_gemm_dx_d_p_x_h1", 24, 1, 62, 1, 38, 1, 2760.7f},
-    {t54_act_grad_d_p_x_h1, "t54_act_grad_d_p_x_h1", 24, 1, 63, 2, 39, 0, 2235.9f},
-    {t55_gemm_dw_p_x_h1_weight, "t55_gemm_dw_p_x_h1_weight", 24, 1, 65, 0, 39, 0, 66.0f},
-    {t56_gemm_dx_d_z1_sample, "t56_gemm_dx_d_z1_sample", 24, 2, 65, 1, 39, 1, 2184.2f},
-    {t57_sample_grad_d_q_z1_mean, "t57_sample_grad_d_q_z1_mean", 29, 2, 66, 1, 40, 0, 2118.2f},
-    {t58_gauss_head_grad_d_q_z1_out, "t58_gauss_head_grad_d_q_z1_out", 19, 1, 67, 1, 40, 0, 2108.1f},
-    {t59_act_grad_d_q_z1_out, "t59_act_grad_d_q_z1_out", 19, 1, 68, 2, 40, 0, 2094.8f},
-    {t60_gemm_dw_q_z1_head_weight, "t60_gemm_dw_q_z1_head_weight", 19, 1, 70, 0, 40, 0, 131.6f},
-    {t61_gemm_dx_d_h1_h1, "t61_gemm_dx_d_h1_h1", 19, 1, 70, 1, 40, 1, 2087.9f},
-    {t62_sample_grad_d_q_z2_mean, "t62_sample_grad_d_q_z2_mean", 28, 2, 71, 1, 41, 0, 2089.9f},
-    {t63_gauss_head_grad_d_q_z2_out, "t63_gauss_head_grad_d_q_z2_out", 20, 1, 72, 1, 41, 0, 2084.6f},
-    {t64_act_grad_d_q_z2_out, "t64_act_grad_d_q_z2_out", 20, 1, 73, 2, 41, 0, 2077.7f},
-    {t65_gemm_dw_q_z2_head_weight, "t65_gemm_dw_q_z2_head_weight", 20, 1, 75, 0, 41, 0, 66.0f},
-    {t66_gemm_dx_d_q_z2_h1, "t66_gemm_dx_d_q_z2_h1", 20, 1, 75, 1, 41, 1, 2074.0f},
-    {t67_act_grad_d_q_z2_h1, "t67_act_grad_d_q_z2_h1", 20, 1, 76, 2, 42, 0, 2008.0f},
-    {t68_gemm_dw_q_z2_h1_weight, "t68_gemm_dw_q_z2_h1_weight", 20, 1, 78, 0, 42, 0, 524.8f},
-    {t69_gemm_dx_d_h1_h1, "t69_gemm_dx_d_h1_h1", 20, 2, 78, 1, 42, 1, 1956.3f},
-    {t70_act_grad_d_h1_h1, "t70_act_grad_d_h1_h1", 18, 1, 79, 4, 43, 0, 1431.5f},
-    {t71_gemm_dw_h1_h1_weight, "t71_gemm_dw_h1_h1_weight", 18, 1, 83, 0, 43, 0, 524.8f},
-    {t72_gemm_dx_d_enc_x_h1, "t72_gemm_dx_d_enc_x_h1", 18, 1, 83, 1, 43, 1, 1379.8f},
-    {t73_gemm_dw_h1_h1_weight, "t73_gemm_dw_h1_h1_weight", 18, 1, 84, 0, 44, 0, 524.8f},
-    {t74_gemm_dx_d_enc_w_h1, "t74_gemm_dx_d_enc_w_h1", 18, 1, 84, 1, 44, 1, 587.2f},
-    {t75_act_grad_d_enc_w_h1, "t75_act_grad_d_enc_w_h1", 17, 1, 85, 1, 45, 0, 62.4f},
-    {t76_gemm_dw_enc_w_h1_weight, "t76_gemm_dw_enc_w_h1_weight", 17, 1, 86, 0, 45, 0, 10.7f},
-    {t77_act_grad_d_enc_x_h1, "t77_act_grad_d_enc_x_h1", 16, 1, 86, 1, 45, 0, 855.0f},
-    {t78_gemm_dw_enc_x_h1_weight, "t78_gemm_dw_enc_x_h1_weight", 16, 1, 87, 0, 45, 0, 803.3f},
+    {t00_affine_enc_x_h1_part1, "t00_affine_enc_x_h1_part1", 16, 0, 0, 2, 0, 3, 3923.4f},
+    {t01_affine_enc_x_h1_part2, "t01_affine_enc_x_h1_part2", 16, 0, 2, 2, 3, 3, 3923.4f},
+    {t02_affine_enc_w_h1, "t02_affine_enc_w_h1", 17, 0, 4, 2, 6, 2, 3545.1f},
+    {t03_affine_h1_h1_part1, "t03_affine_h1_h1_part1", 18, 3, 6, 4, 8, 5, 3508.7f},
+    {t04_affine_h1_h1_part2, "t04_affine_h1_h1_part2", 18, 3, 10, 4, 13, 5, 3508.7f},
+    {t05_affine_q_z2_h1_part1, "t05_affine_q_z2_h1_part1", 20, 2, 14, 1, 18, 3, 2435.4f},
+    {t06_affine_q_z2_h1_part2, "t06_affine_q_z2_h1_part2", 20, 2, 15, 1, 21, 3, 2435.4f},
+    {t07_affine_q_z2_out, "t07_affine_q_z2_out", 20, 2, 16, 1, 24, 2, 2160.0f},
+    {t08_gauss_head_q_z2_mean, "t08_gauss_head_q_z2_mean", 20, 1, 17, 3, 26, 0, 2090.7f},
+    {t09_sample_z2_sample, "t09_sample_z2_sample", 28, 1, 20, 1, 26, 0, 2087.0f},
+    {t10_affine_q_z1_out_part1, "t10_affine_q_z1_out_part1", 19, 2, 21, 1, 26, 3, 2971.1f},
+    {t11_affine_q_z1_out_part2, "t11_affine_q_z1_out_part2", 19, 2, 22, 1, 29, 3, 2971.1f},
+    {t12_gauss_head_q_z1_mean, "t12_gauss_head_q_z1_mean", 19, 2, 23, 3, 32, 0, 2901.9f},
+    {t13_sample_z1_sample, "t13_sample_z1_sample", 29, 1, 26, 2, 32, 0, 2895.0f},
+    {t14_affine_p_x_h1, "t14_affine_p_x_h1", 24, 1, 28, 2, 32, 2, 2884.9f},
+    {t15_affine_p_x_h2_part1, "t15_affine_p_x_h2_part1", 24, 1, 30, 2, 34, 3, 2793.3f},
+    {t16_affine_p_x_h2_part2, "t16_affine_p_x_h2_part2", 24, 1, 32, 2, 37, 3, 2793.3f},
+    {t17_affine_p_x_logits_part1, "t17_affine_p_x_logits_part1", 24, 2, 34, 2, 40, 3, 2500.6f},
+    {t18_affine_p_x_logits_part2, "t18_affine_p_x_logits_part2", 24, 2, 36, 2, 43, 3, 2517.8f},
+    {t19_nll_term_rec_x, "t19_nll_term_rec_x", 30, 2, 38, 1, 46, 0, 79.6f},
+    {t20_affine_p_w_h1, "t20_affine_p_w_h1", 25, 1, 39, 2, 46, 2, 2024.8f},
+    {t21_affine_p_w_h2_part1, "t21_affine_p_w_h2_part1", 25, 1, 41, 1, 48, 3, 1933.2f},
+    {t22_affine_p_w_h2_part2, "t22_affine_p_w_h2_part2", 25, 1, 42, 1, 51, 3, 1933.2f},
+    {t23_affine_p_w_logits, "t23_affine_p_w_logits", 25, 2, 43, 2, 54, 2, 1657.7f},
+    {t24_nll_term_rec_w, "t24_nll_term_rec_w", 31, 1, 45, 1, 56, 0, 2.2f},
+    {t25_affine_p_z1_h1, "t25_affine_p_z1_h1", 23, 1, 46, 2, 56, 2, 2081.7f},
+    {t26_affine_p_z1_h2_part1, "t26_affine_p_z1_h2_part1", 23, 1, 48, 2, 58, 3, 2022.9f},
+    {t27_affine_p_z1_h2_part2, "t27_affine_p_z1_h2_part2", 23, 1, 50, 2, 61, 3, 2022.9f},
+    {t28_affine_p_z1_out_part1, "t28_affine_p_z1_out_part1", 23, 2, 52, 1, 64, 3, 1747.4f},
+    {t29_affine_p_z1_out_part2, "t29_affine_p_z1_out_part2", 23, 2, 53, 1, 67, 3, 1747.4f},
+    {t30_gauss_head_p_z1_mean, "t30_gauss_head_p_z1_mean", 23, 2, 54, 2, 70, 0, 1678.2f},
+    {t31_kl_term_kl_z1, "t31_kl_term_kl_z1", 32, 2, 56, 1, 70, 0, 14.0f},
+    {t32_kl_term_kl_z2, "t32_kl_term_kl_z2", 33, 1, 57, 1, 70, 0, 4.4f},
+    {t33_loss, "t33_loss", 30, 4, 58, 0, 70, 0, 0.7f},
+    {t34_kl_grad_d_q_z2_mean, "t34_kl_grad_d_q_z2_mean", 33, 1, 58, 1, 70, 0, 1176.1f},
+    {t35_kl_grad_d_q_z1_mean, "t35_kl_grad_d_q_z1_mean", 32, 2, 59, 2, 70, 0, 1671.3f},
+    {t36_gauss_head_grad_d_p_z1_out, "t36_gauss_head_grad_d_p_z1_out", 23, 1, 61, 1, 70, 0, 1658.0f},
+    {t37_act_grad_d_p_z1_out, "t37_act_grad_d_p_z1_out", 23, 1, 62, 4, 70, 0, 1644.7f},
+    {t38_gemm_dw_p_z1_head_weight_part1, "t38_gemm_dw_p_z1_head_weight_part1", 23, 1, 66, 0, 70, 0, 66.0f},
+    {t39_gemm_dw_p_z1_head_weight_part2, "t39_gemm_dw_p_z1_head_weight_part2", 23, 1, 66, 0, 70, 0, 66.0f},
+    {t40_gemm_dx_d_p_z1_h2_part1, "t40_gemm_dx_d_p_z1_h2_part1", 23, 1, 66, 1, 70, 1, 1637.8f},
+    {t41_gemm_dx_d_p_z1_h2_part2, "t41_gemm_dx_d_p_z1_h2_part2", 23, 1, 67, 1, 71, 1, 1637.8f},
+    {t42_act_grad_d_p_z1_h2, "t42_act_grad_d_p_z1_h2", 23, 2, 68, 4, 72, 0, 1571.7f},
+    {t43_gemm_dw_p_z1_h2_weight_part1, "t43_gemm_dw_p_z1_h2_weight_part1", 23, 1, 72, 0, 72, 0, 262.6f},
+    {t44_gemm_dw_p_z1_h2_weight_part2, "t44_gemm_dw_p_z1_h2_weight_part2", 23, 1, 72, 0, 72, 0, 262.6f},
+    {t45_gemm_dx_d_p_z1_h1_part1, "t45_gemm_dx_d_p_z1_h1_part1", 23, 1, 72, 1, 72, 1, 1520.0f},
+    {t46_gemm_dx_d_p_z1_h1_part2, "t46_gemm_dx_d_p_z1_h1_part2", 23, 1, 73, 1, 73, 1, 1520.0f},
+    {t47_act_grad_d_p_z1_h1, "t47_act_grad_d_p_z1_h1", 23, 2, 74, 2, 74, 0, 1257.4f},
+    {t48_gemm_dw_p_z1_h1_weight, "t48_gemm_dw_p_z1_h1_weight", 23, 1, 76, 0, 74, 0, 33.3f},
+    {t49_gemm_dx_d_z2_sample, "t49_gemm_dx_d_z2_sample", 23, 1, 76, 1, 74, 1, 1205.7f},
+    {t50_nll_grad_d_p_w_logits, "t50_nll_grad_d_p_w_logits", 31, 1, 77, 1, 75, 0, 1646.5f},
+    {t51_act_grad_d_p_w_logits, "t51_act_grad_d_p_w_logits", 25, 1, 78, 2, 75, 0, 1645.0f},
+    {t52_gemm_dw_p_w_head_weight, "t52_gemm_dw_p_w_head_weight", 25, 1, 80, 0, 75, 0, 10.7f},
+    {t53_gemm_dx_d_p_w_h2, "t53_gemm_dx_d_p_w_h2", 25, 1, 80, 1, 75, 1, 1644.0f},
+    {t54_act_grad_d_p_w_h2, "t54_act_grad_d_p_w_h2", 25, 1, 81, 4, 76, 0, 1633.2f},
+    {t55_gemm_dw_p_w_h2_weight_part1, "t55_gemm_dw_p_w_h2_weight_part1", 25, 1, 85, 0, 76, 0, 262.6f},
+    {t56_gemm_dw_p_w_h2_weight_part2, "t56_gemm_dw_p_w_h2_weight_part2", 25, 1, 85, 0, 76, 0, 262.6f},
+    {t57_gemm_dx_d_p_w_h1_part1, "t57_gemm_dx_d_p_w_h1_part1", 25, 1, 85, 1, 76, 1, 1581.5f},
+    {t58_gemm_dx_d_p_w_h1_part2, "t58_gemm_dx_d_p_w_h1_part2", 25, 1, 86, 1, 77, 1, 1581.5f},
+    {t59_act_grad_d_p_w_h1, "t59_act_grad_d_p_w_h1", 25, 2, 87, 2, 78, 0, 1318.9f},
+    {t60_gemm_dw_p_w_h1_weight, "t60_gemm_dw_p_w_h1_weight", 25, 1, 89, 0, 78, 0, 66.0f},
+    {t61_gemm_dx_d_z1_sample, "t61_gemm_dx_d_z1_sample", 25, 1, 89, 1, 78, 1, 1267.2f},
+    {t62_nll_grad_d_p_x_logits, "t62_nll_grad_d_p_x_logits", 30, 2, 90, 1, 79, 0, 2087.7f},
+    {t63_act_grad_d_p_x_logits, "t63_act_grad_d_p_x_logits", 24, 1, 91, 4, 79, 0, 2008.8f},
+    {t64_gemm_dw_p_x_head_weight_part1, "t64_gemm_dw_p_x_head_weight_part1", 24, 1, 95, 0, 79, 0, 401.9f},
+    {t65_gemm_dw_p_x_head_weight_part2, "t65_gemm_dw_p_x_head_weight_part2", 24, 1, 95, 0, 79, 0, 401.9f},
+    {t66_gemm_dx_d_p_x_h2_part1, "t66_gemm_dx_d_p_x_h2_part1", 24, 1, 95, 1, 79, 1, 1969.1f},
+    {t67_gemm_dx_d_p_x_h2_part2, "t67_gemm_dx_d_p_x_h2_part2", 24, 1, 96, 1, 80, 1, 1969.1f},
+    {t68_act_grad_d_p_x_h2, "t68_act_grad_d_p_x_h2", 24, 2, 97, 4, 81, 0, 1567.2f},
+    {t69_gemm_dw_p_x_h2_weight_part1, "t69_gemm_dw_p_x_h2_weight_part1", 24, 1, 101, 0, 81, 0, 262.6f},
+    {t70_gemm_dw_p_x_h2_weight_part2, "t70_gemm_dw_p_x_h2_weight_part2", 24, 1, 101, 0, 81, 0, 262.6f},
+    {t71_gemm_dx_d_p_x_h1_part1, "t71_gemm_dx_d_p_x_h1_part1", 24, 1, 101, 1, 81, 1, 1515.5f},
+    {t72_gemm_dx_d_p_x_h1_part2, "t72_gemm_dx_d_p_x_h1_part2", 24, 1, 102, 1, 82, 1, 1515.5f},
+    {t73_act_grad_d_p_x_h1, "t73_act_grad_d_p_x_h1", 24, 2, 103, 2, 83, 0, 1252.9f},
+    {t74_gemm_dw_p_x_h1_weight, "t74_gemm_dw_p_x_h1_weight", 24, 1, 105, 0, 83, 0, 66.0f},
+    {t75_gemm_dx_d_z1_sample, "t75_gemm_dx_d_z1_sample", 24, 2, 105, 1, 83, 1, 1201.2f},
+    {t76_sample_grad_d_q_z1_mean, "t76_sample_grad_d_q_z1_mean", 29, 2, 106, 1, 84, 0, 1135.1f},
+    {t77_gauss_head_grad_d_q_z1_out, "t77_gauss_head_grad_d_q_z1_out", 19, 1, 107, 1, 84, 0, 1125.0f},
+    {t78_act_grad_d_q_z1_out, "t78_act_grad_d_q_z1_out", 19, 1, 108, 4, 84, 0, 1111.7f},
+    {t79_gemm_dw_q_z1_head_weight_part1, "t79_gemm_dw_q_z1_head_weight_part1", 19, 1, 112, 0, 84, 0, 66.0f},
+    {t80_gemm_dw_q_z1_head_weight_part2, "t80_gemm_dw_q_z1_head_weight_part2", 19, 1, 112, 0, 84, 0, 66.0f},
+    {t81_gemm_dx_d_h1_h1_part1, "t81_gemm_dx_d_h1_h1_part1", 19, 1, 112, 2, 84, 1, 1104.8f},
+    {t82_gemm_dx_d_h1_h1_part2, "t82_gemm_dx_d_h1_h1_part2", 19, 1, 114, 2, 85, 1, 1104.8f},
+    {t83_sample_grad_d_q_z2_mean, "t83_sample_grad_d_q_z2_mean", 28, 2, 116, 1, 86, 0, 1172.4f},
+    {t84_gauss_head_grad_d_q_z2_out, "t84_gauss_head_grad_d_q_z2_out", 20, 1, 117, 1, 86, 0, 1167.1f},
+    {t85_act_grad_d_q_z2_out, "t85_act_grad_d_q_z2_out", 20, 1, 118, 2, 86, 0, 1160.2f},
+    {t86_gemm_dw_q_z2_head_weight, "t86_gemm_dw_q_z2_head_weight", 20, 1, 120, 0, 86, 0, 66.0f},
+    {t87_gemm_dx_d_q_z2_h1, "t87_gemm_dx_d_q_z2_h1", 20, 1, 120, 1, 86, 1, 1156.5f},
+    {t88_act_grad_d_q_z2_h1, "t88_act_grad_d_q_z2_h1", 20, 1, 121, 4, 87, 0, 1090.5f},
+    {t89_gemm_dw_q_z2_h1_weight_part1, "t89_gemm_dw_q_z2_h1_weight_part1", 20, 1, 125, 0, 87, 0, 262.6f},
+    {t90_gemm_dw_q_z2_h1_weight_part2, "t90_gemm_dw_q_z2_h1_weight_part2", 20, 1, 125, 0, 87, 0, 262.6f},
+    {t91_gemm_dx_d_h1_h1_part1, "t91_gemm_dx_d_h1_h1_part1", 20, 3, 125, 1, 87, 1, 1038.8f},
+    {t92_gemm_dx_d_h1_h1_part2, "t92_gemm_dx_d_h1_h1_part2", 20, 3, 126, 1, 88, 1, 1038.8f},
+    {t93_act_grad_d_h1_h1, "t93_act_grad_d_h1_h1", 18, 2, 127, 8, 89, 0, 776.1f},
+    {t94_gemm_dw_h1_h1_weight_part1, "t94_gemm_dw_h1_h1_weight_part1", 18, 1, 135, 0, 89, 0, 262.6f},
+    {t95_gemm_dw_h1_h1_weight_part2, "t95_gemm_dw_h1_h1_weight_part2", 18, 1, 135, 0, 89, 0, 262.6f},
+    {t96_gemm_dx_d_enc_x_h1_part1, "t96_gemm_dx_d_enc_x_h1_part1", 18, 1, 135, 1, 89, 1, 724.4f},
+    {t97_gemm_dx_d_enc_x_h1_part2, "t97_gemm_dx_d_enc_x_h1_part2", 18, 1, 136, 1, 90, 1, 724.4f},
+    {t98_gemm_dw_h1_h1_weight_part1, "t98_gemm_dw_h1_h1_weight_part1", 18, 1, 137, 0, 91, 0, 262.6f},
+    {t99_gemm_dw_h1_h1_weight_part2, "t99_gemm_dw_h1_h1_weight_part2", 18, 1, 137, 0, 91, 0, 262.6f},
+    {t100_gemm_dx_d_enc_w_h1_part1, "t100_gemm_dx_d_enc_w_h1_part1", 18, 1, 137, 1, 91, 1, 325.1f},
+    {t101_gemm_dx_d_enc_w_h1_part2, "t101_gemm_dx_d_enc_w_h1_part2", 18, 1, 138, 1, 92, 1, 325.1f},
+    {t102_act_grad_d_enc_w_h1, "t102_act_grad_d_enc_w_h1", 17, 2, 139, 1, 93, 0, 62.4f},
+    {t103_gemm_dw_enc_w_h1_weight, "t103_gemm_dw_enc_w_h1_weight", 17, 1, 140, 0, 93, 0, 10.7f},
+    {t104_act_grad_d_enc_x_h1, "t104_act_grad_d_enc_x_h1", 16, 2, 140, 2, 93, 0, 461.8f},
+    {t105_gemm_dw_enc_x_h1_weight_part1, "t105_gemm_dw_enc_x_h1_weight_part1", 16, 1, 142, 0, 93, 0, 393.7f},
+    {t106_gemm_dw_enc_x_h1_weight_part2, "t106_gemm_dw_enc_x_h1_weight_part2", 16, 1, 142, 0, 93, 0, 410.1f},
 };
 
-static const jv_task_graph jmvae_h_train_graph = {79, 25, jmvae_h_train_tasks, jmvae_h_train_succ, 31, jmvae_h_train_slots,
+static const jv_task_graph jmvae_h_train_graph = {107, 34, jmvae_h_train_tasks, jmvae_h_train_succ, 41, jmvae_h_train_slots,
     jmvae_h_train_reads};
 
 /* one training step: the loss and its gradient */
@@ -1800,7 +2307,7 @@ jv_real jmvae_h_forward(const jv_real *params, jv_real *arena, int batch,
 {
     jv_real jv_loss = 0;
     const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL, 0};
-    jv_run_tasks(&jmvae_h_train_graph, &jv_s, 0, 25);
+    jv_run_tasks(&jmvae_h_train_graph, &jv_s, 0, 34);
     return jv_loss;
 }
 
@@ -1810,7 +2317,7 @@ void jmvae_h_backward(const jv_real *params, jv_real *grads, jv_real *arena, int
     const jv_real *jv_term_scale)
 {
     const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL, 0};
-    jv_run_tasks(&jmvae_h_train_graph, &jv_s, 25, 79);
+    jv_run_tasks(&jmvae_h_train_graph, &jv_s, 34, 107);
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */

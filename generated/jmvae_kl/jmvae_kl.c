@@ -28,7 +28,7 @@ void jmvae_kl_init(jv_real *params, uint64_t seed)
 
 /* ------------------------------------------------------------ the step -- */
 
-/* The training step (the loss and its gradient) as 81 tasks, the first 26
+/* The training step (the loss and its gradient) as 114 tasks, the first 37
  * the forward pass. Each task is one block of the step. jmvae_kl_train_tasks
  * lists, for each, its name and spec line, how many tasks it waits for, the
  * tasks waiting for it, and its rank: the estimated microseconds from its
@@ -37,7 +37,7 @@ void jmvae_kl_init(jv_real *params, uint64_t seed)
  * touches the same buffer or gradient rows when either writes them, so
  * every order the runtime may pick computes the same bits. */
 
-JV_TASK static void t00_affine_enc_x_h1(const jv_step *jv_s)
+JV_TASK static void t00_affine_enc_x_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -47,20 +47,43 @@ JV_TASK static void t00_affine_enc_x_h1(const jv_step *jv_s)
     jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
 
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
-       enc_x layer 1: enc_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_KL_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
+       enc_x layer 1: enc_x_h1[:, 0:256] = relu(x W + b), [B x 784] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 784, 1, in_x, 784, params + JMVAE_KL_ENC_X_H1_WEIGHT, 512, 0, enc_x_h1, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_ENC_X_H1_BIAS;
         jv_real *restrict row = enc_x_h1 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t01_affine_enc_w_h1(const jv_step *jv_s)
+JV_TASK static void t01_affine_enc_x_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+
+    /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
+       enc_x layer 1: enc_x_h1[:, 256:512] = relu(x W + b), [B x 784] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 784, 1, in_x, 784, params + JMVAE_KL_ENC_X_H1_WEIGHT + 256, 512, 0, enc_x_h1 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_KL_ENC_X_H1_BIAS + 256;
+        jv_real *restrict row = enc_x_h1 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t02_affine_enc_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -83,7 +106,7 @@ JV_TASK static void t01_affine_enc_w_h1(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t02_affine_q_xw_h1(const jv_step *jv_s)
+JV_TASK static void t03_affine_q_xw_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -93,21 +116,45 @@ JV_TASK static void t02_affine_q_xw_h1(const jv_step *jv_s)
     jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw layer 1: q_xw_h1 = relu(x W + b), [B x 1024] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, enc_x_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
-    jv_gemm(0, 0, B, 512, 512, 1, enc_w_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
+       q_xw layer 1: q_xw_h1[:, 0:256] = relu(x W + b), [B x 1024] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, enc_x_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, q_xw_h1, 512);
+    jv_gemm(0, 0, B, 256, 512, 1, enc_w_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 1, q_xw_h1, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_XW_H1_BIAS;
         jv_real *restrict row = q_xw_h1 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t03_affine_q_xw_out(const jv_step *jv_s)
+JV_TASK static void t04_affine_q_xw_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+
+    /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw layer 1: q_xw_h1[:, 256:512] = relu(x W + b), [B x 1024] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, enc_x_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 256, 512, 0, q_xw_h1 + 256, 512);
+    jv_gemm(0, 0, B, 256, 512, 1, enc_w_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262400, 512, 1, q_xw_h1 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_KL_Q_XW_H1_BIAS + 256;
+        jv_real *restrict row = q_xw_h1 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t05_affine_q_xw_out_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -116,20 +163,42 @@ JV_TASK static void t03_affine_q_xw_out(const jv_step *jv_s)
     jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw head: q_xw_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_xw_h1, 512, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
+       q_xw head: q_xw_out[:, 0:64] = linear(x W + b), [B x 512] -> [B x 128], part 1 of 2 */
+    jv_gemm(0, 0, B, 64, 512, 1, q_xw_h1, 512, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, q_xw_out, 128);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_XW_HEAD_BIAS;
         jv_real *restrict row = q_xw_out + (size_t)b * 128;
         JV_IVDEP
-        for (int j = 0; j < 128; j++) {
+        for (int j = 0; j < 64; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
         }
     }
 }
 
-JV_TASK static void t04_gauss_head_q_xw_mean(const jv_step *jv_s)
+JV_TASK static void t06_affine_q_xw_out_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const q_xw_out = arena + (size_t)B * 1536; /* [B x 128] */
+
+    /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw head: q_xw_out[:, 64:128] = linear(x W + b), [B x 512] -> [B x 128], part 2 of 2 */
+    jv_gemm(0, 0, B, 64, 512, 1, q_xw_h1, 512, params + JMVAE_KL_Q_XW_HEAD_WEIGHT + 64, 128, 0, q_xw_out + 64, 128);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_KL_Q_XW_HEAD_BIAS + 64;
+        jv_real *restrict row = q_xw_out + (size_t)b * 128 + 64;
+        JV_IVDEP
+        for (int j = 0; j < 64; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v;
+        }
+    }
+}
+
+JV_TASK static void t07_gauss_head_q_xw_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -150,7 +219,7 @@ JV_TASK static void t04_gauss_head_q_xw_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t05_sample_z_sample(const jv_step *jv_s)
+JV_TASK static void t08_sample_z_sample(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -167,7 +236,7 @@ JV_TASK static void t05_sample_z_sample(const jv_step *jv_s)
         z_sample[i] = q_xw_mean[i] + JV_EXP((jv_real)0.5 * q_xw_logvar[i]) * eps_z[i];
 }
 
-JV_TASK static void t06_affine_p_x_h1(const jv_step *jv_s)
+JV_TASK static void t09_affine_p_x_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -189,7 +258,7 @@ JV_TASK static void t06_affine_p_x_h1(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t07_affine_p_x_h2(const jv_step *jv_s)
+JV_TASK static void t10_affine_p_x_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -198,20 +267,42 @@ JV_TASK static void t07_affine_p_x_h2(const jv_step *jv_s)
     jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
-       p_x layer 2: p_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_x_h1, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
+       p_x layer 2: p_x_h2[:, 0:256] = relu(x W + b), [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_x_h1, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, p_x_h2, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_P_X_H2_BIAS;
         jv_real *restrict row = p_x_h2 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t08_affine_p_x_logits(const jv_step *jv_s)
+JV_TASK static void t11_affine_p_x_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
+
+    /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
+       p_x layer 2: p_x_h2[:, 256:512] = relu(x W + b), [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_x_h1, 512, params + JMVAE_KL_P_X_H2_WEIGHT + 256, 512, 0, p_x_h2 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_KL_P_X_H2_BIAS + 256;
+        jv_real *restrict row = p_x_h2 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t12_affine_p_x_logits_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -220,20 +311,42 @@ JV_TASK static void t08_affine_p_x_logits(const jv_step *jv_s)
     jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
-       p_x head: p_x_logits = linear(x W + b), [B x 512] -> [B x 784] */
-    jv_gemm(0, 0, B, 784, 512, 1, p_x_h2, 512, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
+       p_x head: p_x_logits[:, 0:384] = linear(x W + b), [B x 512] -> [B x 784], part 1 of 2 */
+    jv_gemm(0, 0, B, 384, 512, 1, p_x_h2, 512, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, p_x_logits, 784);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_P_X_HEAD_BIAS;
         jv_real *restrict row = p_x_logits + (size_t)b * 784;
         JV_IVDEP
-        for (int j = 0; j < 784; j++) {
+        for (int j = 0; j < 384; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
         }
     }
 }
 
-JV_TASK static void t09_nll_term_rec_x(const jv_step *jv_s)
+JV_TASK static void t13_affine_p_x_logits_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
+    jv_real *const p_x_logits = arena + (size_t)B * 2880; /* [B x 784] */
+
+    /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
+       p_x head: p_x_logits[:, 384:784] = linear(x W + b), [B x 512] -> [B x 784], part 2 of 2 */
+    jv_gemm(0, 0, B, 400, 512, 1, p_x_h2, 512, params + JMVAE_KL_P_X_HEAD_WEIGHT + 384, 784, 0, p_x_logits + 384, 784);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_KL_P_X_HEAD_BIAS + 384;
+        jv_real *restrict row = p_x_logits + (size_t)b * 784 + 384;
+        JV_IVDEP
+        for (int j = 0; j < 400; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v;
+        }
+    }
+}
+
+JV_TASK static void t14_nll_term_rec_x(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -258,7 +371,7 @@ JV_TASK static void t09_nll_term_rec_x(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t10_affine_p_w_h1(const jv_step *jv_s)
+JV_TASK static void t15_affine_p_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -280,7 +393,7 @@ JV_TASK static void t10_affine_p_w_h1(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t11_affine_p_w_h2(const jv_step *jv_s)
+JV_TASK static void t16_affine_p_w_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -289,20 +402,42 @@ JV_TASK static void t11_affine_p_w_h2(const jv_step *jv_s)
     jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
-       p_w layer 2: p_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, p_w_h1, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
+       p_w layer 2: p_w_h2[:, 0:256] = relu(x W + b), [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_w_h1, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, p_w_h2, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_P_W_H2_BIAS;
         jv_real *restrict row = p_w_h2 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t12_affine_p_w_logits(const jv_step *jv_s)
+JV_TASK static void t17_affine_p_w_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
+    jv_real *const p_w_h2 = arena + (size_t)B * 4177; /* [B x 512] */
+
+    /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
+       p_w layer 2: p_w_h2[:, 256:512] = relu(x W + b), [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, p_w_h1, 512, params + JMVAE_KL_P_W_H2_WEIGHT + 256, 512, 0, p_w_h2 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_KL_P_W_H2_BIAS + 256;
+        jv_real *restrict row = p_w_h2 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t18_affine_p_w_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -324,7 +459,7 @@ JV_TASK static void t12_affine_p_w_logits(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t13_nll_term_rec_w(const jv_step *jv_s)
+JV_TASK static void t19_nll_term_rec_w(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -353,7 +488,7 @@ JV_TASK static void t13_nll_term_rec_w(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t14_kl_term_kl(const jv_step *jv_s)
+JV_TASK static void t20_kl_term_kl(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -375,7 +510,7 @@ JV_TASK static void t14_kl_term_kl(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t15_affine_q_x_h1(const jv_step *jv_s)
+JV_TASK static void t21_affine_q_x_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -385,20 +520,43 @@ JV_TASK static void t15_affine_q_x_h1(const jv_step *jv_s)
     jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
-       q_x layer 1: q_x_h1 = relu(x W + b), [B x 784] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 784, 1, in_x, 784, params + JMVAE_KL_Q_X_H1_WEIGHT, 512, 0, q_x_h1, 512);
+       q_x layer 1: q_x_h1[:, 0:256] = relu(x W + b), [B x 784] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 784, 1, in_x, 784, params + JMVAE_KL_Q_X_H1_WEIGHT, 512, 0, q_x_h1, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_X_H1_BIAS;
         jv_real *restrict row = q_x_h1 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t16_affine_q_x_h2(const jv_step *jv_s)
+JV_TASK static void t22_affine_q_x_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
+
+    /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
+       q_x layer 1: q_x_h1[:, 256:512] = relu(x W + b), [B x 784] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 784, 1, in_x, 784, params + JMVAE_KL_Q_X_H1_WEIGHT + 256, 512, 0, q_x_h1 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_KL_Q_X_H1_BIAS + 256;
+        jv_real *restrict row = q_x_h1 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t23_affine_q_x_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -407,20 +565,42 @@ JV_TASK static void t16_affine_q_x_h2(const jv_step *jv_s)
     jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
-       q_x layer 2: q_x_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, q_x_h1, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, q_x_h2, 512);
+       q_x layer 2: q_x_h2[:, 0:256] = relu(x W + b), [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, q_x_h1, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, q_x_h2, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_X_H2_BIAS;
         jv_real *restrict row = q_x_h2 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t17_affine_q_x_out(const jv_step *jv_s)
+JV_TASK static void t24_affine_q_x_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
+    jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
+
+    /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
+       q_x layer 2: q_x_h2[:, 256:512] = relu(x W + b), [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, q_x_h1, 512, params + JMVAE_KL_Q_X_H2_WEIGHT + 256, 512, 0, q_x_h2 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_KL_Q_X_H2_BIAS + 256;
+        jv_real *restrict row = q_x_h2 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t25_affine_q_x_out_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -429,20 +609,42 @@ JV_TASK static void t17_affine_q_x_out(const jv_step *jv_s)
     jv_real *const q_x_out = arena + (size_t)B * 5725; /* [B x 128] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
-       q_x head: q_x_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_x_h2, 512, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, q_x_out, 128);
+       q_x head: q_x_out[:, 0:64] = linear(x W + b), [B x 512] -> [B x 128], part 1 of 2 */
+    jv_gemm(0, 0, B, 64, 512, 1, q_x_h2, 512, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, q_x_out, 128);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_X_HEAD_BIAS;
         jv_real *restrict row = q_x_out + (size_t)b * 128;
         JV_IVDEP
-        for (int j = 0; j < 128; j++) {
+        for (int j = 0; j < 64; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
         }
     }
 }
 
-JV_TASK static void t18_gauss_head_q_x_mean(const jv_step *jv_s)
+JV_TASK static void t26_affine_q_x_out_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
+    jv_real *const q_x_out = arena + (size_t)B * 5725; /* [B x 128] */
+
+    /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
+       q_x head: q_x_out[:, 64:128] = linear(x W + b), [B x 512] -> [B x 128], part 2 of 2 */
+    jv_gemm(0, 0, B, 64, 512, 1, q_x_h2, 512, params + JMVAE_KL_Q_X_HEAD_WEIGHT + 64, 128, 0, q_x_out + 64, 128);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_KL_Q_X_HEAD_BIAS + 64;
+        jv_real *restrict row = q_x_out + (size_t)b * 128 + 64;
+        JV_IVDEP
+        for (int j = 0; j < 64; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v;
+        }
+    }
+}
+
+JV_TASK static void t27_gauss_head_q_x_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -463,7 +665,7 @@ JV_TASK static void t18_gauss_head_q_x_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t19_kl_term_kl_x(const jv_step *jv_s)
+JV_TASK static void t28_kl_term_kl_x(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -490,7 +692,7 @@ JV_TASK static void t19_kl_term_kl_x(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t20_affine_q_w_h1(const jv_step *jv_s)
+JV_TASK static void t29_affine_q_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -513,7 +715,7 @@ JV_TASK static void t20_affine_q_w_h1(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t21_affine_q_w_h2(const jv_step *jv_s)
+JV_TASK static void t30_affine_q_w_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -522,20 +724,42 @@ JV_TASK static void t21_affine_q_w_h2(const jv_step *jv_s)
     jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
-       q_w layer 2: q_w_h2 = relu(x W + b), [B x 512] -> [B x 512] */
-    jv_gemm(0, 0, B, 512, 512, 1, q_w_h1, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, q_w_h2, 512);
+       q_w layer 2: q_w_h2[:, 0:256] = relu(x W + b), [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, q_w_h1, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, q_w_h2, 512);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_W_H2_BIAS;
         jv_real *restrict row = q_w_h2 + (size_t)b * 512;
         JV_IVDEP
-        for (int j = 0; j < 512; j++) {
+        for (int j = 0; j < 256; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v > 0 ? v : 0;
         }
     }
 }
 
-JV_TASK static void t22_affine_q_w_out(const jv_step *jv_s)
+JV_TASK static void t31_affine_q_w_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const q_w_h1 = arena + (size_t)B * 5982; /* [B x 512] */
+    jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
+
+    /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
+       q_w layer 2: q_w_h2[:, 256:512] = relu(x W + b), [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 0, B, 256, 512, 1, q_w_h1, 512, params + JMVAE_KL_Q_W_H2_WEIGHT + 256, 512, 0, q_w_h2 + 256, 512);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_KL_Q_W_H2_BIAS + 256;
+        jv_real *restrict row = q_w_h2 + (size_t)b * 512 + 256;
+        JV_IVDEP
+        for (int j = 0; j < 256; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v > 0 ? v : 0;
+        }
+    }
+}
+
+JV_TASK static void t32_affine_q_w_out_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -544,20 +768,42 @@ JV_TASK static void t22_affine_q_w_out(const jv_step *jv_s)
     jv_real *const q_w_out = arena + (size_t)B * 7006; /* [B x 128] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
-       q_w head: q_w_out = linear(x W + b), [B x 512] -> [B x 128] */
-    jv_gemm(0, 0, B, 128, 512, 1, q_w_h2, 512, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, q_w_out, 128);
+       q_w head: q_w_out[:, 0:64] = linear(x W + b), [B x 512] -> [B x 128], part 1 of 2 */
+    jv_gemm(0, 0, B, 64, 512, 1, q_w_h2, 512, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, q_w_out, 128);
     for (int b = 0; b < B; b++) {
         const jv_real *restrict bias = params + JMVAE_KL_Q_W_HEAD_BIAS;
         jv_real *restrict row = q_w_out + (size_t)b * 128;
         JV_IVDEP
-        for (int j = 0; j < 128; j++) {
+        for (int j = 0; j < 64; j++) {
             jv_real v = row[j] + bias[j];
             row[j] = v;
         }
     }
 }
 
-JV_TASK static void t23_gauss_head_q_w_mean(const jv_step *jv_s)
+JV_TASK static void t33_affine_q_w_out_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
+    jv_real *const q_w_out = arena + (size_t)B * 7006; /* [B x 128] */
+
+    /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
+       q_w head: q_w_out[:, 64:128] = linear(x W + b), [B x 512] -> [B x 128], part 2 of 2 */
+    jv_gemm(0, 0, B, 64, 512, 1, q_w_h2, 512, params + JMVAE_KL_Q_W_HEAD_WEIGHT + 64, 128, 0, q_w_out + 64, 128);
+    for (int b = 0; b < B; b++) {
+        const jv_real *restrict bias = params + JMVAE_KL_Q_W_HEAD_BIAS + 64;
+        jv_real *restrict row = q_w_out + (size_t)b * 128 + 64;
+        JV_IVDEP
+        for (int j = 0; j < 64; j++) {
+            jv_real v = row[j] + bias[j];
+            row[j] = v;
+        }
+    }
+}
+
+JV_TASK static void t34_gauss_head_q_w_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -578,7 +824,7 @@ JV_TASK static void t23_gauss_head_q_w_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t24_kl_term_kl_w(const jv_step *jv_s)
+JV_TASK static void t35_kl_term_kl_w(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -605,7 +851,7 @@ JV_TASK static void t24_kl_term_kl_w(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t25_loss(const jv_step *jv_s)
+JV_TASK static void t36_loss(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -674,7 +920,7 @@ JV_TASK static void t25_loss(const jv_step *jv_s)
         *jv_s->loss = total;
 }
 
-JV_TASK static void t26_kl_grad_d_q_xw_mean(const jv_step *jv_s)
+JV_TASK static void t37_kl_grad_d_q_xw_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -715,7 +961,7 @@ JV_TASK static void t26_kl_grad_d_q_xw_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t27_gauss_head_grad_d_q_w_out(const jv_step *jv_s)
+JV_TASK static void t38_gauss_head_grad_d_q_w_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -739,7 +985,7 @@ JV_TASK static void t27_gauss_head_grad_d_q_w_out(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t28_act_grad_d_q_w_out(const jv_step *jv_s)
+JV_TASK static void t39_act_grad_d_q_w_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -761,7 +1007,7 @@ JV_TASK static void t28_act_grad_d_q_w_out(const jv_step *jv_s)
         jv_s->sumsq[0] = jv_sumsq(grads + JMVAE_KL_Q_W_HEAD_BIAS, 128);
 }
 
-JV_TASK static void t29_gemm_dw_q_w_head_weight(const jv_step *jv_s)
+JV_TASK static void t40_gemm_dw_q_w_head_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -770,13 +1016,28 @@ JV_TASK static void t29_gemm_dw_q_w_head_weight(const jv_step *jv_s)
     jv_real *const d_q_w_out = arena + (size_t)B * 7519; /* [B x 128] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
-       q_w head, backward: d q_w.head.weight rows 0..511 = q_w_h2^T d_q_w_out, [512 x 128] */
-    jv_gemm(1, 0, 512, 128, B, 1, q_w_h2, 512, d_q_w_out, 128, 0, grads + JMVAE_KL_Q_W_HEAD_WEIGHT, 128);
+       q_w head, backward: d q_w.head.weight rows 0..255 = q_w_h2[:, 0:256]^T d_q_w_out, [256 x 128], part 1 of 2 */
+    jv_gemm(1, 0, 256, 128, B, 1, q_w_h2, 512, d_q_w_out, 128, 0, grads + JMVAE_KL_Q_W_HEAD_WEIGHT, 128);
     if (jv_s->sumsq) /* gradient region 1, for the norm */
-        jv_s->sumsq[1] = jv_sumsq(grads + JMVAE_KL_Q_W_HEAD_WEIGHT, 65536);
+        jv_s->sumsq[1] = jv_sumsq(grads + JMVAE_KL_Q_W_HEAD_WEIGHT, 32768);
 }
 
-JV_TASK static void t30_gemm_dx_d_q_w_h2(const jv_step *jv_s)
+JV_TASK static void t41_gemm_dw_q_w_head_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const q_w_h2 = arena + (size_t)B * 6494; /* [B x 512] */
+    jv_real *const d_q_w_out = arena + (size_t)B * 7519; /* [B x 128] */
+
+    /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
+       q_w head, backward: d q_w.head.weight rows 256..511 = q_w_h2[:, 256:512]^T d_q_w_out, [256 x 128], part 2 of 2 */
+    jv_gemm(1, 0, 256, 128, B, 1, q_w_h2 + 256, 512, d_q_w_out, 128, 0, grads + JMVAE_KL_Q_W_HEAD_WEIGHT + 32768, 128);
+    if (jv_s->sumsq) /* gradient region 2, for the norm */
+        jv_s->sumsq[2] = jv_sumsq(grads + JMVAE_KL_Q_W_HEAD_WEIGHT + 32768, 32768);
+}
+
+JV_TASK static void t42_gemm_dx_d_q_w_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -785,11 +1046,24 @@ JV_TASK static void t30_gemm_dx_d_q_w_h2(const jv_step *jv_s)
     jv_real *const d_q_w_h2 = arena + (size_t)B * 7647; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
-       q_w head, backward: d_q_w_h2 = d_q_w_out W^T, [B x 128] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 128, 1, d_q_w_out, 128, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, d_q_w_h2, 512);
+       q_w head, backward: d_q_w_h2[:, 0:256] = d_q_w_out W^T, [B x 128] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 128, 1, d_q_w_out, 128, params + JMVAE_KL_Q_W_HEAD_WEIGHT, 128, 0, d_q_w_h2, 512);
 }
 
-JV_TASK static void t31_act_grad_d_q_w_h2(const jv_step *jv_s)
+JV_TASK static void t43_gemm_dx_d_q_w_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_q_w_out = arena + (size_t)B * 7519; /* [B x 128] */
+    jv_real *const d_q_w_h2 = arena + (size_t)B * 7647; /* [B x 512] */
+
+    /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
+       q_w head, backward: d_q_w_h2[:, 256:512] = d_q_w_out W^T, [B x 128] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 128, 1, d_q_w_out, 128, params + JMVAE_KL_Q_W_HEAD_WEIGHT + 32768, 128, 0, d_q_w_h2 + 256, 512);
+}
+
+JV_TASK static void t44_act_grad_d_q_w_h2(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -811,11 +1085,11 @@ JV_TASK static void t31_act_grad_d_q_w_h2(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 2, for the norm */
-        jv_s->sumsq[2] = jv_sumsq(grads + JMVAE_KL_Q_W_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 3, for the norm */
+        jv_s->sumsq[3] = jv_sumsq(grads + JMVAE_KL_Q_W_H2_BIAS, 512);
 }
 
-JV_TASK static void t32_gemm_dw_q_w_h2_weight(const jv_step *jv_s)
+JV_TASK static void t45_gemm_dw_q_w_h2_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -824,13 +1098,28 @@ JV_TASK static void t32_gemm_dw_q_w_h2_weight(const jv_step *jv_s)
     jv_real *const d_q_w_h2 = arena + (size_t)B * 7647; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
-       q_w layer 2, backward: d q_w.h2.weight rows 0..511 = q_w_h1^T d_q_w_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, q_w_h1, 512, d_q_w_h2, 512, 0, grads + JMVAE_KL_Q_W_H2_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 3, for the norm */
-        jv_s->sumsq[3] = jv_sumsq(grads + JMVAE_KL_Q_W_H2_WEIGHT, 262144);
+       q_w layer 2, backward: d q_w.h2.weight rows 0..255 = q_w_h1[:, 0:256]^T d_q_w_h2, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, q_w_h1, 512, d_q_w_h2, 512, 0, grads + JMVAE_KL_Q_W_H2_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 4, for the norm */
+        jv_s->sumsq[4] = jv_sumsq(grads + JMVAE_KL_Q_W_H2_WEIGHT, 131072);
 }
 
-JV_TASK static void t33_gemm_dx_d_q_w_h1(const jv_step *jv_s)
+JV_TASK static void t46_gemm_dw_q_w_h2_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const q_w_h1 = arena + (size_t)B * 5982; /* [B x 512] */
+    jv_real *const d_q_w_h2 = arena + (size_t)B * 7647; /* [B x 512] */
+
+    /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
+       q_w layer 2, backward: d q_w.h2.weight rows 256..511 = q_w_h1[:, 256:512]^T d_q_w_h2, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, q_w_h1 + 256, 512, d_q_w_h2, 512, 0, grads + JMVAE_KL_Q_W_H2_WEIGHT + 131072, 512);
+    if (jv_s->sumsq) /* gradient region 5, for the norm */
+        jv_s->sumsq[5] = jv_sumsq(grads + JMVAE_KL_Q_W_H2_WEIGHT + 131072, 131072);
+}
+
+JV_TASK static void t47_gemm_dx_d_q_w_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -839,11 +1128,24 @@ JV_TASK static void t33_gemm_dx_d_q_w_h1(const jv_step *jv_s)
     jv_real *const d_q_w_h1 = arena + (size_t)B * 8159; /* [B x 512] */
 
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
-       q_w layer 2, backward: d_q_w_h1 = d_q_w_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_w_h2, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, d_q_w_h1, 512);
+       q_w layer 2, backward: d_q_w_h1[:, 0:256] = d_q_w_h2 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_w_h2, 512, params + JMVAE_KL_Q_W_H2_WEIGHT, 512, 0, d_q_w_h1, 512);
 }
 
-JV_TASK static void t34_act_grad_d_q_w_h1(const jv_step *jv_s)
+JV_TASK static void t48_gemm_dx_d_q_w_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_q_w_h2 = arena + (size_t)B * 7647; /* [B x 512] */
+    jv_real *const d_q_w_h1 = arena + (size_t)B * 8159; /* [B x 512] */
+
+    /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
+       q_w layer 2, backward: d_q_w_h1[:, 256:512] = d_q_w_h2 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_w_h2, 512, params + JMVAE_KL_Q_W_H2_WEIGHT + 131072, 512, 0, d_q_w_h1 + 256, 512);
+}
+
+JV_TASK static void t49_act_grad_d_q_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -865,11 +1167,11 @@ JV_TASK static void t34_act_grad_d_q_w_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 4, for the norm */
-        jv_s->sumsq[4] = jv_sumsq(grads + JMVAE_KL_Q_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 6, for the norm */
+        jv_s->sumsq[6] = jv_sumsq(grads + JMVAE_KL_Q_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t35_gemm_dw_q_w_h1_weight(const jv_step *jv_s)
+JV_TASK static void t50_gemm_dw_q_w_h1_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -881,11 +1183,11 @@ JV_TASK static void t35_gemm_dw_q_w_h1_weight(const jv_step *jv_s)
     /* jmvae_kl.spec:18  net q_w = w -> relu(512) -> relu(512) -> q(z | w) var=softplus
        q_w layer 1, backward: d q_w.h1.weight rows 0..9 = in_w^T d_q_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_q_w_h1, 512, 0, grads + JMVAE_KL_Q_W_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 5, for the norm */
-        jv_s->sumsq[5] = jv_sumsq(grads + JMVAE_KL_Q_W_H1_WEIGHT, 5120);
+    if (jv_s->sumsq) /* gradient region 7, for the norm */
+        jv_s->sumsq[7] = jv_sumsq(grads + JMVAE_KL_Q_W_H1_WEIGHT, 5120);
 }
 
-JV_TASK static void t36_kl_grad_d_q_xw_mean(const jv_step *jv_s)
+JV_TASK static void t51_kl_grad_d_q_xw_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -926,7 +1228,7 @@ JV_TASK static void t36_kl_grad_d_q_xw_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t37_gauss_head_grad_d_q_x_out(const jv_step *jv_s)
+JV_TASK static void t52_gauss_head_grad_d_q_x_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -950,7 +1252,7 @@ JV_TASK static void t37_gauss_head_grad_d_q_x_out(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t38_act_grad_d_q_x_out(const jv_step *jv_s)
+JV_TASK static void t53_act_grad_d_q_x_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -968,11 +1270,11 @@ JV_TASK static void t38_act_grad_d_q_x_out(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 6, for the norm */
-        jv_s->sumsq[6] = jv_sumsq(grads + JMVAE_KL_Q_X_HEAD_BIAS, 128);
+    if (jv_s->sumsq) /* gradient region 8, for the norm */
+        jv_s->sumsq[8] = jv_sumsq(grads + JMVAE_KL_Q_X_HEAD_BIAS, 128);
 }
 
-JV_TASK static void t39_gemm_dw_q_x_head_weight(const jv_step *jv_s)
+JV_TASK static void t54_gemm_dw_q_x_head_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -981,13 +1283,28 @@ JV_TASK static void t39_gemm_dw_q_x_head_weight(const jv_step *jv_s)
     jv_real *const d_q_x_out = arena + (size_t)B * 8799; /* [B x 128] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
-       q_x head, backward: d q_x.head.weight rows 0..511 = q_x_h2^T d_q_x_out, [512 x 128] */
-    jv_gemm(1, 0, 512, 128, B, 1, q_x_h2, 512, d_q_x_out, 128, 0, grads + JMVAE_KL_Q_X_HEAD_WEIGHT, 128);
-    if (jv_s->sumsq) /* gradient region 7, for the norm */
-        jv_s->sumsq[7] = jv_sumsq(grads + JMVAE_KL_Q_X_HEAD_WEIGHT, 65536);
+       q_x head, backward: d q_x.head.weight rows 0..255 = q_x_h2[:, 0:256]^T d_q_x_out, [256 x 128], part 1 of 2 */
+    jv_gemm(1, 0, 256, 128, B, 1, q_x_h2, 512, d_q_x_out, 128, 0, grads + JMVAE_KL_Q_X_HEAD_WEIGHT, 128);
+    if (jv_s->sumsq) /* gradient region 9, for the norm */
+        jv_s->sumsq[9] = jv_sumsq(grads + JMVAE_KL_Q_X_HEAD_WEIGHT, 32768);
 }
 
-JV_TASK static void t40_gemm_dx_d_q_x_h2(const jv_step *jv_s)
+JV_TASK static void t55_gemm_dw_q_x_head_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const q_x_h2 = arena + (size_t)B * 5213; /* [B x 512] */
+    jv_real *const d_q_x_out = arena + (size_t)B * 8799; /* [B x 128] */
+
+    /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
+       q_x head, backward: d q_x.head.weight rows 256..511 = q_x_h2[:, 256:512]^T d_q_x_out, [256 x 128], part 2 of 2 */
+    jv_gemm(1, 0, 256, 128, B, 1, q_x_h2 + 256, 512, d_q_x_out, 128, 0, grads + JMVAE_KL_Q_X_HEAD_WEIGHT + 32768, 128);
+    if (jv_s->sumsq) /* gradient region 10, for the norm */
+        jv_s->sumsq[10] = jv_sumsq(grads + JMVAE_KL_Q_X_HEAD_WEIGHT + 32768, 32768);
+}
+
+JV_TASK static void t56_gemm_dx_d_q_x_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -996,11 +1313,24 @@ JV_TASK static void t40_gemm_dx_d_q_x_h2(const jv_step *jv_s)
     jv_real *const d_q_x_h2 = arena + (size_t)B * 8927; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
-       q_x head, backward: d_q_x_h2 = d_q_x_out W^T, [B x 128] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 128, 1, d_q_x_out, 128, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, d_q_x_h2, 512);
+       q_x head, backward: d_q_x_h2[:, 0:256] = d_q_x_out W^T, [B x 128] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 128, 1, d_q_x_out, 128, params + JMVAE_KL_Q_X_HEAD_WEIGHT, 128, 0, d_q_x_h2, 512);
 }
 
-JV_TASK static void t41_act_grad_d_q_x_h2(const jv_step *jv_s)
+JV_TASK static void t57_gemm_dx_d_q_x_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_q_x_out = arena + (size_t)B * 8799; /* [B x 128] */
+    jv_real *const d_q_x_h2 = arena + (size_t)B * 8927; /* [B x 512] */
+
+    /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
+       q_x head, backward: d_q_x_h2[:, 256:512] = d_q_x_out W^T, [B x 128] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 128, 1, d_q_x_out, 128, params + JMVAE_KL_Q_X_HEAD_WEIGHT + 32768, 128, 0, d_q_x_h2 + 256, 512);
+}
+
+JV_TASK static void t58_act_grad_d_q_x_h2(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1022,11 +1352,11 @@ JV_TASK static void t41_act_grad_d_q_x_h2(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 8, for the norm */
-        jv_s->sumsq[8] = jv_sumsq(grads + JMVAE_KL_Q_X_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 11, for the norm */
+        jv_s->sumsq[11] = jv_sumsq(grads + JMVAE_KL_Q_X_H2_BIAS, 512);
 }
 
-JV_TASK static void t42_gemm_dw_q_x_h2_weight(const jv_step *jv_s)
+JV_TASK static void t59_gemm_dw_q_x_h2_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1035,13 +1365,28 @@ JV_TASK static void t42_gemm_dw_q_x_h2_weight(const jv_step *jv_s)
     jv_real *const d_q_x_h2 = arena + (size_t)B * 8927; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
-       q_x layer 2, backward: d q_x.h2.weight rows 0..511 = q_x_h1^T d_q_x_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, q_x_h1, 512, d_q_x_h2, 512, 0, grads + JMVAE_KL_Q_X_H2_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 9, for the norm */
-        jv_s->sumsq[9] = jv_sumsq(grads + JMVAE_KL_Q_X_H2_WEIGHT, 262144);
+       q_x layer 2, backward: d q_x.h2.weight rows 0..255 = q_x_h1[:, 0:256]^T d_q_x_h2, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, q_x_h1, 512, d_q_x_h2, 512, 0, grads + JMVAE_KL_Q_X_H2_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 12, for the norm */
+        jv_s->sumsq[12] = jv_sumsq(grads + JMVAE_KL_Q_X_H2_WEIGHT, 131072);
 }
 
-JV_TASK static void t43_gemm_dx_d_q_x_h1(const jv_step *jv_s)
+JV_TASK static void t60_gemm_dw_q_x_h2_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const q_x_h1 = arena + (size_t)B * 4701; /* [B x 512] */
+    jv_real *const d_q_x_h2 = arena + (size_t)B * 8927; /* [B x 512] */
+
+    /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
+       q_x layer 2, backward: d q_x.h2.weight rows 256..511 = q_x_h1[:, 256:512]^T d_q_x_h2, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, q_x_h1 + 256, 512, d_q_x_h2, 512, 0, grads + JMVAE_KL_Q_X_H2_WEIGHT + 131072, 512);
+    if (jv_s->sumsq) /* gradient region 13, for the norm */
+        jv_s->sumsq[13] = jv_sumsq(grads + JMVAE_KL_Q_X_H2_WEIGHT + 131072, 131072);
+}
+
+JV_TASK static void t61_gemm_dx_d_q_x_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1050,11 +1395,24 @@ JV_TASK static void t43_gemm_dx_d_q_x_h1(const jv_step *jv_s)
     jv_real *const d_q_x_h1 = arena + (size_t)B * 9439; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
-       q_x layer 2, backward: d_q_x_h1 = d_q_x_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_x_h2, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, d_q_x_h1, 512);
+       q_x layer 2, backward: d_q_x_h1[:, 0:256] = d_q_x_h2 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_x_h2, 512, params + JMVAE_KL_Q_X_H2_WEIGHT, 512, 0, d_q_x_h1, 512);
 }
 
-JV_TASK static void t44_act_grad_d_q_x_h1(const jv_step *jv_s)
+JV_TASK static void t62_gemm_dx_d_q_x_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_q_x_h2 = arena + (size_t)B * 8927; /* [B x 512] */
+    jv_real *const d_q_x_h1 = arena + (size_t)B * 9439; /* [B x 512] */
+
+    /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
+       q_x layer 2, backward: d_q_x_h1[:, 256:512] = d_q_x_h2 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_x_h2, 512, params + JMVAE_KL_Q_X_H2_WEIGHT + 131072, 512, 0, d_q_x_h1 + 256, 512);
+}
+
+JV_TASK static void t63_act_grad_d_q_x_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1076,11 +1434,11 @@ JV_TASK static void t44_act_grad_d_q_x_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 10, for the norm */
-        jv_s->sumsq[10] = jv_sumsq(grads + JMVAE_KL_Q_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 14, for the norm */
+        jv_s->sumsq[14] = jv_sumsq(grads + JMVAE_KL_Q_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t45_gemm_dw_q_x_h1_weight(const jv_step *jv_s)
+JV_TASK static void t64_gemm_dw_q_x_h1_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1090,13 +1448,29 @@ JV_TASK static void t45_gemm_dw_q_x_h1_weight(const jv_step *jv_s)
     jv_real *const d_q_x_h1 = arena + (size_t)B * 9439; /* [B x 512] */
 
     /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
-       q_x layer 1, backward: d q_x.h1.weight rows 0..783 = in_x^T d_q_x_h1, [784 x 512] */
-    jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_q_x_h1, 512, 0, grads + JMVAE_KL_Q_X_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 11, for the norm */
-        jv_s->sumsq[11] = jv_sumsq(grads + JMVAE_KL_Q_X_H1_WEIGHT, 401408);
+       q_x layer 1, backward: d q_x.h1.weight rows 0..383 = in_x[:, 0:384]^T d_q_x_h1, [384 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 384, 512, B, 1, in_x, 784, d_q_x_h1, 512, 0, grads + JMVAE_KL_Q_X_H1_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 15, for the norm */
+        jv_s->sumsq[15] = jv_sumsq(grads + JMVAE_KL_Q_X_H1_WEIGHT, 196608);
 }
 
-JV_TASK static void t46_kl_grad_d_q_xw_mean(const jv_step *jv_s)
+JV_TASK static void t65_gemm_dw_q_x_h1_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const d_q_x_h1 = arena + (size_t)B * 9439; /* [B x 512] */
+
+    /* jmvae_kl.spec:17  net q_x = x -> relu(512) -> relu(512) -> q(z | x) var=softplus
+       q_x layer 1, backward: d q_x.h1.weight rows 384..783 = in_x[:, 384:784]^T d_q_x_h1, [400 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 400, 512, B, 1, in_x + 384, 784, d_q_x_h1, 512, 0, grads + JMVAE_KL_Q_X_H1_WEIGHT + 196608, 512);
+    if (jv_s->sumsq) /* gradient region 16, for the norm */
+        jv_s->sumsq[16] = jv_sumsq(grads + JMVAE_KL_Q_X_H1_WEIGHT + 196608, 204800);
+}
+
+JV_TASK static void t66_kl_grad_d_q_xw_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -1126,7 +1500,7 @@ JV_TASK static void t46_kl_grad_d_q_xw_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t47_nll_grad_d_p_w_logits(const jv_step *jv_s)
+JV_TASK static void t67_nll_grad_d_p_w_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -1160,7 +1534,7 @@ JV_TASK static void t47_nll_grad_d_p_w_logits(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t48_act_grad_d_p_w_logits(const jv_step *jv_s)
+JV_TASK static void t68_act_grad_d_p_w_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1178,11 +1552,11 @@ JV_TASK static void t48_act_grad_d_p_w_logits(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 12, for the norm */
-        jv_s->sumsq[12] = jv_sumsq(grads + JMVAE_KL_P_W_HEAD_BIAS, 10);
+    if (jv_s->sumsq) /* gradient region 17, for the norm */
+        jv_s->sumsq[17] = jv_sumsq(grads + JMVAE_KL_P_W_HEAD_BIAS, 10);
 }
 
-JV_TASK static void t49_gemm_dw_p_w_head_weight(const jv_step *jv_s)
+JV_TASK static void t69_gemm_dw_p_w_head_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1193,11 +1567,11 @@ JV_TASK static void t49_gemm_dw_p_w_head_weight(const jv_step *jv_s)
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w head, backward: d p_w.head.weight rows 0..511 = p_w_h2^T d_p_w_logits, [512 x 10] */
     jv_gemm(1, 0, 512, 10, B, 1, p_w_h2, 512, d_p_w_logits, 10, 0, grads + JMVAE_KL_P_W_HEAD_WEIGHT, 10);
-    if (jv_s->sumsq) /* gradient region 13, for the norm */
-        jv_s->sumsq[13] = jv_sumsq(grads + JMVAE_KL_P_W_HEAD_WEIGHT, 5120);
+    if (jv_s->sumsq) /* gradient region 18, for the norm */
+        jv_s->sumsq[18] = jv_sumsq(grads + JMVAE_KL_P_W_HEAD_WEIGHT, 5120);
 }
 
-JV_TASK static void t50_gemm_dx_d_p_w_h2(const jv_step *jv_s)
+JV_TASK static void t70_gemm_dx_d_p_w_h2(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1210,7 +1584,7 @@ JV_TASK static void t50_gemm_dx_d_p_w_h2(const jv_step *jv_s)
     jv_gemm(0, 1, B, 512, 10, 1, d_p_w_logits, 10, params + JMVAE_KL_P_W_HEAD_WEIGHT, 10, 0, d_p_w_h2, 512);
 }
 
-JV_TASK static void t51_act_grad_d_p_w_h2(const jv_step *jv_s)
+JV_TASK static void t71_act_grad_d_p_w_h2(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1232,11 +1606,11 @@ JV_TASK static void t51_act_grad_d_p_w_h2(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 14, for the norm */
-        jv_s->sumsq[14] = jv_sumsq(grads + JMVAE_KL_P_W_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 19, for the norm */
+        jv_s->sumsq[19] = jv_sumsq(grads + JMVAE_KL_P_W_H2_BIAS, 512);
 }
 
-JV_TASK static void t52_gemm_dw_p_w_h2_weight(const jv_step *jv_s)
+JV_TASK static void t72_gemm_dw_p_w_h2_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1245,13 +1619,28 @@ JV_TASK static void t52_gemm_dw_p_w_h2_weight(const jv_step *jv_s)
     jv_real *const d_p_w_h2 = arena + (size_t)B * 9961; /* [B x 512] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
-       p_w layer 2, backward: d p_w.h2.weight rows 0..511 = p_w_h1^T d_p_w_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_KL_P_W_H2_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 15, for the norm */
-        jv_s->sumsq[15] = jv_sumsq(grads + JMVAE_KL_P_W_H2_WEIGHT, 262144);
+       p_w layer 2, backward: d p_w.h2.weight rows 0..255 = p_w_h1[:, 0:256]^T d_p_w_h2, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_w_h1, 512, d_p_w_h2, 512, 0, grads + JMVAE_KL_P_W_H2_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 20, for the norm */
+        jv_s->sumsq[20] = jv_sumsq(grads + JMVAE_KL_P_W_H2_WEIGHT, 131072);
 }
 
-JV_TASK static void t53_gemm_dx_d_p_w_h1(const jv_step *jv_s)
+JV_TASK static void t73_gemm_dw_p_w_h2_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_w_h1 = arena + (size_t)B * 3665; /* [B x 512] */
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 9961; /* [B x 512] */
+
+    /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
+       p_w layer 2, backward: d p_w.h2.weight rows 256..511 = p_w_h1[:, 256:512]^T d_p_w_h2, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_w_h1 + 256, 512, d_p_w_h2, 512, 0, grads + JMVAE_KL_P_W_H2_WEIGHT + 131072, 512);
+    if (jv_s->sumsq) /* gradient region 21, for the norm */
+        jv_s->sumsq[21] = jv_sumsq(grads + JMVAE_KL_P_W_H2_WEIGHT + 131072, 131072);
+}
+
+JV_TASK static void t74_gemm_dx_d_p_w_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1260,11 +1649,24 @@ JV_TASK static void t53_gemm_dx_d_p_w_h1(const jv_step *jv_s)
     jv_real *const d_p_w_h1 = arena + (size_t)B * 10473; /* [B x 512] */
 
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
-       p_w layer 2, backward: d_p_w_h1 = d_p_w_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_w_h2, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
+       p_w layer 2, backward: d_p_w_h1[:, 0:256] = d_p_w_h2 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_w_h2, 512, params + JMVAE_KL_P_W_H2_WEIGHT, 512, 0, d_p_w_h1, 512);
 }
 
-JV_TASK static void t54_act_grad_d_p_w_h1(const jv_step *jv_s)
+JV_TASK static void t75_gemm_dx_d_p_w_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_p_w_h2 = arena + (size_t)B * 9961; /* [B x 512] */
+    jv_real *const d_p_w_h1 = arena + (size_t)B * 10473; /* [B x 512] */
+
+    /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
+       p_w layer 2, backward: d_p_w_h1[:, 256:512] = d_p_w_h2 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_w_h2, 512, params + JMVAE_KL_P_W_H2_WEIGHT + 131072, 512, 0, d_p_w_h1 + 256, 512);
+}
+
+JV_TASK static void t76_act_grad_d_p_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1286,11 +1688,11 @@ JV_TASK static void t54_act_grad_d_p_w_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 16, for the norm */
-        jv_s->sumsq[16] = jv_sumsq(grads + JMVAE_KL_P_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 22, for the norm */
+        jv_s->sumsq[22] = jv_sumsq(grads + JMVAE_KL_P_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t55_gemm_dw_p_w_h1_weight(const jv_step *jv_s)
+JV_TASK static void t77_gemm_dw_p_w_h1_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1301,11 +1703,11 @@ JV_TASK static void t55_gemm_dw_p_w_h1_weight(const jv_step *jv_s)
     /* jmvae_kl.spec:22  net p_w = z -> relu(512) -> relu(512) -> p(w | z)
        p_w layer 1, backward: d p_w.h1.weight rows 0..63 = z_sample^T d_p_w_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_w_h1, 512, 0, grads + JMVAE_KL_P_W_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 17, for the norm */
-        jv_s->sumsq[17] = jv_sumsq(grads + JMVAE_KL_P_W_H1_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 23, for the norm */
+        jv_s->sumsq[23] = jv_sumsq(grads + JMVAE_KL_P_W_H1_WEIGHT, 32768);
 }
 
-JV_TASK static void t56_gemm_dx_d_z_sample(const jv_step *jv_s)
+JV_TASK static void t78_gemm_dx_d_z_sample(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1318,7 +1720,7 @@ JV_TASK static void t56_gemm_dx_d_z_sample(const jv_step *jv_s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_w_h1, 512, params + JMVAE_KL_P_W_H1_WEIGHT, 512, 0, d_z_sample, 64);
 }
 
-JV_TASK static void t57_nll_grad_d_p_x_logits(const jv_step *jv_s)
+JV_TASK static void t79_nll_grad_d_p_x_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -1344,7 +1746,7 @@ JV_TASK static void t57_nll_grad_d_p_x_logits(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t58_act_grad_d_p_x_logits(const jv_step *jv_s)
+JV_TASK static void t80_act_grad_d_p_x_logits(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1362,11 +1764,11 @@ JV_TASK static void t58_act_grad_d_p_x_logits(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 18, for the norm */
-        jv_s->sumsq[18] = jv_sumsq(grads + JMVAE_KL_P_X_HEAD_BIAS, 784);
+    if (jv_s->sumsq) /* gradient region 24, for the norm */
+        jv_s->sumsq[24] = jv_sumsq(grads + JMVAE_KL_P_X_HEAD_BIAS, 784);
 }
 
-JV_TASK static void t59_gemm_dw_p_x_head_weight(const jv_step *jv_s)
+JV_TASK static void t81_gemm_dw_p_x_head_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1375,13 +1777,28 @@ JV_TASK static void t59_gemm_dw_p_x_head_weight(const jv_step *jv_s)
     jv_real *const d_p_x_logits = arena + (size_t)B * 11049; /* [B x 784] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
-       p_x head, backward: d p_x.head.weight rows 0..511 = p_x_h2^T d_p_x_logits, [512 x 784] */
-    jv_gemm(1, 0, 512, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_KL_P_X_HEAD_WEIGHT, 784);
-    if (jv_s->sumsq) /* gradient region 19, for the norm */
-        jv_s->sumsq[19] = jv_sumsq(grads + JMVAE_KL_P_X_HEAD_WEIGHT, 401408);
+       p_x head, backward: d p_x.head.weight rows 0..255 = p_x_h2[:, 0:256]^T d_p_x_logits, [256 x 784], part 1 of 2 */
+    jv_gemm(1, 0, 256, 784, B, 1, p_x_h2, 512, d_p_x_logits, 784, 0, grads + JMVAE_KL_P_X_HEAD_WEIGHT, 784);
+    if (jv_s->sumsq) /* gradient region 25, for the norm */
+        jv_s->sumsq[25] = jv_sumsq(grads + JMVAE_KL_P_X_HEAD_WEIGHT, 200704);
 }
 
-JV_TASK static void t60_gemm_dx_d_p_x_h2(const jv_step *jv_s)
+JV_TASK static void t82_gemm_dw_p_x_head_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_x_h2 = arena + (size_t)B * 2368; /* [B x 512] */
+    jv_real *const d_p_x_logits = arena + (size_t)B * 11049; /* [B x 784] */
+
+    /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
+       p_x head, backward: d p_x.head.weight rows 256..511 = p_x_h2[:, 256:512]^T d_p_x_logits, [256 x 784], part 2 of 2 */
+    jv_gemm(1, 0, 256, 784, B, 1, p_x_h2 + 256, 512, d_p_x_logits, 784, 0, grads + JMVAE_KL_P_X_HEAD_WEIGHT + 200704, 784);
+    if (jv_s->sumsq) /* gradient region 26, for the norm */
+        jv_s->sumsq[26] = jv_sumsq(grads + JMVAE_KL_P_X_HEAD_WEIGHT + 200704, 200704);
+}
+
+JV_TASK static void t83_gemm_dx_d_p_x_h2_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1390,11 +1807,24 @@ JV_TASK static void t60_gemm_dx_d_p_x_h2(const jv_step *jv_s)
     jv_real *const d_p_x_h2 = arena + (size_t)B * 11833; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
-       p_x head, backward: d_p_x_h2 = d_p_x_logits W^T, [B x 784] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 784, 1, d_p_x_logits, 784, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
+       p_x head, backward: d_p_x_h2[:, 0:256] = d_p_x_logits W^T, [B x 784] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 784, 1, d_p_x_logits, 784, params + JMVAE_KL_P_X_HEAD_WEIGHT, 784, 0, d_p_x_h2, 512);
 }
 
-JV_TASK static void t61_act_grad_d_p_x_h2(const jv_step *jv_s)
+JV_TASK static void t84_gemm_dx_d_p_x_h2_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_p_x_logits = arena + (size_t)B * 11049; /* [B x 784] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 11833; /* [B x 512] */
+
+    /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
+       p_x head, backward: d_p_x_h2[:, 256:512] = d_p_x_logits W^T, [B x 784] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 784, 1, d_p_x_logits, 784, params + JMVAE_KL_P_X_HEAD_WEIGHT + 200704, 784, 0, d_p_x_h2 + 256, 512);
+}
+
+JV_TASK static void t85_act_grad_d_p_x_h2(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1416,11 +1846,11 @@ JV_TASK static void t61_act_grad_d_p_x_h2(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 20, for the norm */
-        jv_s->sumsq[20] = jv_sumsq(grads + JMVAE_KL_P_X_H2_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 27, for the norm */
+        jv_s->sumsq[27] = jv_sumsq(grads + JMVAE_KL_P_X_H2_BIAS, 512);
 }
 
-JV_TASK static void t62_gemm_dw_p_x_h2_weight(const jv_step *jv_s)
+JV_TASK static void t86_gemm_dw_p_x_h2_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1429,13 +1859,28 @@ JV_TASK static void t62_gemm_dw_p_x_h2_weight(const jv_step *jv_s)
     jv_real *const d_p_x_h2 = arena + (size_t)B * 11833; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
-       p_x layer 2, backward: d p_x.h2.weight rows 0..511 = p_x_h1^T d_p_x_h2, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_KL_P_X_H2_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 21, for the norm */
-        jv_s->sumsq[21] = jv_sumsq(grads + JMVAE_KL_P_X_H2_WEIGHT, 262144);
+       p_x layer 2, backward: d p_x.h2.weight rows 0..255 = p_x_h1[:, 0:256]^T d_p_x_h2, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_x_h1, 512, d_p_x_h2, 512, 0, grads + JMVAE_KL_P_X_H2_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 28, for the norm */
+        jv_s->sumsq[28] = jv_sumsq(grads + JMVAE_KL_P_X_H2_WEIGHT, 131072);
 }
 
-JV_TASK static void t63_gemm_dx_d_p_x_h1(const jv_step *jv_s)
+JV_TASK static void t87_gemm_dw_p_x_h2_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const p_x_h1 = arena + (size_t)B * 1856; /* [B x 512] */
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 11833; /* [B x 512] */
+
+    /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
+       p_x layer 2, backward: d p_x.h2.weight rows 256..511 = p_x_h1[:, 256:512]^T d_p_x_h2, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, p_x_h1 + 256, 512, d_p_x_h2, 512, 0, grads + JMVAE_KL_P_X_H2_WEIGHT + 131072, 512);
+    if (jv_s->sumsq) /* gradient region 29, for the norm */
+        jv_s->sumsq[29] = jv_sumsq(grads + JMVAE_KL_P_X_H2_WEIGHT + 131072, 131072);
+}
+
+JV_TASK static void t88_gemm_dx_d_p_x_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1444,11 +1889,24 @@ JV_TASK static void t63_gemm_dx_d_p_x_h1(const jv_step *jv_s)
     jv_real *const d_p_x_h1 = arena + (size_t)B * 12345; /* [B x 512] */
 
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
-       p_x layer 2, backward: d_p_x_h1 = d_p_x_h2 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_p_x_h2, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
+       p_x layer 2, backward: d_p_x_h1[:, 0:256] = d_p_x_h2 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_x_h2, 512, params + JMVAE_KL_P_X_H2_WEIGHT, 512, 0, d_p_x_h1, 512);
 }
 
-JV_TASK static void t64_act_grad_d_p_x_h1(const jv_step *jv_s)
+JV_TASK static void t89_gemm_dx_d_p_x_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_p_x_h2 = arena + (size_t)B * 11833; /* [B x 512] */
+    jv_real *const d_p_x_h1 = arena + (size_t)B * 12345; /* [B x 512] */
+
+    /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
+       p_x layer 2, backward: d_p_x_h1[:, 256:512] = d_p_x_h2 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_p_x_h2, 512, params + JMVAE_KL_P_X_H2_WEIGHT + 131072, 512, 0, d_p_x_h1 + 256, 512);
+}
+
+JV_TASK static void t90_act_grad_d_p_x_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1470,11 +1928,11 @@ JV_TASK static void t64_act_grad_d_p_x_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 22, for the norm */
-        jv_s->sumsq[22] = jv_sumsq(grads + JMVAE_KL_P_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 30, for the norm */
+        jv_s->sumsq[30] = jv_sumsq(grads + JMVAE_KL_P_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t65_gemm_dw_p_x_h1_weight(const jv_step *jv_s)
+JV_TASK static void t91_gemm_dw_p_x_h1_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1485,11 +1943,11 @@ JV_TASK static void t65_gemm_dw_p_x_h1_weight(const jv_step *jv_s)
     /* jmvae_kl.spec:21  net p_x = z -> relu(512) -> relu(512) -> p(x | z)
        p_x layer 1, backward: d p_x.h1.weight rows 0..63 = z_sample^T d_p_x_h1, [64 x 512] */
     jv_gemm(1, 0, 64, 512, B, 1, z_sample, 64, d_p_x_h1, 512, 0, grads + JMVAE_KL_P_X_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 23, for the norm */
-        jv_s->sumsq[23] = jv_sumsq(grads + JMVAE_KL_P_X_H1_WEIGHT, 32768);
+    if (jv_s->sumsq) /* gradient region 31, for the norm */
+        jv_s->sumsq[31] = jv_sumsq(grads + JMVAE_KL_P_X_H1_WEIGHT, 32768);
 }
 
-JV_TASK static void t66_gemm_dx_d_z_sample(const jv_step *jv_s)
+JV_TASK static void t92_gemm_dx_d_z_sample(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1502,7 +1960,7 @@ JV_TASK static void t66_gemm_dx_d_z_sample(const jv_step *jv_s)
     jv_gemm(0, 1, B, 64, 512, 1, d_p_x_h1, 512, params + JMVAE_KL_P_X_H1_WEIGHT, 512, 1, d_z_sample, 64);
 }
 
-JV_TASK static void t67_sample_grad_d_q_xw_mean(const jv_step *jv_s)
+JV_TASK static void t93_sample_grad_d_q_xw_mean(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -1522,7 +1980,7 @@ JV_TASK static void t67_sample_grad_d_q_xw_mean(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t68_gauss_head_grad_d_q_xw_out(const jv_step *jv_s)
+JV_TASK static void t94_gauss_head_grad_d_q_xw_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const arena = jv_s->arena;
@@ -1546,7 +2004,7 @@ JV_TASK static void t68_gauss_head_grad_d_q_xw_out(const jv_step *jv_s)
     }
 }
 
-JV_TASK static void t69_act_grad_d_q_xw_out(const jv_step *jv_s)
+JV_TASK static void t95_act_grad_d_q_xw_out(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1564,11 +2022,11 @@ JV_TASK static void t69_act_grad_d_q_xw_out(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 24, for the norm */
-        jv_s->sumsq[24] = jv_sumsq(grads + JMVAE_KL_Q_XW_HEAD_BIAS, 128);
+    if (jv_s->sumsq) /* gradient region 32, for the norm */
+        jv_s->sumsq[32] = jv_sumsq(grads + JMVAE_KL_Q_XW_HEAD_BIAS, 128);
 }
 
-JV_TASK static void t70_gemm_dw_q_xw_head_weight(const jv_step *jv_s)
+JV_TASK static void t96_gemm_dw_q_xw_head_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1577,13 +2035,28 @@ JV_TASK static void t70_gemm_dw_q_xw_head_weight(const jv_step *jv_s)
     jv_real *const d_q_xw_out = arena + (size_t)B * 12857; /* [B x 128] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw head, backward: d q_xw.head.weight rows 0..511 = q_xw_h1^T d_q_xw_out, [512 x 128] */
-    jv_gemm(1, 0, 512, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128);
-    if (jv_s->sumsq) /* gradient region 25, for the norm */
-        jv_s->sumsq[25] = jv_sumsq(grads + JMVAE_KL_Q_XW_HEAD_WEIGHT, 65536);
+       q_xw head, backward: d q_xw.head.weight rows 0..255 = q_xw_h1[:, 0:256]^T d_q_xw_out, [256 x 128], part 1 of 2 */
+    jv_gemm(1, 0, 256, 128, B, 1, q_xw_h1, 512, d_q_xw_out, 128, 0, grads + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128);
+    if (jv_s->sumsq) /* gradient region 33, for the norm */
+        jv_s->sumsq[33] = jv_sumsq(grads + JMVAE_KL_Q_XW_HEAD_WEIGHT, 32768);
 }
 
-JV_TASK static void t71_gemm_dx_d_q_xw_h1(const jv_step *jv_s)
+JV_TASK static void t97_gemm_dw_q_xw_head_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const q_xw_h1 = arena + (size_t)B * 1024; /* [B x 512] */
+    jv_real *const d_q_xw_out = arena + (size_t)B * 12857; /* [B x 128] */
+
+    /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw head, backward: d q_xw.head.weight rows 256..511 = q_xw_h1[:, 256:512]^T d_q_xw_out, [256 x 128], part 2 of 2 */
+    jv_gemm(1, 0, 256, 128, B, 1, q_xw_h1 + 256, 512, d_q_xw_out, 128, 0, grads + JMVAE_KL_Q_XW_HEAD_WEIGHT + 32768, 128);
+    if (jv_s->sumsq) /* gradient region 34, for the norm */
+        jv_s->sumsq[34] = jv_sumsq(grads + JMVAE_KL_Q_XW_HEAD_WEIGHT + 32768, 32768);
+}
+
+JV_TASK static void t98_gemm_dx_d_q_xw_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1592,11 +2065,24 @@ JV_TASK static void t71_gemm_dx_d_q_xw_h1(const jv_step *jv_s)
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw head, backward: d_q_xw_h1 = d_q_xw_out W^T, [B x 128] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 128, 1, d_q_xw_out, 128, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, d_q_xw_h1, 512);
+       q_xw head, backward: d_q_xw_h1[:, 0:256] = d_q_xw_out W^T, [B x 128] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 128, 1, d_q_xw_out, 128, params + JMVAE_KL_Q_XW_HEAD_WEIGHT, 128, 0, d_q_xw_h1, 512);
 }
 
-JV_TASK static void t72_act_grad_d_q_xw_h1(const jv_step *jv_s)
+JV_TASK static void t99_gemm_dx_d_q_xw_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_q_xw_out = arena + (size_t)B * 12857; /* [B x 128] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
+
+    /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw head, backward: d_q_xw_h1[:, 256:512] = d_q_xw_out W^T, [B x 128] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 128, 1, d_q_xw_out, 128, params + JMVAE_KL_Q_XW_HEAD_WEIGHT + 32768, 128, 0, d_q_xw_h1 + 256, 512);
+}
+
+JV_TASK static void t100_act_grad_d_q_xw_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1618,11 +2104,11 @@ JV_TASK static void t72_act_grad_d_q_xw_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 26, for the norm */
-        jv_s->sumsq[26] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 35, for the norm */
+        jv_s->sumsq[35] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_BIAS, 512);
 }
 
-JV_TASK static void t73_gemm_dw_q_xw_h1_weight(const jv_step *jv_s)
+JV_TASK static void t101_gemm_dw_q_xw_h1_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1631,13 +2117,28 @@ JV_TASK static void t73_gemm_dw_q_xw_h1_weight(const jv_step *jv_s)
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw layer 1, backward: d q_xw.h1.weight rows 0..511 = enc_x_h1^T d_q_xw_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 27, for the norm */
-        jv_s->sumsq[27] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT, 262144);
+       q_xw layer 1, backward: d q_xw.h1.weight rows 0..255 = enc_x_h1[:, 0:256]^T d_q_xw_h1, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, enc_x_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 36, for the norm */
+        jv_s->sumsq[36] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT, 131072);
 }
 
-JV_TASK static void t74_gemm_dx_d_enc_x_h1(const jv_step *jv_s)
+JV_TASK static void t102_gemm_dw_q_xw_h1_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const enc_x_h1 = arena + (size_t)B * 0; /* [B x 512] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
+
+    /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw layer 1, backward: d q_xw.h1.weight rows 256..511 = enc_x_h1[:, 256:512]^T d_q_xw_h1, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, enc_x_h1 + 256, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT + 131072, 512);
+    if (jv_s->sumsq) /* gradient region 37, for the norm */
+        jv_s->sumsq[37] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT + 131072, 131072);
+}
+
+JV_TASK static void t103_gemm_dx_d_enc_x_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1646,11 +2147,24 @@ JV_TASK static void t74_gemm_dx_d_enc_x_h1(const jv_step *jv_s)
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 13497; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw layer 1, backward: d_enc_x_h1 = d_q_xw_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
+       q_xw layer 1, backward: d_enc_x_h1[:, 0:256] = d_q_xw_h1 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT, 512, 0, d_enc_x_h1, 512);
 }
 
-JV_TASK static void t75_gemm_dw_q_xw_h1_weight(const jv_step *jv_s)
+JV_TASK static void t104_gemm_dx_d_enc_x_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 13497; /* [B x 512] */
+
+    /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw layer 1, backward: d_enc_x_h1[:, 256:512] = d_q_xw_h1 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 131072, 512, 0, d_enc_x_h1 + 256, 512);
+}
+
+JV_TASK static void t105_gemm_dw_q_xw_h1_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1659,13 +2173,28 @@ JV_TASK static void t75_gemm_dw_q_xw_h1_weight(const jv_step *jv_s)
     jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw layer 1, backward: d q_xw.h1.weight rows 512..1023 = enc_w_h1^T d_q_xw_h1, [512 x 512] */
-    jv_gemm(1, 0, 512, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512);
-    if (jv_s->sumsq) /* gradient region 28, for the norm */
-        jv_s->sumsq[28] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 262144);
+       q_xw layer 1, backward: d q_xw.h1.weight rows 512..767 = enc_w_h1[:, 0:256]^T d_q_xw_h1, [256 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, enc_w_h1, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512);
+    if (jv_s->sumsq) /* gradient region 38, for the norm */
+        jv_s->sumsq[38] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 131072);
 }
 
-JV_TASK static void t76_gemm_dx_d_enc_w_h1(const jv_step *jv_s)
+JV_TASK static void t106_gemm_dw_q_xw_h1_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const enc_w_h1 = arena + (size_t)B * 512; /* [B x 512] */
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
+
+    /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw layer 1, backward: d q_xw.h1.weight rows 768..1023 = enc_w_h1[:, 256:512]^T d_q_xw_h1, [256 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 256, 512, B, 1, enc_w_h1 + 256, 512, d_q_xw_h1, 512, 0, grads + JMVAE_KL_Q_XW_H1_WEIGHT + 393216, 512);
+    if (jv_s->sumsq) /* gradient region 39, for the norm */
+        jv_s->sumsq[39] = jv_sumsq(grads + JMVAE_KL_Q_XW_H1_WEIGHT + 393216, 131072);
+}
+
+JV_TASK static void t107_gemm_dx_d_enc_w_h1_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     const jv_real *const params = jv_s->params;
@@ -1674,11 +2203,24 @@ JV_TASK static void t76_gemm_dx_d_enc_w_h1(const jv_step *jv_s)
     jv_real *const d_enc_w_h1 = arena + (size_t)B * 14009; /* [B x 512] */
 
     /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
-       q_xw layer 1, backward: d_enc_w_h1 = d_q_xw_h1 W^T, [B x 512] -> [B x 512] */
-    jv_gemm(0, 1, B, 512, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
+       q_xw layer 1, backward: d_enc_w_h1[:, 0:256] = d_q_xw_h1 W^T, [B x 512] -> [B x 512], part 1 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 262144, 512, 0, d_enc_w_h1, 512);
 }
 
-JV_TASK static void t77_act_grad_d_enc_w_h1(const jv_step *jv_s)
+JV_TASK static void t108_gemm_dx_d_enc_w_h1_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    const jv_real *const params = jv_s->params;
+    jv_real *const arena = jv_s->arena;
+    jv_real *const d_q_xw_h1 = arena + (size_t)B * 12985; /* [B x 512] */
+    jv_real *const d_enc_w_h1 = arena + (size_t)B * 14009; /* [B x 512] */
+
+    /* jmvae_kl.spec:14  net q_xw = concat(enc_x, enc_w) -> relu(512) -> q(z | x, w) var=softplus
+       q_xw layer 1, backward: d_enc_w_h1[:, 256:512] = d_q_xw_h1 W^T, [B x 512] -> [B x 512], part 2 of 2 */
+    jv_gemm(0, 1, B, 256, 512, 1, d_q_xw_h1, 512, params + JMVAE_KL_Q_XW_H1_WEIGHT + 393216, 512, 0, d_enc_w_h1 + 256, 512);
+}
+
+JV_TASK static void t109_act_grad_d_enc_w_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1700,11 +2242,11 @@ JV_TASK static void t77_act_grad_d_enc_w_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 29, for the norm */
-        jv_s->sumsq[29] = jv_sumsq(grads + JMVAE_KL_ENC_W_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 40, for the norm */
+        jv_s->sumsq[40] = jv_sumsq(grads + JMVAE_KL_ENC_W_H1_BIAS, 512);
 }
 
-JV_TASK static void t78_gemm_dw_enc_w_h1_weight(const jv_step *jv_s)
+JV_TASK static void t110_gemm_dw_enc_w_h1_weight(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1716,11 +2258,11 @@ JV_TASK static void t78_gemm_dw_enc_w_h1_weight(const jv_step *jv_s)
     /* jmvae_kl.spec:13  net enc_w = w -> relu(512)
        enc_w layer 1, backward: d enc_w.h1.weight rows 0..9 = in_w^T d_enc_w_h1, [10 x 512] */
     jv_gemm(1, 0, 10, 512, B, 1, in_w, 10, d_enc_w_h1, 512, 0, grads + JMVAE_KL_ENC_W_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 30, for the norm */
-        jv_s->sumsq[30] = jv_sumsq(grads + JMVAE_KL_ENC_W_H1_WEIGHT, 5120);
+    if (jv_s->sumsq) /* gradient region 41, for the norm */
+        jv_s->sumsq[41] = jv_sumsq(grads + JMVAE_KL_ENC_W_H1_WEIGHT, 5120);
 }
 
-JV_TASK static void t79_act_grad_d_enc_x_h1(const jv_step *jv_s)
+JV_TASK static void t111_act_grad_d_enc_x_h1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1742,11 +2284,11 @@ JV_TASK static void t79_act_grad_d_enc_x_h1(const jv_step *jv_s)
             gbias[j] += g[j];
         }
     }
-    if (jv_s->sumsq) /* gradient region 31, for the norm */
-        jv_s->sumsq[31] = jv_sumsq(grads + JMVAE_KL_ENC_X_H1_BIAS, 512);
+    if (jv_s->sumsq) /* gradient region 42, for the norm */
+        jv_s->sumsq[42] = jv_sumsq(grads + JMVAE_KL_ENC_X_H1_BIAS, 512);
 }
 
-JV_TASK static void t80_gemm_dw_enc_x_h1_weight(const jv_step *jv_s)
+JV_TASK static void t112_gemm_dw_enc_x_h1_weight_part1(const jv_step *jv_s)
 {
     const int B = jv_s->batch;
     jv_real *const grads = jv_s->grads;
@@ -1756,143 +2298,204 @@ JV_TASK static void t80_gemm_dw_enc_x_h1_weight(const jv_step *jv_s)
     jv_real *const d_enc_x_h1 = arena + (size_t)B * 13497; /* [B x 512] */
 
     /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
-       enc_x layer 1, backward: d enc_x.h1.weight rows 0..783 = in_x^T d_enc_x_h1, [784 x 512] */
-    jv_gemm(1, 0, 784, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_KL_ENC_X_H1_WEIGHT, 512);
-    if (jv_s->sumsq) /* gradient region 32, for the norm */
-        jv_s->sumsq[32] = jv_sumsq(grads + JMVAE_KL_ENC_X_H1_WEIGHT, 401408);
+       enc_x layer 1, backward: d enc_x.h1.weight rows 0..383 = in_x[:, 0:384]^T d_enc_x_h1, [384 x 512], part 1 of 2 */
+    jv_gemm(1, 0, 384, 512, B, 1, in_x, 784, d_enc_x_h1, 512, 0, grads + JMVAE_KL_ENC_X_H1_WEIGHT, 512);
+    if (jv_s->sumsq) /* gradient region 43, for the norm */
+        jv_s->sumsq[43] = jv_sumsq(grads + JMVAE_KL_ENC_X_H1_WEIGHT, 196608);
 }
 
-static const int jmvae_kl_train_succ[] = {2, 2, 3, 4, 5, 14, 19, 24, 26, 6, 10, 7, 8, 9, 57, 25, 11, 12, 13, 47, 25, 25, 16, 17, 18, 19, 36, 25, 21, 22, 23, 24, 26, 25, 27, 36, 28, 29, 30, 31, 32, 33, 34, 35, 37, 46, 38, 39, 40, 41, 42, 43, 44, 45, 67, 48, 49, 50, 51, 52, 53, 54, 55, 56, 66, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 79, 77, 78, 80};
+JV_TASK static void t113_gemm_dw_enc_x_h1_weight_part2(const jv_step *jv_s)
+{
+    const int B = jv_s->batch;
+    jv_real *const grads = jv_s->grads;
+    jv_real *const arena = jv_s->arena;
+    const jv_real *const *const data = jv_s->data;
+    const jv_real *const in_x = data[0]; /* [B x 784] */
+    jv_real *const d_enc_x_h1 = arena + (size_t)B * 13497; /* [B x 512] */
+
+    /* jmvae_kl.spec:12  net enc_x = x -> relu(512)
+       enc_x layer 1, backward: d enc_x.h1.weight rows 384..783 = in_x[:, 384:784]^T d_enc_x_h1, [400 x 512], part 2 of 2 */
+    jv_gemm(1, 0, 400, 512, B, 1, in_x + 384, 784, d_enc_x_h1, 512, 0, grads + JMVAE_KL_ENC_X_H1_WEIGHT + 196608, 512);
+    if (jv_s->sumsq) /* gradient region 44, for the norm */
+        jv_s->sumsq[44] = jv_sumsq(grads + JMVAE_KL_ENC_X_H1_WEIGHT + 196608, 204800);
+}
+
+static const int jmvae_kl_train_succ[] = {3, 4, 3, 4, 3, 4, 5, 6, 5, 6, 7, 7, 8, 20, 28, 35, 37, 9, 15, 10, 11, 12, 13, 12, 13, 14, 79, 14, 79, 36, 16, 17, 18, 18, 19, 67, 36, 36, 23, 24, 23, 24, 25, 26, 25, 26, 27, 27, 28, 51, 36, 30, 31, 32, 33, 32, 33, 34, 34, 35, 37, 36, 38, 51, 39, 40, 41, 42, 43, 44, 44, 45, 46, 47, 48, 49, 49, 50, 52, 66, 53, 54, 55, 56, 57, 58, 58, 59, 60, 61, 62, 63, 63, 64, 65, 93, 68, 69, 70, 71, 72, 73, 74, 75, 76, 76, 77, 78, 92, 80, 81, 82, 83, 84, 85, 85, 86, 87, 88, 89, 90, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 100, 101, 102, 103, 104, 105, 106, 107, 108, 111, 111, 109, 109, 110, 112, 113};
 
 /* The parameters each task reads, as gradient regions (below): the runtime may
  * update a region (Adam) inside the next step, before the tasks that read it. */
-static const int jmvae_kl_train_reads[] = {31, 32, 29, 30, 26, 27, 28, 24, 25, 22, 23, 20, 21, 18, 19, 16, 17, 14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1, 1, 3, 7, 9, 13, 15, 17, 19, 21, 23, 25, 27, 28};
+static const int jmvae_kl_train_reads[] = {42, 43, 44, 42, 43, 44, 40, 41, 35, 36, 37, 38, 39, 35, 36, 37, 38, 39, 32, 33, 34, 32, 33, 34, 30, 31, 27, 28, 29, 27, 28, 29, 24, 25, 26, 24, 25, 26, 22, 23, 19, 20, 21, 19, 20, 21, 17, 18, 14, 15, 16, 14, 15, 16, 11, 12, 13, 11, 12, 13, 8, 9, 10, 8, 9, 10, 6, 7, 3, 4, 5, 3, 4, 5, 0, 1, 2, 0, 1, 2, 1, 2, 4, 5, 9, 10, 12, 13, 18, 20, 21, 23, 25, 26, 28, 29, 31, 33, 34, 36, 37, 38, 39};
 
 /* The gradient regions {first, count, the task writing it}, in reals: together
  * the whole block, each real once. */
 static const jv_region jmvae_kl_train_slots[] = {
-    {2062080, 128, 28}, /* t28_act_grad_d_q_w_out */
-    {1996544, 65536, 29}, /* t29_gemm_dw_q_w_head_weight */
-    {1996032, 512, 31}, /* t31_act_grad_d_q_w_h2 */
-    {1733888, 262144, 32}, /* t32_gemm_dw_q_w_h2_weight */
-    {1733376, 512, 34}, /* t34_act_grad_d_q_w_h1 */
-    {1728256, 5120, 35}, /* t35_gemm_dw_q_w_h1_weight */
-    {1728128, 128, 38}, /* t38_act_grad_d_q_x_out */
-    {1662592, 65536, 39}, /* t39_gemm_dw_q_x_head_weight */
-    {1662080, 512, 41}, /* t41_act_grad_d_q_x_h2 */
-    {1399936, 262144, 42}, /* t42_gemm_dw_q_x_h2_weight */
-    {1399424, 512, 44}, /* t44_act_grad_d_q_x_h1 */
-    {998016, 401408, 45}, /* t45_gemm_dw_q_x_h1_weight */
-    {3061392, 10, 48}, /* t48_act_grad_d_p_w_logits */
-    {3056272, 5120, 49}, /* t49_gemm_dw_p_w_head_weight */
-    {3055760, 512, 51}, /* t51_act_grad_d_p_w_h2 */
-    {2793616, 262144, 52}, /* t52_gemm_dw_p_w_h2_weight */
-    {2793104, 512, 54}, /* t54_act_grad_d_p_w_h1 */
-    {2760336, 32768, 55}, /* t55_gemm_dw_p_w_h1_weight */
-    {2759552, 784, 58}, /* t58_act_grad_d_p_x_logits */
-    {2358144, 401408, 59}, /* t59_gemm_dw_p_x_head_weight */
-    {2357632, 512, 61}, /* t61_act_grad_d_p_x_h2 */
-    {2095488, 262144, 62}, /* t62_gemm_dw_p_x_h2_weight */
-    {2094976, 512, 64}, /* t64_act_grad_d_p_x_h1 */
-    {2062208, 32768, 65}, /* t65_gemm_dw_p_x_h1_weight */
-    {997888, 128, 69}, /* t69_act_grad_d_q_xw_out */
-    {932352, 65536, 70}, /* t70_gemm_dw_q_xw_head_weight */
-    {931840, 512, 72}, /* t72_act_grad_d_q_xw_h1 */
-    {407552, 262144, 73}, /* t73_gemm_dw_q_xw_h1_weight */
-    {669696, 262144, 75}, /* t75_gemm_dw_q_xw_h1_weight */
-    {407040, 512, 77}, /* t77_act_grad_d_enc_w_h1 */
-    {401920, 5120, 78}, /* t78_gemm_dw_enc_w_h1_weight */
-    {401408, 512, 79}, /* t79_act_grad_d_enc_x_h1 */
-    {0, 401408, 80}, /* t80_gemm_dw_enc_x_h1_weight */
+    {2062080, 128, 39}, /* t39_act_grad_d_q_w_out */
+    {1996544, 32768, 40}, /* t40_gemm_dw_q_w_head_weight_part1 */
+    {2029312, 32768, 41}, /* t41_gemm_dw_q_w_head_weight_part2 */
+    {1996032, 512, 44}, /* t44_act_grad_d_q_w_h2 */
+    {1733888, 131072, 45}, /* t45_gemm_dw_q_w_h2_weight_part1 */
+    {1864960, 131072, 46}, /* t46_gemm_dw_q_w_h2_weight_part2 */
+    {1733376, 512, 49}, /* t49_act_grad_d_q_w_h1 */
+    {1728256, 5120, 50}, /* t50_gemm_dw_q_w_h1_weight */
+    {1728128, 128, 53}, /* t53_act_grad_d_q_x_out */
+    {1662592, 32768, 54}, /* t54_gemm_dw_q_x_head_weight_part1 */
+    {1695360, 32768, 55}, /* t55_gemm_dw_q_x_head_weight_part2 */
+    {1662080, 512, 58}, /* t58_act_grad_d_q_x_h2 */
+    {1399936, 131072, 59}, /* t59_gemm_dw_q_x_h2_weight_part1 */
+    {1531008, 131072, 60}, /* t60_gemm_dw_q_x_h2_weight_part2 */
+    {1399424, 512, 63}, /* t63_act_grad_d_q_x_h1 */
+    {998016, 196608, 64}, /* t64_gemm_dw_q_x_h1_weight_part1 */
+    {1194624, 204800, 65}, /* t65_gemm_dw_q_x_h1_weight_part2 */
+    {3061392, 10, 68}, /* t68_act_grad_d_p_w_logits */
+    {3056272, 5120, 69}, /* t69_gemm_dw_p_w_head_weight */
+    {3055760, 512, 71}, /* t71_act_grad_d_p_w_h2 */
+    {2793616, 131072, 72}, /* t72_gemm_dw_p_w_h2_weight_part1 */
+    {2924688, 131072, 73}, /* t73_gemm_dw_p_w_h2_weight_part2 */
+    {2793104, 512, 76}, /* t76_act_grad_d_p_w_h1 */
+    {2760336, 32768, 77}, /* t77_gemm_dw_p_w_h1_weight */
+    {2759552, 784, 80}, /* t80_act_grad_d_p_x_logits */
+    {2358144, 200704, 81}, /* t81_gemm_dw_p_x_head_weight_part1 */
+    {2558848, 200704, 82}, /* t82_gemm_dw_p_x_head_weight_part2 */
+    {2357632, 512, 85}, /* t85_act_grad_d_p_x_h2 */
+    {2095488, 131072, 86}, /* t86_gemm_dw_p_x_h2_weight_part1 */
+    {2226560, 131072, 87}, /* t87_gemm_dw_p_x_h2_weight_part2 */
+    {2094976, 512, 90}, /* t90_act_grad_d_p_x_h1 */
+    {2062208, 32768, 91}, /* t91_gemm_dw_p_x_h1_weight */
+    {997888, 128, 95}, /* t95_act_grad_d_q_xw_out */
+    {932352, 32768, 96}, /* t96_gemm_dw_q_xw_head_weight_part1 */
+    {965120, 32768, 97}, /* t97_gemm_dw_q_xw_head_weight_part2 */
+    {931840, 512, 100}, /* t100_act_grad_d_q_xw_h1 */
+    {407552, 131072, 101}, /* t101_gemm_dw_q_xw_h1_weight_part1 */
+    {538624, 131072, 102}, /* t102_gemm_dw_q_xw_h1_weight_part2 */
+    {669696, 131072, 105}, /* t105_gemm_dw_q_xw_h1_weight_part1 */
+    {800768, 131072, 106}, /* t106_gemm_dw_q_xw_h1_weight_part2 */
+    {407040, 512, 109}, /* t109_act_grad_d_enc_w_h1 */
+    {401920, 5120, 110}, /* t110_gemm_dw_enc_w_h1_weight */
+    {401408, 512, 111}, /* t111_act_grad_d_enc_x_h1 */
+    {0, 196608, 112}, /* t112_gemm_dw_enc_x_h1_weight_part1 */
+    {196608, 204800, 113}, /* t113_gemm_dw_enc_x_h1_weight_part2 */
 };
 
 /* {function, name, spec line, tasks it waits for, first of the tasks waiting for it and
  * their number, first of the regions it reads and their number, rank} */
 static const jv_task jmvae_kl_train_tasks[] = {
-    {t00_affine_enc_x_h1, "t00_affine_enc_x_h1", 12, 0, 0, 1, 0, 2, 6752.6f},
-    {t01_affine_enc_w_h1, "t01_affine_enc_w_h1", 13, 0, 1, 1, 2, 2, 5960.0f},
-    {t02_affine_q_xw_h1, "t02_affine_q_xw_h1", 14, 2, 2, 1, 4, 3, 5923.7f},
-    {t03_affine_q_xw_out, "t03_affine_q_xw_out", 14, 1, 3, 1, 7, 2, 4849.0f},
-    {t04_gauss_head_q_xw_mean, "t04_gauss_head_q_xw_mean", 14, 1, 4, 5, 9, 0, 4711.1f},
-    {t05_sample_z_sample, "t05_sample_z_sample", 27, 1, 9, 2, 9, 0, 4704.2f},
-    {t06_affine_p_x_h1, "t06_affine_p_x_h1", 21, 1, 11, 1, 9, 2, 4694.1f},
-    {t07_affine_p_x_h2, "t07_affine_p_x_h2", 21, 1, 12, 1, 11, 2, 4602.4f},
-    {t08_affine_p_x_logits, "t08_affine_p_x_logits", 21, 1, 13, 2, 13, 2, 4052.0f},
-    {t09_nll_term_rec_x, "t09_nll_term_rec_x", 28, 1, 15, 1, 15, 0, 79.7f},
-    {t10_affine_p_w_h1, "t10_affine_p_w_h1", 22, 1, 16, 1, 15, 2, 3020.1f},
-    {t11_affine_p_w_h2, "t11_affine_p_w_h2", 22, 1, 17, 1, 17, 2, 2928.5f},
-    {t12_affine_p_w_logits, "t12_affine_p_w_logits", 22, 1, 18, 2, 19, 2, 2378.1f},
-    {t13_nll_term_rec_w, "t13_nll_term_rec_w", 29, 1, 20, 1, 21, 0, 2.2f},
-    {t14_kl_term_kl, "t14_kl_term_kl", 30, 1, 21, 1, 21, 0, 7.7f},
-    {t15_affine_q_x_h1, "t15_affine_q_x_h1", 17, 0, 22, 1, 21, 2, 3137.8f},
-    {t16_affine_q_x_h2, "t16_affine_q_x_h2", 17, 1, 23, 1, 23, 2, 2308.8f},
-    {t17_affine_q_x_out, "t17_affine_q_x_out", 17, 1, 24, 1, 25, 2, 1758.4f},
-    {t18_gauss_head_q_x_mean, "t18_gauss_head_q_x_mean", 17, 1, 25, 2, 27, 0, 1620.5f},
-    {t19_kl_term_kl_x, "t19_kl_term_kl_x", 31, 2, 27, 1, 27, 0, 14.1f},
-    {t20_affine_q_w_h1, "t20_affine_q_w_h1", 18, 0, 28, 1, 27, 2, 2358.5f},
-    {t21_affine_q_w_h2, "t21_affine_q_w_h2", 18, 1, 29, 1, 29, 2, 2322.1f},
-    {t22_affine_q_w_out, "t22_affine_q_w_out", 18, 1, 30, 1, 31, 2, 1771.7f},
-    {t23_gauss_head_q_w_mean, "t23_gauss_head_q_w_mean", 18, 1, 31, 2, 33, 0, 1633.8f},
-    {t24_kl_term_kl_w, "t24_kl_term_kl_w", 32, 2, 33, 1, 33, 0, 14.1f},
-    {t25_loss, "t25_loss", 28, 5, 34, 0, 33, 0, 0.8f},
-    {t26_kl_grad_d_q_xw_mean, "t26_kl_grad_d_q_xw_mean", 32, 2, 34, 2, 33, 0, 1626.9f},
-    {t27_gauss_head_grad_d_q_w_out, "t27_gauss_head_grad_d_q_w_out", 18, 1, 36, 1, 33, 0, 790.7f},
-    {t28_act_grad_d_q_w_out, "t28_act_grad_d_q_w_out", 18, 1, 37, 2, 33, 0, 777.4f},
-    {t29_gemm_dw_q_w_head_weight, "t29_gemm_dw_q_w_head_weight", 18, 1, 39, 0, 33, 0, 131.6f},
-    {t30_gemm_dx_d_q_w_h2, "t30_gemm_dx_d_q_w_h2", 18, 1, 39, 1, 33, 1, 770.5f},
-    {t31_act_grad_d_q_w_h2, "t31_act_grad_d_q_w_h2", 18, 1, 40, 2, 34, 0, 638.9f},
-    {t32_gemm_dw_q_w_h2_weight, "t32_gemm_dw_q_w_h2_weight", 18, 1, 42, 0, 34, 0, 524.8f},
-    {t33_gemm_dx_d_q_w_h1, "t33_gemm_dx_d_q_w_h1", 18, 1, 42, 1, 34, 1, 587.2f},
-    {t34_act_grad_d_q_w_h1, "t34_act_grad_d_q_w_h1", 18, 1, 43, 1, 35, 0, 62.4f},
-    {t35_gemm_dw_q_w_h1_weight, "t35_gemm_dw_q_w_h1_weight", 18, 1, 44, 0, 35, 0, 10.7f},
-    {t36_kl_grad_d_q_xw_mean, "t36_kl_grad_d_q_xw_mean", 31, 2, 44, 2, 35, 0, 1613.6f},
-    {t37_gauss_head_grad_d_q_x_out, "t37_gauss_head_grad_d_q_x_out", 17, 1, 46, 1, 35, 0, 1583.3f},
-    {t38_act_grad_d_q_x_out, "t38_act_grad_d_q_x_out", 17, 1, 47, 2, 35, 0, 1570.0f},
-    {t39_gemm_dw_q_x_head_weight, "t39_gemm_dw_q_x_head_weight", 17, 1, 49, 0, 35, 0, 131.6f},
-    {t40_gemm_dx_d_q_x_h2, "t40_gemm_dx_d_q_x_h2", 17, 1, 49, 1, 35, 1, 1563.1f},
-    {t41_act_grad_d_q_x_h2, "t41_act_grad_d_q_x_h2", 17, 1, 50, 2, 36, 0, 1431.5f},
-    {t42_gemm_dw_q_x_h2_weight, "t42_gemm_dw_q_x_h2_weight", 17, 1, 52, 0, 36, 0, 524.8f},
-    {t43_gemm_dx_d_q_x_h1, "t43_gemm_dx_d_q_x_h1", 17, 1, 52, 1, 36, 1, 1379.8f},
-    {t44_act_grad_d_q_x_h1, "t44_act_grad_d_q_x_h1", 17, 1, 53, 1, 37, 0, 855.0f},
-    {t45_gemm_dw_q_x_h1_weight, "t45_gemm_dw_q_x_h1_weight", 17, 1, 54, 0, 37, 0, 803.3f},
-    {t46_kl_grad_d_q_xw_mean, "t46_kl_grad_d_q_xw_mean", 30, 1, 54, 1, 37, 0, 1600.3f},
-    {t47_nll_grad_d_p_w_logits, "t47_nll_grad_d_p_w_logits", 29, 1, 55, 1, 37, 0, 2366.9f},
-    {t48_act_grad_d_p_w_logits, "t48_act_grad_d_p_w_logits", 22, 1, 56, 2, 37, 0, 2365.4f},
-    {t49_gemm_dw_p_w_head_weight, "t49_gemm_dw_p_w_head_weight", 22, 1, 58, 0, 37, 0, 10.7f},
-    {t50_gemm_dx_d_p_w_h2, "t50_gemm_dx_d_p_w_h2", 22, 1, 58, 1, 37, 1, 2364.4f},
-    {t51_act_grad_d_p_w_h2, "t51_act_grad_d_p_w_h2", 22, 1, 59, 2, 38, 0, 2353.6f},
-    {t52_gemm_dw_p_w_h2_weight, "t52_gemm_dw_p_w_h2_weight", 22, 1, 61, 0, 38, 0, 524.8f},
-    {t53_gemm_dx_d_p_w_h1, "t53_gemm_dx_d_p_w_h1", 22, 1, 61, 1, 38, 1, 2301.9f},
-    {t54_act_grad_d_p_w_h1, "t54_act_grad_d_p_w_h1", 22, 1, 62, 2, 39, 0, 1777.1f},
-    {t55_gemm_dw_p_w_h1_weight, "t55_gemm_dw_p_w_h1_weight", 22, 1, 64, 0, 39, 0, 66.0f},
-    {t56_gemm_dx_d_z_sample, "t56_gemm_dx_d_z_sample", 22, 1, 64, 1, 39, 1, 1725.4f},
-    {t57_nll_grad_d_p_x_logits, "t57_nll_grad_d_p_x_logits", 28, 1, 65, 1, 40, 0, 3209.5f},
-    {t58_act_grad_d_p_x_logits, "t58_act_grad_d_p_x_logits", 21, 1, 66, 2, 40, 0, 3130.6f},
-    {t59_gemm_dw_p_x_head_weight, "t59_gemm_dw_p_x_head_weight", 21, 1, 68, 0, 40, 0, 803.3f},
-    {t60_gemm_dx_d_p_x_h2, "t60_gemm_dx_d_p_x_h2", 21, 1, 68, 1, 40, 1, 3090.9f},
-    {t61_act_grad_d_p_x_h2, "t61_act_grad_d_p_x_h2", 21, 1, 69, 2, 41, 0, 2287.6f},
-    {t62_gemm_dw_p_x_h2_weight, "t62_gemm_dw_p_x_h2_weight", 21, 1, 71, 0, 41, 0, 524.8f},
-    {t63_gemm_dx_d_p_x_h1, "t63_gemm_dx_d_p_x_h1", 21, 1, 71, 1, 41, 1, 2235.9f},
-    {t64_act_grad_d_p_x_h1, "t64_act_grad_d_p_x_h1", 21, 1, 72, 2, 42, 0, 1711.1f},
-    {t65_gemm_dw_p_x_h1_weight, "t65_gemm_dw_p_x_h1_weight", 21, 1, 74, 0, 42, 0, 66.0f},
-    {t66_gemm_dx_d_z_sample, "t66_gemm_dx_d_z_sample", 21, 2, 74, 1, 42, 1, 1659.4f},
-    {t67_sample_grad_d_q_xw_mean, "t67_sample_grad_d_q_xw_mean", 27, 2, 75, 1, 43, 0, 1593.4f},
-    {t68_gauss_head_grad_d_q_xw_out, "t68_gauss_head_grad_d_q_xw_out", 14, 1, 76, 1, 43, 0, 1583.3f},
-    {t69_act_grad_d_q_xw_out, "t69_act_grad_d_q_xw_out", 14, 1, 77, 2, 43, 0, 1570.0f},
-    {t70_gemm_dw_q_xw_head_weight, "t70_gemm_dw_q_xw_head_weight", 14, 1, 79, 0, 43, 0, 131.6f},
-    {t71_gemm_dx_d_q_xw_h1, "t71_gemm_dx_d_q_xw_h1", 14, 1, 79, 1, 43, 1, 1563.1f},
-    {t72_act_grad_d_q_xw_h1, "t72_act_grad_d_q_xw_h1", 14, 1, 80, 4, 44, 0, 1431.5f},
-    {t73_gemm_dw_q_xw_h1_weight, "t73_gemm_dw_q_xw_h1_weight", 14, 1, 84, 0, 44, 0, 524.8f},
-    {t74_gemm_dx_d_enc_x_h1, "t74_gemm_dx_d_enc_x_h1", 14, 1, 84, 1, 44, 1, 1379.8f},
-    {t75_gemm_dw_q_xw_h1_weight, "t75_gemm_dw_q_xw_h1_weight", 14, 1, 85, 0, 45, 0, 524.8f},
-    {t76_gemm_dx_d_enc_w_h1, "t76_gemm_dx_d_enc_w_h1", 14, 1, 85, 1, 45, 1, 587.2f},
-    {t77_act_grad_d_enc_w_h1, "t77_act_grad_d_enc_w_h1", 13, 1, 86, 1, 46, 0, 62.4f},
-    {t78_gemm_dw_enc_w_h1_weight, "t78_gemm_dw_enc_w_h1_weight", 13, 1, 87, 0, 46, 0, 10.7f},
-    {t79_act_grad_d_enc_x_h1, "t79_act_grad_d_enc_x_h1", 12, 1, 87, 1, 46, 0, 855.0f},
-    {t80_gemm_dw_enc_x_h1_weight, "t80_gemm_dw_enc_x_h1_weight", 12, 1, 88, 0, 46, 0, 803.3f},
+    {t00_affine_enc_x_h1_part1, "t00_affine_enc_x_h1_part1", 12, 0, 0, 2, 0, 3, 3660.8f},
+    {t01_affine_enc_x_h1_part2, "t01_affine_enc_x_h1_part2", 12, 0, 2, 2, 3, 3, 3660.8f},
+    {t02_affine_enc_w_h1, "t02_affine_enc_w_h1", 13, 0, 4, 2, 6, 2, 3282.4f},
+    {t03_affine_q_xw_h1_part1, "t03_affine_q_xw_h1_part1", 14, 3, 6, 2, 8, 5, 3246.1f},
+    {t04_affine_q_xw_h1_part2, "t04_affine_q_xw_h1_part2", 14, 3, 8, 2, 13, 5, 3246.1f},
+    {t05_affine_q_xw_out_part1, "t05_affine_q_xw_out_part1", 14, 2, 10, 1, 18, 3, 2708.5f},
+    {t06_affine_q_xw_out_part2, "t06_affine_q_xw_out_part2", 14, 2, 11, 1, 21, 3, 2708.5f},
+    {t07_gauss_head_q_xw_mean, "t07_gauss_head_q_xw_mean", 14, 2, 12, 5, 24, 0, 2639.2f},
+    {t08_sample_z_sample, "t08_sample_z_sample", 27, 1, 17, 2, 24, 0, 2632.3f},
+    {t09_affine_p_x_h1, "t09_affine_p_x_h1", 21, 1, 19, 2, 24, 2, 2622.2f},
+    {t10_affine_p_x_h2_part1, "t10_affine_p_x_h2_part1", 21, 1, 21, 2, 26, 3, 2530.6f},
+    {t11_affine_p_x_h2_part2, "t11_affine_p_x_h2_part2", 21, 1, 23, 2, 29, 3, 2530.6f},
+    {t12_affine_p_x_logits_part1, "t12_affine_p_x_logits_part1", 21, 2, 25, 2, 32, 3, 2238.0f},
+    {t13_affine_p_x_logits_part2, "t13_affine_p_x_logits_part2", 21, 2, 27, 2, 35, 3, 2255.2f},
+    {t14_nll_term_rec_x, "t14_nll_term_rec_x", 28, 2, 29, 1, 38, 0, 79.7f},
+    {t15_affine_p_w_h1, "t15_affine_p_w_h1", 22, 1, 30, 2, 38, 2, 1762.2f},
+    {t16_affine_p_w_h2_part1, "t16_affine_p_w_h2_part1", 22, 1, 32, 1, 40, 3, 1670.5f},
+    {t17_affine_p_w_h2_part2, "t17_affine_p_w_h2_part2", 22, 1, 33, 1, 43, 3, 1670.5f},
+    {t18_affine_p_w_logits, "t18_affine_p_w_logits", 22, 2, 34, 2, 46, 2, 1395.1f},
+    {t19_nll_term_rec_w, "t19_nll_term_rec_w", 29, 1, 36, 1, 48, 0, 2.2f},
+    {t20_kl_term_kl, "t20_kl_term_kl", 30, 1, 37, 1, 48, 0, 7.7f},
+    {t21_affine_q_x_h1_part1, "t21_affine_q_x_h1_part1", 17, 0, 38, 2, 48, 3, 1659.0f},
+    {t22_affine_q_x_h1_part2, "t22_affine_q_x_h1_part2", 17, 0, 40, 2, 51, 3, 1659.0f},
+    {t23_affine_q_x_h2_part1, "t23_affine_q_x_h2_part1", 17, 2, 42, 2, 54, 3, 1244.3f},
+    {t24_affine_q_x_h2_part2, "t24_affine_q_x_h2_part2", 17, 2, 44, 2, 57, 3, 1244.3f},
+    {t25_affine_q_x_out_part1, "t25_affine_q_x_out_part1", 17, 2, 46, 1, 60, 3, 968.8f},
+    {t26_affine_q_x_out_part2, "t26_affine_q_x_out_part2", 17, 2, 47, 1, 63, 3, 968.8f},
+    {t27_gauss_head_q_x_mean, "t27_gauss_head_q_x_mean", 17, 2, 48, 2, 66, 0, 899.6f},
+    {t28_kl_term_kl_x, "t28_kl_term_kl_x", 31, 2, 50, 1, 66, 0, 14.1f},
+    {t29_affine_q_w_h1, "t29_affine_q_w_h1", 18, 0, 51, 2, 66, 2, 1293.9f},
+    {t30_affine_q_w_h2_part1, "t30_affine_q_w_h2_part1", 18, 1, 53, 2, 68, 3, 1257.6f},
+    {t31_affine_q_w_h2_part2, "t31_affine_q_w_h2_part2", 18, 1, 55, 2, 71, 3, 1257.6f},
+    {t32_affine_q_w_out_part1, "t32_affine_q_w_out_part1", 18, 2, 57, 1, 74, 3, 982.1f},
+    {t33_affine_q_w_out_part2, "t33_affine_q_w_out_part2", 18, 2, 58, 1, 77, 3, 982.1f},
+    {t34_gauss_head_q_w_mean, "t34_gauss_head_q_w_mean", 18, 2, 59, 2, 80, 0, 912.9f},
+    {t35_kl_term_kl_w, "t35_kl_term_kl_w", 32, 2, 61, 1, 80, 0, 14.1f},
+    {t36_loss, "t36_loss", 28, 5, 62, 0, 80, 0, 0.8f},
+    {t37_kl_grad_d_q_xw_mean, "t37_kl_grad_d_q_xw_mean", 32, 2, 62, 2, 80, 0, 906.0f},
+    {t38_gauss_head_grad_d_q_w_out, "t38_gauss_head_grad_d_q_w_out", 18, 1, 64, 1, 80, 0, 463.0f},
+    {t39_act_grad_d_q_w_out, "t39_act_grad_d_q_w_out", 18, 1, 65, 4, 80, 0, 449.7f},
+    {t40_gemm_dw_q_w_head_weight_part1, "t40_gemm_dw_q_w_head_weight_part1", 18, 1, 69, 0, 80, 0, 66.0f},
+    {t41_gemm_dw_q_w_head_weight_part2, "t41_gemm_dw_q_w_head_weight_part2", 18, 1, 69, 0, 80, 0, 66.0f},
+    {t42_gemm_dx_d_q_w_h2_part1, "t42_gemm_dx_d_q_w_h2_part1", 18, 1, 69, 1, 80, 1, 442.8f},
+    {t43_gemm_dx_d_q_w_h2_part2, "t43_gemm_dx_d_q_w_h2_part2", 18, 1, 70, 1, 81, 1, 442.8f},
+    {t44_act_grad_d_q_w_h2, "t44_act_grad_d_q_w_h2", 18, 2, 71, 4, 82, 0, 376.8f},
+    {t45_gemm_dw_q_w_h2_weight_part1, "t45_gemm_dw_q_w_h2_weight_part1", 18, 1, 75, 0, 82, 0, 262.6f},
+    {t46_gemm_dw_q_w_h2_weight_part2, "t46_gemm_dw_q_w_h2_weight_part2", 18, 1, 75, 0, 82, 0, 262.6f},
+    {t47_gemm_dx_d_q_w_h1_part1, "t47_gemm_dx_d_q_w_h1_part1", 18, 1, 75, 1, 82, 1, 325.1f},
+    {t48_gemm_dx_d_q_w_h1_part2, "t48_gemm_dx_d_q_w_h1_part2", 18, 1, 76, 1, 83, 1, 325.1f},
+    {t49_act_grad_d_q_w_h1, "t49_act_grad_d_q_w_h1", 18, 2, 77, 1, 84, 0, 62.4f},
+    {t50_gemm_dw_q_w_h1_weight, "t50_gemm_dw_q_w_h1_weight", 18, 1, 78, 0, 84, 0, 10.7f},
+    {t51_kl_grad_d_q_xw_mean, "t51_kl_grad_d_q_xw_mean", 31, 2, 78, 2, 84, 0, 892.7f},
+    {t52_gauss_head_grad_d_q_x_out, "t52_gauss_head_grad_d_q_x_out", 17, 1, 80, 1, 84, 0, 862.4f},
+    {t53_act_grad_d_q_x_out, "t53_act_grad_d_q_x_out", 17, 1, 81, 4, 84, 0, 849.1f},
+    {t54_gemm_dw_q_x_head_weight_part1, "t54_gemm_dw_q_x_head_weight_part1", 17, 1, 85, 0, 84, 0, 66.0f},
+    {t55_gemm_dw_q_x_head_weight_part2, "t55_gemm_dw_q_x_head_weight_part2", 17, 1, 85, 0, 84, 0, 66.0f},
+    {t56_gemm_dx_d_q_x_h2_part1, "t56_gemm_dx_d_q_x_h2_part1", 17, 1, 85, 1, 84, 1, 842.2f},
+    {t57_gemm_dx_d_q_x_h2_part2, "t57_gemm_dx_d_q_x_h2_part2", 17, 1, 86, 1, 85, 1, 842.2f},
+    {t58_act_grad_d_q_x_h2, "t58_act_grad_d_q_x_h2", 17, 2, 87, 4, 86, 0, 776.1f},
+    {t59_gemm_dw_q_x_h2_weight_part1, "t59_gemm_dw_q_x_h2_weight_part1", 17, 1, 91, 0, 86, 0, 262.6f},
+    {t60_gemm_dw_q_x_h2_weight_part2, "t60_gemm_dw_q_x_h2_weight_part2", 17, 1, 91, 0, 86, 0, 262.6f},
+    {t61_gemm_dx_d_q_x_h1_part1, "t61_gemm_dx_d_q_x_h1_part1", 17, 1, 91, 1, 86, 1, 724.4f},
+    {t62_gemm_dx_d_q_x_h1_part2, "t62_gemm_dx_d_q_x_h1_part2", 17, 1, 92, 1, 87, 1, 724.4f},
+    {t63_act_grad_d_q_x_h1, "t63_act_grad_d_q_x_h1", 17, 2, 93, 2, 88, 0, 461.8f},
+    {t64_gemm_dw_q_x_h1_weight_part1, "t64_gemm_dw_q_x_h1_weight_part1", 17, 1, 95, 0, 88, 0, 393.7f},
+    {t65_gemm_dw_q_x_h1_weight_part2, "t65_gemm_dw_q_x_h1_weight_part2", 17, 1, 95, 0, 88, 0, 410.1f},
+    {t66_kl_grad_d_q_xw_mean, "t66_kl_grad_d_q_xw_mean", 30, 1, 95, 1, 88, 0, 879.4f},
+    {t67_nll_grad_d_p_w_logits, "t67_nll_grad_d_p_w_logits", 29, 1, 96, 1, 88, 0, 1383.8f},
+    {t68_act_grad_d_p_w_logits, "t68_act_grad_d_p_w_logits", 22, 1, 97, 2, 88, 0, 1382.3f},
+    {t69_gemm_dw_p_w_head_weight, "t69_gemm_dw_p_w_head_weight", 22, 1, 99, 0, 88, 0, 10.7f},
+    {t70_gemm_dx_d_p_w_h2, "t70_gemm_dx_d_p_w_h2", 22, 1, 99, 1, 88, 1, 1381.3f},
+    {t71_act_grad_d_p_w_h2, "t71_act_grad_d_p_w_h2", 22, 1, 100, 4, 89, 0, 1370.6f},
+    {t72_gemm_dw_p_w_h2_weight_part1, "t72_gemm_dw_p_w_h2_weight_part1", 22, 1, 104, 0, 89, 0, 262.6f},
+    {t73_gemm_dw_p_w_h2_weight_part2, "t73_gemm_dw_p_w_h2_weight_part2", 22, 1, 104, 0, 89, 0, 262.6f},
+    {t74_gemm_dx_d_p_w_h1_part1, "t74_gemm_dx_d_p_w_h1_part1", 22, 1, 104, 1, 89, 1, 1318.9f},
+    {t75_gemm_dx_d_p_w_h1_part2, "t75_gemm_dx_d_p_w_h1_part2", 22, 1, 105, 1, 90, 1, 1318.9f},
+    {t76_act_grad_d_p_w_h1, "t76_act_grad_d_p_w_h1", 22, 2, 106, 2, 91, 0, 1056.3f},
+    {t77_gemm_dw_p_w_h1_weight, "t77_gemm_dw_p_w_h1_weight", 22, 1, 108, 0, 91, 0, 66.0f},
+    {t78_gemm_dx_d_z_sample, "t78_gemm_dx_d_z_sample", 22, 1, 108, 1, 91, 1, 1004.6f},
+    {t79_nll_grad_d_p_x_logits, "t79_nll_grad_d_p_x_logits", 28, 2, 109, 1, 92, 0, 1825.1f},
+    {t80_act_grad_d_p_x_logits, "t80_act_grad_d_p_x_logits", 21, 1, 110, 4, 92, 0, 1746.2f},
+    {t81_gemm_dw_p_x_head_weight_part1, "t81_gemm_dw_p_x_head_weight_part1", 21, 1, 114, 0, 92, 0, 401.9f},
+    {t82_gemm_dw_p_x_head_weight_part2, "t82_gemm_dw_p_x_head_weight_part2", 21, 1, 114, 0, 92, 0, 401.9f},
+    {t83_gemm_dx_d_p_x_h2_part1, "t83_gemm_dx_d_p_x_h2_part1", 21, 1, 114, 1, 92, 1, 1706.5f},
+    {t84_gemm_dx_d_p_x_h2_part2, "t84_gemm_dx_d_p_x_h2_part2", 21, 1, 115, 1, 93, 1, 1706.5f},
+    {t85_act_grad_d_p_x_h2, "t85_act_grad_d_p_x_h2", 21, 2, 116, 4, 94, 0, 1304.6f},
+    {t86_gemm_dw_p_x_h2_weight_part1, "t86_gemm_dw_p_x_h2_weight_part1", 21, 1, 120, 0, 94, 0, 262.6f},
+    {t87_gemm_dw_p_x_h2_weight_part2, "t87_gemm_dw_p_x_h2_weight_part2", 21, 1, 120, 0, 94, 0, 262.6f},
+    {t88_gemm_dx_d_p_x_h1_part1, "t88_gemm_dx_d_p_x_h1_part1", 21, 1, 120, 1, 94, 1, 1252.9f},
+    {t89_gemm_dx_d_p_x_h1_part2, "t89_gemm_dx_d_p_x_h1_part2", 21, 1, 121, 1, 95, 1, 1252.9f},
+    {t90_act_grad_d_p_x_h1, "t90_act_grad_d_p_x_h1", 21, 2, 122, 2, 96, 0, 990.2f},
+    {t91_gemm_dw_p_x_h1_weight, "t91_gemm_dw_p_x_h1_weight", 21, 1, 124, 0, 96, 0, 66.0f},
+    {t92_gemm_dx_d_z_sample, "t92_gemm_dx_d_z_sample", 21, 2, 124, 1, 96, 1, 938.5f},
+    {t93_sample_grad_d_q_xw_mean, "t93_sample_grad_d_q_xw_mean", 27, 2, 125, 1, 97, 0, 872.5f},
+    {t94_gauss_head_grad_d_q_xw_out, "t94_gauss_head_grad_d_q_xw_out", 14, 1, 126, 1, 97, 0, 862.4f},
+    {t95_act_grad_d_q_xw_out, "t95_act_grad_d_q_xw_out", 14, 1, 127, 4, 97, 0, 849.1f},
+    {t96_gemm_dw_q_xw_head_weight_part1, "t96_gemm_dw_q_xw_head_weight_part1", 14, 1, 131, 0, 97, 0, 66.0f},
+    {t97_gemm_dw_q_xw_head_weight_part2, "t97_gemm_dw_q_xw_head_weight_part2", 14, 1, 131, 0, 97, 0, 66.0f},
+    {t98_gemm_dx_d_q_xw_h1_part1, "t98_gemm_dx_d_q_xw_h1_part1", 14, 1, 131, 1, 97, 1, 842.2f},
+    {t99_gemm_dx_d_q_xw_h1_part2, "t99_gemm_dx_d_q_xw_h1_part2", 14, 1, 132, 1, 98, 1, 842.2f},
+    {t100_act_grad_d_q_xw_h1, "t100_act_grad_d_q_xw_h1", 14, 2, 133, 8, 99, 0, 776.1f},
+    {t101_gemm_dw_q_xw_h1_weight_part1, "t101_gemm_dw_q_xw_h1_weight_part1", 14, 1, 141, 0, 99, 0, 262.6f},
+    {t102_gemm_dw_q_xw_h1_weight_part2, "t102_gemm_dw_q_xw_h1_weight_part2", 14, 1, 141, 0, 99, 0, 262.6f},
+    {t103_gemm_dx_d_enc_x_h1_part1, "t103_gemm_dx_d_enc_x_h1_part1", 14, 1, 141, 1, 99, 1, 724.4f},
+    {t104_gemm_dx_d_enc_x_h1_part2, "t104_gemm_dx_d_enc_x_h1_part2", 14, 1, 142, 1, 100, 1, 724.4f},
+    {t105_gemm_dw_q_xw_h1_weight_part1, "t105_gemm_dw_q_xw_h1_weight_part1", 14, 1, 143, 0, 101, 0, 262.6f},
+    {t106_gemm_dw_q_xw_h1_weight_part2, "t106_gemm_dw_q_xw_h1_weight_part2", 14, 1, 143, 0, 101, 0, 262.6f},
+    {t107_gemm_dx_d_enc_w_h1_part1, "t107_gemm_dx_d_enc_w_h1_part1", 14, 1, 143, 1, 101, 1, 325.1f},
+    {t108_gemm_dx_d_enc_w_h1_part2, "t108_gemm_dx_d_enc_w_h1_part2", 14, 1, 144, 1, 102, 1, 325.1f},
+    {t109_act_grad_d_enc_w_h1, "t109_act_grad_d_enc_w_h1", 13, 2, 145, 1, 103, 0, 62.4f},
+    {t110_gemm_dw_enc_w_h1_weight, "t110_gemm_dw_enc_w_h1_weight", 13, 1, 146, 0, 103, 0, 10.7f},
+    {t111_act_grad_d_enc_x_h1, "t111_act_grad_d_enc_x_h1", 12, 2, 146, 2, 103, 0, 461.8f},
+    {t112_gemm_dw_enc_x_h1_weight_part1, "t112_gemm_dw_enc_x_h1_weight_part1", 12, 1, 148, 0, 103, 0, 393.7f},
+    {t113_gemm_dw_enc_x_h1_weight_part2, "t113_gemm_dw_enc_x_h1_weight_part2", 12, 1, 148, 0, 103, 0, 410.1f},
 };
 
-static const jv_task_graph jmvae_kl_train_graph = {81, 26, jmvae_kl_train_tasks, jmvae_kl_train_succ, 33, jmvae_kl_train_slots,
+static const jv_task_graph jmvae_kl_train_graph = {114, 37, jmvae_kl_train_tasks, jmvae_kl_train_succ, 45, jmvae_kl_train_slots,
     jmvae_kl_train_reads};
 
 /* one training step: the loss and its gradient */
@@ -1902,7 +2505,7 @@ jv_real jmvae_kl_forward(const jv_real *params, jv_real *arena, int batch,
 {
     jv_real jv_loss = 0;
     const jv_step jv_s = {params, NULL, arena, batch, data, noise, hyper, jv_term_scale, terms, &jv_loss, NULL, 0};
-    jv_run_tasks(&jmvae_kl_train_graph, &jv_s, 0, 26);
+    jv_run_tasks(&jmvae_kl_train_graph, &jv_s, 0, 37);
     return jv_loss;
 }
 
@@ -1912,7 +2515,7 @@ void jmvae_kl_backward(const jv_real *params, jv_real *grads, jv_real *arena, in
     const jv_real *jv_term_scale)
 {
     const jv_step jv_s = {params, grads, arena, batch, data, noise, hyper, jv_term_scale, NULL, NULL, NULL, 0};
-    jv_run_tasks(&jmvae_kl_train_graph, &jv_s, 26, 81);
+    jv_run_tasks(&jmvae_kl_train_graph, &jv_s, 37, 114);
 }
 
 /* samples every latent from one family of posteriors, with log q of the sample */

@@ -1,0 +1,103 @@
+/* split.c: the training step's large dense GEMMs cut into tasks of their own.
+ *
+ * A step of examples that observe one modality is a chain: encoder, sample,
+ * decoder and back, each layer waiting for the one before. Its tasks then
+ * give two threads little to share (jmvaec --emit=tasks prints the bound),
+ * however the runtime orders them. So before scheduling, every dense GEMM
+ * of at least SPLIT_MIN_FLOPS (at a batch of 100) becomes SPLIT_PARTS ops,
+ * each a part of the weight's side of the product, never of the batch's:
+ *
+ *   AFFINE   y[:, c0:c1] = act(x W[:, c0:c1] + b[c0:c1])   columns of y
+ *   GEMM_DX  dx[:, c0:c1] (+)= dz W[c0:c1, :]^T            columns of dx
+ *   GEMM_DW  dW[c0:c1, :] = x[:, c0:c1]^T dz               rows of dW
+ *
+ * so that the large operand, the weight, is read once in all, and each
+ * element of a result is the same dot product, in the same order, as in the
+ * whole GEMM. The parts of one op write disjoint parts of their outputs and
+ * only read the rest: the scheduler lets them run side by side (sched.c,
+ * conflict). Cuts fall on multiples of 16 reals (64 bytes). The split is
+ * fixed here, so every thread count runs the same GEMMs: the results stay
+ * the same bits for any --threads.
+ *
+ * Only the training graphs are split (the others run on one thread), after
+ * differentiation (grad.c sees whole layers) and only in the C back end
+ * (PyTorch's module is written from the unsplit graph). */
+#include <string.h>
+
+#include "ir.h"
+
+enum { SPLIT_PARTS = 2, SPLIT_ALIGN = 16 };
+#define SPLIT_MIN_FLOPS 1e7 /* at a batch of 100: about 100 us at 100 GFLOP/s */
+
+/* The width an op's parts divide: see the table above. */
+static int split_width(const graph *g, const op *o)
+{
+    switch (o->kind) {
+    case OP_AFFINE:
+    case OP_GEMM_DX:
+        return g->values[o->out[0]].width;
+    case OP_GEMM_DW:
+        return g->values[o->in[1]].width;
+    default:
+        return 0;
+    }
+}
+
+void op_part_range(const graph *g, const op *o, int *lo, int *hi)
+{
+    int w = split_width(g, o);
+    if (o->parts <= 1) {
+        *lo = 0;
+        *hi = w;
+        return;
+    }
+    int blocks = (w + SPLIT_ALIGN - 1) / SPLIT_ALIGN;
+    *lo = blocks * o->part / o->parts * SPLIT_ALIGN;
+    *hi = o->part + 1 == o->parts ? w : blocks * (o->part + 1) / o->parts * SPLIT_ALIGN;
+}
+
+/* The GEMM's floating-point operations at a batch of 100. */
+static double gemm_flops(const graph *g, const op *o)
+{
+    double n = split_width(g, o), k = 0;
+    if (o->kind == OP_AFFINE)
+        for (int i = 0; i < o->n_in; i++)
+            k += g->values[o->in[i]].width;
+    else if (o->kind == OP_GEMM_DX || o->kind == OP_GEMM_DW)
+        k = g->values[o->in[0]].width;
+    return 2 * 100 * n * k;
+}
+
+void split_gemms(ctx *c, graph *g)
+{
+    int splits = 0;
+    for (int i = 0; i < g->n_ops; i++)
+        splits += split_width(g, &g->ops[i]) >= SPLIT_PARTS * SPLIT_ALIGN * 2 && gemm_flops(g, &g->ops[i]) >= SPLIT_MIN_FLOPS;
+    if (splits == 0)
+        return;
+    int n = g->n_ops + splits * (SPLIT_PARTS - 1);
+    op *ops = arena_alloc(&c->mem, sizeof *ops * (size_t)n);
+    int at = 0, forward = 0, id = 0;
+    for (int i = 0; i < g->n_ops; i++) {
+        const op *o = &g->ops[i];
+        int parts = split_width(g, o) >= SPLIT_PARTS * SPLIT_ALIGN * 2 && gemm_flops(g, o) >= SPLIT_MIN_FLOPS
+                        ? SPLIT_PARTS : 1;
+        id += parts > 1;
+        for (int p = 0; p < parts; p++) {
+            ops[at] = *o;
+            if (parts > 1) {
+                ops[at].part = p;
+                ops[at].parts = parts;
+                ops[at].split = id;
+            }
+            at++;
+        }
+        if (i + 1 == g->n_forward)
+            forward = at;
+    }
+    if (g->n_forward == 0)
+        forward = 0;
+    g->ops = ops;
+    g->n_ops = g->cap_ops = n;
+    g->n_forward = forward;
+}
