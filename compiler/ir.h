@@ -140,7 +140,8 @@ typedef struct {
     unsigned *conds;     /* POE, MIX_*: per expert or component, the modalities it needs (given subsets) */
     const conv_geom *conv; /* CONV, CONV_DX, CONV_DW, and ACT_GRAD of a convolution (bias per channel) */
     int iw;              /* the importance weights of the op's group (a value), or -1: per-example terms' gradients
-                            are weighted by them, and, with DReG, a sample's gradient once more */    int part, parts;     /* AFFINE, GEMM_DX, GEMM_DW cut into tasks (split.c): part `part` of `parts` (0: whole) */
+                            are weighted by them, and, with DReG, a sample's gradient once more */
+    int part, parts;     /* AFFINE, GEMM_DX, GEMM_DW cut into tasks (split.c): part `part` of `parts` (0: whole) */
     int split;           /* the parts of one op share this number (> 0): they never conflict */
 } op;
 
