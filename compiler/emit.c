@@ -217,17 +217,17 @@ static void emit_affine(emitter *e, const op *o)
     if (o->bias >= 0)
         put(e, "        const jv_real *restrict bias = params + %s;\n", tensor_at(e, o->bias, lo));
     const char *plus_bias = o->bias >= 0 ? " + bias[j]" : "";
-    const char *at = lo ? arena_printf(&e->c->mem, " + %d", lo) : "";
+    const char *y_row = offset_by(e, arena_printf(&e->c->mem, "%s + (size_t)b * %d", N(e, y), n), lo);
+    const char *z_row = offset_by(e, arena_printf(&e->c->mem, "%s + (size_t)b * %d", N(e, z), n), lo);
     if (activation_table[o->act].reads == READS_INPUT) { /* the pre-activation is kept for the backward pass */
-        put(e, "        jv_real *restrict pre = %s + (size_t)b * %d%s, *restrict dst = %s + (size_t)b * %d%s;\n", N(e, z), n,
-            at, N(e, y), n, at);
+        put(e, "        jv_real *restrict pre = %s, *restrict dst = %s;\n", z_row, y_row);
         put(e, "        JV_IVDEP\n");
         put(e, "        for (int j = 0; j < %d; j++) {\n", hi - lo);
         put(e, "            jv_real v = pre[j]%s;\n", plus_bias);
         put(e, "            pre[j] = v;\n");
         put(e, "            dst[j] = %s;\n", c_formula(e, activation_table[o->act].forward, &(binding){"v", "v"}, 1));
     } else {
-        put(e, "        jv_real *restrict row = %s + (size_t)b * %d%s;\n", N(e, y), n, at);
+        put(e, "        jv_real *restrict row = %s;\n", y_row);
         put(e, "        JV_IVDEP\n");
         put(e, "        for (int j = 0; j < %d; j++) {\n", hi - lo);
         put(e, "            jv_real v = row[j]%s;\n", plus_bias);

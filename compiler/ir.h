@@ -212,6 +212,9 @@ void plan_program(program *p);
 
 /* split.c */
 void split_gemms(ctx *c, graph *g);
+/* The width a split divides: AFFINE and GEMM_DX their output's, GEMM_DW its
+ * input's (the weight's rows); 0 for the other ops. */
+int op_split_width(const graph *g, const op *o);
 /* The columns (AFFINE: of out[0]; GEMM_DX: of dX) or weight rows (GEMM_DW)
  * [*lo, *hi) an op computes: all of them unless it is a part of a split. */
 void op_part_range(const graph *g, const op *o, int *lo, int *hi);

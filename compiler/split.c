@@ -22,15 +22,12 @@
  * Only the training graphs are split (the others run on one thread), after
  * differentiation (grad.c sees whole layers) and only in the C back end
  * (PyTorch's module is written from the unsplit graph). */
-#include <string.h>
-
 #include "ir.h"
 
 enum { SPLIT_PARTS = 2, SPLIT_ALIGN = 16 };
 #define SPLIT_MIN_FLOPS 1e7 /* at a batch of 100: about 100 us at 100 GFLOP/s */
 
-/* The width an op's parts divide: see the table above. */
-static int split_width(const graph *g, const op *o)
+int op_split_width(const graph *g, const op *o)
 {
     switch (o->kind) {
     case OP_AFFINE:
@@ -45,7 +42,7 @@ static int split_width(const graph *g, const op *o)
 
 void op_part_range(const graph *g, const op *o, int *lo, int *hi)
 {
-    int w = split_width(g, o);
+    int w = op_split_width(g, o);
     if (o->parts <= 1) {
         *lo = 0;
         *hi = w;
@@ -59,7 +56,7 @@ void op_part_range(const graph *g, const op *o, int *lo, int *hi)
 /* The GEMM's floating-point operations at a batch of 100. */
 static double gemm_flops(const graph *g, const op *o)
 {
-    double n = split_width(g, o), k = 0;
+    double n = op_split_width(g, o), k = 0;
     if (o->kind == OP_AFFINE)
         for (int i = 0; i < o->n_in; i++)
             k += g->values[o->in[i]].width;
@@ -68,11 +65,18 @@ static double gemm_flops(const graph *g, const op *o)
     return 2 * 100 * n * k;
 }
 
+/* How many parts op o becomes: SPLIT_PARTS for a large GEMM (each part at
+ * least two alignment blocks wide), else 1. */
+static int parts_of(const graph *g, const op *o)
+{
+    return op_split_width(g, o) >= SPLIT_PARTS * SPLIT_ALIGN * 2 && gemm_flops(g, o) >= SPLIT_MIN_FLOPS ? SPLIT_PARTS : 1;
+}
+
 void split_gemms(ctx *c, graph *g)
 {
     int splits = 0;
     for (int i = 0; i < g->n_ops; i++)
-        splits += split_width(g, &g->ops[i]) >= SPLIT_PARTS * SPLIT_ALIGN * 2 && gemm_flops(g, &g->ops[i]) >= SPLIT_MIN_FLOPS;
+        splits += parts_of(g, &g->ops[i]) > 1;
     if (splits == 0)
         return;
     int n = g->n_ops + splits * (SPLIT_PARTS - 1);
@@ -80,8 +84,7 @@ void split_gemms(ctx *c, graph *g)
     int at = 0, forward = 0, id = 0;
     for (int i = 0; i < g->n_ops; i++) {
         const op *o = &g->ops[i];
-        int parts = split_width(g, o) >= SPLIT_PARTS * SPLIT_ALIGN * 2 && gemm_flops(g, o) >= SPLIT_MIN_FLOPS
-                        ? SPLIT_PARTS : 1;
+        int parts = parts_of(g, o);
         id += parts > 1;
         for (int p = 0; p < parts; p++) {
             ops[at] = *o;
@@ -95,8 +98,6 @@ void split_gemms(ctx *c, graph *g)
         if (i + 1 == g->n_forward)
             forward = at;
     }
-    if (g->n_forward == 0)
-        forward = 0;
     g->ops = ops;
     g->n_ops = g->cap_ops = n;
     g->n_forward = forward;
