@@ -213,6 +213,7 @@ typedef struct {
     vec diagnostics;   /* of char*: every diagnostic given, so that none is given twice */
     long samples_override;   /* jmvaec --samples K: instead of the spec's train { samples }, or 0 */
     int gradient_override;   /* jmvaec --gradient: a gradient_kind instead of the spec's, or -1 */
+    double split_mflop;      /* jmvaec --split-mflop: the size of a GEMM cut into tasks (split.c), or -1: the default */
     size_t comment_offset, token_offset, scan_offset; /* byte offsets kept by the scanner */
 } ctx;
 

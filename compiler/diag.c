@@ -19,6 +19,7 @@ void ctx_init(ctx *c, const char *path, FILE *diag_out)
     c->diag_out = diag_out;
     c->max_errors = 50;
     c->gradient_override = -1;
+    c->split_mflop = -1;
 }
 
 void ctx_free(ctx *c)

@@ -120,6 +120,7 @@ int run_driver(const driver_options *opt)
     ctx_init(&c, opt->spec_path, stderr);
     c.samples_override = opt->samples;
     c.gradient_override = opt->gradient;
+    c.split_mflop = opt->split_mflop;
     if (ctx_read_file(&c) != 0) {
         ctx_free(&c);
         return 2;

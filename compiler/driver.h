@@ -15,6 +15,7 @@ typedef struct {
     int plan_batch;        /* -1: the spec's batch size */
     long samples;          /* --samples K: instead of the spec's, or 0 */
     int gradient;          /* --gradient: 0 reparam, 1 dreg, or -1 for the spec's */
+    double split_mflop;    /* --split-mflop: the smallest GEMM cut into tasks, or -1 for the default */
 } driver_options;
 
 int stage_known(const char *stage);

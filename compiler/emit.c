@@ -263,24 +263,58 @@ static conv_sides sides_of(const conv_geom *g)
     return (conv_sides){g->in_c, g->in_h, g->in_w, g->out_h, g->out_w};
 }
 
-/* jv_im2col of example b of value v (the image side of the geometry) into
+/* The examples a convolution's block computes, as C expressions: all of
+ * the batch's, or a part's (split.c cuts CONV and CONV_DX by examples; the
+ * block then starts with `const int b0 = ..., b1 = ...;`). */
+typedef struct {
+    const char *lo, *hi, *count;
+} examples;
+
+static examples examples_of(emitter *e, const op *o)
+{
+    if (o->parts <= 1)
+        return (examples){"0", e->rows, e->rows};
+    return (examples){"b0", "b1", "(b1 - b0)"};
+}
+
+static void open_examples(emitter *e, const op *o)
+{
+    if (o->parts > 1)
+        put(e, "        const int b0 = %s * %d / %d, b1 = %s * %d / %d; /* part %d of %d: these examples */\n", e->rows,
+            o->part, o->parts, e->rows, o->part + 1, o->parts, o->part + 1, o->parts);
+}
+
+/* ptr + lo n: the place of example (or column block) lo in rows n wide. */
+static const char *at_example(emitter *e, const char *ptr, const char *lo, long n)
+{
+    return strcmp(lo, "0") == 0 ? ptr : arena_printf(&e->c->mem, "%s + (size_t)%s * %ld", ptr, lo, n);
+}
+
+/* jv_im2col of examples r of value v (the image side of the geometry) into
  * the columns, whose rows hold every example's places side by side. */
-static void put_im2col(emitter *e, int depth, const conv_geom *g, int v)
+static void put_im2col(emitter *e, int depth, const conv_geom *g, int v, examples r)
 {
     conv_sides d = sides_of(g);
-    put(e, "%*sfor (int b = 0; b < %s; b++)\n", 4 * depth, "", e->rows);
+    put(e, "%*sfor (int b = %s; b < %s; b++)\n", 4 * depth, "", r.lo, r.hi);
     put(e, "%*s    jv_im2col(%s, %d, %d, %d, %d, %d, %d, %d, %d, cols + (size_t)b * %d, (size_t)%s * %d);\n", 4 * depth, "",
         example_at(e, v, "b"), d.c, d.h, d.w, g->kernel, g->stride, g->pad, d.oh, d.ow, d.oh * d.ow, e->rows,
         d.oh * d.ow);
 }
 
-static void put_col2im(emitter *e, const conv_geom *g, const char *dst, int dst_width, const char *accumulate)
+static void put_col2im(emitter *e, const conv_geom *g, const char *dst, int dst_width, const char *accumulate, examples r)
 {
     conv_sides d = sides_of(g);
-    put(e, "        for (int b = 0; b < %s; b++)\n", e->rows);
+    put(e, "        for (int b = %s; b < %s; b++)\n", r.lo, r.hi);
     put(e, "            jv_col2im(cols + (size_t)b * %d, (size_t)%s * %d, %d, %d, %d, %d, %d, %d, %d, %d, %s + (size_t)b * %d, %s);\n",
         d.oh * d.ow, e->rows, d.oh * d.ow, d.c, d.h, d.w, g->kernel, g->stride, g->pad, d.oh, d.ow, dst, dst_width,
         accumulate);
+}
+
+/* jv_to_channels of examples r of value v [c x n] into t's columns. */
+static void put_to_channels(emitter *e, int v, const char *stride, int c, int n, examples r)
+{
+    put(e, "        jv_to_channels(%s, %s, (size_t)%s%d, %d, %d, %s, (size_t)%s * %d);\n", at_example(e, N(e, v), r.lo, W(e, v)),
+        r.count, stride, W(e, v), c, n, at_example(e, "t", r.lo, n), e->rows, n);
 }
 
 /* The pointers into a convolution's workspace: the columns, then t, the
@@ -298,30 +332,33 @@ static void emit_conv(emitter *e, const op *o)
     int x = o->in[0], y = o->out[0], ws = o->out[1], z = o->n_out > 2 ? o->out[2] : o->out[0];
     int places_in = g->in_h * g->in_w, places = g->out_h * g->out_w, kk = g->kernel * g->kernel;
     const char *R = e->rows;
-    block_comment(e, o, arena_printf(&e->c->mem, "%s: %s = %s(%s(x, W)%s), kernel %d, stride %d, padding %d, %s -> %s",
+    examples r = examples_of(e, o);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s: %s = %s(%s(x, W)%s), kernel %d, stride %d, padding %d, %s -> %s%s",
                                      layer_name(e, o), N(e, y), activation_table[o->act].name,
                                      g->transposed ? "deconv" : "conv", o->bias >= 0 ? " + b" : "", g->kernel, g->stride,
                                      g->pad, image_shape(e, g->in_c, g->in_h, g->in_w),
-                                     image_shape(e, g->out_c, g->out_h, g->out_w)));
+                                     image_shape(e, g->out_c, g->out_h, g->out_w), part_note(e, o)));
     open_workspace(e, g, ws);
+    open_examples(e, o);
     if (!g->transposed) {
         put(e, "        /* columns [%d x %s %d], then t = W [%d x %d] columns: [%d x %s %d] */\n", g->in_c * kk, R, places,
             g->out_c, g->in_c * kk, g->out_c, R, places);
-        put_im2col(e, 2, g, x);
-        put(e, "        jv_gemm(0, 0, %d, %s * %d, %d, 1, params + %s, %d, cols, %s * %d, 0, t, %s * %d);\n", g->out_c, R,
-            places, g->in_c * kk, tensor_at(e, o->tensor, 0), wt->cols, R, places, R, places);
+        put_im2col(e, 2, g, x, r);
+        put(e, "        jv_gemm(0, 0, %d, %s * %d, %d, 1, params + %s, %d, %s, %s * %d, 0, %s, %s * %d);\n", g->out_c, r.count,
+            places, g->in_c * kk, tensor_at(e, o->tensor, 0), wt->cols, at_example(e, "cols", r.lo, places), R, places,
+            at_example(e, "t", r.lo, places), R, places);
     } else {
         put(e, "        /* t = x as [%d x %s %d]; columns = W^T [%d x %d] t: [%d x %s %d], summed into place */\n", g->in_c,
             R, places_in, g->out_c * kk, g->in_c, g->out_c * kk, R, places_in);
-        put(e, "        jv_to_channels(%s, %s, (size_t)%s%d, %d, %d, t);\n", N(e, x), R, data_stride(e, x), W(e, x), g->in_c,
-            places_in);
-        put(e, "        jv_gemm(1, 0, %d, %s * %d, %d, 1, params + %s, %d, t, %s * %d, 0, cols, %s * %d);\n", g->out_c * kk,
-            R, places_in, g->in_c, tensor_at(e, o->tensor, 0), wt->cols, R, places_in, R, places_in);
-        put_col2im(e, g, N(e, z), W(e, z), "0");
+        put_to_channels(e, x, data_stride(e, x), g->in_c, places_in, r);
+        put(e, "        jv_gemm(1, 0, %d, %s * %d, %d, 1, params + %s, %d, %s, %s * %d, 0, %s, %s * %d);\n", g->out_c * kk,
+            r.count, places_in, g->in_c, tensor_at(e, o->tensor, 0), wt->cols, at_example(e, "t", r.lo, places_in), R,
+            places_in, at_example(e, "cols", r.lo, places_in), R, places_in);
+        put_col2im(e, g, N(e, z), W(e, z), "0", r);
     }
     /* the bias and the activation, channel by channel */
     int reads_input = activation_table[o->act].reads == READS_INPUT;
-    put(e, "        for (int b = 0; b < %s; b++)\n", R);
+    put(e, "        for (int b = %s; b < %s; b++)\n", r.lo, r.hi);
     put(e, "            for (int c = 0; c < %d; c++) {\n", g->out_c);
     if (!g->transposed)
         put(e, "                const jv_real *restrict src = t + ((size_t)c * %s + b) * %d;\n", R, places);
@@ -349,19 +386,20 @@ static void emit_conv_dw(emitter *e, const op *o)
     int dz = o->in[0], x = o->in[1], ws = o->out[0];
     int places_in = g->in_h * g->in_w, places = g->out_h * g->out_w, kk = g->kernel * g->kernel;
     const char *R = e->rows;
+    examples all = examples_of(e, o);
     block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: d %s [%d x %d] %s %s", layer_name(e, o), wt->name,
                                      wt->rows, wt->cols, o->accumulate ? "+=" : "=",
                                      g->transposed ? "x (the columns of dZ)^T" : "dZ (the columns of x)^T"));
     open_workspace(e, g, ws);
     if (!g->transposed) {
-        put_im2col(e, 2, g, x);
-        put(e, "        jv_to_channels(%s, %s, %d, %d, %d, t);\n", N(e, dz), R, W(e, dz), g->out_c, places);
+        put_im2col(e, 2, g, x, all);
+        put_to_channels(e, dz, "", g->out_c, places, all);
         put(e, "        jv_gemm(0, 1, %d, %d, %s * %d, 1, t, %s * %d, cols, %s * %d, %d, grads + %s, %d);%s\n", g->out_c,
             g->in_c * kk, R, places, R, places, R, places, o->accumulate, tensor_at(e, o->tensor, 0), wt->cols,
             o->accumulate ? " /* added to the other instances' */" : "");
     } else {
-        put_im2col(e, 2, g, dz);
-        put(e, "        jv_to_channels(%s, %s, %d, %d, %d, t);\n", N(e, x), R, W(e, x), g->in_c, places_in);
+        put_im2col(e, 2, g, dz, all);
+        put_to_channels(e, x, "", g->in_c, places_in, all);
         put(e, "        jv_gemm(0, 1, %d, %d, %s * %d, 1, t, %s * %d, cols, %s * %d, %d, grads + %s, %d);%s\n", g->in_c,
             g->out_c * kk, R, places_in, R, places_in, R, places_in, o->accumulate, tensor_at(e, o->tensor, 0),
             wt->cols, o->accumulate ? " /* added to the other instances' */" : "");
@@ -376,19 +414,24 @@ static void emit_conv_dx(emitter *e, const op *o)
     int dz = o->in[0], dx = o->out[0], ws = o->out[1];
     int places_in = g->in_h * g->in_w, places = g->out_h * g->out_w, kk = g->kernel * g->kernel;
     const char *R = e->rows;
-    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s %s the gradient of the input", layer_name(e, o),
-                                     N(e, dx), assign(o->acc[0])));
+    examples r = examples_of(e, o);
+    block_comment(e, o, arena_printf(&e->c->mem, "%s, backward: %s %s the gradient of the input%s", layer_name(e, o),
+                                     N(e, dx), assign(o->acc[0]), part_note(e, o)));
     open_workspace(e, g, ws);
+    open_examples(e, o);
     if (!g->transposed) {
-        put(e, "        jv_to_channels(%s, %s, %d, %d, %d, t);\n", N(e, dz), R, W(e, dz), g->out_c, places);
-        put(e, "        jv_gemm(1, 0, %d, %s * %d, %d, 1, params + %s, %d, t, %s * %d, 0, cols, %s * %d);\n", g->in_c * kk,
-            R, places, g->out_c, tensor_at(e, o->tensor, 0), wt->cols, R, places, R, places);
-        put_col2im(e, g, N(e, dx), W(e, dx), o->acc[0] ? "1" : "0");
+        put_to_channels(e, dz, "", g->out_c, places, r);
+        put(e, "        jv_gemm(1, 0, %d, %s * %d, %d, 1, params + %s, %d, %s, %s * %d, 0, %s, %s * %d);\n", g->in_c * kk,
+            r.count, places, g->out_c, tensor_at(e, o->tensor, 0), wt->cols, at_example(e, "t", r.lo, places), R, places,
+            at_example(e, "cols", r.lo, places), R, places);
+        put_col2im(e, g, N(e, dx), W(e, dx), o->acc[0] ? "1" : "0", r);
     } else {
-        put_im2col(e, 2, g, dz);
-        put(e, "        jv_gemm(0, 0, %d, %s * %d, %d, 1, params + %s, %d, cols, %s * %d, 0, t, %s * %d);\n", g->in_c, R,
-            places_in, g->out_c * kk, tensor_at(e, o->tensor, 0), wt->cols, R, places_in, R, places_in);
-        put(e, "        jv_from_channels(t, %s, %d, %d, %s, %d);\n", R, g->in_c, places_in, N(e, dx), o->acc[0]);
+        put_im2col(e, 2, g, dz, r);
+        put(e, "        jv_gemm(0, 0, %d, %s * %d, %d, 1, params + %s, %d, %s, %s * %d, 0, %s, %s * %d);\n", g->in_c, r.count,
+            places_in, g->out_c * kk, tensor_at(e, o->tensor, 0), wt->cols, at_example(e, "cols", r.lo, places_in), R,
+            places_in, at_example(e, "t", r.lo, places_in), R, places_in);
+        put(e, "        jv_from_channels(%s, (size_t)%s * %d, %s, %d, %d, %s, %d);\n", at_example(e, "t", r.lo, places_in),
+            R, places_in, r.count, g->in_c, places_in, at_example(e, N(e, dx), r.lo, W(e, dx)), o->acc[0]);
     }
     put(e, "    }\n");
 }

@@ -141,7 +141,8 @@ typedef struct {
     const conv_geom *conv; /* CONV, CONV_DX, CONV_DW, and ACT_GRAD of a convolution (bias per channel) */
     int iw;              /* the importance weights of the op's group (a value), or -1: per-example terms' gradients
                             are weighted by them, and, with DReG, a sample's gradient once more */
-    int part, parts;     /* AFFINE, GEMM_DX, GEMM_DW cut into tasks (split.c): part `part` of `parts` (0: whole) */
+    int part, parts;     /* AFFINE, GEMM_DX, GEMM_DW, CONV, CONV_DX cut into tasks (split.c): part `part` of
+                            `parts` (0: whole) */
     int split;           /* the parts of one op share this number (> 0): they never conflict */
 } op;
 
@@ -212,6 +213,9 @@ void plan_program(program *p);
 
 /* split.c */
 void split_gemms(ctx *c, graph *g);
+/* Is op o cut by examples when it is split (CONV, CONV_DX), rather than
+ * along its weight's side? */
+int op_cuts_examples(const op *o);
 /* The width a split divides: AFFINE and GEMM_DX their output's, GEMM_DW its
  * input's (the weight's rows); 0 for the other ops. */
 int op_split_width(const graph *g, const op *o);

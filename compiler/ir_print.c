@@ -57,7 +57,10 @@ static void print_op(FILE *out, const program *p, const graph *g, const op *o)
         fprintf(out, "  W=%s", p->tensors[o->tensor].name);
     if (o->kind == OP_GEMM_DX || o->kind == OP_GEMM_DW)
         fprintf(out, " rows %d..", o->row_offset);
-    if (o->parts > 1) {
+    if (o->parts > 1 && op_cuts_examples(o)) {
+        fprintf(out, "  part %d of %d: examples B %d/%d..B %d/%d", o->part + 1, o->parts, o->part, o->parts, o->part + 1,
+                o->parts);
+    } else if (o->parts > 1) {
         int lo, hi;
         op_part_range(g, o, &lo, &hi);
         fprintf(out, "  part %d of %d: %s %d..%d", o->part + 1, o->parts, o->kind == OP_GEMM_DW ? "rows" : "columns", lo,

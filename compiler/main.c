@@ -25,6 +25,8 @@ static const char usage[] =
     "options: --batch N (with --emit=plan: the batch size the totals are given for; default the spec's)\n"
     "         --samples K (importance samples of each draw, 1 to 256) and --gradient reparam|dreg:\n"
     "         instead of the spec's train { samples, gradient }\n"
+    "         --split-mflop F: the training step's GEMMs and convolutions of at least F MFLOP at a batch\n"
+    "         of 100 become two tasks each (default 10; 0: every one that can be cut, as the tests do)\n"
     "exit status: 0 success, 1 errors in the spec, 2 usage or I/O errors\n";
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -53,6 +55,7 @@ int main(int argc, char **argv)
     driver_options opt = {0};
     opt.plan_batch = -1;
     opt.gradient = -1;
+    opt.split_mflop = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -98,6 +101,15 @@ int main(int argc, char **argv)
             if (strcmp(argv[i], "reparam") != 0 && strcmp(argv[i], "dreg") != 0)
                 return usage_error("--gradient '%s': expecting reparam or dreg", argv[i]);
             opt.gradient = strcmp(argv[i], "dreg") == 0;
+        } else if (strcmp(a, "--split-mflop") == 0) {
+            char *end;
+            if (++i == argc)
+                return usage_error("%s needs a number", "--split-mflop");
+            errno = 0;
+            double f = strtod(argv[i], &end);
+            if (*end || errno || end == argv[i] || !(f >= 0 && f <= 1e9))
+                return usage_error("--split-mflop '%s' is not a number of MFLOP (0 to 1e9)", argv[i]);
+            opt.split_mflop = f;
         } else if (strcmp(a, "fmt") == 0 && !opt.spec_path && opt.mode == MODE_COMPILE) {
             opt.mode = MODE_FMT;
         } else if (a[0] == '-' && a[1]) {

@@ -149,7 +149,7 @@ static double op_cost(const program *p, const graph *g, const op *o)
     if (o->parts > 1) { /* a part of a split GEMM (split.c) */
         int lo, hi;
         op_part_range(g, o, &lo, &hi);
-        double share = (double)(hi - lo) / op_split_width(g, o);
+        double share = op_cuts_examples(o) ? 1.0 / o->parts : (double)(hi - lo) / op_split_width(g, o);
         flops *= share;
         elems *= share;
     }

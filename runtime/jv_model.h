@@ -296,21 +296,25 @@ static JV_INLINE void jv_col2im(const jv_real *restrict cols, size_t ld, int c, 
             }
 }
 
-/* rows images [c x n] (each `ld` apart) as one matrix [c x rows n], channel
- * by channel, and back (added to dst when accumulate). */
-static JV_INLINE void jv_to_channels(const jv_real *restrict src, int rows, size_t ld, int c, int n, jv_real *restrict dst)
+/* rows images [c x n] (each `ld` apart) as the columns of one matrix [c x
+ * rows n] whose rows are `dst_ld` apart (at least rows n: a part of the
+ * batch writes its examples' columns), channel by channel, and back (added
+ * to dst when accumulate). */
+static JV_INLINE void jv_to_channels(const jv_real *restrict src, int rows, size_t ld, int c, int n, jv_real *restrict dst,
+                                     size_t dst_ld)
 {
     for (int ch = 0; ch < c; ch++)
         for (int b = 0; b < rows; b++)
-            memcpy(dst + ((size_t)ch * rows + b) * n, src + (size_t)b * ld + (size_t)ch * n, sizeof(jv_real) * (size_t)n);
+            memcpy(dst + (size_t)ch * dst_ld + (size_t)b * n, src + (size_t)b * ld + (size_t)ch * n,
+                   sizeof(jv_real) * (size_t)n);
 }
 
-static JV_INLINE void jv_from_channels(const jv_real *restrict src, int rows, int c, int n, jv_real *restrict dst,
-                                    int accumulate)
+static JV_INLINE void jv_from_channels(const jv_real *restrict src, size_t src_ld, int rows, int c, int n,
+                                       jv_real *restrict dst, int accumulate)
 {
     for (int b = 0; b < rows; b++)
         for (int ch = 0; ch < c; ch++) {
-            const jv_real *restrict from = src + ((size_t)ch * rows + b) * n;
+            const jv_real *restrict from = src + (size_t)ch * src_ld + (size_t)b * n;
             jv_real *restrict to = dst + ((size_t)b * c + ch) * n;
             if (accumulate)
                 for (int j = 0; j < n; j++)

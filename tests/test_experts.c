@@ -106,15 +106,16 @@ static void write_text(const char *path, const char *text)
 }
 
 /* Compiles the spec and writes random data: a.csv (grey levels), b.csv (reals), c.csv (classes). */
-static built build(const char *name, const char *spec)
+/* The trainer of spec, compiled with the jmvaec options `jmvaec_flags`. */
+static built build_with(const char *name, const char *spec, const char *jmvaec_flags)
 {
     built b = {temp_folder("experts"), NULL};
     cr_assert_not_null(b.dir);
     char *path = fmt("%s/%s.spec", b.dir, name);
     write_text(path, spec);
     char flags[512];
-    char *cmd = fmt("./jmvaec '%s' -o '%s/gen' && make -s -C '%s/gen' JMVAEC=$PWD/jmvaec %s", path, b.dir, b.dir,
-                    sanitize_make_flags(flags, sizeof flags));
+    char *cmd = fmt("./jmvaec %s '%s' -o '%s/gen' && make -s -C '%s/gen' JMVAEC=$PWD/jmvaec %s", jmvaec_flags, path, b.dir,
+                    b.dir, sanitize_make_flags(flags, sizeof flags));
     char *out = NULL;
     int rc = run_command(cmd, &out);
     cr_assert_eq(rc, 0, "%s:\n%s", cmd, out);
@@ -145,6 +146,11 @@ static built build(const char *name, const char *spec)
     return b;
 }
 
+static built build(const char *name, const char *spec)
+{
+    return build_with(name, spec, "");
+}
+
 static void drop(built *b)
 {
     remove_folder(b->dir);
@@ -162,9 +168,9 @@ static int same_file(const built *b, const char *x, const char *y)
 
 #define DATA "--data a=a.csv --data b=b.csv --data c=c.csv"
 
-static void deterministic_and_resumable(const char *name, const char *spec)
+static void deterministic_and_resumable(const char *name, const char *spec, const char *jmvaec_flags)
 {
-    built b = build(name, spec);
+    built b = build_with(name, spec, jmvaec_flags);
     char *cmd;
     for (int t = 1; t <= 3; t++) {
         cmd = fmt("'%s' train " DATA " --epochs 3 --threads %d --out run%d", b.trainer, t, t);
@@ -194,17 +200,24 @@ static void deterministic_and_resumable(const char *name, const char *spec)
 
 Test(experts, mopoe_with_dreg_is_the_same_on_any_thread_count_and_resumes, .timeout = 300)
 {
-    deterministic_and_resumable("tiny_mopoe", mopoe_spec);
+    deterministic_and_resumable("tiny_mopoe", mopoe_spec, "");
 }
 
 Test(experts, mvae_subsampled_is_the_same_on_any_thread_count_and_resumes, .timeout = 300)
 {
-    deterministic_and_resumable("tiny_mvae", mvae_spec);
+    deterministic_and_resumable("tiny_mvae", mvae_spec, "");
 }
 
 Test(experts, convolutions_are_the_same_on_any_thread_count_and_resume, .timeout = 300)
 {
-    deterministic_and_resumable("tiny_conv", conv_spec);
+    deterministic_and_resumable("tiny_conv", conv_spec, "");
+}
+
+/* The same with every convolution (and dense GEMM wide enough) cut in two
+ * tasks (split.c), which run side by side on two threads and more. */
+Test(experts, cut_convolutions_are_the_same_on_any_thread_count_and_resume, .timeout = 300)
+{
+    deterministic_and_resumable("tiny_conv", conv_spec, "--split-mflop 0");
 }
 
 /* Incomplete examples: c missing in every fourth (c_na.csv), and `drop`

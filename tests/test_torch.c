@@ -59,13 +59,15 @@ Test(torch, examples, .timeout = 900)
                                           "examples/semi-supervised/*.spec tests/eval/*.spec");
 }
 
-/* count specs of the generator's `mode` from `state`, equal in both back ends. */
-static void torch_equal_generated(const char *tag, uint64_t state, int mode, int count)
+/* count specs of the generator's `mode` from `state`, equal in both back ends
+ * (the C trainers compiled with `jmvaec_flags`). */
+static void torch_equal_generated(const char *tag, uint64_t state, int mode, int count, const char *jmvaec_flags)
 {
     need_torch();
     char *dir = temp_folder(tag);
     cr_assert(dir);
-    char args[8192] = "";
+    char args[8192];
+    snprintf(args, sizeof args, "--jmvaec-flags '%s'", jmvaec_flags);
     for (int k = 0; k < count; k++) {
         char text[1 << 14], path[512];
         specgen_from_state(&state, mode, text, sizeof text);
@@ -86,17 +88,26 @@ static void torch_equal_generated(const char *tag, uint64_t state, int mode, int
 }
 
 /* Specs nobody wrote: every likelihood, latent hierarchies, feature
- * networks, several families, KL and KLsample, weights and warm-ups. */
+ * networks, convolutions, several families, KL and KLsample, weights and
+ * warm-ups; their C steps with every GEMM and convolution that can be cut
+ * in two tasks cut (split.c: columns of dense layers, examples of
+ * convolutions), whatever its size. */
 Test(torch, generated_specs, .timeout = 900)
 {
-    torch_equal_generated("torch-gen", 0x2545F4914F6CDD1Dull, GEN_ANY, sanitized() ? 3 : 6);
+    torch_equal_generated("torch-gen", 0x2545F4914F6CDD1Dull, GEN_ANY, sanitized() ? 3 : 6, "--split-mflop 0");
+}
+
+/* Every layer kind of convolution, each cut in two tasks by examples. */
+Test(torch, convolutions_cut_into_tasks, .timeout = 300)
+{
+    torch_equal("torch-cut", "--jmvaec-flags '--split-mflop 0' examples/conv_tiny.spec");
 }
 
 /* Specs of posteriors built from experts nobody wrote: products, mixtures,
  * loops, K samples and DReG, equal in both back ends. */
 Test(torch, generated_expert_specs, .timeout = 900)
 {
-    torch_equal_generated("torch-gen-experts", 0x165667B19E3779F9ull, GEN_EXPERTS, sanitized() ? 3 : 6);
+    torch_equal_generated("torch-gen-experts", 0x165667B19E3779F9ull, GEN_EXPERTS, sanitized() ? 3 : 6, "");
 }
 
 /* Names that Python or torch.nn.Module take (keywords, methods) and one

@@ -69,7 +69,7 @@ def build(args, spec):
     name = model_name(spec)
     d = os.path.join(args.work, os.path.basename(spec)[:-5])
     shutil.rmtree(d, ignore_errors=True)
-    run([args.jmvaec, spec, "-o", d])
+    run([args.jmvaec, spec, "-o", d] + args.jmvaec_flags)
     run([args.jmvaec, "--emit=torch", spec, "-o", d])
     run(["make", "-s", "-C", d, f"JMVAEC={os.path.abspath(args.jmvaec)}"] + args.make_flags)
     loader = importlib.util.spec_from_file_location(f"{name}_{os.getpid()}_{len(failures)}", os.path.join(d, name + ".py"))
@@ -354,6 +354,7 @@ def main():
     ap.add_argument("--jmvaec", default="./jmvaec")
     ap.add_argument("--work", required=True, help="a folder for the builds and files")
     ap.add_argument("--make-flags", default="", help="extra make arguments for the trainers (CFLAGS=...)")
+    ap.add_argument("--jmvaec-flags", default="", help="extra jmvaec options for the C back end (--split-mflop 0)")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--refusals", action="store_true")
     ap.add_argument("specs", nargs="+")
@@ -361,6 +362,7 @@ def main():
     args.root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     import shlex
     args.make_flags = shlex.split(args.make_flags)
+    args.jmvaec_flags = shlex.split(args.jmvaec_flags)
     torch.set_num_threads(1)
     os.makedirs(args.work, exist_ok=True)
     for spec in args.specs:
