@@ -17,17 +17,18 @@
 #include "jv_runtime.h"
 
 #define CK_MAGIC "JMVAECK1"
-#define CK_VERSION 3u /* version 1 lacks the progress within an epoch, version 2 the run's parts */
+#define CK_VERSION 4u /* version 1 lacks the progress within an epoch, 2 the run's parts, 3 its examples */
 
 /* The bytes between the floats and the checksum: the generator and the
  * progress (TAIL_FIXED), then, from version 2 on, the progress within an
- * epoch (progress_fixed: three counts, in version 3 the run's parts, the
- * count of sums; then 8 bytes for each sum). */
-enum { TAIL_FIXED = 4 * 8, PROGRESS_FIXED_MAX = 4 * 8 + 4 };
+ * epoch (progress_fixed: three counts, from version 3 on the run's parts,
+ * from version 4 on the choice of its examples, the count of sums; then 8
+ * bytes for each sum). */
+enum { TAIL_FIXED = 4 * 8, SELECTION = 8 + 8 * JV_CK_MAX_MODALITIES, PROGRESS_FIXED_MAX = 4 * 8 + SELECTION + 4 };
 
 static size_t progress_fixed(uint32_t version)
 {
-    return version >= 3 ? 4 * 8 + 4 : 3 * 8 + 4;
+    return version >= 4 ? 4 * 8 + SELECTION + 4 : version >= 3 ? 4 * 8 + 4 : 3 * 8 + 4;
 }
 
 /* ------------------------------------------------------------- saving -- */
@@ -126,6 +127,12 @@ int jv_checkpoint_save(const char *path, const jv_model *model, const jv_checkpo
         jv_buf_put_le64(&b, (uint64_t)ck->batch_size);
         jv_buf_put_le64(&b, (uint64_t)ck->n_train);
         jv_buf_put_le64(&b, (uint64_t)ck->chunks);
+        jv_buf_put_le64(&b, ck->complete_only ? 1u : 0u);
+        for (int i = 0; i < JV_CK_MAX_MODALITIES; i++) {
+            uint64_t bits;
+            memcpy(&bits, &ck->drop[i], sizeof bits);
+            jv_buf_put_le64(&b, bits);
+        }
         int k = ck->n_sums > 0 && ck->n_sums <= JV_CK_MAX_SUMS ? ck->n_sums : 0;
         jv_buf_put_le32(&b, (uint32_t)k);
         for (int i = 0; i < k; i++) {
@@ -421,6 +428,20 @@ static int check_crc(ck_reader *c, size_t tail_len, jv_error *err)
         jv_error_set(err, "%s: the progress at its end is damaged (its count of sums)", c->in.path);
         return -1;
     }
+    if (c->layout.version >= 4 && tail_len > TAIL_FIXED) {
+        const unsigned char *p = c->tail + TAIL_FIXED + 32;
+        int bad = jv_get_le64(p) > 1;
+        for (int i = 0; i < JV_CK_MAX_MODALITIES; i++) {
+            uint64_t bits = jv_get_le64(p + 8 + 8 * (size_t)i);
+            double d;
+            memcpy(&d, &bits, sizeof d);
+            bad |= !(d >= 0 && d < 1);
+        }
+        if (bad) {
+            jv_error_set(err, "%s: the choice of training examples at its end is damaged", c->in.path);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -445,6 +466,9 @@ static int read_state(ck_reader *c, size_t n, size_t tail_len, jv_checkpoint *ou
     out->epoch = (int64_t)jv_get_le64(tail + 16);
     out->step = (int64_t)jv_get_le64(tail + 24);
     out->batches = out->batch_size = out->n_train = out->chunks = 0;
+    out->complete_only = 0;
+    for (int i = 0; i < JV_CK_MAX_MODALITIES; i++)
+        out->drop[i] = 0;
     out->n_sums = 0;
     if (tail_len > TAIL_FIXED) {
         const unsigned char *p = tail + TAIL_FIXED;
@@ -454,6 +478,13 @@ static int read_state(ck_reader *c, size_t n, size_t tail_len, jv_checkpoint *ou
         out->n_train = (int64_t)jv_get_le64(p + 16);
         if (c->layout.version >= 3)
             out->chunks = (int64_t)jv_get_le64(p + 24);
+        if (c->layout.version >= 4) {
+            out->complete_only = jv_get_le64(p + 32) & 1u;
+            for (int i = 0; i < JV_CK_MAX_MODALITIES; i++) {
+                uint64_t bits = jv_get_le64(p + 40 + 8 * (size_t)i);
+                memcpy(&out->drop[i], &bits, sizeof bits);
+            }
+        }
         out->n_sums = (int)((tail_len - TAIL_FIXED - fixed) / 8);
         for (int i = 0; i < out->n_sums; i++) {
             uint64_t bits = jv_get_le64(p + fixed + 8 * (size_t)i);

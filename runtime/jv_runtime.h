@@ -195,9 +195,9 @@ int jv_png_write(const char *path, const uint8_t *pixels, int width, int height,
 
 /* ------------------------------------------------------- checkpoints -- */
 
-/* The checkpoint format, version 3, all integers little-endian:
+/* The checkpoint format, version 4, all integers little-endian:
  *   "JMVAECK1"              8 bytes magic
- *   u32 version (3)         u32 reserved (0)
+ *   u32 version (4)         u32 reserved (0)
  *   u64 model fingerprint   (jv_model.fingerprint)
  *   u32 name length, name bytes (the model's name)
  *   u32 tensor count; per tensor: u32 name length, name, u32 rows, u32 cols, u64 offset
@@ -208,12 +208,16 @@ int jv_png_write(const char *path, const uint8_t *pixels, int width, int height,
  *   the progress within the next epoch (all 0 at an epoch's end):
  *     u64 batches of it done, u64 batch size, u64 training examples,
  *     u64 the run's parts of a batch (train --chunks; 0: unrecorded),
+ *     u64 the choice of its training examples: 1 for train --complete-only, else 0,
+ *     f64[32] the fraction of the training examples train --drop hid each modality in
+ *       (in the model's order; 0: none, and for the places beyond its modalities),
  *     u32 count k, f64[k] the loss and each term summed over those batches
  *   u32 CRC-32 (zlib) of every byte before it
- * Versions 1 (without the progress) and 2 (without the parts) are read too. Written to a
+ * Versions 1 (without the progress), 2 (without the parts) and 3 (without the choice of
+ * examples) are read too. Written to a
  * temporary file in the same folder, flushed (fsync), then renamed over
  * the target, so the previous checkpoint survives any failure. */
-enum { JV_CK_MAX_SUMS = 1 + 256 };
+enum { JV_CK_MAX_SUMS = 1 + 256, JV_CK_MAX_MODALITIES = 32 };
 
 typedef struct {
     float *params, *m, *v; /* each n_params long, owned by the caller */
@@ -223,6 +227,8 @@ typedef struct {
      * size and training set they were cut from, and their sums */
     int64_t batches, batch_size, n_train;
     int64_t chunks;        /* the run's --chunks (0 in checkpoints of format 1 and 2) */
+    int complete_only;     /* the run's --complete-only, and --drop of each modality (0: none; */
+    double drop[JV_CK_MAX_MODALITIES]; /* both 0 in checkpoints of formats 1 to 3) */
     int n_sums;
     double sums[JV_CK_MAX_SUMS];
 } jv_checkpoint;

@@ -110,8 +110,9 @@ static const char TRAIN_ABOUT[] =
     "hold the same examples. Writes RUNDIR/train.csv, RUNDIR/epoch-<N>.ckpt and\n"
     "RUNDIR/last.ckpt. --resume continues a run up to --epochs, reproducing an\n"
     "uninterrupted run exactly when given the same data and the same --valid, --batch,\n"
-    "--lr, --lr-after, --hyper, --drop and --observed. An example that lacks modalities\n"
-    "trains on the part of the loss that reads only what it has.";
+    "--lr, --lr-after, --hyper and --observed (the checkpoint keeps the run's seed, --chunks,\n"
+    "--drop and --complete-only). An example that lacks modalities trains on the part of the\n"
+    "loss that reads only what it has.";
 
 /* ------------------------------------------------------------ options -- */
 
@@ -128,7 +129,8 @@ static int parse_train_options(trainer *t, int argc, char **argv)
          "which examples have modality NAME: a 0/1 column, one an example (beside the file's own missing rows)",
          0},
         {"drop", JV_OPT_LIST, &o->drop, 0, 0, "NAME=P",
-         "hide modality NAME in a fraction P of the training examples, chosen by the seed", 0},
+         "hide modality NAME in a fraction P of the training examples, chosen by the seed (--resume: the "
+         "checkpoint's, unless given)", 0},
         {"epochs", JV_OPT_INT, &o->epochs, 1, INT_MAX, "N", "train until N epochs are complete", 0},
         {"batch", JV_OPT_INT, &o->batch, 1, INT_MAX, "B", "examples per step", 0},
         {"lr", JV_OPT_REAL, &o->lr, 0, 1e6, "X", "Adam's learning rate", 0},
@@ -309,16 +311,19 @@ static int make_split(trainer *t)
     return 0;
 }
 
-/* --drop NAME=P: modality NAME hidden in round(P n_train) training examples
- * (fewer when not enough of them have it and another modality), taken in
- * the order of a seeded permutation; the validation examples keep theirs. */
-static int apply_drops(trainer *t)
+/* The fraction of the training examples each modality is hidden in:
+ * --drop NAME=P, else the --resume checkpoint's (which records the run's
+ * own), so that a resumed run trains on the same examples; the same for
+ * --complete-only. Another --drop than the checkpoint's is the user's
+ * choice, and said. The result goes into every checkpoint; *kept: the
+ * modalities whose drop is the checkpoint's. */
+static int choose_drops(trainer *t, unsigned *kept)
 {
     const jv_model *m = t->m;
-    unsigned dropped = 0;
+    unsigned given = 0;
     for (int i = 0; i < t->o.drop.n; i++) {
         const char *value = NULL;
-        int k = jv_modality_option(m, "train", "drop", t->o.drop.item[i], &dropped, &value);
+        int k = jv_modality_option(m, "train", "drop", t->o.drop.item[i], &given, &value);
         if (k < 0)
             return 1;
         char *end = NULL;
@@ -326,6 +331,37 @@ static int apply_drops(trainer *t)
         if (end == value || *end || !(p >= 0 && p < 1))
             return jv_fail("train: --drop %s= expects a fraction in [0, 1), got '%s'", m->modalities[k].name,
                            value);
+        if (t->o.resume && p != t->ck.drop[k] && t->lead)
+            printf("note: --drop %s=%g, where %s was trained with --drop %s=%g: the run goes on with other "
+                   "examples than its own\n", m->modalities[k].name, p, t->o.resume, m->modalities[k].name,
+                   t->ck.drop[k]);
+        t->ck.drop[k] = p;
+    }
+    *kept = t->o.resume ? ~given : 0;
+    if (t->o.resume && t->ck.complete_only && !t->o.complete_only && t->lead)
+        printf("--complete-only: as in the run of %s\n", t->o.resume);
+    if (t->o.resume && !t->ck.complete_only && t->o.complete_only && t->lead)
+        printf("note: --complete-only, where %s was trained on every example: the run goes on with fewer\n",
+               t->o.resume);
+    t->o.complete_only |= t->ck.complete_only;
+    t->ck.complete_only = t->o.complete_only;
+    return 0;
+}
+
+/* Each modality hidden in round(P n_train) training examples (P its drop
+ * fraction; fewer when not enough of them have it and another modality),
+ * taken in the order of a seeded permutation; the validation examples keep
+ * theirs. */
+static int apply_drops(trainer *t)
+{
+    const jv_model *m = t->m;
+    unsigned kept = 0;
+    if (choose_drops(t, &kept) != 0)
+        return 1;
+    for (int k = 0; k < m->n_modalities; k++) {
+        double p = t->ck.drop[k];
+        if (p == 0)
+            continue;
         size_t want = (size_t)llround(p * (double)t->n_train), done = 0;
         size_t *pick = malloc((t->n_train ? t->n_train : 1) * sizeof *pick);
         if (!pick)
@@ -345,9 +381,10 @@ static int apply_drops(trainer *t)
         if (failed)
             return jv_fail("out of memory");
         if (t->lead)
-            printf("--drop %s=%s: %s hidden in %zu of the %zu training examples%s\n", m->modalities[k].name, value,
+            printf("--drop %s=%g: %s hidden in %zu of the %zu training examples%s%s%s\n", m->modalities[k].name, p,
                    m->modalities[k].name, done, t->n_train,
-                   done < want ? " (every other one lacks it or has nothing else)" : "");
+                   done < want ? " (every other one lacks it or has nothing else)" : "",
+                   kept >> k & 1u ? ", as it was in the run of " : "", kept >> k & 1u ? t->o.resume : "");
     }
     return 0;
 }

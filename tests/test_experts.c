@@ -249,6 +249,26 @@ static void incomplete_examples(const char *name, const char *spec, const char *
     free(must(&b, 0, cmd));
     free(cmd);
     cr_assert(same_file(&b, "run1/last.ckpt", "part/last.ckpt"), "%s: the resumed run differs", name);
+    if (*drop_opt) { /* the checkpoint keeps --drop (and --complete-only): resumed without them, the same run */
+        char *bare = fmt("--data a=a.csv --data b=b.csv --data c=c_na.csv --valid 10");
+        cmd = fmt("'%s' train %s --epochs 1 --out bare && '%s' train %s --epochs 3 --resume bare/last.ckpt",
+                  b.trainer, data, b.trainer, bare);
+        char *out = must(&b, 0, cmd);
+        cr_expect(strstr(out, "training examples, as it was in the run of bare/last.ckpt") != NULL, "%s", out);
+        free(out);
+        free(cmd);
+        cr_assert(same_file(&b, "run1/last.ckpt", "bare/last.ckpt"), "%s: resumed without --drop, the run differs",
+                  name);
+        cmd = fmt("'%s' train %s --complete-only --epochs 1 --out co && '%s' train %s --complete-only --epochs 2 "
+                  "--out co2 && '%s' train %s --epochs 2 --resume co/last.ckpt",
+                  b.trainer, data, b.trainer, data, b.trainer, bare);
+        out = must(&b, 0, cmd);
+        cr_expect(strstr(out, "--complete-only: as in the run of co/last.ckpt") != NULL, "%s", out);
+        free(out);
+        free(cmd);
+        cr_assert(same_file(&b, "co/last.ckpt", "co2/last.ckpt"), "%s: resumed, --complete-only is forgotten", name);
+        free(bare);
+    }
     cmd = fmt("'%s' train %s --epochs 2 --chunks 3 --threads 1 --out c1 && '%s' train %s --epochs 2 --chunks 3 "
               "--threads 2 --out c2", b.trainer, data, b.trainer, data);
     free(must(&b, 0, cmd));

@@ -1143,10 +1143,12 @@ Test(checkpoint, layout_is_as_documented)
     save_a(tpath("last.ckpt"), 2);
     unsigned char *f = read_bytes(tpath("last.ckpt"), &n);
     size_t names = strlen("jmvae") + strlen("enc.l1.weight") + strlen("enc.l1.bias");
-    /* ... the generator and progress (4 x 8), the progress within an epoch (4 x 8 + 4, no sums), the CRC */
-    cr_assert_eq(n, 8 + 4 + 4 + 8 + 4 + 4 + 2 * (4 + 4 + 4 + 8) + names + 8 + 3 * 4 * NP + 4 * 8 + 4 * 8 + 4 + 4);
+    /* ... the generator and progress (4 x 8), the progress within an epoch (4 x 8, the choice of examples
+       8 + 32 x 8, the count 4, no sums), the CRC */
+    cr_assert_eq(n, 8 + 4 + 4 + 8 + 4 + 4 + 2 * (4 + 4 + 4 + 8) + names + 8 + 3 * 4 * NP + 4 * 8 + 4 * 8 + 8 +
+                        32 * 8 + 4 + 4);
     cr_assert_eq(memcmp(f, "JMVAECK1", 8), 0);
-    cr_assert(f[8] == 3 && f[9] == 0 && f[12] == 0);            /* version 3, reserved 0, little-endian */
+    cr_assert(f[8] == 4 && f[9] == 0 && f[12] == 0);            /* version 4, reserved 0, little-endian */
     cr_assert(f[16] == 0x00 && f[17] == 0xef && f[23] == 0x12); /* fingerprint */
     cr_assert(f[24] == 5 && memcmp(f + 28, "jmvae", 5) == 0);
     cr_assert_eq(f[33], 2); /* tensor count */
@@ -1230,13 +1232,13 @@ Test(checkpoint, other_version_refused)
     size_t n;
     save_a(tpath("v.ckpt"), 1);
     unsigned char *f = read_bytes(tpath("v.ckpt"), &n);
-    f[8] = 4;
+    f[8] = 5;
     put_crc(f, n);
     write_bytes(tpath("v.ckpt"), f, n);
     state s;
     jv_error err;
     assert_refused(load_a(tpath("v.ckpt"), &s, &err), &err, tpath("v.ckpt"),
-                   "checkpoint format version 4, but this build reads versions 1 to 3");
+                   "checkpoint format version 5, but this build reads versions 1 to 4");
     free(f);
 }
 
@@ -1247,7 +1249,7 @@ Test(checkpoint, version_1_still_loads)
     size_t n;
     save_a(tpath("v2.ckpt"), 1);
     unsigned char *f = read_bytes(tpath("v2.ckpt"), &n);
-    size_t progress = 4 * 8 + 4; /* no sums at an epoch's end */
+    size_t progress = 4 * 8 + 8 + 32 * 8 + 4; /* no sums at an epoch's end */
     memmove(f + n - 4 - progress, f + n - 4, 4);
     n -= progress;
     f[8] = 1;
@@ -1261,15 +1263,16 @@ Test(checkpoint, version_1_still_loads)
     free(f);
 }
 
-/* Version 2 (no record of the run's parts) still loads, with chunks 0:
- * the same file less the 8 bytes before the count of sums. */
+/* Version 2 (no record of the run's parts nor of its examples) still
+ * loads, with chunks 0: the same file less the 8 + 8 + 32 x 8 bytes before
+ * the count of sums. */
 Test(checkpoint, version_2_still_loads)
 {
-    size_t n;
-    save_a(tpath("v3.ckpt"), 1);
-    unsigned char *f = read_bytes(tpath("v3.ckpt"), &n);
-    memmove(f + n - 4 - 4 - 8, f + n - 4 - 4, 8); /* the count and the CRC over the parts */
-    n -= 8;
+    size_t n, gone = 8 + 8 + 32 * 8;
+    save_a(tpath("v4.ckpt"), 1);
+    unsigned char *f = read_bytes(tpath("v4.ckpt"), &n);
+    memmove(f + n - 4 - 4 - gone, f + n - 4 - 4, 8); /* the count and the CRC over the parts */
+    n -= gone;
     f[8] = 2;
     put_crc(f, n);
     write_bytes(tpath("v2.ckpt"), f, n);
@@ -1279,6 +1282,60 @@ Test(checkpoint, version_2_still_loads)
     assert_state_equals(&s, 1);
     cr_assert_eq(s.ck.chunks, 0);
     free(f);
+}
+
+/* Version 3 (no record of the run's examples) still loads, with no
+ * --drop nor --complete-only: the same file less the 8 + 32 x 8 bytes
+ * before the count of sums. */
+Test(checkpoint, version_3_still_loads)
+{
+    size_t n, gone = 8 + 32 * 8;
+    jv_model model = small_model("jmvae", 0x1234abcd5678ef00ull, tensors_a);
+    state s;
+    jv_error err;
+    init_state(&s, 1);
+    s.ck.chunks = 3;
+    s.ck.complete_only = 1;
+    s.ck.drop[1] = 0.5;
+    cr_assert_eq(jv_checkpoint_save(tpath("v4.ckpt"), &model, &s.ck, &err), 0, "%s", err.msg);
+    unsigned char *f = read_bytes(tpath("v4.ckpt"), &n);
+    memmove(f + n - 4 - 4 - gone, f + n - 4 - 4, 8);
+    n -= gone;
+    f[8] = 3;
+    put_crc(f, n);
+    write_bytes(tpath("v3.ckpt"), f, n);
+    state t;
+    cr_assert_eq(load_a(tpath("v3.ckpt"), &t, &err), 0, "%s", err.msg);
+    assert_state_equals(&t, 1);
+    cr_assert(t.ck.chunks == 3 && t.ck.complete_only == 0 && t.ck.drop[1] == 0);
+    free(f);
+}
+
+/* A choice of examples no trainer writes (a fraction of 1 or more, a NaN,
+ * a flag beyond --complete-only's), checksum and all, is refused. */
+Test(checkpoint, damaged_choice_of_examples_refused)
+{
+    jv_model model = small_model("jmvae", 0x1234abcd5678ef00ull, tensors_a);
+    const double bad[] = {1.0, -0.25, NAN};
+    for (int i = 0; i < 4; i++) {
+        state s;
+        jv_error err;
+        init_state(&s, 1);
+        if (i < 3)
+            s.ck.drop[31] = bad[i];
+        cr_assert_eq(jv_checkpoint_save(tpath("c.ckpt"), &model, &s.ck, &err), 0, "%s", err.msg);
+        if (i == 3) { /* the flag word: 2 */
+            size_t n;
+            unsigned char *f = read_bytes(tpath("c.ckpt"), &n);
+            f[n - 4 - 4 - 32 * 8 - 8] = 2;
+            put_crc(f, n);
+            write_bytes(tpath("c.ckpt"), f, n);
+            free(f);
+        }
+        state t;
+        assert_refused(load_a(tpath("c.ckpt"), &t, &err), &err, tpath("c.ckpt"),
+                       "the choice of training examples at its end is damaged");
+    }
 }
 
 /* The progress within an epoch goes through a save and a load. */
@@ -1292,6 +1349,9 @@ Test(checkpoint, progress_within_an_epoch_round_trips)
     s.ck.batch_size = 100;
     s.ck.n_train = 60000;
     s.ck.chunks = 4;
+    s.ck.complete_only = 1;
+    s.ck.drop[0] = 0.9;
+    s.ck.drop[31] = 1.0 / 3;
     s.ck.n_sums = 4;
     for (int i = 0; i < 4; i++)
         s.ck.sums[i] = 1000.5 * (i + 1) + 1.0 / 3;
@@ -1300,7 +1360,9 @@ Test(checkpoint, progress_within_an_epoch_round_trips)
     cr_assert_eq(load_a(tpath("p.ckpt"), &t, &err), 0, "%s", err.msg);
     assert_state_equals(&t, 2);
     cr_assert(t.ck.batches == 17 && t.ck.batch_size == 100 && t.ck.n_train == 60000 && t.ck.n_sums == 4 &&
-              t.ck.chunks == 4);
+              t.ck.chunks == 4 && t.ck.complete_only == 1);
+    for (int i = 0; i < 32; i++)
+        cr_assert(memcmp(&t.ck.drop[i], &s.ck.drop[i], sizeof(double)) == 0);
     for (int i = 0; i < 4; i++)
         cr_assert(memcmp(&t.ck.sums[i], &s.ck.sums[i], sizeof(double)) == 0);
 }
