@@ -162,7 +162,8 @@ class CheckpointError(Exception):
 
 
 _MAGIC = b"JMVAECK1"
-_VERSION = 3  # the format written; versions 1 and 2 are read too
+_VERSION = 4  # the format written; versions 1 to 3 are read too
+_MAX_MODALITIES = 32  # the places of the drop fractions in format 4
 _MAX_SUMS = 257
 _ATTRIBUTE = {t[0]: t[5] for t in TENSORS}  # a tensor's spec name -> its attribute path
 
@@ -191,14 +192,16 @@ class _Reader:
 
 
 def read_checkpoint(path):
-    """Reads a jmvaec checkpoint (formats 1 to 3) of any model, checking its
+    """Reads a jmvaec checkpoint (formats 1 to 4) of any model, checking its
     structure and checksum as the C trainer does. Returns a dict: version,
     fingerprint, model, tensors [(name, rows, cols, offset)], params, m, v
     (float32 arrays of the parameter block, Adam's first and second
     moments), rng_seed, rng_position, epoch (completed), step (optimiser
     steps taken), and the progress within the next epoch: batches,
     batch_size, n_train, chunks and sums (the loss and terms summed over
-    those batches). Raises CheckpointError."""
+    those batches), and the choice of the training examples: complete_only
+    (train --complete-only) and drop (train --drop: the fraction hidden, per
+    modality in the model's order, 32 places). Raises CheckpointError."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -221,7 +224,7 @@ def read_checkpoint(path):
     head, body = r.pos, len(raw) - r.pos
     # the tail: the generator and progress (32 bytes), then from version 2 on
     # the progress within an epoch, whose count of sums the file's size gives
-    progress = 36 if version >= 3 else 28
+    progress = 36 + 8 + 8 * _MAX_MODALITIES if version >= 4 else 36 if version >= 3 else 28
     tail = 32
     if version >= 2:
         fixed = 32 + progress + 4
@@ -245,12 +248,17 @@ def read_checkpoint(path):
         ck[key] = np.frombuffer(raw, "<f4", n, head + 4 * n * i).astype(np.float32)
     at = head + 12 * n
     ck["rng_seed"], ck["rng_position"], ck["epoch"], ck["step"] = struct.unpack_from("<QQqq", raw, at)
-    ck.update(batches=0, batch_size=0, n_train=0, chunks=0, sums=[])
+    ck.update(batches=0, batch_size=0, n_train=0, chunks=0, sums=[], complete_only=0, drop=[0.0] * _MAX_MODALITIES)
     if tail > 32:
         at += 32
         ck["batches"], ck["batch_size"], ck["n_train"] = struct.unpack_from("<qqq", raw, at)
         if version >= 3:
             ck["chunks"] = struct.unpack_from("<q", raw, at + 24)[0]
+        if version >= 4:
+            ck["complete_only"] = struct.unpack_from("<Q", raw, at + 32)[0]
+            ck["drop"] = list(struct.unpack_from(f"<{_MAX_MODALITIES}d", raw, at + 40))
+            if ck["complete_only"] > 1 or not all(0 <= d < 1 for d in ck["drop"]):
+                raise CheckpointError(f"{path}: the choice of training examples at its end is damaged")
         sums = struct.unpack_from("<I", raw, at + progress - 4)[0]
         if sums != (tail - 32 - progress) // 8:
             raise CheckpointError(f"{path}: the progress at its end is damaged (its count of sums)")
@@ -286,7 +294,7 @@ def _string(s):
 
 def write_checkpoint(path, ck):
     """Writes ck (the fields read_checkpoint returns, for this model) as a
-    checkpoint of format 3, the bytes the C trainer writes for the same
+    checkpoint of format 4, the bytes the C trainer writes for the same
     state. Replaces only a file that is a jmvaec checkpoint; written to a
     temporary file, synced and renamed, so a failure leaves what was there."""
     if os.path.lexists(path):
@@ -312,6 +320,9 @@ def write_checkpoint(path, ck):
             + struct.pack("<Q", N_PARAMS))
     tail = struct.pack("<QQqqqqqq", ck["rng_seed"], ck["rng_position"], ck["epoch"], ck["step"],
                        ck.get("batches", 0), ck.get("batch_size", 0), ck.get("n_train", 0), ck.get("chunks", 0))
+    drop = list(ck.get("drop") or [])[:_MAX_MODALITIES]
+    drop += [0.0] * (_MAX_MODALITIES - len(drop))
+    tail += struct.pack("<Q", 1 if ck.get("complete_only") else 0) + struct.pack(f"<{_MAX_MODALITIES}d", *drop)
     tail += struct.pack("<I", len(sums)) + struct.pack(f"<{len(sums)}d", *sums)
     crc = zlib.crc32(tail, zlib.crc32(blocks[2], zlib.crc32(blocks[1], zlib.crc32(blocks[0], zlib.crc32(head)))))
     folder = os.path.dirname(path) or "."
@@ -584,7 +595,7 @@ class ModelBase(torch.nn.Module):
         return ck
 
     def save_checkpoint(self, path, optimizer=None):
-        """Writes a jmvaec checkpoint (format 3) that the C trainer resumes
+        """Writes a jmvaec checkpoint (format 4) that the C trainer resumes
         (train --resume) or evaluates: the parameters as float32; Adam's
         moments and step from `optimizer` when given, else those
         load_checkpoint read, else zeros at step 0; and the rest of the
