@@ -204,7 +204,9 @@ Test(examples, three_modalities_quick_mode_writes_its_table_and_figures, .timeou
     char *root;
     const char *rows[] = {"| top and bottom (one garment) | w | coherence", "| bottom | top |", "| top | bottom |",
                           "| w | top | accuracy", "| w | bottom | accuracy", "log p(top,bottom,w)",
-                          "log p(bottom|top)", "QUICK MODE"};
+                          "log p(bottom|top)", "QUICK MODE", "| MVAE: all | discard | z | MoPoE: all | discard | z |",
+                          "MVAE, all: training examples by observed modalities: top,bottom,w ",
+                          "MoPoE, discard: --complete-only: training on the "};
     char *results = quick_mode("three-modalities", &root, rows, sizeof rows / sizeof rows[0]);
     const char *pictures[] = {"from_w.png", "completed.png", "curves.png"};
     expect_pictures(root, pictures, sizeof pictures / sizeof pictures[0]);

@@ -25,6 +25,14 @@
 # quick one), each modality generated from every subset of the other two
 # (and halves.spec's the same way: the zero-fed joint encoder stands in for
 # a subset it has no encoder of), in a table of their own.
+# Then incomplete data: MVAE and MoPoE (MISSING_MODELS) trained with each
+# half hidden in half of the training examples (`train --drop top=0.5
+# --drop bottom=0.5`, the label always there: a quarter of the examples
+# complete), on every example (each trains what it observes) and on the
+# complete quarter alone (`--complete-only`, the discard baseline), each
+# modality generated from every subset as above (K = 100 for eval's
+# figures in the full mode), and by how many standard errors using the
+# incomplete examples pays.
 # It writes RESULTS.md and the figures (default output
 # examples/three-modalities/out; RESULTS.md and the figures are copied
 # beside this script in the full mode). --quick: 2 epochs on 3,000 images,
@@ -32,7 +40,7 @@
 #
 # Variables (for tests): FASHION_MNIST, EXAMPLE_TRAIN_LIMIT, EXAMPLE_TEST_LIMIT,
 # EXAMPLE_SAMPLES, EXAMPLE_PER_CLASS, EXAMPLE_CLASSIFIER_EPOCHS,
-# EXAMPLE_PRIOR_SAMPLES, EXAMPLE_VALID, EXAMPLE_THREADS; CFLAGS and LDFLAGS.
+# EXAMPLE_PRIOR_SAMPLES, EXAMPLE_VALID, EXAMPLE_THREADS, MISSING_MODELS; CFLAGS and LDFLAGS.
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -53,6 +61,8 @@ done
 example_options $args
 [ -n "$EXPERT_EPOCHS" ] || EXPERT_EPOCHS=$([ $MODE = full ] && echo 30 || echo "$EPOCHS")
 EXPERTS="halves_mvae halves_mmvae halves_mopoe"
+MISSING_MODELS=${MISSING_MODELS:-halves_mvae halves_mopoe}
+MISSING_SAMPLES=$([ $MODE = full ] && echo 100 || echo "$SAMPLES")
 [ $MODE = full ] && TEST_LIMIT=2000 # K = 1000 on every subset and conditional of three modalities
 COMPLETE=$([ "$TEST_LIMIT" -gt 0 ] && [ "$TEST_LIMIT" -lt 1000 ] && echo "$TEST_LIMIT" || echo 1000)
 CLASSES="T-shirt/top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag Ankle-boot"
@@ -180,6 +190,38 @@ for m in $EXPERTS; do
     from_subsets "$TM" "$OUT/$m/run/last.ckpt" "$OUT/$m"
 done
 
+# train_eval TRAINER DIR EPOCHS K [train options]: train into DIR/run (resuming), evaluate with K samples
+train_eval() {
+    tr=$1 d=$2 ep=$3 k=$4
+    shift 4
+    mkdir -p "$d"
+    t=$(now)
+    if [ -f "$d/run/last.ckpt" ]; then
+        "$tr" train $TRAIN "$@" --valid "$VALID" --epochs "$ep" $THREADS --resume "$d/run/last.ckpt" > "$d/train.log"
+    else
+        rm -rf "$d/run"
+        "$tr" train $TRAIN "$@" --valid "$VALID" --epochs "$ep" $THREADS --out "$d/run" > "$d/train.log"
+    fi
+    grep -E '^(--drop|--complete-only|training examples by)' "$d/train.log" || true
+    echo $(( $(now) - t )) >> "$d/train_seconds"
+    stamp="$ep $k $PRIOR_SAMPLES $TEST_LIMIT $(cksum < "$d/run/last.ckpt")"
+    if [ ! -f "$d/eval.json" ] || [ "$(cat "$d/eval.stamp" 2>/dev/null)" != "$stamp" ]; then
+        "$tr" eval --checkpoint "$d/run/last.ckpt" $TEST --samples "$k" --prior-samples "$PRIOR_SAMPLES" $THREADS \
+            --json "$d/eval.json" > "$d/eval.txt"
+        echo "$stamp" > "$d/eval.stamp"
+    fi
+}
+for m in $MISSING_MODELS; do
+    TM=$OUT/gen_$m/$m
+    [ -x "$TM" ] || { "$ROOT/jmvaec" "$HERE/$m.spec" -o "$OUT/gen_$m" > /dev/null; make -s -C "$OUT/gen_$m" JMVAEC="$ROOT/jmvaec"; }
+    for kind in all discard; do
+        say "$m, each half hidden in half of the training examples, $kind: train to $EXPERT_EPOCHS epochs, evaluate"
+        only=$([ $kind = discard ] && echo --complete-only || true)
+        train_eval "$TM" "$OUT/missing/$m-$kind" "$EXPERT_EPOCHS" "$MISSING_SAMPLES" --drop top=0.5 --drop bottom=0.5 $only
+        from_subsets "$TM" "$OUT/missing/$m-$kind/run/last.ckpt" "$OUT/missing/$m-$kind"
+    done
+done
+
 say "figures (gnuplot)"
 paste -d, "$OUT/top_from_w_10.csv" "$OUT/bottom_from_w_10.csv" | csv_grid 10 28 28 > "$OUT/from_w.matrix"
 { paste -d, "$H/test_top_first.csv" "$H/test_bottom_first.csv" | head -n 10
@@ -204,6 +246,15 @@ gnuplot "$OUT/figures.gp"
 say "RESULTS.md"
 acc() { grep -m1 '"accuracy": {' "$1" | sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\).*/\1 \2/' |
         awk '{ printf "%.3f ± %.3f", $1, $2 }'; }
+# measure DIR WHAT: "mean se" of a classifier's JSON (WHAT: its name) or of eval's accuracy (WHAT: w:SUBSET)
+measure() {
+    case $2 in
+    w:*) sed -n '/"accuracy": {/,/^  }/p' "$OUT/$1/eval.json" | grep -m1 "\"w|${2#w:}\": {" ;;
+    *) grep -m1 '"accuracy": {' "$OUT/$1/$2.json" ;;
+    esac | sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\).*/\1 \2/'
+}
+pm() { echo "$1" | awk '{ printf "%.3f ± %.3f", $1, $2 }'; }
+model_name() { case $1 in halves_mvae) echo MVAE ;; halves_mmvae) echo MMVAE ;; halves_mopoe) echo MoPoE ;; *) echo "$1" ;; esac; }
 {
     echo "# Three modalities: the top half, the bottom half and the label of Fashion-MNIST images"
     echo
@@ -257,6 +308,41 @@ acc() { grep -m1 '"accuracy": {' "$1" | sed 's/.*"mean": \([^,]*\), "se": \([^,}
     for m in $EXPERTS; do
         echo "$m: log p(top,bottom,w) $(fmt "$(jget "$OUT/$m/eval.json" log_p top,bottom,w)"), trained in $(minutes "$OUT/$m/train_seconds") min."
         echo
+    done
+    echo "## Half of each half missing: training on incomplete examples, or discarding them"
+    echo
+    echo "The models of experts again ($EXPERT_EPOCHS epochs each), with each half hidden in half of the training"
+    echo "examples (\`train --drop top=0.5 --drop bottom=0.5\`, chosen by the seed; the label always there), so that"
+    echo "a quarter of them are complete, a quarter have each half alone with the label, a quarter the label alone."
+    echo "*all*: every example trains the part of the objective it observes (the product or mixture of its own"
+    echo "experts, the reconstruction of what it has); *discard*: the complete quarter alone (\`--complete-only\`)."
+    echo "Measures as in the table above (eval with K = $MISSING_SAMPLES); *z* is (all − discard) / sqrt(se² + se²)."
+    echo
+    printf "| generated | from |"
+    for m in $MISSING_MODELS; do printf " %s: all | discard | z |" "$(model_name $m)"; done
+    echo
+    printf "|---|---|"
+    for m in $MISSING_MODELS; do printf -- "---|---|---|"; done
+    echo
+    for row in "top and bottom|w|from_w" "bottom|top|completed_from_top" "bottom|top, w|completed_from_top_w" \
+               "top|bottom|completed_from_bottom" "top|bottom, w|completed_from_bottom_w" "w|top|w:top" \
+               "w|bottom|w:bottom" "w|top, bottom|w:top,bottom"; do
+        what=${row%%|*} rest=${row#*|}
+        printf "| %s | %s |" "$what" "${rest%%|*}"
+        for m in $MISSING_MODELS; do
+            a=$(measure "missing/$m-all" "${rest#*|}") d=$(measure "missing/$m-discard" "${rest#*|}")
+            printf " %s | %s | %s |" "$(pm "$a")" "$(pm "$d")" "$(echo "$a $d" | awk '{ s = sqrt($2 * $2 + $4 * $4); printf "%+.1f", (s > 0 ? ($1 - $3) / s : 0) }')"
+        done
+        echo
+    done
+    echo
+    for m in $MISSING_MODELS; do
+        for kind in all discard; do
+            echo "$(model_name $m), $kind: $(grep -m1 -E '^(training examples by|--complete-only:)' "$OUT/missing/$m-$kind/train.log");" \
+                "log p(top,bottom,w) $(fmt "$(jget "$OUT/missing/$m-$kind/eval.json" log_p top,bottom,w)"), trained in" \
+                "$(minutes "$OUT/missing/$m-$kind/train_seconds") min."
+            echo
+        done
     done
     echo "eval's table (every subset of the modalities, every conditional, the proposals):"
     echo
