@@ -39,6 +39,30 @@ quick_banner() {
     echo "These numbers only show that the chain works; the full mode is what the project reports."
     echo
 }
+# train_into TRAINER DIR OPTION...: `TRAINER train OPTION...` into DIR/run, resuming
+# from DIR/run/last.ckpt when it is there; its output in DIR/train.log (shown,
+# and exit 1, when it fails), its lines on the examples shown, its seconds added
+# to DIR/train_seconds.
+train_into() {
+    _tr=$1 _d=$2
+    shift 2
+    mkdir -p "$_d"
+    _t=$(now)
+    if [ -f "$_d/run/last.ckpt" ]; then
+        set -- "$@" --resume "$_d/run/last.ckpt"
+    else
+        rm -rf "$_d/run"
+        set -- "$@" --out "$_d/run"
+    fi
+    "$_tr" train "$@" > "$_d/train.log" 2>&1 || { cat "$_d/train.log"; exit 1; }
+    grep -E '^(--drop|--complete-only|training examples by|done)' "$_d/train.log" || true
+    echo $(( $(now) - _t )) >> "$_d/train_seconds"
+}
+# eval_due DIR WHAT: 0 (true) when DIR's evaluation is to be made (again): its
+# DIR/eval.stamp is not WHAT with DIR/run/last.ckpt's checksum; mark_evaluated
+# DIR WHAT then writes that stamp.
+eval_due() { [ ! -f "$1/eval.json" ] || [ "$(cat "$1/eval.stamp" 2>/dev/null)" != "$2 $(cksum < "$1/run/last.ckpt")" ]; }
+mark_evaluated() { echo "$2 $(cksum < "$1/run/last.ckpt")" > "$1/eval.stamp"; }
 # minutes FILE: the sum of a file of seconds, one a line, in minutes
 minutes() { awk '{ s += $1 } END { printf "%.0f", s / 60 }' "$1"; }
 

@@ -70,19 +70,9 @@ run() {
     drop=$(awk -v f="$2" 'BEGIN { if (f < 1) printf "--drop w=%g", 1 - f }')
     only=$([ "$3" = discard ] && echo --complete-only || true)
     say "$1, $2 of the labels, $3: train to $EPOCHS epochs"
-    t=$(now)
-    if [ -f "$d/run/last.ckpt" ]; then
-        where="--resume $d/run/last.ckpt"
-    else
-        rm -rf "$d/run"
-        where="--out $d/run"
-    fi
-    "$T" train $TRAIN $drop $only --epochs "$EPOCHS" $THREADS $where > "$d/train.log" 2>&1 ||
-        { cat "$d/train.log"; exit 1; }
-    grep -E '^(--drop|--complete-only|training examples by|done)' "$d/train.log" || true
-    echo $(( $(now) - t )) >> "$d/train_seconds"
-    stamp="$EPOCHS $SAMPLES $TEST_LIMIT $(cksum < "$d/run/last.ckpt")"
-    if [ ! -f "$d/eval.json" ] || [ "$(cat "$d/eval.stamp" 2>/dev/null)" != "$stamp" ]; then
+    train_into "$T" "$d" $TRAIN $drop $only --epochs "$EPOCHS" $THREADS
+    stamp="$EPOCHS $SAMPLES $TEST_LIMIT"
+    if eval_due "$d" "$stamp"; then
         "$T" eval --checkpoint "$d/run/last.ckpt" $TEST --samples "$SAMPLES" --prior-samples "$PRIOR_SAMPLES" $THREADS \
             --json "$d/eval.json" > "$d/eval.txt"
         "$T" sample --checkpoint "$d/run/last.ckpt" --mode conditional --n "$PER_CLASS" --csv "$d/generated.csv" \
@@ -90,7 +80,7 @@ run() {
         "$OUT/classifier" test --model "$OUT/classifier.bin" --images "$d/generated.csv" \
             --labels "$d/generated_labels.csv" --json "$d/coherence.json"
         rm -f "$d/generated.csv"
-        echo "$stamp" > "$d/eval.stamp"
+        mark_evaluated "$d" "$stamp"
     fi
 }
 for m in $MODELS; do

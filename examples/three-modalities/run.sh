@@ -165,52 +165,28 @@ from_subsets() { # trainer checkpoint folder
 mkdir -p "$OUT/halves"
 from_subsets "$T" "$CK" "$OUT/halves"
 cp "$OUT/eval.json" "$OUT/halves/eval.json"
+# train_eval TRAINER DIR EPOCHS K [train options]: train into DIR/run (resuming), evaluate with K samples
+train_eval() {
+    tr=$1 d=$2 ep=$3 k=$4
+    shift 4
+    train_into "$tr" "$d" $TRAIN "$@" --valid "$VALID" --epochs "$ep" $THREADS
+    if eval_due "$d" "$ep $k $PRIOR_SAMPLES $TEST_LIMIT"; then
+        t=$(now)
+        "$tr" eval --checkpoint "$d/run/last.ckpt" $TEST --samples "$k" --prior-samples "$PRIOR_SAMPLES" $THREADS \
+            --json "$d/eval.json" > "$d/eval.txt"
+        echo $(( $(now) - t )) > "$d/eval_seconds"
+        mark_evaluated "$d" "$ep $k $PRIOR_SAMPLES $TEST_LIMIT"
+    fi
+}
 for m in $EXPERTS; do
     say "$m: train to $EXPERT_EPOCHS epochs, evaluate (K = $SAMPLES), generate from every subset"
     "$ROOT/jmvaec" "$HERE/$m.spec" -o "$OUT/gen_$m" > /dev/null
     make -s -C "$OUT/gen_$m" JMVAEC="$ROOT/jmvaec"
     TM=$OUT/gen_$m/$m
-    mkdir -p "$OUT/$m"
-    t=$(now)
-    if [ -f "$OUT/$m/run/last.ckpt" ]; then
-        "$TM" train $TRAIN --valid "$VALID" --epochs "$EXPERT_EPOCHS" $THREADS --resume "$OUT/$m/run/last.ckpt"
-    else
-        rm -rf "$OUT/$m/run"
-        "$TM" train $TRAIN --valid "$VALID" --epochs "$EXPERT_EPOCHS" $THREADS --out "$OUT/$m/run"
-    fi
-    echo $(( $(now) - t )) >> "$OUT/$m/train_seconds"
-    stamp="$EXPERT_EPOCHS $SAMPLES $PRIOR_SAMPLES $TEST_LIMIT $(cksum < "$OUT/$m/run/last.ckpt")"
-    if [ ! -f "$OUT/$m/eval.json" ] || [ "$(cat "$OUT/$m/eval.stamp" 2>/dev/null)" != "$stamp" ]; then
-        t=$(now)
-        "$TM" eval --checkpoint "$OUT/$m/run/last.ckpt" $TEST --samples "$SAMPLES" --prior-samples "$PRIOR_SAMPLES" \
-            $THREADS --json "$OUT/$m/eval.json" > "$OUT/$m/eval.txt"
-        echo $(( $(now) - t )) > "$OUT/$m/eval_seconds"
-        echo "$stamp" > "$OUT/$m/eval.stamp"
-    fi
+    train_eval "$TM" "$OUT/$m" "$EXPERT_EPOCHS" "$SAMPLES"
     from_subsets "$TM" "$OUT/$m/run/last.ckpt" "$OUT/$m"
 done
 
-# train_eval TRAINER DIR EPOCHS K [train options]: train into DIR/run (resuming), evaluate with K samples
-train_eval() {
-    tr=$1 d=$2 ep=$3 k=$4
-    shift 4
-    mkdir -p "$d"
-    t=$(now)
-    if [ -f "$d/run/last.ckpt" ]; then
-        "$tr" train $TRAIN "$@" --valid "$VALID" --epochs "$ep" $THREADS --resume "$d/run/last.ckpt" > "$d/train.log"
-    else
-        rm -rf "$d/run"
-        "$tr" train $TRAIN "$@" --valid "$VALID" --epochs "$ep" $THREADS --out "$d/run" > "$d/train.log"
-    fi
-    grep -E '^(--drop|--complete-only|training examples by)' "$d/train.log" || true
-    echo $(( $(now) - t )) >> "$d/train_seconds"
-    stamp="$ep $k $PRIOR_SAMPLES $TEST_LIMIT $(cksum < "$d/run/last.ckpt")"
-    if [ ! -f "$d/eval.json" ] || [ "$(cat "$d/eval.stamp" 2>/dev/null)" != "$stamp" ]; then
-        "$tr" eval --checkpoint "$d/run/last.ckpt" $TEST --samples "$k" --prior-samples "$PRIOR_SAMPLES" $THREADS \
-            --json "$d/eval.json" > "$d/eval.txt"
-        echo "$stamp" > "$d/eval.stamp"
-    fi
-}
 for m in $MISSING_MODELS; do
     TM=$OUT/gen_$m/$m
     [ -x "$TM" ] || { "$ROOT/jmvaec" "$HERE/$m.spec" -o "$OUT/gen_$m" > /dev/null; make -s -C "$OUT/gen_$m" JMVAEC="$ROOT/jmvaec"; }
@@ -253,7 +229,6 @@ measure() {
     *) grep -m1 '"accuracy": {' "$OUT/$1/$2.json" ;;
     esac | sed 's/.*"mean": \([^,]*\), "se": \([^,}]*\).*/\1 \2/'
 }
-pm() { echo "$1" | awk '{ printf "%.3f ± %.3f", $1, $2 }'; }
 model_name() { case $1 in halves_mvae) echo MVAE ;; halves_mmvae) echo MMVAE ;; halves_mopoe) echo MoPoE ;; *) echo "$1" ;; esac; }
 {
     echo "# Three modalities: the top half, the bottom half and the label of Fashion-MNIST images"
@@ -331,7 +306,7 @@ model_name() { case $1 in halves_mvae) echo MVAE ;; halves_mmvae) echo MMVAE ;; 
         printf "| %s | %s |" "$what" "${rest%%|*}"
         for m in $MISSING_MODELS; do
             a=$(measure "missing/$m-all" "${rest#*|}") d=$(measure "missing/$m-discard" "${rest#*|}")
-            printf " %s | %s | %s |" "$(pm "$a")" "$(pm "$d")" "$(echo "$a $d" | awk '{ s = sqrt($2 * $2 + $4 * $4); printf "%+.1f", (s > 0 ? ($1 - $3) / s : 0) }')"
+            printf " %s | %s | %s |" "$(pct "$a")" "$(pct "$d")" "$(echo "$a $d" | awk '{ s = sqrt($2 * $2 + $4 * $4); printf "%+.1f", (s > 0 ? ($1 - $3) / s : 0) }')"
         done
         echo
     done
