@@ -41,8 +41,9 @@ if [ $MODE = full ]; then
     [ -n "$EPOCHS_GIVEN" ] || EPOCHS=30
     TEST_LIMIT=2000 SAMPLES=100
 fi
-MODELS=${SEMI_MODELS:-jmvae_kl mvae mmvae mopoe}
-FRACTIONS=${SEMI_FRACTIONS:-0.01 0.1 0.5 1}
+ALL_MODELS="jmvae_kl mvae mmvae mopoe" ALL_FRACTIONS="0.01 0.1 0.5 1"
+MODELS=${SEMI_MODELS:-$ALL_MODELS}
+FRACTIONS=${SEMI_FRACTIONS:-$ALL_FRACTIONS}
 start=$(now)
 
 say "packages, the compiler and the runtime"
@@ -171,6 +172,9 @@ say "RESULTS.md"
         done
     done
     echo
+    left=$(for m in $ALL_MODELS; do echo " $MODELS " | grep -q " $m " || printf '%s, ' "$(name_of $m)"; done)
+    [ -z "$left" ] || { echo "Not in this run (SEMI_MODELS=\"$MODELS\"): ${left%, }."; echo; }
+    [ "$FRACTIONS" = "$ALL_FRACTIONS" ] || { echo "Fractions of this run: $FRACTIONS (SEMI_FRACTIONS)."; echo; }
     echo "## With 10% of the labels"
     echo
     if echo " $FRACTIONS " | grep -q ' 0.1 ' && echo " $FRACTIONS " | grep -q ' 1 '; then
