@@ -25,10 +25,27 @@
  * from version 4 on the choice of its examples, the count of sums; then 8
  * bytes for each sum). */
 enum { TAIL_FIXED = 4 * 8, SELECTION = 8 + 8 * JV_CK_MAX_MODALITIES, PROGRESS_FIXED_MAX = 4 * 8 + SELECTION + 4 };
+enum { SELECTION_AT = 4 * 8 }; /* in the progress: the choice of examples, after the four counts */
 
 static size_t progress_fixed(uint32_t version)
 {
     return version >= 4 ? 4 * 8 + SELECTION + 4 : version >= 3 ? 4 * 8 + 4 : 3 * 8 + 4;
+}
+
+/* A double as its 8 bytes, little-endian, and back. */
+static void put_f64(jv_buf *b, double x)
+{
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    jv_buf_put_le64(b, bits);
+}
+
+static double get_f64(const unsigned char *p)
+{
+    uint64_t bits = jv_get_le64(p);
+    double x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
 }
 
 /* ------------------------------------------------------------- saving -- */
@@ -128,18 +145,12 @@ int jv_checkpoint_save(const char *path, const jv_model *model, const jv_checkpo
         jv_buf_put_le64(&b, (uint64_t)ck->n_train);
         jv_buf_put_le64(&b, (uint64_t)ck->chunks);
         jv_buf_put_le64(&b, ck->complete_only ? 1u : 0u);
-        for (int i = 0; i < JV_CK_MAX_MODALITIES; i++) {
-            uint64_t bits;
-            memcpy(&bits, &ck->drop[i], sizeof bits);
-            jv_buf_put_le64(&b, bits);
-        }
+        for (int i = 0; i < JV_CK_MAX_MODALITIES; i++)
+            put_f64(&b, ck->drop[i]);
         int k = ck->n_sums > 0 && ck->n_sums <= JV_CK_MAX_SUMS ? ck->n_sums : 0;
         jv_buf_put_le32(&b, (uint32_t)k);
-        for (int i = 0; i < k; i++) {
-            uint64_t bits;
-            memcpy(&bits, &ck->sums[i], sizeof bits);
-            jv_buf_put_le64(&b, bits);
-        }
+        for (int i = 0; i < k; i++)
+            put_f64(&b, ck->sums[i]);
         rc = put_buf(&w, &b, path, err);
     }
     if (rc == 0) {
@@ -429,12 +440,10 @@ static int check_crc(ck_reader *c, size_t tail_len, jv_error *err)
         return -1;
     }
     if (c->layout.version >= 4 && tail_len > TAIL_FIXED) {
-        const unsigned char *p = c->tail + TAIL_FIXED + 32;
+        const unsigned char *p = c->tail + TAIL_FIXED + SELECTION_AT;
         int bad = jv_get_le64(p) > 1;
         for (int i = 0; i < JV_CK_MAX_MODALITIES; i++) {
-            uint64_t bits = jv_get_le64(p + 8 + 8 * (size_t)i);
-            double d;
-            memcpy(&d, &bits, sizeof d);
+            double d = get_f64(p + 8 + 8 * (size_t)i);
             bad |= !(d >= 0 && d < 1);
         }
         if (bad) {
@@ -479,17 +488,13 @@ static int read_state(ck_reader *c, size_t n, size_t tail_len, jv_checkpoint *ou
         if (c->layout.version >= 3)
             out->chunks = (int64_t)jv_get_le64(p + 24);
         if (c->layout.version >= 4) {
-            out->complete_only = jv_get_le64(p + 32) & 1u;
-            for (int i = 0; i < JV_CK_MAX_MODALITIES; i++) {
-                uint64_t bits = jv_get_le64(p + 40 + 8 * (size_t)i);
-                memcpy(&out->drop[i], &bits, sizeof bits);
-            }
+            out->complete_only = jv_get_le64(p + SELECTION_AT) & 1u;
+            for (int i = 0; i < JV_CK_MAX_MODALITIES; i++)
+                out->drop[i] = get_f64(p + SELECTION_AT + 8 + 8 * (size_t)i);
         }
         out->n_sums = (int)((tail_len - TAIL_FIXED - fixed) / 8);
-        for (int i = 0; i < out->n_sums; i++) {
-            uint64_t bits = jv_get_le64(p + fixed + 8 * (size_t)i);
-            memcpy(&out->sums[i], &bits, sizeof bits);
-        }
+        for (int i = 0; i < out->n_sums; i++)
+            out->sums[i] = get_f64(p + fixed + 8 * (size_t)i);
     }
     return 0;
 }
